@@ -1,0 +1,5 @@
+import sys
+
+from alexnet_fast.cli import main
+
+sys.exit(main())

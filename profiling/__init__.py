@@ -1,0 +1,1 @@
+"""Profiling harness, timers, telemetry, FLOP/byte model, roofline and regression tracking."""
