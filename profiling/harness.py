@@ -132,6 +132,7 @@ class BenchPlan:
     seed: int = 0
     peak_gemm_n: int | None = None  # measured-peak sizes (None: fit the device)
     peak_copy_mib: int | None = None
+    cudnn_benchmark: bool = True  # GPU: let cuDNN pick its fastest algorithm per shape (eager and compile)
 
     @property
     def interpreted(self) -> bool:
@@ -152,9 +153,11 @@ def missing_triton_modules() -> list[str]:
 def default_plan(device: str | None = None) -> BenchPlan:
     """The embedded default, fitted to the device it finds.
 
-    GPU: every variant, compile in default and max-autotune modes, fp32/tf32/fp16/bf16,
-    batches 1-256, both passes, per-layer rows at batch 128; the two-device layouts too when
-    there are two GPUs and ``alexnet_fast.layouts`` exists.
+    GPU: every variant, plain torch.compile also in max-autotune mode, fp32/tf32/fp16/bf16,
+    batches 1, 32, 128 and 256, both passes, per-layer rows at batch 128; the two-device
+    layouts too when there are two GPUs and ``alexnet_fast.layouts`` exists. A long run
+    (every compiled cell compiles; max-autotune benchmarks its conv templates): trim it with
+    the flags.
     CPU: the paper network at its real size (227x227, 60.9 M parameters), fp32 (PyTorch has
     no fp16/bf16 LRN on CPU), batches 1, 4 and 16, both passes, per-layer rows at batch 8,
     torch.compile in its default mode (max-autotune changes nothing for CPU convolutions and
@@ -183,10 +186,9 @@ def _default_plan(device: str, all_units: list[str]) -> BenchPlan:
         return BenchPlan(
             device=device,
             variants=[VariantSpec("eager"), VariantSpec("compile"), VariantSpec("compile", "max-autotune"),
-                      VariantSpec("triton"), VariantSpec("triton+compile"),
-                      VariantSpec("triton+compile", "max-autotune")],
+                      VariantSpec("triton"), VariantSpec("triton+compile")],
             precisions=list(PRECISIONS), batch_sizes=[1, 32, 128, 256], passes=list(PASSES),
-            layouts=layouts, layers=all_units, layer_batch_size=128, warmup=10, repeats=50,
+            layouts=layouts, layers=all_units, layer_batch_size=128, warmup=10, repeats=30,
         )
     return BenchPlan(
         device=device,
@@ -363,8 +365,12 @@ class Harness:
 
     def run(self) -> list[dict[str, Any]]:
         p = self.plan
+        cudnn_before = torch.backends.cudnn.benchmark
+        if self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = p.cudnn_benchmark
         with fixed_threads(p.threads):
             self._env = environment(p.device, torch.get_num_threads())
+            self._env["cudnn_benchmark"] = p.cudnn_benchmark if self.device.type == "cuda" else None
             self._env["load_avg_1m"] = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
             jobs = self.jobs()
             from tqdm import tqdm
@@ -382,6 +388,7 @@ class Harness:
                 write_results(self.rows, self.output_dir)
                 gc.collect()
         self.telemetry.close()
+        torch.backends.cudnn.benchmark = cudnn_before
         return self.rows
 
     # ------------------------------------------------------------------ peaks

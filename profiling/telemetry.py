@@ -74,7 +74,7 @@ class Telemetry:
         self._nvml = None
         self._handle = None
         if self.device.type != "cuda":
-            self.reason = "CPU run: no GPU telemetry"
+            self._unavailable("CPU run: no NVML telemetry (clocks, power, throttling) for this device", quiet)
             return
         try:
             import pynvml
@@ -85,10 +85,15 @@ class Telemetry:
             self._bits = _reason_bits(pynvml)
             self.available = True
         except Exception as e:  # ImportError, NVMLError (no driver / library), lookup failures
-            self.reason = f"NVML unavailable ({type(e).__name__}: {e}); results carry no clocks or throttle flags"
-            if not quiet and not Telemetry._warned:
-                print(f"telemetry: {self.reason}", file=sys.stderr)
-                Telemetry._warned = True
+            self._unavailable(f"NVML unavailable ({type(e).__name__}: {e}); results carry no clocks or "
+                              f"throttle flags", quiet)
+
+    def _unavailable(self, reason: str, quiet: bool) -> None:
+        """Record why there is no telemetry and say so once per process."""
+        self.reason = reason
+        if not quiet and not Telemetry._warned:
+            print(f"telemetry: {reason}", file=sys.stderr)
+            Telemetry._warned = True
 
     def _find_handle(self, nvml):
         """The NVML handle of this torch device, matched by UUID (CUDA_VISIBLE_DEVICES may
