@@ -291,14 +291,18 @@ def _equivalence_section(frame: pd.DataFrame) -> str:
             r["status"], str(r["status"]))
         if r["status"] == "error":
             ok = None
+        fp64 = " / ".join(_fmt(r.get(c)) for c in ("fp64_err", "eager_fp64_err", "tolerance"))
+        worst = r.get("worst_tensor")
         rows.append([r["scope"], r["layer"], _label(r), r["precision"], r.get("pass"), _fmt(r.get("batch_size")),
                      str(r.get("check_size") if pd.notna(r.get("check_size")) else "-"),
                      _fmt(r.get("max_abs_err")), _fmt(r.get("max_rel_err")), _fmt(r.get("grad_max_abs_err")),
-                     _fmt(r.get("grad_max_rel_err")), _fmt(r.get("tolerance")), verdict if ok is not None else verdict,
+                     _fmt(r.get("grad_max_rel_err")), fp64, str(worst) if pd.notna(worst) else "-",
+                     verdict if ok is not None else verdict,
                      (str(r.get("note")) if pd.notna(r.get("note")) and r["status"] in ("error", "failed") else "")])
     return markdown_table(["scope", "layer", "variant", "precision", "pass", "batch", "checked at",
-                           "logits max abs", "logits max rel", "grad max abs", "grad max rel", "tolerance (rel)",
-                           "verdict", "note"], rows)
+                           "logits max abs", "logits max rel", "grad max abs", "grad max rel",
+                           "rrmse vs fp64: variant / eager fp32 / allowed", "closest to failing", "verdict", "note"],
+                          rows)
 
 
 def _peaks_section(frame: pd.DataFrame) -> str:
@@ -312,16 +316,20 @@ def render(frames: list[pd.DataFrame], output_dir: str | Path) -> Path:
     """Write the plots and REPORT.md for the given results tables; returns REPORT.md's path."""
     out = Path(output_dir)
     frame = pd.concat(frames, ignore_index=True)
-    from profiling.harness import TOLERANCES  # one table of tolerances
+    from profiling.harness import ERROR_MULTIPLIER, TOLERANCES  # one table of tolerances
 
     parts = ["# AlexNet performance report", "",
              "Produced by `alexnet-fast bench` then `alexnet-fast report` (re-render any time from the saved "
              "`results.csv` / `results.json`). Status of a row: " + "; ".join(f"**{k}**: {v}" for k, v in STATUSES.items())
              + ".", "",
-             "Equivalence: every variant against eager fp32 with the same weights and input; error = "
-             "max|out - ref| / max|ref| (logits; for training, the largest over all parameter gradients, in eval "
-             "mode so dropout does not differ). Tolerances (logits / gradients): "
-             + ", ".join(f"{p} {a:g} / {g:g}" for p, (a, g) in TOLERANCES.items()) + ".", ""]
+             "Equivalence: every variant runs the same weights and input as eager. Errors are reported against "
+             "eager fp32: max abs and max|out - ref| / max|ref| (logits; for training, the largest over all "
+             "parameter gradients, computed in eval mode so dropout does not differ). The verdict is against an "
+             "eager float64 run: for every checked tensor, the variant's relative RMS error must be at most "
+             f"{ERROR_MULTIPLIER:g} x eager fp32's own + a floor per precision (logits / gradients: "
+             + ", ".join(f"{p} {a:g} / {g:g}" for p, (a, g) in TOLERANCES.items()) + "). AlexNet's early-layer "
+             "gradients are ill-conditioned (a ReLU or max-pool decision flipped by rounding reroutes gradient), "
+             "so eager fp32 itself is far from fp64 there; a correct variant is about as far, a wrong one O(1).", ""]
     for machine, group in frame.groupby("machine", sort=False, dropna=False):
         group = group.reset_index(drop=True)
         name = str(group["device"].iloc[0])

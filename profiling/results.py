@@ -63,7 +63,7 @@ COLUMNS = [
     "flops", "bytes", "bytes_model", "intensity", "gflops_per_s", "gbytes_per_s",
     # equivalence
     "check_size", "max_abs_err", "max_rel_err", "grad_max_abs_err", "grad_max_rel_err",
-    "tolerance", "equivalent",
+    "worst_tensor", "fp64_err", "eager_fp64_err", "tolerance", "equivalent",
     # layouts
     "comm_ms", "comm_bytes", "comm_bytes_model",
     # telemetry

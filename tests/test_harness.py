@@ -58,6 +58,7 @@ def test_failed_variant_is_reported_and_not_timed(tmp_path):
     assert all("median_ms" not in r for r in wrong)  # never timed
     assert wrong[0]["max_rel_err"] == pytest.approx(0.01, rel=1e-3)
     assert wrong[1]["grad_max_rel_err"] > H.TOLERANCES["fp32"][1]
+    assert wrong[0]["fp64_err"] > wrong[0]["tolerance"] and wrong[1]["fp64_err"] > wrong[1]["tolerance"]
     layers = by(rows, scope="layer", variant="compile")
     assert {r["layer"]: r["status"] for r in layers} == {"conv1+relu1": "failed", "fc8": "failed"}
     ok_layers = by(rows, scope="layer", variant="eager")
@@ -95,6 +96,28 @@ def test_real_eager_and_compile_agree(tmp_path):
     assert compiled["max_rel_err"] <= H.TOLERANCES["fp32"][0]
     assert compiled["compile_s"] > 0 and compiled["median_ms"] > 0
     assert compiled["label"] == "compile" and compiled["compile_mode"] == "default"
+
+
+def test_verdict_allows_what_eager_fp32_itself_misses():
+    """An ill-conditioned tensor: eager fp32 is 1e-2 from fp64; a variant as far passes, one
+    O(1) away fails, and a well-conditioned tensor keeps the tight floor."""
+    torch.manual_seed(0)
+    exact = {"conv1.weight": torch.randn(1000, dtype=torch.float64), "fc8.weight": torch.randn(1000, dtype=torch.float64)}
+    eager = {"conv1.weight": (exact["conv1.weight"] + 1e-2 * torch.randn(1000, dtype=torch.float64)).float(),
+             "fc8.weight": exact["fc8.weight"].float()}
+    ref = H.Reference(eager, exact)
+    assert ref.eager_err["conv1.weight"] == pytest.approx(1e-2, rel=0.1)
+    close = {"conv1.weight": (exact["conv1.weight"] + 2e-2 * torch.randn(1000, dtype=torch.float64)).float(),
+             "fc8.weight": exact["fc8.weight"].float()}
+    verdict = H.judge(close, ref, floor=1e-3)
+    assert verdict["equivalent"] and verdict["worst_tensor"] == "conv1.weight"
+    assert verdict["rel"] > 1e-3  # far from eager fp32 in max-norm, yet as accurate as eager is
+    wrong = dict(close, **{"conv1.weight": (exact["conv1.weight"] * 0.5).float()})
+    assert not H.judge(wrong, ref, floor=1e-3)["equivalent"]
+    off_by_1e3 = dict(eager, **{"fc8.weight": (exact["fc8.weight"] * 1.002).float()})
+    verdict = H.judge(off_by_1e3, ref, floor=1e-3)
+    assert not verdict["equivalent"] and verdict["worst_tensor"] == "fc8.weight"
+    assert verdict["tolerance"] == pytest.approx(1e-3, rel=0.01)
 
 
 def test_relative_error():
