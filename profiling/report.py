@@ -328,8 +328,9 @@ def render(frames: list[pd.DataFrame], output_dir: str | Path) -> Path:
              "eager float64 run: for every checked tensor, the variant's relative RMS error must be at most "
              f"{ERROR_MULTIPLIER:g} x eager fp32's own + a floor per precision (logits / gradients: "
              + ", ".join(f"{p} {a:g} / {g:g}" for p, (a, g) in TOLERANCES.items()) + "). AlexNet's early-layer "
-             "gradients are ill-conditioned (a ReLU or max-pool decision flipped by rounding reroutes gradient), "
-             "so eager fp32 itself is far from fp64 there; a correct variant is about as far, a wrong one O(1).", ""]
+             "gradients are piecewise (a ReLU or max-pool decision flipped by rounding reroutes gradient), so two "
+             "correct fp32 implementations differ by ~1e-2 there while a wrong backward is O(1) off: hence the "
+             "loose gradient floors (the kernels' own tests check each backward tightly).", ""]
     for machine, group in frame.groupby("machine", sort=False, dropna=False):
         group = group.reset_index(drop=True)
         name = str(group["device"].iloc[0])

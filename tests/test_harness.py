@@ -29,10 +29,10 @@ def tiny_plan(variants, passes=("inference",), layers=(), batch_sizes=(2,)):
 
 
 def wrong_variant(model, name, *, compile_mode="default", copy_model=True):
-    """A deliberately wrong 'compile' variant: every output 1% too large."""
+    """A deliberately wrong "compile" variant: every output 10% too large."""
     model = build_variant(model, "eager", copy_model=copy_model)
     if name == "compile":
-        model.register_forward_hook(lambda m, args, out: out * 1.01)
+        model.register_forward_hook(lambda m, args, out: out * 1.1)
     return model
 
 
@@ -56,7 +56,7 @@ def test_failed_variant_is_reported_and_not_timed(tmp_path):
     wrong = by(rows, scope="model", variant="compile")
     assert [r["status"] for r in wrong] == ["failed", "failed"]
     assert all("median_ms" not in r for r in wrong)  # never timed
-    assert wrong[0]["max_rel_err"] == pytest.approx(0.01, rel=1e-3)
+    assert wrong[0]["max_rel_err"] == pytest.approx(0.1, rel=1e-3)
     assert wrong[1]["grad_max_rel_err"] > H.TOLERANCES["fp32"][1]
     assert wrong[0]["fp64_err"] > wrong[0]["tolerance"] and wrong[1]["fp64_err"] > wrong[1]["tolerance"]
     layers = by(rows, scope="layer", variant="compile")
