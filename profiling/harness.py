@@ -215,7 +215,7 @@ def _default_plan(device: str, all_units: list[str]) -> BenchPlan:
         variants=[VariantSpec("eager"), VariantSpec("compile"), VariantSpec("triton"),
                   VariantSpec("triton+compile")],
         precisions=["fp32"], batch_sizes=[1, 4, 16], passes=list(PASSES), layers=all_units,
-        layer_batch_size=8, warmup=2, repeats=5, threads=os.cpu_count() or 1,
+        layer_batch_size=8, warmup=1, repeats=5, threads=os.cpu_count() or 1,
     )
 
 
@@ -697,6 +697,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--check-input-size", type=int, default=None, help="interpreted check: input size")
     parser.add_argument("--check-batch-size", type=int, default=None, help="interpreted check: batch")
     parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument("--peak-gemm-n", type=int, default=None, help="measured peak: GEMM size n (n x n @ n x n)")
+    parser.add_argument("--peak-copy-mib", type=int, default=None, help="measured peak: MiB copied")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--strict", action="store_true",
                         help="exit 1 if any cell failed its equivalence check or raised (default: 0, "
@@ -747,7 +749,8 @@ def plan_from_args(args: argparse.Namespace) -> BenchPlan:
         plan.layouts = layouts
     for field_name, flag in (("preset", "preset"), ("width_mult", "width_mult"), ("input_size", "input_size"),
                              ("layer_batch_size", "layer_batch_size"), ("warmup", "warmup"),
-                             ("repeats", "repeats"), ("threads", "threads"), ("seed", "seed")):
+                             ("repeats", "repeats"), ("threads", "threads"), ("seed", "seed"),
+                             ("peak_gemm_n", "peak_gemm_n"), ("peak_copy_mib", "peak_copy_mib")):
         value = getattr(args, flag)
         if value is not None:
             setattr(plan, field_name, value)

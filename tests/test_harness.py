@@ -197,7 +197,8 @@ def test_two_device_layouts_come_from_bench_layout(tmp_path, monkeypatch):
 def test_cli_bench_writes_results(tmp_path, capsys):
     rc = main(["bench", "--variant", "eager", "--batch-size", "1", "--pass", "inference", "--layer", "pool5",
                "--width-mult", "0.125", "--input-size", "67", "--repeats", "1", "--warmup", "0",
-               "--output-dir", str(tmp_path), "--no-progress", "--device", "cpu"])
+               "--output-dir", str(tmp_path), "--no-progress", "--device", "cpu", "--peak-gemm-n", "128",
+               "--peak-copy-mib", "4"])
     assert rc == 0
     assert "wrote" in capsys.readouterr().err
     records = json.loads((tmp_path / "results.json").read_text())
