@@ -170,6 +170,17 @@ def missing_triton_modules() -> list[str]:
     return [m for m in TRITON_MODULES if importlib.util.find_spec(m) is None]
 
 
+def idle_cores() -> int:
+    """Cores not busy when the run starts: ``cpu_count - round(1-min load average)``, at
+    least 1. On a shared machine a thread per core is catastrophic once other processes hold
+    cores (OpenMP threads wait at every barrier for a descheduled sibling: measured here
+    with a load of 7.5 on 2 cores, paper AlexNet b4 inference 207 ms on 1 thread vs 580-849 ms
+    on 2); on an idle machine this is every core."""
+    cores = os.cpu_count() or 1
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+    return max(1, min(cores, cores - int(round(load))))
+
+
 def default_plan(device: str | None = None) -> BenchPlan:
     """The embedded default, fitted to the device it finds.
 
@@ -181,8 +192,9 @@ def default_plan(device: str | None = None) -> BenchPlan:
     CPU: the paper network at its real size (227x227, 60.9 M parameters), fp32 (PyTorch has
     no fp16/bf16 LRN on CPU), batches 1, 4 and 16, both passes, per-layer rows at batch 8,
     torch.compile in its default mode (max-autotune changes nothing for CPU convolutions and
-    doubles the compile time), both cores; the triton variants interpreted at reduced size
-    for equivalence only. Finishes in a few minutes on 2 cores.
+    doubles the compile time), threads = the cores idle at the start (:func:`idle_cores`);
+    the triton variants interpreted at reduced size for equivalence only. Finishes in a few
+    minutes on 2 cores.
 
     The triton variants are left out (with a message) while the Triton kernels are not in
     this checkout (:func:`missing_triton_modules`).
@@ -215,7 +227,7 @@ def _default_plan(device: str, all_units: list[str]) -> BenchPlan:
         variants=[VariantSpec("eager"), VariantSpec("compile"), VariantSpec("triton"),
                   VariantSpec("triton+compile")],
         precisions=["fp32"], batch_sizes=[1, 4, 16], passes=list(PASSES), layers=all_units,
-        layer_batch_size=8, warmup=1, repeats=5, threads=os.cpu_count() or 1,
+        layer_batch_size=8, warmup=1, repeats=5, threads=idle_cores(),
     )
 
 
@@ -400,26 +412,35 @@ class Harness:
         return row
 
     # ------------------------------------------------------------------ jobs
-    def jobs(self) -> list[tuple[str, Callable[[], list[dict]]]]:
-        """(description, job) pairs; each job returns result rows."""
+    def jobs(self) -> list[tuple[dict[str, Any], Callable[[], list[dict]]]]:
+        """(what, job) pairs; each job returns result rows, ``what`` describes it (and fills
+        the row recorded if the job raises)."""
         p = self.plan
-        jobs: list[tuple[str, Callable[[], list[dict]]]] = [("device peaks", self._peaks_job)]
+        jobs: list[tuple[dict[str, Any], Callable[[], list[dict]]]] = [
+            ({"scope": "peak", "layer": "gemm+copy"}, self._peaks_job)]
+
+        def what(scope, variant, precision, **kw):
+            return {"scope": scope, "variant": variant.name, "label": variant.label, "precision": precision,
+                    "compile_mode": variant.compile_mode if variant.compiled else "-", **kw}
+
         for layout in p.layouts:
             for precision in p.precisions:
                 for pass_ in p.passes:
                     for variant in p.variants:
                         if variant.uses_triton and p.interpreted and layout == "single":
-                            jobs.append((f"{variant.label} {precision} {pass_} (interpreted check)",
+                            jobs.append((what("model", variant, precision, layer="model", layout=layout,
+                                              **{"pass": pass_}),
                                          lambda v=variant, pr=precision, ps=pass_: [self._interpreted_model_row(v, pr, ps)]))
                             continue
                         for batch in p.batch_sizes:
-                            desc = f"{layout} {variant.label} {precision} b{batch} {pass_}"
-                            jobs.append((desc, lambda lay=layout, v=variant, pr=precision, b=batch, ps=pass_:
+                            jobs.append((what("model", variant, precision, layer="model", layout=layout,
+                                              batch_size=batch, **{"pass": pass_}),
+                                         lambda lay=layout, v=variant, pr=precision, b=batch, ps=pass_:
                                          [self._model_row(lay, v, pr, b, ps)]))
         if p.layers:
             for precision in p.precisions:
                 for variant in p.variants:
-                    jobs.append((f"layers {variant.label} {precision}",
+                    jobs.append((what("layer", variant, precision, layer="layers", **{"pass": "inference"}),
                                  lambda v=variant, pr=precision: self._layer_rows(v, pr)))
         return jobs
 
@@ -437,13 +458,13 @@ class Harness:
 
             bar = tqdm(jobs, desc="bench", unit="job", disable=(None if self.progress is None else not self.progress),
                        file=sys.stderr)
-            for desc, job in bar:
-                bar.set_postfix_str(desc)
+            for what, job in bar:
+                bar.set_postfix_str(" ".join(str(v) for k, v in what.items() if k not in ("scope", "variant")))
                 try:
                     new_rows = job()
                 except Exception as e:  # one broken cell must not end the matrix
                     traceback.print_exc(file=sys.stderr)
-                    new_rows = [self._row(scope="job", layer=desc, status="error", note=_one_line(e))]
+                    new_rows = [self._row(**what, status="error", note=_one_line(e))]
                 self.rows.extend(new_rows)
                 write_results(self.rows, self.output_dir)
                 gc.collect()
@@ -550,8 +571,13 @@ class Harness:
 
     def _layout_row(self, base: dict, layout: str, variant: VariantSpec, precision: str, batch_size: int,
                     pass_: str) -> dict:
-        from alexnet_fast.layouts import bench_layout
+        import alexnet_fast.layouts as layouts
 
+        bench_layout = layouts.bench_layout
+        # the layouts module names the forward-only pass "forward" (ours: "inference")
+        layout_passes = getattr(layouts, "PASSES", PASSES)
+        if pass_ not in layout_passes and pass_ == "inference" and "forward" in layout_passes:
+            pass_ = "forward"
         p = self.plan
         interpreted = variant.uses_triton and p.interpreted
         kwargs = dict(preset=p.preset, width_mult=p.check.width_mult if interpreted else p.width_mult,
