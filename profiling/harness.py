@@ -576,8 +576,7 @@ class Harness:
         bench_layout = layouts.bench_layout
         # the layouts module names the forward-only pass "forward" (ours: "inference")
         layout_passes = getattr(layouts, "PASSES", PASSES)
-        if pass_ not in layout_passes and pass_ == "inference" and "forward" in layout_passes:
-            pass_ = "forward"
+        layout_pass = "forward" if pass_ not in layout_passes and "forward" in layout_passes else pass_
         p = self.plan
         interpreted = variant.uses_triton and p.interpreted
         kwargs = dict(preset=p.preset, width_mult=p.check.width_mult if interpreted else p.width_mult,
@@ -588,7 +587,7 @@ class Harness:
         elif variant.compiled and variant.compile_mode != "default":
             return self._row(**base, status="error",
                              note="alexnet_fast.layouts.bench_layout takes no compile_mode: default mode only")
-        res = bench_layout(layout, variant.name, precision, batch_size, pass_, **kwargs)
+        res = bench_layout(layout, variant.name, precision, batch_size, layout_pass, **kwargs)
         equivalent = bool(res["equivalent"])
         row = self._row(**base, max_abs_err=res.get("max_abs_err"), max_rel_err=res.get("max_rel_err"),
                         equivalent=equivalent, check_size="full" if not interpreted else "reduced",
