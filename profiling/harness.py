@@ -478,9 +478,9 @@ class Harness:
         precisions = tuple(pr for pr in p.precisions if pr != "tf32" or self.device.type == "cuda")
         peaks = device_peaks(p.device, precisions, threads=p.threads, gemm_n=p.peak_gemm_n,
                              copy_mib=p.peak_copy_mib)
-        rows = [self._row(scope="peak", layer="gemm", op="gemm", precision=pr, status="peak",
+        rows = [self._row(scope="peak", layer="gemm", op="gemm", precision=pr, status="peak", layout="-",
                           gflops_per_s=v, note=peaks.source) for pr, v in peaks.gflops.items()]
-        rows.append(self._row(scope="peak", layer="copy", op="copy", precision="-", status="peak",
+        rows.append(self._row(scope="peak", layer="copy", op="copy", precision="-", status="peak", layout="-",
                               gbytes_per_s=peaks.gbytes_per_s, note=peaks.source))
         return rows
 

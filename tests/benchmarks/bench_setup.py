@@ -9,6 +9,7 @@ not their launch), and ``extra_info`` with FLOPs, bytes, GFLOP/s, GB/s, device, 
 from __future__ import annotations
 
 import importlib.util
+import os
 
 import torch
 
@@ -16,6 +17,10 @@ from profiling.results import device_name, machine_slug
 
 CUDA = torch.cuda.is_available()
 DEVICE = "cuda" if CUDA else "cpu"
+# CPU threads while benchmarking (fixed, so runs on one machine compare; part of the machine
+# name baselines are stored under). 1 by default: on a shared machine more threads than idle
+# cores makes OpenMP wait at every barrier (see profiling.harness.idle_cores).
+THREADS = None if CUDA else int(os.environ.get("ALEXNET_BENCH_THREADS", "1"))
 # rounds (timed) and warm-up rounds per benchmark kind
 ROUNDS = {"kernel": (50, 10) if CUDA else (5, 1), "model": (20, 5) if CUDA else (3, 1)}
 # precisions measured: CPU fp32 only (PyTorch has no fp16/bf16 LRN on CPU)
@@ -54,7 +59,7 @@ def run_benchmark(benchmark, fn, *, kind: str, group: str, flops: int, nbytes: i
     median = benchmark.stats.stats.median
     benchmark.extra_info.update(
         kernel=kernel, provider=provider, dtype=dtype, shape=shape, device=device_name(DEVICE),
-        machine=machine_slug(DEVICE), threads=torch.get_num_threads(), flops=flops,
+        machine=machine_slug(DEVICE, torch.get_num_threads()), threads=torch.get_num_threads(), flops=flops,
         gflops_per_s=flops / median / 1e9,
         timer="perf_counter + torch.cuda.synchronize" if CUDA else "perf_counter",
     )
