@@ -338,7 +338,16 @@ def render(frames: list[pd.DataFrame], output_dir: str | Path) -> Path:
         title = f"{name} ({machine})"
         roof = roofline_plot(group, out / f"roofline_{machine}.png", f"Roofline: {title}")
         thr = throughput_plot(group, out / f"throughput_{machine}.png", f"Throughput: {title}")
-        parts += [f"## {title}", "", "### Environment", "", _env_section(group), "",
+        cells = group[group["scope"].isin(["model", "layer"])]
+        labels = _order(_label(r) for _, r in cells.iterrows())
+        counts = cells["status"].value_counts().to_dict()
+        summary = (f"Variants: {', '.join(labels) or 'none'}; precisions: "
+                   f"{', '.join(sorted(set(cells['precision'].dropna())))}; batches: "
+                   f"{', '.join(str(int(b)) for b in sorted(set(cells['batch_size'].dropna())))}; cells: "
+                   + ", ".join(f"{v} {k}" for k, v in sorted(counts.items())) + ".")
+        if not any(label.startswith("triton") for label in labels):
+            summary += " No triton rows: the Triton kernels were not part of the checkout that ran."
+        parts += [f"## {title}", "", summary, "", "### Environment", "", _env_section(group), "",
                   "### Eager vs the other variants (whole model, timed rows)", "", _headline(group, gemm), "",
                   "% of GEMM peak = achieved GFLOP/s (FLOP model, `profiling/flops.py`) / the device's GEMM peak "
                   f"({source}).", ""]
