@@ -353,7 +353,6 @@ class Harness:
         self.rows: list[dict[str, Any]] = []
         self.run_id = time.strftime("%Y%m%dT%H%M%S")
         self._refs: dict[tuple, Any] = {}
-        self._interpreted_cache: dict[tuple, dict] = {}
         self.telemetry = Telemetry(self.device)
 
     # ------------------------------------------------------------------ set-up
