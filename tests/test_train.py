@@ -9,6 +9,7 @@ import hashlib
 import importlib.util
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 import torch
@@ -215,3 +216,31 @@ def test_triton_variant_losses_track_eager(data, tmp_path):
     a = load_checkpoint(tmp_path / "eager" / "checkpoint.pth")["model"]
     b = load_checkpoint(tmp_path / "triton" / "checkpoint.pth")["model"]
     assert a.keys() == b.keys()
+
+
+@pytest.mark.slow
+def test_data_parallel_under_torchrun_matches_one_process(data, tmp_path):
+    """2 gloo ranks x batch 2 == 1 process x batch 4 (dropout off): rank r takes every other
+    index of the same permutation, so the two ranks' batches together are the one-process
+    batch, and the all-reduced mean gradient is its gradient."""
+    import os
+    import subprocess
+    import sys
+
+    common = ["--data-path", str(data), *TINY, "--epochs", "1", "--dropout", "0", "--pca", "imagenet"]
+    single = train_module.train(parse([*common, "-b", "4", "--output-dir", str(tmp_path / "single")]))
+    env = {**os.environ, "OMP_NUM_THREADS": "1",
+           "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[1]), os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+         "-m", "alexnet_fast", "train", "--layout", "data_parallel", "--device", "cpu", *common, "-b", "2",
+         "--output-dir", str(tmp_path / "ddp")],
+        env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    ddp = load_checkpoint(tmp_path / "ddp" / "checkpoint.pth")
+    one = load_checkpoint(tmp_path / "single" / "checkpoint.pth")
+    assert ddp["global_step"] == single["global_step"] == 6
+    for key in one["model"]:
+        torch.testing.assert_close(ddp["model"][key], one["model"][key], rtol=1e-4, atol=1e-5, msg=key)
+    assert ddp["history"][0]["val_acc1"] == pytest.approx(single["history"][0]["val_acc1"])
+    assert "2 x cpu" in proc.stdout
