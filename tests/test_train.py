@@ -91,13 +91,15 @@ def test_training_writes_metrics_plot_checkpoint_and_final_eval(data, tmp_path, 
     assert "10-crop top-1" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("first_steps", [3, 6])  # stop mid-epoch, or at the epoch's end
-def test_resume_continues_exactly(data, tmp_path, first_steps):
+# stop mid-epoch (and resume with a loader worker process: augmentation does not depend on
+# who loads), or stop at the epoch's end
+@pytest.mark.parametrize("first_steps,workers", [(3, "1"), (6, "0")])
+def test_resume_continues_exactly(data, tmp_path, first_steps, workers):
     total = 9  # crosses the end of epoch 0 (6 steps): evaluation, scheduler, new permutation
     straight = run_train(data, tmp_path / "straight", "--epochs", "3", "--max-steps", str(total))
-    first = run_train(data, tmp_path / "resumed", "--epochs", "3", "--max-steps", str(first_steps))
+    first = run_train(data, tmp_path / "resumed", "--epochs", "3", "--max-steps", str(first_steps), "-j", workers)
     assert first["global_step"] == first_steps
-    second = run_train(data, tmp_path / "resumed", "--epochs", "3", "--max-steps", str(total),
+    second = run_train(data, tmp_path / "resumed", "--epochs", "3", "--max-steps", str(total), "-j", workers,
                        "--resume", str(tmp_path / "resumed" / "checkpoint.pth"))
     assert second["global_step"] == total
     assert first["step_losses"] + second["step_losses"] == straight["step_losses"]
@@ -114,6 +116,18 @@ def test_resume_continues_exactly(data, tmp_path, first_steps):
     assert {k: v for k, v in a["epoch_sums"].items() if k not in timing} == \
         {k: v for k, v in b["epoch_sums"].items() if k not in timing}
     assert (a["epoch"], a["step_in_epoch"]) == (b["epoch"], b["step_in_epoch"]) == (1, 3)
+
+
+def test_amp_and_step_schedule(data, tmp_path):
+    result = run_train(data, tmp_path, "--epochs", "2", "--amp", "--lr-scheduler", "step", "--lr-step-size", "1",
+                       "--max-steps", "8")
+    assert [row["lr"] for row in result["history"]] == [0.01]  # epoch 1 stopped by --max-steps
+    assert all(torch.isfinite(torch.tensor(result["step_losses"])))
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert config["run"]["precision"] == "bf16"  # --amp on CPU
+    ckpt = load_checkpoint(tmp_path / "checkpoint.pth")
+    assert (ckpt["epoch"], ckpt["step_in_epoch"], ckpt["global_step"]) == (1, 2, 8)
+    assert ckpt["optimizer"]["param_groups"][0]["lr"] == pytest.approx(0.001)  # dropped after epoch 0
 
 
 def _digest(path):
