@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import copy
 import csv
 import io
 import json
@@ -490,6 +491,31 @@ def _pca_pairs(s, train_set, checkpoint):
     return compute_pca_eigens([p for p, _ in train_set.samples], seed=s.seed)
 
 
+def prepare_data(s: argparse.Namespace, layout: Layout, checkpoint: dict | None):
+    """``(data_root, train_set, val_set, pca)``: the datasets with their transforms, the
+    synthetic set rendered first when there is no --data-path (by rank 0; the others wait),
+    and the PCA eigen-pairs (``None`` when off; a resumed run keeps its checkpoint's)."""
+    if s.data_path:
+        data_root = Path(s.data_path)
+    else:
+        def render() -> Path:  # stored at the resize size, so the short-side resize is a no-op
+            return make_synthetic_dataset(s.synthetic_dir, train_per_class=SYNTHETIC_TRAIN_PER_CLASS,
+                                          val_per_class=SYNTHETIC_VAL_PER_CLASS, image_size=s.resize_size)
+        if layout.is_main:
+            render()
+        _barrier(layout)
+        data_root = render()  # cached by now
+    train_set, val_set = open_image_folders(data_root, train_tf=None, val_tf=eval_transform(s.image_size, s.resize_size),
+                                            seed=s.seed, skip_bad_images=s.skip_bad_images)
+    pca = _pca_pairs(s, train_set, checkpoint)
+    train_set.transform = train_transform(s.image_size, s.resize_size, eigval=None if pca is None else pca[0],
+                                          eigvec=None if pca is None else pca[1])
+    if checkpoint is not None and checkpoint["classes"] != train_set.classes:
+        raise ValueError(f"the checkpoint was trained on {len(checkpoint['classes'])} other classes "
+                         f"than the {len(train_set.classes)} under {str(data_root)!r}")
+    return data_root, train_set, val_set, pca
+
+
 def train(args: argparse.Namespace) -> dict:
     """Run training (or ``--test-only`` evaluation) as the flags say. Returns a summary:
     ``history`` (per-epoch rows), ``step_losses`` (this process's losses, one per step),
@@ -518,25 +544,8 @@ def _train(s: argparse.Namespace, layout: Layout) -> dict:
                          f"{checkpoint['args'].get('seed')}: an exact resume needs the same seed")
     _seed_everything(s.seed)
 
-    # data: rank 0 renders the synthetic set, the others wait for it
-    if s.data_path:
-        data_root = Path(s.data_path)
-    else:
-        if layout.is_main:
-            make_synthetic_dataset(s.synthetic_dir, train_per_class=SYNTHETIC_TRAIN_PER_CLASS,
-                                   val_per_class=SYNTHETIC_VAL_PER_CLASS, image_size=s.resize_size, seed=0)
-        _barrier(layout)
-        data_root = make_synthetic_dataset(s.synthetic_dir, train_per_class=SYNTHETIC_TRAIN_PER_CLASS,
-                                           val_per_class=SYNTHETIC_VAL_PER_CLASS, image_size=s.resize_size, seed=0)
-    train_set, val_set = open_image_folders(data_root, train_tf=None, val_tf=eval_transform(s.image_size, s.resize_size),
-                                            seed=s.seed, skip_bad_images=s.skip_bad_images)
-    pca = _pca_pairs(s, train_set, checkpoint)
-    train_set.transform = train_transform(s.image_size, s.resize_size, eigval=None if pca is None else pca[0],
-                                          eigvec=None if pca is None else pca[1])
+    data_root, train_set, val_set, pca = prepare_data(s, layout, checkpoint)
     classes = train_set.classes
-    if checkpoint is not None and checkpoint["classes"] != classes:
-        raise ValueError(f"the checkpoint was trained on {len(checkpoint['classes'])} other classes "
-                         f"than the {len(classes)} under {str(data_root)!r}")
     chance = 1.0 / len(classes)
 
     model = build_model(s, len(classes), device, checkpoint["model"] if checkpoint else None)
@@ -575,8 +584,8 @@ def _train(s: argparse.Namespace, layout: Layout) -> dict:
                                            num_workers=s.workers, collate_fn=collate_skipping_bad, pin_memory=pin)
 
     def final_evaluation() -> dict:
-        tencrop_set = open_image_folders(data_root, train_tf=None, val_tf=ten_crop_transform(s.image_size, s.resize_size),
-                                         skip_bad_images=s.skip_bad_images)[1]
+        tencrop_set = copy.copy(val_set)
+        tencrop_set.transform = ten_crop_transform(s.image_size, s.resize_size)
         final = {
             "centre_crop": evaluate(model, val_loader(val_set, s.batch_size), device=device, precision=precision,
                                     layout=layout),
