@@ -10,7 +10,9 @@ A checkpoint is a dict of tensors and plain Python values (loadable with
     model, optimizer, lr_scheduler, scaler     state_dicts
     epoch, step_in_epoch, global_step          where training stands (epoch in progress)
     rng                                        torch CPU, CUDA, numpy and python RNG states
-    sampler                                    the data sampler's seed, epoch and start
+    sampler                                    the data sampler's seed, epoch and start (its
+                                               order is drawn from seed + epoch) and the
+                                               DataLoader generator's state
     epoch_sums, history, pca, classes, args    running sums, metrics so far, run settings
 """
 

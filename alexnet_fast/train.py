@@ -57,7 +57,8 @@ INITS = ("paper", "torchvision", "kaiming")
 # small, fast model for the embedded synthetic dataset (input 67 is the paper network's
 # smallest; width 1/4 = 24/64/96/96/64 filters, 1024-unit FC layers). The embedded run uses
 # He (kaiming) init: at this width the paper's N(0, 0.01) init (and PyTorch's default) stay
-# on the chance plateau for hundreds of steps (measured: 600 steps at batch 16, lr 0.02).
+# at chance for hundreds of steps (measured, width 1/4, input 67: paper init 150-600 steps at
+# batch 128/32/16 and lr 0.01-0.05; PyTorch's 400 steps at batch 32, lr 0.01 and 0.03).
 PAPER_DEFAULTS = {"epochs": 90, "width_mult": 1.0, "image_size": None, "init": None}  # None: the preset's
 EMBEDDED_DEFAULTS = {"epochs": 12, "width_mult": 0.25, "image_size": 67, "init": "kaiming"}
 SYNTHETIC_TRAIN_PER_CLASS, SYNTHETIC_VAL_PER_CLASS = 300, 60
@@ -205,7 +206,8 @@ def init_data_parallel_torchrun(device_name: str | None) -> Layout:
         device = torch.device("cuda", local_rank)
         torch.cuda.set_device(device)
     if not dist.is_initialized():
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo", device_id=device if device.type == "cuda" else None)
+        on_cuda = device.type == "cuda"
+        dist.init_process_group("nccl" if on_cuda else "gloo", device_id=device if on_cuda else None)
     return Layout(rank=dist.get_rank(), world_size=dist.get_world_size(), device=device)
 
 
@@ -457,7 +459,7 @@ def _plain(value):
 
 
 def save_checkpoint(path: Path, *, model, optimizer, scheduler, scaler, state: TrainState, sampler,
-                    history, pca, classes, settings) -> None:
+                    loader_generator: torch.Generator, history, pca, classes, settings) -> None:
     raw = model.module if hasattr(model, "module") else model  # unwrap DDP
     atomic_torch_save({
         "model": raw.state_dict(),
@@ -469,7 +471,7 @@ def save_checkpoint(path: Path, *, model, optimizer, scheduler, scaler, state: T
         "global_step": state.global_step,
         "epoch_sums": dict(state.epoch_sums or {}),
         "rng": capture_rng_state(),
-        "sampler": sampler.state_dict(),
+        "sampler": {**sampler.state_dict(), "loader_generator": loader_generator.get_state()},
         "history": history,
         "pca": None if pca is None else [pca[0], pca[1]],
         "classes": list(classes),
@@ -505,7 +507,8 @@ def prepare_data(s: argparse.Namespace, layout: Layout, checkpoint: dict | None)
             render()
         _barrier(layout)
         data_root = render()  # cached by now
-    train_set, val_set = open_image_folders(data_root, train_tf=None, val_tf=eval_transform(s.image_size, s.resize_size),
+    train_set, val_set = open_image_folders(data_root, train_tf=None,
+                                            val_tf=eval_transform(s.image_size, s.resize_size),
                                             seed=s.seed, skip_bad_images=s.skip_bad_images)
     pca = _pca_pairs(s, train_set, checkpoint)
     train_set.transform = train_transform(s.image_size, s.resize_size, eigval=None if pca is None else pca[0],
@@ -562,6 +565,8 @@ def _train(s: argparse.Namespace, layout: Layout) -> dict:
         scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=s.lr_step_size, gamma=s.lr_gamma)
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
     sampler = ResumableSampler(train_set, num_replicas=layout.world_size, rank=layout.rank, seed=s.seed)
+    # the DataLoader draws its workers' base seed from this, not from torch's global RNG
+    loader_generator = torch.Generator().manual_seed(s.seed)
     state = TrainState(epoch=s.start_epoch)
     history: list[dict] = []
     if checkpoint is not None:
@@ -571,6 +576,8 @@ def _train(s: argparse.Namespace, layout: Layout) -> dict:
         state = TrainState(checkpoint["epoch"], checkpoint["step_in_epoch"], checkpoint["global_step"],
                            dict(checkpoint["epoch_sums"]) or None)
         history = list(checkpoint["history"])
+        sampler.load_state_dict({k: v for k, v in checkpoint["sampler"].items() if k != "loader_generator"})
+        loader_generator.set_state(checkpoint["sampler"]["loader_generator"])
         restore_rng_state(checkpoint["rng"])  # rank 0's: exact for the single layout
         if layout.world_size > 1:  # other ranks' dropout streams were not saved: fresh ones
             _seed_everything(s.seed + layout.world_size * state.global_step + layout.rank)
@@ -614,10 +621,9 @@ def _train(s: argparse.Namespace, layout: Layout) -> dict:
                 "output_dir": output_dir}
 
     if layout.is_main:
-        print(f"training {s.preset} AlexNet (width {s.width_mult}, input {s.image_size}, {s.init} init, {len(classes)} classes, "
-              f"variant {s.variant}, {precision}) on {len(train_set)} images from {data_root}; "
+        print(f"training {s.preset} AlexNet (width {s.width_mult}, input {s.image_size}, {s.init} init, "
+              f"{len(classes)} classes, variant {s.variant}, {precision}) on {len(train_set)} images from {data_root}; "
               f"{layout.world_size} x {device}, {torch.get_num_threads()} threads")
-    loader_generator = torch.Generator()  # keeps the DataLoader off torch's global RNG
     step_losses: list[float] = []
     checkpoint_path = output_dir / "checkpoint.pth"
     started = time.perf_counter()
@@ -626,7 +632,8 @@ def _train(s: argparse.Namespace, layout: Layout) -> dict:
     def save():
         if layout.is_main:
             save_checkpoint(checkpoint_path, model=model, optimizer=optimizer, scheduler=scheduler, scaler=scaler,
-                            state=state, sampler=sampler, history=history, pca=pca, classes=classes, settings=s)
+                            state=state, sampler=sampler, loader_generator=loader_generator, history=history,
+                            pca=pca, classes=classes, settings=s)
 
     while state.epoch < s.epochs and not (s.max_steps is not None and state.global_step >= s.max_steps):
         if state.epoch_sums is None:
@@ -649,7 +656,8 @@ def _train(s: argparse.Namespace, layout: Layout) -> dict:
         lr = optimizer.param_groups[0]["lr"]
         row = {
             "epoch": state.epoch, "global_step": state.global_step, "lr": lr,
-            "train_loss": sums["loss"] / max(sums["images"], 1), "train_acc1": 100 * sums["correct1"] / max(sums["images"], 1),
+            "train_loss": sums["loss"] / max(sums["images"], 1),
+            "train_acc1": 100 * sums["correct1"] / max(sums["images"], 1),
             "val_loss": val["loss"], "val_acc1": val["acc1"], "val_acc5": val["acc5"],
             "train_images_per_s": sums["images"] / max(sums["seconds"] / layout.world_size, 1e-9),
             "epoch_train_s": sums["seconds"] / layout.world_size,

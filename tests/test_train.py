@@ -74,7 +74,8 @@ def test_training_writes_metrics_plot_checkpoint_and_final_eval(data, tmp_path, 
     assert (out / "metrics.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     ckpt = load_checkpoint(out / "checkpoint.pth")
     assert (ckpt["epoch"], ckpt["step_in_epoch"], ckpt["global_step"]) == (2, 0, 12)
-    assert {"torch", "cuda", "numpy", "python"} <= set(ckpt["rng"]) and ckpt["sampler"]["epoch"] == 1
+    assert {"torch", "cuda", "numpy", "python"} <= set(ckpt["rng"])
+    assert ckpt["sampler"]["epoch"] == 1 and ckpt["sampler"]["loader_generator"].dtype == torch.uint8
     assert {"model", "optimizer", "lr_scheduler", "scaler"} <= set(ckpt)
     final = json.loads((out / "final.json").read_text())
     assert final["chance_acc1"] == 25.0 and final["ten_crop"]["images"] == 12 == final["centre_crop"]["images"]
