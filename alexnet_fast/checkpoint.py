@@ -22,6 +22,7 @@ import contextlib
 import os
 import random
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -73,14 +74,16 @@ def capture_rng_state() -> dict:
 
 
 def restore_rng_state(state: dict) -> None:
+    """Put back the states of :func:`capture_rng_state`. CUDA states are restored when this
+    machine has as many CUDA devices as the one that saved them; otherwise (a GPU checkpoint
+    evaluated on a CPU, say) they are left out with a warning, as the run cannot be exact."""
     torch.set_rng_state(state["torch"])
-    if state["cuda"]:
-        if not torch.cuda.is_available():
-            raise ValueError("the checkpoint holds CUDA RNG states but no CUDA device is available")
-        if len(state["cuda"]) != torch.cuda.device_count():
-            raise ValueError(f"the checkpoint holds {len(state['cuda'])} CUDA RNG states, "
-                             f"this machine has {torch.cuda.device_count()} devices")
+    cuda_devices = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if state["cuda"] and len(state["cuda"]) == cuda_devices:
         torch.cuda.set_rng_state_all(state["cuda"])
+    elif state["cuda"]:
+        warnings.warn(f"the checkpoint holds {len(state['cuda'])} CUDA RNG states and this machine has "
+                      f"{cuda_devices} CUDA devices: CUDA RNG states not restored", stacklevel=2)
     n = state["numpy"]
     np.random.set_state((n["name"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"]))
     p = state["python"]

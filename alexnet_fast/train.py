@@ -9,7 +9,7 @@ process), dropout 0.5, the paper's initialisation, 90 epochs.
 
 With no ``--data-path`` the run uses the embedded synthetic dataset (10 classes of rendered
 shapes and textures, written once in ImageFolder layout under ``--synthetic-dir``) and a
-small model (:data:`EMBEDDED_DEFAULTS`: width 1/4, input 67, He init, 12 epochs) that
+small model (:data:`EMBEDDED_DEFAULTS`: width 1/4, input 67, He init, 18 epochs) that
 trains in minutes on a CPU; flags given on the command line override these defaults.
 
 Output directory: ``checkpoint.pth`` (latest, atomic), ``metrics.csv`` / ``metrics.json``
@@ -60,7 +60,7 @@ INITS = ("paper", "torchvision", "kaiming")
 # at chance for hundreds of steps (measured, width 1/4, input 67: paper init 150-600 steps at
 # batch 128/32/16 and lr 0.01-0.05; PyTorch's 400 steps at batch 32, lr 0.01 and 0.03).
 PAPER_DEFAULTS = {"epochs": 90, "width_mult": 1.0, "image_size": None, "init": None}  # None: the preset's
-EMBEDDED_DEFAULTS = {"epochs": 12, "width_mult": 0.25, "image_size": 67, "init": "kaiming"}
+EMBEDDED_DEFAULTS = {"epochs": 18, "width_mult": 0.25, "image_size": 67, "init": "kaiming"}
 SYNTHETIC_TRAIN_PER_CLASS, SYNTHETIC_VAL_PER_CLASS = 300, 60
 # Loader workers and OpenMP threads must not share cores: OpenMP threads spin while they
 # wait, and on a shared 2-core machine 2 threads + 2 workers ran a step 50x slower than 1 + 1.

@@ -214,6 +214,23 @@ def test_atomic_path_keeps_the_old_file_on_failure(tmp_path):
     assert target.read_text() == "old" and list(tmp_path.iterdir()) == [target]
 
 
+def test_rng_state_round_trip():
+    import random
+
+    import numpy as np
+
+    from alexnet_fast.checkpoint import capture_rng_state, restore_rng_state
+
+    state = capture_rng_state()
+    first = (torch.rand(3), np.random.rand(3), random.random())
+    restore_rng_state(state)
+    again = (torch.rand(3), np.random.rand(3), random.random())
+    assert torch.equal(first[0], again[0]) and (first[1] == again[1]).all() and first[2] == again[2]
+    if not torch.cuda.is_available():
+        with pytest.warns(UserWarning, match="CUDA RNG states not restored"):
+            restore_rng_state({**state, "cuda": [torch.zeros(16, dtype=torch.uint8)]})
+
+
 def _triton_kernels_missing() -> bool:
     return any(importlib.util.find_spec(m) is None for m in ("kernels.nn.conv", "kernels.nn.pooling"))
 
