@@ -21,7 +21,7 @@ from __future__ import annotations
 import contextlib
 import os
 import random
-import tempfile
+import uuid
 import warnings
 from pathlib import Path
 from typing import Any, Iterator
@@ -39,9 +39,8 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     ``path`` with ``os.replace``, on error remove it and leave ``path`` untouched."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{path.suffix}", dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp)
+    # a unique name, created by the writer itself (so the file gets the umask's permissions)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:12]}.tmp{path.suffix}")
     try:
         yield tmp
         os.replace(tmp, path)

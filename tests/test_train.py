@@ -8,7 +8,10 @@ import csv
 import hashlib
 import importlib.util
 import json
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -212,6 +215,12 @@ def test_atomic_path_keeps_the_old_file_on_failure(tmp_path):
             tmp.write_text("half")
             raise RuntimeError("crash while writing")
     assert target.read_text() == "old" and list(tmp_path.iterdir()) == [target]
+    fresh = tmp_path / "new.txt"
+    with atomic_path(fresh) as tmp:
+        tmp.write_text("new")
+    umask = os.umask(0)
+    os.umask(umask)
+    assert fresh.read_text() == "new" and fresh.stat().st_mode & 0o777 == 0o666 & ~umask
 
 
 def test_rng_state_round_trip():
@@ -255,9 +264,6 @@ def test_data_parallel_under_torchrun_matches_one_process(data, tmp_path):
     """2 gloo ranks x batch 2 == 1 process x batch 4 (dropout off): rank r takes every other
     index of the same permutation, so the two ranks' batches together are the one-process
     batch, and the all-reduced mean gradient is its gradient."""
-    import os
-    import subprocess
-    import sys
 
     common = ["--data-path", str(data), *TINY, "--epochs", "1", "--dropout", "0", "--pca", "imagenet"]
     single = train_module.train(parse([*common, "-b", "4", "--output-dir", str(tmp_path / "single")]))
