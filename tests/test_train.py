@@ -240,6 +240,13 @@ def test_rng_state_round_trip():
             restore_rng_state({**state, "cuda": [torch.zeros(16, dtype=torch.uint8)]})
 
 
+def test_triton_variant_on_cpu_needs_the_interpreter(data, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("TRITON_INTERPRET", "0")
+    code = main(["train", "--data-path", str(data), "--output-dir", str(tmp_path), *TINY, "--variant", "triton",
+                 "--device", "cpu"])
+    assert code == 2 and "TRITON_INTERPRET=1" in capsys.readouterr().err
+
+
 def _triton_kernels_missing() -> bool:
     return any(importlib.util.find_spec(m) is None for m in ("kernels.nn.conv", "kernels.nn.pooling"))
 
