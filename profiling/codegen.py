@@ -205,7 +205,10 @@ def coverage_problems(modules: Sequence[ModuleType]) -> list[str]:
         try:
             specs = list(module.codegen_specs())
         except Exception as e:  # a broken codegen_specs is a finding, not a crash of the check
-            problems.append(f"{module.__name__}.codegen_specs() raised {type(e).__name__}: {e}")
+            hint = (" (codegen_specs() must work under TRITON_INTERPRET=1 too, where @triton.jit gives an "
+                    "InterpretedFunction: use fn.arg_names, not JITFunction-only attributes)"
+                    if "InterpretedFunction" in str(e) else "")
+            problems.append(f"{module.__name__}.codegen_specs() raised {type(e).__name__}: {e}{hint}")
             continue
         for i, spec in enumerate(specs):
             if not isinstance(spec, KernelSpec):
@@ -594,6 +597,9 @@ def markdown_summary(table, problems: Sequence[str] = (), info: dict[str, str] |
                         "smem B", "MMA", "PTX KB", "compile s", "result"], body)
     lines += ["", f"**Totals:** {len(table)} compiles ({table['compiled'].astype(bool).sum()} compiled), "
                   f"{len(failed)} failed checks, {len(problems)} coverage problems."]
+    if len(failed):
+        by_op = failed.groupby("op").size()
+        lines[-1] += " Failed by op: " + ", ".join(f"{op} {n}/{(table['op'] == op).sum()}" for op, n in by_op.items()) + "."
     if len(failed):
         lines += ["", "## Failures", ""]
         lines += [f"- `{r['op']}/{r['kernel']}/{r['config']}/{r['dtype']}` sm_{r['arch']}: {r['failures']}"

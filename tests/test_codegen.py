@@ -188,6 +188,18 @@ def test_compile_spec_refuses_unknown_arch_and_interpreted_kernels():
         cg.compile_spec(spec, 80)
 
 
+def test_missing_cuobjdump_is_a_clear_error(tmp_path, fixture_discovery, monkeypatch, capsys):
+    from triton.knobs import nvidia_knobs
+
+    # where Triton looks: $TRITON_CUOBJDUMP_PATH, else its bundled copy
+    monkeypatch.setattr(vars(nvidia_knobs)["cuobjdump"], "default_path", str(tmp_path / "no-cuobjdump"))
+    monkeypatch.delenv("TRITON_CUOBJDUMP_PATH", raising=False)
+    with pytest.raises(cg.CodegenToolError, match="TRITON_CUOBJDUMP_PATH"):
+        cg.cuobjdump_path()
+    assert _codegen("--output-dir", str(tmp_path)) == 2
+    assert "cuobjdump not found" in capsys.readouterr().err
+
+
 def test_in_use_flag_is_read_from_spec_extra():
     refs = _fixture_refs()
     assert refs["fixture_matmul/fixture_matmul_kernel/m128n64k32_w4_s3/fp16"].in_use
@@ -261,7 +273,8 @@ def test_cli_writes_csv_and_md_and_fails_on_spills(tmp_path, fixture_discovery, 
     assert table.set_index("op")["passed"].groupby(level=0).all().to_dict() == {
         "fixture_matmul": True, "fixture_relu": True, "fixture_spill": False}
     md = (tmp_path / "codegen.md").read_text()
-    assert md.count("\n| fixture_") == 4 and "1 failed checks" in md and "## Failures" in md
+    assert md.count("\n| fixture_") == 4 and "1 failed checks" in md and "Failed by op: fixture_spill 1/1." in md
+    assert "## Failures" in md
     assert sorted(os.listdir(tmp_path)) == ["codegen.csv", "codegen.md"]  # no temp files left
 
 
@@ -288,13 +301,48 @@ def _kernel_modules():
     return [importlib.import_module(name) for name in cg.kernel_module_names()]
 
 
-def _in_use_kernel_specs():
+def budgeted_sample(found, archs=cg.DEFAULT_ARCHS):
+    """(ref, arch) pairs the unit test compiles, from the in-use specs of ``found``.
+
+    For every (op, kernel), every precision variant (dtype, expects_mma) on every arch once,
+    the variants taking the kernel's configs in turn (the i-th pick gets config i mod n). So
+    each kernel compiles at each precision for sm_80 and sm_90 and the configs rotate through
+    the picks, at 2 x (number of variants) compiles per kernel; `alexnet-fast codegen`
+    compiles every spec x arch.
+    """
+    by_kernel: dict[tuple, dict[tuple, list]] = {}
+    for ref, spec in found:
+        if ref.in_use:
+            variants = by_kernel.setdefault((spec.op, spec.kernel), {})
+            variants.setdefault((spec.dtype, bool(spec.expects_mma)), []).append(ref)
+    picks = []
+    for variants in by_kernel.values():
+        for i, (refs, arch) in enumerate((refs, arch) for refs in variants.values() for arch in archs):
+            picks.append((refs[i % len(refs)], arch))
+    return picks
+
+
+def test_budgeted_sample_covers_every_precision_and_arch_and_rotates_configs():
+    from kernels._common import KernelSpec
+
+    found = []
+    for i, (dtype, mma, config) in enumerate([(d, m, c) for d, m in [("fp32", False), ("fp32", True), ("fp16", True)]
+                                              for c in ("c0", "c1", "c2")]):
+        spec = KernelSpec(op="op", kernel="k", config=config + ("_tf32" if dtype == "fp32" and mma else ""),
+                          fn=None, signature={}, constexprs={}, dtype=dtype, expects_mma=mma)
+        found.append((cg.SpecRef("m", i, cg.spec_id(spec), "op", in_use=config != "c2" or dtype != "fp16"), spec))
+    picks = [(ref.spec_id, arch) for ref, arch in budgeted_sample(found)]
+    assert picks == [("op/k/c0/fp32", 80), ("op/k/c1/fp32", 90), ("op/k/c2_tf32/fp32", 80),
+                     ("op/k/c0_tf32/fp32", 90), ("op/k/c0/fp16", 80), ("op/k/c1/fp16", 90)]
+
+
+def _sampled_kernel_specs():
     try:
         modules = _kernel_modules()
     except Exception:  # reported by test_every_kernels_jit_function_is_covered
         return []
     return [pytest.param(ref, arch, id=f"{ref.spec_id}@sm_{arch}")
-            for ref, _ in cg.collect_specs(modules) if ref.in_use for arch in cg.DEFAULT_ARCHS]
+            for ref, arch in budgeted_sample(cg.collect_specs(modules))]
 
 
 def test_every_kernels_jit_function_is_covered():
@@ -306,7 +354,7 @@ def test_every_kernels_jit_function_is_covered():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("ref, arch", _in_use_kernel_specs())
+@pytest.mark.parametrize("ref, arch", _sampled_kernel_specs())
 def test_kernel_config_in_use_compiles_cleanly(pool, ref, arch):
     """Compiles for sm_80/sm_90, zero spills, shared memory within the limit, MMA where expected."""
     (row,) = cg.compile_refs([ref], [arch], pool=pool)
