@@ -13,8 +13,9 @@ driver needed) and reads from the result:
 - ``spill_store_bytes`` / ``spill_load_bytes``: bytes moved by the local-memory instructions
   (STL / LDL, width from the opcode suffix) in the SASS. Triton puts nothing but spills in local
   memory, and these sums equal ptxas ``-v``'s "bytes spill stores / loads" (checked on a
-  spilling 256x256 dot kernel for sm_80 and sm_90). Reading them from the cubin works the same
-  whether Triton compiled the kernel now or served it from its cache (~/.triton/cache);
+  spilling 256x256 dot kernel for sm_80 and sm_90 with TRITON_DUMP_PTXAS_LOG=1). Reading them
+  from the cubin works the same whether Triton compiled the kernel now or served it from its
+  cache (~/.triton/cache);
 - ``hmma`` / ``hgmma``: tensor-core MMA instructions in the SASS (HMMA: mma.sync, sm_80+;
   HGMMA: wgmma, sm_90);
 - ``ptx_bytes``, ``compile_s`` and ``cache_hit`` (from Triton's compilation listener).
@@ -96,7 +97,8 @@ class CodegenToolError(RuntimeError):
 # ---------------------------------------------------------------------------------------
 
 def spec_id(spec) -> str:
-    """``op/kernel/config/dtype``: names one spec (unique across the kernels package)."""
+    """``op/kernel/config/dtype`` of a KernelSpec or SpecRef: names one spec (unique across the
+    kernels package)."""
     return f"{spec.op}/{spec.kernel}/{spec.config}/{spec.dtype}"
 
 
@@ -104,15 +106,21 @@ def spec_id(spec) -> str:
 class SpecRef:
     """Where a worker process finds a spec: ``importlib.import_module(module).codegen_specs()[index]``.
 
-    ``spec_id`` is checked in the worker, so a ``codegen_specs()`` that is not deterministic
-    fails loudly instead of compiling the wrong spec.
+    The names (op, kernel, config, dtype) are checked in the worker, so a ``codegen_specs()``
+    that is not deterministic fails loudly instead of compiling the wrong spec.
     """
 
     module: str
     index: int
-    spec_id: str
     op: str
+    kernel: str
+    config: str
+    dtype: str
     in_use: bool = True
+
+    @property
+    def spec_id(self) -> str:
+        return spec_id(self)
 
 
 def kernel_module_names(package: str = KERNEL_PACKAGE) -> list[str]:
@@ -247,7 +255,8 @@ def collect_specs(modules: Sequence[ModuleType]) -> list[tuple[SpecRef, Any]]:
             continue
         for index, spec in enumerate(specs):
             if isinstance(spec, KernelSpec):
-                ref = SpecRef(module.__name__, index, spec_id(spec), spec.op, bool(spec.extra.get("in_use", True)))
+                ref = SpecRef(module.__name__, index, spec.op, spec.kernel, spec.config, spec.dtype,
+                              in_use=bool(spec.extra.get("in_use", True)))
                 found.append((ref, spec))
     return found
 
@@ -324,7 +333,8 @@ def validate_spec(spec) -> None:
                          f"typed 'constexpr' in the signature {sorted(constexpr_args)}")
     divisible = spec.extra.get("divisible_by_16", ())
     if isinstance(divisible, str) or not all(isinstance(name, str) for name in divisible):
-        raise ValueError(f"{spec_id(spec)}: extra['divisible_by_16'] must be a tuple of argument names, got {divisible!r}")
+        raise ValueError(f"{spec_id(spec)}: extra['divisible_by_16'] must be a tuple of argument names, "
+                         f"got {divisible!r}")
     for name in divisible:
         if spec.signature.get(name) not in ("i32", "i64", "u32", "u64"):
             raise ValueError(f"{spec_id(spec)}: divisible_by_16 names {name!r}, which is not an integer argument")
@@ -387,15 +397,25 @@ def compile_spec(spec, arch: int) -> dict[str, Any]:
     return finish_row(row)
 
 
+def error_summary(error: str) -> str:
+    """One line of a compile error: Triton's CompilationError ends with the cause, after the
+    source excerpt ("at 3:38:\n<source>\n ^\n<cause>"); other errors start with it."""
+    lines = [line for line in (error or "unknown error").splitlines() if line.strip()]
+    if lines[0].startswith("CompilationError: at ") and len(lines) > 1:
+        return f"CompilationError at {lines[0].removeprefix('CompilationError: at ').rstrip(':')}: {lines[-1]}"[:300]
+    return lines[0][:300]
+
+
 def check_row(row: dict[str, Any]) -> list[str]:
     """Failed checks of one row, as messages (empty: it passes)."""
     if not row["compiled"]:
-        return [f"does not compile: {(row['error'] or 'unknown error').splitlines()[0][:300]}"]
+        return [f"does not compile: {error_summary(row['error'])}"]
     failures = []
     if row["spill_store_bytes"] or row["spill_load_bytes"]:
         failures.append(f"spills registers ({row['spill_store_bytes']} B stored, {row['spill_load_bytes']} B loaded)")
     if row["smem_bytes"] > row["smem_limit_bytes"]:
-        failures.append(f"shared memory {row['smem_bytes']} B > {row['smem_limit_bytes']} B per block on sm_{row['arch']}")
+        failures.append(f"shared memory {row['smem_bytes']} B > {row['smem_limit_bytes']} B per block "
+                        f"on sm_{row['arch']}")
     if row["expects_mma"] and not row["mma_instructions"]:
         failures.append("no tensor-core MMA (HMMA/HGMMA) in the SASS, though expects_mma")
     return failures
@@ -509,8 +529,8 @@ def compile_refs(refs: Iterable[SpecRef], archs: Iterable[int], *, pool: Executo
 def failed_row(ref: SpecRef, arch: int, error: str) -> dict[str, Any]:
     """The row of a spec that could not be compiled at all (bad spec, import error, dead worker)."""
     row = dict.fromkeys(COLUMNS)
-    op, kernel, config, dtype = (ref.spec_id.split("/") + ["?"] * 4)[:4]
-    row.update(op=op, kernel=kernel, config=config, dtype=dtype, arch=arch, compiled=False, module=ref.module,
+    row.update(op=ref.op, kernel=ref.kernel, config=ref.config, dtype=ref.dtype, arch=arch, compiled=False,
+               module=ref.module,
                smem_limit_bytes=SHARED_LIMIT_BYTES.get(arch), notes="", error=error.strip()[:4000])
     return finish_row(row)
 
@@ -589,8 +609,8 @@ def markdown_summary(table, problems: Sequence[str] = (), info: dict[str, str] |
         result = "ok" if r["passed"] else "FAIL: " + r["failures"]
         if r["notes"]:
             result += f" ({r['notes']})"
-        body.append([r["op"], r["kernel"], r["config"], r["dtype"], f"sm_{r['arch']}", r["num_warps"],
-                     r["num_stages"], fmt(r, "registers"),
+        body.append([r["op"], r["kernel"], r["config"], r["dtype"], f"sm_{r['arch']}", fmt(r, "num_warps"),
+                     fmt(r, "num_stages"), fmt(r, "registers"),
                      f"{fmt(r, 'spill_store_bytes')}/{fmt(r, 'spill_load_bytes')}", fmt(r, "smem_bytes"),
                      mma, fmt(r, "ptx_bytes", 1024, 1), fmt(r, "compile_s", 1, 2), result])
     lines += _md_table(["op", "kernel", "config", "dtype", "arch", "warps", "stages", "regs", "spill B st/ld",
@@ -598,8 +618,8 @@ def markdown_summary(table, problems: Sequence[str] = (), info: dict[str, str] |
     lines += ["", f"**Totals:** {len(table)} compiles ({table['compiled'].astype(bool).sum()} compiled), "
                   f"{len(failed)} failed checks, {len(problems)} coverage problems."]
     if len(failed):
-        by_op = failed.groupby("op").size()
-        lines[-1] += " Failed by op: " + ", ".join(f"{op} {n}/{(table['op'] == op).sum()}" for op, n in by_op.items()) + "."
+        per_op = [f"{op} {n}/{(table['op'] == op).sum()}" for op, n in failed.groupby("op").size().items()]
+        lines[-1] += f" Failed by op: {', '.join(per_op)}."
     if len(failed):
         lines += ["", "## Failures", ""]
         lines += [f"- `{r['op']}/{r['kernel']}/{r['config']}/{r['dtype']}` sm_{r['arch']}: {r['failures']}"
