@@ -316,8 +316,8 @@ class ResumableSampler(DistributedSampler):
         self.set_start(state["start"])
 
 
-def _image_count(folder: Path) -> int:
-    return sum(1 for p in folder.rglob("*") if p.suffix.lower() in IMG_EXTENSIONS)
+def _has_images(folder: Path) -> bool:
+    return any(p.suffix.lower() in IMG_EXTENSIONS for p in folder.rglob("*"))  # stops at the first
 
 
 def open_image_folders(data_path: str | os.PathLike, *, train_tf, val_tf, seed: int = 0,
@@ -336,7 +336,7 @@ def open_image_folders(data_path: str | os.PathLike, *, train_tf, val_tf, seed: 
         folder = root / split
         if not folder.is_dir():
             raise DataError(f"data path {str(root)!r} has no {split}/ directory ({layout})")
-        if _image_count(folder) == 0:
+        if not _has_images(folder):
             raise DataError(f"{str(folder)!r} contains no images with extensions "
                             f"{', '.join(IMG_EXTENSIONS)} ({layout})")
         try:
