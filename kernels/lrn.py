@@ -333,11 +333,11 @@ def local_response_norm(x: torch.Tensor, size: int, alpha: float = 1e-4, beta: f
 # Code generation check
 # ---------------------------------------------------------------------------------------
 
-_ARG_TYPES = {"x_ptr": "*x", "y_ptr": "*x", "dy_ptr": "*x", "dx_ptr": "*x", "C": "i32", "HW": "i32",
+KERNEL_ARG_TYPES = {"x_ptr": "*x", "y_ptr": "*x", "dy_ptr": "*x", "dx_ptr": "*x", "C": "i32", "HW": "i32",
               "size": "i32", "alpha_over_size": "fp32", "beta": "fp32", "k": "fp32"}
 
 
 def codegen_specs() -> list[KernelSpec]:
     """Every (kernel, GPU tile config, layout, dtype) of this op, for profiling/codegen.py."""
     return [spec for kernel in (lrn_fwd_kernel, lrn_bwd_kernel)
-            for spec in kernel_specs(OP, kernel, _ARG_TYPES, {}, configs.LRN_CONFIGS)]
+            for spec in kernel_specs(OP, kernel, KERNEL_ARG_TYPES, {}, configs.LRN_CONFIGS)]

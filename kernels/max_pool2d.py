@@ -309,13 +309,13 @@ def max_pool2d(x: torch.Tensor, kernel_size, stride=None, padding=0) -> torch.Te
 # Code generation check
 # ---------------------------------------------------------------------------------------
 
-_ARG_TYPES = {"x_ptr": "*x", "out_ptr": "*x", "dout_ptr": "*x", "dx_ptr": "*x", "idx_ptr": "*i8",
+KERNEL_ARG_TYPES = {"x_ptr": "*x", "out_ptr": "*x", "dout_ptr": "*x", "dx_ptr": "*x", "idx_ptr": "*i8",
               "C": "i32", "H": "i32", "W": "i32", "OH": "i32", "OW": "i32"}
 ALEXNET_POOL = {"KH": 3, "KW": 3, "SH": 2, "SW": 2, "PH": 0, "PW": 0}
 
 
 def codegen_specs() -> list[KernelSpec]:
     """Every (kernel, GPU tile config, layout, dtype) at AlexNet's 3x3 / stride 2 pool."""
-    return (kernel_specs(OP, max_pool2d_fwd_kernel, _ARG_TYPES, {**ALEXNET_POOL, "WITH_INDICES": True},
+    return (kernel_specs(OP, max_pool2d_fwd_kernel, KERNEL_ARG_TYPES, {**ALEXNET_POOL, "WITH_INDICES": True},
                          configs.MAX_POOL2D_CONFIGS)
-            + kernel_specs(OP, max_pool2d_bwd_kernel, _ARG_TYPES, ALEXNET_POOL, configs.MAX_POOL2D_CONFIGS))
+            + kernel_specs(OP, max_pool2d_bwd_kernel, KERNEL_ARG_TYPES, ALEXNET_POOL, configs.MAX_POOL2D_CONFIGS))
