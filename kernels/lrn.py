@@ -127,9 +127,9 @@ def lrn_bwd_kernel(x_ptr, dy_ptr, dx_ptr, C, HW, size, alpha_over_size, beta, k,
     mask = (hw < HW) & (c < C)
     offs, c_step = tile_offsets(n, c, hw, C, HW, CHANNELS_LAST)
 
-    x = tl.load(x_ptr + offs, mask=mask, other=0.0).to(tl.float32)
     dy = tl.load(dy_ptr + offs, mask=mask, other=0.0).to(tl.float32)
     d = lrn_denominator(x_ptr, offs, c, mask, C, c_step, size, alpha_over_size, k)
+    dx = dy * pow_fp32(d, -beta)
     # sum over the channels whose window holds c: shifts -(size-1)//2 .. size//2
     acc = tl.zeros(offs.shape, dtype=tl.float32)
     first = -((size - 1) // 2)
@@ -140,7 +140,8 @@ def lrn_bwd_kernel(x_ptr, dy_ptr, dx_ptr, C, HW, size, alpha_over_size, beta, k,
         dy_s = tl.load(dy_ptr + offs_s, mask=m, other=0.0).to(tl.float32)
         acc += lrn_grad_term(x_ptr, offs_s, cs, m & (dy_s != 0.0), C, c_step, size, alpha_over_size,
                              beta, k, dy_s)
-    dx = dy * pow_fp32(d, -beta) - 2.0 * alpha_over_size * beta * x * acc
+    x = tl.load(x_ptr + offs, mask=mask, other=0.0).to(tl.float32)
+    dx -= 2.0 * alpha_over_size * beta * x * acc
     tl.store(dx_ptr + offs, dx.to(dx_ptr.dtype.element_ty), mask=mask)
 
 

@@ -115,8 +115,8 @@ def lrn_max_pool2d_bwd_kernel(x_ptr, dout_ptr, idx_ptr, dx_ptr, C, H, W, OH, OW,
     dy = max_pool_grad_at(dout_ptr, idx_ptr, n, c, ih, iw, mask, C, OH, OW, KH, KW, SH, SW, PH, PW,
                           CHANNELS_LAST)
     has_dy = mask & (dy != 0.0)
-    x = tl.load(x_ptr + offs, mask=mask, other=0.0).to(tl.float32)
     d = lrn_denominator(x_ptr, offs, c, has_dy, C, c_step, size, alpha_over_size, k)
+    dx = tl.where(has_dy, dy * pow_fp32(d, -beta), 0.0)
     # sum over the channels whose LRN window holds c: shifts -(size-1)//2 .. size//2
     acc = tl.zeros(mask.shape, dtype=tl.float32)
     first = -((size - 1) // 2)
@@ -127,7 +127,8 @@ def lrn_max_pool2d_bwd_kernel(x_ptr, dout_ptr, idx_ptr, dx_ptr, C, H, W, OH, OW,
                                 CHANNELS_LAST)
         acc += lrn_grad_term(x_ptr, offs + (first + i) * c_step, cs, m & (dy_s != 0.0), C, c_step, size,
                              alpha_over_size, beta, k, dy_s)
-    dx = tl.where(has_dy, dy * pow_fp32(d, -beta), 0.0) - 2.0 * alpha_over_size * beta * x * acc
+    x = tl.load(x_ptr + offs, mask=mask, other=0.0).to(tl.float32)
+    dx -= 2.0 * alpha_over_size * beta * x * acc
     tl.store(dx_ptr + offs, dx.to(dx_ptr.dtype.element_ty), mask=mask)
 
 
