@@ -35,7 +35,7 @@ LRN_CONFIGS = {
         {"BLOCK_P": 16, "BLOCK_C": 32, "num_warps": 4, "num_stages": 1},
     ),
 }
-LRN_INTERPRETER = {"BLOCK_P": 128, "BLOCK_C": 128, "num_warps": 4, "num_stages": 1}
+LRN_INTERPRETER = {"BLOCK_P": 512, "BLOCK_C": 64, "num_warps": 4, "num_stages": 1}
 
 # Max-pool tiles index output pixels (forward) or input pixels (backward gather).
 MAX_POOL2D_CONFIGS = {
@@ -50,7 +50,7 @@ MAX_POOL2D_CONFIGS = {
         {"BLOCK_P": 16, "BLOCK_C": 64, "num_warps": 8, "num_stages": 1},
     ),
 }
-MAX_POOL2D_INTERPRETER = {"BLOCK_P": 256, "BLOCK_C": 64, "num_warps": 4, "num_stages": 1}
+MAX_POOL2D_INTERPRETER = {"BLOCK_P": 1024, "BLOCK_C": 128, "num_warps": 4, "num_stages": 1}
 
 # Fused LRN + max-pool: the forward computes LRN at every window position (KH*KW*(size+1)
 # cached loads per output), the backward gathers pooled gradients for `size` channels.
@@ -66,4 +66,4 @@ LRN_MAX_POOL2D_CONFIGS = {
         {"BLOCK_P": 8, "BLOCK_C": 64, "num_warps": 8, "num_stages": 1},
     ),
 }
-LRN_MAX_POOL2D_INTERPRETER = {"BLOCK_P": 128, "BLOCK_C": 64, "num_warps": 4, "num_stages": 1}
+LRN_MAX_POOL2D_INTERPRETER = {"BLOCK_P": 1024, "BLOCK_C": 128, "num_warps": 4, "num_stages": 1}
