@@ -66,4 +66,4 @@ LRN_MAX_POOL2D_CONFIGS = {
         {"BLOCK_P": 8, "BLOCK_C": 64, "num_warps": 8, "num_stages": 1},
     ),
 }
-LRN_MAX_POOL2D_INTERPRETER = {"BLOCK_P": 1024, "BLOCK_C": 128, "num_warps": 4, "num_stages": 1}
+LRN_MAX_POOL2D_INTERPRETER = {"BLOCK_P": 512, "BLOCK_C": 64, "num_warps": 4, "num_stages": 1}
