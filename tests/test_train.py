@@ -247,12 +247,12 @@ def test_triton_variant_on_cpu_needs_the_interpreter(data, tmp_path, monkeypatch
     assert code == 2 and "TRITON_INTERPRET=1" in capsys.readouterr().err
 
 
-def _triton_kernels_missing() -> bool:
-    return any(importlib.util.find_spec(m) is None for m in ("kernels.nn.conv", "kernels.nn.pooling"))
+def _missing_triton_modules() -> list[str]:
+    return [m for m in ("kernels.nn.conv", "kernels.nn.pooling") if importlib.util.find_spec(m) is None]
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(_triton_kernels_missing(), reason="the Triton kernels (kernels.nn.conv, kernels.nn.pooling) "
+@pytest.mark.skipif(bool(_missing_triton_modules()), reason=f"Triton kernel modules {_missing_triton_modules()} "
                     "are not on this branch yet; the test runs once they are merged")
 def test_triton_variant_losses_track_eager(data, tmp_path):
     common = ["--epochs", "1", "--max-steps", "3", "-b", "2", "--pca", "imagenet"]
