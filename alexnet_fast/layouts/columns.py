@@ -62,6 +62,10 @@ __all__ = [
     "ColumnComm",
     "ColumnGather",
     "LRNHalo",
+    "gather_columns",
+    "reduce_scatter_columns",
+    "lrn_halo_exchange",
+    "lrn_halo_return",
     "HaloCrop",
     "ColumnAlexNet",
     "lrn_halo",
@@ -170,7 +174,10 @@ def check_column_config(config: AlexNetConfig, world_size: int) -> None:
 class ColumnComm:
     """What a column's exchange layers share: the process group, this rank's position in it,
     and the meter that counts time and bytes. A handle to process-wide state, so
-    ``copy.deepcopy`` of a model (as ``build_variant`` does) shares it instead of copying."""
+    ``copy.deepcopy`` of a model (as ``build_variant`` does) shares it instead of copying.
+    The exchange ops take tensors and numbers only, so they find it by ``key``."""
+
+    _registry: dict[int, "ColumnComm"] = {}
 
     def __init__(self, rank: int, world_size: int, group: dist.ProcessGroup | None = None,
                  meter: CommMeter | None = None):
@@ -178,6 +185,12 @@ class ColumnComm:
             raise ValueError(f"rank {rank} is outside a group of {world_size}")
         self.rank, self.world_size, self.group = rank, world_size, group
         self.meter = meter if meter is not None else CommMeter(None)
+        self.key = len(ColumnComm._registry)
+        ColumnComm._registry[self.key] = self
+
+    @staticmethod
+    def find(key: int) -> "ColumnComm":
+        return ColumnComm._registry[key]
 
     def global_rank(self, group_rank: int) -> int:
         return group_rank if self.group is None else dist.get_global_rank(self.group, group_rank)
@@ -193,32 +206,65 @@ def _nbytes(t: torch.Tensor) -> int:
     return t.numel() * t.element_size()
 
 
-class _GatherColumns(torch.autograd.Function):
-    """All-gather the columns' tensors and concatenate them along ``dim`` in rank order.
+# The exchanges are custom ops (register_fake + register_autograd): torch.compile keeps each
+# as one opaque node of its graph (no graph break), and at run time calls the Python below,
+# which runs the collective and meters it. Not CUDA-graph safe (host-side collectives).
+_OP_TAGS = (torch.Tag.cudagraph_unsafe,) if hasattr(torch.Tag, "cudagraph_unsafe") else ()
 
-    Backward: reduce-scatter (sum over ranks of the gradient of this rank's slice), or, with
-    ``replicated_loss``, the local slice alone (every rank computed the same loss)."""
 
-    @staticmethod
-    def forward(ctx, x: torch.Tensor, comm: ColumnComm, dim: int, replicated_loss: bool) -> torch.Tensor:
-        x = x.contiguous()
-        world = comm.world_size
-        stacked = x.new_empty((world, *x.shape))
-        with comm.meter.span(bytes_all_gather(_nbytes(x), world)):
-            _all_gather_flat(stacked.view(-1), x.view(-1), group=comm.group)
-        ctx.comm, ctx.dim, ctx.replicated_loss, ctx.width = comm, dim, replicated_loss, x.shape[dim]
-        return torch.cat(stacked.unbind(0), dim=dim)
+@torch.library.custom_op("alexnet_fast::gather_columns", mutates_args=(), tags=_OP_TAGS)
+def gather_columns(x: torch.Tensor, comm_key: int, dim: int, replicated_loss: bool) -> torch.Tensor:
+    """All-gather every column's ``x`` and concatenate them along ``dim`` in rank order.
 
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor):
-        comm, dim, width = ctx.comm, ctx.dim, ctx.width
-        if ctx.replicated_loss:
-            return grad.narrow(dim, comm.rank * width, width), None, None, None
-        parts = torch.stack(grad.chunk(comm.world_size, dim=dim), dim=0).contiguous()
-        out = grad.new_empty(parts.shape[1:])
-        with comm.meter.span(bytes_reduce_scatter(_nbytes(parts), comm.world_size)):
-            _reduce_scatter_flat(out.view(-1), parts.view(-1), group=comm.group)
-        return out, None, None, None
+    Backward: a reduce-scatter (each rank's slice is read by every rank's next layer, so its
+    gradient is the sum of their contributions), or with ``replicated_loss`` the local slice
+    alone (every rank computed the same loss from the same gathered tensor)."""
+    comm = ColumnComm.find(comm_key)
+    x = x.contiguous()
+    stacked = x.new_empty((comm.world_size, *x.shape))
+    with comm.meter.span(bytes_all_gather(_nbytes(x), comm.world_size)):
+        _all_gather_flat(stacked.view(-1), x.view(-1), group=comm.group)
+    return torch.cat(stacked.unbind(0), dim=dim)
+
+
+@gather_columns.register_fake
+def _(x, comm_key, dim, replicated_loss):
+    shape = list(x.shape)
+    shape[dim] *= ColumnComm.find(comm_key).world_size
+    return x.new_empty(shape)
+
+
+@torch.library.custom_op("alexnet_fast::reduce_scatter_columns", mutates_args=(), tags=_OP_TAGS)
+def reduce_scatter_columns(grad: torch.Tensor, comm_key: int, dim: int) -> torch.Tensor:
+    """Backward of :func:`gather_columns`: sum over ranks of this rank's slice along ``dim``."""
+    comm = ColumnComm.find(comm_key)
+    parts = torch.stack(grad.chunk(comm.world_size, dim=dim), dim=0).contiguous()
+    out = grad.new_empty(parts.shape[1:])
+    with comm.meter.span(bytes_reduce_scatter(_nbytes(parts), comm.world_size)):
+        _reduce_scatter_flat(out.view(-1), parts.view(-1), group=comm.group)
+    return out
+
+
+@reduce_scatter_columns.register_fake
+def _(grad, comm_key, dim):
+    shape = list(grad.shape)
+    shape[dim] //= ColumnComm.find(comm_key).world_size
+    return grad.new_empty(shape)
+
+
+def _gather_setup(ctx, inputs, output) -> None:
+    _, ctx.comm_key, ctx.dim, ctx.replicated_loss = inputs
+    ctx.width = inputs[0].shape[ctx.dim]
+
+
+def _gather_backward(ctx, grad):
+    if ctx.replicated_loss:
+        rank = ColumnComm.find(ctx.comm_key).rank
+        return grad.narrow(ctx.dim, rank * ctx.width, ctx.width), None, None, None
+    return reduce_scatter_columns(grad, ctx.comm_key, ctx.dim), None, None, None
+
+
+gather_columns.register_autograd(_gather_backward, setup_context=_gather_setup)
 
 
 def _swap(sends: list[tuple[torch.Tensor, int]], recvs: list[tuple[torch.Tensor, int]], comm: ColumnComm) -> None:
@@ -232,100 +278,120 @@ def _swap(sends: list[tuple[torch.Tensor, int]], recvs: list[tuple[torch.Tensor,
             request.wait()
 
 
-class _HaloExchange(torch.autograd.Function):
+def _halo_sizes(comm: ColumnComm, below: int, above: int) -> tuple[int, int]:
+    """Channels this rank borrows from below (rank r-1) and above (rank r+1)."""
+    return (below if comm.rank > 0 else 0), (above if comm.rank < comm.world_size - 1 else 0)
+
+
+@torch.library.custom_op("alexnet_fast::lrn_halo_exchange", mutates_args=(), tags=_OP_TAGS)
+def lrn_halo_exchange(x: torch.Tensor, comm_key: int, below: int, above: int) -> torch.Tensor:
     """Widen a column's NCHW tensor with the neighbours' edge channels: ``below`` channels
-    from rank r-1 (its last ones) in front, ``above`` channels from rank r+1 (its first
-    ones) behind. Mirrored, rank r sends its first ``above`` channels to r-1 and its last
-    ``below`` channels to r+1. Backward sends the gradients of the borrowed channels back to
-    their owners, who add them to their own edge channels."""
+    of rank r-1 (its last ones) in front, ``above`` channels of rank r+1 (its first ones)
+    behind. Mirrored, rank r sends its first ``above`` channels to r-1 and its last
+    ``below`` channels to r+1. Backward (:func:`lrn_halo_return`) sends the gradients of the
+    borrowed channels back to their owners, who add them to their edge channels."""
+    comm = ColumnComm.find(comm_key)
+    x = x.contiguous()
+    n, c, h, w = x.shape
+    front, back = _halo_sizes(comm, below, above)
+    recv_below, recv_above = x.new_empty((n, front, h, w)), x.new_empty((n, back, h, w))
+    sends, recvs = [], []
+    if front:
+        sends.append((x[:, :above], comm.rank - 1))
+        recvs.append((recv_below, comm.rank - 1))
+    if back:
+        sends.append((x[:, c - below:], comm.rank + 1))
+        recvs.append((recv_above, comm.rank + 1))
+    _swap(sends, recvs, comm)
+    return torch.cat([recv_below, x, recv_above], dim=1)
 
-    @staticmethod
-    def forward(ctx, x: torch.Tensor, comm: ColumnComm, below: int, above: int) -> torch.Tensor:
-        r, last = comm.rank, comm.world_size - 1
-        n, c, h, w = x.shape
-        recv_below = x.new_empty((n, below if r > 0 else 0, h, w))
-        recv_above = x.new_empty((n, above if r < last else 0, h, w))
-        sends, recvs = [], []
-        if r > 0:
-            sends.append((x[:, :above], r - 1))
-            recvs.append((recv_below, r - 1))
-        if r < last:
-            sends.append((x[:, c - below:], r + 1))
-            recvs.append((recv_above, r + 1))
-        _swap(sends, recvs, comm)
-        ctx.comm, ctx.below, ctx.above, ctx.channels = comm, below, above, c
-        return torch.cat([recv_below, x, recv_above], dim=1)
 
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor):
-        comm, below, above, c = ctx.comm, ctx.below, ctx.above, ctx.channels
-        r, last = comm.rank, comm.world_size - 1
-        front = below if r > 0 else 0
-        grad_x = grad[:, front:front + c].contiguous()
-        n, _, h, w = grad.shape
-        sends, recvs = [], []
-        from_below = grad.new_empty((n, above, h, w))  # rank r-1's gradient of our first channels
-        from_above = grad.new_empty((n, below, h, w))  # rank r+1's gradient of our last channels
-        if r > 0:
-            sends.append((grad[:, :front], r - 1))
-            recvs.append((from_below, r - 1))
-        if r < last:
-            sends.append((grad[:, front + c:], r + 1))
-            recvs.append((from_above, r + 1))
-        _swap(sends, recvs, comm)
-        if r > 0:
-            grad_x[:, :above] += from_below
-        if r < last:
-            grad_x[:, c - below:] += from_above
-        return grad_x, None, None, None
+@lrn_halo_exchange.register_fake
+def _(x, comm_key, below, above):
+    front, back = _halo_sizes(ColumnComm.find(comm_key), below, above)
+    n, c, h, w = x.shape
+    return x.new_empty((n, front + c + back, h, w))
+
+
+@torch.library.custom_op("alexnet_fast::lrn_halo_return", mutates_args=(), tags=_OP_TAGS)
+def lrn_halo_return(grad: torch.Tensor, comm_key: int, below: int, above: int) -> torch.Tensor:
+    """Backward of :func:`lrn_halo_exchange`: the gradient of this rank's own channels."""
+    comm = ColumnComm.find(comm_key)
+    front, back = _halo_sizes(comm, below, above)
+    n, wide, h, w = grad.shape
+    c = wide - front - back
+    grad_x = grad[:, front:front + c].contiguous()
+    from_below = grad.new_empty((n, above if front else 0, h, w))  # r-1's gradient of our first channels
+    from_above = grad.new_empty((n, below if back else 0, h, w))  # r+1's gradient of our last channels
+    sends, recvs = [], []
+    if front:
+        sends.append((grad[:, :front], comm.rank - 1))
+        recvs.append((from_below, comm.rank - 1))
+    if back:
+        sends.append((grad[:, front + c:], comm.rank + 1))
+        recvs.append((from_above, comm.rank + 1))
+    _swap(sends, recvs, comm)
+    if front:
+        grad_x[:, :above] += from_below
+    if back:
+        grad_x[:, c - below:] += from_above
+    return grad_x
+
+
+@lrn_halo_return.register_fake
+def _(grad, comm_key, below, above):
+    front, back = _halo_sizes(ColumnComm.find(comm_key), below, above)
+    n, wide, h, w = grad.shape
+    return grad.new_empty((n, wide - front - back, h, w))
+
+
+def _halo_setup(ctx, inputs, output) -> None:
+    _, ctx.comm_key, ctx.below, ctx.above = inputs
+
+
+def _halo_backward(ctx, grad):
+    return lrn_halo_return(grad, ctx.comm_key, ctx.below, ctx.above), None, None, None
+
+
+lrn_halo_exchange.register_autograd(_halo_backward, setup_context=_halo_setup)
 
 
 # ----------------------------------------------------------------------- modules
 
 
-def _run_eagerly(cls: type[nn.Module]) -> None:
-    """Keep ``cls.forward`` (a metered collective) out of torch.compile graphs: a clean
-    graph break. Applied when the first instance is built, because
-    ``torch.compiler.disable`` imports torch._dynamo (seconds) and eager runs never need it."""
-    if not getattr(cls.forward, "_alexnet_fast_eager", False):
-        cls.forward = torch.compiler.disable(cls.forward)
-        cls.forward._alexnet_fast_eager = True
-
-
 class ColumnGather(nn.Module):
     """All-gather the columns along ``dim`` (1: channels of NCHW, or units of a flat
-    activation) with autograd, see :class:`_GatherColumns`. ``to_autocast``: under autocast,
-    send the autocast dtype (only for gathers whose consumer casts to it anyway)."""
+    activation), see :func:`gather_columns`. ``to_autocast``: under autocast, send the
+    autocast dtype (only for gathers whose consumer casts to it anyway)."""
 
     def __init__(self, comm: ColumnComm, dim: int = 1, *, replicated_loss: bool = False,
                  to_autocast: bool = True):
         super().__init__()
-        _run_eagerly(type(self))
         self.comm, self.dim = comm, dim
         self.replicated_loss, self.to_autocast = replicated_loss, to_autocast
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.to_autocast and torch.is_autocast_enabled(x.device.type):
             x = x.to(torch.get_autocast_dtype(x.device.type))
-        return _GatherColumns.apply(x, self.comm, self.dim, self.replicated_loss)
+        return gather_columns(x, self.comm.key, self.dim, self.replicated_loss)
 
     def extra_repr(self) -> str:
         return f"dim={self.dim}, replicated_loss={self.replicated_loss}"
 
 
 class LRNHalo(nn.Module):
-    """Borrow the neighbour columns' edge channels an LRN of ``size`` reads (NCHW)."""
+    """Borrow the neighbour columns' edge channels an LRN of ``size`` reads (NCHW), see
+    :func:`lrn_halo_exchange`."""
 
     def __init__(self, comm: ColumnComm, size: int):
         super().__init__()
-        _run_eagerly(type(self))
         self.comm = comm
         self.below, self.above = lrn_halo(size)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() != 4:
             raise ValueError(f"LRNHalo expects NCHW activations, got shape {tuple(x.shape)}")
-        return _HaloExchange.apply(x, self.comm, self.below, self.above)
+        return lrn_halo_exchange(x, self.comm.key, self.below, self.above)
 
     def extra_repr(self) -> str:
         return f"below={self.below}, above={self.above}"
