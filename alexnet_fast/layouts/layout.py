@@ -173,7 +173,7 @@ def _param_count(config: AlexNetConfig) -> int:
 
 
 def comm_bytes_model(layout: str, config: AlexNetConfig, batch_size: int, train: bool, *,
-                     world_size: int = 2, dtype: torch.dtype = torch.float32) -> int:
+                     world_size: int | None = None, dtype: torch.dtype = torch.float32) -> int:
     """Bytes the busiest rank sends per step, by formula (conventions in :mod:`.comm`).
 
     * data_parallel: one all-reduce of every gradient (fp32, as the parameters) in training;
@@ -184,7 +184,11 @@ def comm_bytes_model(layout: str, config: AlexNetConfig, batch_size: int, train:
       ``size // 2`` channels sent up and ``(size - 1) // 2`` down (p2p). Training adds the
       backward: a reduce-scatter as large as each forward all-gather except the logits', and
       the halo gradients sent back.
+
+    ``world_size`` None: 1 for single, 2 otherwise.
     """
+    if world_size is None:
+        world_size = 1 if layout == "single" else 2
     check_layout(layout, world_size, config if layout == "model_parallel" else None, batch_size)
     if layout == "single":
         return 0
