@@ -205,6 +205,17 @@ def _layouts_rank_checks() -> dict:
         opt.step()
         out["mp_after_step"] = full_state_dict("model_parallel", column, ctx)
 
+        # mixed precision: gathers send bf16 (what conv3/fc6/fc7/fc8 cast to anyway)
+        meter.reset()
+        bf16_column = layout_model(single, "model_parallel", "eager", ctx, meter=meter)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            bf16_logits = bf16_column(x)
+        F.cross_entropy(bf16_logits.float(), y).backward()
+        out["mp_bf16_logits"] = bf16_logits.detach()
+        out["mp_bf16_grads"] = full_grads("model_parallel", bf16_column, ctx)
+        out["mp_bf16_bytes"] = meter.bytes_sent
+        out["mp_bf16_bytes_model"] = comm_bytes_model("model_parallel", config, BATCH, train=True, dtype=torch.bfloat16)
+
         # the column under torch.compile: one graph (fullgraph), same logits and gradients
         compiled = layout_model(single, "model_parallel", "eager", ctx)
         compiled.compile(backend="aot_eager", fullgraph=True)
@@ -243,7 +254,14 @@ def two_rank_results():
     F.cross_entropy(logits, y).backward()
     grads = {k: p.grad.clone() for k, p in single.named_parameters()}
     _sgd(single.parameters()).step()
-    return results, {"logits": logits.detach(), "grads": grads, "start": start, "after_step": single.state_dict()}
+    bf16 = alexnet(**SMALL)
+    bf16.load_state_dict(start)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        bf16_logits = bf16(x)
+    F.cross_entropy(bf16_logits.float(), y).backward()
+    bf16_grads = {k: p.grad.clone() for k, p in bf16.named_parameters()}
+    return results, {"logits": logits.detach(), "grads": grads, "start": start, "after_step": single.state_dict(),
+                     "bf16_logits": bf16_logits.detach(), "bf16_grads": bf16_grads}
 
 
 def test_model_parallel_equals_single_groups2_model(two_rank_results):
@@ -257,6 +275,19 @@ def test_model_parallel_equals_single_groups2_model(two_rank_results):
         for name, value in ref["after_step"].items():
             _assert_tight(out["mp_after_step"][name], value, f"rank {rank} after SGD step: {name}")
     torch.testing.assert_close(results[0]["mp_logits"], results[1]["mp_logits"], rtol=0, atol=0)
+
+
+def test_model_parallel_bf16_autocast_matches_single_bf16(two_rank_results):
+    results, ref = two_rank_results
+    out = results[0]
+    assert out["mp_bf16_logits"].dtype == torch.bfloat16
+    # bf16 keeps 8 significant bits; both sides round the same products, in other orders
+    tolerance = 5e-2
+    for name, value in [("logits", ref["bf16_logits"])] + list(ref["bf16_grads"].items()):
+        got = out["mp_bf16_logits"] if name == "logits" else out["mp_bf16_grads"][name]
+        error = (got.double() - value.double()).abs().max().item() / value.double().abs().max().item()
+        assert error < tolerance, f"{name}: relative error {error:.3g}"
+    assert out["mp_bf16_bytes"] == out["mp_bf16_bytes_model"] < out["mp_bytes"]
 
 
 def test_model_parallel_compiles_in_one_graph_with_the_same_result(two_rank_results):

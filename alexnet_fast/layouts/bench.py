@@ -12,11 +12,12 @@ On every rank: the same seed builds the same single model and the same global ba
    *eager* model in the same precision on the same device, computed on rank 0.
    ``max_abs_err`` is the largest absolute difference over all compared tensors,
    ``max_rel_err`` the largest of ``max|a - b| / max|b|`` per tensor; ``equivalent`` is
-   ``max_rel_err <= PRECISIONS[precision].rtol``.
+   ``max_rel_err <= PRECISIONS[precision].rtol``. fp16 gradients come from a loss scaled by
+   ``PRECISIONS["fp16"].loss_scale`` (then unscaled), as fp16 training does.
 2. ``warmup`` untimed steps, then ``repeats`` timed steps, each after a barrier, bracketed
    by ``time.perf_counter`` (with ``torch.cuda.synchronize`` on GPU). A step is
    ``forward`` (eval mode, no grad) or ``train`` (train mode: forward, mean cross-entropy,
-   backward, SGD lr 0.01 momentum 0.9 weight decay 5e-4).
+   backward, SGD lr 0.01 momentum 0.9 weight decay 5e-4; fp16 with a GradScaler).
    ``step_ms`` is the median over steps of the slowest rank's time; ``comm_ms`` the median of
    the slowest rank's time inside collectives (:class:`CommMeter`); ``comm_bytes`` what the
    busiest rank sent per step, counted at the collective calls; ``comm_bytes_model`` the
@@ -56,11 +57,14 @@ PASSES = ("forward", "train")
 @dataclass(frozen=True)
 class Precision:
     """How a precision runs: autocast dtype (None: fp32 throughout), TF32 matmuls/convs
-    (CUDA only), and the relative tolerance of the equivalence check against ``single``."""
+    (CUDA only), the relative tolerance of the equivalence check against ``single``, and
+    the fixed loss scale of that check (fp16 gradients underflow without one; the timed
+    training step uses ``torch.amp.GradScaler`` for fp16)."""
 
     autocast: torch.dtype | None
     tf32: bool
     rtol: float
+    loss_scale: float = 1.0
 
     @contextlib.contextmanager
     def context(self, device: torch.device) -> Iterator[None]:
@@ -79,7 +83,7 @@ class Precision:
 PRECISIONS: dict[str, Precision] = {
     "fp32": Precision(None, tf32=False, rtol=1e-4),
     "tf32": Precision(None, tf32=True, rtol=5e-3),
-    "fp16": Precision(torch.float16, tf32=False, rtol=1e-2),
+    "fp16": Precision(torch.float16, tf32=False, rtol=1e-2, loss_scale=2.0**14),
     "bf16": Precision(torch.bfloat16, tf32=False, rtol=5e-2),
 }
 
@@ -174,13 +178,13 @@ def _outputs(job: BenchJob, ctx: DistContext, model: torch.nn.Module, x: torch.T
         with precision.context(ctx.device):
             logits = model(xl)
         if train:
-            F.cross_entropy(logits.float(), yl).backward()
+            (precision.loss_scale * F.cross_entropy(logits.float(), yl)).backward()
     logits = logits.detach()
     if layout == "data_parallel":
         logits = torch.cat(gather_from_ranks(logits, ctx), dim=0)
     out = {"logits": logits}
     if train:
-        out.update({f"grad:{k}": v.clone() for k, v in full_grads(layout, model, ctx).items()})
+        out.update({f"grad:{k}": v / precision.loss_scale for k, v in full_grads(layout, model, ctx).items()})
         model.zero_grad(set_to_none=True)
     return out
 
@@ -206,6 +210,7 @@ def run_bench(job: BenchJob, ctx: DistContext) -> dict[str, Any] | None:
     xl, yl = local_batch(job.layout, x, ctx), local_batch(job.layout, y, ctx)
     model.train(train)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4) if train else None
+    scaler = torch.amp.GradScaler(device.type, enabled=precision.autocast is torch.float16)
 
     def step() -> None:
         if not train:
@@ -214,8 +219,9 @@ def run_bench(job: BenchJob, ctx: DistContext) -> dict[str, Any] | None:
             return
         with precision.context(device):
             logits = model(xl)
-        F.cross_entropy(logits.float(), yl).backward()
-        optimizer.step()
+        scaler.scale(F.cross_entropy(logits.float(), yl)).backward()
+        scaler.step(optimizer)
+        scaler.update()
         optimizer.zero_grad(set_to_none=True)
 
     for _ in range(job.warmup):
