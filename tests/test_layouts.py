@@ -205,6 +205,11 @@ def _layouts_rank_checks() -> dict:
         opt.step()
         out["mp_after_step"] = full_state_dict("model_parallel", column, ctx)
 
+        # a batch of one image (slices of it are contiguous: no exchange may return a view)
+        one = layout_model(single, "model_parallel", "eager", ctx)
+        F.cross_entropy(one(x[:1]), y[:1]).backward()
+        out["mp_batch1_grads"] = full_grads("model_parallel", one, ctx)
+
         # mixed precision: gathers send bf16 (what conv3/fc6/fc7/fc8 cast to anyway)
         meter.reset()
         bf16_column = layout_model(single, "model_parallel", "eager", ctx, meter=meter)
@@ -254,6 +259,10 @@ def two_rank_results():
     F.cross_entropy(logits, y).backward()
     grads = {k: p.grad.clone() for k, p in single.named_parameters()}
     _sgd(single.parameters()).step()
+    one = alexnet(**SMALL)
+    one.load_state_dict(start)
+    F.cross_entropy(one(x[:1]), y[:1]).backward()
+    batch1_grads = {k: p.grad.clone() for k, p in one.named_parameters()}
     bf16 = alexnet(**SMALL)
     bf16.load_state_dict(start)
     with torch.autocast("cpu", dtype=torch.bfloat16):
@@ -261,7 +270,7 @@ def two_rank_results():
     F.cross_entropy(bf16_logits.float(), y).backward()
     bf16_grads = {k: p.grad.clone() for k, p in bf16.named_parameters()}
     return results, {"logits": logits.detach(), "grads": grads, "start": start, "after_step": single.state_dict(),
-                     "bf16_logits": bf16_logits.detach(), "bf16_grads": bf16_grads}
+                     "bf16_logits": bf16_logits.detach(), "bf16_grads": bf16_grads, "batch1_grads": batch1_grads}
 
 
 def test_model_parallel_equals_single_groups2_model(two_rank_results):
@@ -275,6 +284,8 @@ def test_model_parallel_equals_single_groups2_model(two_rank_results):
         for name, value in ref["after_step"].items():
             _assert_tight(out["mp_after_step"][name], value, f"rank {rank} after SGD step: {name}")
     torch.testing.assert_close(results[0]["mp_logits"], results[1]["mp_logits"], rtol=0, atol=0)
+    for name, grad in ref["batch1_grads"].items():
+        _assert_tight(results[1]["mp_batch1_grads"][name], grad, f"batch of 1: grad {name}")
 
 
 def test_model_parallel_bf16_autocast_matches_single_bf16(two_rank_results):

@@ -45,6 +45,8 @@ cast their input to it anyway, so the result is bit-identical and the bytes are 
 
 from __future__ import annotations
 
+import itertools
+import weakref
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 
@@ -52,7 +54,9 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from alexnet_fast.layouts.comm import CommMeter, bytes_all_gather, bytes_reduce_scatter
+from alexnet_fast.layouts.comm import (
+    CommMeter, all_gather_flat, bytes_all_gather, bytes_reduce_scatter, reduce_scatter_flat,
+)
 from alexnet_fast.model import AlexNet, AlexNetConfig, feature_shapes, min_input_size, validate_config
 
 __all__ = [
@@ -70,11 +74,6 @@ __all__ = [
     "ColumnAlexNet",
     "lrn_halo",
 ]
-
-# torch 2.14 renamed the tensor collectives; older releases have only the old names
-_all_gather_flat = getattr(dist, "all_gather_single", None) or dist.all_gather_into_tensor
-_reduce_scatter_flat = getattr(dist, "reduce_scatter_single", None) or dist.reduce_scatter_tensor
-
 
 # --------------------------------------------------------------------------- weights
 
@@ -177,7 +176,8 @@ class ColumnComm:
     ``copy.deepcopy`` of a model (as ``build_variant`` does) shares it instead of copying.
     The exchange ops take tensors and numbers only, so they find it by ``key``."""
 
-    _registry: dict[int, "ColumnComm"] = {}
+    _registry: "weakref.WeakValueDictionary[int, ColumnComm]" = weakref.WeakValueDictionary()
+    _keys = itertools.count()
 
     def __init__(self, rank: int, world_size: int, group: dist.ProcessGroup | None = None,
                  meter: CommMeter | None = None):
@@ -185,8 +185,8 @@ class ColumnComm:
             raise ValueError(f"rank {rank} is outside a group of {world_size}")
         self.rank, self.world_size, self.group = rank, world_size, group
         self.meter = meter if meter is not None else CommMeter(None)
-        self.key = len(ColumnComm._registry)
-        ColumnComm._registry[self.key] = self
+        self.key = next(ColumnComm._keys)
+        ColumnComm._registry[self.key] = self  # weak: gone with the last model that uses it
 
     @staticmethod
     def find(key: int) -> "ColumnComm":
@@ -223,7 +223,7 @@ def gather_columns(x: torch.Tensor, comm_key: int, dim: int, replicated_loss: bo
     x = x.contiguous()
     stacked = x.new_empty((comm.world_size, *x.shape))
     with comm.meter.span(bytes_all_gather(_nbytes(x), comm.world_size)):
-        _all_gather_flat(stacked.view(-1), x.view(-1), group=comm.group)
+        all_gather_flat(stacked.view(-1), x.view(-1), group=comm.group)
     return torch.cat(stacked.unbind(0), dim=dim)
 
 
@@ -241,7 +241,7 @@ def reduce_scatter_columns(grad: torch.Tensor, comm_key: int, dim: int) -> torch
     parts = torch.stack(grad.chunk(comm.world_size, dim=dim), dim=0).contiguous()
     out = grad.new_empty(parts.shape[1:])
     with comm.meter.span(bytes_reduce_scatter(_nbytes(parts), comm.world_size)):
-        _reduce_scatter_flat(out.view(-1), parts.view(-1), group=comm.group)
+        reduce_scatter_flat(out.view(-1), parts.view(-1), group=comm.group)
     return out
 
 
@@ -320,7 +320,7 @@ def lrn_halo_return(grad: torch.Tensor, comm_key: int, below: int, above: int) -
     front, back = _halo_sizes(comm, below, above)
     n, wide, h, w = grad.shape
     c = wide - front - back
-    grad_x = grad[:, front:front + c].contiguous()
+    grad_x = grad[:, front:front + c].clone(memory_format=torch.contiguous_format)  # never a view: added to below
     from_below = grad.new_empty((n, above if front else 0, h, w))  # r-1's gradient of our first channels
     from_above = grad.new_empty((n, below if back else 0, h, w))  # r+1's gradient of our last channels
     sends, recvs = [], []

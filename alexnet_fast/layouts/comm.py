@@ -44,9 +44,16 @@ __all__ = [
     "bytes_reduce_scatter",
     "bytes_all_reduce",
     "metered_allreduce_hook",
+    "all_gather_flat",
+    "reduce_scatter_flat",
 ]
 
 DEFAULT_TIMEOUT_S = 300.0
+
+# Collectives on flat tensors (output = the ranks' inputs one after another). torch 2.14
+# renamed them; older releases have only the old names.
+all_gather_flat = getattr(dist, "all_gather_single", None) or dist.all_gather_into_tensor
+reduce_scatter_flat = getattr(dist, "reduce_scatter_single", None) or dist.reduce_scatter_tensor
 
 
 def bytes_all_gather(local_bytes: int, world_size: int) -> int:

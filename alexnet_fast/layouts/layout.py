@@ -29,14 +29,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import torch
-import torch.distributed as dist
 from torch import nn
 
 from alexnet_fast.layouts.columns import (
     ColumnAlexNet, ColumnComm, check_column_config, lrn_halo, merge_columns, split_columns,
 )
 from alexnet_fast.layouts.comm import (
-    CommMeter, DistContext, bytes_all_gather, bytes_all_reduce, bytes_reduce_scatter,
+    CommMeter, DistContext, all_gather_flat, bytes_all_gather, bytes_all_reduce, bytes_reduce_scatter,
     metered_allreduce_hook,
 )
 from alexnet_fast.model import AlexNet, AlexNetConfig, feature_shapes
@@ -116,11 +115,9 @@ def gather_from_ranks(tensor: torch.Tensor, ctx: DistContext) -> list[torch.Tens
     """Every rank's ``tensor`` (same shape and dtype on all), in rank order; no autograd."""
     if ctx.group is None:
         return [tensor]
-    from alexnet_fast.layouts.columns import _all_gather_flat
-
     tensor = tensor.detach().contiguous()
     stacked = tensor.new_empty((ctx.world_size, *tensor.shape))
-    _all_gather_flat(stacked.view(-1), tensor.view(-1), group=ctx.group)
+    all_gather_flat(stacked.view(-1), tensor.view(-1), group=ctx.group)
     return list(stacked.unbind(0))
 
 
