@@ -60,7 +60,7 @@ def _describe_failure(error: Exception, world_size: int, timeout_s: float, elaps
     failures = getattr(error, "failures", {}) or {}
     if not failures:
         return LayoutRunError(f"the {world_size}-rank run failed before its ranks reported: {error}")
-    first_rank, first = min(failures.items(), key=lambda item: (item[1].timestamp, item[0]))
+    first_rank = min(failures, key=lambda rank: (failures[rank].timestamp, rank))
     lines = []
     for rank, failure in sorted(failures.items()):
         if failure.exitcode is not None and failure.exitcode < 0:
@@ -164,8 +164,9 @@ def main(argv: list[str] | None = None) -> int:
         faulthandler.cancel_dump_traceback_later()
     else:
         try:
+            world_size = None if args.layout == "single" else args.world_size
             result = bench_layout(args.layout, args.variant, args.precision, args.batch_size, args.pass_,
-                                  world_size=args.world_size, **options)
+                                  world_size=world_size, **options)
         except (LayoutRunError, ValueError) as e:
             print(f"error: {e}", file=sys.stderr)
             return 1

@@ -149,6 +149,16 @@ def test_comm_meter_counts_overlapping_spans_once():
     assert meter.bytes_sent == 100 and meter.calls == 1
 
 
+def test_equivalence_errors_flag_nan_and_name_the_worst_tensor():
+    from alexnet_fast.layouts.bench import _errors
+
+    ref = {"logits": torch.tensor([1.0, -2.0]), "grad:w": torch.tensor([0.5, 0.25])}
+    close = _errors({"logits": torch.tensor([1.0, -2.002]), "grad:w": torch.tensor([0.5, 0.25])}, ref)
+    assert close["max_rel_err"] == pytest.approx(1e-3, rel=1e-3) and close["worst_tensor"] == "logits"
+    broken = _errors({"logits": ref["logits"], "grad:w": torch.tensor([float("nan"), 0.25])}, ref)
+    assert broken["max_rel_err"] == float("inf") and broken["worst_tensor"] == "grad:w"
+
+
 def test_bench_layout_refuses_bad_requests_before_starting_ranks():
     with pytest.raises(ValueError, match="unknown layout"):
         bench_layout("pipeline", "eager", "fp32", 4, "train")

@@ -31,6 +31,8 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import math
+import os
 import platform
 import statistics
 import time
@@ -135,7 +137,8 @@ class BenchJob:
             world_size = 1 if layout == "single" else 2
         config = make_config(preset, num_classes=num_classes, width_mult=width_mult, input_size=input_size)
         check_layout(layout, world_size, config, batch_size)
-        dev = choose_device(world_size, device).type
+        ranks_on_node = 1 if layout == "single" else int(os.environ.get("LOCAL_WORLD_SIZE", world_size))
+        dev = choose_device(ranks_on_node, device).type
         if PRECISIONS[precision].tf32 and dev != "cuda":
             raise ValueError("tf32 applies only on CUDA devices; use fp32 on CPU")
         if variant.startswith("triton") and dev == "cpu":
@@ -160,7 +163,10 @@ def _errors(actual: dict[str, torch.Tensor], expected: dict[str, torch.Tensor]) 
         ref = ref.detach().double().cpu()
         diff = (actual[name].detach().double().cpu() - ref).abs().max().item()
         scale = ref.abs().max().item()
-        rel = diff / scale if scale > 0 else (0.0 if diff == 0 else float("inf"))
+        if not (math.isfinite(diff) and math.isfinite(scale)):  # NaN/inf on either side fails
+            diff = rel = float("inf")
+        else:
+            rel = diff / scale if scale > 0 else (0.0 if diff == 0 else float("inf"))
         max_abs = max(max_abs, diff)
         if rel >= max_rel:
             max_rel, worst = rel, name
@@ -250,9 +256,8 @@ def run_bench(job: BenchJob, ctx: DistContext) -> dict[str, Any] | None:
     slowest_comm = [max(r[1][i] for r in ranks) for i in range(job.repeats)]
     interpreted = job.variant.startswith("triton") and device.type != "cuda"
     step_ms = None if interpreted else 1e3 * statistics.median(slowest_step)
-    autocast = precision.autocast or torch.float32
-    dtype_bytes_model = comm_bytes_model(job.layout, job.config, job.batch_size, train,
-                                         world_size=job.world_size, dtype=autocast)
+    bytes_model = comm_bytes_model(job.layout, job.config, job.batch_size, train,
+                                   world_size=job.world_size, dtype=precision.autocast or torch.float32)
     return {
         "layout": job.layout, "variant": job.variant, "precision": job.precision,
         "batch_size": job.batch_size, "pass": job.pass_, "preset": job.config.name,
@@ -264,7 +269,7 @@ def run_bench(job: BenchJob, ctx: DistContext) -> dict[str, Any] | None:
         "images_per_s": None if interpreted else job.batch_size / (step_ms / 1e3),
         "comm_ms": None if interpreted else statistics.median(slowest_comm),
         "comm_bytes": max(r[2] for r in ranks),
-        "comm_bytes_model": dtype_bytes_model,
+        "comm_bytes_model": bytes_model,
         "comm_calls": max(r[3] for r in ranks),
         **errors,
         "equivalent": errors["max_rel_err"] <= precision.rtol,
