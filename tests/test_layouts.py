@@ -258,9 +258,8 @@ def _layouts_rank_checks() -> dict:
         shutdown(ctx)
 
 
-@pytest.fixture(scope="module")
-def two_rank_results():
-    results = launch(_layouts_rank_checks, world_size=2, timeout_s=240)
+def _single_reference() -> dict:
+    """What the single groups=2 model computes on the same weights and batch."""
     torch.manual_seed(0)
     single = alexnet(**SMALL)
     x, y = _batch(single.config)
@@ -279,12 +278,12 @@ def two_rank_results():
         bf16_logits = bf16(x)
     F.cross_entropy(bf16_logits.float(), y).backward()
     bf16_grads = {k: p.grad.clone() for k, p in bf16.named_parameters()}
-    return results, {"logits": logits.detach(), "grads": grads, "start": start, "after_step": single.state_dict(),
-                     "bf16_logits": bf16_logits.detach(), "bf16_grads": bf16_grads, "batch1_grads": batch1_grads}
+    return {"logits": logits.detach(), "grads": grads, "start": start, "after_step": single.state_dict(),
+            "bf16_logits": bf16_logits.detach(), "bf16_grads": bf16_grads, "batch1_grads": batch1_grads}
 
 
-def test_model_parallel_equals_single_groups2_model(two_rank_results):
-    results, ref = two_rank_results
+def _check_model_parallel_equals_single(results, ref):
+    """Both ranks return the single model's logits and gradients; one SGD step lands on its weights."""
     for rank in (0, 1):
         out = results[rank]
         _assert_tight(out["mp_logits"], ref["logits"], f"rank {rank} logits")
@@ -298,8 +297,7 @@ def test_model_parallel_equals_single_groups2_model(two_rank_results):
         _assert_tight(results[1]["mp_batch1_grads"][name], grad, f"batch of 1: grad {name}")
 
 
-def test_model_parallel_bf16_autocast_matches_single_bf16(two_rank_results):
-    results, ref = two_rank_results
+def _check_model_parallel_bf16(results, ref):
     out = results[0]
     assert out["mp_bf16_logits"].dtype == torch.bfloat16
     # bf16 keeps 8 significant bits; both sides round the same products, in other orders
@@ -311,32 +309,44 @@ def test_model_parallel_bf16_autocast_matches_single_bf16(two_rank_results):
     assert out["mp_bf16_bytes"] == out["mp_bf16_bytes_model"] < out["mp_bytes"]
 
 
-def test_model_parallel_compiles_in_one_graph_with_the_same_result(two_rank_results):
-    results, ref = two_rank_results
+def _check_model_parallel_compiled(results, ref):
+    """The column compiled with fullgraph=True (no graph break at the exchanges) is as exact."""
     out = results[0]
     _assert_tight(out["mp_compiled_logits"], ref["logits"], "compiled logits")
     for name, grad in ref["grads"].items():
         _assert_tight(out["mp_compiled_grads"][name], grad, f"compiled grad {name}")
 
 
-def test_model_parallel_state_dict_round_trips_through_the_ranks(two_rank_results):
-    results, ref = two_rank_results
+def _check_state_dict_round_trip(results, ref):
+    """load_full_state_dict then full_state_dict through the ranks is bit-exact."""
     for key, value in ref["start"].items():
         assert torch.equal(results[1]["mp_reloaded"][key], value), key
 
 
-def test_data_parallel_sgd_step_equals_single_full_batch_step(two_rank_results):
-    results, ref = two_rank_results
+def _check_data_parallel_step(results, ref):
+    """One SGD step on half the batch per rank == one step on the whole batch."""
     for rank in (0, 1):
         for name, value in ref["after_step"].items():
             _assert_tight(results[rank]["dp_after_step"][name], value, f"rank {rank} {name}")
 
 
-def test_measured_bytes_match_the_byte_model(two_rank_results):
-    results, _ = two_rank_results
+def _check_bytes(results, ref):
+    """Bytes counted at the collective calls == the byte model."""
     for rank in (0, 1):  # with 2 ranks and an odd LRN size both ranks send the same
         assert results[rank]["mp_bytes"] == results[rank]["mp_bytes_model"] > 0
         assert results[rank]["dp_bytes"] == results[rank]["dp_bytes_model"] > 0
+
+
+def test_two_gloo_ranks_match_the_single_model():
+    """One launch (start-up is the cost; one test so that pytest-xdist runs it once)."""
+    results = launch(_layouts_rank_checks, world_size=2, timeout_s=240)
+    ref = _single_reference()
+    _check_model_parallel_equals_single(results, ref)  # logits, every gradient, one SGD step, batch of 1
+    _check_model_parallel_bf16(results, ref)
+    _check_model_parallel_compiled(results, ref)
+    _check_state_dict_round_trip(results, ref)
+    _check_data_parallel_step(results, ref)
+    _check_bytes(results, ref)
 
 
 def test_bench_layout_model_parallel_reports_everything():
