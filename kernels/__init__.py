@@ -1,26 +1,19 @@
 """Triton kernels for AlexNet: fused conv + ReLU, LRN, overlapping max-pool, LRN + pool.
 
 Each op lives in one file with its kernels, launchers and autograd; ``kernels.nn`` has the
-nn.Module wrappers. Tensors must be CUDA tensors, or CPU tensors under TRITON_INTERPRET=1.
-Attributes load lazily, so ``import kernels`` does not import triton.
+nn.Module wrappers. Tensors must be CUDA tensors, or CPU tensors under TRITON_INTERPRET=1
+(which must be set before triton is imported, i.e. before importing this package).
+
+The public functions share their names with the op files (``kernels.max_pool2d`` is the
+function, ``kernels/max_pool2d.py`` its file): importing them here, eagerly, binds the
+package attribute to the function after the import system has bound it to the module.
+Reach a file's other contents with ``from kernels.max_pool2d import ...``.
 """
 
-import importlib
+from kernels.lrn import local_response_norm
+from kernels.lrn_max_pool2d import lrn_max_pool2d
+from kernels.max_pool2d import max_pool2d
 
-# public name -> module that defines it
-_EXPORTS = {
-    "conv2d_relu": "kernels.conv2d_relu",
-    "local_response_norm": "kernels.lrn",
-    "max_pool2d": "kernels.max_pool2d",
-    "lrn_max_pool2d": "kernels.lrn_max_pool2d",
-}
+from kernels import nn  # noqa: E402  (the module wrappers)
 
-__all__ = list(_EXPORTS) + ["nn"]
-
-
-def __getattr__(name):
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    if name == "nn":
-        return importlib.import_module("kernels.nn")
-    raise AttributeError(f"module 'kernels' has no attribute {name!r}")
+__all__ = ["local_response_norm", "max_pool2d", "lrn_max_pool2d", "nn"]

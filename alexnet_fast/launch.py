@@ -1,0 +1,181 @@
+"""Start ranks with PyTorch's own launcher, and the ``torchrun`` entry point of the layouts.
+
+From Python, :func:`launch` runs a picklable function on ``world_size`` local ranks through
+``torch.distributed.launcher.api.elastic_launch`` (the engine behind ``torchrun
+--standalone``): spawned workers, c10d rendezvous on a free port, no restarts. Failures end
+the run as a :class:`LayoutRunError` naming the rank:
+
+* a rank that raises, or dies (killed, out of memory): the elastic agent notices within
+  ``monitor_interval_s`` and stops the others (SIGTERM, then SIGKILL after
+  ``shutdown_timeout_s``);
+* a rank that hangs: its peers' collectives fail after the process group's timeout
+  (set by :func:`alexnet_fast.layouts.init_ranks`), and every rank has a watchdog
+  (``faulthandler.dump_traceback_later``) that dumps its stacks to stderr and exits it once
+  ``timeout_s`` has passed, so the run always ends within about ``timeout_s``.
+
+As a module, it benchmarks one layout (see :func:`alexnet_fast.layouts.bench_layout`)::
+
+    torchrun --standalone --nproc_per_node=2 -m alexnet_fast.launch --layout model_parallel
+    python -m alexnet_fast.launch --layout data_parallel --pass train   # starts its own ranks
+
+and prints the result as JSON (rank 0), or writes it atomically with ``--output``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import faulthandler
+import json
+import os
+import sys
+import tempfile
+import time
+import uuid
+from typing import Any, Callable
+
+__all__ = ["LayoutRunError", "launch", "write_json_atomic", "main"]
+
+MONITOR_INTERVAL_S = 0.5
+SHUTDOWN_TIMEOUT_S = 5
+
+
+class LayoutRunError(RuntimeError):
+    """A multi-rank run failed; the message names the rank that failed first and why."""
+
+    def __init__(self, message: str, rank: int | None = None):
+        super().__init__(message)
+        self.rank = rank
+
+
+def _rank_entry(fn: Callable[..., Any], timeout_s: float, args: tuple) -> Any:
+    """What each spawned worker runs: arm the watchdog, then ``fn(*args)``."""
+    faulthandler.dump_traceback_later(timeout_s, exit=True)
+    try:
+        return fn(*args)
+    finally:
+        faulthandler.cancel_dump_traceback_later()
+
+
+def _describe_failure(error: Exception, world_size: int, timeout_s: float, elapsed_s: float) -> LayoutRunError:
+    failures = getattr(error, "failures", {}) or {}
+    if not failures:
+        return LayoutRunError(f"the {world_size}-rank run failed before its ranks reported: {error}")
+    first_rank = min(failures, key=lambda rank: (failures[rank].timestamp, rank))
+    lines = []
+    for rank, failure in sorted(failures.items()):
+        if failure.exitcode is not None and failure.exitcode < 0:
+            how = f"killed by signal {failure.signal_name()}"
+        else:
+            how = f"exited with code {failure.exitcode}"
+        message = failure.message  # from the rank's error file: a dict, or a plain string
+        if isinstance(message, dict):
+            message = str(message.get("message", ""))
+        detail = "" if not message or "To enable traceback" in message else message.strip().splitlines()[-1]
+        lines.append(f"  rank {rank}: {how}" + (f": {detail}" if detail else ""))
+    timed_out = elapsed_s >= timeout_s
+    head = (f"rank {first_rank} failed first in a {world_size}-rank run after {elapsed_s:.1f} s"
+            + (f" (the run reached its {timeout_s:g} s timeout: a rank hung; each rank's stderr "
+               "holds its stack dump)" if timed_out else ""))
+    return LayoutRunError("\n".join([head, *lines]), rank=first_rank)
+
+
+def launch(fn: Callable[..., Any], *args: Any, world_size: int = 2, timeout_s: float = 300.0,
+           monitor_interval_s: float = MONITOR_INTERVAL_S,
+           shutdown_timeout_s: int = SHUTDOWN_TIMEOUT_S) -> dict[int, Any]:
+    """Run ``fn(*args)`` on ``world_size`` local ranks; return ``{rank: return value}``.
+
+    ``fn`` and ``args`` must be picklable (a module-level function): workers are spawned.
+    Each worker has RANK, LOCAL_RANK, WORLD_SIZE, MASTER_ADDR/PORT set, and calls
+    :func:`alexnet_fast.layouts.init_ranks` itself. Raises :class:`LayoutRunError` naming
+    the failed rank, within about ``timeout_s`` even if a rank hangs.
+    """
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.launcher.api import LaunchConfig, elastic_launch
+
+    if not isinstance(world_size, int) or world_size < 1:
+        raise ValueError(f"world_size must be a positive integer, got {world_size!r}")
+    if not timeout_s > 0:
+        raise ValueError(f"timeout_s must be positive, got {timeout_s!r}")
+    config = LaunchConfig(
+        min_nodes=1, max_nodes=1, nproc_per_node=world_size,
+        run_id=str(uuid.uuid4()), rdzv_backend="c10d", rdzv_endpoint="localhost:0",
+        rdzv_configs={"join_timeout": max(30, int(timeout_s))},
+        max_restarts=0, monitor_interval=monitor_interval_s, start_method="spawn",
+        shutdown_timeout=shutdown_timeout_s,
+    )
+    start = time.perf_counter()
+    try:
+        return elastic_launch(config, _rank_entry)(fn, timeout_s, args)
+    except ChildFailedError as e:
+        raise _describe_failure(e, world_size, timeout_s, time.perf_counter() - start) from e
+
+
+def write_json_atomic(path: str, obj: Any) -> None:
+    """Write ``obj`` as JSON to ``path`` via a temporary file in the same folder."""
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".json")
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(obj, f, indent=2)
+            f.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def _parser() -> argparse.ArgumentParser:
+    from alexnet_fast.layouts import LAYOUTS, PASSES, PRECISIONS
+    from alexnet_fast.model import PRESETS
+    from alexnet_fast.variants import VARIANTS
+
+    p = argparse.ArgumentParser(prog="python -m alexnet_fast.launch", description=__doc__.split("\n\n")[0])
+    p.add_argument("--layout", choices=LAYOUTS, default="model_parallel")
+    p.add_argument("--variant", choices=VARIANTS, default="eager")
+    p.add_argument("--precision", choices=list(PRECISIONS), default="fp32")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--pass", dest="pass_", choices=PASSES, default="train")
+    p.add_argument("--preset", choices=sorted(PRESETS), default="paper")
+    p.add_argument("--width-mult", type=float, default=1.0)
+    p.add_argument("--input-size", type=int, default=None)
+    p.add_argument("--num-classes", type=int, default=1000)
+    p.add_argument("--warmup", type=int, default=1)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--timeout", type=float, default=300.0, help="seconds (process-group timeout and watchdog)")
+    p.add_argument("--device", choices=["cpu", "cuda"], default=None, help="default: cuda if every rank gets a GPU")
+    p.add_argument("--world-size", type=int, default=2, help="ranks to start when not under torchrun")
+    p.add_argument("--output", default=None, help="write the JSON result here (atomically)")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    from alexnet_fast.layouts.bench import BenchJob, bench_layout, run_rank_job
+
+    options = dict(preset=args.preset, width_mult=args.width_mult, input_size=args.input_size,
+                   num_classes=args.num_classes, warmup=args.warmup, repeats=args.repeats,
+                   timeout_s=args.timeout, device=args.device)
+    if "RANK" in os.environ and "WORLD_SIZE" in os.environ:  # a rank of torchrun
+        job = BenchJob.create(args.layout, args.variant, args.precision, args.batch_size, args.pass_,
+                              world_size=int(os.environ["WORLD_SIZE"]), **options)
+        faulthandler.dump_traceback_later(job.timeout_s, exit=True)
+        result = run_rank_job(job)
+        faulthandler.cancel_dump_traceback_later()
+    else:
+        try:
+            world_size = None if args.layout == "single" else args.world_size
+            result = bench_layout(args.layout, args.variant, args.precision, args.batch_size, args.pass_,
+                                  world_size=world_size, **options)
+        except (LayoutRunError, ValueError) as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 1
+    if result is not None:  # rank 0
+        if args.output:
+            write_json_atomic(args.output, result)
+        print(json.dumps(result, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,30 @@
+"""Two-device layouts of AlexNet on torch.distributed: ``single``, ``data_parallel``
+(DistributedDataParallel) and ``model_parallel`` (the paper's two-column split).
+
+* :mod:`.columns`: the column model, its exchanges with autograd, and weight split/merge.
+* :mod:`.comm`: joining the process group (NCCL on GPUs, gloo on CPU) and metering
+  collectives (time and bytes).
+* :mod:`.layout`: applying a layout to a model on a rank (what training uses), moving
+  state_dicts between layouts, and the communication byte model.
+* :mod:`.bench`: :func:`bench_layout`, what the profiling harness calls.
+
+Ranks start with ``torchrun`` or :func:`alexnet_fast.launch.launch`.
+"""
+
+from alexnet_fast.layouts.bench import PASSES, PRECISIONS, BenchJob, Precision, bench_layout, run_bench
+from alexnet_fast.layouts.columns import ColumnAlexNet, ColumnComm, merge_columns, split_columns
+from alexnet_fast.layouts.comm import (
+    DEFAULT_TIMEOUT_S, CommMeter, DistContext, choose_device, init_ranks, local_context, shutdown,
+)
+from alexnet_fast.layouts.layout import (
+    LAYOUTS, check_layout, comm_bytes_model, full_grads, full_state_dict, gather_from_ranks,
+    layout_model, load_full_state_dict, local_batch,
+)
+
+__all__ = [
+    "LAYOUTS", "PASSES", "PRECISIONS", "Precision", "BenchJob", "bench_layout", "run_bench",
+    "ColumnAlexNet", "ColumnComm", "split_columns", "merge_columns",
+    "DEFAULT_TIMEOUT_S", "CommMeter", "DistContext", "choose_device", "init_ranks", "local_context",
+    "shutdown", "check_layout", "comm_bytes_model", "full_grads", "full_state_dict",
+    "gather_from_ranks", "layout_model", "load_full_state_dict", "local_batch",
+]

@@ -1,0 +1,708 @@
+"""`alexnet-fast train`: train AlexNet the paper's way, with any variant and layout.
+
+Flags follow torchvision's references/classification/train.py (``--data-path``, ``-b``,
+``--epochs``, ``--lr``, ``--momentum``, ``--wd``, ``--lr-scheduler``, ``--lr-step-size``,
+``--lr-gamma``, ``-j``, ``--amp``, ``--output-dir``, ``--resume``, ``--start-epoch``,
+``--test-only``, ...); defaults are the paper's recipe: SGD with momentum 0.9, weight decay
+5e-4, lr 0.01 divided by 10 when validation accuracy stops improving, batch 128 (per
+process), dropout 0.5, the paper's initialisation, 90 epochs.
+
+With no ``--data-path`` the run uses the embedded synthetic dataset (10 classes of rendered
+shapes and textures, written once in ImageFolder layout under ``--synthetic-dir``) and a
+small model (:data:`EMBEDDED_DEFAULTS`: width 1/4, input 67, He init, 18 epochs) that
+trains in minutes on a CPU; flags given on the command line override these defaults.
+
+Output directory: ``checkpoint.pth`` (latest, atomic), ``metrics.csv`` / ``metrics.json``
+(one row per epoch), ``metrics.png`` (loss and accuracy), ``config.json`` (resolved
+settings) and ``final.json`` (centre-crop and 10-crop evaluation after the last epoch).
+``--resume`` continues exactly where a checkpoint stopped, even mid-epoch (``--max-steps``).
+Data-parallel training runs under torchrun: ``torchrun --nproc_per_node 2 -m alexnet_fast
+train --layout data_parallel``; ``--batch-size`` is per process, as in torchvision.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import copy
+import csv
+import io
+import json
+import math
+import os
+import random
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from alexnet_fast.checkpoint import (atomic_path, atomic_torch_save, atomic_write_text,
+                                     capture_rng_state, load_checkpoint, restore_rng_state)
+from alexnet_fast.data import (IMAGENET_PCA_EIGVAL, IMAGENET_PCA_EIGVEC, BadImageError, DataError,
+                               ResumableSampler, collate_skipping_bad, compute_pca_eigens,
+                               default_resize_size, eval_transform, make_synthetic_dataset,
+                               open_image_folders, ten_crop_transform, train_transform)
+from alexnet_fast.model import PRESETS, alexnet
+from alexnet_fast.variants import COMPILE_MODES, VARIANTS, build_variant
+
+LAYOUTS = ("single", "data_parallel")
+PRECISIONS = ("fp32", "fp16", "bf16")
+INITS = ("paper", "torchvision", "kaiming")
+# Settings left unset on the command line, by data source: the paper's for real data; a
+# small, fast model for the embedded synthetic dataset (input 67 is the paper network's
+# smallest; width 1/4 = 24/64/96/96/64 filters, 1024-unit FC layers). The embedded run uses
+# He (kaiming) init: at this width the paper's N(0, 0.01) init (and PyTorch's default) stay
+# at chance for hundreds of steps (measured, width 1/4, input 67: paper init 150-600 steps at
+# batch 128/32/16 and lr 0.01-0.05; PyTorch's 400 steps at batch 32, lr 0.01 and 0.03).
+PAPER_DEFAULTS = {"epochs": 90, "width_mult": 1.0, "image_size": None, "init": None}  # None: the preset's
+EMBEDDED_DEFAULTS = {"epochs": 18, "width_mult": 0.25, "image_size": 67, "init": "kaiming"}
+SYNTHETIC_TRAIN_PER_CLASS, SYNTHETIC_VAL_PER_CLASS = 300, 60
+# Loader workers and OpenMP threads must not share cores: OpenMP threads spin while they
+# wait, and on a shared 2-core machine 2 threads + 2 workers ran a step 50x slower than 1 + 1.
+DEFAULT_WORKERS = min(4, max(1, (os.cpu_count() or 2) // 2))
+
+__all__ = ["add_arguments", "run", "train", "NonFiniteLossError", "EMBEDDED_DEFAULTS", "PAPER_DEFAULTS"]
+
+
+class NonFiniteLossError(RuntimeError):
+    """The training loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    a = parser.add_argument
+    a("--data-path", default=None, help="ImageFolder root with train/ and val/ (default: the "
+      "embedded synthetic dataset)")
+    a("--synthetic-dir", default="data/synthetic", help="where the synthetic dataset is cached")
+    a("--preset", default="paper", choices=sorted(PRESETS), help="AlexNet preset")
+    a("--width-mult", type=float, default=None, help="scale of every layer's width (default: 1, "
+      f"embedded data: {EMBEDDED_DEFAULTS['width_mult']})")
+    a("--image-size", type=int, default=None, help="model input (crop) size (default: the "
+      f"preset's, embedded data: {EMBEDDED_DEFAULTS['image_size']})")
+    a("--resize-size", type=int, default=None, help="short side images are resized to before "
+      "cropping (default: 256 for 224/227 crops, else the same ratio)")
+    a("--pca", default="train", choices=("train", "imagenet", "none"), help="PCA colour "
+      "augmentation eigen-pairs: computed from a sample of the training set, ImageNet's, or off")
+    a("--dropout", type=float, default=None, help="dropout of fc6/fc7 (default: the preset's, 0.5)")
+    a("--init", default=None, choices=INITS, help="weight init: the paper's N(0, 0.01) with its biases, "
+      "PyTorch's defaults, or He normal with zero biases (default: the preset's; embedded data: "
+      f"{EMBEDDED_DEFAULTS['init']})")
+    a("--variant", default="eager", choices=VARIANTS, help="model variant (alexnet_fast.build_variant)")
+    a("--compile-mode", default="default", choices=COMPILE_MODES, help="torch.compile mode")
+    a("--layout", default="single", choices=LAYOUTS, help="single process, or data-parallel "
+      "under torchrun (one process per device)")
+    a("--device", default=None, help="cpu, cuda, cuda:N (default: cuda if available)")
+    a("-b", "--batch-size", type=int, default=128, help="images per step and process")
+    a("--epochs", type=int, default=None, help=f"epochs to train (default: {PAPER_DEFAULTS['epochs']}, "
+      f"embedded data: {EMBEDDED_DEFAULTS['epochs']})")
+    a("--lr", type=float, default=0.01, help="initial learning rate")
+    a("--momentum", type=float, default=0.9, help="SGD momentum")
+    a("--wd", "--weight-decay", dest="weight_decay", type=float, default=5e-4, help="weight decay")
+    a("--lr-scheduler", default="plateau", choices=("plateau", "step"), help="divide the lr by "
+      "1/lr-gamma when val top-1 stops improving (paper), or every --lr-step-size epochs")
+    a("--lr-step-size", type=int, default=30, help="epochs between lr drops (step scheduler)")
+    a("--lr-gamma", type=float, default=0.1, help="lr multiplier at each drop")
+    a("--lr-patience", type=int, default=3, help="epochs without improvement before a drop (plateau)")
+    a("-j", "--workers", type=int, default=DEFAULT_WORKERS, help="data loader worker processes "
+      f"(default: half the cores, at most 4: {DEFAULT_WORKERS} here)")
+    a("--amp", action="store_true", help="mixed precision: fp16 on CUDA, bf16 on CPU")
+    a("--precision", default=None, choices=PRECISIONS, help="autocast precision (default fp32)")
+    a("--output-dir", default="runs/train", help="where checkpoints and metrics go")
+    a("--resume", default="", help="checkpoint to continue from")
+    a("--seed", type=int, default=0, help="seed of initialisation, data order and augmentation")
+    a("--start-epoch", type=int, default=0, help="first epoch (overridden by --resume)")
+    a("--print-freq", type=int, default=10, help="steps between progress-bar updates")
+    a("--test-only", action="store_true", help="only evaluate (centre and 10-crop) and exit")
+    a("--deterministic", action="store_true", help="deterministic algorithms only")
+    a("--skip-bad-images", action="store_true", help="skip (and count) unreadable images "
+      "instead of stopping")
+    a("--max-steps", type=int, default=None, help="stop after this many optimizer steps in total "
+      "(counting steps before --resume), saving a checkpoint")
+    a("--threads", type=int, default=None, help="torch CPU threads of the training process (default: "
+      "the cores the loader workers leave, at least 1)")
+    a("--no-progress", action="store_true", help="no progress bar")
+
+
+# -------------------------------------------------------------------------------------
+# settings, devices, layouts
+# -------------------------------------------------------------------------------------
+
+def resolve_settings(args: argparse.Namespace) -> argparse.Namespace:
+    """A copy of ``args`` with the unset defaults filled in and every value checked
+    (ValueError names the flag)."""
+    s = argparse.Namespace(**vars(args))
+    defaults = PAPER_DEFAULTS if s.data_path else EMBEDDED_DEFAULTS
+    for key, value in defaults.items():
+        if getattr(s, key) is None:
+            setattr(s, key, value)
+    if s.image_size is None:
+        s.image_size = PRESETS[s.preset].input_size
+    if s.init is None:
+        s.init = PRESETS[s.preset].init
+    if s.resize_size is None:
+        s.resize_size = default_resize_size(s.image_size)
+    if s.amp and s.precision not in (None, "fp32"):
+        raise ValueError(f"--amp and --precision {s.precision} disagree; give one of them")
+    positive = {"--batch-size": s.batch_size, "--epochs": s.epochs, "--print-freq": s.print_freq,
+                "--lr-step-size": s.lr_step_size, "--image-size": s.image_size}
+    for flag, value in positive.items():
+        if value < 1:
+            raise ValueError(f"{flag} must be >= 1, got {value}")
+    for flag, value in {"--lr": s.lr, "--momentum": s.momentum, "--weight-decay": s.weight_decay,
+                        "--workers": s.workers, "--start-epoch": s.start_epoch,
+                        "--lr-patience": s.lr_patience}.items():
+        if not value >= 0:
+            raise ValueError(f"{flag} must be >= 0, got {value}")
+    if not 0 < s.lr_gamma <= 1:
+        raise ValueError(f"--lr-gamma must be in (0, 1], got {s.lr_gamma}")
+    if s.max_steps is not None and s.max_steps < 1:
+        raise ValueError(f"--max-steps must be >= 1, got {s.max_steps}")
+    if s.threads is None:
+        s.threads = max(1, (os.cpu_count() or 1) - s.workers)
+    if s.threads < 1:
+        raise ValueError(f"--threads must be >= 1, got {s.threads}")
+    if s.resize_size < s.image_size:
+        raise ValueError(f"--resize-size {s.resize_size} is smaller than --image-size {s.image_size}")
+    return s
+
+
+@dataclass
+class Layout:
+    """Where this process trains: rank ``rank`` of ``world_size`` processes, on ``device``."""
+
+    rank: int
+    world_size: int
+    device: torch.device
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def _device(name: str | None) -> torch.device:
+    device = torch.device(name or ("cuda" if torch.cuda.is_available() else "cpu"))
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"--device {name} asked for CUDA, but no CUDA device is available")
+    return device
+
+
+def init_data_parallel_torchrun(device_name: str | None) -> Layout:
+    """Join the process group torchrun set up (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR in
+    the environment): NCCL with one CUDA device per process (cuda:LOCAL_RANK), or gloo on
+    CPU. Gradients are averaged by DistributedDataParallel (see :func:`wrap_data_parallel`)."""
+    import torch.distributed as dist
+
+    missing = [k for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR") if k not in os.environ]
+    if missing:
+        raise ValueError(f"--layout data_parallel must be launched by torchrun (missing {', '.join(missing)}), "
+                         "e.g. torchrun --nproc_per_node 2 -m alexnet_fast train --layout data_parallel")
+    local_rank = int(os.environ["LOCAL_RANK"])
+    device = _device(device_name)
+    if device.type == "cuda":
+        device = torch.device("cuda", local_rank)
+        torch.cuda.set_device(device)
+    if not dist.is_initialized():
+        on_cuda = device.type == "cuda"
+        dist.init_process_group("nccl" if on_cuda else "gloo", device_id=device if on_cuda else None)
+    return Layout(rank=dist.get_rank(), world_size=dist.get_world_size(), device=device)
+
+
+def wrap_data_parallel(model: nn.Module, layout: Layout) -> nn.Module:
+    from torch.nn.parallel import DistributedDataParallel
+
+    ids = [layout.device.index] if layout.device.type == "cuda" else None
+    return DistributedDataParallel(model, device_ids=ids)
+
+
+def _all_reduce_sum(values: list[float], layout: Layout) -> list[float]:
+    if layout.world_size == 1:
+        return values
+    import torch.distributed as dist
+
+    t = torch.tensor(values, dtype=torch.float64, device=layout.device)
+    dist.all_reduce(t)
+    return t.tolist()
+
+
+def _barrier(layout: Layout) -> None:
+    if layout.world_size > 1:
+        import torch.distributed as dist
+
+        dist.barrier()
+
+
+@contextlib.contextmanager
+def _global_torch_settings(threads: int, deterministic: bool, device: torch.device):
+    """Threads and determinism for the run, restored afterwards (train() may run in-process)."""
+    saved = (torch.get_num_threads(), torch.are_deterministic_algorithms_enabled(),
+             torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic)
+    try:
+        torch.set_num_threads(threads)
+        if deterministic:
+            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # cuBLAS determinism
+            torch.use_deterministic_algorithms(True)
+        torch.backends.cudnn.deterministic = deterministic
+        torch.backends.cudnn.benchmark = device.type == "cuda" and not deterministic
+        yield
+    finally:
+        torch.set_num_threads(saved[0])
+        torch.use_deterministic_algorithms(saved[1])
+        torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = saved[2], saved[3]
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)  # every CUDA device too
+
+
+def _precision(s: argparse.Namespace, device: torch.device) -> str:
+    if s.amp:
+        return "fp16" if device.type == "cuda" else "bf16"
+    return s.precision or "fp32"
+
+
+def _autocast(device: torch.device, precision: str):
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    dtype = torch.float16 if precision == "fp16" else torch.bfloat16
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def kaiming_init(model: nn.Module) -> None:
+    """He normal init (fan_in, ReLU gain) of every conv and linear weight, zero biases."""
+    for module in model.modules():
+        if isinstance(module, (nn.Conv2d, nn.Linear)):
+            nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
+            nn.init.zeros_(module.bias)
+
+
+def build_model(s: argparse.Namespace, num_classes: int, device: torch.device,
+                state_dict: dict | None = None) -> nn.Module:
+    """The AlexNet of the settings as ``s.variant`` on ``device``, with ``state_dict``
+    loaded first when given."""
+    if s.variant.startswith("triton") and device.type != "cuda":
+        from kernels._common import is_interpreting
+
+        if not is_interpreting():
+            raise ValueError(f"--variant {s.variant} on {device} needs Triton's interpreter: set "
+                             "TRITON_INTERPRET=1 before starting (slow), or train on a CUDA device")
+    model = alexnet(s.preset, num_classes=num_classes, width_mult=s.width_mult, input_size=s.image_size,
+                    dropout=s.dropout, init="torchvision" if s.init == "kaiming" else s.init)
+    if s.init == "kaiming":
+        kaiming_init(model)
+    if state_dict is not None:
+        model.load_state_dict(state_dict)
+    model.to(device)
+    try:
+        return build_variant(model, s.variant, compile_mode=s.compile_mode, copy_model=False)
+    except ImportError as e:
+        raise ValueError(f"--variant {s.variant} needs the Triton kernels (kernels.nn), which do "
+                         f"not import here: {e}") from e
+
+
+# -------------------------------------------------------------------------------------
+# the loops
+# -------------------------------------------------------------------------------------
+
+@dataclass
+class TrainState:
+    """Where training stands; all of it goes into the checkpoint."""
+
+    epoch: int = 0  # epoch in progress (or next to start)
+    step_in_epoch: int = 0  # batches of this epoch already consumed
+    global_step: int = 0  # optimizer steps so far
+    epoch_sums: dict | None = None  # running sums of the epoch in progress
+
+    def new_epoch_sums(self) -> dict:
+        return {"loss": 0.0, "correct1": 0.0, "images": 0.0, "skipped": 0.0, "seconds": 0.0}
+
+
+def train_one_epoch(model, loader, optimizer, scaler, state: TrainState, *, device, precision,
+                    layout: Layout, max_steps: int | None, print_freq: int, progress: bool,
+                    step_losses: list[float]) -> bool:
+    """Train over ``loader`` from ``state``; True when the epoch ran to its end, False when
+    ``max_steps`` stopped it. Raises NonFiniteLossError before stepping on a bad loss."""
+    from tqdm import tqdm
+
+    model.train()
+    sums = state.epoch_sums
+    bar = tqdm(loader, total=len(loader), desc=f"epoch {state.epoch}", leave=False, dynamic_ncols=True,
+               disable=not (progress and layout.is_main), file=sys.stderr)
+    start = time.perf_counter()
+    window_start, window_images = start, 0
+    batches, finished = 0, True
+    try:
+        for images, targets, skipped in bar:
+            sums["skipped"] += skipped
+            state.step_in_epoch += 1
+            batches += 1
+            if images is None:  # every image of the batch was unreadable and skipped
+                continue
+            images = images.to(device, non_blocking=True)
+            targets = targets.to(device, non_blocking=True)
+            with _autocast(device, precision):
+                logits = model(images)
+                loss = F.cross_entropy(logits.float(), targets)
+            loss_value = loss.item()
+            finite = float(math.isfinite(loss_value))
+            if layout.world_size > 1:  # every rank stops together
+                finite = min(1.0, _all_reduce_sum([finite], layout)[0] / layout.world_size)
+            if finite < 1.0:
+                raise NonFiniteLossError(
+                    f"non-finite training loss ({loss_value}) at epoch {state.epoch}, step "
+                    f"{state.global_step + 1} (lr {optimizer.param_groups[0]['lr']:g}); stopped "
+                    "without saving, so the last checkpoint is the last good state")
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+            state.global_step += 1
+            n = targets.numel()
+            step_losses.append(loss_value)
+            sums["loss"] += loss_value * n
+            sums["correct1"] += (logits.argmax(1) == targets).sum().item()
+            sums["images"] += n
+            window_images += n
+            if state.global_step % print_freq == 0:
+                now = time.perf_counter()
+                bar.set_postfix(loss=f"{sums['loss'] / max(sums['images'], 1):.4f}",
+                                lr=f"{optimizer.param_groups[0]['lr']:.2e}",
+                                img_s=f"{window_images * layout.world_size / max(now - window_start, 1e-9):.0f}")
+                window_start, window_images = now, 0
+            if max_steps is not None and state.global_step >= max_steps and batches < len(loader):
+                finished = False
+                break
+    finally:
+        bar.close()
+        sums["seconds"] += time.perf_counter() - start
+    return finished
+
+
+@torch.no_grad()
+def evaluate(model, loader, *, device, precision, layout: Layout, ten_crop: bool = False) -> dict:
+    """Loss (of the averaged softmax for 10-crop), top-1 and top-5 accuracy in percent.
+    ``ten_crop`` batches are [N, 10, 3, H, W]; the 10 crops' softmax outputs are averaged."""
+    model.eval()
+    loss_sum = correct1 = correct5 = count = skipped = 0.0
+    for images, targets, n_skipped in loader:
+        skipped += n_skipped
+        if images is None:
+            continue
+        images = images.to(device, non_blocking=True)
+        targets = targets.to(device, non_blocking=True)
+        with _autocast(device, precision):
+            if ten_crop:
+                batch, crops = images.shape[:2]
+                logits = model(images.flatten(0, 1))
+                probs = logits.float().softmax(-1).view(batch, crops, -1).mean(1)
+            else:
+                probs = model(images).float().softmax(-1)
+        loss_sum += F.nll_loss(probs.clamp_min(1e-12).log(), targets, reduction="sum").item()
+        top = probs.topk(min(5, probs.shape[1]), dim=1).indices
+        correct1 += (top[:, 0] == targets).sum().item()
+        correct5 += (top == targets[:, None]).any(1).sum().item()
+        count += targets.numel()
+    loss_sum, correct1, correct5, count, skipped = _all_reduce_sum(
+        [loss_sum, correct1, correct5, count, skipped], layout)
+    if count == 0:
+        raise DataError("no readable validation images to evaluate")
+    return {"loss": loss_sum / count, "acc1": 100 * correct1 / count, "acc5": 100 * correct5 / count,
+            "images": int(count), "skipped": int(skipped)}
+
+
+# -------------------------------------------------------------------------------------
+# outputs
+# -------------------------------------------------------------------------------------
+
+def write_metrics(history: list[dict], output_dir: Path, chance: float) -> None:
+    """metrics.csv, metrics.json and metrics.png (loss and accuracy per epoch), atomically."""
+    atomic_write_text(output_dir / "metrics.json", json.dumps(history, indent=2))
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(history[0]))
+    writer.writeheader()
+    writer.writerows(history)
+    atomic_write_text(output_dir / "metrics.csv", buf.getvalue())
+    plot_metrics(history, output_dir / "metrics.png", chance)
+
+
+def plot_metrics(history: list[dict], path: Path, chance: float) -> None:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(10, 4), layout="constrained")
+    FigureCanvasAgg(fig)
+    ax_loss, ax_acc = fig.subplots(1, 2)
+    epochs = [row["epoch"] for row in history]
+    ax_loss.plot(epochs, [r["train_loss"] for r in history], "o-", label="train")
+    ax_loss.plot(epochs, [r["val_loss"] for r in history], "o-", label="val (centre crop)")
+    ax_loss.set(xlabel="epoch", ylabel="cross-entropy loss", title="loss")
+    ax_acc.plot(epochs, [r["train_acc1"] for r in history], "o-", label="train top-1")
+    ax_acc.plot(epochs, [r["val_acc1"] for r in history], "o-", label="val top-1")
+    ax_acc.plot(epochs, [r["val_acc5"] for r in history], "o-", label="val top-5")
+    ax_acc.axhline(100 * chance, color="gray", linestyle="--", label="chance top-1")
+    ax_acc.set(xlabel="epoch", ylabel="accuracy (%)", title="accuracy", ylim=(0, 100))
+    for ax in (ax_loss, ax_acc):
+        ax.grid(alpha=0.3)
+        ax.legend()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+
+
+def _plain(value):
+    """JSON/checkpoint-safe copy of an args value."""
+    return value if isinstance(value, (int, float, str, bool, type(None))) else str(value)
+
+
+def save_checkpoint(path: Path, *, model, optimizer, scheduler, scaler, state: TrainState, sampler,
+                    loader_generator: torch.Generator, history, pca, classes, settings) -> None:
+    raw = model.module if hasattr(model, "module") else model  # unwrap DDP
+    atomic_torch_save({
+        "model": raw.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "lr_scheduler": scheduler.state_dict(),
+        "scaler": scaler.state_dict(),
+        "epoch": state.epoch,
+        "step_in_epoch": state.step_in_epoch,
+        "global_step": state.global_step,
+        "epoch_sums": dict(state.epoch_sums or {}),
+        "rng": capture_rng_state(),
+        "sampler": {**sampler.state_dict(), "loader_generator": loader_generator.get_state()},
+        "history": history,
+        "pca": None if pca is None else [pca[0], pca[1]],
+        "classes": list(classes),
+        "args": {k: _plain(v) for k, v in vars(settings).items()},
+    }, path)
+
+
+# -------------------------------------------------------------------------------------
+# the run
+# -------------------------------------------------------------------------------------
+
+def _pca_pairs(s, train_set, checkpoint):
+    if checkpoint is not None:  # the eigen-pairs the run started with
+        return None if checkpoint["pca"] is None else tuple(checkpoint["pca"])
+    if s.pca == "none":
+        return None
+    if s.pca == "imagenet":
+        return torch.tensor(IMAGENET_PCA_EIGVAL), torch.tensor(IMAGENET_PCA_EIGVEC)
+    return compute_pca_eigens([p for p, _ in train_set.samples], seed=s.seed)
+
+
+def prepare_data(s: argparse.Namespace, layout: Layout, checkpoint: dict | None):
+    """``(data_root, train_set, val_set, pca)``: the datasets with their transforms, the
+    synthetic set rendered first when there is no --data-path (by rank 0; the others wait),
+    and the PCA eigen-pairs (``None`` when off; a resumed run keeps its checkpoint's)."""
+    if s.data_path:
+        data_root = Path(s.data_path)
+    else:
+        def render() -> Path:  # stored at the resize size, so the short-side resize is a no-op
+            return make_synthetic_dataset(s.synthetic_dir, train_per_class=SYNTHETIC_TRAIN_PER_CLASS,
+                                          val_per_class=SYNTHETIC_VAL_PER_CLASS, image_size=s.resize_size)
+        if layout.is_main:
+            render()
+        _barrier(layout)
+        data_root = render()  # cached by now
+    train_set, val_set = open_image_folders(data_root, train_tf=None,
+                                            val_tf=eval_transform(s.image_size, s.resize_size),
+                                            seed=s.seed, skip_bad_images=s.skip_bad_images)
+    pca = _pca_pairs(s, train_set, checkpoint)
+    train_set.transform = train_transform(s.image_size, s.resize_size, eigval=None if pca is None else pca[0],
+                                          eigvec=None if pca is None else pca[1])
+    if checkpoint is not None and checkpoint["classes"] != train_set.classes:
+        raise ValueError(f"the checkpoint was trained on {len(checkpoint['classes'])} other classes "
+                         f"than the {len(train_set.classes)} under {str(data_root)!r}")
+    return data_root, train_set, val_set, pca
+
+
+def train(args: argparse.Namespace) -> dict:
+    """Run training (or ``--test-only`` evaluation) as the flags say. Returns a summary:
+    ``history`` (per-epoch rows), ``step_losses`` (this process's losses, one per step),
+    ``global_step``, ``final`` (evaluation after the last epoch, or None), ``output_dir``.
+    Raises ValueError (DataError, BadImageError, bad flags) and NonFiniteLossError."""
+    s = resolve_settings(args)
+    layout = init_data_parallel_torchrun(s.device) if s.layout == "data_parallel" else \
+        Layout(rank=0, world_size=1, device=_device(s.device))
+    try:
+        with _global_torch_settings(s.threads, s.deterministic, layout.device):
+            return _train(s, layout)
+    finally:
+        if s.layout == "data_parallel":
+            import torch.distributed as dist
+
+            if dist.is_initialized():
+                dist.destroy_process_group()
+
+
+def _train(s: argparse.Namespace, layout: Layout) -> dict:
+    device = layout.device
+    output_dir = Path(s.output_dir)
+    checkpoint = load_checkpoint(s.resume) if s.resume else None
+    if checkpoint is not None and checkpoint["args"].get("seed") != s.seed:
+        raise ValueError(f"--seed {s.seed} differs from the checkpoint's seed "
+                         f"{checkpoint['args'].get('seed')}: an exact resume needs the same seed")
+    _seed_everything(s.seed)
+
+    data_root, train_set, val_set, pca = prepare_data(s, layout, checkpoint)
+    classes = train_set.classes
+    chance = 1.0 / len(classes)
+
+    model = build_model(s, len(classes), device, checkpoint["model"] if checkpoint else None)
+    if layout.world_size > 1:
+        _seed_everything(s.seed + layout.rank)  # dropout differs per rank; weights come from rank 0
+        model = wrap_data_parallel(model, layout)
+    precision = _precision(s, device)
+
+    optimizer = torch.optim.SGD(model.parameters(), lr=s.lr, momentum=s.momentum, weight_decay=s.weight_decay)
+    if s.lr_scheduler == "plateau":
+        scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="max", factor=s.lr_gamma,
+                                                               patience=s.lr_patience)
+    else:
+        scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=s.lr_step_size, gamma=s.lr_gamma)
+    scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
+    sampler = ResumableSampler(train_set, num_replicas=layout.world_size, rank=layout.rank, seed=s.seed)
+    # the DataLoader draws its workers' base seed from this, not from torch's global RNG
+    loader_generator = torch.Generator().manual_seed(s.seed)
+    state = TrainState(epoch=s.start_epoch)
+    history: list[dict] = []
+    if checkpoint is not None:
+        optimizer.load_state_dict(checkpoint["optimizer"])
+        scheduler.load_state_dict(checkpoint["lr_scheduler"])
+        scaler.load_state_dict(checkpoint["scaler"])
+        state = TrainState(checkpoint["epoch"], checkpoint["step_in_epoch"], checkpoint["global_step"],
+                           dict(checkpoint["epoch_sums"]) or None)
+        history = list(checkpoint["history"])
+        sampler.load_state_dict({k: v for k, v in checkpoint["sampler"].items() if k != "loader_generator"})
+        loader_generator.set_state(checkpoint["sampler"]["loader_generator"])
+        restore_rng_state(checkpoint["rng"])  # rank 0's: exact for the single layout
+        if layout.world_size > 1:  # other ranks' dropout streams were not saved: fresh ones
+            _seed_everything(s.seed + layout.world_size * state.global_step + layout.rank)
+
+    pin = device.type == "cuda"
+
+    def val_loader(dataset, batch_size):
+        # data_parallel: each rank takes a share (padded to equal shares, as DistributedSampler does)
+        val_sampler = ResumableSampler(dataset, num_replicas=layout.world_size, rank=layout.rank, shuffle=False)
+        return torch.utils.data.DataLoader(dataset, batch_size=batch_size, sampler=val_sampler,
+                                           num_workers=s.workers, collate_fn=collate_skipping_bad, pin_memory=pin)
+
+    def final_evaluation() -> dict:
+        tencrop_set = copy.copy(val_set)
+        tencrop_set.transform = ten_crop_transform(s.image_size, s.resize_size)
+        final = {
+            "centre_crop": evaluate(model, val_loader(val_set, s.batch_size), device=device, precision=precision,
+                                    layout=layout),
+            "ten_crop": evaluate(model, val_loader(tencrop_set, max(1, s.batch_size // 10)), device=device,
+                                 precision=precision, layout=layout, ten_crop=True),
+            "chance_acc1": 100 * chance, "classes": len(classes), "global_step": state.global_step,
+        }
+        return final
+
+    run_info = {"device": str(device), "device_name": torch.cuda.get_device_name(device) if device.type == "cuda"
+                else "cpu", "torch_threads": torch.get_num_threads(), "world_size": layout.world_size,
+                "precision": precision, "torch": torch.__version__, "data_root": str(data_root),
+                "classes": len(classes), "train_images": len(train_set), "val_images": len(val_set)}
+    if layout.is_main:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(output_dir / "config.json", json.dumps(
+            {"settings": {k: _plain(v) for k, v in vars(s).items()}, "run": run_info,
+             "pca": None if pca is None else {"eigval": pca[0].tolist(), "eigvec": pca[1].tolist()}}, indent=2))
+
+    if s.test_only:
+        final = final_evaluation()
+        if layout.is_main:
+            atomic_write_text(output_dir / "eval.json", json.dumps({**final, "run": run_info}, indent=2))
+            _print_final(final)
+        return {"history": history, "step_losses": [], "global_step": state.global_step, "final": final,
+                "output_dir": output_dir}
+
+    if layout.is_main:
+        print(f"training {s.preset} AlexNet (width {s.width_mult}, input {s.image_size}, {s.init} init, "
+              f"{len(classes)} classes, variant {s.variant}, {precision}) on {len(train_set)} images from {data_root}; "
+              f"{layout.world_size} x {device}, {torch.get_num_threads()} threads")
+    step_losses: list[float] = []
+    checkpoint_path = output_dir / "checkpoint.pth"
+    started = time.perf_counter()
+    stopped = False
+
+    def save():
+        if layout.is_main:
+            save_checkpoint(checkpoint_path, model=model, optimizer=optimizer, scheduler=scheduler, scaler=scaler,
+                            state=state, sampler=sampler, loader_generator=loader_generator, history=history,
+                            pca=pca, classes=classes, settings=s)
+
+    while state.epoch < s.epochs and not (s.max_steps is not None and state.global_step >= s.max_steps):
+        if state.epoch_sums is None:
+            state.epoch_sums = state.new_epoch_sums()
+        train_set.set_epoch(state.epoch)
+        sampler.set_epoch(state.epoch)
+        sampler.set_start(min(state.step_in_epoch * s.batch_size, sampler.num_samples))
+        loader = torch.utils.data.DataLoader(train_set, batch_size=s.batch_size, sampler=sampler,
+                                             num_workers=s.workers, collate_fn=collate_skipping_bad,
+                                             pin_memory=pin, generator=loader_generator)
+        finished = train_one_epoch(model, loader, optimizer, scaler, state, device=device, precision=precision,
+                                   layout=layout, max_steps=s.max_steps, print_freq=s.print_freq,
+                                   progress=not s.no_progress, step_losses=step_losses)
+        if not finished:  # --max-steps in mid-epoch: save where we are and stop
+            save()
+            stopped = True
+            break
+        val = evaluate(model, val_loader(val_set, s.batch_size), device=device, precision=precision, layout=layout)
+        sums = {k: v for k, v in zip(state.epoch_sums, _all_reduce_sum(list(state.epoch_sums.values()), layout))}
+        lr = optimizer.param_groups[0]["lr"]
+        row = {
+            "epoch": state.epoch, "global_step": state.global_step, "lr": lr,
+            "train_loss": sums["loss"] / max(sums["images"], 1),
+            "train_acc1": 100 * sums["correct1"] / max(sums["images"], 1),
+            "val_loss": val["loss"], "val_acc1": val["acc1"], "val_acc5": val["acc5"],
+            "train_images_per_s": sums["images"] / max(sums["seconds"] / layout.world_size, 1e-9),
+            "epoch_train_s": sums["seconds"] / layout.world_size,
+            "skipped_images": int(sums["skipped"] + val["skipped"]),
+        }
+        history.append(row)
+        if s.lr_scheduler == "plateau":
+            scheduler.step(val["acc1"])
+        else:
+            scheduler.step()
+        state.epoch, state.step_in_epoch, state.epoch_sums = state.epoch + 1, 0, None
+        save()
+        if layout.is_main:
+            write_metrics(history, output_dir, chance)
+            print(f"epoch {row['epoch']}: train loss {row['train_loss']:.4f} top-1 {row['train_acc1']:.1f}% | "
+                  f"val loss {row['val_loss']:.4f} top-1 {row['val_acc1']:.1f}% top-5 {row['val_acc5']:.1f}% "
+                  f"(chance {100 * chance:.1f}%) | lr {lr:.2e} | {row['train_images_per_s']:.0f} img/s"
+                  + (f" | skipped {row['skipped_images']} bad images" if row["skipped_images"] else ""))
+    final = None
+    if not stopped and state.epoch >= s.epochs:
+        final = final_evaluation()
+        final.update({"wall_s": time.perf_counter() - started, "run": run_info,
+                      # median over epochs: the first epoch of a compiled variant includes compiling
+                      "median_train_images_per_s": float(np.median([r["train_images_per_s"] for r in history]))
+                      if history else None})
+        if layout.is_main:
+            atomic_write_text(output_dir / "final.json", json.dumps(final, indent=2))
+            _print_final(final)
+    return {"history": history, "step_losses": step_losses, "global_step": state.global_step, "final": final,
+            "output_dir": output_dir}
+
+
+def _print_final(final: dict) -> None:
+    c, t = final["centre_crop"], final["ten_crop"]
+    print(f"validation ({c['images']} images, chance top-1 {final['chance_acc1']:.1f}%): centre crop top-1 "
+          f"{c['acc1']:.2f}% top-5 {c['acc5']:.2f}% | 10-crop top-1 {t['acc1']:.2f}% top-5 {t['acc5']:.2f}%")
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        train(args)
+    except NonFiniteLossError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    except (DataError, BadImageError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0

@@ -1,0 +1,344 @@
+"""Cross-channel local response normalization (LRN) in Triton: forward and backward.
+
+Semantics are PyTorch's ``F.local_response_norm`` (alpha divided by ``size``; channels
+outside ``[0, C)`` count as zero). For channel c of one pixel::
+
+    D_c = k + alpha / size * sum_{j = c - size//2}^{c + (size-1)//2} x_j^2
+    y_c = x_c * D_c^(-beta)
+
+and with ``g = dL/dy`` the backward is::
+
+    dL/dx_i = g_i * D_i^(-beta) - 2 * alpha * beta / size * x_i * sum_{c in T(i)} g_c * x_c * D_c^(-beta-1)
+
+where ``T(i) = [i - (size-1)//2, i + size//2]`` are the channels whose window holds i (the
+window mirrored: for an even size it is not the window itself).
+
+Backward works from the saved input and RECOMPUTES D. The input is kept anyway (it is the
+ReLU output the convolution's backward needs), so recomputing D reads no extra DRAM bytes:
+every D_c is rebuilt from x through L1/L2, size x (size + 2) cached loads per element.
+Saving D instead would add a 4-byte fp32 write per element to the forward, a 4-byte read to
+the backward and a full-size activation held in between (AlexNet lrn1 at batch 128:
+96 x 55 x 55 x 128 x 4 B = 149 MB). Lanes whose upstream gradient is zero skip those loads.
+
+Layouts: NCHW (contiguous) and NHWC (``torch.channels_last``) in, the same layout out; any
+other strides are made NCHW-contiguous first. Dtypes fp32 / fp16 / bf16, fp32 math inside.
+Tensors must be CUDA tensors, or CPU tensors under ``TRITON_INTERPRET=1``.
+
+This file also holds the pieces the pool and fused LRN + pool ops share: the NCHW/NHWC
+tile addressing (:func:`tile_offsets`), the layout choice (:func:`memory_format_of`), the
+autotuned launch (:func:`autotuned`) and the codegen spec builder (:func:`kernel_specs`).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Mapping, Sequence
+
+import torch
+import triton
+import triton.language as tl
+
+from kernels import configs
+from kernels._common import (SUPPORTED_DTYPES, TRITON_PTR, KernelSpec, check_device, check_tensor,
+                             is_channels_last, is_interpreting)
+
+__all__ = ["local_response_norm", "lrn_fwd", "lrn_bwd", "codegen_specs"]
+
+OP = "local_response_norm"
+MAX_NUMEL = 2**31 - 1  # kernels address elements with int32 offsets
+
+
+# ---------------------------------------------------------------------------------------
+# Triton helpers (shared with kernels/max_pool2d.py and kernels/lrn_max_pool2d.py)
+# ---------------------------------------------------------------------------------------
+
+@triton.jit
+def tile_offsets(n, c, hw, C, HW, CHANNELS_LAST: tl.constexpr):
+    """Element offsets of (image n, channel c, pixel hw = h * W + w) in an NCHW or NHWC
+    tensor with C channels and HW pixels, and the offset step from one channel to the next."""
+    if CHANNELS_LAST:
+        offs = (n * HW + hw) * C + c
+        c_step = 1
+    else:
+        offs = (n * C + c) * HW + hw
+        c_step = HW
+    return offs, c_step
+
+
+@triton.jit
+def pow_fp32(base, exponent):
+    """base ** exponent for base > 0 (fp32); like torch.pow, NaN for base < 0, inf at 0."""
+    return tl.exp2(exponent * tl.log2(base))
+
+
+@triton.jit
+def lrn_denominator(x_ptr, offs, c, mask, C, c_step, size, alpha_over_size, k):
+    """D = k + alpha/size * sum of x^2 over channels [c - size//2, c + (size-1)//2], fp32.
+
+    ``offs`` are the offsets of channel ``c`` (a tile); channels outside [0, C) are zero."""
+    sum_sq = tl.zeros(offs.shape, dtype=tl.float32)
+    first = -(size // 2)
+    for i in range(size):
+        cc = c + first + i
+        m = mask & (cc >= 0) & (cc < C)
+        v = tl.load(x_ptr + offs + (first + i) * c_step, mask=m, other=0.0).to(tl.float32)
+        sum_sq += v * v
+    return k + alpha_over_size * sum_sq
+
+
+@triton.jit
+def lrn_grad_term(x_ptr, offs, c, mask, C, c_step, size, alpha_over_size, beta, k, dy):
+    """dy * x_c * D_c^(-beta-1) at channel c (fp32): one term of the LRN backward sum.
+
+    ``mask`` should exclude lanes with dy == 0: they get 0 and skip the loads."""
+    x = tl.load(x_ptr + offs, mask=mask, other=0.0).to(tl.float32)
+    d = lrn_denominator(x_ptr, offs, c, mask, C, c_step, size, alpha_over_size, k)
+    return tl.where(mask, dy * x * pow_fp32(d, -beta - 1.0), 0.0)
+
+
+# ---------------------------------------------------------------------------------------
+# Kernels
+# ---------------------------------------------------------------------------------------
+
+@triton.jit
+def lrn_fwd_kernel(x_ptr, y_ptr, C, HW, size, alpha_over_size, beta, k,
+                   CHANNELS_LAST: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr):
+    """y = x * D^(-beta). Grid: (N * cdiv(HW, BLOCK_P), cdiv(C, BLOCK_C))."""
+    num_p_blocks = tl.cdiv(HW, BLOCK_P)
+    n = tl.program_id(0) // num_p_blocks
+    hw = (tl.program_id(0) % num_p_blocks) * BLOCK_P + tl.arange(0, BLOCK_P)[:, None]
+    c = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)[None, :]
+    mask = (hw < HW) & (c < C)
+    offs, c_step = tile_offsets(n, c, hw, C, HW, CHANNELS_LAST)
+
+    x = tl.load(x_ptr + offs, mask=mask, other=0.0).to(tl.float32)
+    d = lrn_denominator(x_ptr, offs, c, mask, C, c_step, size, alpha_over_size, k)
+    tl.store(y_ptr + offs, (x * pow_fp32(d, -beta)).to(y_ptr.dtype.element_ty), mask=mask)
+
+
+@triton.jit
+def lrn_bwd_kernel(x_ptr, dy_ptr, dx_ptr, C, HW, size, alpha_over_size, beta, k,
+                   CHANNELS_LAST: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr):
+    """dx from the input x and dy = dL/dy, recomputing D (module docstring). Grid as forward."""
+    num_p_blocks = tl.cdiv(HW, BLOCK_P)
+    n = tl.program_id(0) // num_p_blocks
+    hw = (tl.program_id(0) % num_p_blocks) * BLOCK_P + tl.arange(0, BLOCK_P)[:, None]
+    c = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)[None, :]
+    mask = (hw < HW) & (c < C)
+    offs, c_step = tile_offsets(n, c, hw, C, HW, CHANNELS_LAST)
+
+    dy = tl.load(dy_ptr + offs, mask=mask, other=0.0).to(tl.float32)
+    d = lrn_denominator(x_ptr, offs, c, mask, C, c_step, size, alpha_over_size, k)
+    dx = dy * pow_fp32(d, -beta)
+    # sum over the channels whose window holds c: shifts -(size-1)//2 .. size//2
+    acc = tl.zeros(offs.shape, dtype=tl.float32)
+    first = -((size - 1) // 2)
+    for i in range(size):
+        cs = c + first + i
+        m = mask & (cs >= 0) & (cs < C)
+        offs_s = offs + (first + i) * c_step
+        dy_s = tl.load(dy_ptr + offs_s, mask=m, other=0.0).to(tl.float32)
+        acc += lrn_grad_term(x_ptr, offs_s, cs, m & (dy_s != 0.0), C, c_step, size, alpha_over_size,
+                             beta, k, dy_s)
+    x = tl.load(x_ptr + offs, mask=mask, other=0.0).to(tl.float32)
+    dx -= 2.0 * alpha_over_size * beta * x * acc
+    tl.store(dx_ptr + offs, dx.to(dx_ptr.dtype.element_ty), mask=mask)
+
+
+# ---------------------------------------------------------------------------------------
+# Launch helpers (shared with the pool and fused ops)
+# ---------------------------------------------------------------------------------------
+
+def memory_format_of(x: torch.Tensor) -> torch.memory_format:
+    """The layout an op keeps: channels_last for NHWC-dense input, else NCHW-contiguous."""
+    return torch.channels_last if is_channels_last(x) else torch.contiguous_format
+
+
+def layout_name(memory_format: torch.memory_format) -> str:
+    return "nhwc" if memory_format == torch.channels_last else "nchw"
+
+
+def check_numel(x: torch.Tensor, *, op: str) -> None:
+    if x.numel() > MAX_NUMEL:
+        raise ValueError(f"{op}: {x.numel()} elements exceed the int32 addressing of the kernels "
+                         f"({MAX_NUMEL}); split the batch")
+
+
+def check_int(value: Any, name: str, *, op: str, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{op}: {name} must be an int, got {type(value).__name__}")
+    if value < minimum:
+        raise ValueError(f"{op}: {name} must be >= {minimum}, got {value}")
+
+
+def check_lrn_args(x: Any, size: Any, alpha: Any, beta: Any, k: Any, *, op: str) -> None:
+    """Clear errors for a bad input tensor or LRN hyper-parameter."""
+    check_tensor(x, "input", op=op, ndim=4)
+    check_device(x, op=op)
+    check_numel(x, op=op)
+    check_int(size, "size", op=op, minimum=1)
+    for name, value in (("alpha", alpha), ("beta", beta), ("k", k)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise TypeError(f"{op}: {name} must be a float, got {type(value).__name__}")
+        if not math.isfinite(value):
+            raise ValueError(f"{op}: {name} must be finite, got {value}")
+
+
+def check_grad(grad: Any, like: torch.Tensor, shape: Sequence[int], *, op: str) -> None:
+    """The incoming gradient of a backward op: a tensor of ``shape`` with ``like``'s dtype and device."""
+    check_tensor(grad, "grad", op=op, ndim=4)
+    if tuple(grad.shape) != tuple(shape):
+        raise ValueError(f"{op}: grad has shape {tuple(grad.shape)}, expected {tuple(shape)}")
+    if grad.dtype != like.dtype:
+        raise TypeError(f"{op}: grad has dtype {grad.dtype}, expected {like.dtype}")
+    check_device(grad, like, op=op)
+
+
+_TUNED: dict[tuple[str, str], Any] = {}
+
+
+def autotuned(kernel, table: Mapping[str, Sequence[dict]], interpreter_config: dict, layout: str,
+              key: Sequence[str]):
+    """``kernel`` wrapped in triton.autotune over ``table[layout]`` (keyed on ``key``), or
+    over the single ``interpreter_config`` under TRITON_INTERPRET=1 (no benchmarking)."""
+    cache_key = (kernel.__name__, layout)
+    if cache_key not in _TUNED:
+        entries = [interpreter_config] if is_interpreting() else table[layout]
+        triton_configs = [
+            triton.Config({name: v for name, v in cfg.items() if name.isupper()},
+                          num_warps=cfg["num_warps"], num_stages=cfg["num_stages"])
+            for cfg in entries
+        ]
+        _TUNED[cache_key] = triton.autotune(configs=triton_configs, key=list(key))(kernel)
+    return _TUNED[cache_key]
+
+
+def kernel_specs(op: str, kernel, arg_types: Mapping[str, str], constexprs: Mapping[str, Any],
+                 table: Mapping[str, Sequence[dict]]) -> list[KernelSpec]:
+    """One KernelSpec per (layout and tile config of ``table``, dtype fp32/fp16/bf16).
+
+    ``arg_types`` types every non-constexpr argument; the value ``"*x"`` stands for a
+    pointer to the input dtype. ``constexprs`` fixes the constexprs other than the layout
+    and the tile (AlexNet's values)."""
+    names = list(kernel.arg_names)
+    specs = []
+    for layout, entries in table.items():
+        for cfg in entries:
+            tile = {name: v for name, v in cfg.items() if name.isupper()}
+            values = {**constexprs, "CHANNELS_LAST": layout == "nhwc", **tile}
+            missing = [a for a in names if a not in arg_types and a not in values]
+            if missing:
+                raise ValueError(f"{op}: no type or value for arguments {missing} of {kernel.__name__}")
+            for dtype in SUPPORTED_DTYPES:
+                ptr = TRITON_PTR[dtype]
+                signature = {a: ("constexpr" if a in values else
+                                 ptr if arg_types[a] == "*x" else arg_types[a]) for a in names}
+                specs.append(KernelSpec(
+                    op=op, kernel=kernel.__name__,
+                    config=f"{layout} " + " ".join(f"{n}={v}" for n, v in tile.items())
+                           + f" w{cfg['num_warps']} s{cfg['num_stages']}",
+                    fn=kernel, signature=signature,
+                    constexprs={a: v for a, v in values.items() if a in names},
+                    num_warps=cfg["num_warps"], num_stages=cfg["num_stages"],
+                    dtype=ptr.lstrip("*"),
+                    expects_mma=False,
+                ))
+    return specs
+
+
+# ---------------------------------------------------------------------------------------
+# Launchers
+# ---------------------------------------------------------------------------------------
+
+_KEY = ("C", "HW", "size")
+
+
+def _launch(kernel, tensors: Sequence[torch.Tensor], x: torch.Tensor, layout: str,
+            size: int, alpha: float, beta: float, k: float) -> None:
+    N, C, H, W = x.shape
+    HW = H * W
+    grid = lambda meta: (N * triton.cdiv(HW, meta["BLOCK_P"]), triton.cdiv(C, meta["BLOCK_C"]))  # noqa: E731
+    autotuned(kernel, configs.LRN_CONFIGS, configs.LRN_INTERPRETER, layout, _KEY)[grid](
+        *tensors, C, HW, size, alpha / size, beta, k, CHANNELS_LAST=layout == "nhwc")
+
+
+def _empty_like_layout(x: torch.Tensor) -> torch.Tensor:
+    return torch.empty(x.shape, dtype=x.dtype, device=x.device, memory_format=memory_format_of(x))
+
+
+@torch.library.custom_op("alexnet_fast::lrn_fwd", mutates_args=())
+def lrn_fwd(x: torch.Tensor, size: int, alpha: float, beta: float, k: float) -> torch.Tensor:
+    """LRN forward (custom op). x: (N, C, H, W) NCHW or NHWC; y in x's layout and dtype."""
+    check_lrn_args(x, size, alpha, beta, k, op=OP)
+    fmt = memory_format_of(x)
+    x = x.contiguous(memory_format=fmt)
+    y = torch.empty_like(x)
+    if x.numel():
+        _launch(lrn_fwd_kernel, (x, y), x, layout_name(fmt), size, alpha, beta, k)
+    return y
+
+
+@lrn_fwd.register_fake
+def _lrn_fwd_fake(x, size, alpha, beta, k):
+    return _empty_like_layout(x)
+
+
+@torch.library.custom_op("alexnet_fast::lrn_bwd", mutates_args=())
+def lrn_bwd(grad: torch.Tensor, x: torch.Tensor, size: int, alpha: float, beta: float,
+            k: float) -> torch.Tensor:
+    """LRN backward (custom op): dL/dx from dL/dy and the forward's input x (D recomputed)."""
+    check_lrn_args(x, size, alpha, beta, k, op="local_response_norm backward")
+    check_grad(grad, x, x.shape, op="local_response_norm backward")
+    fmt = memory_format_of(x)
+    x = x.contiguous(memory_format=fmt)
+    grad = grad.contiguous(memory_format=fmt)
+    dx = torch.empty_like(x)
+    if x.numel():
+        _launch(lrn_bwd_kernel, (x, grad, dx), x, layout_name(fmt), size, alpha, beta, k)
+    return dx
+
+
+@lrn_bwd.register_fake
+def _lrn_bwd_fake(grad, x, size, alpha, beta, k):
+    return _empty_like_layout(x)
+
+
+def _lrn_setup_context(ctx, inputs, output):
+    x, size, alpha, beta, k = inputs
+    ctx.save_for_backward(x)
+    ctx.hyper = (size, alpha, beta, k)
+
+
+def _lrn_backward(ctx, grad):
+    (x,) = ctx.saved_tensors
+    return lrn_bwd(grad, x, *ctx.hyper), None, None, None, None
+
+
+lrn_fwd.register_autograd(_lrn_backward, setup_context=_lrn_setup_context)
+
+
+def local_response_norm(x: torch.Tensor, size: int, alpha: float = 1e-4, beta: float = 0.75,
+                        k: float = 1.0) -> torch.Tensor:
+    """``local_response_norm(x, size, alpha=1e-4, beta=0.75, k=1.0)``: same signature,
+    defaults and result as ``F.local_response_norm`` for 4-D input.
+
+    x: (N, C, H, W), NCHW or channels_last, fp32/fp16/bf16; returns the same shape, dtype and
+    layout. Differentiable (backward in Triton); traced by torch.compile as the custom ops
+    ``alexnet_fast::lrn_fwd`` / ``alexnet_fast::lrn_bwd``.
+    """
+    check_lrn_args(x, size, alpha, beta, k, op=OP)
+    return lrn_fwd(x, size, float(alpha), float(beta), float(k))
+
+
+# ---------------------------------------------------------------------------------------
+# Code generation check
+# ---------------------------------------------------------------------------------------
+
+KERNEL_ARG_TYPES = {"x_ptr": "*x", "y_ptr": "*x", "dy_ptr": "*x", "dx_ptr": "*x", "C": "i32", "HW": "i32",
+              "size": "i32", "alpha_over_size": "fp32", "beta": "fp32", "k": "fp32"}
+
+
+def codegen_specs() -> list[KernelSpec]:
+    """Every (kernel, GPU tile config, layout, dtype) of this op, for profiling/codegen.py."""
+    return [spec for kernel in (lrn_fwd_kernel, lrn_bwd_kernel)
+            for spec in kernel_specs(OP, kernel, KERNEL_ARG_TYPES, {}, configs.LRN_CONFIGS)]

@@ -1,0 +1,711 @@
+"""Static code-generation check: compile every Triton kernel config for sm_80 / sm_90 with no GPU.
+
+Every module of the ``kernels`` package that defines ``@triton.jit`` kernels provides
+``codegen_specs() -> list[kernels._common.KernelSpec]``, one spec per (kernel, launch config,
+dtype). This module finds those modules (pkgutil; ``_common``, ``configs`` and ``nn`` are not op
+modules), compiles each spec for each requested NVIDIA arch with ``triton.compile`` (no GPU or
+driver needed) and reads from the result:
+
+- ``registers``, ``stack_bytes``, ``smem_static_bytes``: ``cuobjdump --dump-resource-usage``
+  (REG, STACK, SHARED);
+- ``smem_dynamic_bytes``: ``metadata.shared``, the dynamic shared memory Triton launches with;
+  ``smem_bytes`` is static + dynamic, what one block needs;
+- ``spill_store_bytes`` / ``spill_load_bytes``: bytes moved by the local-memory instructions
+  (STL / LDL, width from the opcode suffix) in the SASS. Triton puts nothing but spills in local
+  memory, and these sums equal ptxas ``-v``'s "bytes spill stores / loads" (checked on a
+  spilling 256x256 dot kernel for sm_80 and sm_90 with TRITON_DUMP_PTXAS_LOG=1). Reading them
+  from the cubin works the same whether Triton compiled the kernel now or served it from its
+  cache (~/.triton/cache);
+- ``hmma`` / ``hgmma``: tensor-core MMA instructions in the SASS (HMMA: mma.sync, sm_80+;
+  HGMMA: wgmma, sm_90);
+- ``ptx_bytes``, ``compile_s`` and ``cache_hit`` (from Triton's compilation listener).
+
+Checks per row: compiled; no spills; ``smem_bytes`` within the arch's per-block limit
+(``SHARED_LIMIT_BYTES``); ``expects_mma`` -> at least one HMMA/HGMMA.
+
+Compiles run in worker processes started with ``spawn`` and TRITON_INTERPRET unset, so the
+kernel modules are imported there with real ``JITFunction`` kernels even when the calling
+process runs Triton's interpreter (the tests do). Workers receive (module, index) references
+and call ``codegen_specs()`` themselves; nothing unpicklable crosses the process boundary.
+
+Compiling is what ``triton.compile`` does for the GPU, with one assumption made explicit:
+pointer arguments are marked 16-byte aligned (``tt.divisibility=16``), as Triton's JIT does for
+torch tensors at launch. Integer arguments the launcher guarantees to be multiples of 16 can be
+named in ``spec.extra["divisible_by_16"]``; integer arguments the JIT would see as 1 belong in
+``constexprs``. ``spec.extra["in_use"] = False`` marks a config that only the exhaustive CLI
+sweep compiles (the unit test compiles the configs in use).
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import contextlib
+import importlib
+import inspect
+import io
+import multiprocessing
+import os
+import pkgutil
+import re
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from concurrent.futures import Executor, ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any, Iterable, Sequence
+
+KERNEL_PACKAGE = "kernels"
+NOT_OP_MODULES = frozenset({"_common", "configs", "nn"})
+DEFAULT_ARCHS = (80, 90)
+DEFAULT_OUTPUT_DIR = "reports"
+
+# Most shared memory (static + dynamic) one thread block may use, by SM arch: the device's
+# cudaDevAttrMaxSharedMemoryPerBlockOptin. A100 (sm_80): 164 KB of shared memory per SM, of
+# which a block may opt in to 163 KB = 166,912 B (1 KB per block is reserved by the system).
+# H100 (sm_90): 228 KB per SM, 227 KB = 232,448 B per block. Both from the CUDA C++
+# Programming Guide, "Technical Specifications per Compute Capability".
+SHARED_LIMIT_BYTES = {80: 166_912, 90: 232_448}
+
+# Columns of the table, in order (one row per spec x arch).
+COLUMNS = [
+    "op", "kernel", "config", "dtype", "arch", "num_warps", "num_stages", "expects_mma",
+    "divisible_by_16", "compiled", "registers", "spill_store_bytes", "spill_load_bytes", "stack_bytes",
+    "smem_static_bytes", "smem_dynamic_bytes", "smem_bytes", "smem_limit_bytes",
+    "hmma", "hgmma", "mma_instructions", "mma_kind", "ptx_bytes", "compile_s", "cache_hit",
+    "passed", "failures", "notes", "error", "module",
+]
+
+# One SASS instruction line: "/*0a70*/  @!P0 STL.64 [R1+0x8], R4 ;" -> opcode "STL.64"
+_SASS_OPCODE = re.compile(r"^\s*/\*[0-9a-f]{4,}\*/\s+(?:@!?U?P[T0-9]+\s+)?([A-Z][A-Z0-9_]*(?:\.[A-Z0-9_]+)*)",
+                          re.MULTILINE)
+# Byte width of a local load/store from its suffixes; no width suffix means 32 bits.
+_ACCESS_BYTES = {"U8": 1, "S8": 1, "U16": 2, "S16": 2, "32": 4, "64": 8, "128": 16}
+# cuobjdump --dump-resource-usage: " Function name:\n  REG:40 STACK:0 SHARED:0 LOCAL:0 ..."
+_RESOURCE_LINE = re.compile(r"Function\s+(\S+?):\s*\n\s*(REG:.*)")
+
+
+class CodegenToolError(RuntimeError):
+    """A CUDA binary tool Triton ships (cuobjdump) cannot be found or run."""
+
+
+# ---------------------------------------------------------------------------------------
+# discovery and coverage
+# ---------------------------------------------------------------------------------------
+
+def spec_id(spec) -> str:
+    """``op/kernel/config/dtype`` of a KernelSpec or SpecRef: names one spec (unique across the
+    kernels package)."""
+    return f"{spec.op}/{spec.kernel}/{spec.config}/{spec.dtype}"
+
+
+@dataclass(frozen=True)
+class SpecRef:
+    """Where a worker process finds a spec: ``importlib.import_module(module).codegen_specs()[index]``.
+
+    The names (op, kernel, config, dtype) are checked in the worker, so a ``codegen_specs()``
+    that is not deterministic fails loudly instead of compiling the wrong spec.
+    """
+
+    module: str
+    index: int
+    op: str
+    kernel: str
+    config: str
+    dtype: str
+    in_use: bool = True
+
+    @property
+    def spec_id(self) -> str:
+        return spec_id(self)
+
+
+def kernel_module_names(package: str = KERNEL_PACKAGE) -> list[str]:
+    """Op modules of ``package`` (sorted full names), skipping ``_common``, ``configs``, ``nn``."""
+    pkg = importlib.import_module(package)
+    return sorted(f"{package}.{info.name}" for info in pkgutil.iter_modules(pkg.__path__)
+                  if info.name not in NOT_OP_MODULES)
+
+
+def _triton_function_types() -> tuple[tuple[type, ...], tuple[type, ...]]:
+    """(wrapper types to unwrap via ``.fn``, jit function types), imported lazily."""
+    from triton.runtime.autotuner import Autotuner, Heuristics
+    from triton.runtime.interpreter import InterpretedFunction
+    from triton.runtime.jit import JITFunction
+
+    return (Autotuner, Heuristics), (JITFunction, InterpretedFunction)
+
+
+def jit_object(obj: Any):
+    """``obj`` without its ``@triton.autotune`` / ``@triton.heuristics`` wrappers."""
+    wrappers, _ = _triton_function_types()
+    while isinstance(obj, wrappers):
+        obj = obj.fn
+    return obj
+
+
+def python_function(obj: Any):
+    """The Python function under a ``@triton.jit`` object (compiled or interpreted, possibly
+    autotuned); None for anything else."""
+    _, jit_types = _triton_function_types()
+    obj = jit_object(obj)
+    return obj.fn if isinstance(obj, jit_types) else None
+
+
+def jit_functions(module: ModuleType) -> dict[str, Any]:
+    """``@triton.jit`` functions defined in ``module`` (not those it imports), by name."""
+    found = {}
+    for name, obj in vars(module).items():
+        fn = python_function(obj)
+        if fn is not None and getattr(fn, "__module__", None) == module.__name__:
+            found[name] = fn
+    return found
+
+
+def _referenced_jit_functions(fn) -> list:
+    """Python functions of the ``@triton.jit`` functions that ``fn``'s body names
+    (``helper(...)``, ``module.helper(...)``, or passed as a value)."""
+    tree = ast.parse(textwrap.dedent(inspect.getsource(fn)))
+    scope = {**fn.__globals__, **inspect.getclosurevars(fn).nonlocals}
+
+    def resolve(node):
+        if isinstance(node, ast.Name):
+            return scope.get(node.id)
+        if isinstance(node, ast.Attribute):
+            base = resolve(node.value)
+            return getattr(base, node.attr, None) if base is not None else None
+        return None
+
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Name, ast.Attribute)):
+            inner = python_function(resolve(node))
+            if inner is not None and inner is not fn:
+                found.append(inner)
+    return found
+
+
+def coverage_problems(modules: Sequence[ModuleType]) -> list[str]:
+    """What would let a kernel escape the check, one message each (empty: all covered).
+
+    A ``@triton.jit`` function defined in one of ``modules`` is covered when a spec compiles it
+    or when a covered function calls it (a device helper compiled inside its caller). Also
+    reported: a module with jit functions and no ``codegen_specs()``, a ``codegen_specs()`` that
+    raises or returns something else than KernelSpecs of jit functions, duplicate spec ids.
+    """
+    from kernels._common import KernelSpec
+
+    problems: list[str] = []
+    defined: dict[Any, str] = {}  # python function -> "module.name"
+    seeds: list = []
+    seen_ids: dict[str, str] = {}
+    for module in modules:
+        jitted = jit_functions(module)
+        if not hasattr(module, "codegen_specs"):  # one message for the module, not one per function
+            if jitted:
+                problems.append(f"{module.__name__}: defines @triton.jit functions ({', '.join(sorted(jitted))}) "
+                                "but no codegen_specs(); the codegen check cannot see them")
+            continue
+        defined.update({fn: f"{module.__name__}.{name}" for name, fn in jitted.items()})
+        try:
+            specs = list(module.codegen_specs())
+        except Exception as e:  # a broken codegen_specs is a finding, not a crash of the check
+            hint = (" (codegen_specs() must work under TRITON_INTERPRET=1 too, where @triton.jit gives an "
+                    "InterpretedFunction: use fn.arg_names, not JITFunction-only attributes)"
+                    if "InterpretedFunction" in str(e) else "")
+            problems.append(f"{module.__name__}.codegen_specs() raised {type(e).__name__}: {e}{hint}")
+            continue
+        for i, spec in enumerate(specs):
+            if not isinstance(spec, KernelSpec):
+                problems.append(f"{module.__name__}.codegen_specs()[{i}] is a {type(spec).__name__}, not a KernelSpec")
+                continue
+            fn = python_function(spec.fn)
+            if fn is None:
+                problems.append(f"{spec_id(spec)}: spec.fn is {spec.fn!r}, not a @triton.jit function")
+                continue
+            seeds.append(fn)
+            seeds.extend(p for p in map(python_function, spec.constexprs.values()) if p is not None)
+            if spec_id(spec) in seen_ids:
+                problems.append(f"{spec_id(spec)}: duplicate spec id (also in {seen_ids[spec_id(spec)]})")
+            seen_ids[spec_id(spec)] = module.__name__
+    covered, todo = set(), list(seeds)
+    while todo:
+        fn = todo.pop()
+        if fn not in covered:
+            covered.add(fn)
+            if not fn.__module__.startswith("triton."):  # tl.sum & co. are jit functions too
+                todo.extend(_referenced_jit_functions(fn))
+    problems += [f"{qualname}: @triton.jit function neither compiled by a codegen spec nor called by one"
+                 for fn, qualname in sorted(defined.items(), key=lambda kv: kv[1]) if fn not in covered]
+    return problems
+
+
+def collect_specs(modules: Sequence[ModuleType]) -> list[tuple[SpecRef, Any]]:
+    """(reference, spec) for every spec of every module that has ``codegen_specs()``, in order."""
+    from kernels._common import KernelSpec
+
+    found = []
+    for module in modules:
+        try:
+            specs = list(module.codegen_specs()) if hasattr(module, "codegen_specs") else []
+        except Exception:  # coverage_problems reports it
+            continue
+        for index, spec in enumerate(specs):
+            if isinstance(spec, KernelSpec):
+                ref = SpecRef(module.__name__, index, spec.op, spec.kernel, spec.config, spec.dtype,
+                              in_use=bool(spec.extra.get("in_use", True)))
+                found.append((ref, spec))
+    return found
+
+
+# ---------------------------------------------------------------------------------------
+# compiling one spec and reading the binary
+# ---------------------------------------------------------------------------------------
+
+def cuobjdump_path() -> str:
+    """The ``cuobjdump`` Triton uses (its ``knobs.nvidia.cuobjdump``: TRITON_CUOBJDUMP_PATH,
+    else the copy in triton/backends/nvidia/bin)."""
+    try:
+        from triton import knobs
+
+        return knobs.nvidia.cuobjdump.path
+    except (ImportError, RuntimeError) as e:
+        raise CodegenToolError(
+            f"cuobjdump not found ({e}). The triton wheel ships it in triton/backends/nvidia/bin; "
+            "set TRITON_CUOBJDUMP_PATH to a CUDA toolkit's cuobjdump otherwise") from e
+
+
+def sass_figures(sass: str) -> dict[str, int]:
+    """MMA instruction counts and local-memory (spill) bytes from SASS text (cuobjdump -sass)."""
+    out = {"hmma": 0, "hgmma": 0, "spill_store_bytes": 0, "spill_load_bytes": 0}
+    for opcode in _SASS_OPCODE.findall(sass):
+        base, *suffixes = opcode.split(".")
+        if base == "HMMA":
+            out["hmma"] += 1
+        elif base == "HGMMA":
+            out["hgmma"] += 1
+        elif base in ("STL", "LDL"):
+            width = next((_ACCESS_BYTES[s] for s in suffixes if s in _ACCESS_BYTES), 4)
+            out["spill_store_bytes" if base == "STL" else "spill_load_bytes"] += width
+    return out
+
+
+def resource_usage(dump: str, function: str) -> dict[str, int]:
+    """REG/STACK/SHARED/LOCAL of ``function`` from ``cuobjdump --dump-resource-usage`` output."""
+    for name, fields in _RESOURCE_LINE.findall(dump):
+        if name == function:
+            return {k: int(v) for k, v in re.findall(r"(\w+(?:\[\d+\])?):(\d+)", fields)}
+    raise CodegenToolError(f"no resource usage for function {function!r} in cuobjdump output:\n{dump[:500]}")
+
+
+def inspect_cubin(cubin: bytes, function: str) -> dict[str, int]:
+    """Registers, stack, static shared memory, spill bytes and MMA counts of ``function``."""
+    with tempfile.TemporaryDirectory(prefix="codegen-") as tmp:
+        path = os.path.join(tmp, "kernel.cubin")
+        with open(path, "wb") as f:
+            f.write(cubin)
+        cmd = [cuobjdump_path(), "--dump-resource-usage", "--dump-sass", path]
+        done = subprocess.run(cmd, capture_output=True, text=True)  # stderr: nvdisasm format warnings
+    if done.returncode != 0:
+        raise CodegenToolError(f"{' '.join(cmd)} failed ({done.returncode}): {done.stderr.strip()[:500]}")
+    usage = resource_usage(done.stdout, function)
+    return {"registers": usage["REG"], "stack_bytes": usage["STACK"], "smem_static_bytes": usage["SHARED"],
+            **sass_figures(done.stdout)}
+
+
+def validate_spec(spec) -> None:
+    """Raise ValueError (TypeError for a non-jit ``fn``) naming the spec when its signature,
+    constexprs, divisibility hints or launch settings do not fit the kernel."""
+    fn = jit_object(spec.fn)
+    if python_function(fn) is None:
+        raise TypeError(f"{spec_id(spec)}: spec.fn must be a @triton.jit function, got {type(spec.fn).__name__}")
+    args = list(fn.arg_names)
+    if set(spec.signature) != set(args):
+        missing, extra = [a for a in args if a not in spec.signature], sorted(set(spec.signature) - set(args))
+        raise ValueError(f"{spec_id(spec)}: signature does not match the arguments of {fn.__name__}"
+                         f" (missing: {missing or '-'}; unknown: {extra or '-'})")
+    constexpr_args = {a for a, t in spec.signature.items() if t == "constexpr"}
+    if set(spec.constexprs) != constexpr_args:
+        raise ValueError(f"{spec_id(spec)}: constexprs {sorted(spec.constexprs)} must give exactly the arguments "
+                         f"typed 'constexpr' in the signature {sorted(constexpr_args)}")
+    divisible = spec.extra.get("divisible_by_16", ())
+    if isinstance(divisible, str) or not all(isinstance(name, str) for name in divisible):
+        raise ValueError(f"{spec_id(spec)}: extra['divisible_by_16'] must be a tuple of argument names, "
+                         f"got {divisible!r}")
+    for name in divisible:
+        if spec.signature.get(name) not in ("i32", "i64", "u32", "u64"):
+            raise ValueError(f"{spec_id(spec)}: divisible_by_16 names {name!r}, which is not an integer argument")
+    if not (isinstance(spec.num_warps, int) and spec.num_warps > 0 and spec.num_warps & (spec.num_warps - 1) == 0):
+        raise ValueError(f"{spec_id(spec)}: num_warps must be a power of two, got {spec.num_warps!r}")
+    if not (isinstance(spec.num_stages, int) and spec.num_stages >= 1):
+        raise ValueError(f"{spec_id(spec)}: num_stages must be a positive int, got {spec.num_stages!r}")
+
+
+def _row_header(spec, arch: int) -> dict[str, Any]:
+    row = dict.fromkeys(COLUMNS)
+    row.update(op=spec.op, kernel=spec.kernel, config=spec.config, dtype=spec.dtype, arch=arch,
+               num_warps=spec.num_warps, num_stages=spec.num_stages, expects_mma=bool(spec.expects_mma),
+               divisible_by_16=",".join(spec.extra.get("divisible_by_16", ())),
+               compiled=False, smem_limit_bytes=SHARED_LIMIT_BYTES.get(arch), error="", notes="")
+    return row
+
+
+def compile_spec(spec, arch: int) -> dict[str, Any]:
+    """Compile ``spec`` for ``sm_<arch>`` with no GPU; one table row (see ``COLUMNS``).
+
+    A kernel that fails to compile gives a row with ``compiled=False`` and the error; an
+    invalid spec raises ValueError/TypeError; a missing cuobjdump raises CodegenToolError.
+    Needs compiled (not interpreted) kernels: under TRITON_INTERPRET=1 use ``compile_refs``.
+    """
+    if arch not in SHARED_LIMIT_BYTES:
+        raise ValueError(f"unsupported arch sm_{arch}; known: {', '.join(map(str, SHARED_LIMIT_BYTES))}")
+    import triton
+    from triton import knobs
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+    from triton.runtime.jit import JITFunction
+
+    validate_spec(spec)
+    fn = jit_object(spec.fn)
+    if not isinstance(fn, JITFunction):
+        raise TypeError(f"{spec_id(spec)}: {fn.__name__} is an interpreted function (this process runs "
+                        "with TRITON_INTERPRET=1); compile with compile_refs(), whose workers import "
+                        "the kernels with the interpreter off")
+    row = _row_header(spec, arch)
+    signature = {name: spec.signature[name] for name in fn.arg_names}
+    aligned = [i for i, name in enumerate(fn.arg_names)
+               if signature[name].startswith("*") or name in spec.extra.get("divisible_by_16", ())]
+    source = ASTSource(fn=fn, signature=signature, constexprs=dict(spec.constexprs),
+                       attrs={(i,): [["tt.divisibility", 16]] for i in aligned})
+    cache_hits = []
+    try:
+        with knobs.compilation.scope(), contextlib.redirect_stdout(io.StringIO()):  # ptxas errors print the PTX
+            knobs.compilation.listener = lambda *, cache_hit, **_: cache_hits.append(cache_hit)
+            start = time.perf_counter()
+            kernel = triton.compile(source, target=GPUTarget("cuda", arch, 32),
+                                    options={"num_warps": spec.num_warps, "num_stages": spec.num_stages})
+            row["compile_s"] = round(time.perf_counter() - start, 3)
+    except Exception as e:  # a kernel that does not compile is a failed row, reported with its error
+        row["error"] = f"{type(e).__name__}: {e}".strip()[:4000]
+        return finish_row(row)
+    row.update(inspect_cubin(kernel.asm["cubin"], kernel.metadata.name))
+    row.update(compiled=True, cache_hit=bool(cache_hits and cache_hits[-1]),
+               smem_dynamic_bytes=int(kernel.metadata.shared), ptx_bytes=len(kernel.asm["ptx"].encode()))
+    return finish_row(row)
+
+
+def error_summary(error: str) -> str:
+    """One line of a compile error: Triton's CompilationError ends with the cause, after the
+    source excerpt ("at 3:38:\n<source>\n ^\n<cause>"); other errors start with it."""
+    lines = [line for line in (error or "unknown error").splitlines() if line.strip()]
+    if lines[0].startswith("CompilationError: at ") and len(lines) > 1:
+        return f"CompilationError at {lines[0].removeprefix('CompilationError: at ').rstrip(':')}: {lines[-1]}"[:300]
+    return lines[0][:300]
+
+
+def check_row(row: dict[str, Any]) -> list[str]:
+    """Failed checks of one row, as messages (empty: it passes)."""
+    if not row["compiled"]:
+        return [f"does not compile: {error_summary(row['error'])}"]
+    failures = []
+    if row["spill_store_bytes"] or row["spill_load_bytes"]:
+        failures.append(f"spills registers ({row['spill_store_bytes']} B stored, {row['spill_load_bytes']} B loaded)")
+    if row["smem_bytes"] > row["smem_limit_bytes"]:
+        failures.append(f"shared memory {row['smem_bytes']} B > {row['smem_limit_bytes']} B per block "
+                        f"on sm_{row['arch']}")
+    if row["expects_mma"] and not row["mma_instructions"]:
+        failures.append("no tensor-core MMA (HMMA/HGMMA) in the SASS, though expects_mma")
+    return failures
+
+
+def _notes(row: dict[str, Any]) -> list[str]:
+    notes = []
+    if row["compiled"] and row["expects_mma"] and row["arch"] >= 90 and row["hmma"] and not row["hgmma"]:
+        notes.append("sm_90 runs mma.sync (HMMA), not wgmma (HGMMA)")
+    if row["compiled"] and not row["expects_mma"] and row["mma_instructions"]:
+        notes.append("uses tensor cores though expects_mma is False")
+    if row["compiled"] and row["stack_bytes"] and not (row["spill_store_bytes"] or row["spill_load_bytes"]):
+        notes.append(f"{row['stack_bytes']} B stack frame")
+    return notes
+
+
+def finish_row(row: dict[str, Any]) -> dict[str, Any]:
+    """Fill the derived columns (totals, MMA kind) and the check results of a row."""
+    if row["compiled"]:
+        row["smem_bytes"] = row["smem_static_bytes"] + row["smem_dynamic_bytes"]
+        row["mma_instructions"] = row["hmma"] + row["hgmma"]
+        row["mma_kind"] = "+".join(k.upper() for k in ("hgmma", "hmma") if row[k]) or "none"
+    failures = check_row(row)
+    row.update(failures="; ".join(failures), passed=not failures, notes="; ".join(_notes(row)))
+    return row
+
+
+# ---------------------------------------------------------------------------------------
+# worker processes
+# ---------------------------------------------------------------------------------------
+
+_worker_specs: dict[str, list] = {}
+
+
+def _init_worker() -> None:
+    # Runs before the worker imports a kernel module (unless the parent's __main__ script did).
+    os.environ.pop("TRITON_INTERPRET", None)
+
+
+@contextlib.contextmanager
+def _interpreter_off_for_new_processes():
+    """TRITON_INTERPRET unset while worker processes are spawned (they copy the environment):
+    a spawned worker re-imports the parent's __main__ script before its initializer runs, and a
+    kernel module imported then must already see the interpreter off."""
+    saved = os.environ.pop("TRITON_INTERPRET", None)
+    try:
+        yield
+    finally:
+        if saved is not None:
+            os.environ["TRITON_INTERPRET"] = saved
+
+
+def compile_ref(ref: SpecRef, arch: int) -> dict[str, Any]:
+    """Worker side: find the spec ``ref`` names and compile it; errors become a failed row."""
+    try:
+        if ref.module not in _worker_specs:
+            _worker_specs[ref.module] = list(importlib.import_module(ref.module).codegen_specs())
+        spec = _worker_specs[ref.module][ref.index]
+        if spec_id(spec) != ref.spec_id:
+            raise ValueError(f"{ref.module}.codegen_specs()[{ref.index}] is {spec_id(spec)}, expected {ref.spec_id}:"
+                             " codegen_specs() must return the same specs in the same order every call")
+        row = compile_spec(spec, arch)
+    except Exception as e:  # a bad spec or module is a failed row too
+        return failed_row(ref, arch, f"{type(e).__name__}: {e}")
+    row["module"] = ref.module
+    return row
+
+
+def compile_pool(jobs: int) -> ProcessPoolExecutor:
+    """Worker processes for ``compile_refs`` (spawned, TRITON_INTERPRET unset). Use as a context manager."""
+    if jobs < 1:
+        raise ValueError(f"jobs must be >= 1, got {jobs}")
+    return ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"),
+                               initializer=_init_worker)
+
+
+def compile_refs(refs: Iterable[SpecRef], archs: Iterable[int], *, pool: Executor | None = None,
+                 jobs: int = 1, progress: bool = False) -> list[dict[str, Any]]:
+    """Compile every ref for every arch in worker processes; rows in (ref, arch) order.
+
+    ``pool``: an executor from ``compile_pool`` to reuse (else one with ``jobs`` workers is
+    made for this call). ``progress``: a tqdm bar on stderr.
+    """
+    archs = list(archs)
+    unknown = [a for a in archs if a not in SHARED_LIMIT_BYTES]
+    if unknown:
+        raise ValueError(f"unsupported arch {unknown}; known: {', '.join(map(str, SHARED_LIMIT_BYTES))}")
+    tasks = [(ref, arch) for ref in refs for arch in archs]
+    if not tasks:
+        return []
+    with contextlib.ExitStack() as stack:
+        if pool is None:
+            pool = stack.enter_context(compile_pool(min(jobs, len(tasks))))
+        with _interpreter_off_for_new_processes():  # the pool spawns its workers on submit
+            futures = {pool.submit(compile_ref, ref, arch): i for i, (ref, arch) in enumerate(tasks)}
+        rows: list[dict[str, Any] | None] = [None] * len(tasks)
+        from tqdm import tqdm
+
+        with tqdm(total=len(tasks), desc="codegen", unit="compile", disable=not progress, file=sys.stderr) as bar:
+            for future in as_completed(futures):
+                i = futures[future]
+                try:
+                    rows[i] = future.result()
+                except Exception as e:  # the worker died (e.g. killed for memory): a failed row
+                    ref, arch = tasks[i]
+                    rows[i] = failed_row(ref, arch, f"worker process failed: {type(e).__name__}: {e}")
+                bar.update()
+    return rows
+
+
+def failed_row(ref: SpecRef, arch: int, error: str) -> dict[str, Any]:
+    """The row of a spec that could not be compiled at all (bad spec, import error, dead worker)."""
+    row = dict.fromkeys(COLUMNS)
+    row.update(op=ref.op, kernel=ref.kernel, config=ref.config, dtype=ref.dtype, arch=arch, compiled=False,
+               module=ref.module,
+               smem_limit_bytes=SHARED_LIMIT_BYTES.get(arch), notes="", error=error.strip()[:4000])
+    return finish_row(row)
+
+
+# ---------------------------------------------------------------------------------------
+# the report
+# ---------------------------------------------------------------------------------------
+
+def results_table(rows: Iterable[dict[str, Any]]):
+    """Tidy pandas DataFrame (``COLUMNS``), one row per spec x arch, sorted."""
+    import pandas as pd
+
+    table = pd.DataFrame(list(rows), columns=COLUMNS)
+    return table.sort_values(["op", "kernel", "config", "dtype", "arch"], kind="stable").reset_index(drop=True)
+
+
+def write_atomic(path: str, text: str) -> None:
+    """Write ``text`` to ``path`` via a temporary file in the same directory and os.replace."""
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def provenance() -> dict[str, str]:
+    """Versions and commit that produced a report (ptxas per arch: the one Triton runs)."""
+    import triton
+    from triton.backends.nvidia.compiler import get_ptxas
+
+    info = {"triton": triton.__version__}
+    for arch in SHARED_LIMIT_BYTES:
+        with contextlib.suppress(Exception):
+            tool = get_ptxas(arch)
+            info[f"ptxas sm_{arch}"] = f"{os.path.basename(tool.path)} {tool.version}"
+    with contextlib.suppress(Exception):
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                                cwd=os.path.dirname(os.path.abspath(__file__)), timeout=10)
+        if commit.returncode == 0:
+            info["commit"] = commit.stdout.strip()
+    return info
+
+
+def _md_table(header: Sequence[str], lines: Iterable[Sequence[Any]]) -> list[str]:
+    out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    out += ["| " + " | ".join(str(v).replace("|", "/") for v in line) + " |" for line in lines]
+    return out
+
+
+def markdown_summary(table, problems: Sequence[str] = (), info: dict[str, str] | None = None) -> str:
+    """``codegen.md``: one line per kernel x config x dtype x arch, then failures and totals."""
+    failed = table[~table["passed"].astype(bool)]
+    lines = ["# Code generation check", ""]
+    lines.append("Every Triton kernel config of `kernels/` compiled ahead of time with `triton.compile` "
+                 "(no GPU). Registers and stack from cuobjdump, spills = STL/LDL bytes in SASS, "
+                 "smem = static + dynamic per block (limit: sm_80 166,912 B, sm_90 232,448 B), "
+                 "MMA = HMMA/HGMMA instructions in SASS. compile s is ~0 where Triton's cache served it.")
+    lines.append("")
+    if info:
+        lines += [", ".join(f"{k}: {v}" for k, v in info.items()), ""]
+
+    def fmt(row, col, scale=1, digits=0):
+        v = row[col]
+        return "-" if v is None or v != v else (f"{v / scale:.{digits}f}" if digits else f"{int(v)}")
+
+    body = []
+    for _, r in table.iterrows():
+        ok = bool(r["compiled"])
+        mma = f"{r['mma_kind']} {int(r['mma_instructions'])}" if ok else "-"
+        result = "ok" if r["passed"] else "FAIL: " + r["failures"]
+        if r["notes"]:
+            result += f" ({r['notes']})"
+        body.append([r["op"], r["kernel"], r["config"], r["dtype"], f"sm_{r['arch']}", fmt(r, "num_warps"),
+                     fmt(r, "num_stages"), fmt(r, "registers"),
+                     f"{fmt(r, 'spill_store_bytes')}/{fmt(r, 'spill_load_bytes')}", fmt(r, "smem_bytes"),
+                     mma, fmt(r, "ptx_bytes", 1024, 1), fmt(r, "compile_s", 1, 2), result])
+    lines += _md_table(["op", "kernel", "config", "dtype", "arch", "warps", "stages", "regs", "spill B st/ld",
+                        "smem B", "MMA", "PTX KB", "compile s", "result"], body)
+    lines += ["", f"**Totals:** {len(table)} compiles ({table['compiled'].astype(bool).sum()} compiled), "
+                  f"{len(failed)} failed checks, {len(problems)} coverage problems."]
+    if len(failed):
+        per_op = [f"{op} {n}/{(table['op'] == op).sum()}" for op, n in failed.groupby("op").size().items()]
+        lines[-1] += f" Failed by op: {', '.join(per_op)}."
+    if len(failed):
+        lines += ["", "## Failures", ""]
+        lines += [f"- `{r['op']}/{r['kernel']}/{r['config']}/{r['dtype']}` sm_{r['arch']}: {r['failures']}"
+                  for _, r in failed.iterrows()]
+    if problems:
+        lines += ["", "## Coverage problems", ""] + [f"- {p}" for p in problems]
+    return "\n".join(lines) + "\n"
+
+
+def write_reports(table, output_dir: str, problems: Sequence[str] = (),
+                  info: dict[str, str] | None = None) -> tuple[str, str]:
+    """Write ``codegen.csv`` and ``codegen.md`` atomically into ``output_dir``; their paths."""
+    csv_path, md_path = os.path.join(output_dir, "codegen.csv"), os.path.join(output_dir, "codegen.md")
+    write_atomic(csv_path, table.to_csv(index=False))
+    write_atomic(md_path, markdown_summary(table, problems, info))
+    return csv_path, md_path
+
+
+# ---------------------------------------------------------------------------------------
+# `alexnet-fast codegen`
+# ---------------------------------------------------------------------------------------
+
+def _split_list(values: Sequence[str] | None) -> list[str]:
+    """Repeated and/or comma-separated option values, in order, without duplicates."""
+    items = [item.strip() for value in values or () for item in value.split(",")]
+    return list(dict.fromkeys(item for item in items if item))
+
+
+def _arch_list(values: Sequence[str] | None) -> list[int]:
+    archs = []
+    for part in _split_list(values) or [str(a) for a in DEFAULT_ARCHS]:
+        arch = part.removeprefix("sm_")
+        if not arch.isdigit() or int(arch) not in SHARED_LIMIT_BYTES:
+            raise ValueError(f"--arch {part!r}: supported archs are {', '.join(map(str, SHARED_LIMIT_BYTES))}")
+        archs.append(int(arch))
+    return list(dict.fromkeys(archs))
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--arch", action="append", metavar="80,90",
+                        help="SM archs to compile for, comma-separated or repeated (default: 80,90)")
+    parser.add_argument("--op", action="append", metavar="NAME",
+                        help="only the specs of this op, comma-separated or repeated, e.g. conv2d_relu")
+    parser.add_argument("--output-dir", default=DEFAULT_OUTPUT_DIR,
+                        help="where codegen.csv and codegen.md go (default: reports/)")
+    parser.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1),
+                        help="compile processes (default: min(2, CPUs))")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        archs = _arch_list(args.arch)
+        if args.jobs < 1:
+            raise ValueError(f"--jobs must be >= 1, got {args.jobs}")
+        cuobjdump_path()
+    except (ValueError, CodegenToolError) as e:
+        print(f"codegen: {e}", file=sys.stderr)
+        return 2
+    modules = [importlib.import_module(name) for name in kernel_module_names()]
+    found = collect_specs(modules)
+    ops = _split_list(args.op)
+    if ops:
+        known = sorted({ref.op for ref, _ in found})
+        unknown = [op for op in ops if op not in known]
+        if unknown:
+            print(f"codegen: no specs for op {', '.join(unknown)}; ops with specs: {', '.join(known) or 'none'}",
+                  file=sys.stderr)
+            return 2
+        found = [(ref, spec) for ref, spec in found if ref.op in ops]
+        modules = [m for m in modules if m.__name__ in {ref.module for ref, _ in found}]
+    problems = coverage_problems(modules)
+    refs = [ref for ref, _ in found]
+    if not refs:
+        print(f"codegen: no codegen_specs() found in {KERNEL_PACKAGE}/ (no op modules yet?); nothing to compile",
+              file=sys.stderr)
+    print(f"codegen: {len(refs)} specs from {len(modules)} modules x {', '.join(f'sm_{a}' for a in archs)}"
+          f" = {len(refs) * len(archs)} compiles, {args.jobs} processes", file=sys.stderr)
+    rows = compile_refs(refs, archs, jobs=args.jobs, progress=not args.no_progress)
+    table = results_table(rows)
+    csv_path, md_path = write_reports(table, args.output_dir, problems, provenance())
+    failed = table[~table["passed"].astype(bool)]
+    for _, r in failed.iterrows():
+        print(f"FAIL {r['op']}/{r['kernel']}/{r['config']}/{r['dtype']} sm_{r['arch']}: {r['failures']}")
+    for problem in problems:
+        print(f"COVERAGE {problem}")
+    print(f"{len(table)} compiles, {len(failed)} failed, {len(problems)} coverage problems; "
+          f"wrote {csv_path} and {md_path}")
+    return 1 if len(failed) or problems else 0

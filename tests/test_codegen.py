@@ -1,0 +1,364 @@
+"""The static code-generation check (profiling/codegen.py): compiles for sm_80/sm_90 with no GPU.
+
+Compiles run in spawned worker processes (the interpreter off there), shared by this file
+through one session-scoped pool. The fixture kernels (tests/codegen_fixture_kernels.py) prove
+the machinery; the parametrized tests at the end compile every in-use spec of ``kernels/``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import os
+
+import pytest
+
+import codegen_fixture_kernels as fixture
+from profiling import codegen as cg
+
+FIXTURE = fixture.__name__
+
+
+def _fixture_refs() -> dict[str, cg.SpecRef]:
+    return {ref.spec_id: ref for ref, _ in cg.collect_specs([fixture])}
+
+
+def _fixture_ref(op: str, config: str) -> cg.SpecRef:
+    (ref,) = [r for r in _fixture_refs().values() if r.op == op and r.config == config]
+    return ref
+
+
+@pytest.fixture(scope="session")
+def pool():
+    with cg.compile_pool(1) as executor:
+        yield executor
+
+
+@pytest.fixture(scope="module")
+def rows(pool):
+    """Fixture compiles: the dot and elementwise kernels for sm_80 and sm_90, the spilling one for sm_80."""
+    both = [r for r in _fixture_refs().values() if r.op in ("fixture_matmul", "fixture_relu")]
+    done = cg.compile_refs(both, [80, 90], pool=pool)
+    done += cg.compile_refs([_fixture_ref("fixture_spill", "b16384_w1")], [80], pool=pool)
+    return {(row["config"], row["arch"]): row for row in done}
+
+
+def _assert_sane(row):
+    assert row["compiled"], row["error"]
+    assert 0 < row["registers"] <= 255
+    assert row["ptx_bytes"] > 1000
+    assert row["compile_s"] >= 0 and isinstance(row["cache_hit"], bool)
+    assert row["smem_bytes"] == row["smem_static_bytes"] + row["smem_dynamic_bytes"] <= row["smem_limit_bytes"]
+    assert row["module"] == FIXTURE
+
+
+# ------------------------------------------------------------------ the machinery, on fixtures
+
+def test_pipelined_fp16_dot_uses_hmma_on_sm80(rows):
+    row = rows[("m128n64k32_w4_s3", 80)]
+    _assert_sane(row)
+    assert row["hmma"] > 0 and row["hgmma"] == 0 and row["mma_kind"] == "HMMA"
+    assert row["spill_store_bytes"] == row["spill_load_bytes"] == 0
+    # software-pipelined: at least two stages of the A (128x32) and B (32x64) fp16 tiles in smem
+    assert row["smem_dynamic_bytes"] >= 2 * (128 * 32 + 32 * 64) * 2
+    assert row["passed"] and row["failures"] == ""
+    assert row["divisible_by_16"] == "M,N,K" and row["smem_limit_bytes"] == 166_912
+
+
+def test_wgmma_eligible_dot_uses_hgmma_on_sm90(rows):
+    row = rows[("m128n64k32_w4_s3", 90)]
+    _assert_sane(row)
+    assert row["hgmma"] > 0 and row["mma_kind"].startswith("HGMMA")
+    assert row["smem_dynamic_bytes"] > 0 and row["smem_limit_bytes"] == 232_448
+    assert row["passed"], row["failures"]
+
+
+def test_small_dot_on_sm90_falls_back_to_hmma_and_the_report_says_so(rows):
+    row = rows[("m32n32k32_w2_s2", 90)]
+    _assert_sane(row)
+    assert row["hmma"] > 0 and row["hgmma"] == 0 and row["mma_kind"] == "HMMA"
+    assert row["passed"] and "not wgmma" in row["notes"]
+
+
+@pytest.mark.parametrize("arch", [80, 90])
+def test_fp32_elementwise_kernel_has_no_mma(rows, arch):
+    row = rows[("b1024_w4", arch)]
+    _assert_sane(row)
+    assert row["mma_instructions"] == row["hmma"] == row["hgmma"] == 0 and row["mma_kind"] == "none"
+    assert row["smem_dynamic_bytes"] == 0 and row["spill_store_bytes"] == 0
+    assert row["passed"] and row["notes"] == ""
+
+
+def test_register_hungry_config_spills_and_fails(rows):
+    row = rows[("b16384_w1", 80)]
+    assert row["compiled"], row["error"]
+    # 512 live fp32 values per thread cannot fit in 255 registers
+    assert row["spill_store_bytes"] > 0 and row["spill_load_bytes"] > 0 and row["stack_bytes"] > 0
+    assert not row["passed"] and "spills registers" in row["failures"]
+
+
+def test_kernel_that_does_not_compile_is_a_failed_row(pool):
+    (row,) = cg.compile_refs([_fixture_ref("fixture_broken", "b1000_w4")], [80], pool=pool)
+    assert not row["compiled"] and not row["passed"]
+    assert "arange" in row["error"]
+    assert row["failures"] == "does not compile: CompilationError at 3:38: arange's range must be a power of 2"
+
+
+def test_invalid_spec_and_stale_reference_are_failed_rows(pool):
+    bad_signature = _fixture_ref("fixture_broken", "no_n")
+    stale = dataclasses.replace(_fixture_ref("fixture_relu", "b1024_w4"), config="renamed")
+    missing = cg.SpecRef("no_such_module_for_codegen", 0, "a", "b", "c", "fp32")
+    signature_row, stale_row, missing_row = cg.compile_refs([bad_signature, stale, missing], [90], pool=pool)
+    assert "ValueError" in signature_row["error"] and "missing: ['n']" in signature_row["error"]
+    assert "same order" in stale_row["error"]
+    assert "ModuleNotFoundError" in missing_row["error"]
+    assert not any(r["passed"] for r in (signature_row, stale_row, missing_row))
+
+
+# ------------------------------------------------------------------ pure parts, no compile
+
+def _row(**overrides):
+    row = dict.fromkeys(cg.COLUMNS)
+    row.update(op="o", kernel="k", config="c", dtype="fp16", arch=80, expects_mma=False, compiled=True,
+               registers=40, spill_store_bytes=0, spill_load_bytes=0, stack_bytes=0, smem_static_bytes=0,
+               smem_dynamic_bytes=0, smem_limit_bytes=cg.SHARED_LIMIT_BYTES[80], hmma=0, hgmma=0, error="")
+    row.update(overrides)
+    return cg.finish_row(row)
+
+
+def test_checks_shared_memory_limit_exactly():
+    assert _row(smem_dynamic_bytes=166_912)["passed"]
+    over = _row(smem_dynamic_bytes=166_912 - 1024, smem_static_bytes=1025)
+    assert not over["passed"] and "166913 B > 166912 B" in over["failures"]
+
+
+def test_checks_mma_where_expected():
+    assert "no tensor-core MMA" in _row(expects_mma=True)["failures"]
+    assert _row(expects_mma=True, hmma=8)["passed"]
+    assert "though expects_mma is False" in _row(hgmma=2, arch=90)["notes"]
+
+
+def test_sass_figures_count_mma_and_spill_widths():
+    sass = """
+        /*0100*/                   HMMA.16816.F32 R4, R8, R12, R4 ;          /* 0x000000080c04723c */
+        /*0110*/              @!P0 STL.64 [R1+0x8], R4 ;                      /* 0x0000080401008387 */
+        /*0120*/                   STL [R1], R2 ;                             /* 0x0000000201007387 */
+        /*0130*/                   LDL.LU.128 R4, [R1+0x10] ;                 /* 0x0000100001047983 */
+        /*0140*/                   LDL.S16 R5, [R1+0x20] ;                    /* 0x0000200001057983 */
+        /*0150*/                   HGMMA.64x64x16.F32 R24, gdesc[UR4], R24 ;  /* 0x0000000418187df0 */
+        /*0160*/                   STG.E [R2.64], R4 ;                        /* 0x0000000402007986 */
+    """
+    assert cg.sass_figures(sass) == {"hmma": 1, "hgmma": 1, "spill_store_bytes": 12, "spill_load_bytes": 18}
+
+
+def test_resource_usage_picks_the_named_function():
+    dump = (" Function other:\n  REG:10 STACK:0 SHARED:0 LOCAL:0 CONSTANT[0]:400\n"
+            " Function kern:\n  REG:96 STACK:16 SHARED:1024 LOCAL:0 CONSTANT[0]:584 TEXTURE:0\n")
+    usage = cg.resource_usage(dump, "kern")
+    assert (usage["REG"], usage["STACK"], usage["SHARED"]) == (96, 16, 1024)
+    with pytest.raises(cg.CodegenToolError, match="missing"):
+        cg.resource_usage(dump, "missing")
+
+
+def test_validate_spec_names_the_problem():
+    good = next(s for s in fixture.codegen_specs() if s.op == "fixture_relu")
+    cg.validate_spec(good)
+    with pytest.raises(ValueError, match=r"missing: \['n'\]"):
+        cg.validate_spec(dataclasses.replace(good, signature={k: v for k, v in good.signature.items() if k != "n"}))
+    with pytest.raises(ValueError, match="constexprs"):
+        cg.validate_spec(dataclasses.replace(good, constexprs={}))
+    with pytest.raises(ValueError, match="not an integer argument"):
+        cg.validate_spec(dataclasses.replace(good, extra={"divisible_by_16": ("x_ptr",)}))
+    with pytest.raises(ValueError, match="tuple of argument names"):
+        cg.validate_spec(dataclasses.replace(good, extra={"divisible_by_16": "n"}))
+    with pytest.raises(ValueError, match="power of two"):
+        cg.validate_spec(dataclasses.replace(good, num_warps=3))
+    with pytest.raises(TypeError, match="@triton.jit"):
+        cg.validate_spec(dataclasses.replace(good, fn=print))
+
+
+def test_compile_spec_refuses_unknown_arch_and_interpreted_kernels():
+    spec = next(s for s in fixture.codegen_specs() if s.op == "fixture_relu")
+    with pytest.raises(ValueError, match="sm_75"):
+        cg.compile_spec(spec, 75)
+    from triton.runtime.interpreter import InterpretedFunction
+
+    if not isinstance(spec.fn, InterpretedFunction):
+        pytest.skip("kernels are compiled JITFunctions in this process (TRITON_INTERPRET is off)")
+    with pytest.raises(TypeError, match="TRITON_INTERPRET=1"):
+        cg.compile_spec(spec, 80)
+
+
+def test_missing_cuobjdump_is_a_clear_error(tmp_path, fixture_discovery, monkeypatch, capsys):
+    from triton.knobs import nvidia_knobs
+
+    # where Triton looks: $TRITON_CUOBJDUMP_PATH, else its bundled copy
+    monkeypatch.setattr(vars(nvidia_knobs)["cuobjdump"], "default_path", str(tmp_path / "no-cuobjdump"))
+    monkeypatch.delenv("TRITON_CUOBJDUMP_PATH", raising=False)
+    with pytest.raises(cg.CodegenToolError, match="TRITON_CUOBJDUMP_PATH"):
+        cg.cuobjdump_path()
+    assert _codegen("--output-dir", str(tmp_path)) == 2
+    assert "cuobjdump not found" in capsys.readouterr().err
+
+
+def test_in_use_flag_is_read_from_spec_extra():
+    refs = _fixture_refs()
+    assert refs["fixture_matmul/fixture_matmul_kernel/m128n64k32_w4_s3/fp16"].in_use
+    assert not refs["fixture_matmul/fixture_matmul_kernel/m32n32k32_w2_s2/fp16"].in_use
+
+
+# ------------------------------------------------------------------ discovery and coverage
+
+def test_discovery_skips_shared_modules(tmp_path, monkeypatch):
+    pkg = tmp_path / "codegen_discovery_pkg"
+    (pkg / "nn").mkdir(parents=True)
+    for name in ("__init__.py", "_common.py", "configs.py", "nn/__init__.py", "op_b.py", "op_a.py"):
+        (pkg / name).write_text("")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert cg.kernel_module_names(pkg.name) == [f"{pkg.name}.op_a", f"{pkg.name}.op_b"]
+    assert not {"kernels._common", "kernels.configs", "kernels.nn"} & set(cg.kernel_module_names())
+
+
+def test_fixture_is_fully_covered_helper_through_its_caller():
+    assert "_relu" in cg.jit_functions(fixture)
+    assert cg.coverage_problems([fixture]) == []
+
+
+def test_coverage_fails_for_jit_module_without_codegen_specs(monkeypatch):
+    monkeypatch.delattr(fixture, "codegen_specs")
+    (problem,) = cg.coverage_problems([fixture])
+    assert FIXTURE in problem and "no codegen_specs()" in problem and "fixture_matmul_kernel" in problem
+
+
+def test_coverage_names_each_jit_function_that_escapes(monkeypatch):
+    specs = fixture.codegen_specs()
+    monkeypatch.setattr(fixture, "codegen_specs", lambda: [s for s in specs if s.kernel != "fixture_relu_kernel"])
+    problems = cg.coverage_problems([fixture])
+    assert sorted(p.split(":")[0] for p in problems) == [f"{FIXTURE}._relu", f"{FIXTURE}.fixture_relu_kernel"]
+
+
+def test_coverage_reports_duplicate_ids_and_broken_codegen_specs(monkeypatch):
+    specs = fixture.codegen_specs()
+    monkeypatch.setattr(fixture, "codegen_specs", lambda: specs + specs[:1])
+    assert any("duplicate spec id" in p for p in cg.coverage_problems([fixture]))
+
+    def broken():
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(fixture, "codegen_specs", broken)
+    assert any("raised RuntimeError: boom" in p for p in cg.coverage_problems([fixture]))
+
+
+# ------------------------------------------------------------------ the CLI
+
+@pytest.fixture
+def fixture_discovery(monkeypatch):
+    monkeypatch.setattr(cg, "kernel_module_names", lambda package=cg.KERNEL_PACKAGE: [FIXTURE])
+
+
+def _codegen(*args):
+    from alexnet_fast.cli import main
+
+    return main(["codegen", "--jobs", "1", "--no-progress", *args])
+
+
+def test_cli_writes_csv_and_md_and_fails_on_spills(tmp_path, fixture_discovery, capsys):
+    import pandas as pd
+
+    ops = ["--op", "fixture_matmul,fixture_relu", "--op", "fixture_spill"]
+    assert _codegen(*ops, "--arch", "80", "--output-dir", str(tmp_path)) == 1
+    out = capsys.readouterr().out
+    assert "FAIL fixture_spill/fixture_normalize_kernel/b16384_w1/fp32 sm_80: spills registers" in out
+    table = pd.read_csv(tmp_path / "codegen.csv")
+    assert list(table.columns) == cg.COLUMNS and len(table) == 4 and set(table["arch"]) == {80}
+    assert table.set_index("op")["passed"].groupby(level=0).all().to_dict() == {
+        "fixture_matmul": True, "fixture_relu": True, "fixture_spill": False}
+    md = (tmp_path / "codegen.md").read_text()
+    assert md.count("\n| fixture_") == 4 and "1 failed checks" in md and "Failed by op: fixture_spill 1/1." in md
+    assert "## Failures" in md
+    assert sorted(os.listdir(tmp_path)) == ["codegen.csv", "codegen.md"]  # no temp files left
+
+
+def test_cli_exits_zero_when_every_check_passes(tmp_path, fixture_discovery):
+    assert _codegen("--op", "fixture_relu", "--arch", "80,sm_90", "--output-dir", str(tmp_path)) == 0
+    md = (tmp_path / "codegen.md").read_text()
+    assert "2 compiles (2 compiled), 0 failed checks, 0 coverage problems" in md
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--arch", "75"], "supported archs are 80, 90"),
+    (["--op", "no_such_op"], "no specs for op no_such_op; ops with specs: fixture_broken, fixture_matmul"),
+    (["--jobs", "0"], "--jobs must be >= 1"),
+])
+def test_cli_rejects_bad_arguments(tmp_path, fixture_discovery, capsys, args, message):
+    assert _codegen(*args, "--output-dir", str(tmp_path)) == 2
+    assert message in capsys.readouterr().err
+    assert not os.listdir(tmp_path)
+
+
+# ------------------------------------------------------------------ the real kernels
+
+def _kernel_modules():
+    return [importlib.import_module(name) for name in cg.kernel_module_names()]
+
+
+def budgeted_sample(found, archs=cg.DEFAULT_ARCHS):
+    """(ref, arch) pairs the unit test compiles, from the in-use specs of ``found``.
+
+    For every (op, kernel), every precision variant (dtype, expects_mma) on every arch once,
+    the variants taking the kernel's configs in turn (the i-th pick gets config i mod n). So
+    each kernel compiles at each precision for sm_80 and sm_90 and the configs rotate through
+    the picks, at 2 x (number of variants) compiles per kernel; `alexnet-fast codegen`
+    compiles every spec x arch.
+    """
+    by_kernel: dict[tuple, dict[tuple, list]] = {}
+    for ref, spec in found:
+        if ref.in_use:
+            variants = by_kernel.setdefault((spec.op, spec.kernel), {})
+            variants.setdefault((spec.dtype, bool(spec.expects_mma)), []).append(ref)
+    picks = []
+    for variants in by_kernel.values():
+        for i, (refs, arch) in enumerate((refs, arch) for refs in variants.values() for arch in archs):
+            picks.append((refs[i % len(refs)], arch))
+    return picks
+
+
+def test_budgeted_sample_covers_every_precision_and_arch_and_rotates_configs():
+    from kernels._common import KernelSpec
+
+    found = []
+    for i, (dtype, mma, config) in enumerate([(d, m, c) for d, m in [("fp32", False), ("fp32", True), ("fp16", True)]
+                                              for c in ("c0", "c1", "c2")]):
+        spec = KernelSpec(op="op", kernel="k", config=config + ("_tf32" if dtype == "fp32" and mma else ""),
+                          fn=None, signature={}, constexprs={}, dtype=dtype, expects_mma=mma)
+        found.append((cg.SpecRef("m", i, "op", "k", spec.config, dtype, in_use=config != "c2" or dtype != "fp16"),
+                      spec))
+    picks = [(ref.spec_id, arch) for ref, arch in budgeted_sample(found)]
+    assert picks == [("op/k/c0/fp32", 80), ("op/k/c1/fp32", 90), ("op/k/c2_tf32/fp32", 80),
+                     ("op/k/c0_tf32/fp32", 90), ("op/k/c0/fp16", 80), ("op/k/c1/fp16", 90)]
+
+
+def _sampled_kernel_specs():
+    try:
+        modules = _kernel_modules()
+    except Exception:  # reported by test_every_kernels_jit_function_is_covered
+        return []
+    return [pytest.param(ref, arch, id=f"{ref.spec_id}@sm_{arch}")
+            for ref, arch in budgeted_sample(cg.collect_specs(modules))]
+
+
+def test_every_kernels_jit_function_is_covered():
+    """Fails when a module of kernels/ defines @triton.jit functions that no spec compiles."""
+    modules = _kernel_modules()
+    if not modules:
+        pytest.skip("kernels/ has no op modules yet")
+    assert cg.coverage_problems(modules) == []
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("ref, arch", _sampled_kernel_specs())
+def test_kernel_config_in_use_compiles_cleanly(pool, ref, arch):
+    """Compiles for sm_80/sm_90, zero spills, shared memory within the limit, MMA where expected."""
+    (row,) = cg.compile_refs([ref], [arch], pool=pool)
+    assert row["compiled"], row["error"]
+    assert row["passed"], row["failures"]

@@ -1,0 +1,417 @@
+"""Layouts: weight split/merge, the column model, the byte model, and two gloo ranks on CPU
+(model_parallel == single groups=2 model, data_parallel SGD step == single full-batch step,
+metered bytes == byte model, a killed or hung rank ends the run with an error naming it).
+
+Process start-up costs seconds, so the two-rank checks are grouped into few launches: the
+rank functions below run on each rank and return tensors that the tests compare.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from alexnet_fast import alexnet, make_config
+from alexnet_fast.launch import LayoutRunError, launch
+from alexnet_fast.layouts import (
+    ColumnAlexNet, ColumnComm, CommMeter, bench_layout, comm_bytes_model, full_grads,
+    full_state_dict, init_ranks, layout_model, load_full_state_dict, local_batch, merge_columns,
+    shutdown, split_columns,
+)
+
+# small paper-preset model: 12/32/48/48/32 filters (6/16/24/24/16 per column), 99x99 input
+# (pool5 is 2x2, so the flatten order of fc6's gathered input is exercised), 10 classes
+SMALL = dict(width_mult=0.125, input_size=99, num_classes=10, dropout=0.0)
+BATCH = 4
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _assert_tight(actual: torch.Tensor, expected: torch.Tensor, what: str) -> None:
+    """fp32 results that differ only in summation order: within 1e-5 of the largest value."""
+    scale = expected.abs().max().item()
+    torch.testing.assert_close(actual, expected, rtol=1e-5, atol=1e-5 * scale, msg=lambda m: f"{what}: {m}")
+
+
+def _batch(config, batch=BATCH, seed=1):
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(batch, 3, config.input_size, config.input_size, generator=gen)
+    return x, torch.randint(config.num_classes, (batch,), generator=gen)
+
+
+def _sgd(params):
+    return torch.optim.SGD(params, lr=0.05, momentum=0.9, weight_decay=5e-4)
+
+
+# ------------------------------------------------------------------ weights, in process
+
+
+def test_split_merge_round_trip_is_bit_exact_for_the_paper_model():
+    model = alexnet()  # paper preset, groups=2, 60,965,224 parameters
+    state = model.state_dict()
+    columns = split_columns(state)
+    assert [c["features.conv1.weight"].shape[0] for c in columns] == [48, 48]
+    assert columns[1]["features.conv2.weight"].shape == (128, 48, 5, 5)  # groups=2: local input
+    assert columns[0]["features.conv3.weight"].shape == (192, 256, 3, 3)  # reads both columns
+    assert columns[0]["classifier.fc6.weight"].shape == (2048, 9216)
+    assert columns[1]["classifier.fc8.weight"].shape == (500, 4096)
+    torch.testing.assert_close(columns[1]["features.conv5.bias"], state["features.conv5.bias"][128:], rtol=0, atol=0)
+    merged = merge_columns(columns)
+    assert list(merged) == list(state)
+    for key, tensor in state.items():
+        assert merged[key].dtype == tensor.dtype and torch.equal(merged[key], tensor), key
+    # the columns are copies, not views of the model's weights
+    columns[0]["features.conv1.weight"].zero_()
+    assert state["features.conv1.weight"].abs().sum() > 0
+
+
+def test_column_model_takes_the_split_weights_and_keeps_role_names():
+    config = make_config(**SMALL)
+    model = alexnet(**SMALL)
+    for rank in (0, 1):
+        column = ColumnAlexNet(config, ColumnComm(rank, 2))
+        column.load_state_dict(split_columns(model.state_dict())[rank])  # strict: same keys and shapes
+        names = list(column.features._modules)
+        for role in ("conv1", "relu1", "lrn1", "pool1", "conv2", "lrn2", "pool2", "conv3", "conv5", "pool5"):
+            assert role in names
+        assert names.index("lrn1") + 1 == names.index("pool1")  # the Triton variant fuses this pair
+        assert column.features.conv2.in_channels == 6 and column.features.conv3.in_channels == 32
+        crop = column.features.crop1
+        assert (crop.front, crop.back) == ((0, 2) if rank == 0 else (2, 0))
+
+
+def test_split_merge_refuse_bad_input():
+    state = alexnet(**SMALL).state_dict()
+    with pytest.raises(ValueError, match=r"features.conv2.weight.*\(32, 6, 5, 5\).*3 columns"):
+        split_columns(state, world_size=3)
+    with pytest.raises(TypeError, match="not a tensor"):
+        split_columns({"w": [1, 2]})
+    with pytest.raises(TypeError, match="mapping"):
+        split_columns([torch.zeros(2)])
+    a, b = split_columns(state)
+    b.pop("classifier.fc8.bias")
+    with pytest.raises(ValueError, match="different keys"):
+        merge_columns([a, b])
+    a, b = split_columns(state)
+    b["features.conv1.weight"] = b["features.conv1.weight"].double()
+    with pytest.raises(ValueError, match="features.conv1.weight"):
+        merge_columns([a, b])
+    with pytest.raises(TypeError, match="list"):
+        merge_columns(a)
+
+
+def test_column_split_refuses_configs_it_cannot_split():
+    with pytest.raises(ValueError, match="fc8"):
+        ColumnAlexNet(make_config(width_mult=0.125, input_size=99, num_classes=5), ColumnComm(0, 2))
+    with pytest.raises(ValueError, match="conv2 has groups=4"):
+        ColumnAlexNet(make_config(width_mult=0.25, input_size=99, groups=4), ColumnComm(0, 2))
+    with pytest.raises(ValueError, match="lrn1: a column holds 1 channels"):
+        ColumnAlexNet(make_config(width_mult=0.025, input_size=99), ColumnComm(0, 2))  # conv1: 2 filters
+    # groups=1 splits too: every conv after conv1 gathers both columns first
+    column = ColumnAlexNet(make_config(width_mult=0.125, input_size=99, groups=1), ColumnComm(1, 2))
+    assert {"gather2", "gather3", "gather4", "gather5"} <= set(column.features._modules)
+
+
+def test_comm_bytes_model_for_the_paper_network():
+    config = make_config()
+    # data_parallel, W=2: one all-reduce of 60,965,224 fp32 gradients, 2(W-1)/W = 1 x bytes
+    assert comm_bytes_model("data_parallel", config, 128, train=True) == 60_965_224 * 4
+    assert comm_bytes_model("data_parallel", config, 128, train=False) == 0
+    assert comm_bytes_model("single", config, 128, train=True) == 0
+    # model_parallel forward, batch 128, fp32, per image (elements each rank sends):
+    #   halo1 2x55x55 + halo2 2x27x27 + gather3 128x13x13 + gather6 128x6x6
+    #   + gather7 2048 + gather8 2048 + logits 500
+    per_image = 2 * 55 * 55 + 2 * 27 * 27 + 128 * 13 * 13 + 128 * 36 + 2048 + 2048 + 500
+    assert per_image == 38_344
+    assert comm_bytes_model("model_parallel", config, 128, train=False) == 128 * 4 * per_image
+    # training sends it all again backwards (reduce-scatter, halo gradients) except the logits
+    assert comm_bytes_model("model_parallel", config, 128, train=True) == 128 * 4 * (2 * per_image - 500)
+    assert comm_bytes_model("model_parallel", config, 128, train=False, dtype=torch.bfloat16) == 128 * 2 * per_image
+    with pytest.raises(ValueError, match="do not divide"):
+        comm_bytes_model("data_parallel", config, 5, train=True)
+
+
+def test_comm_meter_counts_overlapping_spans_once():
+    meter = CommMeter(torch.device("cpu"))
+    origin = meter._origin
+    meter._spans = [(origin + 0.000, origin + 0.010), (origin + 0.005, origin + 0.020), (origin + 0.030, origin + 0.031)]
+    assert meter.elapsed_ms() == pytest.approx(21.0)
+    with meter.span(100):
+        time.sleep(0.01)
+    assert meter.bytes_sent == 100 and meter.calls == 1
+
+
+def test_equivalence_errors_flag_nan_and_name_the_worst_tensor():
+    from alexnet_fast.layouts.bench import _errors
+
+    ref = {"logits": torch.tensor([1.0, -2.0]), "grad:w": torch.tensor([0.5, 0.25])}
+    close = _errors({"logits": torch.tensor([1.0, -2.002]), "grad:w": torch.tensor([0.5, 0.25])}, ref)
+    assert close["max_rel_err"] == pytest.approx(1e-3, rel=1e-3) and close["worst_tensor"] == "logits"
+    broken = _errors({"logits": ref["logits"], "grad:w": torch.tensor([float("nan"), 0.25])}, ref)
+    assert broken["max_rel_err"] == float("inf") and broken["worst_tensor"] == "grad:w"
+
+
+def test_bench_layout_refuses_bad_requests_before_starting_ranks():
+    with pytest.raises(ValueError, match="unknown layout"):
+        bench_layout("pipeline", "eager", "fp32", 4, "train")
+    with pytest.raises(ValueError, match="unknown variant"):
+        bench_layout("single", "jit", "fp32", 4, "train")
+    with pytest.raises(ValueError, match="unknown precision"):
+        bench_layout("single", "eager", "fp8", 4, "train")
+    with pytest.raises(ValueError, match="unknown pass"):
+        bench_layout("single", "eager", "fp32", 4, "backward")
+    with pytest.raises(ValueError, match="do not divide"):
+        bench_layout("data_parallel", "eager", "fp32", 5, "train", device="cpu")
+    with pytest.raises(ValueError, match="fc8"):
+        bench_layout("model_parallel", "eager", "fp32", 4, "train", num_classes=7, width_mult=0.125, input_size=99)
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="tf32"):
+            bench_layout("single", "eager", "tf32", 4, "train")
+
+
+def test_bench_layout_single_in_process():
+    threads = torch.get_num_threads()
+    result = bench_layout("single", "eager", "fp32", 2, "train", width_mult=0.125, input_size=67,
+                          num_classes=10, warmup=0, repeats=2, threads=1)
+    assert torch.get_num_threads() == threads  # restored
+    assert result["equivalent"] and result["max_abs_err"] == 0.0  # eager single vs itself
+    assert result["comm_bytes"] == result["comm_bytes_model"] == 0 and result["world_size"] == 1
+    assert result["step_ms"] > 0 and result["images_per_s"] == pytest.approx(2e3 / result["step_ms"])
+    assert result["threads_per_rank"] == 1 and result["backend"] == "none"
+
+
+# ------------------------------------------------------------- two gloo ranks on CPU
+
+
+def _layouts_rank_checks() -> dict:
+    """On each of 2 ranks: model_parallel and data_parallel against the single model."""
+    ctx = init_ranks(timeout_s=120)
+    try:
+        torch.manual_seed(0)
+        single = alexnet(**SMALL)
+        config = single.config
+        x, y = _batch(config)
+        out: dict = {"rank": ctx.rank}
+
+        # model_parallel: logits and every gradient; one SGD step; metered bytes
+        meter = CommMeter(ctx.device)
+        column = layout_model(single, "model_parallel", "eager", ctx, meter=meter)
+        column.train()
+        logits = column(x)
+        F.cross_entropy(logits, y).backward()
+        out["mp_logits"] = logits.detach()
+        out["mp_grads"] = full_grads("model_parallel", column, ctx)
+        out["mp_bytes"] = meter.bytes_sent
+        out["mp_bytes_model"] = comm_bytes_model("model_parallel", config, BATCH, train=True)
+        opt = _sgd(column.parameters())
+        opt.step()
+        out["mp_after_step"] = full_state_dict("model_parallel", column, ctx)
+
+        # a batch of one image (slices of it are contiguous: no exchange may return a view)
+        one = layout_model(single, "model_parallel", "eager", ctx)
+        F.cross_entropy(one(x[:1]), y[:1]).backward()
+        out["mp_batch1_grads"] = full_grads("model_parallel", one, ctx)
+
+        # mixed precision: gathers send bf16 (what conv3/fc6/fc7/fc8 cast to anyway)
+        meter.reset()
+        bf16_column = layout_model(single, "model_parallel", "eager", ctx, meter=meter)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            bf16_logits = bf16_column(x)
+        F.cross_entropy(bf16_logits.float(), y).backward()
+        out["mp_bf16_logits"] = bf16_logits.detach()
+        out["mp_bf16_grads"] = full_grads("model_parallel", bf16_column, ctx)
+        out["mp_bf16_bytes"] = meter.bytes_sent
+        out["mp_bf16_bytes_model"] = comm_bytes_model("model_parallel", config, BATCH, train=True, dtype=torch.bfloat16)
+
+        # the column under torch.compile: one graph (fullgraph), same logits and gradients
+        compiled = layout_model(single, "model_parallel", "eager", ctx)
+        compiled.compile(backend="aot_eager", fullgraph=True)
+        compiled_logits = compiled(x)
+        F.cross_entropy(compiled_logits, y).backward()
+        out["mp_compiled_logits"] = compiled_logits.detach()
+        out["mp_compiled_grads"] = full_grads("model_parallel", compiled, ctx)
+
+        # state moves between layouts: load the single weights back into a column
+        load_full_state_dict("model_parallel", compiled, single.state_dict(), ctx)
+        out["mp_reloaded"] = full_state_dict("model_parallel", compiled, ctx)
+
+        # data_parallel: one SGD step on half the batch each == one step on the whole batch
+        meter.reset()
+        ddp = layout_model(single, "data_parallel", "eager", ctx, meter=meter)
+        ddp.train()
+        opt = _sgd(ddp.parameters())
+        F.cross_entropy(ddp(local_batch("data_parallel", x, ctx)), local_batch("data_parallel", y, ctx)).backward()
+        opt.step()
+        out["dp_after_step"] = full_state_dict("data_parallel", ddp, ctx)
+        out["dp_bytes"] = meter.bytes_sent
+        out["dp_bytes_model"] = comm_bytes_model("data_parallel", config, BATCH, train=True)
+        return out
+    finally:
+        shutdown(ctx)
+
+
+def _single_reference() -> dict:
+    """What the single groups=2 model computes on the same weights and batch."""
+    torch.manual_seed(0)
+    single = alexnet(**SMALL)
+    x, y = _batch(single.config)
+    start = copy.deepcopy(single.state_dict())
+    logits = single(x)
+    F.cross_entropy(logits, y).backward()
+    grads = {k: p.grad.clone() for k, p in single.named_parameters()}
+    _sgd(single.parameters()).step()
+    one = alexnet(**SMALL)
+    one.load_state_dict(start)
+    F.cross_entropy(one(x[:1]), y[:1]).backward()
+    batch1_grads = {k: p.grad.clone() for k, p in one.named_parameters()}
+    bf16 = alexnet(**SMALL)
+    bf16.load_state_dict(start)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        bf16_logits = bf16(x)
+    F.cross_entropy(bf16_logits.float(), y).backward()
+    bf16_grads = {k: p.grad.clone() for k, p in bf16.named_parameters()}
+    return {"logits": logits.detach(), "grads": grads, "start": start, "after_step": single.state_dict(),
+            "bf16_logits": bf16_logits.detach(), "bf16_grads": bf16_grads, "batch1_grads": batch1_grads}
+
+
+def _check_model_parallel_equals_single(results, ref):
+    """Both ranks return the single model's logits and gradients; one SGD step lands on its weights."""
+    for rank in (0, 1):
+        out = results[rank]
+        _assert_tight(out["mp_logits"], ref["logits"], f"rank {rank} logits")
+        assert set(out["mp_grads"]) == set(ref["grads"])
+        for name, grad in ref["grads"].items():
+            _assert_tight(out["mp_grads"][name], grad, f"rank {rank} grad {name}")
+        for name, value in ref["after_step"].items():
+            _assert_tight(out["mp_after_step"][name], value, f"rank {rank} after SGD step: {name}")
+    torch.testing.assert_close(results[0]["mp_logits"], results[1]["mp_logits"], rtol=0, atol=0)
+    for name, grad in ref["batch1_grads"].items():
+        _assert_tight(results[1]["mp_batch1_grads"][name], grad, f"batch of 1: grad {name}")
+
+
+def _check_model_parallel_bf16(results, ref):
+    out = results[0]
+    assert out["mp_bf16_logits"].dtype == torch.bfloat16
+    # bf16 keeps 8 significant bits; both sides round the same products, in other orders
+    tolerance = 5e-2
+    for name, value in [("logits", ref["bf16_logits"])] + list(ref["bf16_grads"].items()):
+        got = out["mp_bf16_logits"] if name == "logits" else out["mp_bf16_grads"][name]
+        error = (got.double() - value.double()).abs().max().item() / value.double().abs().max().item()
+        assert error < tolerance, f"{name}: relative error {error:.3g}"
+    assert out["mp_bf16_bytes"] == out["mp_bf16_bytes_model"] < out["mp_bytes"]
+
+
+def _check_model_parallel_compiled(results, ref):
+    """The column compiled with fullgraph=True (no graph break at the exchanges) is as exact."""
+    out = results[0]
+    _assert_tight(out["mp_compiled_logits"], ref["logits"], "compiled logits")
+    for name, grad in ref["grads"].items():
+        _assert_tight(out["mp_compiled_grads"][name], grad, f"compiled grad {name}")
+
+
+def _check_state_dict_round_trip(results, ref):
+    """load_full_state_dict then full_state_dict through the ranks is bit-exact."""
+    for key, value in ref["start"].items():
+        assert torch.equal(results[1]["mp_reloaded"][key], value), key
+
+
+def _check_data_parallel_step(results, ref):
+    """One SGD step on half the batch per rank == one step on the whole batch."""
+    for rank in (0, 1):
+        for name, value in ref["after_step"].items():
+            _assert_tight(results[rank]["dp_after_step"][name], value, f"rank {rank} {name}")
+
+
+def _check_bytes(results, ref):
+    """Bytes counted at the collective calls == the byte model."""
+    for rank in (0, 1):  # with 2 ranks and an odd LRN size both ranks send the same
+        assert results[rank]["mp_bytes"] == results[rank]["mp_bytes_model"] > 0
+        assert results[rank]["dp_bytes"] == results[rank]["dp_bytes_model"] > 0
+
+
+def test_two_gloo_ranks_match_the_single_model():
+    """One launch (start-up is the cost; one test so that pytest-xdist runs it once)."""
+    results = launch(_layouts_rank_checks, world_size=2, timeout_s=240)
+    ref = _single_reference()
+    _check_model_parallel_equals_single(results, ref)  # logits, every gradient, one SGD step, batch of 1
+    _check_model_parallel_bf16(results, ref)
+    _check_model_parallel_compiled(results, ref)
+    _check_state_dict_round_trip(results, ref)
+    _check_data_parallel_step(results, ref)
+    _check_bytes(results, ref)
+
+
+def test_bench_layout_model_parallel_reports_everything():
+    result = bench_layout("model_parallel", "eager", "fp32", BATCH, "train", width_mult=0.125,
+                          input_size=99, num_classes=10, warmup=1, repeats=2, timeout_s=120)
+    assert result["equivalent"] and result["max_rel_err"] < 1e-5, result
+    assert result["comm_bytes"] == result["comm_bytes_model"] > 0
+    assert result["comm_calls"] == 13  # forward: 2 halos + 4 gathers + logits; backward: 2 + 4
+    assert 0 < result["comm_ms"] <= result["step_ms_max"]
+    assert result["images_per_s"] == pytest.approx(BATCH * 1e3 / result["step_ms"])
+    assert (result["backend"], result["world_size"], result["device"]) == ("gloo", 2, "cpu")
+    assert result["threads_per_rank"] == 1 and not result["interpreted"]
+
+
+def _killed_mid_step(victim: int) -> None:
+    """Rank ``victim`` dies (SIGKILL) between forward and backward of its second step."""
+    ctx = init_ranks(timeout_s=60)
+    torch.manual_seed(0)
+    model = layout_model(alexnet(**SMALL), "model_parallel", "eager", ctx)
+    x, y = _batch(model.config)
+    for step in range(3):
+        loss = F.cross_entropy(model(x), y)
+        if step == 1 and ctx.rank == victim:
+            os.kill(os.getpid(), signal.SIGKILL)
+        loss.backward()  # the survivor waits here for the victim's gradients
+    shutdown(ctx)
+
+
+def test_a_rank_killed_mid_step_ends_the_run_naming_it():
+    start = time.perf_counter()
+    with pytest.raises(LayoutRunError, match=r"rank 1 failed first") as error:
+        launch(_killed_mid_step, 1, world_size=2, timeout_s=60)
+    assert error.value.rank == 1
+    assert "SIGKILL" in str(error.value)
+    assert time.perf_counter() - start < 60
+
+
+def _hangs(victim: int, timeout_s: float) -> None:
+    """Rank ``victim`` stops answering before the first collective; the others wait in it."""
+    ctx = init_ranks(timeout_s=timeout_s)
+    if ctx.rank == victim:
+        time.sleep(10 * timeout_s)
+    torch.distributed.barrier()
+    shutdown(ctx)
+
+
+@pytest.mark.slow
+def test_a_hung_rank_ends_the_run_within_the_timeout():
+    timeout_s = 6.0
+    start = time.perf_counter()
+    with pytest.raises(LayoutRunError, match=r"rank \d failed first") as error:
+        launch(_hangs, 0, timeout_s, world_size=2, timeout_s=timeout_s)
+    # start-up (a few s on a loaded machine) + timeout + the agent's shutdown grace
+    assert time.perf_counter() - start < timeout_s + 40, str(error.value)
+
+
+def test_torchrun_runs_a_layout(tmp_path):
+    output = tmp_path / "result.json"
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+               "-m", "alexnet_fast.launch", "--layout", "data_parallel", "--pass", "train",
+               "--batch-size", "4", "--width-mult", "0.125", "--input-size", "67", "--num-classes", "10",
+               "--warmup", "0", "--repeats", "1", "--timeout", "120", "--output", str(output)]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [REPO, os.environ.get("PYTHONPATH")])))
+    done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(output.read_text())
+    assert result["layout"] == "data_parallel" and result["world_size"] == 2 and result["equivalent"]
+    assert result["comm_bytes"] == result["comm_bytes_model"] > 0
