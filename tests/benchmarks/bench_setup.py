@@ -28,12 +28,22 @@ PRECISIONS = ["fp32", "tf32", "fp16", "bf16"] if CUDA else ["fp32"]
 BATCH = {"kernel": 128 if CUDA else 8, "model": 128 if CUDA else 8}
 
 
-def skip_triton_reason() -> str | None:
-    """Why a Triton benchmark cannot run here, or None."""
+# Triton module each benchmarked op needs ("model": everything build_variant swaps in)
+TRITON_MODULES = {
+    "conv_relu": ("kernels.conv2d_relu",),
+    "lrn": ("kernels.lrn",),
+    "pool": ("kernels.max_pool2d",),
+    "lrn_pool": ("kernels.lrn_max_pool2d",),
+    "model": ("kernels.conv2d_relu", "kernels.lrn", "kernels.max_pool2d", "kernels.lrn_max_pool2d",
+              "kernels.nn.conv", "kernels.nn.pooling"),
+}
+
+
+def skip_triton_reason(op: str) -> str | None:
+    """Why the Triton benchmark of ``op`` cannot run here, or None."""
     if not CUDA:
         return "Triton runs in its CPU interpreter here: interpreted speed means nothing"
-    missing = [m for m in ("kernels.conv2d_relu", "kernels.lrn", "kernels.max_pool2d", "kernels.lrn_max_pool2d",
-                           "kernels.nn") if importlib.util.find_spec(m) is None]
+    missing = [m for m in TRITON_MODULES[op] if importlib.util.find_spec(m) is None]
     if missing:
         return f"Triton kernels not in this checkout: {', '.join(missing)}"
     return None

@@ -71,7 +71,7 @@ def triton_fn(unit):
 
 @pytest.mark.parametrize("unit, precision, provider", list(cases()))
 def test_kernel(benchmark, unit, precision, provider):
-    if provider == "triton" and (reason := skip_triton_reason()):
+    if provider == "triton" and (reason := skip_triton_reason(unit.op)):
         pytest.skip(reason)
     with precision_mode(precision) as dtype, torch.no_grad():
         x, weights = make_inputs(unit, dtype)

@@ -21,7 +21,7 @@ MODEL_PRECISIONS = ("fp32", "bf16") if CUDA else ("fp32",)
 @pytest.mark.parametrize("pass_", ("inference", "train"))
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_model(benchmark, variant, pass_, precision):
-    if variant.startswith("triton") and (reason := skip_triton_reason()):
+    if variant.startswith("triton") and (reason := skip_triton_reason("model")):
         pytest.skip(reason)
     n = BATCH["model"]
     torch.manual_seed(0)
