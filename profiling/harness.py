@@ -804,13 +804,20 @@ def plan_from_args(args: argparse.Namespace) -> BenchPlan:
     return plan
 
 
+def use_interpreter_without_gpu(device: str | None) -> None:
+    """Without CUDA, Triton must run interpreted: set TRITON_INTERPRET=1 while triton is not
+    yet imported (``import kernels``, even ``find_spec("kernels.x")``, imports it)."""
+    cuda = torch.device(device).type == "cuda" if device else torch.cuda.is_available()
+    if not cuda and "triton" not in sys.modules:
+        os.environ.setdefault("TRITON_INTERPRET", "1")
+
+
 def ensure_triton_mode(device: str) -> None:
-    """Without CUDA, Triton must run interpreted: set TRITON_INTERPRET=1 before triton is
-    imported (ValueError if triton was already imported in compiled mode)."""
+    """ValueError unless Triton can run here: a GPU, or the interpreter (TRITON_INTERPRET=1
+    set before triton was imported)."""
     if torch.device(device).type == "cuda":
         return
-    if "triton" not in sys.modules:
-        os.environ.setdefault("TRITON_INTERPRET", "1")
+    use_interpreter_without_gpu(device)
     from kernels._common import is_interpreting
 
     if not is_interpreting():
@@ -827,6 +834,7 @@ def describe(plan: BenchPlan) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    use_interpreter_without_gpu(args.device)  # before anything imports triton
     try:
         plan = plan_from_args(args)
         if any(v.uses_triton for v in plan.variants):
