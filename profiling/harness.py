@@ -39,6 +39,7 @@ their rows say ``interpreted`` with no time. Two-device layouts come from
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import gc
 import importlib
@@ -153,6 +154,7 @@ class BenchPlan:
     peak_gemm_n: int | None = None  # measured-peak sizes (None: fit the device)
     peak_copy_mib: int | None = None
     cudnn_benchmark: bool = True  # GPU: let cuDNN pick its fastest algorithm per shape (eager and compile)
+    cold_compile: bool = True  # every cell compiles with an empty inductor cache: compile_s is a cold compile
 
     @property
     def interpreted(self) -> bool:
@@ -451,6 +453,7 @@ class Harness:
         with fixed_threads(p.threads):
             self._env = environment(p.device, torch.get_num_threads())
             self._env["cudnn_benchmark"] = p.cudnn_benchmark if self.device.type == "cuda" else None
+            self._env["compile_cache"] = "cold (fresh inductor cache per cell)" if p.cold_compile else "warm"
             self._env["load_avg_1m"] = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
             jobs = self.jobs()
             from tqdm import tqdm
@@ -460,7 +463,8 @@ class Harness:
             for what, job in bar:
                 bar.set_postfix_str(" ".join(str(v) for k, v in what.items() if k not in ("scope", "variant")))
                 try:
-                    new_rows = job()
+                    with _compile_cache(p.cold_compile):
+                        new_rows = job()
                 except Exception as e:  # one broken cell must not end the matrix
                     traceback.print_exc(file=sys.stderr)
                     new_rows = [self._row(**what, status="error", note=_one_line(e))]
@@ -665,6 +669,15 @@ class Harness:
         return row
 
 
+def _compile_cache(cold: bool):
+    """An empty inductor cache for the block (cold compiles), or the user's cache."""
+    if not cold:
+        return contextlib.nullcontext()
+    from torch._inductor.utils import fresh_inductor_cache
+
+    return fresh_inductor_cache()
+
+
 def _add_rates(row: dict, flops: int, nbytes: int | None, bytes_model: str, batch_size: int) -> dict:
     """FLOPs, bytes, intensity and the achieved rates of a timed row."""
     row["flops"] = flops
@@ -723,6 +736,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--peak-gemm-n", type=int, default=None, help="measured peak: GEMM size n (n x n @ n x n)")
     parser.add_argument("--peak-copy-mib", type=int, default=None, help="measured peak: MiB copied")
+    parser.add_argument("--warm-compile-cache", action="store_true",
+                        help="reuse inductor's on-disk cache (default: each cell compiles cold, so "
+                             "'first call s' is a cold compile)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--strict", action="store_true",
                         help="exit 1 if any cell failed its equivalence check or raised (default: 0, "
@@ -778,6 +794,7 @@ def plan_from_args(args: argparse.Namespace) -> BenchPlan:
         value = getattr(args, flag)
         if value is not None:
             setattr(plan, field_name, value)
+    plan.cold_compile = not args.warm_compile_cache
     check = {k: getattr(args, f"check_{k}") for k in ("width_mult", "input_size", "batch_size")}
     plan.check = replace(plan.check, **{k: v for k, v in check.items() if v is not None})
     config = make_config(plan.preset, width_mult=plan.width_mult, input_size=plan.input_size)  # validates

@@ -214,7 +214,8 @@ def _env_section(frame: pd.DataFrame) -> str:
     fields = [("device", "device"), ("machine", "machine"), ("threads", "torch threads"),
               ("torch", "torch"), ("triton", "triton"), ("cuda", "CUDA"), ("cudnn", "cuDNN"),
               ("python", "python"), ("git_commit", "git commit"), ("run_id", "run"),
-              ("load_avg_1m", "1-min load average at start")]
+              ("load_avg_1m", "1-min load average at start"), ("compile_cache", "inductor cache"),
+              ("cudnn_benchmark", "cudnn.benchmark")]
     rows = [[label, (_fmt(first.get(col)) if isinstance(first.get(col), float) else str(first.get(col)))
              if pd.notna(first.get(col)) else "-"] for col, label in fields if col in frame.columns]
     text = markdown_table(["", ""], rows)
