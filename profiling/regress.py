@@ -13,8 +13,8 @@ and exits 1. Benchmarks missing on one side are listed, not failed. Exit 2 for a
 malformed file (the message names the file and what is wrong with it).
 
 Committed baselines live in ``reports/benchmarks/<machine>.json`` (machine = GPU name or CPU
-model + thread count, :func:`profiling.results.machine_slug`); that file is the default
-baseline. ``--history`` draws the median of every benchmark over all saved runs
+model + thread count, :func:`profiling.results.machine_slug`, recorded by the benchmarks in
+``extra_info``); the current run's machine picks the default baseline. ``--history`` draws the median of every benchmark over all saved runs
 (``reports/benchmark_history.png``).
 """
 
@@ -194,13 +194,10 @@ def plot_history(runs: list[Run], path: str | Path) -> Path:
     return atomic_write(path, lambda f: f.write(buf.getvalue()), binary=True)
 
 
-def default_baseline() -> Path:
-    """reports/benchmarks/<this machine>.json."""
-    import torch
-
-    from profiling.results import machine_slug
-
-    return BASELINE_DIR / f"{machine_slug('cuda' if torch.cuda.is_available() else 'cpu')}.json"
+def default_baseline(current: Run) -> Path:
+    """The committed baseline of the machine that made ``current``:
+    reports/benchmarks/<machine>.json (the benchmarks record the machine in extra_info)."""
+    return BASELINE_DIR / f"{current.machine}.json"
 
 
 def _newest_autosave() -> Path | None:
@@ -212,7 +209,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("current", nargs="?", default=None,
                         help="pytest-benchmark JSON of the run to check (default: newest under .benchmarks/)")
     parser.add_argument("--baseline", default=None,
-                        help="baseline JSON (default: reports/benchmarks/<this machine>.json)")
+                        help="baseline JSON (default: reports/benchmarks/<machine of the current run>.json)")
     parser.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD_PCT,
                         help=f"percent slower than the baseline that fails (default {DEFAULT_THRESHOLD_PCT:g})")
     parser.add_argument("--history", action="append", metavar="PATH",
@@ -230,7 +227,7 @@ def run(args: argparse.Namespace) -> int:
             raise BenchmarkFileError("no current run given and none saved under .benchmarks/; run "
                                      "`pytest tests/benchmarks --benchmark-only --benchmark-json=run.json` first")
         current = load_run(current_path, "current run")
-        baseline = load_run(args.baseline or default_baseline(), "baseline")
+        baseline = load_run(args.baseline or default_baseline(current), "baseline")
         history = [load_run(p, "history") for p in _history_files(args.history)] if args.history else []
     except BenchmarkFileError as e:
         print(f"alexnet-fast regress: {e}", file=sys.stderr)

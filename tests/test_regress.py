@@ -107,3 +107,16 @@ def test_missing_baseline_is_a_clear_error(tmp_path, capsys):
     current.write_text(json.dumps(synthetic_run()))
     assert main(["regress", str(current), "--baseline", str(tmp_path / "nope.json")]) == 2
     assert "nope.json does not exist" in capsys.readouterr().err
+
+
+def test_default_baseline_is_the_current_machines(tmp_path, monkeypatch, capsys):
+    import profiling.regress as regress
+
+    monkeypatch.setattr(regress, "BASELINE_DIR", tmp_path / "baselines")
+    (tmp_path / "baselines").mkdir()
+    data = synthetic_run()
+    (tmp_path / "baselines" / "cpu-test-2t.json").write_text(json.dumps(data))  # the machine in extra_info
+    current = tmp_path / "current.json"
+    current.write_text(json.dumps(slowed(data, 1.2, index=1)))
+    assert main(["regress", str(current)]) == 1
+    assert "lrn1+pool1" in capsys.readouterr().err
