@@ -136,7 +136,7 @@ def roofline_plot(frame: pd.DataFrame, path: Path, title: str) -> Path | None:
     from matplotlib.lines import Line2D
 
     handles = [Line2D([], [], color=colors[n], marker="o", ls="", label=n) for n in names]
-    handles += [Line2D([], [], color="gray", marker=MARKERS.get(v, "x"), ls="", label=v)
+    handles += [Line2D([], [], color="black", markerfacecolor="none", marker=MARKERS.get(v, "x"), ls="", label=v)
                 for v in _order(_label(r) for _, r in layers.iterrows())]
     leg1 = ax.legend(handles=handles, loc="lower right", fontsize=7, ncol=2, title="layer / variant")
     ax.add_artist(leg1)
