@@ -181,7 +181,8 @@ def plot_history(runs: list[Run], path: str | Path) -> Path:
         ax.set_ylabel("median ms")
         ax.set_yscale("log")
         ax.set_xticks(range(len(runs)))
-        ax.set_xticklabels([(r.datetime[:10] or r.path.stem) for r in runs], rotation=45, fontsize=7, ha="right")
+        ax.set_xticklabels([(r.datetime[:16].replace("T", " ") or r.path.stem) for r in runs], rotation=45,
+                           fontsize=7, ha="right")
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=7)
     for ax in list(axes.flat)[len(groups):]:
