@@ -90,18 +90,21 @@ def conv2d_relu_fwd_kernel(
     sw_k, sw_c, sw_r, sw_s,
     sy_n, sy_k, sy_p, sy_q,
     GEMM_M, GEMM_N, GEMM_K,
-    HAS_BIAS: tl.constexpr, RELU: tl.constexpr, INPUT_PRECISION: tl.constexpr,
+    HAS_BIAS: tl.constexpr, RELU: tl.constexpr, FLAT_K: tl.constexpr, INPUT_PRECISION: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr,
 ):
     """y[n, k, p, q] = relu(bias[k] + sum_{c,r,s} x[n, c, p*sh-ph+r, q*sw-pw+s] * w[k, c, r, s]).
 
     GEMM_M = N*P*Q, GEMM_N = K/groups, GEMM_K = C/groups*R*S; grid (tiles, groups).
+    Reduction order: taps (r, s) outer, blocks of BLOCK_K channels inner (1-D index math,
+    contiguous channel loads for channels_last); FLAT_K walks the flat (c, r, s) index
+    instead, for few channels (conv1: C=3) where channel blocks would be mostly padding.
     """
     pid = tl.program_id(0)
     group = tl.program_id(1)
     pid_m, pid_n = _grouped_tile(pid, tl.cdiv(GEMM_M, BLOCK_M), tl.cdiv(GEMM_N, BLOCK_N), GROUP_M)
     RS = R * S
-    c_first = group * (GEMM_K // RS)
+    c_per_group = GEMM_K // RS
 
     # rows: output pixels (n, p, q); columns: output channels of this group
     offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
@@ -114,24 +117,41 @@ def conv2d_relu_fwd_kernel(
     # a row past the end gets ih0 = -R: every tap r < R then reads row ih < 0 (masked)
     ih0 = tl.where(mask_m, p * stride_h - pad_h, -R)
     iw0 = q * stride_w - pad_w
-    x_row = img * sx_n + ih0 * sx_h + iw0 * sx_w
+    x_row = img * sx_n + group * c_per_group * sx_c + ih0 * sx_h + iw0 * sx_w
     k_out = group * GEMM_N + offs_n
     w_col = k_out * sw_k
 
     acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
-    for k0 in range(0, GEMM_K, BLOCK_K):
-        offs_k = k0 + tl.arange(0, BLOCK_K)  # reduction index (c, r, s), s fastest
-        mask_k = offs_k < GEMM_K
-        c = c_first + offs_k // RS
-        r = (offs_k % RS) // S
-        s = offs_k % S
-        ih = ih0[:, None] + r[None, :]
-        iw = iw0[:, None] + s[None, :]
-        a_mask = (ih >= 0) & (ih < H) & (iw >= 0) & (iw < W) & mask_k[None, :]
-        a = tl.load(x_ptr + (x_row[:, None] + (c * sx_c + r * sx_h + s * sx_w)[None, :]), mask=a_mask, other=0.0)
-        w_row = (c - c_first) * sw_c + r * sw_r + s * sw_s
-        b = tl.load(w_ptr + (w_row[:, None] + w_col[None, :]), mask=mask_k[:, None] & mask_n[None, :], other=0.0)
-        acc = tl.dot(a, b, acc, input_precision=INPUT_PRECISION)
+    if FLAT_K:
+        for k0 in range(0, GEMM_K, BLOCK_K):
+            offs_k = k0 + tl.arange(0, BLOCK_K)  # reduction index (c, r, s), s fastest
+            mask_k = offs_k < GEMM_K
+            c = offs_k // RS
+            r = (offs_k % RS) // S
+            s = offs_k % S
+            ih = ih0[:, None] + r[None, :]
+            iw = iw0[:, None] + s[None, :]
+            a_mask = (ih >= 0) & (ih < H) & (iw >= 0) & (iw < W) & mask_k[None, :]
+            a = tl.load(x_ptr + (x_row[:, None] + (c * sx_c + r * sx_h + s * sx_w)[None, :]),
+                        mask=a_mask, other=0.0)
+            b = tl.load(w_ptr + ((c * sw_c + r * sw_r + s * sw_s)[:, None] + w_col[None, :]),
+                        mask=mask_k[:, None] & mask_n[None, :], other=0.0)
+            acc = tl.dot(a, b, acc, input_precision=INPUT_PRECISION)
+    else:
+        c_blocks = tl.cdiv(c_per_group, BLOCK_K)
+        for it in range(0, RS * c_blocks):
+            r = it // c_blocks // S
+            s = it // c_blocks % S
+            c = (it % c_blocks) * BLOCK_K + tl.arange(0, BLOCK_K)  # channel within the group
+            mask_c = c < c_per_group
+            ih = ih0 + r
+            iw = iw0 + s
+            row_ok = (ih >= 0) & (ih < H) & (iw >= 0) & (iw < W)
+            a = tl.load(x_ptr + ((x_row + r * sx_h + s * sx_w)[:, None] + (c * sx_c)[None, :]),
+                        mask=row_ok[:, None] & mask_c[None, :], other=0.0)
+            b = tl.load(w_ptr + ((c * sw_c + r * sw_r + s * sw_s)[:, None] + w_col[None, :]),
+                        mask=mask_c[:, None] & mask_n[None, :], other=0.0)
+            acc = tl.dot(a, b, acc, input_precision=INPUT_PRECISION)
 
     # epilogue on the fp32 accumulator
     if HAS_BIAS:
@@ -162,7 +182,8 @@ def conv2d_relu_dgrad_kernel(
     Grid (tiles, groups, stride_h*stride_w phases). Phase (a, b) holds the input pixels with
     (h + pad_h) % stride_h == a and (w + pad_w) % stride_w == b; its taps are r = a + sh*jr,
     s = b + sw*js. GEMM_M = N*ceil(H/sh)*ceil(W/sw) (largest phase), GEMM_N = C/groups,
-    GEMM_K = K/groups*ceil(R/sh)*ceil(S/sw) (largest phase).
+    GEMM_K = K/groups*ceil(R/sh)*ceil(S/sw) (largest phase). Reduction order: taps
+    outer, blocks of BLOCK_K output channels inner.
     """
     pid = tl.program_id(0)
     group = tl.program_id(1)
@@ -180,15 +201,13 @@ def conv2d_relu_dgrad_kernel(
     cols = (W - w0 + stride_w - 1) // stride_w
     taps_r = (R - phase_h + stride_h - 1) // stride_h
     taps_s = (S - phase_w + stride_w - 1) // stride_w
-    k_phase = k_per_group * taps_r * taps_s
-    taps = tl.maximum(taps_r * taps_s, 1)  # empty phases skip the loop; avoid / 0
 
     # rows: input pixels (n, i, j) of this phase, h = h0 + sh*i; columns: input channels
     offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
     offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
     mask_m = offs_m < batch * rows * cols
     mask_n = offs_n < GEMM_N
-    pixels = tl.maximum(rows * cols, 1)  # empty phases are fully masked; avoid / 0
+    pixels = tl.maximum(rows * cols, 1)  # an empty phase is fully masked; avoid / 0
     img = offs_m // pixels
     i = (offs_m % pixels) // tl.maximum(cols, 1)
     j = offs_m % tl.maximum(cols, 1)
@@ -196,31 +215,34 @@ def conv2d_relu_dgrad_kernel(
     # tap reads output row oh = oh0 - jr < 0 (masked)
     oh0 = tl.where(mask_m, i + (h0 + pad_h - phase_h) // stride_h, -1)
     ow0 = j + (w0 + pad_w - phase_w) // stride_w
-    g_row = img * sy_n + oh0 * sy_p + ow0 * sy_q
-    c_in = group * GEMM_N + offs_n
+    g_row = img * sy_n + group * k_per_group * sy_k + oh0 * sy_p + ow0 * sy_q
+    w_col = offs_n * sw_c  # weight dim 1 is the channel within the group
+    w_base = group * k_per_group * sw_k
 
     acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
-    for k0 in range(0, k_phase, BLOCK_K):
-        offs_k = k0 + tl.arange(0, BLOCK_K)  # reduction index (k, jr, js), js fastest
-        mask_k = offs_k < k_phase
-        k_out = group * k_per_group + offs_k // taps
-        jr = (offs_k % taps) // taps_s
-        js = offs_k % taps_s
-        oh = oh0[:, None] - jr[None, :]
-        ow = ow0[:, None] - js[None, :]
-        a_mask = (oh >= 0) & (oh < P) & (ow >= 0) & (ow < Q) & mask_k[None, :]
-        g_offs = g_row[:, None] + (k_out * sy_k - jr * sy_p - js * sy_q)[None, :]
+    k_blocks = tl.cdiv(k_per_group, BLOCK_K)
+    for it in range(0, taps_r * taps_s * k_blocks):
+        jr = it // k_blocks // taps_s
+        js = it // k_blocks % taps_s
+        kk = (it % k_blocks) * BLOCK_K + tl.arange(0, BLOCK_K)  # output channel within the group
+        mask_k = kk < k_per_group
+        oh = oh0 - jr
+        ow = ow0 - js
+        row_ok = (oh >= 0) & (oh < P) & (ow >= 0) & (ow < Q)
+        a_mask = row_ok[:, None] & mask_k[None, :]
+        g_offs = (g_row - jr * sy_p - js * sy_q)[:, None] + (kk * sy_k)[None, :]
         a = tl.load(dy_ptr + g_offs, mask=a_mask, other=0.0)
         if RELU:
             y = tl.load(y_ptr + g_offs, mask=a_mask, other=0.0)
             a = tl.where(y > 0, a, tl.zeros_like(a))
-        w_row = k_out * sw_k + (phase_h + stride_h * jr) * sw_r + (phase_w + stride_w * js) * sw_s
-        b = tl.load(w_ptr + (w_row[:, None] + (offs_n * sw_c)[None, :]),
+        r = phase_h + stride_h * jr
+        s = phase_w + stride_w * js
+        b = tl.load(w_ptr + ((w_base + kk * sw_k + r * sw_r + s * sw_s)[:, None] + w_col[None, :]),
                     mask=mask_k[:, None] & mask_n[None, :], other=0.0)
         acc = tl.dot(a, b, acc, input_precision=INPUT_PRECISION)
 
     dx_row = img * sdx_n + (h0 + stride_h * i) * sdx_h + (w0 + stride_w * j) * sdx_w
-    dx_offs = dx_row[:, None] + (c_in * sdx_c)[None, :]
+    dx_offs = dx_row[:, None] + ((group * GEMM_N + offs_n) * sdx_c)[None, :]
     tl.store(dx_ptr + dx_offs, acc.to(dx_ptr.dtype.element_ty), mask=mask_m[:, None] & mask_n[None, :])
 
 
@@ -232,7 +254,7 @@ def conv2d_relu_wgrad_kernel(
     sy_n, sy_k, sy_p, sy_q,
     sx_n, sx_c, sx_h, sx_w,
     GEMM_M, GEMM_N, GEMM_K, SPLIT_CHUNK,
-    RELU: tl.constexpr, INPUT_PRECISION: tl.constexpr,
+    RELU: tl.constexpr, FLAT_K: tl.constexpr, INPUT_PRECISION: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr,
 ):
     """dw[k, c, r, s] = sum_{n,p,q} g[n, k, p, q] * x[n, c, p*sh-ph+r, q*sw-pw+s] and
@@ -242,25 +264,43 @@ def conv2d_relu_wgrad_kernel(
     GEMM_M = K/groups, GEMM_N = C/groups*R*S, GEMM_K = N*P*Q. Grid (tiles, groups, splits):
     split z reduces over [z*SPLIT_CHUNK, (z+1)*SPLIT_CHUNK) and writes fp32 partials
     dw_partial[z, k, (c, r, s)] (contiguous, K x C/groups*R*S) and db_partial[z, k].
+    Columns: a tile holds one tap (r, s) and BLOCK_N channels (1-D index math); FLAT_K tiles
+    the flat (c, r, s) index instead, for few channels (see the forward kernel).
     """
     pid = tl.program_id(0)
     group = tl.program_id(1)
     split = tl.program_id(2)
-    pid_m, pid_n = _grouped_tile(pid, tl.cdiv(GEMM_M, BLOCK_M), tl.cdiv(GEMM_N, BLOCK_N), GROUP_M)
-    k_total = tl.num_programs(1) * GEMM_M
     RS = R * S
+    c_per_group = GEMM_N // RS
+    if FLAT_K:
+        num_pid_n = tl.cdiv(GEMM_N, BLOCK_N)
+    else:
+        num_pid_n = RS * tl.cdiv(c_per_group, BLOCK_N)
+    pid_m, pid_n = _grouped_tile(pid, tl.cdiv(GEMM_M, BLOCK_M), num_pid_n, GROUP_M)
+    k_total = tl.num_programs(1) * GEMM_M
 
-    # rows: output channels of this group; columns: (c, r, s) of the filter
+    # rows: output channels of this group
     offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
-    offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
     mask_m = offs_m < GEMM_M
-    mask_n = offs_n < GEMM_N
     k_out = group * GEMM_M + offs_m
-    c = group * (GEMM_N // RS) + offs_n // RS
-    r = (offs_n % RS) // S
-    s = offs_n % S
-    x_col = c * sx_c + r * sx_h + s * sx_w
     g_row = k_out * sy_k
+    # columns: filter entries (c, r, s), as per-column r and s (FLAT_K) or one tap per tile
+    if FLAT_K:
+        offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)  # flat (c, r, s)
+        mask_n = offs_n < GEMM_N
+        c = offs_n // RS
+        r = (offs_n % RS) // S
+        s = offs_n % S
+        x_col = (group * c_per_group + c) * sx_c + r * sx_h + s * sx_w
+        dw_col = offs_n
+    else:
+        c_blocks = tl.cdiv(c_per_group, BLOCK_N)
+        r = pid_n // c_blocks // S
+        s = pid_n // c_blocks % S
+        c = (pid_n % c_blocks) * BLOCK_N + tl.arange(0, BLOCK_N)  # channel within the group
+        mask_n = c < c_per_group
+        x_col = (group * c_per_group + c) * sx_c
+        dw_col = c * RS + r * S + s
 
     k_start = split * SPLIT_CHUNK
     k_end = tl.minimum(k_start + SPLIT_CHUNK, GEMM_K)
@@ -281,15 +321,22 @@ def conv2d_relu_wgrad_kernel(
         # a reduction index past the end gets ih0 = -R: every tap reads row ih < 0 (masked)
         ih0 = tl.where(mask_k, p * stride_h - pad_h, -R)
         iw0 = q * stride_w - pad_w
-        ih = ih0[:, None] + r[None, :]
-        iw = iw0[:, None] + s[None, :]
-        b_mask = (ih >= 0) & (ih < H) & (iw >= 0) & (iw < W) & mask_n[None, :]
         x_row = img * sx_n + ih0 * sx_h + iw0 * sx_w
-        b = tl.load(x_ptr + (x_row[:, None] + x_col[None, :]), mask=b_mask, other=0.0)
+        if FLAT_K:
+            ih = ih0[:, None] + r[None, :]
+            iw = iw0[:, None] + s[None, :]
+            b_mask = (ih >= 0) & (ih < H) & (iw >= 0) & (iw < W) & mask_n[None, :]
+            b = tl.load(x_ptr + (x_row[:, None] + x_col[None, :]), mask=b_mask, other=0.0)
+        else:
+            ih = ih0 + r
+            iw = iw0 + s
+            row_ok = (ih >= 0) & (ih < H) & (iw >= 0) & (iw < W)
+            b = tl.load(x_ptr + ((x_row + r * sx_h + s * sx_w)[:, None] + x_col[None, :]),
+                        mask=row_ok[:, None] & mask_n[None, :], other=0.0)
         acc = tl.dot(a, b, acc, input_precision=INPUT_PRECISION)
         bias_acc += tl.sum(a.to(tl.float32), axis=1)
 
-    dw_offs = split * k_total * GEMM_N + (k_out * GEMM_N)[:, None] + offs_n[None, :]
+    dw_offs = split * k_total * GEMM_N + (k_out * GEMM_N)[:, None] + dw_col[None, :]
     tl.store(dw_partial_ptr + dw_offs, acc, mask=mask_m[:, None] & mask_n[None, :])
     # one column of tiles writes the bias gradient
     tl.store(db_partial_ptr + split * k_total + k_out, bias_acc, mask=mask_m & (pid_n == 0))
@@ -304,32 +351,41 @@ _KERNELS = {
     "dgrad": conv2d_relu_dgrad_kernel,
     "wgrad": conv2d_relu_wgrad_kernel,
 }
-_AUTOTUNE_KEY = ["GEMM_M", "GEMM_N", "GEMM_K", "INPUT_PRECISION"]  # + dtypes, added by triton
+# + the dtypes, which triton adds; FLAT_K only where the kernel has it
+_AUTOTUNE_KEY = ["GEMM_M", "GEMM_N", "GEMM_K", "FLAT_K", "INPUT_PRECISION"]
 
 
-def _triton_configs(kernel: str) -> list[triton.Config]:
+# config tables: tensor-core dot (fp16, bf16, TF32) and FMA dot (fp32 "ieee")
+_TABLES = {"mma": configs.CONV2D_RELU_GPU_CONFIGS, "fma": configs.CONV2D_RELU_GPU_CONFIGS_FMA}
+
+
+def _table(dtype: torch.dtype, precision: str) -> str:
+    return "fma" if dtype == torch.float32 and precision == "ieee" else "mma"
+
+
+def _triton_configs(table: str, kernel: str) -> list[triton.Config]:
     out = []
-    for cfg in configs.CONV2D_RELU_GPU_CONFIGS[kernel]:
+    for cfg in _TABLES[table][kernel]:
         meta = {k: v for k, v in cfg.items() if k not in ("num_warps", "num_stages")}
         out.append(triton.Config(meta, num_warps=cfg["num_warps"], num_stages=cfg["num_stages"]))
     return out
 
 
-# GPU path: each kernel autotuned over its config table (created once, tuned lazily per key)
-_TUNED = {name: triton.autotune(configs=_triton_configs(name), key=_AUTOTUNE_KEY)(fn)
-          for name, fn in _KERNELS.items()}
+# GPU path: each kernel autotuned over each config table (tuned lazily, once per key)
+_TUNED = {(name, table): triton.autotune(configs=_triton_configs(table, name), key=_AUTOTUNE_KEY)(fn)
+          for name, fn in _KERNELS.items() for table in _TABLES}
 
 
-def _launch(kernel: str, grid, **args) -> None:
-    """Run ``kernel`` ('fwd' | 'dgrad' | 'wgrad'): autotuned on a GPU, with the single
-    interpreter config under TRITON_INTERPRET=1. ``grid`` maps the meta-parameters to the
-    launch grid."""
+def _launch(kernel: str, grid, dtype: torch.dtype, **args) -> None:
+    """Run ``kernel`` ('fwd' | 'dgrad' | 'wgrad'): on a GPU autotuned over the config table
+    of its dot (tensor cores or FMA), under TRITON_INTERPRET=1 with the one interpreter
+    config. ``grid`` maps the meta-parameters to the launch grid."""
     if is_interpreting():
         cfg = dict(configs.CONV2D_RELU_INTERPRETER_CONFIG)
         launch = {k: cfg.pop(k) for k in ("num_warps", "num_stages")}
         _KERNELS[kernel][grid(cfg)](**args, **cfg, **launch)
     else:
-        _TUNED[kernel][grid](**args)
+        _TUNED[kernel, _table(dtype, args["INPUT_PRECISION"])][grid](**args)
 
 
 def dot_precision(dtype: torch.dtype, device_type: str, allow_tf32: bool) -> str:
@@ -338,6 +394,12 @@ def dot_precision(dtype: torch.dtype, device_type: str, allow_tf32: bool) -> str
     if dtype == torch.float32 and device_type == "cuda" and allow_tf32:
         return "tf32"
     return "ieee"
+
+
+def use_flat_k(c_per_group: int) -> bool:
+    """Walk the flat (c, r, s) reduction index (few channels per group, e.g. conv1's 3)
+    rather than taps outer x channel blocks inner."""
+    return c_per_group < configs.CONV2D_RELU_FLAT_K_MAX_CHANNELS
 
 
 def _precision(x: torch.Tensor) -> str:
@@ -439,7 +501,7 @@ def conv2d_relu_fwd(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.
         return (triton.cdiv(gemm_m, meta["BLOCK_M"]) * triton.cdiv(gemm_n, meta["BLOCK_N"]), groups)
 
     _launch(
-        "fwd", grid,
+        "fwd", grid, x.dtype,
         x_ptr=x, w_ptr=weight, bias_ptr=bias if bias is not None else weight, y_ptr=y,
         H=H, W=W, P=P, Q=Q, R=R, S=S,
         stride_h=stride[0], stride_w=stride[1], pad_h=padding[0], pad_w=padding[1],
@@ -447,7 +509,7 @@ def conv2d_relu_fwd(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.
         sw_k=weight.stride(0), sw_c=weight.stride(1), sw_r=weight.stride(2), sw_s=weight.stride(3),
         sy_n=y.stride(0), sy_k=y.stride(1), sy_p=y.stride(2), sy_q=y.stride(3),
         GEMM_M=gemm_m, GEMM_N=gemm_n, GEMM_K=gemm_k,
-        HAS_BIAS=bias is not None, RELU=relu, INPUT_PRECISION=_precision(x),
+        HAS_BIAS=bias is not None, RELU=relu, FLAT_K=use_flat_k(C // groups), INPUT_PRECISION=_precision(x),
     )
     return y
 
@@ -487,7 +549,7 @@ def conv2d_relu_dgrad(grad_out: torch.Tensor, out: torch.Tensor, weight: torch.T
         return (triton.cdiv(gemm_m, meta["BLOCK_M"]) * triton.cdiv(gemm_n, meta["BLOCK_N"]), groups, sh * sw)
 
     _launch(
-        "dgrad", grid,
+        "dgrad", grid, weight.dtype,
         dy_ptr=grad_out, y_ptr=out, w_ptr=weight, dx_ptr=dx,
         H=H, W=W, P=P, Q=Q, R=R, S=S,
         stride_h=sh, stride_w=sw, pad_h=padding[0], pad_w=padding[1],
@@ -530,24 +592,28 @@ def conv2d_relu_wgrad(grad_out: torch.Tensor, out: torch.Tensor, x: torch.Tensor
         ref = configs.CONV2D_RELU_GPU_CONFIGS["wgrad"][0]  # tile count of the largest config
         tiles = triton.cdiv(gemm_m, ref["BLOCK_M"]) * triton.cdiv(gemm_n, ref["BLOCK_N"]) * groups
         splits = wgrad_splits(gemm_k, tiles, x.device)
-    step = max(cfg["BLOCK_K"] for cfg in configs.CONV2D_RELU_GPU_CONFIGS["wgrad"])
+    step = max(cfg["BLOCK_K"] for table in _TABLES.values() for cfg in table["wgrad"])
     chunk = triton.cdiv(triton.cdiv(gemm_k, splits), step) * step  # whole BLOCK_K steps per split
     splits = triton.cdiv(gemm_k, chunk)
     dw_partial = torch.empty((splits, K, gemm_n), dtype=torch.float32, device=x.device)
     db_partial = torch.empty((splits, K), dtype=torch.float32, device=x.device)
 
+    flat_k = use_flat_k(c_per_group)
+
     def grid(meta):
-        return (triton.cdiv(gemm_m, meta["BLOCK_M"]) * triton.cdiv(gemm_n, meta["BLOCK_N"]), groups, splits)
+        n_tiles = (triton.cdiv(gemm_n, meta["BLOCK_N"]) if flat_k
+                   else R * S * triton.cdiv(c_per_group, meta["BLOCK_N"]))
+        return (triton.cdiv(gemm_m, meta["BLOCK_M"]) * n_tiles, groups, splits)
 
     _launch(
-        "wgrad", grid,
+        "wgrad", grid, x.dtype,
         dy_ptr=grad_out, y_ptr=out, x_ptr=x, dw_partial_ptr=dw_partial, db_partial_ptr=db_partial,
         H=H, W=W, P=P, Q=Q, R=R, S=S,
         stride_h=stride[0], stride_w=stride[1], pad_h=padding[0], pad_w=padding[1],
         sy_n=out.stride(0), sy_k=out.stride(1), sy_p=out.stride(2), sy_q=out.stride(3),
         sx_n=x.stride(0), sx_c=x.stride(1), sx_h=x.stride(2), sx_w=x.stride(3),
         GEMM_M=gemm_m, GEMM_N=gemm_n, GEMM_K=gemm_k, SPLIT_CHUNK=chunk,
-        RELU=relu, INPUT_PRECISION=_precision(x),
+        RELU=relu, FLAT_K=flat_k, INPUT_PRECISION=_precision(x),
     )
     dw.copy_(dw_partial.sum(0).view(weight.shape))
     db.copy_(db_partial.sum(0))
@@ -643,12 +709,12 @@ def conv2d_relu(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tens
 # Code-generation check
 # =======================================================================================
 
-# (dtype name, torch dtype, dot precision) compiled for every config
+# (dtype name, torch dtype, dot precision, config table) compiled for every config
 _CODEGEN_PRECISIONS = (
-    ("fp32", torch.float32, "tf32"),
-    ("fp32", torch.float32, "ieee"),
-    ("fp16", torch.float16, "ieee"),
-    ("bf16", torch.bfloat16, "ieee"),
+    ("fp32", torch.float32, "tf32", "mma"),
+    ("fp16", torch.float16, "ieee", "mma"),
+    ("bf16", torch.bfloat16, "ieee", "mma"),
+    ("fp32", torch.float32, "ieee", "fma"),
 )
 
 
@@ -669,25 +735,33 @@ def _signature(fn, dtype: torch.dtype) -> dict[str, str]:
 
 
 def codegen_specs() -> list[KernelSpec]:
-    """One :class:`KernelSpec` per (kernel, GPU config, dtype/precision) for
+    """One :class:`KernelSpec` per (kernel, reduction order, GPU config, dtype/precision) for
     ``profiling/codegen.py``: fwd (with bias and ReLU), dgrad and wgrad (with the ReLU
-    mask); fp32 twice (TF32 tensor cores, and "ieee" FMA), fp16 and bf16. ``expects_mma``
-    is True wherever ``tl.dot`` should run on tensor cores."""
+    mask); fwd and wgrad in both reduction orders (config suffix ``_flatk`` for the flat
+    (c, r, s) one). Tensor-core configs in fp16, bf16 and fp32-as-TF32 (suffix ``_tf32``);
+    FMA configs in fp32 "ieee" (suffix ``_ieee``, no tensor cores: ``expects_mma`` False).
+    Sizes and strides are plain i32 (no ==1 or divisibility specialization: the worst case)."""
     specs = []
     for name, fn in _KERNELS.items():
-        for cfg in configs.CONV2D_RELU_GPU_CONFIGS[name]:
-            meta = {k: v for k, v in cfg.items() if k not in ("num_warps", "num_stages")}
-            base = f"{cfg['BLOCK_M']}x{cfg['BLOCK_N']}x{cfg['BLOCK_K']}_w{cfg['num_warps']}_s{cfg['num_stages']}"
-            for dtype_name, dtype, precision in _CODEGEN_PRECISIONS:
-                constexprs = {"RELU": True, "INPUT_PRECISION": precision, **meta}
-                if "HAS_BIAS" in fn.arg_names:
-                    constexprs["HAS_BIAS"] = True
-                specs.append(KernelSpec(
-                    op=OP, kernel=fn.__name__,
-                    config=base + ("_tf32" if precision == "tf32" else ""),
-                    fn=fn, signature=_signature(fn, dtype), constexprs=constexprs,
-                    num_warps=cfg["num_warps"], num_stages=cfg["num_stages"], dtype=dtype_name,
-                    expects_mma=dtype != torch.float32 or precision == "tf32",
-                    extra={"input_precision": precision},
-                ))
+        orders = (False, True) if "FLAT_K" in fn.arg_names else (None,)
+        for dtype_name, dtype, precision, table in _CODEGEN_PRECISIONS:
+            for cfg in _TABLES[table][name]:
+                meta = {k: v for k, v in cfg.items() if k not in ("num_warps", "num_stages")}
+                base = f"{cfg['BLOCK_M']}x{cfg['BLOCK_N']}x{cfg['BLOCK_K']}_w{cfg['num_warps']}_s{cfg['num_stages']}"
+                for flat_k in orders:
+                    constexprs = {"RELU": True, "INPUT_PRECISION": precision, **meta}
+                    if "HAS_BIAS" in fn.arg_names:
+                        constexprs["HAS_BIAS"] = True
+                    if flat_k is not None:
+                        constexprs["FLAT_K"] = flat_k
+                    suffix = "_flatk" if flat_k else ""
+                    if dtype == torch.float32:
+                        suffix += f"_{precision}"
+                    specs.append(KernelSpec(
+                        op=OP, kernel=fn.__name__, config=base + suffix,
+                        fn=fn, signature=_signature(fn, dtype), constexprs=constexprs,
+                        num_warps=cfg["num_warps"], num_stages=cfg["num_stages"], dtype=dtype_name,
+                        expects_mma=table == "mma",
+                        extra={"input_precision": precision, "flat_k": bool(flat_k), "table": table},
+                    ))
     return specs
