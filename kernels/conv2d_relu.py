@@ -41,6 +41,7 @@ torch.compile traces through forward and backward without graph breaks);
 
 from __future__ import annotations
 
+import inspect
 from typing import Any, Optional, Sequence
 
 import torch
@@ -722,16 +723,23 @@ def _signature(fn, dtype: torch.dtype) -> dict[str, str]:
     """Triton types of ``fn``'s arguments: pointers in ``dtype`` (the fp32 wgrad partials
     excepted), i32 sizes and strides, constexpr meta-parameters."""
     sig = {}
-    for param in fn.params:
-        if param.is_constexpr:
-            sig[param.name] = "constexpr"
-        elif param.name.endswith("_partial_ptr"):
-            sig[param.name] = "*fp32"
-        elif param.name.endswith("_ptr"):
-            sig[param.name] = TRITON_PTR[dtype]
+    for name in fn.arg_names:
+        if name in _constexpr_args(fn):
+            sig[name] = "constexpr"
+        elif name.endswith("_partial_ptr"):
+            sig[name] = "*fp32"
+        elif name.endswith("_ptr"):
+            sig[name] = TRITON_PTR[dtype]
         else:
-            sig[param.name] = "i32"
+            sig[name] = "i32"
     return sig
+
+
+def _constexpr_args(fn) -> list[str]:
+    """Names of ``fn``'s tl.constexpr arguments (a JITFunction, or the interpreter's
+    InterpretedFunction: both keep the Python function as ``fn.fn``)."""
+    params = inspect.signature(fn.fn).parameters.values()
+    return [p.name for p in params if "constexpr" in str(p.annotation)]
 
 
 def codegen_specs() -> list[KernelSpec]:
