@@ -60,7 +60,7 @@ from kernels._common import (
 )
 
 __all__ = ["conv2d_relu", "conv2d_relu_fwd", "conv2d_relu_dgrad", "conv2d_relu_wgrad",
-           "dot_precision", "codegen_specs"]
+           "dot_precision", "use_flat_k", "wgrad_splits", "codegen_specs"]
 
 OP = "conv2d_relu"
 _INT32_LIMIT = 2**31
