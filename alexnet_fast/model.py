@@ -41,6 +41,7 @@ __all__ = [
     "alexnet",
     "make_config",
     "feature_shapes",
+    "classifier_input_hw",
     "min_input_size",
 ]
 
@@ -187,6 +188,12 @@ def feature_shapes(config: AlexNetConfig, input_size: int | None = None) -> dict
     return shapes
 
 
+def classifier_input_hw(config: AlexNetConfig) -> int:
+    """Height (= width) of the feature maps flattened into fc6: the adaptive pool's output
+    (torchvision preset) or pool5's."""
+    return config.adaptive_pool or feature_shapes(config)[f"pool{len(config.convs)}"][1]
+
+
 def make_config(
     preset: str = "paper",
     *,
@@ -285,12 +292,8 @@ class AlexNet(nn.Module):
                 layers[f"pool{i}"] = nn.MaxPool2d(config.pool_kernel, config.pool_stride)
             in_ch = spec.out_channels
         self.features = nn.Sequential(OrderedDict(layers))
-        if config.adaptive_pool is not None:
-            self.avgpool = nn.AdaptiveAvgPool2d(config.adaptive_pool)
-            flat_hw = config.adaptive_pool
-        else:
-            self.avgpool = None
-            flat_hw = feature_shapes(config)[f"pool{len(config.convs)}"][1]
+        self.avgpool = None if config.adaptive_pool is None else nn.AdaptiveAvgPool2d(config.adaptive_pool)
+        flat_hw = classifier_input_hw(config)
         h6, h7 = config.hidden
         self.classifier = nn.Sequential(OrderedDict({
             "drop6": nn.Dropout(config.dropout),
