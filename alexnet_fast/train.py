@@ -63,6 +63,7 @@ from alexnet_fast.layouts import (DEFAULT_TIMEOUT_S, LAYOUTS, PRECISIONS, DistCo
                                   load_full_optimizer_state_dict, local_context, shutdown)
 from alexnet_fast.model import INITS, PRESETS, alexnet
 from alexnet_fast.variants import COMPILE_MODES, VARIANTS
+
 # Settings left unset on the command line, by data source: the paper's for real data; a
 # small, fast model for the embedded synthetic dataset (input 67 is the paper network's
 # smallest; width 1/4 = 24/64/96/96/64 filters, 1024-unit FC layers). The embedded run uses
@@ -231,12 +232,15 @@ class DataShards:
 
 
 @contextlib.contextmanager
-def _global_torch_settings(threads: int, deterministic: bool, device: torch.device):
-    """Threads and determinism for the run, restored afterwards (train() may run in-process)."""
+def _global_torch_settings(threads: int, deterministic: bool, device: torch.device, tf32: bool):
+    """Threads, determinism and TF32 (CUDA matmuls and convolutions, backward included) for
+    the run, restored afterwards (train() may run in-process)."""
     saved = (torch.get_num_threads(), torch.are_deterministic_algorithms_enabled(),
-             torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic)
+             torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic,
+             torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
     try:
         torch.set_num_threads(threads)
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = tf32
         if deterministic:
             os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # cuBLAS determinism
             torch.use_deterministic_algorithms(True)
@@ -247,6 +251,7 @@ def _global_torch_settings(threads: int, deterministic: bool, device: torch.devi
         torch.set_num_threads(saved[0])
         torch.use_deterministic_algorithms(saved[1])
         torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = saved[2], saved[3]
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved[4], saved[5]
 
 
 def _seed_everything(seed: int) -> None:
@@ -519,13 +524,16 @@ def train(args: argparse.Namespace) -> dict:
     s = resolve_settings(args)
     ctx = join_ranks(s)
     try:
-        with _global_torch_settings(s.threads, s.deterministic, ctx.device):
-            return _train(s, ctx)
+        precision = _precision(s, ctx.device)
+        with _global_torch_settings(s.threads, s.deterministic, ctx.device, tf32=PRECISIONS[precision].tf32):
+            return _train(s, ctx, precision)
     finally:
         shutdown(ctx)
 
 
-def _train(s: argparse.Namespace, ctx: DistContext) -> dict:
+def _train(s: argparse.Namespace, ctx: DistContext, precision: str) -> dict:
+    """The run on this rank; ``precision`` names one of :data:`PRECISIONS` (the forward runs
+    in its context, whose TF32 flags :func:`_global_torch_settings` set for the whole run)."""
     device = ctx.device
     shards = DataShards(s.layout, ctx)
     images_per_step = s.batch_size * shards.count
@@ -549,7 +557,6 @@ def _train(s: argparse.Namespace, ctx: DistContext) -> dict:
     model = build_model(s, len(classes), ctx, checkpoint["model"] if checkpoint else None)
     if ctx.world_size > 1:  # dropout masks differ per rank (per shard, or per column)
         _seed_everything(s.seed + ctx.rank)
-    precision = _precision(s, device)
 
     optimizer = torch.optim.SGD(model.parameters(), lr=s.lr, momentum=s.momentum, weight_decay=s.weight_decay)
     if s.lr_scheduler == "plateau":
@@ -582,8 +589,9 @@ def _train(s: argparse.Namespace, ctx: DistContext) -> dict:
 
     def val_loader(dataset, batch_size):
         # data_parallel: each rank takes a share (padded to equal shares, as DistributedSampler does)
-        return torch.utils.data.DataLoader(dataset, batch_size=batch_size, sampler=shards.sampler(dataset, shuffle=False),
-                                           num_workers=s.workers, collate_fn=collate_skipping_bad, pin_memory=pin)
+        return torch.utils.data.DataLoader(dataset, batch_size=batch_size,
+                                           sampler=shards.sampler(dataset, shuffle=False), num_workers=s.workers,
+                                           collate_fn=collate_skipping_bad, pin_memory=pin)
 
     def final_evaluation() -> dict:
         tencrop_set = copy.copy(val_set)

@@ -267,6 +267,12 @@ def test_triton_variant_on_cpu_needs_the_interpreter(data, tmp_path, monkeypatch
     assert code == 2 and "TRITON_INTERPRET=1" in capsys.readouterr().err
 
 
+def test_tf32_needs_cuda(data, tmp_path, capsys):
+    code = main(["train", "--data-path", str(data), "--output-dir", str(tmp_path), *TINY, "--precision", "tf32",
+                 "--device", "cpu"])
+    assert code == 2 and "--precision tf32 applies only on CUDA devices" in capsys.readouterr().err
+
+
 def _missing_triton_modules() -> list[str]:
     return [m for m in ("kernels.nn.conv", "kernels.nn.pooling") if importlib.util.find_spec(m) is None]
 
