@@ -1,61 +1,33 @@
-"""Atomic file writes, RNG state capture, and training checkpoints.
-
-Every file is written to a temporary file in the destination's directory and moved into
-place with ``os.replace``, so a reader (or a resumed run after a crash) sees either the old
-file or the new one, never half of one.
+"""RNG state capture and training checkpoints (written with
+:func:`alexnet_fast.io.atomic_torch_save`).
 
 A checkpoint is a dict of tensors and plain Python values (loadable with
 ``torch.load(weights_only=True)``)::
 
-    model, optimizer, lr_scheduler, scaler     state_dicts
+    model, optimizer                           the single model's state_dicts, whatever the
+                                               layout (alexnet_fast.layouts.full_state_dict)
+    lr_scheduler, scaler                       state_dicts
     epoch, step_in_epoch, global_step          where training stands (epoch in progress)
+    images_per_step                            all ranks' images per step (mid-epoch resume)
     rng                                        torch CPU, CUDA, numpy and python RNG states
     sampler                                    the data sampler's seed, epoch and start (its
                                                order is drawn from seed + epoch) and the
                                                DataLoader generator's state
-    epoch_sums, history, pca, classes, args    running sums, metrics so far, run settings
+    epoch_sums, history, pca, classes, args    running sums (over every rank), metrics so far,
+                                               run settings
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
 import random
-import uuid
 import warnings
 from pathlib import Path
-from typing import Any, Iterator
 
 import numpy as np
 import torch
 
-__all__ = ["atomic_path", "atomic_write_text", "atomic_torch_save", "capture_rng_state",
-           "restore_rng_state", "load_checkpoint"]
-
-
-@contextlib.contextmanager
-def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path beside ``path`` (same suffix); on success move it onto
-    ``path`` with ``os.replace``, on error remove it and leave ``path`` untouched."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # a unique name, created by the writer itself (so the file gets the umask's permissions)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:12]}.tmp{path.suffix}")
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    with atomic_path(path) as tmp:
-        tmp.write_text(text)
-
-
-def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
-    with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
+__all__ = ["capture_rng_state", "restore_rng_state", "load_checkpoint"]
 
 
 def capture_rng_state() -> dict:

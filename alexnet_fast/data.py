@@ -163,8 +163,7 @@ def train_transform(input_size: int, resize_size: int | None = None, *,
                     alpha_std: float = 0.1) -> transforms.Compose:
     """PIL image -> normalised float32 3 x input_size x input_size, with the paper's
     augmentation. ``eigval=None`` leaves out the PCA colour augmentation."""
-    resize_size = default_resize_size(input_size) if resize_size is None else resize_size
-    _check_sizes(input_size, resize_size)
+    resize_size = _resize_size(input_size, resize_size)
     steps = [
         transforms.Resize(resize_size),
         transforms.CenterCrop(resize_size),
@@ -180,8 +179,7 @@ def train_transform(input_size: int, resize_size: int | None = None, *,
 
 def eval_transform(input_size: int, resize_size: int | None = None) -> transforms.Compose:
     """PIL image -> normalised float32 3 x input_size x input_size centre crop."""
-    resize_size = default_resize_size(input_size) if resize_size is None else resize_size
-    _check_sizes(input_size, resize_size)
+    resize_size = _resize_size(input_size, resize_size)
     return transforms.Compose([
         transforms.Resize(resize_size),
         transforms.CenterCrop(input_size),
@@ -204,8 +202,7 @@ def ten_crop_transform(input_size: int, resize_size: int | None = None) -> trans
     """PIL image -> normalised float32 [10, 3, input_size, input_size]: the 4 corner and
     centre crops of the centre ``resize_size`` square, then their horizontal flips
     (torchvision's TenCrop order)."""
-    resize_size = default_resize_size(input_size) if resize_size is None else resize_size
-    _check_sizes(input_size, resize_size)
+    resize_size = _resize_size(input_size, resize_size)
     return transforms.Compose([
         transforms.Resize(resize_size),
         transforms.CenterCrop(resize_size),
@@ -214,11 +211,14 @@ def ten_crop_transform(input_size: int, resize_size: int | None = None) -> trans
     ])
 
 
-def _check_sizes(input_size: int, resize_size: int) -> None:
+def _resize_size(input_size: int, resize_size: int | None) -> int:
+    """``resize_size``, or the default for ``input_size`` when None, checked against it."""
     if not (isinstance(input_size, int) and input_size >= 1):
         raise ValueError(f"input size must be a positive integer, got {input_size!r}")
+    resize_size = default_resize_size(input_size) if resize_size is None else resize_size
     if resize_size < input_size:
         raise ValueError(f"resize size {resize_size} is smaller than the crop size {input_size}")
+    return resize_size
 
 
 @contextlib.contextmanager

@@ -28,12 +28,13 @@ import faulthandler
 import json
 import os
 import sys
-import tempfile
 import time
 import uuid
 from typing import Any, Callable
 
-__all__ = ["LayoutRunError", "launch", "write_json_atomic", "main"]
+from alexnet_fast.io import atomic_write_json
+
+__all__ = ["LayoutRunError", "launch", "main"]
 
 MONITOR_INTERVAL_S = 0.5
 SHUTDOWN_TIMEOUT_S = 5
@@ -110,21 +111,6 @@ def launch(fn: Callable[..., Any], *args: Any, world_size: int = 2, timeout_s: f
         raise _describe_failure(e, world_size, timeout_s, time.perf_counter() - start) from e
 
 
-def write_json_atomic(path: str, obj: Any) -> None:
-    """Write ``obj`` as JSON to ``path`` via a temporary file in the same folder."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".json")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(obj, f, indent=2)
-            f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
-
-
 def _parser() -> argparse.ArgumentParser:
     from alexnet_fast.layouts import LAYOUTS, PASSES, PRECISIONS
     from alexnet_fast.model import PRESETS
@@ -172,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
             return 1
     if result is not None:  # rank 0
         if args.output:
-            write_json_atomic(args.output, result)
+            atomic_write_json(args.output, result)
         print(json.dumps(result, indent=2))
     return 0
 

@@ -16,8 +16,19 @@ Output directory: ``checkpoint.pth`` (latest, atomic), ``metrics.csv`` / ``metri
 (one row per epoch), ``metrics.png`` (loss and accuracy), ``config.json`` (resolved
 settings) and ``final.json`` (centre-crop and 10-crop evaluation after the last epoch).
 ``--resume`` continues exactly where a checkpoint stopped, even mid-epoch (``--max-steps``).
-Data-parallel training runs under torchrun: ``torchrun --nproc_per_node 2 -m alexnet_fast
-train --layout data_parallel``; ``--batch-size`` is per process, as in torchvision.
+
+Layouts (:mod:`alexnet_fast.layouts`; the two-rank ones run under torchrun, e.g.
+``torchrun --nproc_per_node 2 -m alexnet_fast train --layout data_parallel``):
+
+* ``single``: one process, one device.
+* ``data_parallel``: DistributedDataParallel; each rank reads its own shard of the data
+  (a DistributedSampler) and ``--batch-size`` is per rank, as in torchvision.
+* ``model_parallel``: the paper's two-column split; every rank reads the same batches
+  (``--batch-size`` images) and holds half of every layer.
+
+Checkpoints hold the single model's state_dict and optimizer state whatever the layout
+(:func:`~alexnet_fast.layouts.full_state_dict`), so a checkpoint of any layout resumes in
+any other (mid-epoch: with the same number of images per step).
 """
 
 from __future__ import annotations
@@ -27,7 +38,6 @@ import contextlib
 import copy
 import csv
 import io
-import json
 import math
 import os
 import random
@@ -38,21 +48,22 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
-from alexnet_fast.checkpoint import (atomic_path, atomic_torch_save, atomic_write_text,
-                                     capture_rng_state, load_checkpoint, restore_rng_state)
+from alexnet_fast.checkpoint import capture_rng_state, load_checkpoint, restore_rng_state
 from alexnet_fast.data import (IMAGENET_PCA_EIGVAL, IMAGENET_PCA_EIGVEC, BadImageError, DataError,
                                ResumableSampler, collate_skipping_bad, compute_pca_eigens,
                                default_resize_size, eval_transform, make_synthetic_dataset,
                                open_image_folders, ten_crop_transform, train_transform)
-from alexnet_fast.model import PRESETS, alexnet
-from alexnet_fast.variants import COMPILE_MODES, VARIANTS, build_variant
+from alexnet_fast.io import atomic_path, atomic_torch_save, atomic_write_json, atomic_write_text
+from alexnet_fast.layouts import (DEFAULT_TIMEOUT_S, LAYOUTS, PRECISIONS, DistContext, full_optimizer_state_dict,
+                                  full_state_dict, gather_from_ranks, init_ranks, layout_model,
+                                  load_full_optimizer_state_dict, local_context, shutdown)
+from alexnet_fast.model import INITS, PRESETS, alexnet
+from alexnet_fast.variants import COMPILE_MODES, VARIANTS
 
-LAYOUTS = ("single", "data_parallel")
-PRECISIONS = ("fp32", "fp16", "bf16")
-INITS = ("paper", "torchvision", "kaiming")
 # Settings left unset on the command line, by data source: the paper's for real data; a
 # small, fast model for the embedded synthetic dataset (input 67 is the paper network's
 # smallest; width 1/4 = 24/64/96/96/64 filters, 1024-unit FC layers). The embedded run uses
@@ -93,10 +104,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
       f"{EMBEDDED_DEFAULTS['init']})")
     a("--variant", default="eager", choices=VARIANTS, help="model variant (alexnet_fast.build_variant)")
     a("--compile-mode", default="default", choices=COMPILE_MODES, help="torch.compile mode")
-    a("--layout", default="single", choices=LAYOUTS, help="single process, or data-parallel "
-      "under torchrun (one process per device)")
-    a("--device", default=None, help="cpu, cuda, cuda:N (default: cuda if available)")
-    a("-b", "--batch-size", type=int, default=128, help="images per step and process")
+    a("--layout", default="single", choices=LAYOUTS, help="single process, or one of the two-rank "
+      "layouts under torchrun (alexnet_fast.layouts): data_parallel (DDP) or model_parallel (the "
+      "paper's two columns)")
+    a("--device", default=None, help="cpu, cuda, cuda:N (single layout only) (default: cuda if every "
+      "rank gets a GPU)")
+    a("--dist-timeout", type=float, default=DEFAULT_TIMEOUT_S, help="seconds a rank waits in a "
+      "collective before the run fails (data_parallel, model_parallel)")
+    a("-b", "--batch-size", type=int, default=128, help="images per step and rank: each "
+      "data_parallel rank's share, the whole batch of every model_parallel rank")
     a("--epochs", type=int, default=None, help=f"epochs to train (default: {PAPER_DEFAULTS['epochs']}, "
       f"embedded data: {EMBEDDED_DEFAULTS['epochs']})")
     a("--lr", type=float, default=0.01, help="initial learning rate")
@@ -110,7 +126,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     a("-j", "--workers", type=int, default=DEFAULT_WORKERS, help="data loader worker processes "
       f"(default: half the cores, at most 4: {DEFAULT_WORKERS} here)")
     a("--amp", action="store_true", help="mixed precision: fp16 on CUDA, bf16 on CPU")
-    a("--precision", default=None, choices=PRECISIONS, help="autocast precision (default fp32)")
+    a("--precision", default=None, choices=list(PRECISIONS), help="fp32 (strict), tf32 (CUDA), or "
+      "fp16/bf16 autocast, as the layout benchmark runs them (default fp32)")
     a("--output-dir", default="runs/train", help="where checkpoints and metrics go")
     a("--resume", default="", help="checkpoint to continue from")
     a("--seed", type=int, default=0, help="seed of initialisation, data order and augmentation")
@@ -167,81 +184,63 @@ def resolve_settings(args: argparse.Namespace) -> argparse.Namespace:
         raise ValueError(f"--threads must be >= 1, got {s.threads}")
     if s.resize_size < s.image_size:
         raise ValueError(f"--resize-size {s.resize_size} is smaller than --image-size {s.image_size}")
+    if not s.dist_timeout > 0:
+        raise ValueError(f"--dist-timeout must be > 0 seconds, got {s.dist_timeout}")
+    if s.layout != "single" and s.device is not None and s.device not in ("cpu", "cuda"):
+        raise ValueError(f"--device {s.device}: under --layout {s.layout} rank r uses cuda:LOCAL_RANK; "
+                         "give --device cuda or cpu")
     return s
 
 
-@dataclass
-class Layout:
-    """Where this process trains: rank ``rank`` of ``world_size`` processes, on ``device``."""
+def join_ranks(s: argparse.Namespace) -> DistContext:
+    """This process's place in the run: one rank for ``single``, else join the process group
+    torchrun set up (NCCL and cuda:LOCAL_RANK when every rank gets a GPU, gloo on CPU)."""
+    if s.layout == "single":
+        return local_context(s.device)
+    try:
+        return init_ranks(timeout_s=s.dist_timeout, device=s.device, threads=s.threads)
+    except ValueError as e:  # not started by torchrun, too few GPUs
+        raise ValueError(f"--layout {s.layout}: {e}") from e
 
-    rank: int
-    world_size: int
-    device: torch.device
+
+@dataclass(frozen=True)
+class DataShards:
+    """How the data is spread over the ranks: each data_parallel rank reads its own shard
+    (its DistributedSampler share; sums are added up over the ranks), while single and
+    model_parallel ranks all read the same batches."""
+
+    layout: str
+    ctx: DistContext
 
     @property
-    def is_main(self) -> bool:
-        return self.rank == 0
+    def count(self) -> int:
+        return self.ctx.world_size if self.layout == "data_parallel" else 1
 
+    @property
+    def index(self) -> int:
+        return self.ctx.rank if self.layout == "data_parallel" else 0
 
-def _device(name: str | None) -> torch.device:
-    device = torch.device(name or ("cuda" if torch.cuda.is_available() else "cpu"))
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"--device {name} asked for CUDA, but no CUDA device is available")
-    return device
+    def sampler(self, dataset, **kwargs) -> ResumableSampler:
+        return ResumableSampler(dataset, num_replicas=self.count, rank=self.index, **kwargs)
 
-
-def init_data_parallel_torchrun(device_name: str | None) -> Layout:
-    """Join the process group torchrun set up (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR in
-    the environment): NCCL with one CUDA device per process (cuda:LOCAL_RANK), or gloo on
-    CPU. Gradients are averaged by DistributedDataParallel (see :func:`wrap_data_parallel`)."""
-    import torch.distributed as dist
-
-    missing = [k for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR") if k not in os.environ]
-    if missing:
-        raise ValueError(f"--layout data_parallel must be launched by torchrun (missing {', '.join(missing)}), "
-                         "e.g. torchrun --nproc_per_node 2 -m alexnet_fast train --layout data_parallel")
-    local_rank = int(os.environ["LOCAL_RANK"])
-    device = _device(device_name)
-    if device.type == "cuda":
-        device = torch.device("cuda", local_rank)
-        torch.cuda.set_device(device)
-    if not dist.is_initialized():
-        on_cuda = device.type == "cuda"
-        dist.init_process_group("nccl" if on_cuda else "gloo", device_id=device if on_cuda else None)
-    return Layout(rank=dist.get_rank(), world_size=dist.get_world_size(), device=device)
-
-
-def wrap_data_parallel(model: nn.Module, layout: Layout) -> nn.Module:
-    from torch.nn.parallel import DistributedDataParallel
-
-    ids = [layout.device.index] if layout.device.type == "cuda" else None
-    return DistributedDataParallel(model, device_ids=ids)
-
-
-def _all_reduce_sum(values: list[float], layout: Layout) -> list[float]:
-    if layout.world_size == 1:
-        return values
-    import torch.distributed as dist
-
-    t = torch.tensor(values, dtype=torch.float64, device=layout.device)
-    dist.all_reduce(t)
-    return t.tolist()
-
-
-def _barrier(layout: Layout) -> None:
-    if layout.world_size > 1:
-        import torch.distributed as dist
-
-        dist.barrier()
+    def sum(self, values: list[float]) -> list[float]:
+        """``values`` added up over the shards (a collective for data_parallel)."""
+        if self.count == 1:
+            return values
+        mine = torch.tensor(values, dtype=torch.float64, device=self.ctx.device)
+        return torch.stack(gather_from_ranks(mine, self.ctx)).sum(0).tolist()
 
 
 @contextlib.contextmanager
-def _global_torch_settings(threads: int, deterministic: bool, device: torch.device):
-    """Threads and determinism for the run, restored afterwards (train() may run in-process)."""
+def _global_torch_settings(threads: int, deterministic: bool, device: torch.device, tf32: bool):
+    """Threads, determinism and TF32 (CUDA matmuls and convolutions, backward included) for
+    the run, restored afterwards (train() may run in-process)."""
     saved = (torch.get_num_threads(), torch.are_deterministic_algorithms_enabled(),
-             torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic)
+             torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic,
+             torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
     try:
         torch.set_num_threads(threads)
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = tf32
         if deterministic:
             os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # cuBLAS determinism
             torch.use_deterministic_algorithms(True)
@@ -252,6 +251,7 @@ def _global_torch_settings(threads: int, deterministic: bool, device: torch.devi
         torch.set_num_threads(saved[0])
         torch.use_deterministic_algorithms(saved[1])
         torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = saved[2], saved[3]
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved[4], saved[5]
 
 
 def _seed_everything(seed: int) -> None:
@@ -261,45 +261,35 @@ def _seed_everything(seed: int) -> None:
 
 
 def _precision(s: argparse.Namespace, device: torch.device) -> str:
+    """The name of the run's precision in :data:`alexnet_fast.layouts.PRECISIONS`."""
     if s.amp:
         return "fp16" if device.type == "cuda" else "bf16"
-    return s.precision or "fp32"
+    precision = s.precision or "fp32"
+    if PRECISIONS[precision].tf32 and device.type != "cuda":
+        raise ValueError(f"--precision {precision} applies only on CUDA devices; use fp32 on {device}")
+    return precision
 
 
-def _autocast(device: torch.device, precision: str):
-    if precision == "fp32":
-        return contextlib.nullcontext()
-    dtype = torch.float16 if precision == "fp16" else torch.bfloat16
-    return torch.autocast(device_type=device.type, dtype=dtype)
-
-
-def kaiming_init(model: nn.Module) -> None:
-    """He normal init (fan_in, ReLU gain) of every conv and linear weight, zero biases."""
-    for module in model.modules():
-        if isinstance(module, (nn.Conv2d, nn.Linear)):
-            nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
-            nn.init.zeros_(module.bias)
-
-
-def build_model(s: argparse.Namespace, num_classes: int, device: torch.device,
+def build_model(s: argparse.Namespace, num_classes: int, ctx: DistContext,
                 state_dict: dict | None = None) -> nn.Module:
-    """The AlexNet of the settings as ``s.variant`` on ``device``, with ``state_dict``
-    loaded first when given."""
-    if s.variant.startswith("triton") and device.type != "cuda":
+    """This rank's part of ``s.layout`` of the AlexNet of the settings, built as ``s.variant``
+    on ``ctx.device`` (:func:`alexnet_fast.layouts.layout_model`). The single model is
+    built from ``s.seed`` (the same weights on every rank), and ``state_dict`` (the single
+    model's, from a checkpoint of any layout) is loaded into it before the layout splits or
+    replicates it."""
+    if s.variant.startswith("triton") and ctx.device.type != "cuda":
         from kernels._common import is_interpreting
 
         if not is_interpreting():
-            raise ValueError(f"--variant {s.variant} on {device} needs Triton's interpreter: set "
+            raise ValueError(f"--variant {s.variant} on {ctx.device} needs Triton's interpreter: set "
                              "TRITON_INTERPRET=1 before starting (slow), or train on a CUDA device")
+    torch.manual_seed(s.seed)
     model = alexnet(s.preset, num_classes=num_classes, width_mult=s.width_mult, input_size=s.image_size,
-                    dropout=s.dropout, init="torchvision" if s.init == "kaiming" else s.init)
-    if s.init == "kaiming":
-        kaiming_init(model)
+                    dropout=s.dropout, init=s.init)
     if state_dict is not None:
         model.load_state_dict(state_dict)
-    model.to(device)
     try:
-        return build_variant(model, s.variant, compile_mode=s.compile_mode, copy_model=False)
+        return layout_model(model, s.layout, s.variant, ctx, compile_mode=s.compile_mode)
     except ImportError as e:
         raise ValueError(f"--variant {s.variant} needs the Triton kernels (kernels.nn), which do "
                          f"not import here: {e}") from e
@@ -322,17 +312,18 @@ class TrainState:
         return {"loss": 0.0, "correct1": 0.0, "images": 0.0, "skipped": 0.0, "seconds": 0.0}
 
 
-def train_one_epoch(model, loader, optimizer, scaler, state: TrainState, *, device, precision,
-                    layout: Layout, max_steps: int | None, print_freq: int, progress: bool,
+def train_one_epoch(model, loader, optimizer, scaler, state: TrainState, *, device, precision: str,
+                    shards: DataShards, max_steps: int | None, print_freq: int, progress: bool,
                     step_losses: list[float]) -> bool:
     """Train over ``loader`` from ``state``; True when the epoch ran to its end, False when
-    ``max_steps`` stopped it. Raises NonFiniteLossError before stepping on a bad loss."""
+    ``max_steps`` stopped it. ``precision`` names one of :data:`PRECISIONS`. Raises
+    NonFiniteLossError (on every rank) before stepping on a bad loss."""
     from tqdm import tqdm
 
     model.train()
     sums = state.epoch_sums
     bar = tqdm(loader, total=len(loader), desc=f"epoch {state.epoch}", leave=False, dynamic_ncols=True,
-               disable=not (progress and layout.is_main), file=sys.stderr)
+               disable=not (progress and shards.ctx.is_main), file=sys.stderr)
     start = time.perf_counter()
     window_start, window_images = start, 0
     batches, finished = 0, True
@@ -341,18 +332,18 @@ def train_one_epoch(model, loader, optimizer, scaler, state: TrainState, *, devi
             sums["skipped"] += skipped
             state.step_in_epoch += 1
             batches += 1
-            if images is None:  # every image of the batch was unreadable and skipped
+            # every image of the batch was unreadable and skipped (on some data_parallel rank:
+            # then every rank skips the step, so the ranks' collectives stay in step)
+            if shards.sum([float(images is not None)])[0] < shards.count:
                 continue
             images = images.to(device, non_blocking=True)
             targets = targets.to(device, non_blocking=True)
-            with _autocast(device, precision):
+            with PRECISIONS[precision].context(device):
                 logits = model(images)
                 loss = F.cross_entropy(logits.float(), targets)
             loss_value = loss.item()
-            finite = float(math.isfinite(loss_value))
-            if layout.world_size > 1:  # every rank stops together
-                finite = min(1.0, _all_reduce_sum([finite], layout)[0] / layout.world_size)
-            if finite < 1.0:
+            # every rank stops together (model_parallel ranks compute the same loss)
+            if shards.sum([float(math.isfinite(loss_value))])[0] < shards.count:
                 raise NonFiniteLossError(
                     f"non-finite training loss ({loss_value}) at epoch {state.epoch}, step "
                     f"{state.global_step + 1} (lr {optimizer.param_groups[0]['lr']:g}); stopped "
@@ -372,7 +363,7 @@ def train_one_epoch(model, loader, optimizer, scaler, state: TrainState, *, devi
                 now = time.perf_counter()
                 bar.set_postfix(loss=f"{sums['loss'] / max(sums['images'], 1):.4f}",
                                 lr=f"{optimizer.param_groups[0]['lr']:.2e}",
-                                img_s=f"{window_images * layout.world_size / max(now - window_start, 1e-9):.0f}")
+                                img_s=f"{window_images * shards.count / max(now - window_start, 1e-9):.0f}")
                 window_start, window_images = now, 0
             if max_steps is not None and state.global_step >= max_steps and batches < len(loader):
                 finished = False
@@ -384,9 +375,10 @@ def train_one_epoch(model, loader, optimizer, scaler, state: TrainState, *, devi
 
 
 @torch.no_grad()
-def evaluate(model, loader, *, device, precision, layout: Layout, ten_crop: bool = False) -> dict:
-    """Loss (of the averaged softmax for 10-crop), top-1 and top-5 accuracy in percent.
-    ``ten_crop`` batches are [N, 10, 3, H, W]; the 10 crops' softmax outputs are averaged."""
+def evaluate(model, loader, *, device, precision: str, shards: DataShards, ten_crop: bool = False) -> dict:
+    """Loss (of the averaged softmax for 10-crop), top-1 and top-5 accuracy in percent, over
+    every shard. ``ten_crop`` batches are [N, 10, 3, H, W]; the 10 crops' softmax outputs
+    are averaged."""
     model.eval()
     loss_sum = correct1 = correct5 = count = skipped = 0.0
     for images, targets, n_skipped in loader:
@@ -395,7 +387,7 @@ def evaluate(model, loader, *, device, precision, layout: Layout, ten_crop: bool
             continue
         images = images.to(device, non_blocking=True)
         targets = targets.to(device, non_blocking=True)
-        with _autocast(device, precision):
+        with PRECISIONS[precision].context(device):
             if ten_crop:
                 batch, crops = images.shape[:2]
                 logits = model(images.flatten(0, 1))
@@ -407,8 +399,7 @@ def evaluate(model, loader, *, device, precision, layout: Layout, ten_crop: bool
         correct1 += (top[:, 0] == targets).sum().item()
         correct5 += (top == targets[:, None]).any(1).sum().item()
         count += targets.numel()
-    loss_sum, correct1, correct5, count, skipped = _all_reduce_sum(
-        [loss_sum, correct1, correct5, count, skipped], layout)
+    loss_sum, correct1, correct5, count, skipped = shards.sum([loss_sum, correct1, correct5, count, skipped])
     if count == 0:
         raise DataError("no readable validation images to evaluate")
     return {"loss": loss_sum / count, "acc1": 100 * correct1 / count, "acc5": 100 * correct5 / count,
@@ -421,7 +412,7 @@ def evaluate(model, loader, *, device, precision, layout: Layout, ten_crop: bool
 
 def write_metrics(history: list[dict], output_dir: Path, chance: float) -> None:
     """metrics.csv, metrics.json and metrics.png (loss and accuracy per epoch), atomically."""
-    atomic_write_text(output_dir / "metrics.json", json.dumps(history, indent=2))
+    atomic_write_json(output_dir / "metrics.json", history)
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=list(history[0]))
     writer.writeheader()
@@ -458,18 +449,23 @@ def _plain(value):
     return value if isinstance(value, (int, float, str, bool, type(None))) else str(value)
 
 
-def save_checkpoint(path: Path, *, model, optimizer, scheduler, scaler, state: TrainState, sampler,
+def save_checkpoint(path: Path, *, model_state: dict, optimizer_state: dict, scheduler, scaler,
+                    state: TrainState, epoch_sums: dict | None, images_per_step: int, sampler,
                     loader_generator: torch.Generator, history, pca, classes, settings) -> None:
-    raw = model.module if hasattr(model, "module") else model  # unwrap DDP
+    """Write the checkpoint (:mod:`alexnet_fast.checkpoint`) atomically. ``model_state`` and
+    ``optimizer_state`` are the single model's (:func:`~alexnet_fast.layouts.full_state_dict`,
+    :func:`~alexnet_fast.layouts.full_optimizer_state_dict`); ``epoch_sums`` the running
+    sums of the epoch in progress over every shard."""
     atomic_torch_save({
-        "model": raw.state_dict(),
-        "optimizer": optimizer.state_dict(),
+        "model": model_state,
+        "optimizer": optimizer_state,
         "lr_scheduler": scheduler.state_dict(),
         "scaler": scaler.state_dict(),
         "epoch": state.epoch,
         "step_in_epoch": state.step_in_epoch,
         "global_step": state.global_step,
-        "epoch_sums": dict(state.epoch_sums or {}),
+        "images_per_step": images_per_step,
+        "epoch_sums": dict(epoch_sums or {}),
         "rng": capture_rng_state(),
         "sampler": {**sampler.state_dict(), "loader_generator": loader_generator.get_state()},
         "history": history,
@@ -493,7 +489,7 @@ def _pca_pairs(s, train_set, checkpoint):
     return compute_pca_eigens([p for p, _ in train_set.samples], seed=s.seed)
 
 
-def prepare_data(s: argparse.Namespace, layout: Layout, checkpoint: dict | None):
+def prepare_data(s: argparse.Namespace, ctx: DistContext, checkpoint: dict | None):
     """``(data_root, train_set, val_set, pca)``: the datasets with their transforms, the
     synthetic set rendered first when there is no --data-path (by rank 0; the others wait),
     and the PCA eigen-pairs (``None`` when off; a resumed run keeps its checkpoint's)."""
@@ -503,9 +499,10 @@ def prepare_data(s: argparse.Namespace, layout: Layout, checkpoint: dict | None)
         def render() -> Path:  # stored at the resize size, so the short-side resize is a no-op
             return make_synthetic_dataset(s.synthetic_dir, train_per_class=SYNTHETIC_TRAIN_PER_CLASS,
                                           val_per_class=SYNTHETIC_VAL_PER_CLASS, image_size=s.resize_size)
-        if layout.is_main:
+        if ctx.is_main:
             render()
-        _barrier(layout)
+        if ctx.group is not None:
+            dist.barrier(ctx.group)
         data_root = render()  # cached by now
     train_set, val_set = open_image_folders(data_root, train_tf=None,
                                             val_tf=eval_transform(s.image_size, s.resize_size),
@@ -525,37 +522,41 @@ def train(args: argparse.Namespace) -> dict:
     ``global_step``, ``final`` (evaluation after the last epoch, or None), ``output_dir``.
     Raises ValueError (DataError, BadImageError, bad flags) and NonFiniteLossError."""
     s = resolve_settings(args)
-    layout = init_data_parallel_torchrun(s.device) if s.layout == "data_parallel" else \
-        Layout(rank=0, world_size=1, device=_device(s.device))
+    ctx = join_ranks(s)
     try:
-        with _global_torch_settings(s.threads, s.deterministic, layout.device):
-            return _train(s, layout)
+        precision = _precision(s, ctx.device)
+        with _global_torch_settings(s.threads, s.deterministic, ctx.device, tf32=PRECISIONS[precision].tf32):
+            return _train(s, ctx, precision)
     finally:
-        if s.layout == "data_parallel":
-            import torch.distributed as dist
-
-            if dist.is_initialized():
-                dist.destroy_process_group()
+        shutdown(ctx)
 
 
-def _train(s: argparse.Namespace, layout: Layout) -> dict:
-    device = layout.device
+def _train(s: argparse.Namespace, ctx: DistContext, precision: str) -> dict:
+    """The run on this rank; ``precision`` names one of :data:`PRECISIONS` (the forward runs
+    in its context, whose TF32 flags :func:`_global_torch_settings` set for the whole run)."""
+    device = ctx.device
+    shards = DataShards(s.layout, ctx)
+    images_per_step = s.batch_size * shards.count
     output_dir = Path(s.output_dir)
     checkpoint = load_checkpoint(s.resume) if s.resume else None
     if checkpoint is not None and checkpoint["args"].get("seed") != s.seed:
         raise ValueError(f"--seed {s.seed} differs from the checkpoint's seed "
                          f"{checkpoint['args'].get('seed')}: an exact resume needs the same seed")
+    if checkpoint is not None and checkpoint["step_in_epoch"] and not s.test_only:
+        saved = checkpoint.get("images_per_step", checkpoint["args"].get("batch_size"))
+        if saved != images_per_step:
+            raise ValueError(f"the checkpoint stopped in mid-epoch after {checkpoint['step_in_epoch']} steps of "
+                             f"{saved} images; this run takes {images_per_step} images per step "
+                             f"(--batch-size {s.batch_size}, layout {s.layout}): resume with the same number")
     _seed_everything(s.seed)
 
-    data_root, train_set, val_set, pca = prepare_data(s, layout, checkpoint)
+    data_root, train_set, val_set, pca = prepare_data(s, ctx, checkpoint)
     classes = train_set.classes
     chance = 1.0 / len(classes)
 
-    model = build_model(s, len(classes), device, checkpoint["model"] if checkpoint else None)
-    if layout.world_size > 1:
-        _seed_everything(s.seed + layout.rank)  # dropout differs per rank; weights come from rank 0
-        model = wrap_data_parallel(model, layout)
-    precision = _precision(s, device)
+    model = build_model(s, len(classes), ctx, checkpoint["model"] if checkpoint else None)
+    if ctx.world_size > 1:  # dropout masks differ per rank (per shard, or per column)
+        _seed_everything(s.seed + ctx.rank)
 
     optimizer = torch.optim.SGD(model.parameters(), lr=s.lr, momentum=s.momentum, weight_decay=s.weight_decay)
     if s.lr_scheduler == "plateau":
@@ -564,76 +565,84 @@ def _train(s: argparse.Namespace, layout: Layout) -> dict:
     else:
         scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=s.lr_step_size, gamma=s.lr_gamma)
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
-    sampler = ResumableSampler(train_set, num_replicas=layout.world_size, rank=layout.rank, seed=s.seed)
+    sampler = shards.sampler(train_set, seed=s.seed)
     # the DataLoader draws its workers' base seed from this, not from torch's global RNG
     loader_generator = torch.Generator().manual_seed(s.seed)
     state = TrainState(epoch=s.start_epoch)
     history: list[dict] = []
     if checkpoint is not None:
-        optimizer.load_state_dict(checkpoint["optimizer"])
+        load_full_optimizer_state_dict(s.layout, model, optimizer, checkpoint["optimizer"], ctx)
         scheduler.load_state_dict(checkpoint["lr_scheduler"])
         scaler.load_state_dict(checkpoint["scaler"])
-        state = TrainState(checkpoint["epoch"], checkpoint["step_in_epoch"], checkpoint["global_step"],
-                           dict(checkpoint["epoch_sums"]) or None)
+        epoch_sums = dict(checkpoint["epoch_sums"]) or None  # the sums over every shard: on shard 0
+        if epoch_sums is not None and shards.index > 0:
+            epoch_sums = dict.fromkeys(epoch_sums, 0.0)
+        state = TrainState(checkpoint["epoch"], checkpoint["step_in_epoch"], checkpoint["global_step"], epoch_sums)
         history = list(checkpoint["history"])
-        sampler.load_state_dict({k: v for k, v in checkpoint["sampler"].items() if k != "loader_generator"})
+        # the sampler's order and start follow from the seed and the state (set each epoch)
         loader_generator.set_state(checkpoint["sampler"]["loader_generator"])
         restore_rng_state(checkpoint["rng"])  # rank 0's: exact for the single layout
-        if layout.world_size > 1:  # other ranks' dropout streams were not saved: fresh ones
-            _seed_everything(s.seed + layout.world_size * state.global_step + layout.rank)
+        if ctx.world_size > 1:  # other ranks' dropout streams were not saved: fresh ones
+            _seed_everything(s.seed + ctx.world_size * state.global_step + ctx.rank)
 
     pin = device.type == "cuda"
 
     def val_loader(dataset, batch_size):
         # data_parallel: each rank takes a share (padded to equal shares, as DistributedSampler does)
-        val_sampler = ResumableSampler(dataset, num_replicas=layout.world_size, rank=layout.rank, shuffle=False)
-        return torch.utils.data.DataLoader(dataset, batch_size=batch_size, sampler=val_sampler,
-                                           num_workers=s.workers, collate_fn=collate_skipping_bad, pin_memory=pin)
+        return torch.utils.data.DataLoader(dataset, batch_size=batch_size,
+                                           sampler=shards.sampler(dataset, shuffle=False), num_workers=s.workers,
+                                           collate_fn=collate_skipping_bad, pin_memory=pin)
 
     def final_evaluation() -> dict:
         tencrop_set = copy.copy(val_set)
         tencrop_set.transform = ten_crop_transform(s.image_size, s.resize_size)
         final = {
             "centre_crop": evaluate(model, val_loader(val_set, s.batch_size), device=device, precision=precision,
-                                    layout=layout),
+                                    shards=shards),
             "ten_crop": evaluate(model, val_loader(tencrop_set, max(1, s.batch_size // 10)), device=device,
-                                 precision=precision, layout=layout, ten_crop=True),
+                                 precision=precision, shards=shards, ten_crop=True),
             "chance_acc1": 100 * chance, "classes": len(classes), "global_step": state.global_step,
         }
         return final
 
     run_info = {"device": str(device), "device_name": torch.cuda.get_device_name(device) if device.type == "cuda"
-                else "cpu", "torch_threads": torch.get_num_threads(), "world_size": layout.world_size,
+                else "cpu", "torch_threads": torch.get_num_threads(), "layout": s.layout,
+                "world_size": ctx.world_size, "backend": ctx.backend, "images_per_step": images_per_step,
                 "precision": precision, "torch": torch.__version__, "data_root": str(data_root),
                 "classes": len(classes), "train_images": len(train_set), "val_images": len(val_set)}
-    if layout.is_main:
+    if ctx.is_main:
         output_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(output_dir / "config.json", json.dumps(
-            {"settings": {k: _plain(v) for k, v in vars(s).items()}, "run": run_info,
-             "pca": None if pca is None else {"eigval": pca[0].tolist(), "eigvec": pca[1].tolist()}}, indent=2))
+        atomic_write_json(output_dir / "config.json", {
+            "settings": {k: _plain(v) for k, v in vars(s).items()}, "run": run_info,
+            "pca": None if pca is None else {"eigval": pca[0].tolist(), "eigvec": pca[1].tolist()}})
 
     if s.test_only:
         final = final_evaluation()
-        if layout.is_main:
-            atomic_write_text(output_dir / "eval.json", json.dumps({**final, "run": run_info}, indent=2))
+        if ctx.is_main:
+            atomic_write_json(output_dir / "eval.json", {**final, "run": run_info})
             _print_final(final)
         return {"history": history, "step_losses": [], "global_step": state.global_step, "final": final,
                 "output_dir": output_dir}
 
-    if layout.is_main:
+    if ctx.is_main:
         print(f"training {s.preset} AlexNet (width {s.width_mult}, input {s.image_size}, {s.init} init, "
               f"{len(classes)} classes, variant {s.variant}, {precision}) on {len(train_set)} images from {data_root}; "
-              f"{layout.world_size} x {device}, {torch.get_num_threads()} threads")
+              f"{s.layout}, {ctx.world_size} x {device}, {torch.get_num_threads()} threads")
     step_losses: list[float] = []
     checkpoint_path = output_dir / "checkpoint.pth"
     started = time.perf_counter()
     stopped = False
 
-    def save():
-        if layout.is_main:
-            save_checkpoint(checkpoint_path, model=model, optimizer=optimizer, scheduler=scheduler, scaler=scaler,
-                            state=state, sampler=sampler, loader_generator=loader_generator, history=history,
-                            pca=pca, classes=classes, settings=s)
+    def save():  # on every rank: model_parallel gathers the columns
+        model_state = full_state_dict(s.layout, model, ctx)
+        optimizer_state = full_optimizer_state_dict(s.layout, model, optimizer, ctx)
+        epoch_sums = None if state.epoch_sums is None else \
+            dict(zip(state.epoch_sums, shards.sum(list(state.epoch_sums.values()))))
+        if ctx.is_main:
+            save_checkpoint(checkpoint_path, model_state=model_state, optimizer_state=optimizer_state,
+                            scheduler=scheduler, scaler=scaler, state=state, epoch_sums=epoch_sums,
+                            images_per_step=images_per_step, sampler=sampler, loader_generator=loader_generator,
+                            history=history, pca=pca, classes=classes, settings=s)
 
     while state.epoch < s.epochs and not (s.max_steps is not None and state.global_step >= s.max_steps):
         if state.epoch_sums is None:
@@ -645,22 +654,22 @@ def _train(s: argparse.Namespace, layout: Layout) -> dict:
                                              num_workers=s.workers, collate_fn=collate_skipping_bad,
                                              pin_memory=pin, generator=loader_generator)
         finished = train_one_epoch(model, loader, optimizer, scaler, state, device=device, precision=precision,
-                                   layout=layout, max_steps=s.max_steps, print_freq=s.print_freq,
+                                   shards=shards, max_steps=s.max_steps, print_freq=s.print_freq,
                                    progress=not s.no_progress, step_losses=step_losses)
         if not finished:  # --max-steps in mid-epoch: save where we are and stop
             save()
             stopped = True
             break
-        val = evaluate(model, val_loader(val_set, s.batch_size), device=device, precision=precision, layout=layout)
-        sums = {k: v for k, v in zip(state.epoch_sums, _all_reduce_sum(list(state.epoch_sums.values()), layout))}
+        val = evaluate(model, val_loader(val_set, s.batch_size), device=device, precision=precision, shards=shards)
+        sums = dict(zip(state.epoch_sums, shards.sum(list(state.epoch_sums.values()))))
         lr = optimizer.param_groups[0]["lr"]
         row = {
             "epoch": state.epoch, "global_step": state.global_step, "lr": lr,
             "train_loss": sums["loss"] / max(sums["images"], 1),
             "train_acc1": 100 * sums["correct1"] / max(sums["images"], 1),
             "val_loss": val["loss"], "val_acc1": val["acc1"], "val_acc5": val["acc5"],
-            "train_images_per_s": sums["images"] / max(sums["seconds"] / layout.world_size, 1e-9),
-            "epoch_train_s": sums["seconds"] / layout.world_size,
+            "train_images_per_s": sums["images"] / max(sums["seconds"] / shards.count, 1e-9),
+            "epoch_train_s": sums["seconds"] / shards.count,
             "skipped_images": int(sums["skipped"] + val["skipped"]),
         }
         history.append(row)
@@ -670,7 +679,7 @@ def _train(s: argparse.Namespace, layout: Layout) -> dict:
             scheduler.step()
         state.epoch, state.step_in_epoch, state.epoch_sums = state.epoch + 1, 0, None
         save()
-        if layout.is_main:
+        if ctx.is_main:
             write_metrics(history, output_dir, chance)
             print(f"epoch {row['epoch']}: train loss {row['train_loss']:.4f} top-1 {row['train_acc1']:.1f}% | "
                   f"val loss {row['val_loss']:.4f} top-1 {row['val_acc1']:.1f}% top-5 {row['val_acc5']:.1f}% "
@@ -683,8 +692,8 @@ def _train(s: argparse.Namespace, layout: Layout) -> dict:
                       # median over epochs: the first epoch of a compiled variant includes compiling
                       "median_train_images_per_s": float(np.median([r["train_images_per_s"] for r in history]))
                       if history else None})
-        if layout.is_main:
-            atomic_write_text(output_dir / "final.json", json.dumps(final, indent=2))
+        if ctx.is_main:
+            atomic_write_json(output_dir / "final.json", final)
             _print_final(final)
     return {"history": history, "step_losses": step_losses, "global_step": state.global_step, "final": final,
             "output_dir": output_dir}

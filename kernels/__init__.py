@@ -10,10 +10,11 @@ package attribute to the function after the import system has bound it to the mo
 Reach a file's other contents with ``from kernels.max_pool2d import ...``.
 """
 
+from kernels.conv2d_relu import conv2d_relu
 from kernels.lrn import local_response_norm
 from kernels.lrn_max_pool2d import lrn_max_pool2d
 from kernels.max_pool2d import max_pool2d
 
 from kernels import nn  # noqa: E402  (the module wrappers)
 
-__all__ = ["local_response_norm", "max_pool2d", "lrn_max_pool2d", "nn"]
+__all__ = ["conv2d_relu", "local_response_norm", "max_pool2d", "lrn_max_pool2d", "nn"]

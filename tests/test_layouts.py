@@ -24,7 +24,8 @@ from alexnet_fast import alexnet, make_config
 from alexnet_fast.launch import LayoutRunError, launch
 from alexnet_fast.layouts import (
     ColumnAlexNet, ColumnComm, CommMeter, bench_layout, comm_bytes_model, full_grads,
-    full_state_dict, init_ranks, layout_model, load_full_state_dict, local_batch, merge_columns,
+    full_optimizer_state_dict, full_state_dict, init_ranks, layout_model, load_full_optimizer_state_dict,
+    load_full_state_dict, local_batch, local_context, merge_columns,
     shutdown, split_columns,
 )
 
@@ -139,6 +140,18 @@ def test_comm_bytes_model_for_the_paper_network():
         comm_bytes_model("data_parallel", config, 5, train=True)
 
 
+def test_local_context_takes_a_device_name():
+    assert local_context("cpu").device == torch.device("cpu") and local_context("cpu").group is None
+    with pytest.raises(ValueError, match="'cuda:x'"):
+        local_context("cuda:x")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="need 1 GPU"):
+            local_context("cuda:0")
+    else:
+        with pytest.raises(ValueError, match=f"cuda:{torch.cuda.device_count()} asked for"):
+            local_context(f"cuda:{torch.cuda.device_count()}")
+
+
 def test_comm_meter_counts_overlapping_spans_once():
     meter = CommMeter(torch.device("cpu"))
     origin = meter._origin
@@ -214,11 +227,16 @@ def _layouts_rank_checks() -> dict:
         opt = _sgd(column.parameters())
         opt.step()
         out["mp_after_step"] = full_state_dict("model_parallel", column, ctx)
+        out["mp_optimizer"] = full_optimizer_state_dict("model_parallel", column, opt, ctx)
 
         # a batch of one image (slices of it are contiguous: no exchange may return a view)
         one = layout_model(single, "model_parallel", "eager", ctx)
         F.cross_entropy(one(x[:1]), y[:1]).backward()
         out["mp_batch1_grads"] = full_grads("model_parallel", one, ctx)
+        # the optimizer state moves too: split into another column's optimizer, merged back
+        one_opt = _sgd(one.parameters())
+        load_full_optimizer_state_dict("model_parallel", one, one_opt, out["mp_optimizer"], ctx)
+        out["mp_optimizer_reloaded"] = full_optimizer_state_dict("model_parallel", one, one_opt, ctx)
 
         # mixed precision: gathers send bf16 (what conv3/fc6/fc7/fc8 cast to anyway)
         meter.reset()
@@ -267,7 +285,8 @@ def _single_reference() -> dict:
     logits = single(x)
     F.cross_entropy(logits, y).backward()
     grads = {k: p.grad.clone() for k, p in single.named_parameters()}
-    _sgd(single.parameters()).step()
+    opt = _sgd(single.parameters())
+    opt.step()
     one = alexnet(**SMALL)
     one.load_state_dict(start)
     F.cross_entropy(one(x[:1]), y[:1]).backward()
@@ -279,6 +298,7 @@ def _single_reference() -> dict:
     F.cross_entropy(bf16_logits.float(), y).backward()
     bf16_grads = {k: p.grad.clone() for k, p in bf16.named_parameters()}
     return {"logits": logits.detach(), "grads": grads, "start": start, "after_step": single.state_dict(),
+            "optimizer": opt.state_dict(), "names": [k for k, _ in single.named_parameters()],
             "bf16_logits": bf16_logits.detach(), "bf16_grads": bf16_grads, "batch1_grads": batch1_grads}
 
 
@@ -295,6 +315,20 @@ def _check_model_parallel_equals_single(results, ref):
     torch.testing.assert_close(results[0]["mp_logits"], results[1]["mp_logits"], rtol=0, atol=0)
     for name, grad in ref["batch1_grads"].items():
         _assert_tight(results[1]["mp_batch1_grads"][name], grad, f"batch of 1: grad {name}")
+
+
+def _check_optimizer_state(results, ref):
+    """The columns' SGD state merged is the single model's (momentum buffer by buffer), and
+    splitting it into another column optimizer and merging again is bit-exact."""
+    for rank in (0, 1):
+        merged = results[rank]["mp_optimizer"]
+        assert merged["param_groups"] == ref["optimizer"]["param_groups"]
+        assert merged["state"].keys() == ref["optimizer"]["state"].keys()
+        for index, entry in ref["optimizer"]["state"].items():
+            _assert_tight(merged["state"][index]["momentum_buffer"], entry["momentum_buffer"],
+                          f"rank {rank} momentum buffer of {ref['names'][index]}")
+            assert torch.equal(results[rank]["mp_optimizer_reloaded"]["state"][index]["momentum_buffer"],
+                               merged["state"][index]["momentum_buffer"]), ref["names"][index]
 
 
 def _check_model_parallel_bf16(results, ref):
@@ -342,6 +376,7 @@ def test_two_gloo_ranks_match_the_single_model():
     results = launch(_layouts_rank_checks, world_size=2, timeout_s=240)
     ref = _single_reference()
     _check_model_parallel_equals_single(results, ref)  # logits, every gradient, one SGD step, batch of 1
+    _check_optimizer_state(results, ref)
     _check_model_parallel_bf16(results, ref)
     _check_model_parallel_compiled(results, ref)
     _check_state_dict_round_trip(results, ref)

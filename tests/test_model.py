@@ -61,6 +61,25 @@ def test_paper_init():
         assert torch.all(b == expected_bias), name
 
 
+def test_kaiming_init():
+    m = alexnet("paper", width_mult=0.25, input_size=67, init="kaiming")
+    assert m.config.init == "kaiming"
+    layers = dict(m.features.named_children()) | dict(m.classifier.named_children())
+    for name in ("conv1", "conv2", "conv3", "conv4", "conv5", "fc6", "fc7", "fc8"):
+        w, b = layers[name].weight, layers[name].bias
+        fan_in = w[0].numel()  # in_channels / groups * kH * kW, or in_features
+        assert w.std().item() == pytest.approx((2.0 / fan_in) ** 0.5, rel=0.1), name
+        assert torch.all(b == 0), name
+    # the same seed gives the same weights: one way to build the model
+    torch.manual_seed(3)
+    a = alexnet("torchvision", width_mult=0.25, init="kaiming").state_dict()
+    torch.manual_seed(3)
+    b = alexnet("torchvision", width_mult=0.25, init="kaiming").state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    with pytest.raises(ValueError, match="init must be one of paper, torchvision, kaiming, got 'he'"):
+        alexnet(init="he")
+
+
 def test_output_shapes():
     m = alexnet("paper").eval()
     with torch.no_grad():

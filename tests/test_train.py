@@ -18,9 +18,10 @@ import pytest
 import torch
 
 from alexnet_fast import train as train_module
-from alexnet_fast.checkpoint import atomic_path, load_checkpoint
+from alexnet_fast.checkpoint import load_checkpoint
 from alexnet_fast.cli import build_parser, main
 from alexnet_fast.data import make_synthetic_dataset
+from alexnet_fast.io import atomic_path
 from tests.helpers import tolerances
 
 # width 1/16: 6/16/24/24/16 filters, 256-unit FC layers; 67x67 is the paper net's smallest input.
@@ -194,6 +195,25 @@ def test_missing_or_empty_data_path_is_a_clear_error(tmp_path, capsys):
     assert "no train/ directory" in capsys.readouterr().err
 
 
+def test_two_rank_layouts_need_torchrun(data, tmp_path, monkeypatch, capsys):
+    for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
+        monkeypatch.delenv(name, raising=False)
+    argv = ["train", "--data-path", str(data), "--output-dir", str(tmp_path), *TINY]
+    assert main([*argv, "--layout", "model_parallel"]) == 2
+    assert "--layout model_parallel: environment variable RANK is not set: start the ranks with torchrun" \
+        in capsys.readouterr().err
+    assert main([*argv, "--layout", "data_parallel", "--device", "cuda:1"]) == 2
+    assert "rank r uses cuda:LOCAL_RANK" in capsys.readouterr().err
+
+
+def test_mid_epoch_resume_needs_the_same_images_per_step(data, tmp_path, capsys):
+    run_train(data, tmp_path, "--epochs", "1", "--max-steps", "3")
+    code = main(["train", "--data-path", str(data), "--output-dir", str(tmp_path), *TINY, "-b", "2",
+                 "--resume", str(tmp_path / "checkpoint.pth")])
+    assert code == 2
+    assert "stopped in mid-epoch after 3 steps of 4 images; this run takes 2 images per step" in capsys.readouterr().err
+
+
 def test_embedded_dataset_is_rendered_to_disk_and_used(tmp_path, monkeypatch):
     monkeypatch.setattr(train_module, "SYNTHETIC_TRAIN_PER_CLASS", 2)
     monkeypatch.setattr(train_module, "SYNTHETIC_VAL_PER_CLASS", 1)
@@ -247,6 +267,12 @@ def test_triton_variant_on_cpu_needs_the_interpreter(data, tmp_path, monkeypatch
     assert code == 2 and "TRITON_INTERPRET=1" in capsys.readouterr().err
 
 
+def test_tf32_needs_cuda(data, tmp_path, capsys):
+    code = main(["train", "--data-path", str(data), "--output-dir", str(tmp_path), *TINY, "--precision", "tf32",
+                 "--device", "cpu"])
+    assert code == 2 and "--precision tf32 applies only on CUDA devices" in capsys.readouterr().err
+
+
 def _missing_triton_modules() -> list[str]:
     return [m for m in ("kernels.nn.conv", "kernels.nn.pooling") if importlib.util.find_spec(m) is None]
 
@@ -274,6 +300,18 @@ def test_triton_variant_losses_track_eager(data, tmp_path):
                                    msg=lambda m, i=index: f"momentum buffer {i} ({names[i]}): {m}")
 
 
+def torchrun_train(*argv):
+    """``alexnet-fast train`` on 2 gloo ranks under torchrun (one thread each); its process."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1",
+           "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[1]), os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+         "-m", "alexnet_fast", "train", "--device", "cpu", "--dist-timeout", "120", *argv],
+        env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
+
+
 @pytest.mark.slow
 def test_data_parallel_under_torchrun_matches_one_process(data, tmp_path):
     """2 gloo ranks x batch 2 == 1 process x batch 4 (dropout off): rank r takes every other
@@ -282,14 +320,7 @@ def test_data_parallel_under_torchrun_matches_one_process(data, tmp_path):
 
     common = ["--data-path", str(data), *TINY, "--epochs", "1", "--dropout", "0", "--pca", "imagenet"]
     single = train_module.train(parse([*common, "-b", "4", "--output-dir", str(tmp_path / "single")]))
-    env = {**os.environ, "OMP_NUM_THREADS": "1",
-           "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[1]), os.environ.get("PYTHONPATH", "")])}
-    proc = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-         "-m", "alexnet_fast", "train", "--layout", "data_parallel", "--device", "cpu", *common, "-b", "2",
-         "--output-dir", str(tmp_path / "ddp")],
-        env=env, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    proc = torchrun_train("--layout", "data_parallel", *common, "-b", "2", "--output-dir", str(tmp_path / "ddp"))
     ddp = load_checkpoint(tmp_path / "ddp" / "checkpoint.pth")
     one = load_checkpoint(tmp_path / "single" / "checkpoint.pth")
     assert ddp["global_step"] == single["global_step"] == 6
@@ -297,3 +328,36 @@ def test_data_parallel_under_torchrun_matches_one_process(data, tmp_path):
         torch.testing.assert_close(ddp["model"][key], one["model"][key], rtol=1e-4, atol=1e-5, msg=key)
     assert ddp["history"][0]["val_acc1"] == pytest.approx(single["history"][0]["val_acc1"])
     assert "2 x cpu" in proc.stdout
+
+
+@pytest.mark.slow
+def test_checkpoints_move_between_single_and_model_parallel(data, tmp_path):
+    """12 single steps straight == 3 single steps, then model_parallel on 2 gloo ranks (every
+    rank the whole batch, half of every layer) to step 9 -- across the end of epoch 0:
+    evaluation, lr schedule, a checkpoint merged from the columns -- then single again to
+    step 12 from model_parallel's mid-epoch checkpoint (weights and momentum buffers split and
+    merged). Dropout off; the columns add in another order, so close, not bit-equal."""
+    common = ["--data-path", str(data), *TINY, "--epochs", "2", "--dropout", "0", "--pca", "imagenet", "-b", "4"]
+    straight = train_module.train(parse([*common, "--output-dir", str(tmp_path / "straight")]))
+    out = tmp_path / "moved"
+    train_module.train(parse([*common, "--output-dir", str(out), "--max-steps", "3"]))
+    proc = torchrun_train("--layout", "model_parallel", *common, "--output-dir", str(out), "--max-steps", "9",
+                          "--resume", str(out / "checkpoint.pth"))
+    assert "model_parallel, 2 x cpu" in proc.stdout
+    columns = load_checkpoint(out / "checkpoint.pth")  # written by model_parallel: the full model
+    assert (columns["epoch"], columns["step_in_epoch"], columns["global_step"]) == (1, 3, 9)
+    assert columns["args"]["layout"] == "model_parallel" and columns["images_per_step"] == 4
+    moved = train_module.train(parse([*common, "--output-dir", str(out), "--resume", str(out / "checkpoint.pth")]))
+    assert moved["global_step"] == straight["global_step"] == 12
+    a = load_checkpoint(tmp_path / "straight" / "checkpoint.pth")
+    b = load_checkpoint(out / "checkpoint.pth")
+    assert {k: v.shape for k, v in a["model"].items()} == {k: v.shape for k, v in columns["model"].items()}
+    for key in a["model"]:
+        torch.testing.assert_close(b["model"][key], a["model"][key], rtol=1e-4, atol=1e-5, msg=key)
+    for index, (pa, pb) in enumerate(zip(a["optimizer"]["state"].values(), b["optimizer"]["state"].values())):
+        torch.testing.assert_close(pb["momentum_buffer"], pa["momentum_buffer"], rtol=1e-4, atol=1e-5,
+                                   msg=lambda m, i=index: f"momentum buffer {i}: {m}")
+    for row_a, row_b in zip(a["history"], b["history"]):  # epoch 0 evaluated by model_parallel
+        assert row_b["val_acc1"] == pytest.approx(row_a["val_acc1"])
+        assert row_b["train_loss"] == pytest.approx(row_a["train_loss"], rel=1e-4)
+    assert len(b["history"]) == 2

@@ -17,8 +17,8 @@ from alexnet_fast.layouts.comm import (
     DEFAULT_TIMEOUT_S, CommMeter, DistContext, choose_device, init_ranks, local_context, shutdown,
 )
 from alexnet_fast.layouts.layout import (
-    LAYOUTS, check_layout, comm_bytes_model, full_grads, full_state_dict, gather_from_ranks,
-    layout_model, load_full_state_dict, local_batch,
+    LAYOUTS, check_layout, comm_bytes_model, full_grads, full_optimizer_state_dict, full_state_dict,
+    gather_from_ranks, layout_model, load_full_optimizer_state_dict, load_full_state_dict, local_batch,
 )
 
 __all__ = [
@@ -27,4 +27,5 @@ __all__ = [
     "DEFAULT_TIMEOUT_S", "CommMeter", "DistContext", "choose_device", "init_ranks", "local_context",
     "shutdown", "check_layout", "comm_bytes_model", "full_grads", "full_state_dict",
     "gather_from_ranks", "layout_model", "load_full_state_dict", "local_batch",
+    "full_optimizer_state_dict", "load_full_optimizer_state_dict",
 ]

@@ -57,7 +57,7 @@ from torch import nn
 from alexnet_fast.layouts.comm import (
     CommMeter, all_gather_flat, bytes_all_gather, bytes_reduce_scatter, reduce_scatter_flat,
 )
-from alexnet_fast.model import AlexNet, AlexNetConfig, feature_shapes, min_input_size, validate_config
+from alexnet_fast.model import AlexNet, AlexNetConfig, classifier_input_hw, min_input_size, validate_config
 
 __all__ = [
     "split_columns",
@@ -448,12 +448,8 @@ class ColumnAlexNet(nn.Module):
                 layers[f"crop{i}"] = HaloCrop(front, back)
             in_ch, split = out, True
         self.features = nn.Sequential(OrderedDict(layers))
-        if config.adaptive_pool is not None:
-            self.avgpool = nn.AdaptiveAvgPool2d(config.adaptive_pool)
-            flat_hw = config.adaptive_pool
-        else:
-            self.avgpool = None
-            flat_hw = feature_shapes(config)[f"pool{len(config.convs)}"][1]
+        self.avgpool = None if config.adaptive_pool is None else nn.AdaptiveAvgPool2d(config.adaptive_pool)
+        flat_hw = classifier_input_hw(config)
         h6, h7 = config.hidden
         self.classifier = nn.Sequential(OrderedDict({
             "drop6": nn.Dropout(config.dropout),
@@ -481,13 +477,7 @@ class ColumnAlexNet(nn.Module):
         p = next(model.parameters())
         return column.to(device=p.device, dtype=p.dtype)
 
-    def check_input(self, x: torch.Tensor) -> None:
-        AlexNet.check_input(self, x)  # same rules: uses config, avgpool and _min_size only
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        self.check_input(x)
-        x = self.features(x)
-        if self.avgpool is not None:
-            x = self.avgpool(x)
-        x = torch.flatten(x, 1)
-        return self.classifier(x)
+    # the single model's input checks and forward pass: they use only config, _min_size,
+    # features, avgpool and classifier, which the column has under the same names
+    check_input = AlexNet.check_input
+    forward = AlexNet.forward

@@ -101,7 +101,7 @@ def _env_int(name: str) -> int:
     try:
         return int(os.environ[name])
     except KeyError:
-        raise RuntimeError(
+        raise ValueError(
             f"environment variable {name} is not set: start the ranks with torchrun or "
             "alexnet_fast.launch.launch"
         ) from None
@@ -113,6 +113,7 @@ def init_ranks(*, timeout_s: float = DEFAULT_TIMEOUT_S, device: str | None = Non
 
     ``device`` None chooses (see :func:`choose_device`); CPU ranks get ``threads`` torch
     threads each (default 1). ``timeout_s`` is the process group's collective timeout.
+    ValueError when the launcher's environment (RANK, WORLD_SIZE, LOCAL_RANK) is missing.
     """
     rank, world, local_rank = _env_int("RANK"), _env_int("WORLD_SIZE"), _env_int("LOCAL_RANK")
     local_world = int(os.environ.get("LOCAL_WORLD_SIZE", world))
@@ -132,10 +133,19 @@ def init_ranks(*, timeout_s: float = DEFAULT_TIMEOUT_S, device: str | None = Non
 
 
 def local_context(device: str | None = None) -> DistContext:
-    """A one-rank context for the ``single`` layout (no process group)."""
+    """A one-rank context for the ``single`` layout (no process group). ``device`` as for
+    :func:`choose_device`, or ``'cuda:N'`` for one GPU (default: the current one)."""
+    index = None
+    if device is not None and device.startswith("cuda:"):
+        device, index = "cuda", device[len("cuda:"):]
+        if not index.isdigit():
+            raise ValueError(f"device must be 'cpu', 'cuda' or 'cuda:N', got 'cuda:{index}'")
+        index = int(index)
     dev = choose_device(1, device)
     if dev.type == "cuda":
-        dev = torch.device("cuda", torch.cuda.current_device())
+        if index is not None and index >= torch.cuda.device_count():
+            raise ValueError(f"cuda:{index} asked for, but this machine has {torch.cuda.device_count()} GPU(s)")
+        dev = torch.device("cuda", torch.cuda.current_device() if index is None else index)
     return DistContext(0, 1, 0, dev, None, None)
 
 

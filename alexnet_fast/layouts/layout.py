@@ -16,12 +16,15 @@ On each rank::
     loss = F.cross_entropy(logits, local_batch("model_parallel", targets, ctx))
     loss.backward(); optimizer.step()                      # optimizer over model.parameters()
     state = full_state_dict("model_parallel", model, ctx)  # single-model keys and shapes
+    opt_state = full_optimizer_state_dict("model_parallel", model, optimizer, ctx)
 
 For ``model_parallel`` every rank must be fed the same batch (same sampler and seed, no
 DistributedSampler) and compute the same loss; for ``data_parallel`` each rank takes its
 share of one global batch (:func:`local_batch`) or its own DistributedSampler shard.
-Per-parameter tensors keyed like the state_dict (SGD momentum buffers, say) move between
-layouts with :func:`~.columns.split_columns` / :func:`~.columns.merge_columns` too.
+:func:`full_state_dict` / :func:`load_full_state_dict` and :func:`full_optimizer_state_dict`
+/ :func:`load_full_optimizer_state_dict` move the weights and the optimizer state (SGD
+momentum buffers) between layouts: what they give is what the single model would hold, so
+a checkpoint written in any layout loads in any other.
 """
 
 from __future__ import annotations
@@ -38,7 +41,7 @@ from alexnet_fast.layouts.comm import (
     CommMeter, DistContext, all_gather_flat, bytes_all_gather, bytes_all_reduce, bytes_reduce_scatter,
     metered_allreduce_hook,
 )
-from alexnet_fast.model import AlexNet, AlexNetConfig, feature_shapes
+from alexnet_fast.model import AlexNet, AlexNetConfig, classifier_input_hw, feature_shapes
 
 __all__ = [
     "LAYOUTS",
@@ -49,6 +52,8 @@ __all__ = [
     "full_state_dict",
     "full_grads",
     "load_full_state_dict",
+    "full_optimizer_state_dict",
+    "load_full_optimizer_state_dict",
     "comm_bytes_model",
 ]
 
@@ -164,6 +169,56 @@ def load_full_state_dict(layout: str, model: nn.Module, state_dict: Mapping[str,
     _inner(model).load_state_dict(state_dict)
 
 
+def _optimizer_param_names(model: nn.Module, optimizer: torch.optim.Optimizer) -> list[str]:
+    """Single-model names of the optimizer's parameters, in its state_dict's index order."""
+    names = {id(p): name for name, p in _inner(model).named_parameters()}
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    foreign = sum(id(p) not in names for p in params)
+    if foreign:
+        raise ValueError(f"the optimizer holds {foreign} parameter(s) that are not the model's")
+    return [names[id(p)] for p in params]
+
+
+def _map_optimizer_tensors(state: Mapping, names: list[str], convert) -> dict:
+    """``state`` (an ``optimizer.state_dict()``) with its per-parameter tensors of dim >= 1
+    (momentum buffers, moments: shaped like their parameter) replaced by ``convert``'s
+    result; ``convert`` maps ``{"<param name>/<state key>": tensor}`` to the same keys."""
+    per_param = state["state"]
+    if any(not 0 <= index < len(names) for index in per_param):
+        raise ValueError(f"the optimizer state has parameter indices {sorted(per_param)} for a model "
+                         f"with {len(names)} parameters")
+    tensors = {f"{names[index]}/{key}": value for index, entry in per_param.items()
+               for key, value in entry.items() if isinstance(value, torch.Tensor) and value.dim() > 0}
+    converted = convert(tensors) if tensors else {}
+    return {**state, "state": {index: {key: converted.get(f"{names[index]}/{key}", value)
+                                       for key, value in entry.items()}
+                               for index, entry in per_param.items()}}
+
+
+def full_optimizer_state_dict(layout: str, model: nn.Module, optimizer: torch.optim.Optimizer,
+                              ctx: DistContext) -> dict:
+    """``optimizer.state_dict()`` as the single model's optimizer would hold it (after an
+    optimizer built over ``model.parameters()``: parameter indices in the single model's
+    order). For model_parallel the per-parameter tensors are merged across the columns:
+    a collective, every rank must call it."""
+    state = optimizer.state_dict()
+    if layout != "model_parallel":
+        return state
+    names = _optimizer_param_names(model, optimizer)
+    return _map_optimizer_tensors(state, names, lambda tensors: _merge_from_ranks(tensors, ctx))
+
+
+def load_full_optimizer_state_dict(layout: str, model: nn.Module, optimizer: torch.optim.Optimizer,
+                                   state: Mapping, ctx: DistContext) -> None:
+    """Load a single-model optimizer state (:func:`full_optimizer_state_dict`) into the
+    optimizer of this rank's part of ``layout``."""
+    if layout == "model_parallel":
+        names = _optimizer_param_names(model, optimizer)
+        state = _map_optimizer_tensors(state, names,
+                                       lambda tensors: split_columns(tensors, ctx.world_size)[ctx.rank])
+    optimizer.load_state_dict(state)
+
+
 def _param_count(config: AlexNetConfig) -> int:
     with torch.device("meta"):
         return sum(p.numel() for p in AlexNet(config).parameters())
@@ -201,7 +256,7 @@ def comm_bytes_model(layout: str, config: AlexNetConfig, batch_size: int, train:
             c, h, wd = shapes[names[names.index(f"conv{i}") - 1]]
             total += passes * bytes_all_gather(c // w * h * wd * batch_size * item, w)
     c5 = config.convs[-1].out_channels
-    hw = config.adaptive_pool or shapes[f"pool{len(config.convs)}"][1]
+    hw = classifier_input_hw(config)
     for units in (c5 * hw * hw, config.hidden[0], config.hidden[1]):  # gather6, gather7, gather8
         local = units // w * batch_size * item
         total += bytes_all_gather(local, w) + (bytes_reduce_scatter(local * w, w) if train else 0)

@@ -1,0 +1,775 @@
+"""Fused 2-D convolution + bias + ReLU in Triton: forward and backward as implicit GEMMs.
+
+Layouts and dtypes
+------------------
+* ``x``: (N, C, H, W), NCHW or channels_last (NHWC) -- any strides work, the kernels take
+  them as arguments. ``weight``: (K, C/groups, R, S), any strides. ``bias``: (K,) or None.
+* fp32, fp16, bf16; x, weight and bias share one dtype. Products accumulate in fp32; the
+  bias and the ReLU are applied to the fp32 accumulator, then the result is cast once.
+* fp32 on a GPU runs ``tl.dot`` in TF32 exactly when ``torch.backends.cudnn.allow_tf32``
+  is True (what cuDNN does for F.conv2d), otherwise in full fp32 ("ieee").
+* The output has the input's memory format: channels_last in, channels_last out,
+  contiguous NCHW otherwise. Gradients come back in the formats of x and weight.
+* Any stride >= 1, zero padding >= 0 (the output must be at least 1x1), any groups that
+  divide C and K. Dilation is always 1 (``kernels.nn.Conv2dReLU`` refuses others).
+
+Kernels (one GEMM view each; the group is program axis 1)
+---------------------------------------------------------
+* ``conv2d_relu_fwd_kernel``: M = N*P*Q output pixels, N = K/groups, reduction over
+  C/groups*R*S gathered from x (im2col on the fly); epilogue: + bias, ReLU, cast, store.
+* ``conv2d_relu_dgrad_kernel``: dx = (dy * [y > 0]) convolved with the flipped weight.
+  Program axis 2 is the stride phase ((h + pad) mod stride): inside one phase only the taps
+  r = phase + stride*j meet an output row, so the reduction covers K/groups*ceil(R/s)*ceil(S/s)
+  terms instead of s^2 times as many masked ones (conv1: 16 phases, 3x3 of its 11x11 taps).
+* ``conv2d_relu_wgrad_kernel``: dw[k, (c, r, s)] = sum over N*P*Q of (dy * [y > 0]) times
+  the gathered input; program axis 2 splits that long reduction (deterministic fp32
+  partials summed afterwards); the programs of the first column of tiles also sum the
+  bias gradient.
+
+The ReLU gradient uses the saved OUTPUT (y > 0), so no pre-activation is kept.
+
+Launch: on a GPU each kernel is autotuned over ``kernels.configs.CONV2D_RELU_GPU_CONFIGS``
+(key: GEMM sizes, dot precision, dtype); under TRITON_INTERPRET=1 one config,
+``CONV2D_RELU_INTERPRETER_CONFIG``, is used. All index arithmetic is int32: every tensor
+must span fewer than 2**31 elements (checked).
+
+Public API: :func:`conv2d_relu` (autograd-aware, registered as the torch custom ops
+``alexnet_fast::conv2d_relu``, ``::conv2d_relu_dgrad`` and ``::conv2d_relu_wgrad`` so
+torch.compile traces through forward and backward without graph breaks);
+:func:`codegen_specs` for the code-generation check.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any, Optional, Sequence
+
+import torch
+import triton
+import triton.language as tl
+
+from kernels import configs
+from kernels._common import (
+    SUPPORTED_DTYPES,
+    TRITON_PTR,
+    KernelSpec,
+    check_device,
+    check_tensor,
+    is_channels_last,
+    is_interpreting,
+)
+
+__all__ = ["conv2d_relu", "conv2d_relu_fwd", "conv2d_relu_dgrad", "conv2d_relu_wgrad",
+           "dot_precision", "use_flat_k", "wgrad_splits", "codegen_specs"]
+
+OP = "conv2d_relu"
+_INT32_LIMIT = 2**31
+
+
+# =======================================================================================
+# Triton kernels
+# =======================================================================================
+
+@triton.jit
+def _grouped_tile(pid, num_pid_m, num_pid_n, GROUP_M: tl.constexpr):
+    """Map a linear program id to a (tile_m, tile_n) pair, GROUP_M rows of tiles at a time
+    (neighbouring programs share operand tiles in L2)."""
+    width = GROUP_M * num_pid_n
+    first_m = (pid // width) * GROUP_M
+    group_rows = tl.minimum(num_pid_m - first_m, GROUP_M)
+    pid_m = first_m + (pid % width) % group_rows
+    pid_n = (pid % width) // group_rows
+    return pid_m, pid_n
+
+
+@triton.jit
+def conv2d_relu_fwd_kernel(
+    x_ptr, w_ptr, bias_ptr, y_ptr,
+    H, W, P, Q, R, S,
+    stride_h, stride_w, pad_h, pad_w,
+    sx_n, sx_c, sx_h, sx_w,
+    sw_k, sw_c, sw_r, sw_s,
+    sy_n, sy_k, sy_p, sy_q,
+    GEMM_M, GEMM_N, GEMM_K,
+    HAS_BIAS: tl.constexpr, RELU: tl.constexpr, FLAT_K: tl.constexpr, INPUT_PRECISION: tl.constexpr,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr,
+):
+    """y[n, k, p, q] = relu(bias[k] + sum_{c,r,s} x[n, c, p*sh-ph+r, q*sw-pw+s] * w[k, c, r, s]).
+
+    GEMM_M = N*P*Q, GEMM_N = K/groups, GEMM_K = C/groups*R*S; grid (tiles, groups).
+    Reduction order: taps (r, s) outer, blocks of BLOCK_K channels inner (1-D index math,
+    contiguous channel loads for channels_last); FLAT_K walks the flat (c, r, s) index
+    instead, for few channels (conv1: C=3) where channel blocks would be mostly padding.
+    """
+    pid = tl.program_id(0)
+    group = tl.program_id(1)
+    pid_m, pid_n = _grouped_tile(pid, tl.cdiv(GEMM_M, BLOCK_M), tl.cdiv(GEMM_N, BLOCK_N), GROUP_M)
+    RS = R * S
+    c_per_group = GEMM_K // RS
+
+    # rows: output pixels (n, p, q); columns: output channels of this group
+    offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+    mask_m = offs_m < GEMM_M
+    mask_n = offs_n < GEMM_N
+    img = offs_m // (P * Q)
+    p = (offs_m % (P * Q)) // Q
+    q = offs_m % Q
+    # a row past the end gets ih0 = -R: every tap r < R then reads row ih < 0 (masked)
+    ih0 = tl.where(mask_m, p * stride_h - pad_h, -R)
+    iw0 = q * stride_w - pad_w
+    x_row = img * sx_n + group * c_per_group * sx_c + ih0 * sx_h + iw0 * sx_w
+    k_out = group * GEMM_N + offs_n
+    w_col = k_out * sw_k
+
+    acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+    if FLAT_K:
+        for k0 in range(0, GEMM_K, BLOCK_K):
+            offs_k = k0 + tl.arange(0, BLOCK_K)  # reduction index (c, r, s), s fastest
+            mask_k = offs_k < GEMM_K
+            c = offs_k // RS
+            r = (offs_k % RS) // S
+            s = offs_k % S
+            ih = ih0[:, None] + r[None, :]
+            iw = iw0[:, None] + s[None, :]
+            a_mask = (ih >= 0) & (ih < H) & (iw >= 0) & (iw < W) & mask_k[None, :]
+            a = tl.load(x_ptr + (x_row[:, None] + (c * sx_c + r * sx_h + s * sx_w)[None, :]),
+                        mask=a_mask, other=0.0)
+            b = tl.load(w_ptr + ((c * sw_c + r * sw_r + s * sw_s)[:, None] + w_col[None, :]),
+                        mask=mask_k[:, None] & mask_n[None, :], other=0.0)
+            acc = tl.dot(a, b, acc, input_precision=INPUT_PRECISION)
+    else:
+        c_blocks = tl.cdiv(c_per_group, BLOCK_K)
+        for it in range(0, RS * c_blocks):
+            r = it // c_blocks // S
+            s = it // c_blocks % S
+            c = (it % c_blocks) * BLOCK_K + tl.arange(0, BLOCK_K)  # channel within the group
+            mask_c = c < c_per_group
+            ih = ih0 + r
+            iw = iw0 + s
+            row_ok = (ih >= 0) & (ih < H) & (iw >= 0) & (iw < W)
+            a = tl.load(x_ptr + ((x_row + r * sx_h + s * sx_w)[:, None] + (c * sx_c)[None, :]),
+                        mask=row_ok[:, None] & mask_c[None, :], other=0.0)
+            b = tl.load(w_ptr + ((c * sw_c + r * sw_r + s * sw_s)[:, None] + w_col[None, :]),
+                        mask=mask_c[:, None] & mask_n[None, :], other=0.0)
+            acc = tl.dot(a, b, acc, input_precision=INPUT_PRECISION)
+
+    # epilogue on the fp32 accumulator
+    if HAS_BIAS:
+        bias = tl.load(bias_ptr + k_out, mask=mask_n, other=0.0).to(tl.float32)
+        acc += bias[None, :]
+    if RELU:
+        acc = tl.maximum(acc, 0.0)
+    y_offs = (img * sy_n + p * sy_p + q * sy_q)[:, None] + (k_out * sy_k)[None, :]
+    tl.store(y_ptr + y_offs, acc.to(y_ptr.dtype.element_ty), mask=mask_m[:, None] & mask_n[None, :])
+
+
+@triton.jit
+def conv2d_relu_dgrad_kernel(
+    dy_ptr, y_ptr, w_ptr, dx_ptr,
+    H, W, P, Q, R, S,
+    stride_h, stride_w, pad_h, pad_w,
+    sy_n, sy_k, sy_p, sy_q,
+    sw_k, sw_c, sw_r, sw_s,
+    sdx_n, sdx_c, sdx_h, sdx_w,
+    GEMM_M, GEMM_N, GEMM_K,
+    RELU: tl.constexpr, INPUT_PRECISION: tl.constexpr,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr,
+):
+    """dx[n, c, h, w] = sum_{k,r,s} g[n, k, (h+ph-r)/sh, (w+pw-s)/sw] * w[k, c, r, s] over the
+    taps where the division is exact and in range; g = dy * (y > 0) when RELU. dy and y
+    share the strides sy_*.
+
+    Grid (tiles, groups, stride_h*stride_w phases). Phase (a, b) holds the input pixels with
+    (h + pad_h) % stride_h == a and (w + pad_w) % stride_w == b; its taps are r = a + sh*jr,
+    s = b + sw*js. GEMM_M = N*ceil(H/sh)*ceil(W/sw) (largest phase), GEMM_N = C/groups,
+    GEMM_K = K/groups*ceil(R/sh)*ceil(S/sw) (largest phase). Reduction order: taps
+    outer, blocks of BLOCK_K output channels inner.
+    """
+    pid = tl.program_id(0)
+    group = tl.program_id(1)
+    phase = tl.program_id(2)
+    pid_m, pid_n = _grouped_tile(pid, tl.cdiv(GEMM_M, BLOCK_M), tl.cdiv(GEMM_N, BLOCK_N), GROUP_M)
+    k_per_group = GEMM_K // (tl.cdiv(R, stride_h) * tl.cdiv(S, stride_w))
+    batch = GEMM_M // (tl.cdiv(H, stride_h) * tl.cdiv(W, stride_w))
+
+    # this phase: first input row/col, pixel counts, tap counts
+    phase_h = phase // stride_w
+    phase_w = phase % stride_w
+    h0 = (phase_h - pad_h % stride_h + stride_h) % stride_h
+    w0 = (phase_w - pad_w % stride_w + stride_w) % stride_w
+    rows = (H - h0 + stride_h - 1) // stride_h
+    cols = (W - w0 + stride_w - 1) // stride_w
+    taps_r = (R - phase_h + stride_h - 1) // stride_h
+    taps_s = (S - phase_w + stride_w - 1) // stride_w
+
+    # rows: input pixels (n, i, j) of this phase, h = h0 + sh*i; columns: input channels
+    offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+    mask_m = offs_m < batch * rows * cols
+    mask_n = offs_n < GEMM_N
+    pixels = tl.maximum(rows * cols, 1)  # an empty phase is fully masked; avoid / 0
+    img = offs_m // pixels
+    i = (offs_m % pixels) // tl.maximum(cols, 1)
+    j = offs_m % tl.maximum(cols, 1)
+    # output row/col reached by tap jr = js = 0; a row past the end gets oh0 = -1, so every
+    # tap reads output row oh = oh0 - jr < 0 (masked)
+    oh0 = tl.where(mask_m, i + (h0 + pad_h - phase_h) // stride_h, -1)
+    ow0 = j + (w0 + pad_w - phase_w) // stride_w
+    g_row = img * sy_n + group * k_per_group * sy_k + oh0 * sy_p + ow0 * sy_q
+    w_col = offs_n * sw_c  # weight dim 1 is the channel within the group
+    w_base = group * k_per_group * sw_k
+
+    acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+    k_blocks = tl.cdiv(k_per_group, BLOCK_K)
+    for it in range(0, taps_r * taps_s * k_blocks):
+        jr = it // k_blocks // taps_s
+        js = it // k_blocks % taps_s
+        kk = (it % k_blocks) * BLOCK_K + tl.arange(0, BLOCK_K)  # output channel within the group
+        mask_k = kk < k_per_group
+        oh = oh0 - jr
+        ow = ow0 - js
+        row_ok = (oh >= 0) & (oh < P) & (ow >= 0) & (ow < Q)
+        a_mask = row_ok[:, None] & mask_k[None, :]
+        g_offs = (g_row - jr * sy_p - js * sy_q)[:, None] + (kk * sy_k)[None, :]
+        a = tl.load(dy_ptr + g_offs, mask=a_mask, other=0.0)
+        if RELU:
+            y = tl.load(y_ptr + g_offs, mask=a_mask, other=0.0)
+            a = tl.where(y > 0, a, tl.zeros_like(a))
+        r = phase_h + stride_h * jr
+        s = phase_w + stride_w * js
+        b = tl.load(w_ptr + ((w_base + kk * sw_k + r * sw_r + s * sw_s)[:, None] + w_col[None, :]),
+                    mask=mask_k[:, None] & mask_n[None, :], other=0.0)
+        acc = tl.dot(a, b, acc, input_precision=INPUT_PRECISION)
+
+    dx_row = img * sdx_n + (h0 + stride_h * i) * sdx_h + (w0 + stride_w * j) * sdx_w
+    dx_offs = dx_row[:, None] + ((group * GEMM_N + offs_n) * sdx_c)[None, :]
+    tl.store(dx_ptr + dx_offs, acc.to(dx_ptr.dtype.element_ty), mask=mask_m[:, None] & mask_n[None, :])
+
+
+@triton.jit
+def conv2d_relu_wgrad_kernel(
+    dy_ptr, y_ptr, x_ptr, dw_partial_ptr, db_partial_ptr,
+    H, W, P, Q, R, S,
+    stride_h, stride_w, pad_h, pad_w,
+    sy_n, sy_k, sy_p, sy_q,
+    sx_n, sx_c, sx_h, sx_w,
+    GEMM_M, GEMM_N, GEMM_K, SPLIT_CHUNK,
+    RELU: tl.constexpr, FLAT_K: tl.constexpr, INPUT_PRECISION: tl.constexpr,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr,
+):
+    """dw[k, c, r, s] = sum_{n,p,q} g[n, k, p, q] * x[n, c, p*sh-ph+r, q*sw-pw+s] and
+    db[k] = sum_{n,p,q} g[n, k, p, q]; g = dy * (y > 0) when RELU. dy and y share the
+    strides sy_*.
+
+    GEMM_M = K/groups, GEMM_N = C/groups*R*S, GEMM_K = N*P*Q. Grid (tiles, groups, splits):
+    split z reduces over [z*SPLIT_CHUNK, (z+1)*SPLIT_CHUNK) and writes fp32 partials
+    dw_partial[z, k, (c, r, s)] (contiguous, K x C/groups*R*S) and db_partial[z, k].
+    Columns: a tile holds one tap (r, s) and BLOCK_N channels (1-D index math); FLAT_K tiles
+    the flat (c, r, s) index instead, for few channels (see the forward kernel).
+    """
+    pid = tl.program_id(0)
+    group = tl.program_id(1)
+    split = tl.program_id(2)
+    RS = R * S
+    c_per_group = GEMM_N // RS
+    if FLAT_K:
+        num_pid_n = tl.cdiv(GEMM_N, BLOCK_N)
+    else:
+        num_pid_n = RS * tl.cdiv(c_per_group, BLOCK_N)
+    pid_m, pid_n = _grouped_tile(pid, tl.cdiv(GEMM_M, BLOCK_M), num_pid_n, GROUP_M)
+    k_total = tl.num_programs(1) * GEMM_M
+
+    # rows: output channels of this group
+    offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    mask_m = offs_m < GEMM_M
+    k_out = group * GEMM_M + offs_m
+    g_row = k_out * sy_k
+    # columns: filter entries (c, r, s), as per-column r and s (FLAT_K) or one tap per tile
+    if FLAT_K:
+        offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)  # flat (c, r, s)
+        mask_n = offs_n < GEMM_N
+        c = offs_n // RS
+        r = (offs_n % RS) // S
+        s = offs_n % S
+        x_col = (group * c_per_group + c) * sx_c + r * sx_h + s * sx_w
+        dw_col = offs_n
+    else:
+        c_blocks = tl.cdiv(c_per_group, BLOCK_N)
+        r = pid_n // c_blocks // S
+        s = pid_n // c_blocks % S
+        c = (pid_n % c_blocks) * BLOCK_N + tl.arange(0, BLOCK_N)  # channel within the group
+        mask_n = c < c_per_group
+        x_col = (group * c_per_group + c) * sx_c
+        dw_col = c * RS + r * S + s
+
+    k_start = split * SPLIT_CHUNK
+    k_end = tl.minimum(k_start + SPLIT_CHUNK, GEMM_K)
+    acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+    bias_acc = tl.zeros((BLOCK_M,), dtype=tl.float32)
+    for k0 in range(k_start, k_end, BLOCK_K):
+        offs_k = k0 + tl.arange(0, BLOCK_K)  # reduction index (n, p, q), q fastest
+        mask_k = offs_k < k_end
+        img = offs_k // (P * Q)
+        p = (offs_k % (P * Q)) // Q
+        q = offs_k % Q
+        g_offs = g_row[:, None] + (img * sy_n + p * sy_p + q * sy_q)[None, :]
+        a_mask = mask_m[:, None] & mask_k[None, :]
+        a = tl.load(dy_ptr + g_offs, mask=a_mask, other=0.0)
+        if RELU:
+            y = tl.load(y_ptr + g_offs, mask=a_mask, other=0.0)
+            a = tl.where(y > 0, a, tl.zeros_like(a))
+        # a reduction index past the end gets ih0 = -R: every tap reads row ih < 0 (masked)
+        ih0 = tl.where(mask_k, p * stride_h - pad_h, -R)
+        iw0 = q * stride_w - pad_w
+        x_row = img * sx_n + ih0 * sx_h + iw0 * sx_w
+        if FLAT_K:
+            ih = ih0[:, None] + r[None, :]
+            iw = iw0[:, None] + s[None, :]
+            b_mask = (ih >= 0) & (ih < H) & (iw >= 0) & (iw < W) & mask_n[None, :]
+            b = tl.load(x_ptr + (x_row[:, None] + x_col[None, :]), mask=b_mask, other=0.0)
+        else:
+            ih = ih0 + r
+            iw = iw0 + s
+            row_ok = (ih >= 0) & (ih < H) & (iw >= 0) & (iw < W)
+            b = tl.load(x_ptr + ((x_row + r * sx_h + s * sx_w)[:, None] + x_col[None, :]),
+                        mask=row_ok[:, None] & mask_n[None, :], other=0.0)
+        acc = tl.dot(a, b, acc, input_precision=INPUT_PRECISION)
+        bias_acc += tl.sum(a.to(tl.float32), axis=1)
+
+    dw_offs = split * k_total * GEMM_N + (k_out * GEMM_N)[:, None] + dw_col[None, :]
+    tl.store(dw_partial_ptr + dw_offs, acc, mask=mask_m[:, None] & mask_n[None, :])
+    # one column of tiles writes the bias gradient
+    tl.store(db_partial_ptr + split * k_total + k_out, bias_acc, mask=mask_m & (pid_n == 0))
+
+
+# =======================================================================================
+# Launchers: validation, launch configs, output allocation
+# =======================================================================================
+
+_KERNELS = {
+    "fwd": conv2d_relu_fwd_kernel,
+    "dgrad": conv2d_relu_dgrad_kernel,
+    "wgrad": conv2d_relu_wgrad_kernel,
+}
+# + the dtypes, which triton adds; FLAT_K only where the kernel has it
+_AUTOTUNE_KEY = ["GEMM_M", "GEMM_N", "GEMM_K", "FLAT_K", "INPUT_PRECISION"]
+
+
+# config tables: tensor-core dot (fp16, bf16, TF32) and FMA dot (fp32 "ieee")
+_TABLES = {"mma": configs.CONV2D_RELU_GPU_CONFIGS, "fma": configs.CONV2D_RELU_GPU_CONFIGS_FMA}
+
+
+def _table(dtype: torch.dtype, precision: str) -> str:
+    return "fma" if dtype == torch.float32 and precision == "ieee" else "mma"
+
+
+def _triton_configs(table: str, kernel: str) -> list[triton.Config]:
+    out = []
+    for cfg in _TABLES[table][kernel]:
+        meta = {k: v for k, v in cfg.items() if k not in ("num_warps", "num_stages")}
+        out.append(triton.Config(meta, num_warps=cfg["num_warps"], num_stages=cfg["num_stages"]))
+    return out
+
+
+# GPU path: each kernel autotuned over each config table (tuned lazily, once per key)
+_TUNED = {(name, table): triton.autotune(configs=_triton_configs(table, name), key=_AUTOTUNE_KEY)(fn)
+          for name, fn in _KERNELS.items() for table in _TABLES}
+
+
+def _launch(kernel: str, grid, dtype: torch.dtype, **args) -> None:
+    """Run ``kernel`` ('fwd' | 'dgrad' | 'wgrad'): on a GPU autotuned over the config table
+    of its dot (tensor cores or FMA), under TRITON_INTERPRET=1 with the one interpreter
+    config. ``grid`` maps the meta-parameters to the launch grid."""
+    if is_interpreting():
+        cfg = dict(configs.CONV2D_RELU_INTERPRETER_CONFIG)
+        launch = {k: cfg.pop(k) for k in ("num_warps", "num_stages")}
+        _KERNELS[kernel][grid(cfg)](**args, **cfg, **launch)
+    else:
+        _TUNED[kernel, _table(dtype, args["INPUT_PRECISION"])][grid](**args)
+
+
+def dot_precision(dtype: torch.dtype, device_type: str, allow_tf32: bool) -> str:
+    """``tl.dot`` input precision: "tf32" for fp32 on CUDA when cuDNN may use TF32
+    (``torch.backends.cudnn.allow_tf32``), "ieee" otherwise (fp16/bf16 ignore it)."""
+    if dtype == torch.float32 and device_type == "cuda" and allow_tf32:
+        return "tf32"
+    return "ieee"
+
+
+def use_flat_k(c_per_group: int) -> bool:
+    """Walk the flat (c, r, s) reduction index (few channels per group, e.g. conv1's 3)
+    rather than taps outer x channel blocks inner."""
+    return c_per_group < configs.CONV2D_RELU_FLAT_K_MAX_CHANNELS
+
+
+def _precision(x: torch.Tensor) -> str:
+    return dot_precision(x.dtype, x.device.type, torch.backends.cudnn.allow_tf32)
+
+
+def _pair(value: Any, name: str, minimum: int) -> tuple[int, int]:
+    """An int or a pair of ints, each >= minimum, as a 2-tuple."""
+    if isinstance(value, str):
+        raise ValueError(f"{OP}: {name}={value!r} is not supported; give an int or a pair of ints")
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = (value, value)
+    if (not isinstance(value, (tuple, list)) or len(value) != 2
+            or not all(isinstance(v, int) and not isinstance(v, bool) for v in value)):
+        raise TypeError(f"{OP}: {name} must be an int or a pair of ints, got {value!r}")
+    if min(value) < minimum:
+        raise ValueError(f"{OP}: {name} must be >= {minimum}, got {tuple(value)}")
+    return int(value[0]), int(value[1])
+
+
+def _check_int32_indexable(t: torch.Tensor, name: str) -> None:
+    span = 1 + sum((size - 1) * abs(stride) for size, stride in zip(t.shape, t.stride()) if size > 0)
+    if span >= _INT32_LIMIT:
+        raise ValueError(f"{OP}: {name} spans {span} elements; the kernels index with int32 "
+                         f"(limit {_INT32_LIMIT - 1}); split the batch")
+
+
+def _output_hw(H: int, W: int, R: int, S: int, stride: Sequence[int], padding: Sequence[int]) -> tuple[int, int]:
+    return (H + 2 * padding[0] - R) // stride[0] + 1, (W + 2 * padding[1] - S) // stride[1] + 1
+
+
+def _memory_format(x: torch.Tensor) -> torch.memory_format:
+    return torch.channels_last if is_channels_last(x) else torch.contiguous_format
+
+
+def _check_inputs(x: Any, weight: Any, bias: Any, stride: Any, padding: Any, groups: Any,
+                  relu: Any) -> tuple[tuple[int, int], tuple[int, int]]:
+    """Validate the forward arguments; return (stride, padding) as pairs.
+
+    TypeError: a non-tensor, an unsupported dtype, dtypes that differ, a non-int groups,
+    a non-bool relu. ValueError: wrong rank, devices, channels that disagree with the
+    weight and groups, stride < 1, padding < 0 or a string, an empty output, int32 overflow.
+    """
+    check_tensor(x, "x", op=OP, ndim=4, dtypes=SUPPORTED_DTYPES)
+    check_tensor(weight, "weight", op=OP, ndim=4, dtypes=SUPPORTED_DTYPES)
+    if weight.dtype != x.dtype:
+        raise TypeError(f"{OP}: weight dtype {weight.dtype} differs from x dtype {x.dtype}")
+    if bias is not None:
+        check_tensor(bias, "bias", op=OP, ndim=1, dtypes=SUPPORTED_DTYPES)
+        if bias.dtype != x.dtype:
+            raise TypeError(f"{OP}: bias dtype {bias.dtype} differs from x dtype {x.dtype}")
+        check_device(x, weight, bias, op=OP)
+    else:
+        check_device(x, weight, op=OP)
+    if not isinstance(groups, int) or isinstance(groups, bool):
+        raise TypeError(f"{OP}: groups must be an int, got {type(groups).__name__}")
+    if not isinstance(relu, bool):
+        raise TypeError(f"{OP}: relu must be a bool, got {type(relu).__name__}")
+    stride = _pair(stride, "stride", 1)
+    padding = _pair(padding, "padding", 0)
+
+    N, C, H, W = x.shape
+    K, c_per_group, R, S = weight.shape
+    if min(C, H, W) < 1 or min(K, c_per_group, R, S) < 1:
+        raise ValueError(f"{OP}: empty x {tuple(x.shape)} or weight {tuple(weight.shape)} (only the batch may be 0)")
+    if groups < 1 or C % groups or K % groups:
+        raise ValueError(f"{OP}: groups={groups} must be >= 1 and divide both the input channels "
+                         f"({C}) and the output channels ({K})")
+    if c_per_group * groups != C:
+        raise ValueError(f"{OP}: x has {C} channels but weight {tuple(weight.shape)} with groups={groups} "
+                         f"expects {c_per_group * groups} (weight.shape[1] * groups)")
+    if bias is not None and bias.shape[0] != K:
+        raise ValueError(f"{OP}: bias has {bias.shape[0]} elements, weight has {K} output channels")
+    P, Q = _output_hw(H, W, R, S, stride, padding)
+    if P < 1 or Q < 1:
+        raise ValueError(f"{OP}: input {H}x{W} with padding {padding} is smaller than the {R}x{S} kernel "
+                         f"(output would be {P}x{Q})")
+    for t, name in ((x, "x"), (weight, "weight")):
+        _check_int32_indexable(t, name)
+    if N * K * P * Q >= _INT32_LIMIT:
+        raise ValueError(f"{OP}: output of {N * K * P * Q} elements exceeds int32 indexing; split the batch")
+    return stride, padding
+
+
+def conv2d_relu_fwd(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor],
+                    stride: Sequence[int], padding: Sequence[int], groups: int,
+                    relu: bool) -> torch.Tensor:
+    """Forward launcher (no autograd): relu(conv2d(x, weight, bias)) in x's memory format."""
+    stride, padding = _check_inputs(x, weight, bias, stride, padding, groups, relu)
+    N, C, H, W = x.shape
+    K, _, R, S = weight.shape
+    P, Q = _output_hw(H, W, R, S, stride, padding)
+    y = torch.empty((N, K, P, Q), dtype=x.dtype, device=x.device, memory_format=_memory_format(x))
+    if y.numel() == 0:
+        return y
+    gemm_m, gemm_n, gemm_k = N * P * Q, K // groups, C // groups * R * S
+
+    def grid(meta):
+        return (triton.cdiv(gemm_m, meta["BLOCK_M"]) * triton.cdiv(gemm_n, meta["BLOCK_N"]), groups)
+
+    _launch(
+        "fwd", grid, x.dtype,
+        x_ptr=x, w_ptr=weight, bias_ptr=bias if bias is not None else weight, y_ptr=y,
+        H=H, W=W, P=P, Q=Q, R=R, S=S,
+        stride_h=stride[0], stride_w=stride[1], pad_h=padding[0], pad_w=padding[1],
+        sx_n=x.stride(0), sx_c=x.stride(1), sx_h=x.stride(2), sx_w=x.stride(3),
+        sw_k=weight.stride(0), sw_c=weight.stride(1), sw_r=weight.stride(2), sw_s=weight.stride(3),
+        sy_n=y.stride(0), sy_k=y.stride(1), sy_p=y.stride(2), sy_q=y.stride(3),
+        GEMM_M=gemm_m, GEMM_N=gemm_n, GEMM_K=gemm_k,
+        HAS_BIAS=bias is not None, RELU=relu, FLAT_K=use_flat_k(C // groups), INPUT_PRECISION=_precision(x),
+    )
+    return y
+
+
+def _grad_like_out(grad_out: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+    """Check grad_out against the saved output and return it with the output's strides
+    (the backward kernels read both with one set of strides); copies only when they
+    differ, e.g. the stride-0 gradient of ``y.sum()``."""
+    check_tensor(grad_out, "grad_out", op=OP, ndim=4)
+    if grad_out.shape != out.shape or grad_out.dtype != out.dtype:
+        raise ValueError(f"{OP}: grad_out {tuple(grad_out.shape)} {grad_out.dtype} does not match "
+                         f"the output {tuple(out.shape)} {out.dtype}")
+    check_device(grad_out, out, op=OP)
+    same = all(a == b for a, b, n in zip(grad_out.stride(), out.stride(), out.shape) if n > 1)
+    return grad_out if same else torch.empty_like(out).copy_(grad_out)
+
+
+def conv2d_relu_dgrad(grad_out: torch.Tensor, out: torch.Tensor, weight: torch.Tensor,
+                      input_shape: Sequence[int], stride: Sequence[int], padding: Sequence[int],
+                      groups: int, relu: bool, channels_last: bool) -> torch.Tensor:
+    """Gradient w.r.t. the input, shape ``input_shape``, channels_last or NCHW as asked.
+    ``out`` is the saved forward output (its sign is the ReLU mask when ``relu``)."""
+    grad_out = _grad_like_out(grad_out, out)
+    N, C, H, W = input_shape
+    K, _, R, S = weight.shape
+    P, Q = out.shape[2:]
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    dx = torch.empty((N, C, H, W), dtype=weight.dtype, device=weight.device, memory_format=memory_format)
+    if dx.numel() == 0:
+        return dx
+    sh, sw = stride
+    gemm_m = N * triton.cdiv(H, sh) * triton.cdiv(W, sw)
+    gemm_n = C // groups
+    gemm_k = K // groups * triton.cdiv(R, sh) * triton.cdiv(S, sw)
+
+    def grid(meta):
+        return (triton.cdiv(gemm_m, meta["BLOCK_M"]) * triton.cdiv(gemm_n, meta["BLOCK_N"]), groups, sh * sw)
+
+    _launch(
+        "dgrad", grid, weight.dtype,
+        dy_ptr=grad_out, y_ptr=out, w_ptr=weight, dx_ptr=dx,
+        H=H, W=W, P=P, Q=Q, R=R, S=S,
+        stride_h=sh, stride_w=sw, pad_h=padding[0], pad_w=padding[1],
+        sy_n=out.stride(0), sy_k=out.stride(1), sy_p=out.stride(2), sy_q=out.stride(3),
+        sw_k=weight.stride(0), sw_c=weight.stride(1), sw_r=weight.stride(2), sw_s=weight.stride(3),
+        sdx_n=dx.stride(0), sdx_c=dx.stride(1), sdx_h=dx.stride(2), sdx_w=dx.stride(3),
+        GEMM_M=gemm_m, GEMM_N=gemm_n, GEMM_K=gemm_k,
+        RELU=relu, INPUT_PRECISION=_precision(weight),
+    )
+    return dx
+
+
+def wgrad_splits(reduction: int, tiles: int, device: torch.device) -> int:
+    """How many programs share wgrad's N*P*Q reduction: enough for
+    CONV2D_RELU_WGRAD_PROGRAMS_PER_SM programs per SM on a GPU, each covering at least
+    CONV2D_RELU_WGRAD_MIN_SPLIT_CHUNK terms; 1 under the interpreter (no SMs to fill)."""
+    if device.type != "cuda":
+        return 1
+    sms = torch.cuda.get_device_properties(device).multi_processor_count
+    wanted = triton.cdiv(configs.CONV2D_RELU_WGRAD_PROGRAMS_PER_SM * sms, tiles)
+    return max(1, min(wanted, reduction // configs.CONV2D_RELU_WGRAD_MIN_SPLIT_CHUNK))
+
+
+def conv2d_relu_wgrad(grad_out: torch.Tensor, out: torch.Tensor, x: torch.Tensor,
+                      weight: torch.Tensor, stride: Sequence[int], padding: Sequence[int],
+                      groups: int, relu: bool, splits: Optional[int] = None,
+                      ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Gradients w.r.t. the weight (in the weight's memory format and dtype) and the bias
+    (shape (K,), same dtype). ``splits`` overrides :func:`wgrad_splits` (tests use it)."""
+    grad_out = _grad_like_out(grad_out, out)
+    N, C, H, W = x.shape
+    K, c_per_group, R, S = weight.shape
+    P, Q = out.shape[2:]
+    gemm_m, gemm_n, gemm_k = K // groups, c_per_group * R * S, N * P * Q
+    dw = torch.empty_like(weight)
+    db = torch.empty((K,), dtype=weight.dtype, device=weight.device)
+    if gemm_k == 0:
+        return dw.zero_(), db.zero_()
+    if splits is None:
+        ref = configs.CONV2D_RELU_GPU_CONFIGS["wgrad"][0]  # tile count of the largest config
+        tiles = triton.cdiv(gemm_m, ref["BLOCK_M"]) * triton.cdiv(gemm_n, ref["BLOCK_N"]) * groups
+        splits = wgrad_splits(gemm_k, tiles, x.device)
+    step = max(cfg["BLOCK_K"] for table in _TABLES.values() for cfg in table["wgrad"])
+    chunk = triton.cdiv(triton.cdiv(gemm_k, splits), step) * step  # whole BLOCK_K steps per split
+    splits = triton.cdiv(gemm_k, chunk)
+    dw_partial = torch.empty((splits, K, gemm_n), dtype=torch.float32, device=x.device)
+    db_partial = torch.empty((splits, K), dtype=torch.float32, device=x.device)
+
+    flat_k = use_flat_k(c_per_group)
+
+    def grid(meta):
+        n_tiles = (triton.cdiv(gemm_n, meta["BLOCK_N"]) if flat_k
+                   else R * S * triton.cdiv(c_per_group, meta["BLOCK_N"]))
+        return (triton.cdiv(gemm_m, meta["BLOCK_M"]) * n_tiles, groups, splits)
+
+    _launch(
+        "wgrad", grid, x.dtype,
+        dy_ptr=grad_out, y_ptr=out, x_ptr=x, dw_partial_ptr=dw_partial, db_partial_ptr=db_partial,
+        H=H, W=W, P=P, Q=Q, R=R, S=S,
+        stride_h=stride[0], stride_w=stride[1], pad_h=padding[0], pad_w=padding[1],
+        sy_n=out.stride(0), sy_k=out.stride(1), sy_p=out.stride(2), sy_q=out.stride(3),
+        sx_n=x.stride(0), sx_c=x.stride(1), sx_h=x.stride(2), sx_w=x.stride(3),
+        GEMM_M=gemm_m, GEMM_N=gemm_n, GEMM_K=gemm_k, SPLIT_CHUNK=chunk,
+        RELU=relu, FLAT_K=flat_k, INPUT_PRECISION=_precision(x),
+    )
+    dw.copy_(dw_partial.sum(0).view(weight.shape))
+    db.copy_(db_partial.sum(0))
+    return dw, db
+
+
+# =======================================================================================
+# Custom ops (eager + torch.compile) and autograd
+# =======================================================================================
+
+@torch.library.custom_op("alexnet_fast::conv2d_relu", mutates_args=())
+def _conv2d_relu_op(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor],
+                    stride: list[int], padding: list[int], groups: int, relu: bool) -> torch.Tensor:
+    return conv2d_relu_fwd(x, weight, bias, stride, padding, groups, relu)
+
+
+@_conv2d_relu_op.register_fake
+def _(x, weight, bias, stride, padding, groups, relu):
+    P, Q = _output_hw(x.shape[2], x.shape[3], weight.shape[2], weight.shape[3], stride, padding)
+    return torch.empty((x.shape[0], weight.shape[0], P, Q), dtype=x.dtype, device=x.device,
+                       memory_format=_memory_format(x))
+
+
+@torch.library.custom_op("alexnet_fast::conv2d_relu_dgrad", mutates_args=())
+def _dgrad_op(grad_out: torch.Tensor, out: torch.Tensor, weight: torch.Tensor, input_shape: list[int],
+              stride: list[int], padding: list[int], groups: int, relu: bool,
+              channels_last: bool) -> torch.Tensor:
+    return conv2d_relu_dgrad(grad_out, out, weight, input_shape, stride, padding, groups, relu, channels_last)
+
+
+@_dgrad_op.register_fake
+def _(grad_out, out, weight, input_shape, stride, padding, groups, relu, channels_last):
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    return torch.empty(input_shape, dtype=weight.dtype, device=weight.device, memory_format=memory_format)
+
+
+@torch.library.custom_op("alexnet_fast::conv2d_relu_wgrad", mutates_args=())
+def _wgrad_op(grad_out: torch.Tensor, out: torch.Tensor, x: torch.Tensor, weight: torch.Tensor,
+              stride: list[int], padding: list[int], groups: int,
+              relu: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    return conv2d_relu_wgrad(grad_out, out, x, weight, stride, padding, groups, relu)
+
+
+@_wgrad_op.register_fake
+def _(grad_out, out, x, weight, stride, padding, groups, relu):
+    return torch.empty_like(weight), weight.new_empty((weight.shape[0],))
+
+
+def _setup_context(ctx, inputs, output) -> None:
+    x, weight, bias, stride, padding, groups, relu = inputs
+    ctx.save_for_backward(x, weight, output)
+    ctx.conv = (list(stride), list(padding), groups, relu)
+    ctx.has_bias = bias is not None
+    ctx.input_shape = list(x.shape)
+    ctx.channels_last = is_channels_last(x)
+
+
+def _backward(ctx, grad_out):
+    x, weight, out = ctx.saved_tensors
+    stride, padding, groups, relu = ctx.conv
+    need_x, need_w, need_b = ctx.needs_input_grad[:3]
+    need_b = need_b and ctx.has_bias
+    grad_out = _grad_like_out(grad_out.to(out.dtype), out)  # one copy at most, shared by both ops
+    dx = dw = db = None
+    if need_x:
+        dx = torch.ops.alexnet_fast.conv2d_relu_dgrad(
+            grad_out, out, weight, ctx.input_shape, stride, padding, groups, relu, ctx.channels_last)
+    if need_w or need_b:
+        dw, db = torch.ops.alexnet_fast.conv2d_relu_wgrad(grad_out, out, x, weight, stride, padding, groups, relu)
+    return dx, dw if need_w else None, db if need_b else None, None, None, None, None
+
+
+_conv2d_relu_op.register_autograd(_backward, setup_context=_setup_context)
+
+
+def conv2d_relu(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor] = None,
+                stride: int | Sequence[int] = 1, padding: int | Sequence[int] = 0, groups: int = 1,
+                relu: bool = True) -> torch.Tensor:
+    """``relu(F.conv2d(x, weight, bias, stride, padding, groups=groups))`` in one Triton kernel
+    (plain conv + bias when ``relu=False``), differentiable in x, weight and bias.
+
+    x: (N, C, H, W) NCHW or channels_last; weight: (K, C/groups, R, S); bias: (K,) or None;
+    all fp32, fp16 or bf16 (one dtype), on one CUDA device (CPU only under
+    TRITON_INTERPRET=1). stride: int or pair >= 1; padding: int or pair >= 0 (zeros).
+    Returns (N, K, P, Q) in x's dtype and memory format. Raises TypeError / ValueError as
+    listed in :func:`_check_inputs`.
+    """
+    stride, padding = _check_inputs(x, weight, bias, stride, padding, groups, relu)
+    return torch.ops.alexnet_fast.conv2d_relu(x, weight, bias, list(stride), list(padding), groups, relu)
+
+
+# =======================================================================================
+# Code-generation check
+# =======================================================================================
+
+# (dtype name, torch dtype, dot precision, config table) compiled for every config
+_CODEGEN_PRECISIONS = (
+    ("fp32", torch.float32, "tf32", "mma"),
+    ("fp16", torch.float16, "ieee", "mma"),
+    ("bf16", torch.bfloat16, "ieee", "mma"),
+    ("fp32", torch.float32, "ieee", "fma"),
+)
+
+
+def _signature(fn, dtype: torch.dtype) -> dict[str, str]:
+    """Triton types of ``fn``'s arguments: pointers in ``dtype`` (the fp32 wgrad partials
+    excepted), i32 sizes and strides, constexpr meta-parameters."""
+    sig = {}
+    for name in fn.arg_names:
+        if name in _constexpr_args(fn):
+            sig[name] = "constexpr"
+        elif name.endswith("_partial_ptr"):
+            sig[name] = "*fp32"
+        elif name.endswith("_ptr"):
+            sig[name] = TRITON_PTR[dtype]
+        else:
+            sig[name] = "i32"
+    return sig
+
+
+def _constexpr_args(fn) -> list[str]:
+    """Names of ``fn``'s tl.constexpr arguments (a JITFunction, or the interpreter's
+    InterpretedFunction: both keep the Python function as ``fn.fn``)."""
+    params = inspect.signature(fn.fn).parameters.values()
+    return [p.name for p in params if "constexpr" in str(p.annotation)]
+
+
+def codegen_specs() -> list[KernelSpec]:
+    """One :class:`KernelSpec` per (kernel, reduction order, GPU config, dtype/precision) for
+    ``profiling/codegen.py``: fwd (with bias and ReLU), dgrad and wgrad (with the ReLU
+    mask); fwd and wgrad in both reduction orders (config suffix ``_flatk`` for the flat
+    (c, r, s) one). Tensor-core configs in fp16, bf16 and fp32-as-TF32 (suffix ``_tf32``);
+    FMA configs in fp32 "ieee" (suffix ``_ieee``, no tensor cores: ``expects_mma`` False).
+    Sizes and strides are plain i32 (no ==1 or divisibility specialization: the worst case)."""
+    specs = []
+    for name, fn in _KERNELS.items():
+        orders = (False, True) if "FLAT_K" in fn.arg_names else (None,)
+        for dtype_name, dtype, precision, table in _CODEGEN_PRECISIONS:
+            for cfg in _TABLES[table][name]:
+                meta = {k: v for k, v in cfg.items() if k not in ("num_warps", "num_stages")}
+                base = f"{cfg['BLOCK_M']}x{cfg['BLOCK_N']}x{cfg['BLOCK_K']}_w{cfg['num_warps']}_s{cfg['num_stages']}"
+                for flat_k in orders:
+                    constexprs = {"RELU": True, "INPUT_PRECISION": precision, **meta}
+                    if "HAS_BIAS" in fn.arg_names:
+                        constexprs["HAS_BIAS"] = True
+                    if flat_k is not None:
+                        constexprs["FLAT_K"] = flat_k
+                    suffix = "_flatk" if flat_k else ""
+                    if dtype == torch.float32:
+                        suffix += f"_{precision}"
+                    specs.append(KernelSpec(
+                        op=OP, kernel=fn.__name__, config=base + suffix,
+                        fn=fn, signature=_signature(fn, dtype), constexprs=constexprs,
+                        num_warps=cfg["num_warps"], num_stages=cfg["num_stages"], dtype=dtype_name,
+                        expects_mma=table == "mma",
+                        extra={"input_precision": precision, "flat_k": bool(flat_k), "table": table},
+                    ))
+    return specs

@@ -1,0 +1,66 @@
+"""``Conv2dReLU``: an ``nn.Conv2d`` whose forward is the fused Triton conv + bias + ReLU.
+
+Input (N, C, H, W), NCHW or channels_last, fp32 / fp16 / bf16 (the weight's dtype); the
+output keeps the input's memory format. Parameters, state_dict keys and the init are those
+of ``nn.Conv2d``, so checkpoints move freely between the two.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from kernels.conv2d_relu import conv2d_relu
+
+
+def _check_supported(padding: Any, dilation: Any, padding_mode: str) -> None:
+    """ValueError for what the Triton kernels do not implement."""
+    if isinstance(padding, str):
+        raise ValueError(f"Conv2dReLU: string padding {padding!r} is not supported; give the padding as ints")
+    dilations = (dilation, dilation) if isinstance(dilation, int) else tuple(dilation)
+    if any(d != 1 for d in dilations):
+        raise ValueError(f"Conv2dReLU: dilation {dilation} is not supported (only 1)")
+    if padding_mode != "zeros":
+        raise ValueError(f"Conv2dReLU: padding_mode={padding_mode!r} is not supported (only 'zeros')")
+
+
+class Conv2dReLU(nn.Conv2d):
+    """``relu(conv2d(x))`` (or plain conv + bias with ``relu=False``) in one Triton kernel.
+
+    Same constructor as ``nn.Conv2d`` plus ``relu``; dilation must be 1, padding ints (not
+    'same'/'valid'), padding_mode 'zeros'. Build one from an existing conv with
+    :meth:`from_conv`, which shares its Parameter objects.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0,
+                 dilation=1, groups: int = 1, bias: bool = True, padding_mode: str = "zeros",
+                 relu: bool = True, device=None, dtype=None) -> None:
+        _check_supported(padding, dilation, padding_mode)
+        super().__init__(in_channels, out_channels, kernel_size, stride=stride, padding=padding,
+                         dilation=dilation, groups=groups, bias=bias, padding_mode=padding_mode,
+                         device=device, dtype=dtype)
+        self.relu = bool(relu)
+
+    @classmethod
+    def from_conv(cls, conv: nn.Conv2d, relu: bool = True) -> "Conv2dReLU":
+        """A Conv2dReLU holding ``conv``'s own weight and bias Parameters (no copy: the
+        state_dict is identical and optimizers keep working), in ``conv``'s train/eval mode."""
+        if not isinstance(conv, nn.Conv2d):
+            raise TypeError(f"Conv2dReLU.from_conv expects an nn.Conv2d, got {type(conv).__name__}")
+        module = cls(conv.in_channels, conv.out_channels, conv.kernel_size, stride=conv.stride,
+                     padding=conv.padding, dilation=conv.dilation, groups=conv.groups,
+                     bias=conv.bias is not None, padding_mode=conv.padding_mode, relu=relu,
+                     device="meta", dtype=conv.weight.dtype)
+        module.weight = conv.weight
+        if conv.bias is not None:
+            module.bias = conv.bias
+        module.train(conv.training)
+        return module
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return conv2d_relu(x, self.weight, self.bias, self.stride, self.padding, self.groups, relu=self.relu)
+
+    def extra_repr(self) -> str:
+        return super().extra_repr() + f", relu={self.relu}"

@@ -1,0 +1,435 @@
+"""Tests of the fused Triton conv + bias + ReLU (kernels/conv2d_relu.py, kernels/nn/conv.py).
+
+Without a GPU the kernels run in Triton's interpreter (conftest sets TRITON_INTERPRET=1):
+numerics are checked against ``F.relu(F.conv2d(...))`` computed in float64, with the
+tolerances of tests/helpers.py scaled by each result's reduction length:
+forward C/groups*R*S, dinput K/groups*R*S, dweight and dbias N*P*Q.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from helpers import assert_close_ref
+from kernels import configs
+from kernels._common import KernelSpec
+from kernels.conv2d_relu import (
+    _KERNELS,
+    _TABLES,
+    _constexpr_args,
+    codegen_specs,
+    conv2d_relu,
+    conv2d_relu_wgrad,
+    dot_precision,
+    use_flat_k,
+)
+from kernels.nn.conv import Conv2dReLU
+
+# the paper's five conv layers: (input C, H, W), weight shape, stride, padding, groups
+ALEXNET_CONVS = {
+    "conv1": ((3, 227, 227), (96, 3, 11, 11), 4, 0, 1),
+    "conv2": ((96, 27, 27), (256, 48, 5, 5), 1, 2, 2),
+    "conv3": ((256, 13, 13), (384, 256, 3, 3), 1, 1, 1),
+    "conv4": ((384, 13, 13), (384, 192, 3, 3), 1, 1, 2),
+    "conv5": ((384, 13, 13), (256, 192, 3, 3), 1, 1, 2),
+}
+
+
+def _pair(v):
+    return (v, v) if isinstance(v, int) else tuple(v)
+
+
+def make_inputs(n, c, h, w, k, r, s, groups, dtype, channels_last=False, bias=True, weight_scale=None):
+    x = torch.randn(n, c, h, w, dtype=dtype)
+    fan_in = c // groups * r * s
+    weight = (torch.randn(k, c // groups, r, s) * (weight_scale or fan_in ** -0.5)).to(dtype)
+    b = torch.randn(k, dtype=dtype) * 0.1 if bias else None
+    if channels_last:
+        x = x.to(memory_format=torch.channels_last)
+    return x, weight, b
+
+
+def run_and_check(x, weight, bias, stride, padding, groups, relu=True, what="", tol_dtype=None):
+    """Forward + backward through conv2d_relu vs the float64 reference; also checks that
+    the output and dinput keep the input's memory format. ``tol_dtype`` picks the
+    tolerance class when it differs from the input dtype (fp32 run as TF32)."""
+    dtype = x.dtype
+    tol = tol_dtype or dtype
+    leaves = [t.detach().clone().requires_grad_() for t in (x, weight) + ((bias,) if bias is not None else ())]
+    y = conv2d_relu(leaves[0], leaves[1], leaves[2] if bias is not None else None, stride, padding, groups, relu)
+    grad = torch.randn(y.shape, dtype=dtype, device=y.device)
+    y.backward(grad)
+
+    refs = [t.detach().double().requires_grad_() for t in leaves]
+    y_ref = F.conv2d(refs[0], refs[1], refs[2] if bias is not None else None, stride, padding, 1, groups)
+    if relu:
+        y_ref = F.relu(y_ref)
+    y_ref.backward(grad.double())
+
+    n, c, _, _ = x.shape
+    k, c_per_group, r, s = weight.shape
+    _, _, p, q = y.shape
+    sh, sw = _pair(stride)
+    assert y.shape == y_ref.shape and y.dtype == dtype
+    assert_close_ref(y, y_ref, tol, c_per_group * r * s, f"{what} forward")
+    assert_close_ref(leaves[0].grad, refs[0].grad, tol, k // groups * -(-r // sh) * -(-s // sw), f"{what} dinput")
+    assert_close_ref(leaves[1].grad, refs[1].grad, tol, n * p * q, f"{what} dweight")
+    if bias is not None:
+        assert_close_ref(leaves[2].grad, refs[2].grad, tol, n * p * q, f"{what} dbias")
+    channels_last = x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    assert y.is_contiguous(memory_format=fmt), f"{what}: output lost the input's memory format"
+    assert leaves[0].grad.is_contiguous(memory_format=fmt), f"{what}: dinput lost the input's memory format"
+    return y
+
+
+# --------------------------------------------------------------------------------------
+# The paper's AlexNet layers, batch 1
+# --------------------------------------------------------------------------------------
+
+@pytest.mark.slow
+@pytest.mark.parametrize("layer", list(ALEXNET_CONVS))
+def test_alexnet_layers_fp32(layer):
+    (c, h, w), (k, cg, r, s), stride, padding, groups = ALEXNET_CONVS[layer]
+    x, weight, bias = make_inputs(1, c, h, w, k, r, s, groups, torch.float32)
+    run_and_check(x, weight, bias, stride, padding, groups, what=layer)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("layer,channels_last", [("conv2", False), ("conv3", True), ("conv5", False)])
+def test_alexnet_layers_fp16(layer, channels_last):
+    (c, h, w), (k, cg, r, s), stride, padding, groups = ALEXNET_CONVS[layer]
+    x, weight, bias = make_inputs(1, c, h, w, k, r, s, groups, torch.float16, channels_last=channels_last)
+    run_and_check(x, weight, bias, stride, padding, groups, what=f"{layer} fp16")
+
+
+def test_conv1_uses_flat_reduction_and_others_channel_blocks():
+    """conv1's 3 input channels would fill 3/16 of a channel block: it takes the flat path."""
+    assert use_flat_k(3)
+    assert not any(use_flat_k(w[1]) for _, w, _, _, _ in list(ALEXNET_CONVS.values())[1:])
+
+
+# --------------------------------------------------------------------------------------
+# Odd shapes: strides 1-4, padding 0-2, kernels 1-11, groups 1-2, both reduction orders,
+# NCHW and NHWC, sizes that are not multiples of any block
+# --------------------------------------------------------------------------------------
+
+# (N, C, H, W, K, (R, S), stride, padding, groups, channels_last, relu, bias)
+ODD_SHAPES = [
+    (1, 3, 9, 10, 5, (3, 3), 1, 1, 1, False, True, True),
+    (2, 4, 11, 7, 6, (3, 3), 2, 1, 2, True, True, True),
+    (1, 3, 23, 23, 7, (11, 11), 4, 2, 1, False, True, True),   # conv1-like, stride 4
+    (1, 3, 17, 15, 4, (11, 11), 4, 0, 1, True, True, False),
+    (1, 4, 7, 7, 4, (1, 1), 3, 0, 2, False, False, True),      # stride > kernel: empty phases
+    (2, 2, 6, 9, 3, (2, 5), (1, 3), (2, 0), 1, True, True, True),
+    (1, 34, 9, 8, 6, (3, 3), 2, 1, 2, False, True, True),      # 17 channels/group: channel blocks
+    (2, 40, 7, 9, 34, (3, 3), 1, 2, 2, True, True, True),
+    (1, 32, 11, 11, 20, (5, 5), 3, 2, 1, False, True, False),
+    (1, 18, 5, 6, 18, (4, 3), (2, 1), (1, 2), 1, True, False, True),
+    (1, 3, 8, 8, 2, (8, 8), 1, 0, 1, False, True, True),      # 1x1 output
+]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16], ids=["fp32", "fp16"])
+@pytest.mark.parametrize("case", ODD_SHAPES, ids=lambda c: "x".join(map(str, c[:4])) + f"_k{c[5][0]}x{c[5][1]}_s{c[6]}_p{c[7]}_g{c[8]}" + ("_nhwc" if c[9] else ""))
+def test_odd_shapes(case, dtype):
+    n, c, h, w, k, (r, s), stride, padding, groups, channels_last, relu, bias = case
+    x, weight, b = make_inputs(n, c, h, w, k, r, s, groups, dtype, channels_last=channels_last, bias=bias)
+    run_and_check(x, weight, b, stride, padding, groups, relu=relu, what=str(case))
+
+
+def test_channels_last_weight_and_strided_input():
+    """Any strides work: a channels_last weight, a sliced (non-contiguous) input; dweight
+    comes back in the weight's memory format."""
+    x, weight, bias = make_inputs(1, 20, 9, 11, 8, 3, 3, 2, torch.float32)
+    x = torch.randn(1, 20, 9, 22)[..., ::2]  # W stride 2
+    weight = weight.to(memory_format=torch.channels_last)
+    leaf_w = weight.clone().requires_grad_()
+    y = conv2d_relu(x, leaf_w, bias, 1, 1, 2)
+    y.sum().backward()  # a stride-0 grad_out, rearranged to the output's strides
+    w_ref = weight.double().requires_grad_()
+    F.relu(F.conv2d(x.double(), w_ref, bias.double(), 1, 1, 1, 2)).sum().backward()
+    assert_close_ref(y, F.relu(F.conv2d(x.double(), weight.double(), bias.double(), 1, 1, 1, 2)), torch.float32, 90)
+    assert_close_ref(leaf_w.grad, w_ref.grad, torch.float32, 9 * 11)
+    assert leaf_w.grad.is_contiguous(memory_format=torch.channels_last)
+
+
+@pytest.mark.parametrize("flat", [False, True], ids=["channel_blocks", "flat_k"])
+def test_wgrad_split_reduction(flat):
+    """Split-K wgrad (what a GPU uses to fill its SMs) sums its fp32 partials exactly like
+    one split: checked against the float64 reference with 1 and 3 splits."""
+    c = 6 if flat else 20
+    x, weight, bias = make_inputs(2, c, 13, 12, 10, 3, 3, 2, torch.float32)
+    y = conv2d_relu(x, weight, bias, 1, 1, 2)
+    grad = torch.randn_like(y)
+    xd, wd, bd = (t.double().requires_grad_() for t in (x, weight, bias))
+    F.relu(F.conv2d(xd, wd, bd, 1, 1, 1, 2)).backward(grad.double())
+    for splits in (1, 3):
+        dw, db = conv2d_relu_wgrad(grad, y, x, weight, (1, 1), (1, 1), 2, True, splits=splits)
+        assert_close_ref(dw, wd.grad, torch.float32, 2 * 13 * 12, f"dweight, {splits} splits")
+        assert_close_ref(db, bd.grad, torch.float32, 2 * 13 * 12, f"dbias, {splits} splits")
+
+
+def test_empty_batch():
+    x = torch.randn(0, 4, 8, 8, requires_grad=True)
+    weight = torch.randn(6, 4, 3, 3, requires_grad=True)
+    bias = torch.randn(6, requires_grad=True)
+    y = conv2d_relu(x, weight, bias, 1, 1)
+    assert y.shape == (0, 6, 8, 8)
+    y.sum().backward()
+    assert x.grad.shape == x.shape
+    assert torch.equal(weight.grad, torch.zeros_like(weight)) and torch.equal(bias.grad, torch.zeros_like(bias))
+
+
+# --------------------------------------------------------------------------------------
+# gradcheck
+# --------------------------------------------------------------------------------------
+
+@pytest.mark.filterwarnings("ignore:Input #.* is not a double precision:UserWarning")
+@pytest.mark.parametrize("relu", [True, False])
+def test_gradcheck_fp32(relu):
+    """torch.autograd.gradcheck in fp32 (the kernels have no float64), fast mode (a random
+    projection of the full Jacobian: each interpreted launch costs ~50 ms, the full
+    Jacobian would take hundreds); central differences with eps=1e-2, atol=1e-3, rtol=1e-2
+    -- fp32 rounding of the outputs (~1e-6) over eps stays far below atol. The conv is
+    linear, so the differences are exact up to rounding as long as no pre-activation
+    crosses 0 within eps: x >= 0.5 and per-channel signs on weight and bias make every
+    pre-activation |z| >= 0.5, negative for half the output channels (their ReLU gradient
+    is 0), positive for the others. The float64-reference tests check the full gradients."""
+    torch.manual_seed(1)
+    x = (torch.rand(1, 4, 6, 5) + 0.5).requires_grad_()
+    sign = torch.tensor([1.0, -1.0, 1.0, -1.0]).view(4, 1, 1, 1)
+    weight = ((torch.rand(4, 2, 3, 2) + 0.1) * sign).requires_grad_()
+    bias = (0.5 * sign.flatten()).requires_grad_()
+
+    def fn(x, weight, bias):
+        return conv2d_relu(x, weight, bias, stride=(2, 1), padding=(1, 0), groups=2, relu=relu)
+
+    assert torch.autograd.gradcheck(fn, (x, weight, bias), eps=1e-2, atol=1e-3, rtol=1e-2, fast_mode=True)
+
+
+# --------------------------------------------------------------------------------------
+# Bad inputs: each raises the documented error
+# --------------------------------------------------------------------------------------
+
+def _args(**overrides):
+    args = dict(x=torch.randn(1, 4, 8, 8), weight=torch.randn(6, 2, 3, 3), bias=torch.randn(6),
+                stride=1, padding=1, groups=2, relu=True)
+    args.update(overrides)
+    return args
+
+
+BAD_INPUTS = [
+    ("x not a tensor", dict(x=[[1.0]]), TypeError, "x must be a torch.Tensor"),
+    ("weight not a tensor", dict(weight=3.0), TypeError, "weight must be a torch.Tensor"),
+    ("x rank 3", dict(x=torch.randn(4, 8, 8)), ValueError, "x must be 4-D"),
+    ("weight rank 2", dict(weight=torch.randn(6, 18)), ValueError, "weight must be 4-D"),
+    ("bias rank 2", dict(bias=torch.randn(6, 1)), ValueError, "bias must be 1-D"),
+    ("float64", dict(x=torch.randn(1, 4, 8, 8, dtype=torch.float64)), TypeError, "dtype torch.float64"),
+    ("int input", dict(x=torch.ones(1, 4, 8, 8, dtype=torch.int32)), TypeError, "dtype torch.int32"),
+    ("dtype mismatch", dict(weight=torch.randn(6, 2, 3, 3, dtype=torch.float16)), TypeError, "differs from x dtype"),
+    ("bias dtype mismatch", dict(bias=torch.randn(6, dtype=torch.float16)), TypeError, "bias dtype"),
+    ("bias length", dict(bias=torch.randn(5)), ValueError, "bias has 5 elements"),
+    ("channels vs weight", dict(weight=torch.randn(6, 3, 3, 3)), ValueError, "expects 6"),
+    ("groups vs channels", dict(groups=3), ValueError, "must be >= 1 and divide"),
+    ("groups vs out channels", dict(weight=torch.randn(5, 1, 3, 3), bias=None, groups=4), ValueError, "must be >= 1 and divide"),
+    ("groups 0", dict(groups=0), ValueError, "groups=0"),
+    ("groups float", dict(groups=2.0), TypeError, "groups must be an int"),
+    ("stride 0", dict(stride=0), ValueError, "stride must be >= 1"),
+    ("stride triple", dict(stride=(1, 1, 1)), TypeError, "stride must be an int or a pair"),
+    ("stride float", dict(stride=1.5), TypeError, "stride must be an int or a pair"),
+    ("negative padding", dict(padding=(1, -1)), ValueError, "padding must be >= 0"),
+    ("string padding", dict(padding="same"), ValueError, "padding='same' is not supported"),
+    ("kernel larger than input", dict(x=torch.randn(1, 4, 2, 2), padding=0), ValueError, "smaller than the 3x3 kernel"),
+    ("relu not bool", dict(relu=1), TypeError, "relu must be a bool"),
+    ("empty channels", dict(x=torch.randn(1, 0, 8, 8), weight=torch.randn(6, 0, 3, 3), groups=1), ValueError, "empty x"),
+    ("devices differ", dict(weight=torch.randn(6, 2, 3, 3, device="meta")), ValueError, "one device"),
+    ("not a Triton device", dict(x=torch.randn(1, 4, 8, 8, device="meta"), weight=torch.randn(6, 2, 3, 3, device="meta"),
+                                 bias=torch.randn(6, device="meta")), ValueError, "need CUDA tensors"),
+]
+
+
+@pytest.mark.parametrize("overrides,error,message", [c[1:] for c in BAD_INPUTS], ids=[c[0] for c in BAD_INPUTS])
+def test_bad_inputs(overrides, error, message):
+    with pytest.raises(error, match=message):
+        conv2d_relu(**_args(**overrides))
+
+
+def test_cpu_tensors_need_the_interpreter(monkeypatch):
+    monkeypatch.setenv("TRITON_INTERPRET", "0")
+    with pytest.raises(ValueError, match="CPU tensors run only under TRITON_INTERPRET=1"):
+        conv2d_relu(**_args())
+
+
+# --------------------------------------------------------------------------------------
+# The module
+# --------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("bias", [True, False])
+def test_module_from_conv_shares_parameters(bias):
+    conv = nn.Conv2d(4, 6, 3, stride=2, padding=1, groups=2, bias=bias)
+    module = Conv2dReLU.from_conv(conv)
+    assert module.weight is conv.weight and module.bias is conv.bias
+    assert list(module.state_dict()) == list(conv.state_dict())
+    assert all(torch.equal(a, b) for a, b in zip(module.state_dict().values(), conv.state_dict().values()))
+    assert "relu=True" in repr(module)
+
+    x = torch.randn(2, 4, 9, 9)
+    expected = F.relu(F.conv2d(x.double(), conv.weight.double(), conv.bias.double() if bias else None, 2, 1, 1, 2))
+    y = module(x)
+    assert_close_ref(y, expected, torch.float32, 2 * 9)
+    y.sum().backward()
+    assert conv.weight.grad is not None and conv.weight.grad.shape == conv.weight.shape  # grads reach the shared Parameter
+
+
+def test_module_without_relu_and_state_dict_round_trip():
+    conv = nn.Conv2d(3, 5, (3, 2), stride=(2, 1), padding=(0, 1))
+    module = Conv2dReLU.from_conv(conv, relu=False)
+    x = torch.randn(1, 3, 8, 7)
+    assert_close_ref(module(x), conv(x).double(), torch.float32, 3 * 6)
+    fresh = Conv2dReLU(3, 5, (3, 2), stride=(2, 1), padding=(0, 1), relu=False)
+    fresh.load_state_dict(conv.state_dict())
+    assert_close_ref(fresh(x), conv(x).double(), torch.float32, 3 * 6)
+    back = nn.Conv2d(3, 5, (3, 2), stride=(2, 1), padding=(0, 1))
+    back.load_state_dict(module.state_dict())
+    assert torch.equal(back.weight, conv.weight)
+
+
+def test_module_keeps_train_mode():
+    conv = nn.Conv2d(3, 4, 3).eval()
+    assert not Conv2dReLU.from_conv(conv).training
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    (dict(dilation=2), "dilation"),
+    (dict(padding_mode="reflect", padding=1), "padding_mode"),
+    (dict(padding="same"), "string padding"),
+    (dict(padding="valid"), "string padding"),
+])
+def test_module_refuses_unsupported(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        Conv2dReLU(4, 4, 3, **kwargs)
+    with pytest.raises(ValueError, match=message):
+        Conv2dReLU.from_conv(nn.Conv2d(4, 4, 3, **kwargs))
+
+
+def test_module_from_conv_needs_a_conv():
+    with pytest.raises(TypeError, match="expects an nn.Conv2d"):
+        Conv2dReLU.from_conv(nn.Linear(3, 3))
+
+
+# --------------------------------------------------------------------------------------
+# torch.compile and the custom ops
+# --------------------------------------------------------------------------------------
+
+@pytest.mark.slow
+def test_torch_compile_fullgraph_forward_and_backward():
+    """The custom ops trace without graph breaks (fullgraph=True) through forward and the
+    backward graph (dgrad and wgrad are custom ops too); results equal eager."""
+    torch._dynamo.reset()
+
+    def loss_fn(x, weight, bias):
+        y = conv2d_relu(x, weight, bias, stride=2, padding=1, groups=2)
+        return (y * y).mean() + y.amax()
+
+    x = torch.randn(2, 4, 9, 9, requires_grad=True)
+    weight = torch.randn(6, 2, 3, 3, requires_grad=True)
+    bias = torch.randn(6, requires_grad=True)
+    compiled = torch.compile(loss_fn, fullgraph=True)
+    loss = compiled(x, weight, bias)
+    loss.backward()
+    grads = [t.grad.clone() for t in (x, weight, bias)]
+    for t in (x, weight, bias):
+        t.grad = None
+    loss_eager = loss_fn(x, weight, bias)
+    loss_eager.backward()
+    torch.testing.assert_close(loss, loss_eager)
+    for got, t in zip(grads, (x, weight, bias)):
+        torch.testing.assert_close(got, t.grad)
+
+
+@pytest.mark.slow
+def test_custom_ops_opcheck():
+    """torch.library.opcheck: schema, fake (meta) kernels, autograd registration and
+    AOT dispatch of the three custom ops, on tiny tensors (NCHW and NHWC)."""
+    x = torch.randn(1, 4, 6, 7)
+    weight = torch.randn(6, 2, 3, 3, requires_grad=True)
+    bias = torch.randn(6, requires_grad=True)
+    for xx in (x.requires_grad_(), x.detach().to(memory_format=torch.channels_last).requires_grad_()):
+        torch.library.opcheck(torch.ops.alexnet_fast.conv2d_relu.default, (xx, weight, bias, [2, 1], [1, 0], 2, True))
+    y = conv2d_relu(x.detach(), weight.detach(), bias.detach(), (2, 1), (1, 0), 2)
+    grad = torch.randn_like(y)
+    torch.library.opcheck(torch.ops.alexnet_fast.conv2d_relu_dgrad.default,
+                          (grad, y, weight.detach(), [1, 4, 6, 7], [2, 1], [1, 0], 2, True, False))
+    torch.library.opcheck(torch.ops.alexnet_fast.conv2d_relu_wgrad.default,
+                          (grad, y, x.detach(), weight.detach(), [2, 1], [1, 0], 2, True))
+
+
+# --------------------------------------------------------------------------------------
+# Launch settings and the code-generation contract
+# --------------------------------------------------------------------------------------
+
+def test_dot_precision_follows_cudnn_allow_tf32():
+    assert dot_precision(torch.float32, "cuda", allow_tf32=True) == "tf32"
+    assert dot_precision(torch.float32, "cuda", allow_tf32=False) == "ieee"
+    assert dot_precision(torch.float32, "cpu", allow_tf32=True) == "ieee"
+    assert dot_precision(torch.float16, "cuda", allow_tf32=True) == "ieee"
+
+
+def test_configs_are_data_and_fit_shared_memory():
+    """Every GPU config: tile sizes tensor cores accept, and a worst-case (fp32 operands,
+    every stage buffered) shared-memory estimate under sm_80's 164 KB. The compile check
+    proper is profiling/codegen.py."""
+    for table in _TABLES.values():
+        for kernel in _KERNELS:
+            assert table[kernel], kernel
+            for cfg in table[kernel]:
+                assert {"BLOCK_M", "BLOCK_N", "BLOCK_K", "GROUP_M", "num_warps", "num_stages"} <= set(cfg)
+                assert min(cfg["BLOCK_M"], cfg["BLOCK_N"], cfg["BLOCK_K"]) >= 16
+                assert (cfg["BLOCK_M"] + cfg["BLOCK_N"]) * cfg["BLOCK_K"] * 4 * cfg["num_stages"] <= 164 * 1024
+    interp = configs.CONV2D_RELU_INTERPRETER_CONFIG
+    assert min(interp["BLOCK_M"], interp["BLOCK_N"], interp["BLOCK_K"]) >= 16
+
+
+def test_codegen_specs_cover_every_kernel_config_and_dtype():
+    specs = codegen_specs()
+    assert all(isinstance(s, KernelSpec) for s in specs)
+    seen = {(s.kernel, s.config, s.dtype) for s in specs}
+    assert len(seen) == len(specs), "duplicate spec"
+    for name, fn in _KERNELS.items():
+        orders = 2 if "FLAT_K" in fn.arg_names else 1
+        mine = [s for s in specs if s.fn is fn]
+        n_mma, n_fma = len(_TABLES["mma"][name]), len(_TABLES["fma"][name])
+        assert len(mine) == orders * (3 * n_mma + n_fma), name
+        for spec in mine:
+            assert list(spec.signature) == fn.arg_names
+            constexprs = _constexpr_args(fn)
+            assert sorted(spec.constexprs) == sorted(constexprs)
+            assert all(spec.signature[n] == "constexpr" for n in constexprs)
+            ptr = {"fp32": "*fp32", "fp16": "*fp16", "bf16": "*bf16"}[spec.dtype]
+            assert all(t in (ptr, "*fp32", "i32", "constexpr") for t in spec.signature.values())
+            assert spec.expects_mma == (spec.dtype != "fp32" or spec.constexprs["INPUT_PRECISION"] == "tf32")
+
+
+# --------------------------------------------------------------------------------------
+# GPU: against cuDNN, with autotuning (skipped without CUDA)
+# --------------------------------------------------------------------------------------
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype,allow_tf32", [(torch.float32, False), (torch.float32, True),
+                                              (torch.float16, True), (torch.bfloat16, True)],
+                         ids=["fp32", "tf32", "fp16", "bf16"])
+@pytest.mark.parametrize("channels_last", [False, True], ids=["nchw", "nhwc"])
+@pytest.mark.parametrize("layer", list(ALEXNET_CONVS))
+def test_alexnet_layers_gpu(layer, dtype, allow_tf32, channels_last, monkeypatch):
+    """Batch 8 on the GPU (autotuned configs, split-K wgrad) vs float64: forward and all
+    gradients. TF32 keeps 10 mantissa bits, like fp16: its results get fp16 tolerances."""
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", allow_tf32)
+    (c, h, w), (k, cg, r, s), stride, padding, groups = ALEXNET_CONVS[layer]
+    x, weight, bias = make_inputs(8, c, h, w, k, r, s, groups, dtype, channels_last=channels_last)
+    x, weight, bias = x.cuda(), weight.cuda(), bias.cuda()
+    tol_dtype = torch.float16 if dtype == torch.float32 and allow_tf32 else dtype
+    run_and_check(x, weight, bias, stride, padding, groups, what=f"{layer} gpu", tol_dtype=tol_dtype)
