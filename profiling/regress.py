@@ -21,7 +21,6 @@ model + thread count, :func:`profiling.results.machine_slug`, recorded by the be
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import math
 import sys
@@ -161,7 +160,7 @@ def plot_history(runs: list[Run], path: str | Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from profiling.results import atomic_write
+    from profiling.report import save_png
 
     runs = sorted(runs, key=lambda r: (r.datetime, str(r.path)))
     groups: dict[str, dict[str, list[tuple[int, float]]]] = {}
@@ -189,10 +188,7 @@ def plot_history(runs: list[Run], path: str | Path) -> Path:
         ax.axis("off")
     fig.suptitle(f"benchmark history over {len(runs)} runs", fontsize=10)
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100)
-    plt.close(fig)
-    return atomic_write(path, lambda f: f.write(buf.getvalue()), binary=True)
+    return save_png(fig, path, dpi=100)
 
 
 def default_baseline(current: Run) -> Path:

@@ -19,7 +19,6 @@ Every file is written atomically.
 from __future__ import annotations
 
 import argparse
-import io
 import math
 import sys
 from pathlib import Path
@@ -27,7 +26,8 @@ from typing import Iterable
 
 import pandas as pd
 
-from profiling.results import STATUSES, atomic_write, atomic_write_text, read_results
+from alexnet_fast.io import atomic_path, atomic_write_text
+from profiling.results import STATUSES, read_results
 
 __all__ = ["add_arguments", "run", "render", "roofline_plot", "throughput_plot", "markdown_table"]
 
@@ -149,16 +149,19 @@ def roofline_plot(frame: pd.DataFrame, path: Path, title: str) -> Path | None:
     ax.set_title(f"{title}\npeaks {source}", fontsize=9)
     ax.grid(True, which="both", alpha=0.3)
     fig.tight_layout()
-    return _save(fig, path)
+    return save_png(fig, path)
 
 
-def _save(fig, path: Path) -> Path:
+def save_png(fig, path: str | Path, dpi: int = 110) -> Path:
+    """Write a matplotlib figure as PNG atomically and close it."""
     import matplotlib.pyplot as plt
 
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    plt.close(fig)
-    return atomic_write(path, lambda f: f.write(buf.getvalue()), binary=True)
+    try:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format="png", dpi=dpi)
+    finally:
+        plt.close(fig)
+    return Path(path)
 
 
 def _speedups(models: pd.DataFrame) -> pd.DataFrame:
@@ -205,7 +208,7 @@ def throughput_plot(frame: pd.DataFrame, path: Path, title: str) -> Path | None:
         axes[0][j].set_yscale("log")
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    return _save(fig, path)
+    return save_png(fig, path)
 
 
 # ---------------------------------------------------------------------- markdown
@@ -365,7 +368,8 @@ def render(frames: list[pd.DataFrame], output_dir: str | Path) -> Path:
         if len(throttled):
             parts += [f"**{len(throttled)} results were taken while the GPU throttled** "
                       f"(reasons: {', '.join(sorted(set(throttled['throttle_reasons'].dropna())))}).", ""]
-    return atomic_write_text(out / "REPORT.md", "\n".join(parts))
+    atomic_write_text(out / "REPORT.md", "\n".join(parts) + "\n")
+    return out / "REPORT.md"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

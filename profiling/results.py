@@ -3,33 +3,31 @@
 Every row carries the environment that produced it (device, threads, versions, git commit;
 :func:`environment`) next to what was measured (variant, precision, batch, pass, layout,
 layer, timing, equivalence). Tables are written as CSV and JSON (records) with
-:func:`write_results`, atomically: each file is written to a temporary file in the same
-directory and moved over the old one with ``os.replace``, so a crash mid-write leaves the
+:func:`write_results`, atomically (:mod:`alexnet_fast.io`: a temporary file in the same
+directory moved over the old one with ``os.replace``), so a crash mid-write leaves the
 previous file intact.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import os
 import platform
 import re
 import subprocess
-import tempfile
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Iterable
 
 import pandas as pd
+
+from alexnet_fast.io import atomic_path, atomic_write_text
 
 __all__ = [
     "COLUMNS",
     "STATUSES",
     "RESULTS_CSV",
     "RESULTS_JSON",
-    "atomic_write",
-    "atomic_write_text",
     "environment",
     "machine_slug",
     "device_name",
@@ -150,30 +148,6 @@ def environment(device: str = "cpu", threads: int | None = None) -> dict[str, An
     }
 
 
-def atomic_write(path: str | os.PathLike, write: Callable[[Any], None], *, binary: bool = False) -> Path:
-    """Write ``path`` by calling ``write(file)`` on a temporary file in the same directory,
-    then ``os.replace`` it over ``path``. If ``write`` raises, ``path`` is untouched and the
-    temporary file is removed."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb" if binary else "w", **({} if binary else {"encoding": "utf-8", "newline": ""})) as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    return path
-
-
-def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
-    return atomic_write(path, lambda f: f.write(text))
-
-
 def _clean(value: Any) -> Any:
     """JSON-safe value: NaN/inf become null, numpy scalars become Python scalars."""
     if hasattr(value, "item") and not isinstance(value, (list, dict, str)):
@@ -197,10 +171,11 @@ def write_results(rows: Iterable[dict[str, Any]] | pd.DataFrame, output_dir: str
     """Write ``results.csv`` and ``results.json`` (records) under ``output_dir`` atomically."""
     frame = rows if isinstance(rows, pd.DataFrame) else to_frame(rows)
     out = Path(output_dir)
-    csv_path = atomic_write(out / RESULTS_CSV, lambda f: frame.to_csv(f, index=False))
+    with atomic_path(out / RESULTS_CSV) as tmp:
+        frame.to_csv(tmp, index=False)
     records = [{k: _clean(v) for k, v in rec.items()} for rec in frame.to_dict(orient="records")]
-    json_path = atomic_write(out / RESULTS_JSON, lambda f: json.dump(records, f, indent=1, allow_nan=False))
-    return csv_path, json_path
+    atomic_write_text(out / RESULTS_JSON, json.dumps(records, indent=1, allow_nan=False) + "\n")
+    return out / RESULTS_CSV, out / RESULTS_JSON
 
 
 def read_results(path: str | os.PathLike) -> pd.DataFrame:

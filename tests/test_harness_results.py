@@ -9,26 +9,31 @@ import pytest
 from profiling import results as R
 
 
-def test_crash_mid_write_leaves_the_old_file(tmp_path):
-    path = tmp_path / "results.json"
-    R.atomic_write_text(path, '["old"]')
+def test_crash_mid_json_write_keeps_both_old_files(tmp_path, monkeypatch):
+    R.write_results([{"scope": "model", "variant": "eager", "median_ms": 1.0}], tmp_path)
+    before = {p: (tmp_path / p).read_bytes() for p in (R.RESULTS_CSV, R.RESULTS_JSON)}
+    real_dumps = json.dumps
 
-    def half_then_crash(f):
-        f.write('["new", ')
-        raise RuntimeError("killed mid-write")
+    def crash_in_json(obj, **kw):
+        if isinstance(obj, list):
+            raise RuntimeError("killed mid-write")
+        return real_dumps(obj, **kw)
 
+    monkeypatch.setattr(R.json, "dumps", crash_in_json)
     with pytest.raises(RuntimeError, match="killed mid-write"):
-        R.atomic_write(path, half_then_crash)
-    assert json.loads(path.read_text()) == ["old"]
-    assert os.listdir(tmp_path) == ["results.json"]  # no temporary file left behind
+        R.write_results([{"scope": "model", "variant": "compile", "median_ms": 2.0}], tmp_path)
+    # the CSV was already replaced (each file is atomic on its own); the JSON is the old one, whole
+    assert json.loads((tmp_path / R.RESULTS_JSON).read_bytes()) == json.loads(before[R.RESULTS_JSON])
+    assert sorted(os.listdir(tmp_path)) == sorted(before)  # no temporary file left behind
 
 
 def test_write_results_crash_keeps_both_old_files(tmp_path, monkeypatch):
     R.write_results([{"scope": "model", "variant": "eager", "median_ms": 1.0}], tmp_path)
     before = {p: (tmp_path / p).read_bytes() for p in (R.RESULTS_CSV, R.RESULTS_JSON)}
 
-    def broken_to_csv(self, f, **kw):
-        f.write("scope,variant\nmodel,")
+    def broken_to_csv(self, path, **kw):
+        with open(path, "w") as f:
+            f.write("scope,variant\nmodel,")
         raise OSError("disk full")
 
     monkeypatch.setattr(pd.DataFrame, "to_csv", broken_to_csv)
