@@ -167,6 +167,10 @@ TRITON_MODULES = ("kernels.conv2d_relu", "kernels.lrn", "kernels.max_pool2d", "k
                   "kernels.nn.conv", "kernels.nn.pooling")
 
 
+# per-layer ops build_variant swaps for Triton kernels (FC layers stay PyTorch in every variant)
+TRITON_OPS = ("conv_relu", "lrn", "pool", "lrn_pool")
+
+
 def missing_triton_modules() -> list[str]:
     """The modules of :data:`TRITON_MODULES` not present in this checkout."""
     return [m for m in TRITON_MODULES if importlib.util.find_spec(m) is None]
@@ -569,6 +573,7 @@ class Harness:
         result = self._check_and_time_model(variant, precision, c.batch_size, pass_, reduced=True, timed=False)
         row = self._row(**base, **result)
         row["status"] = "interpreted" if row["equivalent"] else "failed"
+        row["compile_s"] = None  # the first call ran the interpreter: not a compile time
         row["note"] = "Triton interpreter on CPU: equivalence at reduced size only; timing would mean nothing"
         return row
 
@@ -609,34 +614,42 @@ class Harness:
 
     # ------------------------------------------------------------------ per layer
     def _layer_rows(self, variant: VariantSpec, precision: str) -> list[dict]:
+        """Per-layer rows of one variant. Without a GPU, the units the triton variants swap
+        (conv+ReLU, LRN, pool) run interpreted at the reduced size; the others (FC) are the
+        same PyTorch modules in every variant and are timed at full size."""
         p = self.plan
-        reduced = variant.uses_triton and p.interpreted
-        if reduced and precision == "bf16":
-            return [self._row(scope="layer", layer=name, variant=variant.name, label=variant.label,
-                              precision=precision, status="error", note="Triton's interpreter has no bf16 arithmetic")
-                    for name in p.layers]
-        config = self._config(reduced)
-        batch = p.check.batch_size if reduced else p.layer_batch_size
-        units = [u for u in layer_units(config) if u.name in p.layers]
-        model = self._base_model(reduced)
-        x, _ = self._inputs(batch, reduced)
-        acts = _unit_inputs(copy.deepcopy(model), units, x)
+        interpreted = variant.uses_triton and p.interpreted
         rows = []
-        for unit in units:
-            base = dict(scope="layer", layer=unit.name, op=unit.op, variant=variant.name, label=variant.label,
-                        compile_mode=variant.compile_mode if variant.compiled else "-", precision=precision,
-                        batch_size=batch, **{"pass": "inference"})
-            if reduced:
-                base.update(width_mult=p.check.width_mult, input_size=p.check.input_size,
-                            check_size=f"w{p.check.width_mult}@{p.check.input_size} b{batch}")
-            else:
-                base["check_size"] = "full"
-            try:
-                rows.append(self._layer_row(base, model, unit, acts[unit.name], variant, precision, batch, reduced))
-            except Exception as e:
-                traceback.print_exc(file=sys.stderr)
-                rows.append(self._row(**base, status="error", note=_one_line(e)))
-        return rows
+        for reduced in (False, True) if interpreted else (False,):
+            config = self._config(reduced)
+            units = [u for u in layer_units(config)
+                     if u.name in p.layers and (not interpreted or (u.op in TRITON_OPS) == reduced)]
+            if not units:
+                continue
+            batch = p.check.batch_size if reduced else p.layer_batch_size
+            base_size = {"width_mult": p.check.width_mult, "input_size": p.check.input_size,
+                         "check_size": f"w{p.check.width_mult}@{p.check.input_size} b{batch}"} \
+                if reduced else {"check_size": "full"}
+            if reduced and precision == "bf16":
+                rows += [self._row(scope="layer", layer=u.name, op=u.op, variant=variant.name, label=variant.label,
+                                   precision=precision, **base_size, status="error",
+                                   note="Triton's interpreter has no bf16 arithmetic") for u in units]
+                continue
+            model = self._base_model(reduced)
+            x, _ = self._inputs(batch, reduced)
+            acts = _unit_inputs(copy.deepcopy(model), units, x)
+            for unit in units:
+                base = dict(scope="layer", layer=unit.name, op=unit.op, variant=variant.name, label=variant.label,
+                            compile_mode=variant.compile_mode if variant.compiled else "-", precision=precision,
+                            batch_size=batch, **{"pass": "inference"}, **base_size)
+                try:
+                    rows.append(self._layer_row(base, model, unit, acts[unit.name], variant, precision, batch,
+                                                reduced))
+                except Exception as e:
+                    traceback.print_exc(file=sys.stderr)
+                    rows.append(self._row(**base, status="error", note=_one_line(e)))
+        order = {name: i for i, name in enumerate(p.layers)}
+        return sorted(rows, key=lambda r: order.get(r["layer"], len(order)))
 
     def _layer_row(self, base, model, unit, act, variant, precision, batch, reduced) -> dict:
         tol = TOLERANCES[precision][0]
@@ -653,8 +666,8 @@ class Harness:
             if not row["equivalent"]:
                 row["status"] = "failed"
             elif reduced:
-                row["status"] = "interpreted"
-                row["note"] = "Triton interpreter on CPU: equivalence at reduced size only"
+                row.update(status="interpreted", compile_s=None,
+                           note="Triton interpreter on CPU: equivalence at reduced size only")
             else:
                 row["status"] = "ok"
                 row.update(self._time(lambda: built(xin)))  # no unit writes into its input

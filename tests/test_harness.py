@@ -77,16 +77,18 @@ def test_failed_variant_is_reported_and_not_timed(tmp_path):
 
 
 def test_triton_without_gpu_is_interpreted_at_reduced_size(tmp_path):
-    plan = tiny_plan(["triton"], passes=("inference", "train"), layers=("lrn1+pool1",))
+    plan = tiny_plan(["triton"], passes=("inference", "train"), layers=("lrn1+pool1", "fc8"))
     plan.width_mult, plan.input_size = 0.25, 99  # the timed size; the check runs at plan.check
     plan.check = H.ReducedSize(width_mult=0.125, input_size=67, batch_size=1)
     rows = H.Harness(plan, tmp_path, progress=False, build_variant=interpreted_triton_stand_in).run()
     model_rows = by(rows, scope="model")
     assert [(r["pass"], r["status"]) for r in model_rows] == [("inference", "interpreted"), ("train", "interpreted")]
-    for r in model_rows + by(rows, scope="layer"):
-        assert r["status"] == "interpreted" and r["equivalent"]
+    for r in model_rows + by(rows, scope="layer", layer="lrn1+pool1"):
+        assert r["status"] == "interpreted" and r["equivalent"] and r["compile_s"] is None
         assert "median_ms" not in r and (r["input_size"], r["width_mult"], r["batch_size"]) == (67, 0.125, 1)
         assert r["check_size"] == "w0.125@67 b1"
+    fc8 = by(rows, scope="layer", layer="fc8")[0]  # no Triton kernel in it: timed at the real size
+    assert fc8["status"] == "ok" and fc8["median_ms"] > 0 and fc8["check_size"] == "full" and fc8["batch_size"] == 2
 
 
 def test_real_eager_and_compile_agree(tmp_path):
