@@ -224,9 +224,11 @@ def _env_section(frame: pd.DataFrame) -> str:
     text = markdown_table(["", ""], rows)
     load = _num(first.get("load_avg_1m")) if "load_avg_1m" in frame.columns else None
     threads = _num(first.get("threads"))
-    if first.get("device_type") == "cpu" and load is not None and threads and load > threads:
-        text += (f"\n\n**Warning:** the 1-min load average ({load:.1f}) exceeded the {threads:.0f} threads "
-                 "timed: other processes shared the cores, so CPU times are pessimistic and noisy.")
+    cores = _num(first.get("cpu_count")) if "cpu_count" in frame.columns else None
+    if first.get("device_type") == "cpu" and load is not None and threads and cores and load + threads > cores:
+        text += (f"\n\n**Warning:** the 1-min load average at the start ({load:.1f}) plus the {threads:.0f} "
+                 f"timed threads exceeded the {cores:.0f} cores: other processes shared them, so CPU times "
+                 "are pessimistic and noisy.")
     return text
 
 

@@ -139,6 +139,7 @@ def environment(device: str = "cpu", threads: int | None = None) -> dict[str, An
         "device_type": dev.type,
         "machine": machine_slug(device, threads),
         "threads": threads,
+        "cpu_count": os.cpu_count(),
         "torch": torch.__version__,
         "triton": triton_version,
         "cuda": torch.version.cuda if cuda else None,

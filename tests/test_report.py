@@ -8,7 +8,7 @@ from alexnet_fast.cli import main
 from profiling.report import render
 from profiling.results import read_results, to_frame, write_results
 
-ENV = dict(device="Test CPU", device_type="cpu", machine="cpu-test-2t", threads=2, torch="2.x", triton="3.x",
+ENV = dict(device="Test CPU", device_type="cpu", machine="cpu-test-2t", threads=2, cpu_count=4, torch="2.x", triton="3.x",
            python="3.11", git_commit="abc123", run_id="r1", load_avg_1m=0.5, layout="single", preset="paper")
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -70,7 +70,7 @@ def test_report_renders_every_part(tmp_path):
     assert interpreted and all("interpreted" in ln for ln in interpreted)
     assert any("w0.125@67 b2" in ln for ln in interpreted)
     assert "| gemm | fp32 | 100 |" in text
-    assert "Warning" not in text  # load 0.5 < 2 threads
+    assert "Warning" not in text  # load 0.5 + 2 threads < 4 cores
 
 
 def test_report_warns_about_a_loaded_cpu_and_reads_csv(tmp_path):
@@ -78,7 +78,7 @@ def test_report_warns_about_a_loaded_cpu_and_reads_csv(tmp_path):
     write_results(rows, tmp_path)
     (tmp_path / "results.json").unlink()  # the CSV alone is enough
     report = render([read_results(tmp_path)], tmp_path)
-    assert "load average (5.0) exceeded the 2 threads" in report.read_text()
+    assert "load average at the start (5.0) plus the 2 timed threads exceeded the 4 cores" in report.read_text()
 
 
 def test_missing_or_malformed_results_are_clear_errors(tmp_path, capsys):
