@@ -8,7 +8,8 @@ and only then times it:
 * train: the gradients of one forward + backward (in ``eval()`` mode, so dropout -- the only
   train/eval difference in AlexNet -- does not make the two runs differ), then the timed
   training step (``train()``: forward, cross-entropy, backward, SGD with momentum 0.9 and
-  weight decay 5e-4).
+  weight decay 5e-4). Low precisions keep weights and gradients in that dtype (no autocast);
+  fp16 scales the loss by :data:`LOSS_SCALE`.
 
 Reported errors are against eager fp32: ``max|out - ref|`` and ``max|out - ref| / max|ref|``
 per tensor (for gradients, the largest over all parameters). The verdict is against a float64
@@ -97,6 +98,10 @@ TOLERANCES: dict[str, tuple[float, float]] = {
 }
 
 SGD = {"lr": 0.01, "momentum": 0.9, "weight_decay": 5e-4}  # the paper's recipe
+# Static loss scale of the fp16 training step (fp16 weights and gradients, no autocast):
+# small gradients would flush to zero unscaled; paper-init fc8 gradients reach ~4, so 2^10
+# keeps the largest well below fp16's 65504. bf16 has fp32's range and needs none.
+LOSS_SCALE = {"fp16": 2.0**10}
 
 
 @dataclass(frozen=True)
@@ -295,8 +300,10 @@ def judge(outputs: dict[str, torch.Tensor], ref: Reference, floor: float) -> dic
             "worst_tensor": worst, **verdict, "equivalent": worst_ratio <= 1.0}
 
 
-def _grads(model: nn.Module) -> dict[str, torch.Tensor]:
-    return {_param_name(n): p.grad.detach().clone() for n, p in model.named_parameters() if p.grad is not None}
+def _grads(model: nn.Module, scale: float = 1.0) -> dict[str, torch.Tensor]:
+    """Parameter gradients (unscaled by the loss scale, in float32 when scaled)."""
+    return {_param_name(n): (p.grad.detach().float() / scale if scale != 1.0 else p.grad.detach().clone())
+            for n, p in model.named_parameters() if p.grad is not None}
 
 
 def _param_name(name: str) -> str:
@@ -526,17 +533,22 @@ class Harness:
                 grad_ctx = torch.no_grad
             else:
                 model.eval()  # dropout off: the gradients must match eager's exactly up to rounding
-                F.cross_entropy(model(xin).float(), target).backward()
-                verdict = judge(_grads(model), ref, grad_tol)
+                scale = LOSS_SCALE.get(precision, 1.0)
+                (F.cross_entropy(model(xin).float(), target) * scale).backward()
+                verdict = judge(_grads(model, scale), ref, grad_tol)
                 out["grad_max_abs_err"], out["grad_max_rel_err"] = verdict.pop("abs"), verdict.pop("rel")
                 out.update(verdict)
                 model.zero_grad(set_to_none=True)
                 model.train()
                 opt = torch.optim.SGD(model.parameters(), **SGD)
 
+                params = [q for q in model.parameters() if q.requires_grad]
+
                 def step():
                     opt.zero_grad(set_to_none=True)
-                    F.cross_entropy(model(xin).float(), target).backward()
+                    (F.cross_entropy(model(xin).float(), target) * scale).backward()
+                    if scale != 1.0:
+                        torch._foreach_div_([q.grad for q in params], scale)
                     opt.step()
 
                 grad_ctx = torch.enable_grad

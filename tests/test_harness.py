@@ -224,3 +224,16 @@ def test_real_triton_variant_is_equivalent_interpreted(tmp_path):
     assert len(results) == 4
     for r in results:
         assert r["status"] == "interpreted", (r["layer"], r.get("note"), r.get("max_rel_err"), r.get("grad_max_rel_err"))
+
+
+def test_low_precision_cells_are_judged_against_fp64(tmp_path):
+    """fp16 (with its loss scale) and bf16 on the torchvision preset (PyTorch has no CPU
+    half-precision LRN): errors vs fp32 are real, the verdict uses the precision's floor."""
+    plan = tiny_plan(["eager"], passes=("inference", "train"))
+    plan.preset, plan.width_mult, plan.input_size, plan.precisions = "torchvision", 0.25, 64, ["fp16", "bf16"]
+    rows = by(H.Harness(plan, tmp_path, progress=False).run(), scope="model")
+    assert [(r["precision"], r["pass"], r["status"]) for r in rows] == [
+        ("fp16", "inference", "ok"), ("fp16", "train", "ok"), ("bf16", "inference", "ok"), ("bf16", "train", "ok")]
+    fp16_logits, bf16_logits = rows[0]["max_rel_err"], rows[2]["max_rel_err"]
+    assert 0 < fp16_logits < bf16_logits < H.TOLERANCES["bf16"][0]  # 10-bit vs 7-bit mantissa
+    assert rows[1]["tolerance"] >= H.TOLERANCES["fp16"][1] and 0 < rows[1]["grad_max_rel_err"]
