@@ -19,6 +19,8 @@ $(STAMP): pyproject.toml constraints.txt
 
 report: $(STAMP)
 	$(VENV)/bin/alexnet-fast info
+	$(VENV)/bin/alexnet-fast bench --output-dir reports
+	$(VENV)/bin/alexnet-fast report --output-dir reports
 
 test: $(STAMP)
 	$(PY) -m pytest -n $(PYTEST_WORKERS) --durations=15

@@ -1,0 +1,240 @@
+"""FLOP and minimum-byte model of every AlexNet layer, for eager (separate ops) and fused
+execution, and the arithmetic intensity that places a layer on the roofline.
+
+Conventions
+-----------
+* ``mac_flops``: 2 x multiply-adds of convolutions and linear layers, bias ignored -- the
+  convention of ``torch.utils.flop_counter.FlopCounterMode`` (tests check it):
+  conv ``2*N*K*P*Q*(C/g)*R*S``, linear ``2*N*IN*OUT``.
+* ``other_flops``: the element-wise work FlopCounterMode does not count: bias add and ReLU
+  (1 op per output each), LRN (``size + 5`` ops per element: square, window sum of
+  ``size`` terms, scale, add k, pow (counted as one op), divide), max-pool
+  (``kh*kw - 1`` comparisons per output). ``flops = mac_flops + other_flops``; the roofline
+  uses ``flops`` so LRN and pooling, which do no MACs, still get an intensity.
+* ``bytes``: the minimum bytes an implementation must move between DRAM and the chip, each
+  tensor read or written exactly once per op (weights and bias once per batch), for
+  forward inference:
+
+  - ``separate`` (eager PyTorch): every op reads its inputs and writes its output. ReLU is
+    its own pass (read + write the conv output). LRN follows ``F.local_response_norm``
+    op by op: ``x*x`` (r x, w x), pad the channels (r x, w x padded to C+size-1),
+    ``avg_pool3d`` over the channel window (r padded, w x), ``.mul(alpha)``, ``.add(k)``,
+    ``.pow(beta)`` (each r x, w x), ``x / div`` (r 2x, w x).
+  - ``fused`` (the Triton kernels; also what inductor aims for): conv + bias + ReLU read the
+    input and weights and write the output once; LRN reads x and writes y once; LRN +
+    max-pool reads x once and writes only the pooled output.
+
+  Intensity = flops / bytes (FLOP/byte).
+* Training FLOPs: backward of a conv / linear costs 2x its forward MACs (input grad + weight
+  grad) except the first conv, whose input needs no grad: ``train = 3*fwd - conv1``.
+  Element-wise backward is counted like its forward (``2*other``). The SGD update is not
+  counted (a few ops per parameter). Note that FlopCounterMode (torch 2.14) counts the
+  backward of *grouped* convolutions as if one of its two gradients were ungrouped (4x the
+  forward instead of 3x), so it overstates paper-AlexNet training FLOPs; our formula does
+  not.
+
+Per-layer *units* are what the harness and the benchmarks time: ``conv1+relu1`` ... ,
+``lrn1``, ``pool1``, ``lrn1+pool1`` (the fused pair), ``pool5``, ``fc6+relu6``,
+``fc7+relu7``, ``fc8`` (and ``avgpool`` for the torchvision preset).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from alexnet_fast.model import AlexNetConfig, feature_shapes
+
+__all__ = [
+    "BYTES_MODELS",
+    "DTYPE_BYTES",
+    "LayerUnit",
+    "LayerCost",
+    "layer_units",
+    "unit_cost",
+    "model_cost",
+    "bytes_model_for",
+    "dtype_bytes",
+]
+
+BYTES_MODELS = ("separate", "fused")
+DTYPE_BYTES = {"fp32": 4, "tf32": 4, "fp16": 2, "bf16": 2}
+
+
+def dtype_bytes(precision: str) -> int:
+    """Bytes per element of a precision name (fp32, tf32, fp16, bf16)."""
+    try:
+        return DTYPE_BYTES[precision]
+    except KeyError:
+        raise ValueError(f"unknown precision {precision!r}; choose one of {', '.join(DTYPE_BYTES)}") from None
+
+
+def bytes_model_for(variant: str) -> str:
+    """The byte model a variant is placed with: eager runs separate ops; the compiled and
+    Triton variants run fused ones."""
+    return "separate" if variant == "eager" else "fused"
+
+
+@dataclass(frozen=True)
+class LayerUnit:
+    """One timed piece of the network. ``modules`` are the names of its modules in the
+    AlexNet (children of ``features`` or ``classifier``), in order; shapes are per image."""
+
+    name: str
+    op: str  # conv_relu, lrn, pool, lrn_pool, fc_relu, fc, avgpool
+    container: str  # "features" or "classifier" (avgpool: "")
+    modules: tuple[str, ...]
+    in_shape: tuple[int, ...]
+    out_shape: tuple[int, ...]
+    params: dict = field(default_factory=dict, compare=False, hash=False)
+    fused_pair: bool = False  # lrn+pool: overlaps the separate lrn and pool units
+
+
+@dataclass(frozen=True)
+class LayerCost:
+    """FLOPs and bytes of one unit at one batch size and element size."""
+
+    mac_flops: int
+    other_flops: int
+    bytes_separate: int
+    bytes_fused: int
+
+    @property
+    def flops(self) -> int:
+        return self.mac_flops + self.other_flops
+
+    def bytes(self, model: str) -> int:
+        if model not in BYTES_MODELS:
+            raise ValueError(f"unknown bytes model {model!r}; choose one of {BYTES_MODELS}")
+        return self.bytes_separate if model == "separate" else self.bytes_fused
+
+    def intensity(self, model: str) -> float:
+        return self.flops / self.bytes(model)
+
+    def __add__(self, other: "LayerCost") -> "LayerCost":
+        return LayerCost(self.mac_flops + other.mac_flops, self.other_flops + other.other_flops,
+                         self.bytes_separate + other.bytes_separate, self.bytes_fused + other.bytes_fused)
+
+
+def _numel(shape: tuple[int, ...]) -> int:
+    n = 1
+    for s in shape:
+        n *= s
+    return n
+
+
+def layer_units(config: AlexNetConfig, input_size: int | None = None) -> list[LayerUnit]:
+    """Every timed unit of the network, in forward order (fused LRN+pool pairs listed right
+    after the separate LRN and pool they replace)."""
+    shapes = feature_shapes(config, input_size)
+    units: list[LayerUnit] = []
+    prev = shapes["input"]
+    for i, spec in enumerate(config.convs, start=1):
+        out = shapes[f"conv{i}"]
+        units.append(LayerUnit(
+            f"conv{i}+relu{i}", "conv_relu", "features", (f"conv{i}", f"relu{i}"), prev, out,
+            {"kernel": spec.kernel_size, "stride": spec.stride, "padding": spec.padding,
+             "groups": config.conv_groups(i)}))
+        prev = out
+        if i in config.lrn_after:
+            lrn = config.lrn
+            lrn_params = {"size": lrn.size, "alpha": lrn.alpha, "beta": lrn.beta, "k": lrn.k}
+            units.append(LayerUnit(f"lrn{i}", "lrn", "features", (f"lrn{i}",), prev, prev, lrn_params))
+        if i in config.pool_after:
+            pool_params = {"kernel": config.pool_kernel, "stride": config.pool_stride}
+            pooled = shapes[f"pool{i}"]
+            units.append(LayerUnit(f"pool{i}", "pool", "features", (f"pool{i}",), prev, pooled, pool_params))
+            if i in config.lrn_after:
+                units.append(LayerUnit(f"lrn{i}+pool{i}", "lrn_pool", "features", (f"lrn{i}", f"pool{i}"),
+                                       prev, pooled, {**lrn_params, **pool_params}, fused_pair=True))
+            prev = pooled
+    if config.adaptive_pool is not None:
+        a = config.adaptive_pool
+        units.append(LayerUnit("avgpool", "avgpool", "", ("avgpool",), prev, (prev[0], a, a), {"output": a}))
+        prev = (prev[0], a, a)
+    features = _numel(prev)
+    h6, h7 = config.hidden
+    for name, relu, n_in, n_out in (("fc6", "relu6", features, h6), ("fc7", "relu7", h6, h7),
+                                    ("fc8", None, h7, config.num_classes)):
+        if relu:
+            units.append(LayerUnit(f"{name}+{relu}", "fc_relu", "classifier", (name, relu), (n_in,), (n_out,)))
+        else:
+            units.append(LayerUnit(name, "fc", "classifier", (name,), (n_in,), (n_out,)))
+    return units
+
+
+def _lrn_separate_bytes(numel: int, channels: int, size: int) -> int:
+    """Element passes of F.local_response_norm's op sequence (see module docstring)."""
+    padded = numel * (channels + size - 1) / channels
+    passes = (2 * numel          # x*x
+              + numel + padded   # pad
+              + padded + numel   # avg_pool3d
+              + 3 * 2 * numel    # mul(alpha), add(k), pow(beta)
+              + 3 * numel)       # x / div
+    return int(round(passes))
+
+
+def unit_cost(unit: LayerUnit, batch_size: int, precision: str = "fp32") -> LayerCost:
+    """FLOPs and bytes of ``unit`` for a batch of ``batch_size`` in ``precision``."""
+    if not (isinstance(batch_size, int) and batch_size >= 1):
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    s = dtype_bytes(precision)
+    n = batch_size
+    x = n * _numel(unit.in_shape)
+    y = n * _numel(unit.out_shape)
+    p = unit.params
+    if unit.op == "conv_relu":
+        c, k = unit.in_shape[0], unit.out_shape[0]
+        g, r = p["groups"], p["kernel"]
+        weights = k * (c // g) * r * r + k
+        mac = 2 * y * (c // g) * r * r
+        fused = s * (x + weights + y)
+        return LayerCost(mac, 2 * y, fused + s * 2 * y, fused)
+    if unit.op in ("fc_relu", "fc"):
+        n_in, n_out = unit.in_shape[0], unit.out_shape[0]
+        weights = n_in * n_out + n_out
+        fused = s * (x + weights + y)
+        relu = unit.op == "fc_relu"
+        return LayerCost(2 * y * n_in, y * (2 if relu else 1), fused + (s * 2 * y if relu else 0), fused)
+    if unit.op == "lrn":
+        ops = (p["size"] + 5) * x
+        return LayerCost(0, ops, s * _lrn_separate_bytes(x, unit.in_shape[0], p["size"]), s * (x + y))
+    if unit.op == "pool":
+        ops = (p["kernel"] ** 2 - 1) * y
+        return LayerCost(0, ops, s * (x + y), s * (x + y))
+    if unit.op == "lrn_pool":
+        lrn_ops = (p["size"] + 5) * x
+        pool_ops = (p["kernel"] ** 2 - 1) * y
+        separate = s * (_lrn_separate_bytes(x, unit.in_shape[0], p["size"]) + x + y)
+        return LayerCost(0, lrn_ops + pool_ops, separate, s * (x + y))
+    if unit.op == "avgpool":
+        return LayerCost(0, x + y, s * (x + y), s * (x + y))
+    raise ValueError(f"no cost formula for op {unit.op!r}")
+
+
+def model_cost(config: AlexNetConfig, batch_size: int, precision: str = "fp32", *, pass_: str = "inference",
+               input_size: int | None = None) -> LayerCost:
+    """Whole-network cost: the sum over the units that partition the network (fused pairs
+    count in ``bytes_fused``, their separate LRN + pool in ``bytes_separate``).
+
+    ``pass_="train"`` gives the training-step FLOPs (``3*fwd - conv1`` MACs, twice the
+    element-wise ops); bytes are then not modelled and returned as 0.
+    """
+    units = layer_units(config, input_size)
+    fused_pairs = {m for u in units if u.fused_pair for m in u.modules}
+    total = LayerCost(0, 0, 0, 0)
+    for u in units:
+        if u.fused_pair:
+            continue
+        cost = unit_cost(u, batch_size, precision)
+        if u.modules[0] in fused_pairs:  # lrn_i or pool_i: the fused pair moves the bytes
+            cost = LayerCost(cost.mac_flops, cost.other_flops, cost.bytes_separate, 0)
+        total = total + cost
+    for u in units:
+        if u.fused_pair:
+            total = total + LayerCost(0, 0, 0, unit_cost(u, batch_size, precision).bytes_fused)
+    if pass_ == "inference":
+        return total
+    if pass_ != "train":
+        raise ValueError(f"unknown pass {pass_!r}; choose 'inference' or 'train'")
+    first_conv = unit_cost(units[0], batch_size, precision).mac_flops
+    return LayerCost(3 * total.mac_flops - first_conv, 2 * total.other_flops, 0, 0)

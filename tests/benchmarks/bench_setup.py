@@ -1,0 +1,77 @@
+"""Shared set-up of the pytest-benchmark tests (run with ``pytest --benchmark-only``).
+
+Every benchmark goes through :func:`run_benchmark`: a fixed number of rounds after warm-up
+(``benchmark.pedantic``), a CUDA-synchronising target on a GPU (so a round times the kernels,
+not their launch), and ``extra_info`` with FLOPs, bytes, GFLOP/s, GB/s, device, dtype, shape
+(and the machine name ``alexnet-fast regress`` uses to pick a baseline).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+
+import torch
+
+from profiling.results import device_name, machine_slug
+
+CUDA = torch.cuda.is_available()
+DEVICE = "cuda" if CUDA else "cpu"
+# CPU threads while benchmarking (fixed, so runs on one machine compare; part of the machine
+# name baselines are stored under). 1 by default: on a shared machine more threads than idle
+# cores makes OpenMP wait at every barrier (see profiling.harness.idle_cores).
+THREADS = None if CUDA else int(os.environ.get("ALEXNET_BENCH_THREADS", "1"))
+# rounds (timed) and warm-up rounds per benchmark kind
+ROUNDS = {"kernel": (50, 10) if CUDA else (5, 1), "model": (20, 5) if CUDA else (3, 1)}
+# precisions measured: CPU fp32 only (PyTorch has no fp16/bf16 LRN on CPU)
+PRECISIONS = ["fp32", "tf32", "fp16", "bf16"] if CUDA else ["fp32"]
+BATCH = {"kernel": 128 if CUDA else 8, "model": 128 if CUDA else 8}
+
+
+# Triton module each benchmarked op needs ("model": everything build_variant swaps in)
+TRITON_MODULES = {
+    "conv_relu": ("kernels.conv2d_relu",),
+    "lrn": ("kernels.lrn",),
+    "pool": ("kernels.max_pool2d",),
+    "lrn_pool": ("kernels.lrn_max_pool2d",),
+    "model": ("kernels.conv2d_relu", "kernels.lrn", "kernels.max_pool2d", "kernels.lrn_max_pool2d",
+              "kernels.nn.conv", "kernels.nn.pooling"),
+}
+
+
+def skip_triton_reason(op: str) -> str | None:
+    """Why the Triton benchmark of ``op`` cannot run here, or None."""
+    if not CUDA:
+        return "Triton runs in its CPU interpreter here: interpreted speed means nothing"
+    missing = [m for m in TRITON_MODULES[op] if importlib.util.find_spec(m) is None]
+    if missing:
+        return f"Triton kernels not in this checkout: {', '.join(missing)}"
+    return None
+
+
+def _sync():
+    if CUDA:
+        torch.cuda.synchronize()
+
+
+def run_benchmark(benchmark, fn, *, kind: str, group: str, flops: int, nbytes: int | None, dtype: str,
+                  shape: str, kernel: str, provider: str):
+    """Time ``fn`` with pytest-benchmark and record what it did."""
+    rounds, warmup = ROUNDS[kind]
+
+    def target():
+        fn()
+        _sync()
+
+    _sync()
+    benchmark.group = group
+    benchmark.pedantic(target, rounds=rounds, warmup_rounds=warmup, iterations=1)
+    median = benchmark.stats.stats.median
+    benchmark.extra_info.update(
+        kernel=kernel, provider=provider, dtype=dtype, shape=shape, device=device_name(DEVICE),
+        machine=machine_slug(DEVICE, torch.get_num_threads()), threads=torch.get_num_threads(), flops=flops,
+        gflops_per_s=flops / median / 1e9,
+        timer="perf_counter + torch.cuda.synchronize" if CUDA else "perf_counter",
+    )
+    if nbytes:
+        benchmark.extra_info.update(bytes=nbytes, gb_per_s=nbytes / median / 1e9)

@@ -1,0 +1,90 @@
+"""Each AlexNet kernel against its PyTorch baseline at the paper network's layer shapes.
+
+Providers: ``torch`` (eager PyTorch, the baseline), ``compile`` (torch.compile of the same
+function) and ``triton`` (this project's kernels; skipped on CPU, where Triton only runs
+interpreted). One group per layer and precision, so pytest-benchmark's table compares the
+providers of one layer. FLOPs and bytes come from ``profiling/flops.py`` (eager: separate ops;
+compile and triton: fused). Run: ``pytest tests/benchmarks --benchmark-only``.
+"""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from alexnet_fast.model import make_config
+from bench_setup import BATCH, DEVICE, PRECISIONS, run_benchmark, skip_triton_reason
+from profiling.flops import bytes_model_for, layer_units, unit_cost
+from profiling.roofline import precision_mode
+
+KERNEL_OPS = ("conv_relu", "lrn", "pool", "lrn_pool")
+UNITS = [u for u in layer_units(make_config("paper")) if u.op in KERNEL_OPS]
+PROVIDERS = ("torch", "compile", "triton")
+
+
+def cases():
+    for unit in UNITS:
+        for precision in PRECISIONS:
+            if precision == "tf32" and unit.op != "conv_relu":
+                continue  # TF32 changes only matrix products
+            for provider in PROVIDERS:
+                yield pytest.param(unit, precision, provider, id=f"{unit.name}-{precision}-{provider}")
+
+
+def make_inputs(unit, dtype):
+    n = BATCH["kernel"]
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(n, *unit.in_shape, generator=g).to(DEVICE, dtype)
+    if unit.op != "conv_relu":
+        return x, ()
+    p = unit.params
+    c, k = unit.in_shape[0], unit.out_shape[0]
+    w = (torch.randn(k, c // p["groups"], p["kernel"], p["kernel"], generator=g) * 0.01).to(DEVICE, dtype)
+    b = torch.randn(k, generator=g).to(DEVICE, dtype)
+    return x, (w, b)
+
+
+def reference_fn(unit):
+    """The eager PyTorch function of a unit: fn(x, *weights)."""
+    p = unit.params
+    if unit.op == "conv_relu":
+        return lambda x, w, b: F.relu(F.conv2d(x, w, b, p["stride"], p["padding"], groups=p["groups"]))
+    if unit.op == "lrn":
+        return lambda x: F.local_response_norm(x, p["size"], p["alpha"], p["beta"], p["k"])
+    if unit.op == "pool":
+        return lambda x: F.max_pool2d(x, p["kernel"], p["stride"])
+    return lambda x: F.max_pool2d(F.local_response_norm(x, p["size"], p["alpha"], p["beta"], p["k"]),
+                                  p["kernel"], p["stride"])
+
+
+def triton_fn(unit):
+    import kernels
+
+    p = unit.params
+    if unit.op == "conv_relu":
+        return lambda x, w, b: kernels.conv2d_relu(x, w, b, p["stride"], p["padding"], p["groups"], relu=True)
+    if unit.op == "lrn":
+        return lambda x: kernels.local_response_norm(x, p["size"], p["alpha"], p["beta"], p["k"])
+    if unit.op == "pool":
+        return lambda x: kernels.max_pool2d(x, p["kernel"], p["stride"])
+    return lambda x: kernels.lrn_max_pool2d(x, p["size"], p["alpha"], p["beta"], p["k"], p["kernel"], p["stride"])
+
+
+@pytest.mark.parametrize("unit, precision, provider", list(cases()))
+def test_kernel(benchmark, unit, precision, provider):
+    if provider == "triton" and (reason := skip_triton_reason(unit.op)):
+        pytest.skip(reason)
+    with precision_mode(precision) as dtype, torch.no_grad():
+        x, weights = make_inputs(unit, dtype)
+        fn = {"torch": reference_fn, "compile": lambda u: torch.compile(reference_fn(u)),
+              "triton": triton_fn}[provider](unit)
+        out = fn(x, *weights)  # first call (compiles) outside the timing, and a sanity check
+        expected = reference_fn(unit)(x, *weights)
+        assert out.shape == expected.shape and torch.isfinite(out).all()
+        cost = unit_cost(unit, BATCH["kernel"], precision)
+        model = bytes_model_for("eager" if provider == "torch" else provider)
+        shape = "x".join(map(str, x.shape))
+        if weights:
+            shape += " w" + "x".join(map(str, weights[0].shape)) + f" s{unit.params['stride']} p{unit.params['padding']}"
+        run_benchmark(benchmark, lambda: fn(x, *weights), kind="kernel", group=f"{unit.name} {precision}",
+                      flops=cost.flops, nbytes=cost.bytes(model), dtype=precision, shape=shape, kernel=unit.name,
+                      provider=provider)

@@ -1,0 +1,239 @@
+"""The bench harness: equivalence before timing, failed and interpreted rows, the CLI."""
+
+import argparse
+import importlib.machinery
+import importlib.util
+import json
+import math
+import os
+import sys
+import types
+
+import pandas as pd
+import pytest
+import torch
+
+from alexnet_fast.cli import main
+from alexnet_fast.variants import build_variant
+from profiling import harness as H
+from profiling.results import read_results
+
+TINY = dict(preset="paper", width_mult=0.125, input_size=67)
+
+
+def tiny_plan(variants, passes=("inference",), layers=(), batch_sizes=(2,)):
+    return H.BenchPlan(device="cpu", variants=[H.VariantSpec(*v) if isinstance(v, tuple) else H.VariantSpec(v)
+                                                for v in variants],
+                       precisions=["fp32"], batch_sizes=list(batch_sizes), passes=list(passes),
+                       layers=list(layers), layer_batch_size=2, warmup=1, repeats=2, threads=1,
+                       peak_gemm_n=256, peak_copy_mib=8, **TINY)
+
+
+def wrong_variant(model, name, *, compile_mode="default", copy_model=True):
+    """A deliberately wrong "compile" variant: every output 10% too large."""
+    model = build_variant(model, "eager", copy_model=copy_model)
+    if name == "compile":
+        model.register_forward_hook(lambda m, args, out: out * 1.1)
+    return model
+
+
+def interpreted_triton_stand_in(model, name, *, compile_mode="default", copy_model=True):
+    """Stands in for the Triton variants (not in this checkout): eager math, so the
+    interpreted path is exercised without the kernels."""
+    return build_variant(model, "eager", copy_model=copy_model)
+
+
+def by(rows, **match):
+    return [r for r in rows if all(r.get(k) == v for k, v in match.items())]
+
+
+def test_failed_variant_is_reported_and_not_timed(tmp_path):
+    plan = tiny_plan(["eager", "compile"], passes=("inference", "train"), layers=("conv1+relu1", "fc8"))
+    rows = H.Harness(plan, tmp_path, progress=False, build_variant=wrong_variant).run()
+    eager = by(rows, scope="model", variant="eager")
+    assert [r["status"] for r in eager] == ["ok", "ok"]
+    assert all(r["median_ms"] > 0 and r["images_per_s"] > 0 for r in eager)
+    assert eager[0]["max_rel_err"] == 0.0 and eager[1]["grad_max_rel_err"] == 0.0
+    wrong = by(rows, scope="model", variant="compile")
+    assert [r["status"] for r in wrong] == ["failed", "failed"]
+    assert all("median_ms" not in r for r in wrong)  # never timed
+    assert wrong[0]["max_rel_err"] == pytest.approx(0.1, rel=1e-3)
+    assert wrong[1]["grad_max_rel_err"] > H.TOLERANCES["fp32"][1]
+    assert wrong[0]["fp64_err"] > wrong[0]["tolerance"] and wrong[1]["fp64_err"] > wrong[1]["tolerance"]
+    layers = by(rows, scope="layer", variant="compile")
+    assert {r["layer"]: r["status"] for r in layers} == {"conv1+relu1": "failed", "fc8": "failed"}
+    ok_layers = by(rows, scope="layer", variant="eager")
+    assert all(r["status"] == "ok" and r["gflops_per_s"] > 0 and r["intensity"] > 0 for r in ok_layers)
+    # what was written: every row carries the environment, failed rows have no time
+    table = read_results(tmp_path)
+    assert len(table) == len(rows)
+    for col in ("device", "threads", "torch", "python", "git_commit", "machine"):
+        assert table[col].notna().all(), col
+    assert (table.threads == 1).all()
+    failed = table[table.status == "failed"]
+    assert failed.median_ms.isna().all() and len(failed) == 4
+    peaks = table[table.scope == "peak"]
+    assert set(peaks.layer) == {"gemm", "copy"} and (peaks.gflops_per_s.fillna(peaks.gbytes_per_s) > 0).all()
+
+
+def test_triton_without_gpu_is_interpreted_at_reduced_size(tmp_path):
+    plan = tiny_plan(["triton"], passes=("inference", "train"), layers=("lrn1+pool1", "fc8"))
+    plan.width_mult, plan.input_size = 0.25, 99  # the timed size; the check runs at plan.check
+    plan.check = H.ReducedSize(width_mult=0.125, input_size=67, batch_size=1)
+    rows = H.Harness(plan, tmp_path, progress=False, build_variant=interpreted_triton_stand_in).run()
+    model_rows = by(rows, scope="model")
+    assert [(r["pass"], r["status"]) for r in model_rows] == [("inference", "interpreted"), ("train", "interpreted")]
+    for r in model_rows + by(rows, scope="layer", layer="lrn1+pool1"):
+        assert r["status"] == "interpreted" and r["equivalent"] and r["compile_s"] is None
+        assert "median_ms" not in r and (r["input_size"], r["width_mult"], r["batch_size"]) == (67, 0.125, 1)
+        assert r["check_size"] == "w0.125@67 b1"
+    fc8 = by(rows, scope="layer", layer="fc8")[0]  # no Triton kernel in it: timed at the real size
+    assert fc8["status"] == "ok" and fc8["median_ms"] > 0 and fc8["check_size"] == "full" and fc8["batch_size"] == 2
+
+
+def test_real_eager_and_compile_agree(tmp_path):
+    plan = tiny_plan(["eager", "compile"], batch_sizes=(1,))
+    rows = H.Harness(plan, tmp_path, progress=False).run()
+    compiled = by(rows, scope="model", variant="compile")[0]
+    assert compiled["status"] == "ok", compiled.get("note")
+    assert compiled["max_rel_err"] <= H.TOLERANCES["fp32"][0]
+    assert compiled["compile_s"] > 0 and compiled["median_ms"] > 0
+    assert compiled["label"] == "compile" and compiled["compile_mode"] == "default"
+
+
+def test_verdict_allows_what_eager_fp32_itself_misses():
+    """An ill-conditioned tensor: eager fp32 is 1e-2 from fp64; a variant as far passes, one
+    O(1) away fails, and a well-conditioned tensor keeps the tight floor."""
+    torch.manual_seed(0)
+    exact = {"conv1.weight": torch.randn(1000, dtype=torch.float64), "fc8.weight": torch.randn(1000, dtype=torch.float64)}
+    eager = {"conv1.weight": (exact["conv1.weight"] + 1e-2 * torch.randn(1000, dtype=torch.float64)).float(),
+             "fc8.weight": exact["fc8.weight"].float()}
+    ref = H.Reference(eager, exact)
+    assert ref.eager_err["conv1.weight"] == pytest.approx(1e-2, rel=0.1)
+    close = {"conv1.weight": (exact["conv1.weight"] + 2e-2 * torch.randn(1000, dtype=torch.float64)).float(),
+             "fc8.weight": exact["fc8.weight"].float()}
+    verdict = H.judge(close, ref, floor=1e-3)
+    assert verdict["equivalent"] and verdict["worst_tensor"] == "conv1.weight"
+    assert verdict["rel"] > 1e-3  # far from eager fp32 in max-norm, yet as accurate as eager is
+    wrong = dict(close, **{"conv1.weight": (exact["conv1.weight"] * 0.5).float()})
+    assert not H.judge(wrong, ref, floor=1e-3)["equivalent"]
+    off_by_1e3 = dict(eager, **{"fc8.weight": (exact["fc8.weight"] * 1.002).float()})
+    verdict = H.judge(off_by_1e3, ref, floor=1e-3)
+    assert not verdict["equivalent"] and verdict["worst_tensor"] == "fc8.weight"
+    assert verdict["tolerance"] == pytest.approx(1e-3, rel=0.01)
+
+
+def test_relative_error():
+    ref = torch.tensor([1.0, -4.0, 0.0])
+    assert H.relative_error(ref + torch.tensor([0.0, 0.4, 0.0]), ref) == pytest.approx((0.4, 0.1))
+    assert H.relative_error(torch.tensor([1.0, float("nan"), 0.0]), ref) == (math.inf, math.inf)
+    with pytest.raises(ValueError, match="shape"):
+        H.relative_error(torch.zeros(2), ref)
+
+
+def parse(argv):
+    parser = argparse.ArgumentParser()
+    H.add_arguments(parser)
+    return parser.parse_args(argv)
+
+
+def test_flags_override_the_embedded_default():
+    plan = H.plan_from_args(parse(["--variant", "eager,compile", "--compile-mode", "default",
+                                   "--compile-mode", "max-autotune", "--batch-size", "1,8",
+                                   "--batch-size", "2", "--pass", "train", "--layer", "lrn1+pool1,fc8",
+                                   "--width-mult", "0.5", "--device", "cpu"]))
+    assert [v.label for v in plan.variants] == ["eager", "compile", "compile[max-autotune]"]
+    assert plan.batch_sizes == [1, 8, 2] and plan.passes == ["train"]
+    assert plan.layers == ["lrn1+pool1", "fc8"] and plan.width_mult == 0.5
+    default = H.plan_from_args(parse(["--device", "cpu"]))
+    assert default.precisions == ["fp32"] and 1 <= default.threads <= os.cpu_count()
+    assert "conv1+relu1" in default.layers
+    assert H.plan_from_args(parse(["--layer", "none", "--device", "cpu"])).layers == []
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--variant", "fast"], "unknown variant 'fast'"),
+    (["--precision", "tf32"], "tf32 needs a CUDA device"),
+    (["--precision", "fp8"], "unknown precision 'fp8'"),
+    (["--batch-size", "x"], "--batch-size takes integers"),
+    (["--batch-size", "0"], "batch sizes must be positive"),
+    (["--layer", "conv9"], "unknown layer 'conv9'"),
+    (["--layout", "pipeline"], "unknown layout 'pipeline'"),
+    (["--width-mult", "0.01"], "groups=2 does not divide"),
+])
+def test_bad_flags_are_named(argv, message):
+    with pytest.raises(ValueError, match=message):
+        H.plan_from_args(parse(argv + ["--device", "cpu"]))
+
+
+def test_missing_layout_module_is_a_clear_error(monkeypatch, capsys):
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "alexnet_fast.layouts" else real(name, *a))
+    assert main(["bench", "--layout", "single,data_parallel", "--device", "cpu"]) == 2
+    assert "layout 'data_parallel' not available" in capsys.readouterr().err
+
+
+def test_two_device_layouts_come_from_bench_layout(tmp_path, monkeypatch):
+    calls = []
+
+    def bench_layout(layout, variant, precision, batch_size, pass_, *, preset, width_mult, input_size,
+                     warmup, repeats):
+        calls.append((layout, variant, precision, batch_size, pass_, width_mult))
+        return dict(step_ms=20.0, images_per_s=batch_size / 0.02, comm_ms=3.0, comm_bytes=1000,
+                    comm_bytes_model=1000, max_abs_err=1e-7, max_rel_err=1e-6, equivalent=layout != "model_parallel",
+                    device="cpu", backend="gloo", world_size=2)
+
+    fake = types.ModuleType("alexnet_fast.layouts")
+    fake.bench_layout = bench_layout
+    fake.PASSES = ("forward", "train")  # what alexnet_fast.layouts calls the inference pass
+    fake.__spec__ = importlib.machinery.ModuleSpec("alexnet_fast.layouts", None)
+    monkeypatch.setitem(sys.modules, "alexnet_fast.layouts", fake)
+    plan = tiny_plan(["eager"])
+    plan.layouts = ["data_parallel", "model_parallel"]
+    rows = H.Harness(plan, tmp_path, progress=False).run()
+    dp, mp = by(rows, layout="data_parallel")[0], by(rows, layout="model_parallel")[0]
+    assert calls == [("data_parallel", "eager", "fp32", 2, "forward", 0.125),
+                     ("model_parallel", "eager", "fp32", 2, "forward", 0.125)]
+    assert dp["pass"] == "inference"  # our name in the results
+    assert dp["status"] == "ok" and dp["median_ms"] == 20.0 and dp["comm_ms"] == 3.0 and dp["images_per_s"] == 100.0
+    assert mp["status"] == "failed" and "median_ms" not in mp
+
+
+def test_cli_bench_writes_results(tmp_path, capsys):
+    rc = main(["bench", "--variant", "eager", "--batch-size", "1", "--pass", "inference", "--layer", "pool5",
+               "--width-mult", "0.125", "--input-size", "67", "--repeats", "1", "--warmup", "0",
+               "--output-dir", str(tmp_path), "--no-progress", "--device", "cpu", "--peak-gemm-n", "128",
+               "--peak-copy-mib", "4"])
+    assert rc == 0
+    assert "wrote" in capsys.readouterr().err
+    records = json.loads((tmp_path / "results.json").read_text())
+    assert {r["scope"] for r in records} == {"peak", "model", "layer"}
+    assert pd.read_csv(tmp_path / "results.csv").shape[0] == len(records)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(importlib.util.find_spec("kernels.conv2d_relu") is None
+                    or importlib.util.find_spec("kernels.nn.pooling") is None,
+                    reason="the Triton kernels (kernels.conv2d_relu, kernels.nn.pooling) are not in this checkout")
+def test_real_triton_variant_is_equivalent_interpreted(tmp_path):
+    plan = tiny_plan(["triton"], passes=("inference", "train"), layers=("conv2+relu2", "lrn1+pool1"))
+    plan.check = H.ReducedSize(width_mult=0.125, input_size=67, batch_size=1)
+    rows = H.Harness(plan, tmp_path, progress=False).run()
+    results = by(rows, variant="triton")
+    assert len(results) == 4
+    for r in results:
+        assert r["status"] == "interpreted", (r["layer"], r.get("note"), r.get("max_rel_err"), r.get("grad_max_rel_err"))
+
+
+def test_low_precision_cells_are_judged_against_fp64(tmp_path):
+    """fp16 (with its loss scale) and bf16 on the torchvision preset (PyTorch has no CPU
+    half-precision LRN): errors vs fp32 are real, the verdict uses the precision's floor."""
+    plan = tiny_plan(["eager"], passes=("inference", "train"))
+    plan.preset, plan.width_mult, plan.input_size, plan.precisions = "torchvision", 0.25, 64, ["fp16", "bf16"]
+    rows = by(H.Harness(plan, tmp_path, progress=False).run(), scope="model")
+    assert [(r["precision"], r["pass"], r["status"]) for r in rows] == [
+        ("fp16", "inference", "ok"), ("fp16", "train", "ok"), ("bf16", "inference", "ok"), ("bf16", "train", "ok")]
+    fp16_logits, bf16_logits = rows[0]["max_rel_err"], rows[2]["max_rel_err"]
+    assert 0 < fp16_logits < bf16_logits < H.TOLERANCES["bf16"][0]  # 10-bit vs 7-bit mantissa
+    assert rows[1]["tolerance"] >= H.TOLERANCES["fp16"][1] and 0 < rows[1]["grad_max_rel_err"]

@@ -1,0 +1,94 @@
+"""`alexnet-fast report` renders plots and REPORT.md from saved results, honestly."""
+
+import json
+
+import pytest
+
+from alexnet_fast.cli import main
+from profiling.report import render
+from profiling.results import read_results, to_frame, write_results
+
+ENV = dict(device="Test CPU", device_type="cpu", machine="cpu-test-2t", threads=2, cpu_count=4, torch="2.x", triton="3.x",
+           python="3.11", git_commit="abc123", run_id="r1", load_avg_1m=0.5, layout="single", preset="paper")
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def model_row(label, batch, pass_, status, ms=None, **kw):
+    variant = label.split("[")[0]
+    row = dict(ENV, scope="model", layer="model", op="model", variant=variant, label=label, precision="fp32",
+               batch_size=batch, status=status, **{"pass": pass_, "check_size": "full", **kw})
+    if ms is not None:
+        flops = 1.449e9 * batch * (3 if pass_ == "train" else 1)
+        row.update(median_ms=ms, p20_ms=ms * 0.9, p80_ms=ms * 1.1, images_per_s=batch / ms * 1e3,
+                   gflops_per_s=flops / ms / 1e6, flops=flops, bytes=flops / 4, intensity=4.0)
+    return row
+
+
+def results_rows():
+    rows = [dict(ENV, scope="peak", layer="gemm", op="gemm", precision="fp32", status="peak", gflops_per_s=100.0,
+                 note="measured: test"),
+            dict(ENV, scope="peak", layer="copy", op="copy", precision="-", status="peak", gbytes_per_s=10.0,
+                 note="measured: test")]
+    for batch, eager_ms, compile_ms in ((1, 40.0, 20.0), (8, 200.0, 80.0)):
+        rows.append(model_row("eager", batch, "inference", "ok", eager_ms, max_rel_err=0.0, tolerance=1e-4,
+                              equivalent=True))
+        rows.append(model_row("compile", batch, "inference", "ok", compile_ms, max_rel_err=2e-7, tolerance=1e-4,
+                              equivalent=True, compile_s=5.0))
+    rows.append(model_row("compile[max-autotune]", 8, "inference", "failed", max_rel_err=0.3, tolerance=1e-4,
+                          equivalent=False, note="wrong on purpose"))
+    rows.append(model_row("triton", 2, "inference", "interpreted", max_rel_err=3e-6, tolerance=1e-4,
+                          equivalent=True, check_size="w0.125@67 b2"))
+    rows.append(model_row("eager", 8, "train", "ok", 900.0, grad_max_rel_err=0.0, tolerance=1e-3, equivalent=True))
+    rows.append(model_row("compile", 8, "train", "ok", 300.0, grad_max_rel_err=1e-6, tolerance=1e-3,
+                          equivalent=True))
+    for variant, ms, ai in (("eager", 30.0, 30.0), ("compile", 20.0, 50.0)):
+        rows.append(dict(ENV, scope="layer", layer="conv1+relu1", op="conv_relu", variant=variant, label=variant,
+                         precision="fp32", batch_size=8, status="ok", median_ms=ms, gflops_per_s=1.7e3 / ms,
+                         gbytes_per_s=1.7e3 / ms / ai, intensity=ai, max_rel_err=0.0, **{"pass": "inference"}))
+    rows.append(dict(ENV, scope="layer", layer="lrn1+pool1", op="lrn_pool", variant="triton", label="triton",
+                     precision="fp32", batch_size=2, status="interpreted", max_rel_err=1e-6, intensity=2.4,
+                     **{"pass": "inference"}))
+    return rows
+
+
+def test_report_renders_every_part(tmp_path):
+    write_results(results_rows(), tmp_path)
+    assert main(["report", "--output-dir", str(tmp_path)]) == 0
+    for name in ("roofline_cpu-test-2t.png", "throughput_cpu-test-2t.png"):
+        assert (tmp_path / name).read_bytes()[:8] == PNG_MAGIC, name
+    text = (tmp_path / "REPORT.md").read_text()
+    assert "![roofline](roofline_cpu-test-2t.png)" in text and "![throughput](throughput_cpu-test-2t.png)" in text
+    # eager vs compile ratio and fraction of peak: batch 8 inference 200 -> 80 ms = 2.5x;
+    # eager 8 * 1.449 GFLOP / 0.2 s = 58 GFLOP/s = 58% of the 100 GFLOP/s GEMM peak, compile 145%
+    assert "| inference | fp32 | 8 | compile | 2.5x | 200 -> 80 | 58.0% | 145% |" in text.replace("144.9%", "145%")
+    assert "| train | fp32 | 8 | compile | 3x |" in text
+    # honest rows: failed and interpreted have no time, and say so
+    lines = text.splitlines()
+    failed = [ln for ln in lines if "| compile[max-autotune] |" in ln]
+    assert failed and all("failed (not timed)" in ln or "FAIL" in ln for ln in failed)
+    interpreted = [ln for ln in lines if "| triton |" in ln and "3.x" not in ln]  # not the versions table
+    assert interpreted and all("interpreted" in ln for ln in interpreted)
+    assert any("w0.125@67 b2" in ln for ln in interpreted)
+    assert "| gemm | fp32 | 100 |" in text
+    assert "Warning" not in text  # load 0.5 + 2 threads < 4 cores
+
+
+def test_report_warns_about_a_loaded_cpu_and_reads_csv(tmp_path):
+    rows = [dict(r, load_avg_1m=5.0) for r in results_rows()]
+    write_results(rows, tmp_path)
+    (tmp_path / "results.json").unlink()  # the CSV alone is enough
+    report = render([read_results(tmp_path)], tmp_path)
+    assert "load average at the start (5.0) plus the 2 timed threads exceeded the 4 cores" in report.read_text()
+
+
+def test_missing_or_malformed_results_are_clear_errors(tmp_path, capsys):
+    assert main(["report", "--output-dir", str(tmp_path)]) == 2
+    assert "no results.json or results.csv" in capsys.readouterr().err
+    bad = tmp_path / "results.json"
+    bad.write_text("{not json")
+    assert main(["report", "--input", str(bad), "--output-dir", str(tmp_path)]) == 2
+    assert "malformed" in capsys.readouterr().err
+    bad.write_text(json.dumps([{"scope": "model"}]))
+    with pytest.raises(ValueError, match="lacks columns"):
+        read_results(bad)
+    assert to_frame([{"scope": "x"}]).columns[0] == "scope"
