@@ -45,7 +45,6 @@ import copy
 import gc
 import importlib
 import importlib.util
-import inspect
 import math
 import os
 import sys
@@ -591,22 +590,14 @@ class Harness:
 
     def _layout_row(self, base: dict, layout: str, variant: VariantSpec, precision: str, batch_size: int,
                     pass_: str) -> dict:
-        import alexnet_fast.layouts as layouts
+        from alexnet_fast.layouts import bench_layout
 
-        bench_layout = layouts.bench_layout
-        # the layouts module names the forward-only pass "forward" (ours: "inference")
-        layout_passes = getattr(layouts, "PASSES", PASSES)
-        layout_pass = "forward" if pass_ not in layout_passes and "forward" in layout_passes else pass_
+        layout_pass = "forward" if pass_ == "inference" else pass_  # the layouts' name for it
         p = self.plan
         interpreted = variant.uses_triton and p.interpreted
         kwargs = dict(preset=p.preset, width_mult=p.check.width_mult if interpreted else p.width_mult,
                       input_size=p.check.input_size if interpreted else p.input_size,
-                      warmup=p.warmup, repeats=p.repeats)
-        if "compile_mode" in inspect.signature(bench_layout).parameters:
-            kwargs["compile_mode"] = variant.compile_mode
-        elif variant.compiled and variant.compile_mode != "default":
-            return self._row(**base, status="error",
-                             note="alexnet_fast.layouts.bench_layout takes no compile_mode: default mode only")
+                      warmup=p.warmup, repeats=p.repeats, compile_mode=variant.compile_mode)
         res = bench_layout(layout, variant.name, precision, batch_size, layout_pass, **kwargs)
         equivalent = bool(res["equivalent"])
         row = self._row(**base, max_abs_err=res.get("max_abs_err"), max_rel_err=res.get("max_rel_err"),

@@ -178,7 +178,7 @@ def test_two_device_layouts_come_from_bench_layout(tmp_path, monkeypatch):
     calls = []
 
     def bench_layout(layout, variant, precision, batch_size, pass_, *, preset, width_mult, input_size,
-                     warmup, repeats):
+                     warmup, repeats, compile_mode):
         calls.append((layout, variant, precision, batch_size, pass_, width_mult))
         return dict(step_ms=20.0, images_per_s=batch_size / 0.02, comm_ms=3.0, comm_bytes=1000,
                     comm_bytes_model=1000, max_abs_err=1e-7, max_rel_err=1e-6, equivalent=layout != "model_parallel",
@@ -186,7 +186,6 @@ def test_two_device_layouts_come_from_bench_layout(tmp_path, monkeypatch):
 
     fake = types.ModuleType("alexnet_fast.layouts")
     fake.bench_layout = bench_layout
-    fake.PASSES = ("forward", "train")  # what alexnet_fast.layouts calls the inference pass
     fake.__spec__ = importlib.machinery.ModuleSpec("alexnet_fast.layouts", None)
     monkeypatch.setitem(sys.modules, "alexnet_fast.layouts", fake)
     plan = tiny_plan(["eager"])
