@@ -23,7 +23,9 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import gc
 import os
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -150,8 +152,19 @@ def local_context(device: str | None = None) -> DistContext:
 
 
 def shutdown(ctx: DistContext) -> None:
+    """Leave the process group. On a normal exit, a barrier first, so that no rank tears gloo
+    down while the other still has work in flight (seen here: a rank aborting at exit with
+    "terminate called without an active exception"); called while an exception propagates
+    (from a ``finally``), no barrier, so a failing rank exits at once and the launcher reports
+    it instead of both ranks waiting out the timeout. Then gc, so no AsyncWork outlives the
+    group."""
     if ctx.group is not None and dist.is_initialized():
-        dist.destroy_process_group()
+        try:
+            if sys.exc_info()[0] is None:
+                dist.barrier()
+        finally:
+            dist.destroy_process_group()
+            gc.collect()
 
 
 class CommMeter:
