@@ -292,18 +292,15 @@ def _equivalence_section(frame: pd.DataFrame) -> str:
     for _, r in checked.iterrows():
         if r["scope"] == "layer" and r["status"] == "ok":
             continue  # passing layers: in the per-layer table; here only models and problems
-        ok = r.get("equivalent")
         verdict = {"ok": "pass", "interpreted": "pass (interpreted)", "failed": "FAIL", "error": "error"}.get(
             r["status"], str(r["status"]))
-        if r["status"] == "error":
-            ok = None
         fp64 = " / ".join(_fmt(r.get(c)) for c in ("fp64_err", "eager_fp64_err", "tolerance"))
         worst = r.get("worst_tensor")
         rows.append([r["scope"], r["layer"], _label(r), r["precision"], r.get("pass"), _fmt(r.get("batch_size")),
                      str(r.get("check_size") if pd.notna(r.get("check_size")) else "-"),
                      _fmt(r.get("max_abs_err")), _fmt(r.get("max_rel_err")), _fmt(r.get("grad_max_abs_err")),
                      _fmt(r.get("grad_max_rel_err")), fp64, str(worst) if pd.notna(worst) else "-",
-                     verdict if ok is not None else verdict,
+                     verdict,
                      (str(r.get("note")) if pd.notna(r.get("note")) and r["status"] in ("error", "failed") else "")])
     return markdown_table(["scope", "layer", "variant", "precision", "pass", "batch", "checked at",
                            "logits max abs", "logits max rel", "grad max abs", "grad max rel",

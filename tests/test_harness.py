@@ -91,6 +91,21 @@ def test_triton_without_gpu_is_interpreted_at_reduced_size(tmp_path):
     assert fc8["status"] == "ok" and fc8["median_ms"] > 0 and fc8["check_size"] == "full" and fc8["batch_size"] == 2
 
 
+def test_wrong_interpreted_triton_is_failed_without_a_time(tmp_path):
+    """An interpreted cell that fails its check keeps no interpreter time (no compile_s)."""
+    def wrong_triton(model, name, *, compile_mode="default", copy_model=True):
+        model = build_variant(model, "eager", copy_model=copy_model)
+        model.register_forward_hook(lambda m, args, out: out * 1.1)
+        return model
+
+    plan = tiny_plan(["triton"], layers=("lrn1+pool1",))
+    plan.check = H.ReducedSize(width_mult=0.125, input_size=67, batch_size=1)
+    rows = H.Harness(plan, tmp_path, progress=False, build_variant=wrong_triton).run()
+    checked = by(rows, scope="model") + by(rows, scope="layer")
+    assert [r["status"] for r in checked] == ["failed", "failed"]
+    assert all(r["compile_s"] is None and "median_ms" not in r for r in checked)
+
+
 def test_real_eager_and_compile_agree(tmp_path):
     plan = tiny_plan(["eager", "compile"], batch_sizes=(1,))
     rows = H.Harness(plan, tmp_path, progress=False).run()

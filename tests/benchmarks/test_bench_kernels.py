@@ -4,7 +4,9 @@ Providers: ``torch`` (eager PyTorch, the baseline), ``compile`` (torch.compile o
 function) and ``triton`` (this project's kernels; skipped on CPU, where Triton only runs
 interpreted). One group per layer and precision, so pytest-benchmark's table compares the
 providers of one layer. FLOPs and bytes come from ``profiling/flops.py`` (eager: separate ops;
-compile and triton: fused). Run: ``pytest tests/benchmarks --benchmark-only``.
+compile and triton: fused). Before it is timed, every provider's output is judged like a harness
+cell (``profiling.harness.judge``: relative RMS error vs float64 within 3x eager's own + the
+precision's floor); the errors go into ``extra_info`` beside the speed. Run: ``pytest tests/benchmarks --benchmark-only``.
 """
 
 import pytest
@@ -14,6 +16,7 @@ import torch.nn.functional as F
 from alexnet_fast.model import make_config
 from bench_setup import BATCH, DEVICE, PRECISIONS, run_benchmark, skip_triton_reason
 from profiling.flops import bytes_model_for, layer_units, unit_cost
+from profiling.harness import TOLERANCES, Reference, judge
 from profiling.roofline import precision_mode
 
 KERNEL_OPS = ("conv_relu", "lrn", "pool", "lrn_pool")
@@ -77,9 +80,13 @@ def test_kernel(benchmark, unit, precision, provider):
         x, weights = make_inputs(unit, dtype)
         fn = {"torch": reference_fn, "compile": lambda u: torch.compile(reference_fn(u)),
               "triton": triton_fn}[provider](unit)
-        out = fn(x, *weights)  # first call (compiles) outside the timing, and a sanity check
+        out = fn(x, *weights)  # first call (compiles) outside the timing; checked before it is timed
         expected = reference_fn(unit)(x, *weights)
-        assert out.shape == expected.shape and torch.isfinite(out).all()
+        exact = reference_fn(unit)(x.double(), *(w.double() for w in weights))
+        verdict = judge({"out": out}, Reference({"out": expected.float()}, {"out": exact}), TOLERANCES[precision][0])
+        benchmark.extra_info.update(max_abs_err=verdict["abs"], max_rel_err=verdict["rel"],
+                                    fp64_rrmse=verdict["fp64_err"], fp64_rrmse_allowed=verdict["tolerance"])
+        assert verdict["equivalent"], f"{provider} is not equivalent to eager PyTorch: {verdict}"
         cost = unit_cost(unit, BATCH["kernel"], precision)
         model = bytes_model_for("eager" if provider == "torch" else provider)
         shape = "x".join(map(str, x.shape))
