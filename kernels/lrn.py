@@ -20,6 +20,9 @@ Saving D instead would add a 4-byte fp32 write per element to the forward, a 4-b
 the backward and a full-size activation held in between (AlexNet lrn1 at batch 128:
 96 x 55 x 55 x 128 x 4 B = 149 MB). Lanes whose upstream gradient is zero skip those loads.
 
+alpha >= 0 and k > 0 are required (ValueError otherwise), so D > 0 and D^(-beta) is exact
+as exp2(-beta * log2 D); PyTorch also accepts a negative D with an integer beta.
+
 Layouts: NCHW (contiguous) and NHWC (``torch.channels_last``) in, the same layout out; any
 other strides are made NCHW-contiguous first. Dtypes fp32 / fp16 / bf16, fp32 math inside.
 Tensors must be CUDA tensors, or CPU tensors under ``TRITON_INTERPRET=1``.
@@ -67,7 +70,8 @@ def tile_offsets(n, c, hw, C, HW, CHANNELS_LAST: tl.constexpr):
 
 @triton.jit
 def pow_fp32(base, exponent):
-    """base ** exponent for base > 0 (fp32); like torch.pow, NaN for base < 0, inf at 0."""
+    """base ** exponent for base > 0 (fp32); inf at 0 for exponent < 0, and NaN for base < 0
+    even where torch.pow is finite (an integer exponent): callers keep base > 0."""
     return tl.exp2(exponent * tl.log2(base))
 
 
@@ -182,6 +186,11 @@ def check_lrn_args(x: Any, size: Any, alpha: Any, beta: Any, k: Any, *, op: str)
             raise TypeError(f"{op}: {name} must be a float, got {type(value).__name__}")
         if not math.isfinite(value):
             raise ValueError(f"{op}: {name} must be finite, got {value}")
+    # D^-beta is computed as exp2(-beta * log2(D)), exact for D > 0 only (torch.pow also
+    # takes a negative D to an integer power): alpha >= 0 and k > 0 keep D >= k > 0.
+    if alpha < 0 or k <= 0:
+        raise ValueError(f"{op}: needs alpha >= 0 and k > 0 (so the denominator k + alpha/size * sum x^2 "
+                         f"is positive), got alpha={alpha}, k={k}")
 
 
 def check_grad(grad: Any, like: torch.Tensor, shape: Sequence[int], *, op: str) -> None:

@@ -50,8 +50,8 @@ from kernels.lrn import (autotuned, check_grad, check_lrn_args, kernel_specs, la
                          lrn_denominator, lrn_grad_term, memory_format_of, pow_fp32, tile_offsets)
 from kernels.lrn import KERNEL_ARG_TYPES as LRN_ARG_TYPES
 from kernels.max_pool2d import KERNEL_ARG_TYPES as POOL_ARG_TYPES
-from kernels.max_pool2d import (ALEXNET_POOL, check_indices, check_int8_window, max_pool_grad_at,
-                                max_window_update, pool_geometry)
+from kernels.max_pool2d import (ALEXNET_POOL, check_indices, check_int8_window, empty_pool_outputs,
+                                max_pool_grad_at, max_window_update, pool_geometry)
 
 __all__ = ["lrn_max_pool2d", "lrn_max_pool2d_fwd", "lrn_max_pool2d_bwd", "codegen_specs", "memory_traffic"]
 
@@ -152,17 +152,6 @@ def _launch(kernel, tensors, x: torch.Tensor, OH: int, OW: int, pixels: int, lrn
         CHANNELS_LAST=layout == "nhwc", **extra)
 
 
-def _fwd_outputs(x: torch.Tensor, oh: int, ow: int, with_indices: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    fmt = memory_format_of(x)
-    shape = (x.shape[0], x.shape[1], oh, ow)
-    out = torch.empty(shape, dtype=x.dtype, device=x.device, memory_format=fmt)
-    if with_indices:
-        idx = torch.empty(shape, dtype=torch.int8, device=x.device, memory_format=fmt)
-    else:
-        idx = torch.empty(0, dtype=torch.int8, device=x.device)
-    return out, idx
-
-
 def _check(x, size, alpha, beta, k, kernel_size, stride, padding, with_indices, *, op):
     check_lrn_args(x, size, alpha, beta, k, op=op)
     geometry = pool_geometry(x, kernel_size, stride, padding, op=op)
@@ -178,7 +167,7 @@ def lrn_max_pool2d_fwd(x: torch.Tensor, size: int, alpha: float, beta: float, k:
     for max_pool2d(local_response_norm(x))."""
     *_, oh, ow = _check(x, size, alpha, beta, k, (kh, kw), (sh, sw), (ph, pw), with_indices, op=OP)
     x = x.contiguous(memory_format=memory_format_of(x))
-    out, idx = _fwd_outputs(x, oh, ow, with_indices)
+    out, idx = empty_pool_outputs(x, oh, ow, with_indices)
     if out.numel():
         _launch(lrn_max_pool2d_fwd_kernel, (x, out, idx if with_indices else out), x, oh, ow, oh * ow,
                 (size, alpha, beta, k), (kh, kw, sh, sw, ph, pw), WITH_INDICES=with_indices)
@@ -188,7 +177,7 @@ def lrn_max_pool2d_fwd(x: torch.Tensor, size: int, alpha: float, beta: float, k:
 @lrn_max_pool2d_fwd.register_fake
 def _lrn_max_pool2d_fwd_fake(x, size, alpha, beta, k, kh, kw, sh, sw, ph, pw, with_indices):
     *_, oh, ow = pool_geometry(x, (kh, kw), (sh, sw), (ph, pw), op=OP)
-    return _fwd_outputs(x, oh, ow, with_indices)
+    return empty_pool_outputs(x, oh, ow, with_indices)
 
 
 @torch.library.custom_op("alexnet_fast::lrn_max_pool2d_bwd", mutates_args=())

@@ -195,7 +195,9 @@ def _launch(kernel, tensors, layout: str, N: int, C: int, H: int, W: int, OH: in
         CHANNELS_LAST=layout == "nhwc", **extra)
 
 
-def _fwd_outputs(x: torch.Tensor, oh: int, ow: int, with_indices: bool) -> tuple[torch.Tensor, torch.Tensor]:
+def empty_pool_outputs(x: torch.Tensor, oh: int, ow: int, with_indices: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """Empty (out, idx) of a pool forward over ``x`` (also the fused LRN + pool's): out in x's
+    dtype and layout, idx int8 in the same layout, or an empty int8 tensor without indices."""
     fmt = memory_format_of(x)
     shape = (x.shape[0], x.shape[1], oh, ow)
     out = torch.empty(shape, dtype=x.dtype, device=x.device, memory_format=fmt)
@@ -217,7 +219,7 @@ def max_pool2d_fwd(x: torch.Tensor, kh: int, kw: int, sh: int, sw: int, ph: int,
         check_int8_window(kh, kw, op=OP)
     fmt = memory_format_of(x)
     x = x.contiguous(memory_format=fmt)
-    out, idx = _fwd_outputs(x, oh, ow, with_indices)
+    out, idx = empty_pool_outputs(x, oh, ow, with_indices)
     if out.numel():
         N, C, H, W = x.shape
         _launch(max_pool2d_fwd_kernel, (x, out, idx if with_indices else out), layout_name(fmt),
@@ -228,7 +230,7 @@ def max_pool2d_fwd(x: torch.Tensor, kh: int, kw: int, sh: int, sw: int, ph: int,
 @max_pool2d_fwd.register_fake
 def _max_pool2d_fwd_fake(x, kh, kw, sh, sw, ph, pw, with_indices):
     *_, oh, ow = pool_geometry(x, (kh, kw), (sh, sw), (ph, pw), op=OP)
-    return _fwd_outputs(x, oh, ow, with_indices)
+    return empty_pool_outputs(x, oh, ow, with_indices)
 
 
 def _grad_input(like: torch.Tensor, H: int, W: int, channels_last: bool) -> torch.Tensor:

@@ -547,21 +547,6 @@ def results_table(rows: Iterable[dict[str, Any]]):
     return table.sort_values(["op", "kernel", "config", "dtype", "arch"], kind="stable").reset_index(drop=True)
 
 
-def write_atomic(path: str, text: str) -> None:
-    """Write ``text`` to ``path`` via a temporary file in the same directory and os.replace."""
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-
-
 def provenance() -> dict[str, str]:
     """Versions and commit that produced a report (ptxas per arch: the one Triton runs)."""
     import triton
@@ -632,9 +617,11 @@ def markdown_summary(table, problems: Sequence[str] = (), info: dict[str, str] |
 def write_reports(table, output_dir: str, problems: Sequence[str] = (),
                   info: dict[str, str] | None = None) -> tuple[str, str]:
     """Write ``codegen.csv`` and ``codegen.md`` atomically into ``output_dir``; their paths."""
+    from alexnet_fast.io import atomic_write_text  # the project's one atomic writer
+
     csv_path, md_path = os.path.join(output_dir, "codegen.csv"), os.path.join(output_dir, "codegen.md")
-    write_atomic(csv_path, table.to_csv(index=False))
-    write_atomic(md_path, markdown_summary(table, problems, info))
+    atomic_write_text(csv_path, table.to_csv(index=False))
+    atomic_write_text(md_path, markdown_summary(table, problems, info))
     return csv_path, md_path
 
 

@@ -89,6 +89,8 @@ def test_defaults_nan_non_dense_and_empty():
     (lambda x: local_response_norm(x, 5, alpha="big"), TypeError, "alpha must be a float"),
     (lambda x: local_response_norm(x, 5, beta=float("inf")), ValueError, "beta must be finite"),
     (lambda x: local_response_norm(x, 5, k=float("nan")), ValueError, "k must be finite"),
+    (lambda x: local_response_norm(x, 5, alpha=1.0, beta=1.0, k=-1.0), ValueError, "k > 0"),
+    (lambda x: local_response_norm(x, 5, alpha=-1e-4), ValueError, "alpha >= 0"),
     (lambda x: lrn_bwd(x[:, :2], x, 5, 1e-4, 0.75, 1.0), ValueError, "grad has shape"),
     (lambda x: lrn_bwd(x.half(), x, 5, 1e-4, 0.75, 1.0), TypeError, "grad has dtype"),
 ])

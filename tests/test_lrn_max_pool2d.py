@@ -126,6 +126,7 @@ def test_equals_separate_ops_and_module():
     (lambda x: lrn_max_pool2d(x.double(), 5, 1e-4, 0.75, 1.0, 3), TypeError, "float64"),
     (lambda x: lrn_max_pool2d(x, 0, 1e-4, 0.75, 1.0, 3), ValueError, "size must be >= 1"),
     (lambda x: lrn_max_pool2d(x, 5, None, 0.75, 1.0, 3), TypeError, "alpha must be a float"),
+    (lambda x: lrn_max_pool2d(x, 5, 1e-4, 0.75, 0.0, 3), ValueError, "k > 0"),
     (lambda x: lrn_max_pool2d(x, 5, 1e-4, 0.75, 1.0, 3, 2, 2), ValueError, "at most half"),
     (lambda x: lrn_max_pool2d(x, 5, 1e-4, 0.75, 1.0, 3, 0), ValueError, "stride must be >= 1"),
     (lambda x: lrn_max_pool2d(x, 5, 1e-4, 0.75, 1.0, 9), ValueError, "output size is too small"),
