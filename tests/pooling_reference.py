@@ -23,7 +23,7 @@ def assert_layout(t: torch.Tensor, layout: str) -> None:
 
 def windows_per_input(kernel: int, stride: int) -> int:
     """Most pooling windows that hold one input: the length of a pool-backward sum."""
-    return -(-kernel // stride) ** 2
+    return (-(-kernel // stride)) ** 2  # ceil(kernel / stride) squared
 
 
 def flat_to_window(flat: torch.Tensor, W: int, kernel: int, stride: int, padding: int) -> torch.Tensor:
