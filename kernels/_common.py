@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import torch
+import triton
+import triton.language as tl
 
 SUPPORTED_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+MAX_NUMEL = 2**31 - 1  # the kernels address elements with int32 offsets
 
 
 def is_interpreting() -> bool:
@@ -76,3 +79,105 @@ class KernelSpec:
 
 # dtype -> Triton pointer type string, for KernelSpec signatures
 TRITON_PTR = {torch.float32: "*fp32", torch.float16: "*fp16", torch.bfloat16: "*bf16"}
+
+
+# ---------------------------------------------------------------------------------------
+# Channel-wise ops over NCHW / NHWC tiles (LRN, max-pool, fused LRN + max-pool): addressing,
+# checks, the autotune wrapper and the codegen spec builder they share.
+# ---------------------------------------------------------------------------------------
+
+@triton.jit
+def tile_offsets(n, c, hw, C, HW, CHANNELS_LAST: tl.constexpr):
+    """Element offsets of (image n, channel c, pixel hw = h * W + w) in an NCHW or NHWC
+    tensor with C channels and HW pixels, and the offset step from one channel to the next."""
+    if CHANNELS_LAST:
+        offs = (n * HW + hw) * C + c
+        c_step = 1
+    else:
+        offs = (n * C + c) * HW + hw
+        c_step = HW
+    return offs, c_step
+
+
+def memory_format_of(x: torch.Tensor) -> torch.memory_format:
+    """The layout an op keeps: channels_last for NHWC-dense input, else NCHW-contiguous."""
+    return torch.channels_last if is_channels_last(x) else torch.contiguous_format
+
+
+def layout_name(memory_format: torch.memory_format) -> str:
+    return "nhwc" if memory_format == torch.channels_last else "nchw"
+
+
+def check_numel(x: torch.Tensor, *, op: str) -> None:
+    if x.numel() > MAX_NUMEL:
+        raise ValueError(f"{op}: {x.numel()} elements exceed the int32 addressing of the kernels "
+                         f"({MAX_NUMEL}); split the batch")
+
+
+def check_int(value: Any, name: str, *, op: str, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{op}: {name} must be an int, got {type(value).__name__}")
+    if value < minimum:
+        raise ValueError(f"{op}: {name} must be >= {minimum}, got {value}")
+
+
+def check_grad(grad: Any, like: torch.Tensor, shape: Sequence[int], *, op: str) -> None:
+    """The incoming gradient of a backward op: a tensor of ``shape`` with ``like``'s dtype and device."""
+    check_tensor(grad, "grad", op=op, ndim=4)
+    if tuple(grad.shape) != tuple(shape):
+        raise ValueError(f"{op}: grad has shape {tuple(grad.shape)}, expected {tuple(shape)}")
+    if grad.dtype != like.dtype:
+        raise TypeError(f"{op}: grad has dtype {grad.dtype}, expected {like.dtype}")
+    check_device(grad, like, op=op)
+
+
+_TUNED: dict[tuple[str, str], Any] = {}
+
+
+def autotuned(kernel, table: Mapping[str, Sequence[dict]], interpreter_config: dict, layout: str,
+              key: Sequence[str]):
+    """``kernel`` wrapped in triton.autotune over ``table[layout]`` (keyed on ``key``), or
+    over the single ``interpreter_config`` under TRITON_INTERPRET=1 (no benchmarking)."""
+    cache_key = (kernel.__name__, layout)
+    if cache_key not in _TUNED:
+        entries = [interpreter_config] if is_interpreting() else table[layout]
+        triton_configs = [
+            triton.Config({name: v for name, v in cfg.items() if name.isupper()},
+                          num_warps=cfg["num_warps"], num_stages=cfg["num_stages"])
+            for cfg in entries
+        ]
+        _TUNED[cache_key] = triton.autotune(configs=triton_configs, key=list(key))(kernel)
+    return _TUNED[cache_key]
+
+
+def kernel_specs(op: str, kernel, arg_types: Mapping[str, str], constexprs: Mapping[str, Any],
+                 table: Mapping[str, Sequence[dict]]) -> list[KernelSpec]:
+    """One KernelSpec per (layout and tile config of ``table``, dtype fp32/fp16/bf16).
+
+    ``arg_types`` types every non-constexpr argument; the value ``"*x"`` stands for a
+    pointer to the input dtype. ``constexprs`` fixes the constexprs other than the layout
+    and the tile (AlexNet's values)."""
+    names = list(kernel.arg_names)
+    specs = []
+    for layout, entries in table.items():
+        for cfg in entries:
+            tile = {name: v for name, v in cfg.items() if name.isupper()}
+            values = {**constexprs, "CHANNELS_LAST": layout == "nhwc", **tile}
+            missing = [a for a in names if a not in arg_types and a not in values]
+            if missing:
+                raise ValueError(f"{op}: no type or value for arguments {missing} of {kernel.__name__}")
+            for dtype in SUPPORTED_DTYPES:
+                ptr = TRITON_PTR[dtype]
+                signature = {a: ("constexpr" if a in values else
+                                 ptr if arg_types[a] == "*x" else arg_types[a]) for a in names}
+                specs.append(KernelSpec(
+                    op=op, kernel=kernel.__name__,
+                    config=f"{layout} " + " ".join(f"{n}={v}" for n, v in tile.items())
+                           + f" w{cfg['num_warps']} s{cfg['num_stages']}",
+                    fn=kernel, signature=signature,
+                    constexprs={a: v for a, v in values.items() if a in names},
+                    num_warps=cfg["num_warps"], num_stages=cfg["num_stages"],
+                    dtype=ptr.lstrip("*"),
+                    expects_mma=False,
+                ))
+    return specs

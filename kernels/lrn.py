@@ -35,38 +35,24 @@ autotuned launch (:func:`autotuned`) and the codegen spec builder (:func:`kernel
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping, Sequence
+from typing import Any, Sequence
 
 import torch
 import triton
 import triton.language as tl
 
 from kernels import configs
-from kernels._common import (SUPPORTED_DTYPES, TRITON_PTR, KernelSpec, check_device, check_tensor,
-                             is_channels_last, is_interpreting)
+from kernels._common import (KernelSpec, autotuned, check_device, check_grad, check_int, check_numel,
+                             check_tensor, kernel_specs, layout_name, memory_format_of, tile_offsets)
 
 __all__ = ["local_response_norm", "lrn_fwd", "lrn_bwd", "codegen_specs"]
 
 OP = "local_response_norm"
-MAX_NUMEL = 2**31 - 1  # kernels address elements with int32 offsets
 
 
 # ---------------------------------------------------------------------------------------
-# Triton helpers (shared with kernels/max_pool2d.py and kernels/lrn_max_pool2d.py)
+# Triton helpers (shared with kernels/lrn_max_pool2d.py)
 # ---------------------------------------------------------------------------------------
-
-@triton.jit
-def tile_offsets(n, c, hw, C, HW, CHANNELS_LAST: tl.constexpr):
-    """Element offsets of (image n, channel c, pixel hw = h * W + w) in an NCHW or NHWC
-    tensor with C channels and HW pixels, and the offset step from one channel to the next."""
-    if CHANNELS_LAST:
-        offs = (n * HW + hw) * C + c
-        c_step = 1
-    else:
-        offs = (n * C + c) * HW + hw
-        c_step = HW
-    return offs, c_step
-
 
 @triton.jit
 def pow_fp32(base, exponent):
@@ -150,30 +136,8 @@ def lrn_bwd_kernel(x_ptr, dy_ptr, dx_ptr, C, HW, size, alpha_over_size, beta, k,
 
 
 # ---------------------------------------------------------------------------------------
-# Launch helpers (shared with the pool and fused ops)
+# Input checks
 # ---------------------------------------------------------------------------------------
-
-def memory_format_of(x: torch.Tensor) -> torch.memory_format:
-    """The layout an op keeps: channels_last for NHWC-dense input, else NCHW-contiguous."""
-    return torch.channels_last if is_channels_last(x) else torch.contiguous_format
-
-
-def layout_name(memory_format: torch.memory_format) -> str:
-    return "nhwc" if memory_format == torch.channels_last else "nchw"
-
-
-def check_numel(x: torch.Tensor, *, op: str) -> None:
-    if x.numel() > MAX_NUMEL:
-        raise ValueError(f"{op}: {x.numel()} elements exceed the int32 addressing of the kernels "
-                         f"({MAX_NUMEL}); split the batch")
-
-
-def check_int(value: Any, name: str, *, op: str, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{op}: {name} must be an int, got {type(value).__name__}")
-    if value < minimum:
-        raise ValueError(f"{op}: {name} must be >= {minimum}, got {value}")
-
 
 def check_lrn_args(x: Any, size: Any, alpha: Any, beta: Any, k: Any, *, op: str) -> None:
     """Clear errors for a bad input tensor or LRN hyper-parameter."""
@@ -191,68 +155,6 @@ def check_lrn_args(x: Any, size: Any, alpha: Any, beta: Any, k: Any, *, op: str)
     if alpha < 0 or k <= 0:
         raise ValueError(f"{op}: needs alpha >= 0 and k > 0 (so the denominator k + alpha/size * sum x^2 "
                          f"is positive), got alpha={alpha}, k={k}")
-
-
-def check_grad(grad: Any, like: torch.Tensor, shape: Sequence[int], *, op: str) -> None:
-    """The incoming gradient of a backward op: a tensor of ``shape`` with ``like``'s dtype and device."""
-    check_tensor(grad, "grad", op=op, ndim=4)
-    if tuple(grad.shape) != tuple(shape):
-        raise ValueError(f"{op}: grad has shape {tuple(grad.shape)}, expected {tuple(shape)}")
-    if grad.dtype != like.dtype:
-        raise TypeError(f"{op}: grad has dtype {grad.dtype}, expected {like.dtype}")
-    check_device(grad, like, op=op)
-
-
-_TUNED: dict[tuple[str, str], Any] = {}
-
-
-def autotuned(kernel, table: Mapping[str, Sequence[dict]], interpreter_config: dict, layout: str,
-              key: Sequence[str]):
-    """``kernel`` wrapped in triton.autotune over ``table[layout]`` (keyed on ``key``), or
-    over the single ``interpreter_config`` under TRITON_INTERPRET=1 (no benchmarking)."""
-    cache_key = (kernel.__name__, layout)
-    if cache_key not in _TUNED:
-        entries = [interpreter_config] if is_interpreting() else table[layout]
-        triton_configs = [
-            triton.Config({name: v for name, v in cfg.items() if name.isupper()},
-                          num_warps=cfg["num_warps"], num_stages=cfg["num_stages"])
-            for cfg in entries
-        ]
-        _TUNED[cache_key] = triton.autotune(configs=triton_configs, key=list(key))(kernel)
-    return _TUNED[cache_key]
-
-
-def kernel_specs(op: str, kernel, arg_types: Mapping[str, str], constexprs: Mapping[str, Any],
-                 table: Mapping[str, Sequence[dict]]) -> list[KernelSpec]:
-    """One KernelSpec per (layout and tile config of ``table``, dtype fp32/fp16/bf16).
-
-    ``arg_types`` types every non-constexpr argument; the value ``"*x"`` stands for a
-    pointer to the input dtype. ``constexprs`` fixes the constexprs other than the layout
-    and the tile (AlexNet's values)."""
-    names = list(kernel.arg_names)
-    specs = []
-    for layout, entries in table.items():
-        for cfg in entries:
-            tile = {name: v for name, v in cfg.items() if name.isupper()}
-            values = {**constexprs, "CHANNELS_LAST": layout == "nhwc", **tile}
-            missing = [a for a in names if a not in arg_types and a not in values]
-            if missing:
-                raise ValueError(f"{op}: no type or value for arguments {missing} of {kernel.__name__}")
-            for dtype in SUPPORTED_DTYPES:
-                ptr = TRITON_PTR[dtype]
-                signature = {a: ("constexpr" if a in values else
-                                 ptr if arg_types[a] == "*x" else arg_types[a]) for a in names}
-                specs.append(KernelSpec(
-                    op=op, kernel=kernel.__name__,
-                    config=f"{layout} " + " ".join(f"{n}={v}" for n, v in tile.items())
-                           + f" w{cfg['num_warps']} s{cfg['num_stages']}",
-                    fn=kernel, signature=signature,
-                    constexprs={a: v for a, v in values.items() if a in names},
-                    num_warps=cfg["num_warps"], num_stages=cfg["num_stages"],
-                    dtype=ptr.lstrip("*"),
-                    expects_mma=False,
-                ))
-    return specs
 
 
 # ---------------------------------------------------------------------------------------

@@ -45,9 +45,9 @@ import triton
 import triton.language as tl
 
 from kernels import configs
-from kernels._common import KernelSpec
-from kernels.lrn import (autotuned, check_grad, check_lrn_args, kernel_specs, layout_name,
-                         lrn_denominator, lrn_grad_term, memory_format_of, pow_fp32, tile_offsets)
+from kernels._common import (KernelSpec, autotuned, check_grad, kernel_specs, layout_name, memory_format_of,
+                             tile_offsets)
+from kernels.lrn import check_lrn_args, lrn_denominator, lrn_grad_term, pow_fp32
 from kernels.lrn import KERNEL_ARG_TYPES as LRN_ARG_TYPES
 from kernels.max_pool2d import KERNEL_ARG_TYPES as POOL_ARG_TYPES
 from kernels.max_pool2d import (ALEXNET_POOL, check_indices, check_int8_window, empty_pool_outputs,

@@ -31,9 +31,8 @@ import triton
 import triton.language as tl
 
 from kernels import configs
-from kernels._common import KernelSpec, check_device, check_tensor, is_channels_last
-from kernels.lrn import (autotuned, check_int, check_numel, kernel_specs, layout_name,
-                         memory_format_of, tile_offsets)
+from kernels._common import (KernelSpec, autotuned, check_device, check_int, check_numel, check_tensor,
+                             is_channels_last, kernel_specs, layout_name, memory_format_of, tile_offsets)
 
 __all__ = ["max_pool2d", "max_pool2d_fwd", "max_pool2d_bwd", "codegen_specs", "pool_geometry"]
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-import kernels.lrn as lrn_module
+import kernels._common as kernels_common
 from kernels import configs
 
 LAYOUTS = {"nchw": torch.contiguous_format, "nhwc": torch.channels_last}
@@ -48,7 +48,7 @@ def use_interpreter_tile(monkeypatch, table: str, config: dict) -> None:
     """For this test, run the op whose interpreter tile is ``configs.<table>`` with
     ``config`` instead (e.g. a GPU tile, to check its masking and channel halos)."""
     monkeypatch.setattr(configs, table, dict(config))
-    monkeypatch.setattr(lrn_module, "_TUNED", {})  # drop autotuners built with the old tile
+    monkeypatch.setattr(kernels_common, "_TUNED", {})  # drop autotuners built with the old tile
 
 
 def pool_reference(x: torch.Tensor, kernel: int, stride: int, padding: int, grad: torch.Tensor):
