@@ -443,7 +443,9 @@ class Harness:
                                               **{"pass": pass_}),
                                          lambda v=variant, pr=precision, ps=pass_: [self._interpreted_model_row(v, pr, ps)]))
                             continue
-                        for batch in p.batch_sizes:
+                        # interpreted: one check at the reduced size, whatever the timed batches
+                        batches = [p.check.batch_size] if variant.uses_triton and p.interpreted else p.batch_sizes
+                        for batch in batches:
                             jobs.append((what("model", variant, precision, layer="model", layout=layout,
                                               batch_size=batch, **{"pass": pass_}),
                                          lambda lay=layout, v=variant, pr=precision, b=batch, ps=pass_:
@@ -595,18 +597,21 @@ class Harness:
         layout_pass = "forward" if pass_ == "inference" else pass_  # the layouts' name for it
         p = self.plan
         interpreted = variant.uses_triton and p.interpreted
-        kwargs = dict(preset=p.preset, width_mult=p.check.width_mult if interpreted else p.width_mult,
-                      input_size=p.check.input_size if interpreted else p.input_size,
+        c = p.check
+        kwargs = dict(preset=p.preset, width_mult=c.width_mult if interpreted else p.width_mult,
+                      input_size=c.input_size if interpreted else p.input_size,
                       warmup=p.warmup, repeats=p.repeats, compile_mode=variant.compile_mode)
-        res = bench_layout(layout, variant.name, precision, batch_size, layout_pass, **kwargs)
+        run_batch = c.batch_size if interpreted else batch_size
+        res = bench_layout(layout, variant.name, precision, run_batch, layout_pass, **kwargs)
         equivalent = bool(res["equivalent"])
         row = self._row(**base, max_abs_err=res.get("max_abs_err"), max_rel_err=res.get("max_rel_err"),
-                        equivalent=equivalent, check_size="full" if not interpreted else "reduced",
+                        equivalent=equivalent,
+                        check_size=f"w{c.width_mult}@{c.input_size} b{c.batch_size}" if interpreted else "full",
                         comm_bytes=res.get("comm_bytes"), comm_bytes_model=res.get("comm_bytes_model"),
                         note=f"backend {res.get('backend')}, world size {res.get('world_size')}")
         if interpreted:
-            row.update(status="interpreted" if equivalent else "failed", width_mult=p.check.width_mult,
-                       input_size=p.check.input_size)
+            row.update(status="interpreted" if equivalent else "failed", width_mult=c.width_mult,
+                       input_size=c.input_size, batch_size=c.batch_size)
             return row
         row["status"] = "ok" if equivalent else "failed"
         if equivalent:
