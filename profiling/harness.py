@@ -460,31 +460,33 @@ class Harness:
     def run(self) -> list[dict[str, Any]]:
         p = self.plan
         cudnn_before = torch.backends.cudnn.benchmark
-        if self.device.type == "cuda":
-            torch.backends.cudnn.benchmark = p.cudnn_benchmark
-        with fixed_threads(p.threads):
-            self._env = environment(p.device, torch.get_num_threads())
-            self._env["cudnn_benchmark"] = p.cudnn_benchmark if self.device.type == "cuda" else None
-            self._env["compile_cache"] = "cold (fresh inductor cache per cell)" if p.cold_compile else "warm"
-            self._env["load_avg_1m"] = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
-            jobs = self.jobs()
-            from tqdm import tqdm
+        try:
+            if self.device.type == "cuda":
+                torch.backends.cudnn.benchmark = p.cudnn_benchmark
+            with fixed_threads(p.threads):
+                self._env = environment(p.device, torch.get_num_threads())
+                self._env["cudnn_benchmark"] = p.cudnn_benchmark if self.device.type == "cuda" else None
+                self._env["compile_cache"] = "cold (fresh inductor cache per cell)" if p.cold_compile else "warm"
+                self._env["load_avg_1m"] = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+                jobs = self.jobs()
+                from tqdm import tqdm
 
-            bar = tqdm(jobs, desc="bench", unit="job", disable=(None if self.progress is None else not self.progress),
-                       file=sys.stderr)
-            for what, job in bar:
-                bar.set_postfix_str(" ".join(str(v) for k, v in what.items() if k not in ("scope", "variant")))
-                try:
-                    with _compile_cache(p.cold_compile):
-                        new_rows = job()
-                except Exception as e:  # one broken cell must not end the matrix
-                    traceback.print_exc(file=sys.stderr)
-                    new_rows = [self._row(**what, status="error", note=_one_line(e))]
-                self.rows.extend(new_rows)
-                write_results(self.rows, self.output_dir)
-                gc.collect()
-        self.telemetry.close()
-        torch.backends.cudnn.benchmark = cudnn_before
+                bar = tqdm(jobs, desc="bench", unit="job", file=sys.stderr,
+                           disable=(None if self.progress is None else not self.progress))
+                for what, job in bar:
+                    bar.set_postfix_str(" ".join(str(v) for k, v in what.items() if k not in ("scope", "variant")))
+                    try:
+                        with _compile_cache(p.cold_compile):
+                            new_rows = job()
+                    except Exception as e:  # one broken cell must not end the matrix
+                        traceback.print_exc(file=sys.stderr)
+                        new_rows = [self._row(**what, status="error", note=_one_line(e))]
+                    self.rows.extend(new_rows)
+                    write_results(self.rows, self.output_dir)
+                    gc.collect()
+        finally:  # also on Ctrl-C: the process's cuDNN setting and the NVML handle are not ours to keep
+            self.telemetry.close()
+            torch.backends.cudnn.benchmark = cudnn_before
         return self.rows
 
     # ------------------------------------------------------------------ peaks

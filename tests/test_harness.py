@@ -238,6 +238,27 @@ def test_interpreted_layout_cells_run_at_the_check_batch(tmp_path, monkeypatch):
     assert "median_ms" not in rows[0]
 
 
+def test_interrupted_run_restores_cudnn_benchmark_and_closes_telemetry(tmp_path, monkeypatch):
+    """Ctrl-C (KeyboardInterrupt is not an Exception: it ends the matrix) leaves the process
+    as the run found it."""
+    plan = tiny_plan(["eager"])
+    plan.cudnn_benchmark = True
+    harness = H.Harness(plan, tmp_path, progress=False)
+    harness.device = torch.device("cuda")  # only so the run sets cudnn.benchmark; no job touches it
+
+    def interrupted():
+        assert torch.backends.cudnn.benchmark is True
+        raise KeyboardInterrupt
+
+    closed = []
+    monkeypatch.setattr(harness, "jobs", lambda: [({"scope": "model"}, interrupted)])
+    monkeypatch.setattr(harness.telemetry, "close", lambda: closed.append(True))
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", False)
+    with pytest.raises(KeyboardInterrupt):
+        harness.run()
+    assert torch.backends.cudnn.benchmark is False and closed == [True]
+
+
 def test_cli_bench_writes_results(tmp_path, capsys):
     rc = main(["bench", "--variant", "eager", "--batch-size", "1", "--pass", "inference", "--layer", "pool5",
                "--width-mult", "0.125", "--input-size", "67", "--repeats", "1", "--warmup", "0",
