@@ -443,7 +443,9 @@ class Harness:
                                               **{"pass": pass_}),
                                          lambda v=variant, pr=precision, ps=pass_: [self._interpreted_model_row(v, pr, ps)]))
                             continue
-                        for batch in p.batch_sizes:
+                        # interpreted: one check at the reduced size, whatever the timed batches
+                        batches = [p.check.batch_size] if variant.uses_triton and p.interpreted else p.batch_sizes
+                        for batch in batches:
                             jobs.append((what("model", variant, precision, layer="model", layout=layout,
                                               batch_size=batch, **{"pass": pass_}),
                                          lambda lay=layout, v=variant, pr=precision, b=batch, ps=pass_:
@@ -458,31 +460,33 @@ class Harness:
     def run(self) -> list[dict[str, Any]]:
         p = self.plan
         cudnn_before = torch.backends.cudnn.benchmark
-        if self.device.type == "cuda":
-            torch.backends.cudnn.benchmark = p.cudnn_benchmark
-        with fixed_threads(p.threads):
-            self._env = environment(p.device, torch.get_num_threads())
-            self._env["cudnn_benchmark"] = p.cudnn_benchmark if self.device.type == "cuda" else None
-            self._env["compile_cache"] = "cold (fresh inductor cache per cell)" if p.cold_compile else "warm"
-            self._env["load_avg_1m"] = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
-            jobs = self.jobs()
-            from tqdm import tqdm
+        try:
+            if self.device.type == "cuda":
+                torch.backends.cudnn.benchmark = p.cudnn_benchmark
+            with fixed_threads(p.threads):
+                self._env = environment(p.device, torch.get_num_threads())
+                self._env["cudnn_benchmark"] = p.cudnn_benchmark if self.device.type == "cuda" else None
+                self._env["compile_cache"] = "cold (fresh inductor cache per cell)" if p.cold_compile else "warm"
+                self._env["load_avg_1m"] = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+                jobs = self.jobs()
+                from tqdm import tqdm
 
-            bar = tqdm(jobs, desc="bench", unit="job", disable=(None if self.progress is None else not self.progress),
-                       file=sys.stderr)
-            for what, job in bar:
-                bar.set_postfix_str(" ".join(str(v) for k, v in what.items() if k not in ("scope", "variant")))
-                try:
-                    with _compile_cache(p.cold_compile):
-                        new_rows = job()
-                except Exception as e:  # one broken cell must not end the matrix
-                    traceback.print_exc(file=sys.stderr)
-                    new_rows = [self._row(**what, status="error", note=_one_line(e))]
-                self.rows.extend(new_rows)
-                write_results(self.rows, self.output_dir)
-                gc.collect()
-        self.telemetry.close()
-        torch.backends.cudnn.benchmark = cudnn_before
+                bar = tqdm(jobs, desc="bench", unit="job", file=sys.stderr,
+                           disable=(None if self.progress is None else not self.progress))
+                for what, job in bar:
+                    bar.set_postfix_str(" ".join(str(v) for k, v in what.items() if k not in ("scope", "variant")))
+                    try:
+                        with _compile_cache(p.cold_compile):
+                            new_rows = job()
+                    except Exception as e:  # one broken cell must not end the matrix
+                        traceback.print_exc(file=sys.stderr)
+                        new_rows = [self._row(**what, status="error", note=_one_line(e))]
+                    self.rows.extend(new_rows)
+                    write_results(self.rows, self.output_dir)
+                    gc.collect()
+        finally:  # also on Ctrl-C: the process's cuDNN setting and the NVML handle are not ours to keep
+            self.telemetry.close()
+            torch.backends.cudnn.benchmark = cudnn_before
         return self.rows
 
     # ------------------------------------------------------------------ peaks
@@ -595,18 +599,21 @@ class Harness:
         layout_pass = "forward" if pass_ == "inference" else pass_  # the layouts' name for it
         p = self.plan
         interpreted = variant.uses_triton and p.interpreted
-        kwargs = dict(preset=p.preset, width_mult=p.check.width_mult if interpreted else p.width_mult,
-                      input_size=p.check.input_size if interpreted else p.input_size,
+        c = p.check
+        kwargs = dict(preset=p.preset, width_mult=c.width_mult if interpreted else p.width_mult,
+                      input_size=c.input_size if interpreted else p.input_size,
                       warmup=p.warmup, repeats=p.repeats, compile_mode=variant.compile_mode)
-        res = bench_layout(layout, variant.name, precision, batch_size, layout_pass, **kwargs)
+        run_batch = c.batch_size if interpreted else batch_size
+        res = bench_layout(layout, variant.name, precision, run_batch, layout_pass, **kwargs)
         equivalent = bool(res["equivalent"])
         row = self._row(**base, max_abs_err=res.get("max_abs_err"), max_rel_err=res.get("max_rel_err"),
-                        equivalent=equivalent, check_size="full" if not interpreted else "reduced",
+                        equivalent=equivalent,
+                        check_size=f"w{c.width_mult}@{c.input_size} b{c.batch_size}" if interpreted else "full",
                         comm_bytes=res.get("comm_bytes"), comm_bytes_model=res.get("comm_bytes_model"),
                         note=f"backend {res.get('backend')}, world size {res.get('world_size')}")
         if interpreted:
-            row.update(status="interpreted" if equivalent else "failed", width_mult=p.check.width_mult,
-                       input_size=p.check.input_size)
+            row.update(status="interpreted" if equivalent else "failed", width_mult=c.width_mult,
+                       input_size=c.input_size, batch_size=c.batch_size)
             return row
         row["status"] = "ok" if equivalent else "failed"
         if equivalent:

@@ -165,8 +165,9 @@ def save_png(fig, path: str | Path, dpi: int = 110) -> Path:
 
 
 def _speedups(models: pd.DataFrame) -> pd.DataFrame:
-    """Speedup of every timed model row over eager at the same precision, batch, pass, layout."""
-    keys = ["precision", "batch_size", "pass", "layout"]
+    """Speedup of every timed model row over eager of the same run (``run_id``) at the same
+    precision, batch, pass, layout (so several results files of one machine do not cross-match)."""
+    keys = ["precision", "batch_size", "pass", "layout"] + (["run_id"] if "run_id" in models.columns else [])
     eager = models[models["variant"] == "eager"][keys + ["median_ms"]].rename(columns={"median_ms": "eager_ms"})
     merged = models.merge(eager, on=keys, how="left")
     merged["speedup"] = merged["eager_ms"] / merged["median_ms"]
@@ -237,14 +238,14 @@ def _model_section(frame: pd.DataFrame, gemm: dict[str, float]) -> str:
     if models.empty:
         return "_no whole-model rows_"
     timed = _speedups(_timed(models))
-    speed = {(r["label"], r["precision"], r["batch_size"], r["pass"], r["layout"]): r["speedup"]
+    speed = {(r["label"], r["precision"], r["batch_size"], r["pass"], r["layout"], str(r.get("run_id"))): r["speedup"]
              for _, r in timed.iterrows()}
     rows = []
     models = models.sort_values(["layout", "pass", "precision", "batch_size"], kind="stable")
     for _, r in models.iterrows():
         peak = gemm.get(r["precision"])
         gf = _num(r.get("gflops_per_s"))
-        key = (r.get("label"), r["precision"], r["batch_size"], r["pass"], r["layout"])
+        key = (r.get("label"), r["precision"], r["batch_size"], r["pass"], r["layout"], str(r.get("run_id")))
         rows.append([r["layout"], r["pass"], r["precision"], _fmt(r["batch_size"]), _label(r), r["status"],
                      _timing_cell(r), _fmt(r.get("images_per_s")), _fmt(gf),
                      f"{100 * gf / peak:.1f}%" if gf and peak else "-",

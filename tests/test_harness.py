@@ -214,6 +214,51 @@ def test_two_device_layouts_come_from_bench_layout(tmp_path, monkeypatch):
     assert mp["status"] == "failed" and "median_ms" not in mp
 
 
+def test_interpreted_layout_cells_run_at_the_check_batch(tmp_path, monkeypatch):
+    """Without a GPU a triton cell on a two-device layout is checked once at the reduced size,
+    batch included (the interpreter at the timed batch would take hours)."""
+    calls = []
+
+    def bench_layout(layout, variant, precision, batch_size, pass_, *, preset, width_mult, input_size,
+                     warmup, repeats, compile_mode):
+        calls.append((layout, variant, batch_size, width_mult, input_size))
+        return dict(step_ms=1e4, comm_bytes=10, comm_bytes_model=10, max_abs_err=1e-7, max_rel_err=1e-6,
+                    equivalent=True, device="cpu", backend="gloo", world_size=2)
+
+    fake = types.ModuleType("alexnet_fast.layouts")
+    fake.bench_layout = bench_layout
+    fake.__spec__ = importlib.machinery.ModuleSpec("alexnet_fast.layouts", None)
+    monkeypatch.setitem(sys.modules, "alexnet_fast.layouts", fake)
+    plan = tiny_plan(["triton"], batch_sizes=(16, 32))
+    plan.width_mult, plan.input_size, plan.layouts = 0.25, 99, ["data_parallel"]
+    plan.check = H.ReducedSize(width_mult=0.125, input_size=67, batch_size=2)
+    rows = by(H.Harness(plan, tmp_path, progress=False).run(), scope="model")
+    assert calls == [("data_parallel", "triton", 2, 0.125, 67)]
+    assert [(r["status"], r["batch_size"], r["check_size"]) for r in rows] == [("interpreted", 2, "w0.125@67 b2")]
+    assert "median_ms" not in rows[0]
+
+
+def test_interrupted_run_restores_cudnn_benchmark_and_closes_telemetry(tmp_path, monkeypatch):
+    """Ctrl-C (KeyboardInterrupt is not an Exception: it ends the matrix) leaves the process
+    as the run found it."""
+    plan = tiny_plan(["eager"])
+    plan.cudnn_benchmark = True
+    harness = H.Harness(plan, tmp_path, progress=False)
+    harness.device = torch.device("cuda")  # only so the run sets cudnn.benchmark; no job touches it
+
+    def interrupted():
+        assert torch.backends.cudnn.benchmark is True
+        raise KeyboardInterrupt
+
+    closed = []
+    monkeypatch.setattr(harness, "jobs", lambda: [({"scope": "model"}, interrupted)])
+    monkeypatch.setattr(harness.telemetry, "close", lambda: closed.append(True))
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", False)
+    with pytest.raises(KeyboardInterrupt):
+        harness.run()
+    assert torch.backends.cudnn.benchmark is False and closed == [True]
+
+
 def test_cli_bench_writes_results(tmp_path, capsys):
     rc = main(["bench", "--variant", "eager", "--batch-size", "1", "--pass", "inference", "--layer", "pool5",
                "--width-mult", "0.125", "--input-size", "67", "--repeats", "1", "--warmup", "0",

@@ -92,3 +92,25 @@ def test_missing_or_malformed_results_are_clear_errors(tmp_path, capsys):
     with pytest.raises(ValueError, match="lacks columns"):
         read_results(bad)
     assert to_frame([{"scope": "x"}]).columns[0] == "scope"
+
+
+def test_speedups_pair_each_row_with_eager_of_its_own_run(tmp_path):
+    from profiling.report import _speedups
+
+    first = [r for r in results_rows() if r["scope"] == "model" and r["status"] == "ok"]
+    # a second run on the same machine: eager twice as slow, compile unchanged
+    second = [dict(r, run_id="r2", median_ms=r["median_ms"] * (2 if r["variant"] == "eager" else 1)) for r in first]
+    frame = to_frame(first + second)
+    merged = _speedups(frame)
+    assert len(merged) == len(frame)  # eager matched once per row, not once per run
+    compile_b8 = merged[(merged["variant"] == "compile") & (merged["batch_size"] == 8) & (merged["pass"] == "inference")]
+    assert dict(zip(compile_b8["run_id"], compile_b8["speedup"])) == {"r1": 2.5, "r2": 5.0}
+    write_results(first, tmp_path / "a")
+    write_results(second, tmp_path / "b")
+    assert main(["report", "--input", str(tmp_path / "a"), "--input", str(tmp_path / "b"), "--output-dir", str(tmp_path)]) == 0
+    text = (tmp_path / "REPORT.md").read_text()
+    assert "| inference | fp32 | 8 | compile | 2.5x |" in text and "| inference | fp32 | 8 | compile | 5x |" in text
+    lines = text.splitlines()
+    assert sum(line.startswith("| inference | fp32 | 8 | compile |") for line in lines) == 2  # one headline line per run
+    model_speedups = [line.split(" | ")[-2] for line in lines if line.startswith("| single | inference | fp32 | 8 | compile |")]
+    assert model_speedups == ["2.5", "5"]

@@ -1,8 +1,13 @@
 """The whole paper AlexNet per variant: inference (forward) and a training step (forward,
 cross-entropy, backward, SGD with momentum), grouped per pass and precision. Variants come
 from ``alexnet_fast.build_variant``; the triton ones skip on CPU (interpreted speed means
-nothing). Run: ``pytest tests/benchmarks --benchmark-only``.
+nothing). Before it is timed, every variant's logits of one eval-mode forward are judged like a
+harness cell (``profiling.harness.judge`` against eager fp32 and float64 with the same weights
+and input); a variant that is not equivalent fails its benchmark, and the errors go into
+``extra_info`` beside the speed. Run: ``pytest tests/benchmarks --benchmark-only``.
 """
+
+import copy
 
 import pytest
 import torch
@@ -11,10 +16,22 @@ import torch.nn.functional as F
 from alexnet_fast import alexnet, build_variant
 from bench_setup import BATCH, CUDA, DEVICE, run_benchmark, skip_triton_reason
 from profiling.flops import bytes_model_for, model_cost
+from profiling.harness import TOLERANCES, Reference, judge
 from profiling.roofline import precision_mode
 
 VARIANTS = ("eager", "compile", "triton", "triton+compile")
 MODEL_PRECISIONS = ("fp32", "bf16") if CUDA else ("fp32",)
+
+
+def eager_reference(model, x):
+    """Eager logits of ``model`` (left unchanged) on fp32 input ``x``, in eval mode, in fp32 and float64."""
+    logits = {}
+    for dtype in (torch.float32, torch.float64):
+        eager = copy.deepcopy(model).to(dtype).eval()
+        with precision_mode("fp32"), torch.no_grad():
+            logits[dtype] = {"logits": eager(x.to(dtype))}
+        del eager
+    return Reference(logits[torch.float32], logits[torch.float64])
 
 
 @pytest.mark.parametrize("precision", MODEL_PRECISIONS)
@@ -25,11 +42,19 @@ def test_model(benchmark, variant, pass_, precision):
         pytest.skip(reason)
     n = BATCH["model"]
     torch.manual_seed(0)
-    base = alexnet("paper")
+    base = alexnet("paper").to(DEVICE)
+    x32 = torch.randn(n, 3, 227, 227, device=DEVICE)
+    ref = eager_reference(base, x32)
     with precision_mode(precision) as dtype:
-        model = build_variant(base.to(DEVICE, dtype), variant, copy_model=False)
-        x = torch.randn(n, 3, 227, 227, device=DEVICE, dtype=dtype)
+        model = build_variant(base.to(dtype), variant, copy_model=False)
+        x = x32.to(dtype)
         target = torch.randint(0, 1000, (n,), device=DEVICE)
+        model.eval()  # dropout off: the logits must match eager's up to rounding
+        with torch.no_grad():
+            verdict = judge({"logits": model(x)}, ref, TOLERANCES[precision][0])
+        benchmark.extra_info.update(max_abs_err=verdict["abs"], max_rel_err=verdict["rel"],
+                                    fp64_rrmse=verdict["fp64_err"], fp64_rrmse_allowed=verdict["tolerance"])
+        assert verdict["equivalent"], f"{variant} is not equivalent to eager PyTorch: {verdict}"
         if pass_ == "inference":
             model.eval()
 
@@ -49,3 +74,46 @@ def test_model(benchmark, variant, pass_, precision):
         run_benchmark(benchmark, step, kind="model", group=f"model {pass_} {precision}", flops=cost.flops,
                       nbytes=cost.bytes(bytes_model_for(variant)) if pass_ == "inference" else None,
                       dtype=precision, shape=f"{n}x3x227x227", kernel=f"alexnet-{pass_}", provider=variant)
+
+
+# --------------------------------------------------------------------------- the check itself
+# (plain tests: they run in the normal suite, and --benchmark-only skips them)
+class _FakeBenchmark:
+    """What test_model uses of pytest-benchmark's fixture; ``pedantic`` runs the target once."""
+
+    def __init__(self):
+        self.extra_info, self.group, self.timed = {}, None, False
+
+    def pedantic(self, target, rounds, warmup_rounds, iterations):
+        target()
+        self.timed = True
+        self.stats = type("S", (), {"stats": type("M", (), {"median": 1.0})()})()
+
+
+class _OffByOne(torch.nn.Module):
+    """A wrong variant: the model's logits plus 1."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x):
+        return self.model(x) + 1
+
+
+@pytest.mark.parametrize("wrong", (False, True), ids=("eager", "wrong-variant"))
+def test_model_judges_logits_before_timing(monkeypatch, wrong):
+    monkeypatch.setitem(BATCH, "model", 2)
+    if wrong:
+        monkeypatch.setitem(globals(), "build_variant", lambda model, name, **kw: _OffByOne(model))
+    bench = _FakeBenchmark()
+    if wrong:
+        with pytest.raises(AssertionError, match="not equivalent"):
+            test_model(bench, "eager", "inference", "fp32")
+        assert not bench.timed
+        assert bench.extra_info["fp64_rrmse"] > bench.extra_info["fp64_rrmse_allowed"]
+    else:
+        test_model(bench, "eager", "inference", "fp32")
+        assert bench.timed
+        assert bench.extra_info["fp64_rrmse"] <= bench.extra_info["fp64_rrmse_allowed"]
+        assert bench.extra_info["max_abs_err"] == 0.0  # eager fp32 is its own fp32 reference
