@@ -105,7 +105,15 @@ def load_run(path: str | Path, what: str = "benchmark") -> Run:
         if not name or not isinstance(median, (int, float)) or not math.isfinite(median) or median <= 0:
             raise BenchmarkFileError(f"{what} file {path}: benchmark #{i} ({name or 'no name'}) has no positive "
                                      f"stats.median")
-        extra = b.get("extra_info") or {}
+        extra = b.get("extra_info")
+        if extra is None:
+            extra = {}
+        if not isinstance(extra, dict):
+            raise BenchmarkFileError(f"{what} file {path}: benchmark #{i} ({name}) has extra_info of type "
+                                     f"{type(extra).__name__}, expected an object")
+        if name in benches:
+            raise BenchmarkFileError(f"{what} file {path}: benchmark #{i} repeats the name {name!r}; "
+                                     f"one file must hold one run (record a fresh --benchmark-json)")
         benches[name] = Bench(name=name, group=b.get("group") or "", median_s=float(median),
                               kernel=str(extra.get("kernel", b.get("name", name))), shape=str(extra.get("shape", "")),
                               dtype=str(extra.get("dtype", "")), provider=str(extra.get("provider", "")))

@@ -3,7 +3,8 @@
 * Known GPUs are matched by device name (``torch.cuda.get_device_name``): dense (no
   sparsity) tensor-core / CUDA-core peaks per precision in TFLOP/s and DRAM bandwidth in
   TB/s, from NVIDIA's datasheets (H100 SXM and A100 figures as in
-  ``shared/reference/alexnet.md``).
+  ``shared/reference/alexnet.md``). A name matches a row only word for word (see
+  :data:`KNOWN_GPUS`): an unlisted variant is measured, never given a sibling's figures.
 * A CPU (or a GPU not in the table) gets peaks *measured* by :func:`measure_peaks`: a large
   GEMM per precision (FLOP/s; the faster of torch.mm and oneDNN's matmul) and a large
   tensor copy (bytes read + written per second), each the fastest of its repeats timed with
@@ -14,6 +15,7 @@
 from __future__ import annotations
 
 import contextlib
+import re
 from dataclasses import dataclass
 from typing import Iterator
 
@@ -40,23 +42,31 @@ class Peaks:
         return self.gflops[precision] / self.gbytes_per_s
 
 
-# (substrings that must all appear in the lower-cased device name, label,
-#  {precision: dense TFLOP/s}, TB/s). First match wins: list specific names first.
-KNOWN_GPUS: list[tuple[tuple[str, ...], str, dict[str, float], float]] = [
-    (("h200",), "H200 SXM", {"fp32": 67, "tf32": 495, "fp16": 989, "bf16": 989}, 4.8),
-    (("h100", "pcie"), "H100 PCIe", {"fp32": 51, "tf32": 378, "fp16": 756, "bf16": 756}, 2.0),
-    (("h100", "nvl"), "H100 NVL", {"fp32": 60, "tf32": 418, "fp16": 835, "bf16": 835}, 3.9),
-    (("h100",), "H100 SXM", {"fp32": 67, "tf32": 495, "fp16": 989, "bf16": 989}, 3.35),
-    (("a100", "80gb"), "A100 80GB", {"fp32": 19.5, "tf32": 156, "fp16": 312, "bf16": 312}, 2.04),
-    (("a100",), "A100 40GB", {"fp32": 19.5, "tf32": 156, "fp16": 312, "bf16": 312}, 1.56),
+# (words the device name must hold, words it may hold besides, label, {precision: dense TFLOP/s},
+#  TB/s). The name (lower-cased) is split into words at every non-alphanumeric character; a row
+# matches only if every word of the name is one of its own words or "nvidia", so a variant the
+# table does not know ("GH200", "H200 NVL", "H100 80GB HBM2e") gets no row: it is measured.
+# First match wins.
+KNOWN_GPUS: list[tuple[tuple[str, ...], tuple[str, ...], str, dict[str, float], float]] = [
+    (("h200",), ("sxm", "sxm5", "141gb", "hbm3e"), "H200 SXM",
+     {"fp32": 67, "tf32": 495, "fp16": 989, "bf16": 989}, 4.8),
+    (("h100", "pcie"), ("80gb",), "H100 PCIe", {"fp32": 51, "tf32": 378, "fp16": 756, "bf16": 756}, 2.0),
+    (("h100", "nvl"), ("94gb",), "H100 NVL", {"fp32": 60, "tf32": 418, "fp16": 835, "bf16": 835}, 3.9),
+    (("h100",), ("sxm", "sxm5", "80gb", "hbm3"), "H100 SXM",
+     {"fp32": 67, "tf32": 495, "fp16": 989, "bf16": 989}, 3.35),
+    (("a100", "80gb", "pcie"), (), "A100 80GB PCIe", {"fp32": 19.5, "tf32": 156, "fp16": 312, "bf16": 312}, 1.935),
+    (("a100", "80gb"), ("sxm", "sxm4"), "A100 80GB SXM", {"fp32": 19.5, "tf32": 156, "fp16": 312, "bf16": 312}, 2.04),
+    (("a100",), ("sxm", "sxm4", "pcie", "40gb"), "A100 40GB",
+     {"fp32": 19.5, "tf32": 156, "fp16": 312, "bf16": 312}, 1.56),
 ]
 
 
 def known_peaks(device_name: str) -> Peaks | None:
-    """Datasheet peaks of a GPU by its name, or None if it is not in :data:`KNOWN_GPUS`."""
-    name = device_name.lower()
-    for keys, label, tflops, tbs in KNOWN_GPUS:
-        if all(k in name for k in keys):
+    """Datasheet peaks of a GPU by its name, or None if no row of :data:`KNOWN_GPUS` matches
+    it exactly (every word of the name is one of the row's)."""
+    words = set(re.split(r"[^a-z0-9]+", device_name.lower())) - {"", "nvidia"}
+    for required, optional, label, tflops, tbs in KNOWN_GPUS:
+        if set(required) <= words and words <= set(required) | set(optional):
             return Peaks(device_name, {p: v * 1e3 for p, v in tflops.items()}, tbs * 1e3,
                          f"datasheet: NVIDIA {label}, dense")
     return None

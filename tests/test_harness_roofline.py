@@ -12,6 +12,8 @@ from profiling.roofline import _gemm_paths, device_peaks, known_peaks, measure_p
     ("NVIDIA H200", "H200 SXM", 989, 67, 4.8),
     ("NVIDIA A100-SXM4-80GB", "A100 80GB", 312, 19.5, 2.04),
     ("NVIDIA A100-SXM4-40GB", "A100 40GB", 312, 19.5, 1.56),
+    ("NVIDIA A100 80GB PCIe", "A100 80GB PCIe", 312, 19.5, 1.935),
+    ("NVIDIA A100-PCIE-40GB", "A100 40GB", 312, 19.5, 1.56),
 ])
 def test_known_gpus_by_name(name, label, bf16, fp32, tbs):
     peaks = known_peaks(name)
@@ -19,6 +21,12 @@ def test_known_gpus_by_name(name, label, bf16, fp32, tbs):
     assert peaks.gflops["bf16"] == bf16 * 1e3 and peaks.gflops["fp32"] == fp32 * 1e3
     assert peaks.gbytes_per_s == tbs * 1e3
     assert peaks.ridge("bf16") == pytest.approx(bf16 / tbs)
+
+
+@pytest.mark.parametrize("name", ["NVIDIA GH200 480GB", "NVIDIA H200 NVL", "NVIDIA H100 80GB HBM2e", "NVIDIA H800",
+                                  "NVIDIA A100X"])
+def test_unlisted_variants_of_known_gpus_get_no_sibling_figures(name):
+    assert known_peaks(name) is None
 
 
 def test_unknown_device_is_measured():

@@ -90,6 +90,10 @@ def test_new_and_missing_benchmarks_are_listed_not_failed(tmp_path, capsys):
     (json.dumps({"results": []}), "has no 'benchmarks' list"),
     (json.dumps({"benchmarks": [{"name": "k", "stats": {"mean": 1.0}}]}), "benchmark #0 (k) has no positive stats.median"),
     (json.dumps([1, 2]), "has no 'benchmarks' list"),
+    (json.dumps({"benchmarks": [{"name": "k", "stats": {"median": 1.0}, "extra_info": ["k"]}]}),
+     "benchmark #0 (k) has extra_info of type list, expected an object"),
+    (json.dumps({"benchmarks": [synthetic_run()["benchmarks"][0]] * 2}),
+     "benchmark #1 repeats the name 'tests/benchmarks/test_bench_kernels.py::test_kernel[conv1+relu1-fp32-torch]'"),
 ])
 def test_malformed_baseline_is_a_clear_error(tmp_path, capsys, content, message):
     bad, current = tmp_path / "bad.json", tmp_path / "current.json"
