@@ -87,6 +87,18 @@ TRITON_PTR = {torch.float32: "*fp32", torch.float16: "*fp16", torch.bfloat16: "*
 # ---------------------------------------------------------------------------------------
 
 @triton.jit
+def pixel_channel_tile(num_pixels, C, BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr):
+    """This program's tile on the grid (N * cdiv(num_pixels, BLOCK_P), cdiv(C, BLOCK_C)):
+    image n, pixel indices p (BLOCK_P x 1), channels c (1 x BLOCK_C), and the in-bounds mask."""
+    num_p_blocks = tl.cdiv(num_pixels, BLOCK_P)
+    n = tl.program_id(0) // num_p_blocks
+    p = (tl.program_id(0) % num_p_blocks) * BLOCK_P + tl.arange(0, BLOCK_P)[:, None]
+    c = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)[None, :]
+    mask = (p < num_pixels) & (c < C)
+    return n, p, c, mask
+
+
+@triton.jit
 def tile_offsets(n, c, hw, C, HW, CHANNELS_LAST: tl.constexpr):
     """Element offsets of (image n, channel c, pixel hw = h * W + w) in an NCHW or NHWC
     tensor with C channels and HW pixels, and the offset step from one channel to the next."""

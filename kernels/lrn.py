@@ -43,7 +43,8 @@ import triton.language as tl
 
 from kernels import configs
 from kernels._common import (KernelSpec, autotuned, check_device, check_grad, check_int, check_numel,
-                             check_tensor, kernel_specs, layout_name, memory_format_of, tile_offsets)
+                             check_tensor, kernel_specs, layout_name, memory_format_of,
+                             pixel_channel_tile, tile_offsets)
 
 __all__ = ["local_response_norm", "lrn_fwd", "lrn_bwd", "codegen_specs"]
 
@@ -94,11 +95,7 @@ def lrn_grad_term(x_ptr, offs, c, mask, C, c_step, size, alpha_over_size, beta, 
 def lrn_fwd_kernel(x_ptr, y_ptr, C, HW, size, alpha_over_size, beta, k,
                    CHANNELS_LAST: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr):
     """y = x * D^(-beta). Grid: (N * cdiv(HW, BLOCK_P), cdiv(C, BLOCK_C))."""
-    num_p_blocks = tl.cdiv(HW, BLOCK_P)
-    n = tl.program_id(0) // num_p_blocks
-    hw = (tl.program_id(0) % num_p_blocks) * BLOCK_P + tl.arange(0, BLOCK_P)[:, None]
-    c = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)[None, :]
-    mask = (hw < HW) & (c < C)
+    n, hw, c, mask = pixel_channel_tile(HW, C, BLOCK_P, BLOCK_C)
     offs, c_step = tile_offsets(n, c, hw, C, HW, CHANNELS_LAST)
 
     x = tl.load(x_ptr + offs, mask=mask, other=0.0).to(tl.float32)
@@ -110,11 +107,7 @@ def lrn_fwd_kernel(x_ptr, y_ptr, C, HW, size, alpha_over_size, beta, k,
 def lrn_bwd_kernel(x_ptr, dy_ptr, dx_ptr, C, HW, size, alpha_over_size, beta, k,
                    CHANNELS_LAST: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr):
     """dx from the input x and dy = dL/dy, recomputing D (module docstring). Grid as forward."""
-    num_p_blocks = tl.cdiv(HW, BLOCK_P)
-    n = tl.program_id(0) // num_p_blocks
-    hw = (tl.program_id(0) % num_p_blocks) * BLOCK_P + tl.arange(0, BLOCK_P)[:, None]
-    c = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)[None, :]
-    mask = (hw < HW) & (c < C)
+    n, hw, c, mask = pixel_channel_tile(HW, C, BLOCK_P, BLOCK_C)
     offs, c_step = tile_offsets(n, c, hw, C, HW, CHANNELS_LAST)
 
     dy = tl.load(dy_ptr + offs, mask=mask, other=0.0).to(tl.float32)

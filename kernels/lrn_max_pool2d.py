@@ -46,7 +46,7 @@ import triton.language as tl
 
 from kernels import configs
 from kernels._common import (KernelSpec, autotuned, check_grad, kernel_specs, layout_name, memory_format_of,
-                             tile_offsets)
+                             pixel_channel_tile, tile_offsets)
 from kernels.lrn import check_lrn_args, lrn_denominator, lrn_grad_term, pow_fp32
 from kernels.lrn import KERNEL_ARG_TYPES as LRN_ARG_TYPES
 from kernels.max_pool2d import KERNEL_ARG_TYPES as POOL_ARG_TYPES
@@ -69,11 +69,7 @@ def lrn_max_pool2d_fwd_kernel(x_ptr, out_ptr, idx_ptr, C, H, W, OH, OW, size, al
                               CHANNELS_LAST: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr):
     """out = window max of LRN(x), idx = int8 window-local argmax (if WITH_INDICES).
     Grid: (N * cdiv(OH * OW, BLOCK_P), cdiv(C, BLOCK_C)); a tile is output pixels x channels."""
-    num_p_blocks = tl.cdiv(OH * OW, BLOCK_P)
-    n = tl.program_id(0) // num_p_blocks
-    p = (tl.program_id(0) % num_p_blocks) * BLOCK_P + tl.arange(0, BLOCK_P)[:, None]
-    c = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)[None, :]
-    mask = (p < OH * OW) & (c < C)
+    n, p, c, mask = pixel_channel_tile(OH * OW, C, BLOCK_P, BLOCK_C)
     oh = p // OW
     ow = p % OW
 
@@ -102,11 +98,7 @@ def lrn_max_pool2d_bwd_kernel(x_ptr, dout_ptr, idx_ptr, dx_ptr, C, H, W, OH, OW,
                               CHANNELS_LAST: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr):
     """dx from dout (pooled gradient), the int8 argmax and x (module docstring).
     Grid: (N * cdiv(H * W, BLOCK_P), cdiv(C, BLOCK_C)); a tile is input pixels x channels."""
-    num_p_blocks = tl.cdiv(H * W, BLOCK_P)
-    n = tl.program_id(0) // num_p_blocks
-    hw = (tl.program_id(0) % num_p_blocks) * BLOCK_P + tl.arange(0, BLOCK_P)[:, None]
-    c = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)[None, :]
-    mask = (hw < H * W) & (c < C)
+    n, hw, c, mask = pixel_channel_tile(H * W, C, BLOCK_P, BLOCK_C)
     ih = hw // W
     iw = hw % W
     offs, c_step = tile_offsets(n, c, hw, C, H * W, CHANNELS_LAST)

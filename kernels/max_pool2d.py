@@ -32,7 +32,8 @@ import triton.language as tl
 
 from kernels import configs
 from kernels._common import (KernelSpec, autotuned, check_device, check_int, check_numel, check_tensor,
-                             is_channels_last, kernel_specs, layout_name, memory_format_of, tile_offsets)
+                             is_channels_last, kernel_specs, layout_name, memory_format_of,
+                             pixel_channel_tile, tile_offsets)
 
 __all__ = ["max_pool2d", "max_pool2d_fwd", "max_pool2d_bwd", "codegen_specs", "pool_geometry"]
 
@@ -88,11 +89,7 @@ def max_pool2d_fwd_kernel(x_ptr, out_ptr, idx_ptr, C, H, W, OH, OW,
                           CHANNELS_LAST: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr):
     """out = window max, idx = int8 window-local argmax (if WITH_INDICES).
     Grid: (N * cdiv(OH * OW, BLOCK_P), cdiv(C, BLOCK_C)); a tile is output pixels x channels."""
-    num_p_blocks = tl.cdiv(OH * OW, BLOCK_P)
-    n = tl.program_id(0) // num_p_blocks
-    p = (tl.program_id(0) % num_p_blocks) * BLOCK_P + tl.arange(0, BLOCK_P)[:, None]
-    c = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)[None, :]
-    mask = (p < OH * OW) & (c < C)
+    n, p, c, mask = pixel_channel_tile(OH * OW, C, BLOCK_P, BLOCK_C)
     oh = p // OW
     ow = p % OW
 
@@ -120,11 +117,7 @@ def max_pool2d_bwd_kernel(dout_ptr, idx_ptr, dx_ptr, C, H, W, OH, OW,
                           CHANNELS_LAST: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr):
     """dx by gathering dout over the windows that chose each input.
     Grid: (N * cdiv(H * W, BLOCK_P), cdiv(C, BLOCK_C)); a tile is input pixels x channels."""
-    num_p_blocks = tl.cdiv(H * W, BLOCK_P)
-    n = tl.program_id(0) // num_p_blocks
-    hw = (tl.program_id(0) % num_p_blocks) * BLOCK_P + tl.arange(0, BLOCK_P)[:, None]
-    c = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)[None, :]
-    mask = (hw < H * W) & (c < C)
+    n, hw, c, mask = pixel_channel_tile(H * W, C, BLOCK_P, BLOCK_C)
     dx = max_pool_grad_at(dout_ptr, idx_ptr, n, c, hw // W, hw % W, mask, C, OH, OW,
                           KH, KW, SH, SW, PH, PW, CHANNELS_LAST)
     offs, _ = tile_offsets(n, c, hw, C, H * W, CHANNELS_LAST)
