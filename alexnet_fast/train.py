@@ -313,6 +313,16 @@ def _precision(s: argparse.Namespace, device: torch.device) -> str:
     return precision
 
 
+def check_variant_device(variant: str, device: torch.device) -> None:
+    """ValueError when a Triton variant would run on a CPU without Triton's interpreter."""
+    if variant.startswith("triton") and device.type != "cuda":
+        from kernels._common import is_interpreting
+
+        if not is_interpreting():
+            raise ValueError(f"--variant {variant} on {device} needs Triton's interpreter: set "
+                             "TRITON_INTERPRET=1 before starting (slow), or run on a CUDA device")
+
+
 def _model_desc(s: argparse.Namespace) -> str:
     return f"--preset {s.preset} --width-mult {s.width_mult} --image-size {s.image_size}"
 
@@ -333,12 +343,7 @@ def build_model(s: argparse.Namespace, num_classes: int, ctx: DistContext,
     the layers it leaves out keep their initialisation) is loaded into it before the layout
     splits or replicates it. The ``--freeze`` layers are frozen before and after the layout
     (the model_parallel columns are new parameters)."""
-    if s.variant.startswith("triton") and ctx.device.type != "cuda":
-        from kernels._common import is_interpreting
-
-        if not is_interpreting():
-            raise ValueError(f"--variant {s.variant} on {ctx.device} needs Triton's interpreter: set "
-                             "TRITON_INTERPRET=1 before starting (slow), or train on a CUDA device")
+    check_variant_device(s.variant, ctx.device)
     model = single_model(s, num_classes)
     if state_dict is not None:
         model.load_state_dict(state_dict, strict=strict)
