@@ -479,7 +479,7 @@ def train_one_epoch(model, loader, optimizer, scaler, state: TrainState, *, devi
             if max_steps is not None and state.global_step >= max_steps and batches < len(loader):
                 finished = False
                 break
-            if after_step is not None:
+            if after_step is not None and batches < len(loader):  # the epoch's end saves anyway
                 now = time.perf_counter()
                 sums["seconds"] += now - start
                 start = now

@@ -208,7 +208,7 @@ def test_checkpoint_every_n_steps_and_by_time(data, tmp_path, monkeypatch):
     assert saved == [4, 6]  # step 4, then the epoch's end
     saved.clear()
     run_train(data, tmp_path / "b", "--epochs", "1", "--checkpoint-interval", "1e-9")
-    assert saved == [1, 2, 3, 4, 5, 6, 6]  # every step is past the interval, then the epoch's end
+    assert saved == [1, 2, 3, 4, 5, 6]  # every step is past the interval; step 6 ends the epoch
     settings = train_module.resolve_settings(parse([]))
     assert settings.checkpoint_interval == train_module.DEFAULT_CHECKPOINT_INTERVAL_S > 0
     for flag, value in (("--checkpoint-every-steps", "0"), ("--checkpoint-interval", "-1"),
