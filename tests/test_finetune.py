@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import importlib.util
+import json
 import os
 import shutil
 import time
@@ -177,8 +178,6 @@ def test_fine_tune_in_the_two_rank_layouts(data, trained, tmp_path, layout):
 def test_predict_matches_test_only_accuracy(data, trained, tmp_path, capsys, ten_crop):
     assert main(["train", "--data-path", str(data), "--output-dir", str(tmp_path / "eval"), "--resume", str(trained),
                  "--test-only", *TINY, "-b", "4"]) == 0
-    import json
-
     evaluation = json.loads((tmp_path / "eval" / "eval.json").read_text())["ten_crop" if ten_crop else "centre_crop"]
     csv_path = tmp_path / "pred.csv"
     capsys.readouterr()

@@ -307,4 +307,5 @@ def test_output_dir_that_is_a_file_or_cannot_be_created(tmp_path, capsys):
     assert capsys.readouterr().err.strip() == f"error: --output-dir {str(afile)!r} is a file, not a directory"
     assert main(["train", "--data-path", missing_data, "--output-dir", str(afile / "sub"), *TINY]) == 2
     err = capsys.readouterr().err.strip()
-    assert err.startswith(f"error: --output-dir {str(afile / 'sub')!r} cannot be created") and len(err.splitlines()) == 1
+    assert err.startswith(f"error: --output-dir {str(afile / 'sub')!r} cannot be created")
+    assert len(err.splitlines()) == 1
