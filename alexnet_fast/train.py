@@ -16,6 +16,10 @@ Output directory: ``checkpoint.pth`` (latest, atomic), ``metrics.csv`` / ``metri
 (one row per epoch), ``metrics.png`` (loss and accuracy), ``config.json`` (resolved
 settings) and ``final.json`` (centre-crop and 10-crop evaluation after the last epoch).
 ``--resume`` continues exactly where a checkpoint stopped, even mid-epoch (``--max-steps``).
+Checkpoints are also saved every ``--checkpoint-every-steps`` steps or ``--checkpoint-interval``
+seconds (default 600) and on SIGINT/SIGTERM; nothing non-finite is ever saved (README,
+"Training reliability"). ``--weights`` starts from trained weights (fine-tuning, with
+``--freeze`` and ``--head-lr-mult``: :mod:`alexnet_fast.finetune`).
 
 Layouts (:mod:`alexnet_fast.layouts`; the two-rank ones run under torchrun, e.g.
 ``torchrun --nproc_per_node 2 -m alexnet_fast train --layout data_parallel``):
@@ -768,7 +772,8 @@ def _train(s: argparse.Namespace, ctx: DistContext, precision: str) -> dict:
         # data_parallel: each rank takes a share (padded to equal shares, as DistributedSampler does)
         return torch.utils.data.DataLoader(dataset, batch_size=batch_size,
                                            sampler=shards.sampler(dataset, shuffle=False), num_workers=s.workers,
-                                           collate_fn=collate_skipping_bad, pin_memory=pin)
+                                           collate_fn=collate_skipping_bad, pin_memory=pin,
+                                           worker_init_fn=_ignore_interrupts)
 
     def final_evaluation() -> dict:
         tencrop_set = copy.copy(val_set)
