@@ -26,7 +26,13 @@ Kernels (one GEMM view each; the group is program axis 1)
   partials summed afterwards); the programs of the first column of tiles also sum the
   bias gradient.
 
-The ReLU gradient uses the saved OUTPUT (y > 0), so no pre-activation is kept.
+The ReLU gradient uses the saved OUTPUT, so no pre-activation is kept: the gradient is 0
+where y <= 0 and passes elsewhere, NaN outputs included (PyTorch's threshold_backward); the
+forward ReLU keeps NaN (``F.relu(nan)`` is NaN).
+
+Strides: x, weight, grad_out and the saved output are read through their strides (any
+view works, expanded stride-0 ones included); the bias is made contiguous by the launcher
+(one (K,) copy at most).
 
 Launch: on a GPU each kernel is autotuned over ``kernels.configs.CONV2D_RELU_GPU_CONFIGS``
 (key: GEMM sizes, dot precision, dtype); under TRITON_INTERPRET=1 one config,
@@ -158,8 +164,8 @@ def conv2d_relu_fwd_kernel(
     if HAS_BIAS:
         bias = tl.load(bias_ptr + k_out, mask=mask_n, other=0.0).to(tl.float32)
         acc += bias[None, :]
-    if RELU:
-        acc = tl.maximum(acc, 0.0)
+    if RELU:  # NaN stays NaN, as in F.relu (a plain maximum would return 0)
+        acc = tl.maximum(acc, 0.0, propagate_nan=tl.PropagateNan.ALL)
     y_offs = (img * sy_n + p * sy_p + q * sy_q)[:, None] + (k_out * sy_k)[None, :]
     tl.store(y_ptr + y_offs, acc.to(y_ptr.dtype.element_ty), mask=mask_m[:, None] & mask_n[None, :])
 
@@ -235,7 +241,7 @@ def conv2d_relu_dgrad_kernel(
         a = tl.load(dy_ptr + g_offs, mask=a_mask, other=0.0)
         if RELU:
             y = tl.load(y_ptr + g_offs, mask=a_mask, other=0.0)
-            a = tl.where(y > 0, a, tl.zeros_like(a))
+            a = tl.where(y <= 0, tl.zeros_like(a), a)  # PyTorch's threshold_backward: NaN passes
         r = phase_h + stride_h * jr
         s = phase_w + stride_w * js
         b = tl.load(w_ptr + ((w_base + kk * sw_k + r * sw_r + s * sw_s)[:, None] + w_col[None, :]),
@@ -318,7 +324,7 @@ def conv2d_relu_wgrad_kernel(
         a = tl.load(dy_ptr + g_offs, mask=a_mask, other=0.0)
         if RELU:
             y = tl.load(y_ptr + g_offs, mask=a_mask, other=0.0)
-            a = tl.where(y > 0, a, tl.zeros_like(a))
+            a = tl.where(y <= 0, tl.zeros_like(a), a)  # PyTorch's threshold_backward: NaN passes
         # a reduction index past the end gets ih0 = -R: every tap reads row ih < 0 (masked)
         ih0 = tl.where(mask_k, p * stride_h - pad_h, -R)
         iw0 = q * stride_w - pad_w
@@ -503,7 +509,7 @@ def conv2d_relu_fwd(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.
 
     _launch(
         "fwd", grid, x.dtype,
-        x_ptr=x, w_ptr=weight, bias_ptr=bias if bias is not None else weight, y_ptr=y,
+        x_ptr=x, w_ptr=weight, bias_ptr=bias.contiguous() if bias is not None else weight, y_ptr=y,
         H=H, W=W, P=P, Q=Q, R=R, S=S,
         stride_h=stride[0], stride_w=stride[1], pad_h=padding[0], pad_w=padding[1],
         sx_n=x.stride(0), sx_c=x.stride(1), sx_h=x.stride(2), sx_w=x.stride(3),

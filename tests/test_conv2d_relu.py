@@ -433,3 +433,72 @@ def test_alexnet_layers_gpu(layer, dtype, allow_tf32, channels_last, monkeypatch
     x, weight, bias = x.cuda(), weight.cuda(), bias.cuda()
     tol_dtype = torch.float16 if dtype == torch.float32 and allow_tf32 else dtype
     run_and_check(x, weight, bias, stride, padding, groups, what=f"{layer} gpu", tol_dtype=tol_dtype)
+
+
+# --------------------------------------------------------------------------------------
+# Views of every argument, NaN / inf (issue 14: silent wrong answers)
+# --------------------------------------------------------------------------------------
+
+def _views():
+    """(name, x, weight, bias, grad_out maker) with one argument a strided or expanded view."""
+    x = torch.randn(2, 4, 7, 6)
+    weight = torch.randn(6, 2, 3, 3) * 0.3
+    bias = torch.randn(6)
+    dense = lambda y: torch.randn_like(y)  # noqa: E731
+    return [
+        ("bias_strided", x, weight, torch.randn(12)[::2], dense),
+        ("bias_expanded", x, weight, torch.randn(1).expand(6), dense),
+        ("x_strided", torch.randn(2, 4, 7, 12)[..., ::2], weight, bias, dense),
+        ("x_expanded", torch.randn(2, 4, 1, 6).expand(2, 4, 7, 6), weight, bias, dense),
+        ("x_permuted", torch.randn(4, 2, 6, 7).permute(1, 0, 3, 2), weight, bias, dense),
+        ("weight_strided", x, (torch.randn(6, 4, 3, 3) * 0.3)[:, ::2], bias, dense),
+        ("weight_expanded", x, torch.randn(6, 2, 1, 3).expand(6, 2, 3, 3), bias, dense),
+        ("grad_strided", x, weight, bias, lambda y: torch.randn(*y.shape[:3], 2 * y.shape[3])[..., ::2]),
+        ("grad_expanded", x, weight, bias, lambda y: torch.randn(1, *y.shape[1:]).expand_as(y)),
+    ]
+
+
+@pytest.mark.parametrize("case", range(len(_views())), ids=[v[0] for v in _views()])
+def test_views_of_every_argument(case):
+    """Every tensor argument (x, weight, bias, grad_out) may be a strided or expanded view:
+    forward and all three gradients equal the float64 reference (the strided bias gave an
+    error of ~1.3 before the launcher honoured its stride)."""
+    name, x, weight, bias, make_grad = _views()[case]
+    leaves = [t.detach().requires_grad_() for t in (x, weight, bias)]  # views stay views
+    y = conv2d_relu(*leaves, stride=1, padding=1, groups=2)
+    grad = make_grad(y)
+    y.backward(grad)
+    refs = [t.detach().double().requires_grad_() for t in (x, weight, bias)]
+    y_ref = F.relu(F.conv2d(*refs, 1, 1, 1, 2))
+    y_ref.backward(grad.double())
+    assert_close_ref(y, y_ref, torch.float32, 18, f"{name} forward")
+    for got, ref, what in zip(leaves, refs, ("dx", "dweight", "dbias")):
+        assert_close_ref(got.grad, ref.grad, torch.float32, 2 * 7 * 6, f"{name} {what}")
+
+
+@pytest.mark.parametrize("channels_last", [False, True], ids=["nchw", "nhwc"])
+@pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")
+def test_nan_and_inf_propagate_like_pytorch(channels_last):
+    """NaN / inf in x reach the output as in F.relu(F.conv2d(...)) (the fused ReLU used to
+    turn NaN into 0), and the backward's ReLU mask lets the gradient through where the
+    output is NaN (PyTorch's threshold_backward): same NaN / inf positions in y, dx, dw, db,
+    finite values equal to the float64 reference."""
+    x, weight, bias = make_inputs(1, 4, 6, 6, 6, 3, 3, 2, torch.float32, channels_last=channels_last)
+    x = x.clone()
+    x[0, 0, 2, 2] = float("nan")
+    x[0, 3, 4, 4] = float("inf")
+    x[0, 2, 0, 5] = -float("inf")
+    leaves = [t.detach().clone().requires_grad_() for t in (x, weight, bias)]
+    y = conv2d_relu(*leaves, stride=1, padding=1, groups=2)
+    grad = torch.randn_like(y)
+    y.backward(grad)
+    refs = [t.detach().double().requires_grad_() for t in (x, weight, bias)]
+    y_ref = F.relu(F.conv2d(*refs, 1, 1, 1, 2))
+    y_ref.backward(grad.double())
+    assert y_ref.isnan().any() and y_ref.isinf().any()
+    for got, ref, what in [(y, y_ref, "y")] + list(zip([t.grad for t in leaves], [t.grad for t in refs],
+                                                          ("dx", "dweight", "dbias"))):
+        assert torch.equal(got.isnan(), ref.isnan()), f"{what}: NaN positions differ"
+        assert torch.equal(got.isinf(), ref.isinf()), f"{what}: inf positions differ"
+        finite = ref.isfinite()
+        assert_close_ref(got[finite], ref[finite], torch.float32, 36, what)
