@@ -58,23 +58,48 @@ def is_channels_last(x: torch.Tensor) -> bool:
 class KernelSpec:
     """One compile job for the code-generation check (``profiling/codegen.py``).
 
-    ``signature`` maps every argument of ``fn`` to a Triton type string ("*fp16", "i32",
-    "fp32", "constexpr"); ``constexprs`` gives the value of each constexpr. ``dtype`` names
-    the input precision this config is for; ``expects_mma`` says whether the kernel should
-    use tensor cores (HMMA on sm_80, HGMMA/HMMA on sm_90) for that dtype.
+    Two kinds of spec:
+
+    - generic (``args`` is None): ``signature`` maps every argument of ``fn`` to a Triton type
+      string ("*fp16", "i32", "fp32", "constexpr") and ``constexprs`` gives the value of each
+      constexpr. Pointers are compiled 16-byte aligned, integers with no divisibility unless
+      named in ``extra["divisible_by_16"]``: what *some* launch runs, not a particular one.
+    - launch-faithful (``args`` given): ``args`` holds the runtime argument values of one real
+      launch, every non-constexpr argument of ``fn`` by name -- ints as ints, floats as floats,
+      pointers as the tensor or just its ``torch.dtype`` (standing for a tensor from PyTorch's
+      allocator: 16-byte aligned), None for an absent optional pointer. ``constexprs`` gives the
+      constexpr arguments (tile sizes, flags) as the launcher passes them. The check derives the
+      signature, constexprs and ``tt.divisibility`` attributes with Triton's own launcher code
+      (``JITFunction``'s binder and ``_pack_args``), so an int equal to 1 becomes a constexpr, an
+      int divisible by 16 gets divisibility 16, pointers their alignment, and ``do_not_specialize``
+      is honoured exactly as at a launch. ``signature`` may then be left empty; if given it must
+      agree with the derived one. ``shape`` labels the launch ("paper conv2 b128 NHWC") and is
+      part of the spec id, so the same config appears once per real shape.
+
+    ``dtype`` names the input precision this config is for; ``expects_mma`` says whether the
+    kernel should use tensor cores (HMMA on sm_80, HGMMA/HMMA on sm_90) for that dtype.
+    ``extra`` carries optional flags for the check (``in_use``, ``divisible_by_16``,
+    ``min_load_bytes``, ``gemm_tile``, see profiling/codegen.py).
     """
 
     op: str
     kernel: str
     config: str
     fn: Callable
-    signature: dict[str, str]
-    constexprs: dict[str, Any]
+    signature: dict[str, str] = field(default_factory=dict)
+    constexprs: dict[str, Any] = field(default_factory=dict)
     num_warps: int = 4
     num_stages: int = 2
     dtype: str = "fp32"
     expects_mma: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
+    args: Mapping[str, Any] | None = None
+    shape: str = ""
+
+    @property
+    def launch_faithful(self) -> bool:
+        """True when the spec carries the argument values of a real launch."""
+        return self.args is not None
 
 
 # dtype -> Triton pointer type string, for KernelSpec signatures

@@ -72,8 +72,8 @@ SHARED_LIMIT_BYTES = {80: 166_912, 90: 232_448}
 
 # Columns of the table, in order (one row per spec x arch).
 COLUMNS = [
-    "op", "kernel", "config", "dtype", "arch", "num_warps", "num_stages", "expects_mma",
-    "divisible_by_16", "compiled", "registers", "spill_store_bytes", "spill_load_bytes", "stack_bytes",
+    "op", "kernel", "config", "dtype", "shape", "launch", "arch", "num_warps", "num_stages", "expects_mma",
+    "divisible_by_16", "specialized_to_constexpr", "compiled", "registers", "spill_store_bytes", "spill_load_bytes", "stack_bytes",
     "smem_static_bytes", "smem_dynamic_bytes", "smem_bytes", "smem_limit_bytes",
     "hmma", "hgmma", "mma_instructions", "mma_kind", "ptx_bytes", "compile_s", "cache_hit",
     "passed", "failures", "notes", "error", "module",
@@ -97,9 +97,10 @@ class CodegenToolError(RuntimeError):
 # ---------------------------------------------------------------------------------------
 
 def spec_id(spec) -> str:
-    """``op/kernel/config/dtype`` of a KernelSpec or SpecRef: names one spec (unique across the
-    kernels package)."""
-    return f"{spec.op}/{spec.kernel}/{spec.config}/{spec.dtype}"
+    """``op/kernel/config/dtype`` of a KernelSpec or SpecRef, ``@shape`` appended for a
+    launch-faithful spec: names one spec (unique across the kernels package)."""
+    base = f"{spec.op}/{spec.kernel}/{spec.config}/{spec.dtype}"
+    return f"{base}@{spec.shape}" if spec.shape else base
 
 
 @dataclass(frozen=True)
@@ -117,6 +118,7 @@ class SpecRef:
     config: str
     dtype: str
     in_use: bool = True
+    shape: str = ""
 
     @property
     def spec_id(self) -> str:
@@ -256,7 +258,7 @@ def collect_specs(modules: Sequence[ModuleType]) -> list[tuple[SpecRef, Any]]:
         for index, spec in enumerate(specs):
             if isinstance(spec, KernelSpec):
                 ref = SpecRef(module.__name__, index, spec.op, spec.kernel, spec.config, spec.dtype,
-                              in_use=bool(spec.extra.get("in_use", True)))
+                              in_use=bool(spec.extra.get("in_use", True)), shape=spec.shape)
                 found.append((ref, spec))
     return found
 
@@ -323,15 +325,20 @@ def validate_spec(spec) -> None:
     if python_function(fn) is None:
         raise TypeError(f"{spec_id(spec)}: spec.fn must be a @triton.jit function, got {type(spec.fn).__name__}")
     args = list(fn.arg_names)
-    if set(spec.signature) != set(args):
+    if spec.args is not None:
+        _validate_launch_args(spec, fn)
+    elif set(spec.signature) != set(args):
         missing, extra = [a for a in args if a not in spec.signature], sorted(set(spec.signature) - set(args))
         raise ValueError(f"{spec_id(spec)}: signature does not match the arguments of {fn.__name__}"
                          f" (missing: {missing or '-'}; unknown: {extra or '-'})")
     constexpr_args = {a for a, t in spec.signature.items() if t == "constexpr"}
-    if set(spec.constexprs) != constexpr_args:
+    if spec.args is None and set(spec.constexprs) != constexpr_args:
         raise ValueError(f"{spec_id(spec)}: constexprs {sorted(spec.constexprs)} must give exactly the arguments "
                          f"typed 'constexpr' in the signature {sorted(constexpr_args)}")
     divisible = spec.extra.get("divisible_by_16", ())
+    if divisible and spec.args is not None:
+        raise ValueError(f"{spec_id(spec)}: extra['divisible_by_16'] is for generic specs; a launch-faithful "
+                         "spec gets its divisibility from its args, as at a launch")
     if isinstance(divisible, str) or not all(isinstance(name, str) for name in divisible):
         raise ValueError(f"{spec_id(spec)}: extra['divisible_by_16'] must be a tuple of argument names, "
                          f"got {divisible!r}")
@@ -344,9 +351,133 @@ def validate_spec(spec) -> None:
         raise ValueError(f"{spec_id(spec)}: num_stages must be a positive int, got {spec.num_stages!r}")
 
 
+def _kernel_params(fn) -> list:
+    """Triton's ``KernelParam`` of each argument (constexpr-ness, defaults), built as
+    ``JITFunction`` builds them, so it works for interpreted functions too."""
+    from triton.runtime.jit import KernelParam
+
+    return [KernelParam(i, param, False, False)
+            for i, param in enumerate(inspect.signature(python_function(fn)).parameters.values())]
+
+
+def _validate_launch_args(spec, fn) -> None:
+    """A launch-faithful spec names every runtime argument in ``args`` and every constexpr in
+    ``constexprs``; a signature, if given, types what the launch derives."""
+    import torch
+
+    params = {p.name: p for p in _kernel_params(fn)}
+    runtime = [n for n, p in params.items() if not p.is_constexpr]
+    constexpr = [n for n, p in params.items() if p.is_constexpr]
+    missing = [n for n in runtime if n not in spec.args and not params[n].has_default]
+    unknown = sorted(set(spec.args) - set(runtime))
+    if missing or unknown:
+        raise ValueError(f"{spec_id(spec)}: args must give the runtime arguments of {fn.__name__}"
+                         f" (missing: {missing or '-'}; not runtime arguments: {unknown or '-'})")
+    missing = [n for n in constexpr if n not in spec.constexprs and not params[n].has_default]
+    unknown = sorted(set(spec.constexprs) - set(constexpr))
+    if missing or unknown:
+        raise ValueError(f"{spec_id(spec)}: constexprs must give the constexpr arguments of {fn.__name__}"
+                         f" (missing: {missing or '-'}; not constexpr: {unknown or '-'})")
+    for name, value in spec.args.items():
+        if value is None or isinstance(value, (bool, int, float, torch.dtype)) or hasattr(value, "data_ptr"):
+            continue
+        raise ValueError(f"{spec_id(spec)}: args[{name!r}] = {value!r}: give ints, floats, None, or a pointer as "
+                         "its torch.dtype or tensor")
+    if spec.signature:
+        for name, ty in spec.signature.items():
+            if name not in params:
+                raise ValueError(f"{spec_id(spec)}: signature names {name!r}, not an argument of {fn.__name__}")
+
+
+@dataclass(frozen=True)
+class AllocatorPointer:
+    """A pointer argument given only by its dtype: a tensor from PyTorch's caching allocator,
+    whose storage starts 512-byte aligned (so Triton's launcher marks it divisible by 16).
+    Triton's specialization reads ``data_ptr()`` and ``dtype``, nothing else."""
+
+    dtype: Any
+    address: int = 1 << 21
+
+    def data_ptr(self) -> int:
+        return self.address
+
+
+@dataclass(frozen=True)
+class LaunchSpecialization:
+    """What ``JITFunction.run`` computes for a launch before it compiles: the Triton signature,
+    constexprs and attributes (keyed by argument path, as Triton passes them to ASTSource) and
+    the backend options."""
+
+    signature: dict[str, str]
+    constexprs: dict[tuple, Any]
+    attrs: dict[tuple, Any]
+    options: Any
+
+    def names(self, fn, predicate) -> list[str]:
+        return [p.name for p in fn.params if predicate(p)]
+
+
+def launch_specialization(spec, arch: int) -> LaunchSpecialization:
+    """The specialization Triton's launcher applies to ``spec.args`` on ``sm_<arch>``.
+
+    Runs Triton's own launch code -- the binder that ``JITFunction.create_binder`` builds
+    (``create_function_from_signature``, which calls ``native_specialize_impl`` per argument)
+    and ``JITFunction._pack_args`` -- with the CUDA backend of the target arch, so ints equal to
+    1 become constexprs, ints divisible by 16 and 16-byte aligned pointers get
+    ``tt.divisibility 16`` and ``do_not_specialize`` / ``do_not_specialize_on_alignment`` are
+    honoured as at a real launch. Same code path in Triton 3.6 and 3.8.
+    """
+    import torch
+    from triton import knobs
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import make_backend
+    from triton.runtime.jit import create_function_from_signature
+
+    fn = jit_object(spec.fn)
+    values = {name: AllocatorPointer(v) if isinstance(v, torch.dtype) else v for name, v in spec.args.items()}
+    options = {"num_warps": spec.num_warps, "num_stages": spec.num_stages,
+               "debug": bool(getattr(fn, "debug", False) or knobs.runtime.debug),
+               "instrumentation_mode": knobs.compilation.instrumentation_mode}
+    backend = make_backend(GPUTarget("cuda", arch, 32))
+    binder = create_function_from_signature(fn.signature, fn.params, backend)
+    kwargs = {**values, **spec.constexprs, **options}
+    try:
+        bound_args, specialization, parsed = binder(**kwargs)
+    except TypeError as e:
+        raise ValueError(f"{spec_id(spec)}: args/constexprs do not bind to {fn.__name__}: {e}") from None
+    parsed, signature, constexprs, attrs = fn._pack_args(backend, kwargs, bound_args, specialization, parsed)
+    return LaunchSpecialization(signature=dict(signature), constexprs=constexprs, attrs=attrs, options=parsed)
+
+
+def _check_given_signature(spec, special: LaunchSpecialization) -> None:
+    """A launch-faithful spec that also states a signature must agree with the launch (an int
+    the launch folds to a constexpr may be typed as an int)."""
+    for name, ty in spec.signature.items():
+        derived = special.signature[name]
+        if ty != derived and not (derived == "constexpr" and ty in ("i32", "i64", "u32", "u64")):
+            raise ValueError(f"{spec_id(spec)}: signature types {name!r} as {ty!r}, but a launch with these args "
+                             f"gives {derived!r}")
+
+
+def specialized_names(spec, special: LaunchSpecialization) -> tuple[list[str], list[str]]:
+    """(integer arguments the launch marks divisible by 16, runtime arguments it turns into
+    constexprs: ints equal to 1 and None pointers), from a launch specialization."""
+    fn = jit_object(spec.fn)
+    divisible, folded = [], []
+    for i, p in enumerate(fn.params):
+        if p.is_constexpr:
+            continue
+        if special.signature[p.name] == "constexpr":
+            folded.append(p.name)
+        elif not special.signature[p.name].startswith("*") and ["tt.divisibility", 16] in special.attrs.get((i,), []):
+            divisible.append(p.name)
+    return divisible, folded
+
+
 def _row_header(spec, arch: int) -> dict[str, Any]:
     row = dict.fromkeys(COLUMNS)
     row.update(op=spec.op, kernel=spec.kernel, config=spec.config, dtype=spec.dtype, arch=arch,
+               shape=spec.shape, launch="faithful" if spec.args is not None else "generic",
                num_warps=spec.num_warps, num_stages=spec.num_stages, expects_mma=bool(spec.expects_mma),
                divisible_by_16=",".join(spec.extra.get("divisible_by_16", ())),
                compiled=False, smem_limit_bytes=SHARED_LIMIT_BYTES.get(arch), error="", notes="")
@@ -375,18 +506,26 @@ def compile_spec(spec, arch: int) -> dict[str, Any]:
                         "with TRITON_INTERPRET=1); compile with compile_refs(), whose workers import "
                         "the kernels with the interpreter off")
     row = _row_header(spec, arch)
-    signature = {name: spec.signature[name] for name in fn.arg_names}
-    aligned = [i for i, name in enumerate(fn.arg_names)
-               if signature[name].startswith("*") or name in spec.extra.get("divisible_by_16", ())]
-    source = ASTSource(fn=fn, signature=signature, constexprs=dict(spec.constexprs),
-                       attrs={(i,): [["tt.divisibility", 16]] for i in aligned})
+    options = {"num_warps": spec.num_warps, "num_stages": spec.num_stages}
+    if spec.args is not None:  # what JITFunction.run would compile for these argument values
+        special = launch_specialization(spec, arch)
+        _check_given_signature(spec, special)
+        divisible, folded = specialized_names(spec, special)
+        row.update(divisible_by_16=",".join(divisible), specialized_to_constexpr=",".join(folded))
+        source = ASTSource(fn=fn, signature=special.signature, constexprs=special.constexprs, attrs=special.attrs)
+        options = dict(special.options.__dict__)
+    else:
+        signature = {name: spec.signature[name] for name in fn.arg_names}
+        aligned = [i for i, name in enumerate(fn.arg_names)
+                   if signature[name].startswith("*") or name in spec.extra.get("divisible_by_16", ())]
+        source = ASTSource(fn=fn, signature=signature, constexprs=dict(spec.constexprs),
+                           attrs={(i,): [["tt.divisibility", 16]] for i in aligned})
     cache_hits = []
     try:
         with knobs.compilation.scope(), contextlib.redirect_stdout(io.StringIO()):  # ptxas errors print the PTX
             knobs.compilation.listener = lambda *, cache_hit, **_: cache_hits.append(cache_hit)
             start = time.perf_counter()
-            kernel = triton.compile(source, target=GPUTarget("cuda", arch, 32),
-                                    options={"num_warps": spec.num_warps, "num_stages": spec.num_stages})
+            kernel = triton.compile(source, target=GPUTarget("cuda", arch, 32), options=options)
             row["compile_s"] = round(time.perf_counter() - start, 3)
     except Exception as e:  # a kernel that does not compile is a failed row, reported with its error
         row["error"] = f"{type(e).__name__}: {e}".strip()[:4000]
@@ -529,8 +668,8 @@ def compile_refs(refs: Iterable[SpecRef], archs: Iterable[int], *, pool: Executo
 def failed_row(ref: SpecRef, arch: int, error: str) -> dict[str, Any]:
     """The row of a spec that could not be compiled at all (bad spec, import error, dead worker)."""
     row = dict.fromkeys(COLUMNS)
-    row.update(op=ref.op, kernel=ref.kernel, config=ref.config, dtype=ref.dtype, arch=arch, compiled=False,
-               module=ref.module,
+    row.update(op=ref.op, kernel=ref.kernel, config=ref.config, dtype=ref.dtype, shape=ref.shape, arch=arch,
+               compiled=False, module=ref.module,
                smem_limit_bytes=SHARED_LIMIT_BYTES.get(arch), notes="", error=error.strip()[:4000])
     return finish_row(row)
 
@@ -544,7 +683,7 @@ def results_table(rows: Iterable[dict[str, Any]]):
     import pandas as pd
 
     table = pd.DataFrame(list(rows), columns=COLUMNS)
-    return table.sort_values(["op", "kernel", "config", "dtype", "arch"], kind="stable").reset_index(drop=True)
+    return table.sort_values(["op", "kernel", "config", "dtype", "shape", "arch"], kind="stable").reset_index(drop=True)
 
 
 def provenance() -> dict[str, str]:
