@@ -75,7 +75,12 @@ COLUMNS = [
     "op", "kernel", "config", "dtype", "shape", "launch", "arch", "num_warps", "num_stages", "expects_mma",
     "divisible_by_16", "specialized_to_constexpr", "compiled", "registers", "spill_store_bytes", "spill_load_bytes", "stack_bytes",
     "smem_static_bytes", "smem_dynamic_bytes", "smem_bytes", "smem_limit_bytes",
-    "hmma", "hgmma", "mma_instructions", "mma_kind", "ptx_bytes", "compile_s", "cache_hit",
+    "hmma", "hgmma", "mma_instructions", "mma_kind",
+    "buffers_a", "buffers_b", "ldgsts", "ldgsts_max_bytes", "ldgsts_min_bytes", "utmaldg",
+    "wgmma_pendings", "wgmma_wait_depth", "ldg", "ldg_max_bytes", "ldg_min_bytes", "ldg_widths",
+    "gemm_tile", "input_precision", "min_load_bytes", "reference", "ref_buffers", "ref_registers",
+    "ref_ldgsts_max_bytes", "exception",
+    "ptx_bytes", "compile_s", "cache_hit",
     "passed", "failures", "notes", "error", "module",
 ]
 
@@ -119,6 +124,7 @@ class SpecRef:
     dtype: str
     in_use: bool = True
     shape: str = ""
+    reference: str = ""  # config of the reference GEMM row this spec is checked against ("": none)
 
     @property
     def spec_id(self) -> str:
@@ -245,6 +251,49 @@ def coverage_problems(modules: Sequence[ModuleType]) -> list[str]:
     return problems
 
 
+REFERENCE_MODULE = "profiling.reference_gemm"
+# A tensor-core row may use at most this many times the registers of its reference GEMM row.
+REGISTER_RATIO_LIMIT = 1.3
+
+
+def gemm_tile(spec) -> tuple[int, int, int] | None:
+    """(BLOCK_M, BLOCK_N, BLOCK_K) of a tensor-core spec: ``extra["gemm_tile"]``, else its
+    BLOCK_M / BLOCK_N / BLOCK_K constexprs; None for a kernel without a GEMM tile."""
+    tile = spec.extra.get("gemm_tile")
+    if tile is None and all(k in spec.constexprs for k in ("BLOCK_M", "BLOCK_N", "BLOCK_K")):
+        tile = tuple(spec.constexprs[k] for k in ("BLOCK_M", "BLOCK_N", "BLOCK_K"))
+    return tuple(int(v) for v in tile) if tile is not None else None
+
+
+def input_precision_of(spec) -> str | None:
+    """The ``tl.dot`` input precision of a tensor-core spec (Triton's default, tf32, for fp32)."""
+    if not spec.expects_mma:
+        return None
+    return (spec.extra.get("input_precision") or spec.constexprs.get("INPUT_PRECISION")
+            or ("tf32" if spec.dtype == "fp32" else "ieee"))
+
+
+def reference_config_of(spec) -> str:
+    """The reference GEMM config a spec is gated against: launch-faithful tensor-core specs with
+    a GEMM tile (not the reference rows themselves); "" for every other spec."""
+    from profiling.reference_gemm import reference_config
+
+    tile = gemm_tile(spec)
+    if spec.args is None or not spec.expects_mma or tile is None or spec.extra.get("is_reference"):
+        return ""
+    return reference_config(tile, spec.num_warps, spec.num_stages, spec.dtype, input_precision_of(spec))
+
+
+def reference_refs(refs: Iterable[SpecRef]) -> list[SpecRef]:
+    """The reference GEMM rows that ``refs`` are checked against, once each, in order."""
+    from profiling import reference_gemm
+
+    needed = dict.fromkeys((r.reference, r.dtype) for r in refs if r.reference)
+    return [SpecRef(REFERENCE_MODULE, -1, reference_gemm.OP, reference_gemm.KERNEL, config, dtype,
+                    shape=f"M=N=K={reference_gemm.SIZE} row-major")
+            for config, dtype in needed]
+
+
 def collect_specs(modules: Sequence[ModuleType]) -> list[tuple[SpecRef, Any]]:
     """(reference, spec) for every spec of every module that has ``codegen_specs()``, in order."""
     from kernels._common import KernelSpec
@@ -258,7 +307,8 @@ def collect_specs(modules: Sequence[ModuleType]) -> list[tuple[SpecRef, Any]]:
         for index, spec in enumerate(specs):
             if isinstance(spec, KernelSpec):
                 ref = SpecRef(module.__name__, index, spec.op, spec.kernel, spec.config, spec.dtype,
-                              in_use=bool(spec.extra.get("in_use", True)), shape=spec.shape)
+                              in_use=bool(spec.extra.get("in_use", True)), shape=spec.shape,
+                              reference=reference_config_of(spec))
                 found.append((ref, spec))
     return found
 
@@ -295,6 +345,111 @@ def sass_figures(sass: str) -> dict[str, int]:
     return out
 
 
+# "!ttg.memdesc<3x128x32xf16, #shared1, #smem, mutable>" -> ("3x128x32", "f16", "#shared1")
+_MEMDESC = re.compile(r"!ttg\.memdesc<((?:\d+x)*)(\w+),\s*(#[\w.]+)")
+_DOT_OP_IDX = re.compile(r"#ttg\.dot_op<\{opIdx = (\d)")
+_PENDINGS = re.compile(r"pendings = (\d+)")
+# "WARPGROUP.DEPBAR.LE gsb0, 0x1 ;" -> 1: how many wgmma groups may still run after the wait
+_DEPBAR = re.compile(r"WARPGROUP\.DEPBAR\.LE\s+gsb\d+,\s*0x([0-9a-f]+)")
+
+
+def _memdescs(line: str) -> list[tuple[tuple[int, ...], str, str]]:
+    return [(tuple(int(d) for d in dims.split("x") if d), elem, enc) for dims, elem, enc in _MEMDESC.findall(line)]
+
+
+def ttgir_figures(ttgir: str) -> dict[str, Any]:
+    """Shared-memory buffering of the dot operands and the wgmma wait depth, from TTGIR.
+
+    ``buffers_a`` / ``buffers_b``: how many copies of the A (opIdx 0) and B (opIdx 1) tile the
+    kernel keeps in shared memory -- the leading dimension of an empty ``ttg.local_alloc`` that
+    the software pipeliner made (``memdesc<3x128x32xf16>``: 3 stages), 1 for a tile stored from
+    registers (``ttg.local_alloc %x``), 0 when the operand never goes through shared memory. An
+    allocation feeds an operand when its shared encoding reaches the dot (``ttng.warp_group_dot``
+    operand, or a ``ttg.local_load`` into a ``dot_op`` layout) through ``ttg.memdesc_*`` views;
+    two operands with the same encoding are told apart by their tile shape (A holds the result's
+    M rows, B its N columns). None when the kernel has no dot. ``wgmma_pendings``: the largest
+    ``pendings`` of a ``ttng.warp_group_dot_wait`` (0: every wgmma is waited for at once), None
+    without wgmma.
+    """
+    parent: dict[str, str] = {}
+
+    def find(e):
+        while parent.setdefault(e, e) != e:
+            e = parent[e]
+        return e
+
+    allocs, operand_encs, dots = [], {0: set(), 1: set()}, []
+    pendings = []
+    for line in ttgir.splitlines():
+        if "ttg.local_alloc" in line:
+            descs = _memdescs(line)
+            if descs:
+                shape, elem, enc = descs[-1]
+                head = line.split("ttg.local_alloc", 1)[1].split(":", 1)[0]
+                from_registers = "%" in head
+                buffers = shape[0] if (not from_registers and len(shape) >= 3) else 1
+                tile = shape[1:] if (not from_registers and len(shape) >= 3) else shape
+                allocs.append((enc, buffers, tile, elem))
+        elif "memdesc_" in line and ("ttg.memdesc_" in line or "ttng.memdesc_" in line):
+            encs = [d[2] for d in _memdescs(line)]
+            for other in encs[1:]:
+                parent[find(other)] = find(encs[0])
+        if "ttg.local_load" in line and "dot_op" in line:
+            descs, idx = _memdescs(line), _DOT_OP_IDX.search(line)
+            if descs and idx and int(idx.group(1)) in operand_encs:
+                operand_encs[int(idx.group(1))].add(descs[0][2])
+        if "ttng.warp_group_dot " in line or " tt.dot " in line:
+            types = line.rsplit(" : ", 1)[-1]
+            operands, _, result = types.partition("->")
+            for i, part in enumerate(operands.split(" * ")[:2]):
+                descs = _memdescs(part)
+                if descs:
+                    operand_encs[i].add(descs[0][2])
+            dims = re.search(r"tensor<(\d+)x(\d+)x", result)
+            if dims:
+                dots.append((int(dims.group(1)), int(dims.group(2))))
+        if "ttng.warp_group_dot_wait" in line:
+            found = _PENDINGS.search(line)
+            if found:
+                pendings.append(int(found.group(1)))
+    out: dict[str, Any] = {"buffers_a": None, "buffers_b": None,
+                           "wgmma_pendings": max(pendings) if pendings else None}
+    if not dots:
+        return out
+    rows = {m for m, _ in dots}
+    cols = {n for _, n in dots}
+    roots = {i: {find(e) for e in encs} for i, encs in operand_encs.items()}
+    for i, key in ((0, "buffers_a"), (1, "buffers_b")):
+        candidates = [a for a in allocs if find(a[0]) in roots[i] and a[3] != "i64"]
+        if roots[0] & roots[1]:  # shared encoding: keep the allocations whose tile has this operand's dim
+            dims = rows if i == 0 else cols
+            narrowed = [a for a in candidates if any(d in a[2] for d in dims)]
+            candidates = narrowed or candidates
+        out[key] = max((a[1] for a in candidates), default=0)
+    return out
+
+
+def sass_memory_figures(sass: str) -> dict[str, Any]:
+    """Global-memory traffic shape from SASS: asynchronous copies (LDGSTS, cp.async, count and
+    widest/narrowest width in bytes; UTMALDG, TMA loads), plain global loads (LDG count, widest
+    and narrowest width, and a width histogram "16B:4 2B:12"), and the wgmma wait depth (the
+    largest N of WARPGROUP.DEPBAR.LE gsb0, N; None without one). Static instruction counts."""
+    ldgsts, ldg, utmaldg = [], [], 0
+    for opcode in _SASS_OPCODE.findall(sass):
+        base, *suffixes = opcode.split(".")
+        if base in ("LDGSTS", "LDG"):
+            width = next((_ACCESS_BYTES[x] for x in suffixes if x in _ACCESS_BYTES), 4)
+            (ldgsts if base == "LDGSTS" else ldg).append(width)
+        elif base == "UTMALDG":
+            utmaldg += 1
+    depths = [int(d, 16) for d in _DEPBAR.findall(sass)]
+    histogram = " ".join(f"{w}B:{ldg.count(w)}" for w in sorted(set(ldg), reverse=True))
+    return {"ldgsts": len(ldgsts), "ldgsts_max_bytes": max(ldgsts, default=0),
+            "ldgsts_min_bytes": min(ldgsts, default=0), "utmaldg": utmaldg,
+            "ldg": len(ldg), "ldg_max_bytes": max(ldg, default=0), "ldg_min_bytes": min(ldg, default=0),
+            "ldg_widths": histogram, "wgmma_wait_depth": max(depths) if depths else None}
+
+
 def resource_usage(dump: str, function: str) -> dict[str, int]:
     """REG/STACK/SHARED/LOCAL of ``function`` from ``cuobjdump --dump-resource-usage`` output."""
     for name, fields in _RESOURCE_LINE.findall(dump):
@@ -315,7 +470,7 @@ def inspect_cubin(cubin: bytes, function: str) -> dict[str, int]:
         raise CodegenToolError(f"{' '.join(cmd)} failed ({done.returncode}): {done.stderr.strip()[:500]}")
     usage = resource_usage(done.stdout, function)
     return {"registers": usage["REG"], "stack_bytes": usage["STACK"], "smem_static_bytes": usage["SHARED"],
-            **sass_figures(done.stdout)}
+            **sass_figures(done.stdout), **sass_memory_figures(done.stdout)}
 
 
 def validate_spec(spec) -> None:
@@ -480,7 +635,10 @@ def _row_header(spec, arch: int) -> dict[str, Any]:
                shape=spec.shape, launch="faithful" if spec.args is not None else "generic",
                num_warps=spec.num_warps, num_stages=spec.num_stages, expects_mma=bool(spec.expects_mma),
                divisible_by_16=",".join(spec.extra.get("divisible_by_16", ())),
-               compiled=False, smem_limit_bytes=SHARED_LIMIT_BYTES.get(arch), error="", notes="")
+               compiled=False, smem_limit_bytes=SHARED_LIMIT_BYTES.get(arch), error="", notes="",
+               gemm_tile="x".join(map(str, gemm_tile(spec))) if gemm_tile(spec) and spec.expects_mma else None,
+               input_precision=input_precision_of(spec), min_load_bytes=spec.extra.get("min_load_bytes"),
+               reference=reference_config_of(spec), exception=spec.extra.get("pipeline_exception", ""))
     return row
 
 
@@ -531,6 +689,7 @@ def compile_spec(spec, arch: int) -> dict[str, Any]:
         row["error"] = f"{type(e).__name__}: {e}".strip()[:4000]
         return finish_row(row)
     row.update(inspect_cubin(kernel.asm["cubin"], kernel.metadata.name))
+    row.update(ttgir_figures(kernel.asm["ttgir"]))
     row.update(compiled=True, cache_hit=bool(cache_hits and cache_hits[-1]),
                smem_dynamic_bytes=int(kernel.metadata.shared), ptx_bytes=len(kernel.asm["ptx"].encode()))
     return finish_row(row)
@@ -557,7 +716,71 @@ def check_row(row: dict[str, Any]) -> list[str]:
                         f"on sm_{row['arch']}")
     if row["expects_mma"] and not row["mma_instructions"]:
         failures.append("no tensor-core MMA (HMMA/HGMMA) in the SASS, though expects_mma")
+    if _present(row.get("min_load_bytes")) and row["ldg_max_bytes"] < row["min_load_bytes"]:
+        failures.append(f"widest global load {row['ldg_max_bytes']} B < {int(row['min_load_bytes'])} B per access "
+                        f"(LDG widths {row['ldg_widths'] or 'none'})")
     return failures
+
+
+def _present(value) -> bool:
+    return value is not None and value == value and value != ""
+
+
+def reference_failures(row: dict[str, Any], ref: dict[str, Any] | None) -> list[str]:
+    """Why a tensor-core row is not pipelined like its reference GEMM row (empty: it is):
+    fewer shared-memory buffers for A or B, no asynchronous copy (LDGSTS or UTMALDG), a
+    synchronous wgmma on sm_90 (wait depth 0), more than REGISTER_RATIO_LIMIT x its registers."""
+    if ref is None:
+        return [f"no reference GEMM row {row['reference']} {row['dtype']} sm_{row['arch']} to compare with"]
+    if not ref["compiled"]:
+        return [f"reference GEMM {row['reference']} does not compile: {error_summary(ref['error'])}"]
+    failures = []
+    for side in ("a", "b"):
+        have, want = row[f"buffers_{side}"], ref[f"buffers_{side}"]
+        if (have or 0) < (want or 0):
+            failures.append(f"{side.upper()} tile in {have or 0} shared-memory buffer(s), the reference GEMM "
+                            f"of this tile gets {want}")
+    if not row["ldgsts"] and not row["utmaldg"]:
+        failures.append(f"no asynchronous copies (0 LDGSTS, 0 UTMALDG; LDG widths {row['ldg_widths'] or 'none'}), "
+                        f"the reference GEMM issues {ref['ldgsts']} LDGSTS of {ref['ldgsts_max_bytes']} B")
+    if row["arch"] >= 90 and row["hgmma"] and row["wgmma_wait_depth"] == 0:
+        failures.append("synchronous wgmma (WARPGROUP.DEPBAR.LE gsb0, 0x0: wait depth 0), the reference GEMM "
+                        f"waits with depth {ref['wgmma_wait_depth']}")
+    if row["registers"] > REGISTER_RATIO_LIMIT * ref["registers"]:
+        failures.append(f"{row['registers']} registers > {REGISTER_RATIO_LIMIT} x the reference GEMM's "
+                        f"{ref['registers']}")
+    return failures
+
+
+def apply_reference_gates(rows: list[dict[str, Any]]) -> None:
+    """Check every compiled row that names a reference GEMM config against that row (same
+    config, dtype and arch) and record the result in place. A row whose spec declares a
+    ``pipeline_exception`` keeps its figures and passes these gates, the failures going to
+    its notes as an exception (the report lists them)."""
+    refs = {(r["config"], r["dtype"], r["arch"]): r for r in rows
+            if r["op"] == _reference_op() and r["module"] == REFERENCE_MODULE}
+    for row in rows:
+        if not row.get("reference") or not row["compiled"]:
+            continue
+        ref = refs.get((row["reference"], row["dtype"], row["arch"]))
+        if ref is not None and ref["compiled"]:
+            row.update(ref_buffers=f"A{ref['buffers_a']} B{ref['buffers_b']}", ref_registers=ref["registers"],
+                       ref_ldgsts_max_bytes=ref["ldgsts_max_bytes"])
+        found = reference_failures(row, ref)
+        if not found:
+            continue
+        if row.get("exception"):
+            note = f"exception ({row['exception']}): " + "; ".join(found)
+            row["notes"] = "; ".join(filter(None, [row["notes"], note]))
+        else:
+            failures = [f for f in row["failures"].split("; ") if f] + found
+            row.update(failures="; ".join(failures), passed=False)
+
+
+def _reference_op() -> str:
+    from profiling import reference_gemm
+
+    return reference_gemm.OP
 
 
 def _notes(row: dict[str, Any]) -> list[str]:
@@ -610,9 +833,12 @@ def _interpreter_off_for_new_processes():
 def compile_ref(ref: SpecRef, arch: int) -> dict[str, Any]:
     """Worker side: find the spec ``ref`` names and compile it; errors become a failed row."""
     try:
-        if ref.module not in _worker_specs:
-            _worker_specs[ref.module] = list(importlib.import_module(ref.module).codegen_specs())
-        spec = _worker_specs[ref.module][ref.index]
+        if ref.index < 0:  # a reference row, built from its config name
+            spec = importlib.import_module(ref.module).spec_for(ref.config, ref.dtype)
+        else:
+            if ref.module not in _worker_specs:
+                _worker_specs[ref.module] = list(importlib.import_module(ref.module).codegen_specs())
+            spec = _worker_specs[ref.module][ref.index]
         if spec_id(spec) != ref.spec_id:
             raise ValueError(f"{ref.module}.codegen_specs()[{ref.index}] is {spec_id(spec)}, expected {ref.spec_id}:"
                              " codegen_specs() must return the same specs in the same order every call")
@@ -635,6 +861,10 @@ def compile_refs(refs: Iterable[SpecRef], archs: Iterable[int], *, pool: Executo
                  jobs: int = 1, progress: bool = False) -> list[dict[str, Any]]:
     """Compile every ref for every arch in worker processes; rows in (ref, arch) order.
 
+    The reference GEMM rows that tensor-core rows are checked against (``reference_refs``) are
+    compiled too when ``refs`` does not hold them, and the cross-row gates applied
+    (``apply_reference_gates``); only the rows of ``refs`` are returned.
+
     ``pool``: an executor from ``compile_pool`` to reuse (else one with ``jobs`` workers is
     made for this call). ``progress``: a tqdm bar on stderr.
     """
@@ -642,9 +872,13 @@ def compile_refs(refs: Iterable[SpecRef], archs: Iterable[int], *, pool: Executo
     unknown = [a for a in archs if a not in SHARED_LIMIT_BYTES]
     if unknown:
         raise ValueError(f"unsupported arch {unknown}; known: {', '.join(map(str, SHARED_LIMIT_BYTES))}")
+    refs = list(refs)
     tasks = [(ref, arch) for ref in refs for arch in archs]
     if not tasks:
         return []
+    requested = len(tasks)
+    given = {r.spec_id for r in refs}
+    tasks += [(ref, arch) for ref in reference_refs(refs) if ref.spec_id not in given for arch in archs]
     with contextlib.ExitStack() as stack:
         if pool is None:
             pool = stack.enter_context(compile_pool(min(jobs, len(tasks))))
@@ -662,14 +896,15 @@ def compile_refs(refs: Iterable[SpecRef], archs: Iterable[int], *, pool: Executo
                     ref, arch = tasks[i]
                     rows[i] = failed_row(ref, arch, f"worker process failed: {type(e).__name__}: {e}")
                 bar.update()
-    return rows
+    apply_reference_gates(rows)
+    return rows[:requested]
 
 
 def failed_row(ref: SpecRef, arch: int, error: str) -> dict[str, Any]:
     """The row of a spec that could not be compiled at all (bad spec, import error, dead worker)."""
     row = dict.fromkeys(COLUMNS)
     row.update(op=ref.op, kernel=ref.kernel, config=ref.config, dtype=ref.dtype, shape=ref.shape, arch=arch,
-               compiled=False, module=ref.module,
+               compiled=False, module=ref.module, reference=ref.reference, exception="",
                smem_limit_bytes=SHARED_LIMIT_BYTES.get(arch), notes="", error=error.strip()[:4000])
     return finish_row(row)
 
