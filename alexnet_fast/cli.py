@@ -19,6 +19,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "report": ("profiling.report", "re-render reports/ from saved results"),
     "regress": ("profiling.regress", "compare a benchmark run with a baseline and plot history"),
     "train": ("alexnet_fast.train", "train AlexNet with any variant and layout"),
+    "predict": ("alexnet_fast.predict", "top-5 classes of images with a trained checkpoint"),
 }
 
 
