@@ -13,6 +13,13 @@
 * ``triton+compile``: the ``triton`` model under ``torch.compile`` (the Triton ops are
   custom ops, so the compiler traces around them without graph breaks).
 
+The two Triton variants run channels-last (NHWC), the layout their kernels are fast in: the
+conv weights become KRSC (``torch.channels_last``, in place), the input is converted once
+where it enters ``features`` (a forward pre-hook), and every Triton op keeps its input's
+layout, so no layer converts between NCHW and NHWC (the flatten before fc6 reorders, as it
+must). The same holds on CPU, where the kernels run interpreted: the tests check this path.
+``eager`` and ``compile`` stay as PyTorch runs them (NCHW).
+
 Swapped modules keep their parameters, so every variant has the same state_dict keys and
 values and any checkpoint loads into any variant.
 """
@@ -26,6 +33,20 @@ from torch import nn
 
 VARIANTS = ("eager", "compile", "triton", "triton+compile")
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+
+
+def _input_channels_last(module: nn.Module, args: tuple) -> tuple:
+    """Forward pre-hook: a 4-D image input in channels-last (no copy if it already is)."""
+    if args and isinstance(args[0], torch.Tensor) and args[0].dim() == 4:
+        return (args[0].contiguous(memory_format=torch.channels_last),) + tuple(args[1:])
+    return args
+
+
+def _run_channels_last(model: nn.Module) -> nn.Module:
+    """Conv weights to KRSC in place; the model's image input converted once at its entry."""
+    model.to(memory_format=torch.channels_last)
+    model.register_forward_pre_hook(_input_channels_last)
+    return model
 
 
 def build_variant(model: nn.Module, name: str, *, compile_mode: str = "default",
@@ -47,7 +68,9 @@ def build_variant(model: nn.Module, name: str, *, compile_mode: str = "default",
     if name.startswith("triton"):
         import kernels
 
-        model = kernels.apply(model, verbose=verbose)
+        model, report = kernels.apply(model, verbose=verbose, return_report=True)
+        if report.replaced:  # a model with nothing to replace stays as it is
+            model = _run_channels_last(model)
     if name.endswith("compile"):
         # nn.Module.compile compiles in place: the module (and its state_dict keys) stay.
         model.compile(mode=None if compile_mode == "default" else compile_mode)

@@ -59,10 +59,12 @@ from kernels._common import (
     SUPPORTED_DTYPES,
     TRITON_PTR,
     KernelSpec,
+    autotuned,
     check_device,
     check_tensor,
+    device_guard,
     is_channels_last,
-    is_interpreting,
+    register_autocast,
 )
 
 __all__ = ["conv2d_relu", "conv2d_relu_fwd", "conv2d_relu_dgrad", "conv2d_relu_wgrad", "relu_grad",
@@ -361,8 +363,14 @@ _KERNELS = {
     "dgrad": conv2d_relu_dgrad_kernel,
     "wgrad": conv2d_relu_wgrad_kernel,
 }
-# + the dtypes, which triton adds; FLAT_K only where the kernel has it
-_AUTOTUNE_KEY = ["GEMM_M", "GEMM_N", "GEMM_K", "FLAT_K", "INPUT_PRECISION"]
+# What changes the best config, besides the dtypes (Triton adds them) and the batch (autotuned()
+# keeps one tuner per batch): the GEMM sizes, the reduction order, the dot precision and the
+# memory layout, seen as the channel strides of the operands (1 in channels-last / KRSC).
+_AUTOTUNE_KEYS = {
+    "fwd": ["GEMM_M", "GEMM_N", "GEMM_K", "FLAT_K", "INPUT_PRECISION", "sx_c", "sw_c"],
+    "dgrad": ["GEMM_M", "GEMM_N", "GEMM_K", "INPUT_PRECISION", "sg_k", "sw_c"],
+    "wgrad": ["GEMM_M", "GEMM_N", "GEMM_K", "FLAT_K", "INPUT_PRECISION", "sg_k", "sx_c"],
+}
 
 
 # config tables: tensor-core dot (fp16, bf16, TF32) and FMA dot (fp32 "ieee")
@@ -373,29 +381,16 @@ def _table(dtype: torch.dtype, precision: str) -> str:
     return "fma" if dtype == torch.float32 and precision == "ieee" else "mma"
 
 
-def _triton_configs(table: str, kernel: str) -> list[triton.Config]:
-    out = []
-    for cfg in _TABLES[table][kernel]:
-        meta = {k: v for k, v in cfg.items() if k not in ("num_warps", "num_stages")}
-        out.append(triton.Config(meta, num_warps=cfg["num_warps"], num_stages=cfg["num_stages"]))
-    return out
-
-
-# GPU path: each kernel autotuned over each config table (tuned lazily, once per key)
-_TUNED = {(name, table): triton.autotune(configs=_triton_configs(table, name), key=_AUTOTUNE_KEY)(fn)
-          for name, fn in _KERNELS.items() for table in _TABLES}
-
-
-def _launch(kernel: str, grid, like: torch.Tensor, args: dict) -> None:
-    """Run ``kernel`` ('fwd' | 'dgrad' | 'wgrad') on ``like``'s device: on a GPU autotuned
-    over the config table of its dot (tensor cores or FMA), under TRITON_INTERPRET=1 with
-    the one interpreter config. ``grid`` maps the meta-parameters to the launch grid."""
-    if is_interpreting():
-        cfg = dict(configs.CONV2D_RELU_INTERPRETER_CONFIG)
-        launch = {k: cfg.pop(k) for k in ("num_warps", "num_stages")}
-        _KERNELS[kernel][grid(cfg)](**args, **cfg, **launch)
-    else:
-        _TUNED[kernel, _table(like.dtype, args["INPUT_PRECISION"])][grid](**args)
+def _launch(kernel: str, grid, like: torch.Tensor, args: dict, batch: int) -> None:
+    """Run ``kernel`` ('fwd' | 'dgrad' | 'wgrad') on ``like``'s device (device_guard): on a
+    GPU autotuned over the config table of its dot (tensor cores or FMA), one tuner per
+    batch size; under TRITON_INTERPRET=1 with the one interpreter config. ``grid`` maps
+    the meta-parameters to the launch grid."""
+    tables = {dot: table[kernel] for dot, table in _TABLES.items()}
+    tuned = autotuned(_KERNELS[kernel], tables, configs.CONV2D_RELU_INTERPRETER_CONFIG,
+                      _table(like.dtype, args["INPUT_PRECISION"]), _AUTOTUNE_KEYS[kernel], batch=batch)
+    with device_guard(like):
+        tuned[grid](**args)
 
 
 def dot_precision(dtype: torch.dtype, device_type: str, allow_tf32: bool) -> str:
@@ -446,20 +441,21 @@ def _memory_format(x: torch.Tensor) -> torch.memory_format:
 
 
 def _check_inputs(x: Any, weight: Any, bias: Any, stride: Any, padding: Any, groups: Any,
-                  relu: Any) -> tuple[tuple[int, int], tuple[int, int]]:
+                  relu: Any, same_dtype: bool = True) -> tuple[tuple[int, int], tuple[int, int]]:
     """Validate the forward arguments; return (stride, padding) as pairs.
 
-    TypeError: a non-tensor, an unsupported dtype, dtypes that differ, a non-int groups,
-    a non-bool relu. ValueError: wrong rank, devices, channels that disagree with the
-    weight and groups, stride < 1, padding < 0 or a string, an empty output, int32 overflow.
+    TypeError: a non-tensor, an unsupported dtype, dtypes that differ (unless not
+    ``same_dtype``: inside autocast, which casts them all), a non-int groups, a non-bool
+    relu. ValueError: wrong rank, devices, channels that disagree with the weight and
+    groups, stride < 1, padding < 0 or a string, an empty output, int32 overflow.
     """
     check_tensor(x, "x", op=OP, ndim=4, dtypes=SUPPORTED_DTYPES)
     check_tensor(weight, "weight", op=OP, ndim=4, dtypes=SUPPORTED_DTYPES)
-    if weight.dtype != x.dtype:
+    if same_dtype and weight.dtype != x.dtype:
         raise TypeError(f"{OP}: weight dtype {weight.dtype} differs from x dtype {x.dtype}")
     if bias is not None:
         check_tensor(bias, "bias", op=OP, ndim=1, dtypes=SUPPORTED_DTYPES)
-        if bias.dtype != x.dtype:
+        if same_dtype and bias.dtype != x.dtype:
             raise TypeError(f"{OP}: bias dtype {bias.dtype} differs from x dtype {x.dtype}")
         check_device(x, weight, bias, op=OP)
     else:
@@ -542,7 +538,7 @@ def conv2d_relu_fwd(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.
         return y
     bias = bias.contiguous() if bias is not None else None
     args, grid = _fwd_launch(x, _weight_for(weight, x), bias, y, stride, padding, groups, relu, _precision(x))
-    _launch("fwd", grid, x, args)
+    _launch("fwd", grid, x, args, batch=N)
     return y
 
 
@@ -605,7 +601,7 @@ def conv2d_relu_dgrad(grad: torch.Tensor, weight: torch.Tensor, input_shape: Seq
         return dx
     args, grid = _dgrad_launch(grad, _weight_for(weight, grad), dx, tuple(stride), padding, groups,
                                _precision(weight))
-    _launch("dgrad", grid, weight, args)
+    _launch("dgrad", grid, weight, args, batch=dx.shape[0])
     return dx
 
 
@@ -694,7 +690,7 @@ def conv2d_relu_wgrad(grad: torch.Tensor, x: torch.Tensor, weight: torch.Tensor,
     db_partial = torch.empty((splits, K), dtype=torch.float32, device=x.device)
     args, grid = _wgrad_launch(grad, x, weight, dw_partial, db_partial, chunk, stride, padding,
                                groups, _precision(x))
-    _launch("wgrad", grid, x, args)
+    _launch("wgrad", grid, x, args, batch=N)
     dw_sum = dw_partial.sum(0)
     dw.copy_(dw_sum.view(K, R, S, c_per_group).permute(0, 3, 1, 2) if krsc else dw_sum.view(weight.shape))
     db.copy_(db_partial.sum(0))
@@ -766,6 +762,8 @@ def _backward(ctx, grad_out):
 
 
 _conv2d_relu_op.register_autograd(_backward, setup_context=_setup_context)
+# inside torch.autocast the op runs in the autocast dtype, like F.conv2d (lower precision)
+register_autocast(_conv2d_relu_op)
 
 
 def conv2d_relu(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor] = None,
@@ -777,10 +775,15 @@ def conv2d_relu(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tens
     x: (N, C, H, W) NCHW or channels_last; weight: (K, C/groups, R, S); bias: (K,) or None;
     all fp32, fp16 or bf16 (one dtype), on one CUDA device (CPU only under
     TRITON_INTERPRET=1). stride: int or pair >= 1; padding: int or pair >= 0 (zeros).
+    Inside ``torch.autocast`` the op runs in the autocast dtype (fp16/bf16), like F.conv2d.
     Returns (N, K, P, Q) in x's dtype and memory format. Raises TypeError / ValueError as
     listed in :func:`_check_inputs`.
     """
-    stride, padding = _check_inputs(x, weight, bias, stride, padding, groups, relu)
+    # inside torch.autocast for x's device the op casts x, weight and bias to the autocast
+    # dtype first (register_autocast), so mixed dtypes are fine there, as for F.conv2d
+    autocast = isinstance(x, torch.Tensor) and x.device.type in ("cuda", "cpu") \
+        and torch.is_autocast_enabled(x.device.type)
+    stride, padding = _check_inputs(x, weight, bias, stride, padding, groups, relu, same_dtype=not autocast)
     return torch.ops.alexnet_fast.conv2d_relu(x, weight, bias, list(stride), list(padding), groups, relu)
 
 

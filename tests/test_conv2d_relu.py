@@ -8,6 +8,9 @@ forward C/groups*R*S, dinput K/groups*R*S, dweight and dbias N*P*Q.
 
 from __future__ import annotations
 
+import contextlib
+import importlib
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -527,3 +530,97 @@ def test_nan_and_inf_propagate_like_pytorch(channels_last):
         assert torch.equal(got.isinf(), ref.isinf()), f"{what}: inf positions differ"
         finite = ref.isfinite()
         assert_close_ref(got[finite], ref[finite], torch.float32, 36, what)
+
+
+# --------------------------------------------------------------------------------------
+# Autocast, device guard, autotuner per batch and layout (issue 14)
+# --------------------------------------------------------------------------------------
+
+conv_mod = importlib.import_module("kernels.conv2d_relu")  # kernels.conv2d_relu is the function
+
+
+class ConvLaunchSpy:
+    """Records each Triton launch of the conv module: kernel, the dtype of every tensor
+    argument handed to it, the device of the device_guard in force (None: unguarded) and
+    the tuner object with the batch it was made for."""
+
+    def __init__(self, monkeypatch):
+        self.launches: list[dict] = []
+        self._guard: list[torch.device] = []
+        real_autotuned, real_guard = conv_mod.autotuned, conv_mod.device_guard
+        spy = self
+
+        @contextlib.contextmanager
+        def guard(t):
+            spy._guard.append(t.device)
+            with real_guard(t):
+                yield
+            spy._guard.pop()
+
+        def autotuned(kernel, *args, batch, **kwargs):
+            tuned = real_autotuned(kernel, *args, batch=batch, **kwargs)
+
+            class Launch:
+                def __getitem__(self, grid):
+                    def run(**kw):
+                        spy.launches.append({
+                            "kernel": kernel.__name__, "tuner": tuned, "batch": batch, "key": args[3],
+                            "dtypes": {k: v.dtype for k, v in kw.items() if isinstance(v, torch.Tensor)},
+                            "guard": spy._guard[-1] if spy._guard else None,
+                        })
+                        return tuned[grid](**kw)
+                    return run
+            return Launch()
+
+        monkeypatch.setattr(conv_mod, "autotuned", autotuned)
+        monkeypatch.setattr(conv_mod, "device_guard", guard)
+
+
+def test_autocast_runs_every_kernel_in_the_autocast_dtype(monkeypatch):
+    """Inside torch.autocast (fp16; the interpreter has no bf16 arithmetic) the forward,
+    dgrad and wgrad kernels receive fp16 operands (only wgrad's fp32 partial sums stay
+    fp32), the output is fp16 and the fp32 leaves get fp32 gradients -- as F.conv2d under
+    autocast. Before the autocast registration the kernels ran in fp32. A mixed fp16
+    activation / fp32 weight (the model-parallel gather) is accepted inside autocast and
+    refused outside it."""
+    spy = ConvLaunchSpy(monkeypatch)
+    x, weight, bias = make_inputs(1, 4, 6, 5, 6, 3, 3, 2, torch.float32)
+    leaves = [t.clone().requires_grad_() for t in (x, weight, bias)]
+    with torch.autocast("cpu", dtype=torch.float16):
+        y = conv2d_relu(*leaves, stride=1, padding=1, groups=2)
+        y_mixed = conv2d_relu(x.half(), weight, bias, stride=1, padding=1, groups=2)
+    assert y.dtype == torch.float16 and y_mixed.dtype == torch.float16
+    y.float().sum().backward()
+    assert [t.grad.dtype for t in leaves] == [torch.float32] * 3
+    assert [launch["kernel"] for launch in spy.launches] == [
+        "conv2d_relu_fwd_kernel", "conv2d_relu_fwd_kernel", "conv2d_relu_dgrad_kernel", "conv2d_relu_wgrad_kernel"]
+    for launch in spy.launches:
+        operands = {k: v for k, v in launch["dtypes"].items() if not k.endswith("_partial_ptr")}
+        assert set(operands.values()) == {torch.float16}, launch
+        assert launch["guard"] == torch.device("cpu"), "launch outside device_guard"
+    refs = [t.detach().half().double().requires_grad_() for t in (x, weight, bias)]
+    y_ref = F.relu(F.conv2d(*refs, 1, 1, 1, 2))
+    y_ref.sum().backward()
+    assert_close_ref(y, y_ref, torch.float16, 18, "autocast forward")
+    assert_close_ref(y_mixed, y_ref, torch.float16, 18, "autocast mixed-dtype forward")
+    for got, ref, what in zip(leaves, refs, ("dx", "dweight", "dbias")):
+        assert_close_ref(got.grad, ref.grad, torch.float16, 30, f"autocast {what}")
+    with pytest.raises(TypeError, match="differs from x dtype"):
+        conv2d_relu(x.half(), weight, bias, stride=1, padding=1, groups=2)
+
+
+def test_one_tuner_per_batch_and_layout_key(monkeypatch):
+    """The autotuner is chosen per batch (autotuned(batch=N)), and its key holds the
+    channel strides that tell NCHW from channels-last, so a config tuned at batch 1 or in
+    one layout is never reused for another."""
+    spy = ConvLaunchSpy(monkeypatch)
+    weight = torch.randn(6, 2, 3, 3)
+    for n, channels_last in ((1, False), (2, False), (2, True)):
+        x = torch.randn(n, 4, 5, 5)
+        conv2d_relu(x.to(memory_format=torch.channels_last) if channels_last else x, weight, None, 1, 1, 2)
+    tuners = [launch["tuner"] for launch in spy.launches]
+    assert [launch["batch"] for launch in spy.launches] == [1, 2, 2]
+    assert tuners[0] is not tuners[1]
+    for key in conv_mod._AUTOTUNE_KEYS.values():
+        assert any(k in key for k in ("sx_c", "sg_k")) and any(k in key for k in ("sw_c", "sx_c"))
+    assert tuners[1].keys == conv_mod._AUTOTUNE_KEYS["fwd"]
