@@ -270,13 +270,24 @@ def autotuned(kernel, table: Mapping[str, Sequence[dict]], interpreter_config: d
     return _TUNED[cache_key]
 
 
+# Triton pointer type -> the torch dtype a launch-faithful spec passes for it ("*x": the input's)
+_POINTER_DTYPES = {"*i8": torch.int8, "*i32": torch.int32, "*fp32": torch.float32}
+# Narrowest global load an fp16/bf16 NHWC memory-bound kernel may use (issue 11, item 4)
+MIN_LOAD_BYTES_16BIT_NHWC = 8
+
+
 def kernel_specs(op: str, kernel, arg_types: Mapping[str, str], constexprs: Mapping[str, Any],
-                 table: Mapping[str, Sequence[dict]]) -> list[KernelSpec]:
-    """One KernelSpec per (layout and tile config of ``table``, dtype fp32/fp16/bf16).
+                 table: Mapping[str, Sequence[dict]],
+                 launches: Sequence[tuple[str, Mapping[str, Any]]] = ()) -> list[KernelSpec]:
+    """One generic KernelSpec per (layout and tile config of ``table``, dtype fp32/fp16/bf16),
+    then one launch-faithful spec per (launch, NHWC tile config, dtype).
 
     ``arg_types`` types every non-constexpr argument; the value ``"*x"`` stands for a
     pointer to the input dtype. ``constexprs`` fixes the constexprs other than the layout
-    and the tile (AlexNet's values)."""
+    and the tile (AlexNet's values). ``launches``: (shape label, runtime values of the
+    non-pointer arguments) of the channels-last launches the model variants make; the
+    pointers become tensors of their dtype, as at the launch. fp16/bf16 launch-faithful specs
+    must load at least ``MIN_LOAD_BYTES_16BIT_NHWC`` bytes per access (``min_load_bytes``)."""
     names = list(kernel.arg_names)
     specs = []
     for layout, entries in table.items():
@@ -292,12 +303,65 @@ def kernel_specs(op: str, kernel, arg_types: Mapping[str, str], constexprs: Mapp
                                  ptr if arg_types[a] == "*x" else arg_types[a]) for a in names}
                 specs.append(KernelSpec(
                     op=op, kernel=kernel.__name__,
-                    config=f"{layout} " + " ".join(f"{n}={v}" for n, v in tile.items())
-                           + f" w{cfg['num_warps']} s{cfg['num_stages']}",
+                    config=_config_name(layout, tile, cfg),
                     fn=kernel, signature=signature,
                     constexprs={a: v for a, v in values.items() if a in names},
                     num_warps=cfg["num_warps"], num_stages=cfg["num_stages"],
                     dtype=ptr.lstrip("*"),
                     expects_mma=False,
                 ))
+    for label, launch in launches:
+        for cfg in table["nhwc"]:
+            tile = {name: v for name, v in cfg.items() if name.isupper()}
+            values = {**constexprs, "CHANNELS_LAST": True, **tile}
+            for dtype in SUPPORTED_DTYPES:
+                args = {a: (dtype if arg_types[a] == "*x" else _POINTER_DTYPES[arg_types[a]])
+                        if arg_types[a].startswith("*") else launch[a]
+                        for a in names if a not in values}
+                specs.append(KernelSpec(
+                    op=op, kernel=kernel.__name__, config=_config_name("nhwc", tile, cfg),
+                    fn=kernel, constexprs={a: v for a, v in values.items() if a in names},
+                    num_warps=cfg["num_warps"], num_stages=cfg["num_stages"],
+                    dtype=TRITON_PTR[dtype].lstrip("*"), expects_mma=False,
+                    extra={"min_load_bytes": MIN_LOAD_BYTES_16BIT_NHWC} if dtype.itemsize == 2 else {},
+                    args=args, shape=label,
+                ))
     return specs
+
+
+def _config_name(layout: str, tile: Mapping[str, int], cfg: Mapping[str, Any]) -> str:
+    return (f"{layout} " + " ".join(f"{n}={v}" for n, v in tile.items())
+            + f" w{cfg['num_warps']} s{cfg['num_stages']}")
+
+
+def alexnet_channel_layers(kind: str) -> list[tuple[str, dict[str, int]]]:
+    """(shape label, sizes) of the real AlexNet layers an LRN / pool kernel runs at, from the
+    model's presets (``alexnet_fast.model``): ``kind`` "lrn+pool" (the fused op: paper lrn1/pool1,
+    lrn2/pool2), "pool" (paper pool5; torchvision pool1, pool2, pool5) or "lrn" (paper lrn1, lrn2,
+    which the variants run fused; listed for the LRN op alone). Sizes: C, H, W, HW, the pool
+    output OH, OW and, for LRN layers, the LRN arguments size, alpha_over_size, beta, k as the
+    launchers pass them. The batch size is no kernel argument, so these hold for every batch."""
+    from alexnet_fast.model import PRESETS, feature_shapes
+
+    layers = []
+    for preset, config in PRESETS.items():
+        shapes = feature_shapes(config)
+        for i in range(1, len(config.convs) + 1):
+            c, h, w = shapes[f"conv{i}"]
+            has_lrn, has_pool = i in config.lrn_after, i in config.pool_after
+            if kind == "lrn" and has_lrn:
+                name = f"lrn{i}"
+            elif kind == "lrn+pool" and has_lrn and has_pool:
+                name = f"lrn{i}+pool{i}"
+            elif kind == "pool" and has_pool and not has_lrn:
+                name = f"pool{i}"
+            else:
+                continue
+            _, oh, ow = shapes.get(f"pool{i}", (c, h, w))
+            label = f"{preset} {name} {c}x{h}x{w} NHWC"
+            sizes = {"C": c, "H": h, "W": w, "HW": h * w, "OH": oh, "OW": ow}
+            if has_lrn and kind != "pool":
+                lrn = config.lrn
+                sizes.update(size=lrn.size, alpha_over_size=lrn.alpha / lrn.size, beta=lrn.beta, k=lrn.k)
+            layers.append((label, sizes))
+    return layers

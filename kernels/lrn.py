@@ -245,6 +245,11 @@ KERNEL_ARG_TYPES = {"x_ptr": "*x", "y_ptr": "*x", "dy_ptr": "*x", "dx_ptr": "*x"
 
 
 def codegen_specs() -> list[KernelSpec]:
-    """Every (kernel, GPU tile config, layout, dtype) of this op, for profiling/codegen.py."""
+    """Every (kernel, GPU tile config, layout, dtype) of this op, for profiling/codegen.py; then
+    each NHWC config launch-faithfully at the paper's lrn1 / lrn2 shapes (the model variants run
+    these fused with the pool, see kernels/lrn_max_pool2d.py)."""
+    from kernels._common import alexnet_channel_layers
+
+    launches = alexnet_channel_layers("lrn")
     return [spec for kernel in (lrn_fwd_kernel, lrn_bwd_kernel)
-            for spec in kernel_specs(OP, kernel, KERNEL_ARG_TYPES, {}, configs.LRN_CONFIGS)]
+            for spec in kernel_specs(OP, kernel, KERNEL_ARG_TYPES, {}, configs.LRN_CONFIGS, launches)]

@@ -263,7 +263,10 @@ KERNEL_ARG_TYPES = {**LRN_ARG_TYPES, **POOL_ARG_TYPES}
 def codegen_specs() -> list[KernelSpec]:
     """Every (kernel, GPU tile config, layout, dtype) at AlexNet's LRN size 5 / 3x3 stride 2 pool
     (LRN size is a runtime argument; the pool geometry is compiled in)."""
+    from kernels._common import alexnet_channel_layers
+
+    launches = alexnet_channel_layers("lrn+pool")  # paper lrn1+pool1, lrn2+pool2, launch-faithful
     return (kernel_specs(OP, lrn_max_pool2d_fwd_kernel, KERNEL_ARG_TYPES, {**ALEXNET_POOL, "WITH_INDICES": True},
-                         configs.LRN_MAX_POOL2D_CONFIGS)
+                         configs.LRN_MAX_POOL2D_CONFIGS, launches)
             + kernel_specs(OP, lrn_max_pool2d_bwd_kernel, KERNEL_ARG_TYPES, ALEXNET_POOL,
-                           configs.LRN_MAX_POOL2D_CONFIGS))
+                           configs.LRN_MAX_POOL2D_CONFIGS, launches))

@@ -311,7 +311,13 @@ ALEXNET_POOL = {"KH": 3, "KW": 3, "SH": 2, "SW": 2, "PH": 0, "PW": 0}
 
 
 def codegen_specs() -> list[KernelSpec]:
-    """Every (kernel, GPU tile config, layout, dtype) at AlexNet's 3x3 / stride 2 pool."""
+    """Every (kernel, GPU tile config, layout, dtype) at AlexNet's 3x3 / stride 2 pool; then each
+    NHWC config launch-faithfully at the real pool layers the model variants run unfused
+    (paper pool5, torchvision pool1 / pool2 / pool5)."""
+    from kernels._common import alexnet_channel_layers
+
+    launches = alexnet_channel_layers("pool")
     return (kernel_specs(OP, max_pool2d_fwd_kernel, KERNEL_ARG_TYPES, {**ALEXNET_POOL, "WITH_INDICES": True},
-                         configs.MAX_POOL2D_CONFIGS)
-            + kernel_specs(OP, max_pool2d_bwd_kernel, KERNEL_ARG_TYPES, ALEXNET_POOL, configs.MAX_POOL2D_CONFIGS))
+                         configs.MAX_POOL2D_CONFIGS, launches)
+            + kernel_specs(OP, max_pool2d_bwd_kernel, KERNEL_ARG_TYPES, ALEXNET_POOL, configs.MAX_POOL2D_CONFIGS,
+                           launches))

@@ -545,19 +545,6 @@ def _validate_launch_args(spec, fn) -> None:
 
 
 @dataclass(frozen=True)
-class AllocatorPointer:
-    """A pointer argument given only by its dtype: a tensor from PyTorch's caching allocator,
-    whose storage starts 512-byte aligned (so Triton's launcher marks it divisible by 16).
-    Triton's specialization reads ``data_ptr()`` and ``dtype``, nothing else."""
-
-    dtype: Any
-    address: int = 1 << 21
-
-    def data_ptr(self) -> int:
-        return self.address
-
-
-@dataclass(frozen=True)
 class LaunchSpecialization:
     """What ``JITFunction.run`` computes for a launch before it compiles: the Triton signature,
     constexprs and attributes (keyed by argument path, as Triton passes them to ASTSource) and
@@ -580,16 +567,18 @@ def launch_specialization(spec, arch: int) -> LaunchSpecialization:
     and ``JITFunction._pack_args`` -- with the CUDA backend of the target arch, so ints equal to
     1 become constexprs, ints divisible by 16 and 16-byte aligned pointers get
     ``tt.divisibility 16`` and ``do_not_specialize`` / ``do_not_specialize_on_alignment`` are
-    honoured as at a real launch. Same code path in Triton 3.6 and 3.8.
+    honoured as at a real launch. Same code path in Triton 3.6 and 3.8. A pointer given as a
+    torch.dtype becomes Triton's ``MockTensor`` (what ``JITFunction.warmup`` does with dtypes): a
+    16-byte aligned tensor, as the launchers' freshly allocated or ``.contiguous()`` tensors are.
     """
-    import torch
     from triton import knobs
     from triton.backends.compiler import GPUTarget
     from triton.compiler import make_backend
-    from triton.runtime.jit import create_function_from_signature
+    from triton.runtime.jit import MockTensor, create_function_from_signature
 
-    fn = jit_object(spec.fn)
-    values = {name: AllocatorPointer(v) if isinstance(v, torch.dtype) else v for name, v in spec.args.items()}
+    fn = _launchable(jit_object(spec.fn))
+    # a torch.dtype stands for a tensor of that dtype, as in JITFunction.warmup (MockTensor: data_ptr 0)
+    values = {name: MockTensor.wrap_dtype(v) for name, v in spec.args.items()}
     options = {"num_warps": spec.num_warps, "num_stages": spec.num_stages,
                "debug": bool(getattr(fn, "debug", False) or knobs.runtime.debug),
                "instrumentation_mode": knobs.compilation.instrumentation_mode}
@@ -604,7 +593,7 @@ def launch_specialization(spec, arch: int) -> LaunchSpecialization:
     return LaunchSpecialization(signature=dict(signature), constexprs=constexprs, attrs=attrs, options=parsed)
 
 
-def _check_given_signature(spec, special: LaunchSpecialization) -> None:
+def check_given_signature(spec, special: LaunchSpecialization) -> None:
     """A launch-faithful spec that also states a signature must agree with the launch (an int
     the launch folds to a constexpr may be typed as an int)."""
     for name, ty in spec.signature.items():
@@ -614,10 +603,23 @@ def _check_given_signature(spec, special: LaunchSpecialization) -> None:
                              f"gives {derived!r}")
 
 
+def _launchable(fn):
+    """``fn`` as a JITFunction: under TRITON_INTERPRET=1 ``@triton.jit`` gives an
+    InterpretedFunction, rebuilt here as the JITFunction the decorator would have made (same
+    Python function and decorator arguments, e.g. ``do_not_specialize``), so the launch
+    specialization can be computed in any process."""
+    from triton.runtime.interpreter import InterpretedFunction
+    from triton.runtime.jit import JITFunction
+
+    if isinstance(fn, InterpretedFunction):
+        return JITFunction(fn.fn, **fn.kwargs)
+    return fn
+
+
 def specialized_names(spec, special: LaunchSpecialization) -> tuple[list[str], list[str]]:
     """(integer arguments the launch marks divisible by 16, runtime arguments it turns into
     constexprs: ints equal to 1 and None pointers), from a launch specialization."""
-    fn = jit_object(spec.fn)
+    fn = _launchable(jit_object(spec.fn))
     divisible, folded = [], []
     for i, p in enumerate(fn.params):
         if p.is_constexpr:
@@ -667,7 +669,7 @@ def compile_spec(spec, arch: int) -> dict[str, Any]:
     options = {"num_warps": spec.num_warps, "num_stages": spec.num_stages}
     if spec.args is not None:  # what JITFunction.run would compile for these argument values
         special = launch_specialization(spec, arch)
-        _check_given_signature(spec, special)
+        check_given_signature(spec, special)
         divisible, folded = specialized_names(spec, special)
         row.update(divisible_by_16=",".join(divisible), specialized_to_constexpr=",".join(folded))
         source = ASTSource(fn=fn, signature=special.signature, constexprs=special.constexprs, attrs=special.attrs)
@@ -741,7 +743,7 @@ def reference_failures(row: dict[str, Any], ref: dict[str, Any] | None) -> list[
             failures.append(f"{side.upper()} tile in {have or 0} shared-memory buffer(s), the reference GEMM "
                             f"of this tile gets {want}")
     if not row["ldgsts"] and not row["utmaldg"]:
-        failures.append(f"no asynchronous copies (0 LDGSTS, 0 UTMALDG; LDG widths {row['ldg_widths'] or 'none'}), "
+        failures.append(f"no asynchronous copies (0 LDGSTS, 0 UTMALDG, LDG widths {row['ldg_widths'] or 'none'}), "
                         f"the reference GEMM issues {ref['ldgsts']} LDGSTS of {ref['ldgsts_max_bytes']} B")
     if row["arch"] >= 90 and row["hgmma"] and row["wgmma_wait_depth"] == 0:
         failures.append("synchronous wgmma (WARPGROUP.DEPBAR.LE gsb0, 0x0: wait depth 0), the reference GEMM "
@@ -945,21 +947,58 @@ def _md_table(header: Sequence[str], lines: Iterable[Sequence[Any]]) -> list[str
     return out
 
 
+def _fmt(row, col, scale=1, digits=0) -> str:
+    v = row[col]
+    if v is None or v != v or v == "":
+        return "-"
+    return f"{v / scale:.{digits}f}" if digits else f"{int(v)}"
+
+
+def _buffers(row) -> str:
+    if not row["compiled"] or not _present(row["buffers_a"]):
+        return "-"
+    return f"A{_fmt(row, 'buffers_a')} B{_fmt(row, 'buffers_b')}"
+
+
+def _async_copies(row) -> str:
+    if not row["compiled"]:
+        return "-"
+    parts = []
+    if row["ldgsts"]:
+        width = _fmt(row, "ldgsts_max_bytes")
+        if row["ldgsts_min_bytes"] != row["ldgsts_max_bytes"]:
+            width = f"{_fmt(row, 'ldgsts_min_bytes')}-{width}"
+        parts.append(f"{_fmt(row, 'ldgsts')}x{width}B")
+    if row["utmaldg"]:
+        parts.append(f"TMA {_fmt(row, 'utmaldg')}")
+    return " + ".join(parts) or "0"
+
+
 def markdown_summary(table, problems: Sequence[str] = (), info: dict[str, str] | None = None) -> str:
-    """``codegen.md``: one line per kernel x config x dtype x arch, then failures and totals."""
+    """``codegen.md``: one line per kernel x config x dtype x shape x arch; the tensor-core rows
+    beside their reference GEMM; exceptions, failures and totals."""
     failed = table[~table["passed"].astype(bool)]
     lines = ["# Code generation check", ""]
-    lines.append("Every Triton kernel config of `kernels/` compiled ahead of time with `triton.compile` "
-                 "(no GPU). Registers and stack from cuobjdump, spills = STL/LDL bytes in SASS, "
-                 "smem = static + dynamic per block (limit: sm_80 166,912 B, sm_90 232,448 B), "
-                 "MMA = HMMA/HGMMA instructions in SASS. compile s is ~0 where Triton's cache served it.")
-    lines.append("")
+    lines.append(
+        "Every Triton kernel config of `kernels/` compiled ahead of time with `triton.compile` for sm_80 and sm_90 "
+        "(no GPU). *generic* rows compile a plain signature (pointers 16-byte aligned, integers with no "
+        "specialization); *launch-faithful* rows (a shape given) compile what a launch at that AlexNet layer "
+        "compiles: Triton's own launcher code specializes the argument values (an int equal to 1 becomes a "
+        "constexpr, an int divisible by 16 gets `tt.divisibility 16`, pointers their alignment). "
+        "Columns: registers and stack from cuobjdump; spills = STL/LDL bytes in SASS; smem = static + dynamic "
+        "per block (limit: sm_80 166,912 B, sm_90 232,448 B); MMA = HMMA/HGMMA instructions in SASS; buffers = "
+        "shared-memory copies of the A and B tiles of the dot (leading dim of `ttg.local_alloc` in TTGIR: the "
+        "pipeline stages actually allocated); async = LDGSTS (cp.async) count x width and UTMALDG (TMA) in SASS; "
+        "wait = wgmma wait depth (largest N of `WARPGROUP.DEPBAR.LE gsb0, N`; 0 = every wgmma waited for at "
+        "once); LDG = plain global loads by width. compile s is ~0 where Triton's cache served it.")
+    lines += ["", "Gates: compiles; no spills; smem within the limit; tensor cores where expected; a "
+              "launch-faithful tensor-core row has at least the reference GEMM's buffers for A and B, some "
+              "asynchronous copy, an asynchronous wgmma on sm_90 (wait depth >= 1) and at most "
+              f"{REGISTER_RATIO_LIMIT}x its registers (reference: Triton's tutorial GEMM at the same tile, warps, "
+              "stages and dtype, `profiling/reference_gemm.py`); a row with `min_load_bytes` (fp16/bf16 NHWC "
+              "memory-bound kernels at real shapes) has a global load at least that wide.", ""]
     if info:
         lines += [", ".join(f"{k}: {v}" for k, v in info.items()), ""]
-
-    def fmt(row, col, scale=1, digits=0):
-        v = row[col]
-        return "-" if v is None or v != v else (f"{v / scale:.{digits}f}" if digits else f"{int(v)}")
 
     body = []
     for _, r in table.iterrows():
@@ -968,21 +1007,50 @@ def markdown_summary(table, problems: Sequence[str] = (), info: dict[str, str] |
         result = "ok" if r["passed"] else "FAIL: " + r["failures"]
         if r["notes"]:
             result += f" ({r['notes']})"
-        body.append([r["op"], r["kernel"], r["config"], r["dtype"], f"sm_{r['arch']}", fmt(r, "num_warps"),
-                     fmt(r, "num_stages"), fmt(r, "registers"),
-                     f"{fmt(r, 'spill_store_bytes')}/{fmt(r, 'spill_load_bytes')}", fmt(r, "smem_bytes"),
-                     mma, fmt(r, "ptx_bytes", 1024, 1), fmt(r, "compile_s", 1, 2), result])
-    lines += _md_table(["op", "kernel", "config", "dtype", "arch", "warps", "stages", "regs", "spill B st/ld",
-                        "smem B", "MMA", "PTX KB", "compile s", "result"], body)
+        body.append([r["op"], r["kernel"], r["config"], r["dtype"], r["shape"] or "generic", f"sm_{r['arch']}",
+                     _fmt(r, "num_warps"), _fmt(r, "num_stages"), _fmt(r, "registers"),
+                     f"{_fmt(r, 'spill_store_bytes')}/{_fmt(r, 'spill_load_bytes')}", _fmt(r, "smem_bytes"),
+                     mma, _buffers(r), _async_copies(r), _fmt(r, "wgmma_wait_depth"),
+                     (r["ldg_widths"] or "0") if ok else "-", _fmt(r, "ptx_bytes", 1024, 1),
+                     _fmt(r, "compile_s", 1, 2), result])
+    lines += _md_table(["op", "kernel", "config", "dtype", "shape", "arch", "warps", "stages", "regs",
+                        "spill B st/ld", "smem B", "MMA", "buffers", "async", "wait", "LDG", "PTX KB",
+                        "compile s", "result"], body)
+
+    gated = table[table["reference"].fillna("").astype(bool) & table["compiled"].astype(bool)]
+    if len(gated):
+        refs = {(r["config"], r["dtype"], r["arch"]): r for _, r in table.iterrows()
+                if r["module"] == REFERENCE_MODULE and r["compiled"]}
+        lines += ["", "## Tensor-core rows beside the reference GEMM", "",
+                  "Each launch-faithful tensor-core row next to Triton's tutorial GEMM compiled with the same tile, "
+                  "warps, stages and dtype (M = N = K = 4096, unit inner strides)."]
+        cmp_rows = []
+        for _, r in gated.iterrows():
+            ref = refs.get((r["reference"], r["dtype"], r["arch"]))
+            cmp_rows.append([f"{r['kernel']} {r['config']}", r["dtype"], r["shape"], f"sm_{r['arch']}",
+                             r["reference"], _buffers(r), _buffers(ref) if ref is not None else "-",
+                             _async_copies(r), _async_copies(ref) if ref is not None else "-",
+                             _fmt(r, "wgmma_wait_depth"), _fmt(ref, "wgmma_wait_depth") if ref is not None else "-",
+                             _fmt(r, "registers"), _fmt(ref, "registers") if ref is not None else "-",
+                             "ok" if r["passed"] else "FAIL", "exception" if "exception (" in r["notes"] else ""])
+        lines += [""] + _md_table(["kernel config", "dtype", "shape", "arch", "reference tile", "buffers",
+                                   "ref buffers", "async", "ref async", "wait", "ref wait", "regs", "ref regs",
+                                   "result", "note"], cmp_rows)
+
+    exceptions = table[table["notes"].fillna("").str.contains("exception (", regex=False)]
     lines += ["", f"**Totals:** {len(table)} compiles ({table['compiled'].astype(bool).sum()} compiled), "
-                  f"{len(failed)} failed checks, {len(problems)} coverage problems."]
+                  f"{len(failed)} failed checks, {len(exceptions)} documented exceptions, "
+                  f"{len(problems)} coverage problems."]
     if len(failed):
         per_op = [f"{op} {n}/{(table['op'] == op).sum()}" for op, n in failed.groupby("op").size().items()]
         lines[-1] += f" Failed by op: {', '.join(per_op)}."
+    if len(exceptions):
+        lines += ["", "## Documented exceptions", "",
+                  "Rows whose spec states why a gate cannot hold; their figures are in the tables above."]
+        lines += [f"- `{spec_id(_RowId(r))}` sm_{r['arch']}: {r['notes']}" for _, r in exceptions.iterrows()]
     if len(failed):
         lines += ["", "## Failures", ""]
-        lines += [f"- `{r['op']}/{r['kernel']}/{r['config']}/{r['dtype']}` sm_{r['arch']}: {r['failures']}"
-                  for _, r in failed.iterrows()]
+        lines += [f"- `{spec_id(_RowId(r))}` sm_{r['arch']}: {r['failures']}" for _, r in failed.iterrows()]
     if problems:
         lines += ["", "## Coverage problems", ""] + [f"- {p}" for p in problems]
     return "\n".join(lines) + "\n"
@@ -1031,11 +1099,36 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
+@dataclass(frozen=True)
+class _RowId:
+    """A table row seen by ``spec_id`` (op, kernel, config, dtype, shape)."""
+
+    row: Any
+
+    def __getattr__(self, name):
+        value = self.row[name]
+        return "" if value is None or value != value else value
+
+
+def check_output_dir(path: str) -> None:
+    """Create ``--output-dir`` up front; ValueError (one line) when it is a file, cannot be
+    created, or is not writable -- before minutes of compiling, not after."""
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise ValueError(f"--output-dir {path!r} is a file, not a directory")
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError as e:
+        raise ValueError(f"--output-dir {path!r} cannot be created: {e.strerror or e}") from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise ValueError(f"--output-dir {path!r} is not writable")
+
+
 def run(args: argparse.Namespace) -> int:
     try:
         archs = _arch_list(args.arch)
         if args.jobs < 1:
             raise ValueError(f"--jobs must be >= 1, got {args.jobs}")
+        check_output_dir(args.output_dir)
         cuobjdump_path()
     except (ValueError, CodegenToolError) as e:
         print(f"codegen: {e}", file=sys.stderr)
@@ -1057,14 +1150,17 @@ def run(args: argparse.Namespace) -> int:
     if not refs:
         print(f"codegen: no codegen_specs() found in {KERNEL_PACKAGE}/ (no op modules yet?); nothing to compile",
               file=sys.stderr)
-    print(f"codegen: {len(refs)} specs from {len(modules)} modules x {', '.join(f'sm_{a}' for a in archs)}"
-          f" = {len(refs) * len(archs)} compiles, {args.jobs} processes", file=sys.stderr)
+    references = reference_refs(refs)
+    refs += references
+    print(f"codegen: {len(refs) - len(references)} specs from {len(modules)} modules + {len(references)} reference "
+          f"GEMMs x {', '.join(f'sm_{a}' for a in archs)} = {len(refs) * len(archs)} compiles, {args.jobs} processes",
+          file=sys.stderr)
     rows = compile_refs(refs, archs, jobs=args.jobs, progress=not args.no_progress)
     table = results_table(rows)
     csv_path, md_path = write_reports(table, args.output_dir, problems, provenance())
     failed = table[~table["passed"].astype(bool)]
     for _, r in failed.iterrows():
-        print(f"FAIL {r['op']}/{r['kernel']}/{r['config']}/{r['dtype']} sm_{r['arch']}: {r['failures']}")
+        print(f"FAIL {spec_id(_RowId(r))} sm_{r['arch']}: {r['failures']}")
     for problem in problems:
         print(f"COVERAGE {problem}")
     print(f"{len(table)} compiles, {len(failed)} failed, {len(problems)} coverage problems; "

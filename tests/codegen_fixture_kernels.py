@@ -53,13 +53,15 @@ def fixture_gather_matmul_kernel(a_ptr, b_ptr, c_ptr, M, N, K, stride_am, stride
              mask=(rm[:, None] < M) & (rn[None, :] < N))
 
 
-@triton.jit
-def fixture_strided_copy_kernel(x_ptr, y_ptr, n, stride, BLOCK: tl.constexpr):
+@triton.jit(do_not_specialize=["n_out"])
+def fixture_strided_copy_kernel(x_ptr, y_ptr, n, stride, n_out, BLOCK: tl.constexpr):
     """y[i] = x[i * stride]: a memory-bound kernel whose loads are as wide as ``stride`` allows
-    (stride 1 -- a constexpr at launch -- gives 16-byte loads, any other stride 2-byte ones)."""
+    (stride 1 -- a constexpr at launch -- gives 16-byte loads, any other stride 2-byte ones).
+    ``n_out`` bounds the stores and is never specialized (no divisibility, never a constexpr),
+    as the decorator says."""
     offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
     x = tl.load(x_ptr + offs * stride, mask=offs < n)
-    tl.store(y_ptr + offs, x, mask=offs < n)
+    tl.store(y_ptr + offs, x, mask=offs < n_out)
 
 
 @triton.jit
@@ -103,7 +105,8 @@ def _faithful_matmul_spec(kernel, config, args, num_warps=4, num_stages=3, **blo
 def _copy_spec(stride):
     return KernelSpec(op="fixture_load_width", kernel="fixture_strided_copy_kernel", config="b1024_w4",
                       fn=fixture_strided_copy_kernel, constexprs={"BLOCK": 1024}, num_warps=4, num_stages=1,
-                      dtype="fp16", args={"x_ptr": torch.float16, "y_ptr": torch.float16, "n": 65536, "stride": stride},
+                      dtype="fp16", args={"x_ptr": torch.float16, "y_ptr": torch.float16, "n": 65536, "stride": stride,
+                            "n_out": 65536},
                       shape=f"stride {stride}", extra={"min_load_bytes": 8})
 
 
