@@ -18,7 +18,12 @@ ReLU output the convolution's backward needs), so recomputing D reads no extra D
 every D_c is rebuilt from x through L1/L2, size x (size + 2) cached loads per element.
 Saving D instead would add a 4-byte fp32 write per element to the forward, a 4-byte read to
 the backward and a full-size activation held in between (AlexNet lrn1 at batch 128:
-96 x 55 x 55 x 128 x 4 B = 149 MB). Lanes whose upstream gradient is zero skip those loads.
+96 x 55 x 55 x 128 x 4 B = 149 MB).
+
+NaN / inf as PyTorch: a NaN or inf input makes the same outputs and gradients NaN as
+``F.local_response_norm`` and its autograd (a zero upstream gradient times a NaN window is
+NaN there too, so no lane skips its loads when its gradient is zero: such a skip would
+return 0 where PyTorch returns NaN).
 
 alpha >= 0 and k > 0 are required (ValueError otherwise), so D > 0 and D^(-beta) is exact
 as exp2(-beta * log2 D); PyTorch also accepts a negative D with an integer beta.
@@ -81,7 +86,8 @@ def lrn_denominator(x_ptr, offs, c, mask, C, c_step, size, alpha_over_size, k):
 def lrn_grad_term(x_ptr, offs, c, mask, C, c_step, size, alpha_over_size, beta, k, dy):
     """dy * x_c * D_c^(-beta-1) at channel c (fp32): one term of the LRN backward sum.
 
-    ``mask`` should exclude lanes with dy == 0: they get 0 and skip the loads."""
+    Lanes outside ``mask`` get 0. A lane with dy == 0 is computed too: 0 * NaN is NaN when
+    x_c or D_c is not finite, as in PyTorch's backward."""
     x = tl.load(x_ptr + offs, mask=mask, other=0.0).to(tl.float32)
     d = lrn_denominator(x_ptr, offs, c, mask, C, c_step, size, alpha_over_size, k)
     return tl.where(mask, dy * x * pow_fp32(d, -beta - 1.0), 0.0)
@@ -121,7 +127,7 @@ def lrn_bwd_kernel(x_ptr, dy_ptr, dx_ptr, C, HW, size, alpha_over_size, beta, k,
         m = mask & (cs >= 0) & (cs < C)
         offs_s = offs + (first + i) * c_step
         dy_s = tl.load(dy_ptr + offs_s, mask=m, other=0.0).to(tl.float32)
-        acc += lrn_grad_term(x_ptr, offs_s, cs, m & (dy_s != 0.0), C, c_step, size, alpha_over_size,
+        acc += lrn_grad_term(x_ptr, offs_s, cs, m, C, c_step, size, alpha_over_size,
                              beta, k, dy_s)
     x = tl.load(x_ptr + offs, mask=mask, other=0.0).to(tl.float32)
     dx -= 2.0 * alpha_over_size * beta * x * acc

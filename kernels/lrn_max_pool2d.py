@@ -14,7 +14,9 @@ Backward reads the pooled gradient, the argmax and the saved input x, and writes
 for each input element it gathers the LRN-output gradient dy of the `size` neighbouring
 channels from the windows that chose them (no atomics), recomputes D as kernels/lrn.py
 does, and applies the LRN backward. Lanes whose dy is zero (all but at most one in four
-at 3x3 / stride 2) skip the D loads.
+at 3x3 / stride 2) still compute their D: a NaN or inf in the window must make the
+gradient NaN where PyTorch's does (0 * NaN), so they cannot skip the loads (which come
+from L1/L2: the tile's neighbours).
 
 Bytes moved per image against the separate Triton ops (LRN, then max-pool), with
 E = C*H*W elements in, P = C*OH*OW pooled, b bytes per element, int8 argmax (1 byte):
@@ -106,9 +108,8 @@ def lrn_max_pool2d_bwd_kernel(x_ptr, dout_ptr, idx_ptr, dx_ptr, C, H, W, OH, OW,
     # dy: gradient of the (never stored) LRN output, gathered from the pooled gradient
     dy = max_pool_grad_at(dout_ptr, idx_ptr, n, c, ih, iw, mask, C, OH, OW, KH, KW, SH, SW, PH, PW,
                           CHANNELS_LAST)
-    has_dy = mask & (dy != 0.0)
-    d = lrn_denominator(x_ptr, offs, c, has_dy, C, c_step, size, alpha_over_size, k)
-    dx = tl.where(has_dy, dy * pow_fp32(d, -beta), 0.0)
+    d = lrn_denominator(x_ptr, offs, c, mask, C, c_step, size, alpha_over_size, k)
+    dx = dy * pow_fp32(d, -beta)
     # sum over the channels whose LRN window holds c: shifts -(size-1)//2 .. size//2
     acc = tl.zeros(mask.shape, dtype=tl.float32)
     first = -((size - 1) // 2)
@@ -117,7 +118,7 @@ def lrn_max_pool2d_bwd_kernel(x_ptr, dout_ptr, idx_ptr, dx_ptr, C, H, W, OH, OW,
         m = mask & (cs >= 0) & (cs < C)
         dy_s = max_pool_grad_at(dout_ptr, idx_ptr, n, cs, ih, iw, m, C, OH, OW, KH, KW, SH, SW, PH, PW,
                                 CHANNELS_LAST)
-        acc += lrn_grad_term(x_ptr, offs + (first + i) * c_step, cs, m & (dy_s != 0.0), C, c_step, size,
+        acc += lrn_grad_term(x_ptr, offs + (first + i) * c_step, cs, m, C, c_step, size,
                              alpha_over_size, beta, k, dy_s)
     x = tl.load(x_ptr + offs, mask=mask, other=0.0).to(tl.float32)
     dx -= 2.0 * alpha_over_size * beta * x * acc

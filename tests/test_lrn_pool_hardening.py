@@ -221,3 +221,172 @@ def test_autotune_keys_are_kernel_arguments(module):
     assert len(kernels) == 2
     for kernel in kernels:
         assert set(module._KEY) <= set(kernel.arg_names), kernel.__name__
+
+
+# ---------------------------------------------------------------------------------------
+# Every tensor argument honours its strides (issue 14: silent wrong answers)
+# ---------------------------------------------------------------------------------------
+
+def _channel_step(t):
+    big = torch.zeros((t.shape[0], 2 * t.shape[1], *t.shape[2:]), dtype=t.dtype)
+    big[:, ::2] = t
+    return big[:, ::2]
+
+
+def _width_step(t):
+    big = torch.zeros((*t.shape[:3], 2 * t.shape[3]), dtype=t.dtype)
+    big[..., ::2] = t
+    return big[..., ::2]
+
+
+def _nhwc_channel_slice(t):
+    big = torch.zeros((t.shape[0], t.shape[1] + 2, *t.shape[2:]), dtype=t.dtype)
+    big = big.contiguous(memory_format=torch.channels_last)
+    big[:, 1:-1] = t
+    return big[:, 1:-1]
+
+
+# Views with the values of ``t`` (a batch of two equal images) and other strides: each op
+# must give exactly what it gives for the contiguous tensor.
+VIEWS = {
+    "channel_step": _channel_step,                                           # NCHW, every 2nd channel
+    "width_step": _width_step,                                               # every 2nd column
+    "transposed_hw": lambda t: t.transpose(2, 3).contiguous().transpose(2, 3),
+    "nhwc_offset": lambda t: torch.cat([t[:1], t]).contiguous(memory_format=torch.channels_last)[1:],
+    "nhwc_channel_slice": _nhwc_channel_slice,                               # not dense
+    "expanded_batch": lambda t: t[:1].expand(t.shape),                       # batch stride 0
+}
+
+
+def _twin(t: torch.Tensor) -> torch.Tensor:
+    """A batch of two equal images (so that a batch-expanded view has the same values)."""
+    return t[:1].expand(2, *t.shape[1:]).contiguous()
+
+
+LRN_HYPER = (3, 0.5, 0.75, 2.0)
+POOL_GEOMETRY = (3, 3, 2, 2, 1, 1)
+
+
+def _input():
+    return _twin(torch.randn(1, 6, 7, 7) * 2)
+
+
+@pytest.mark.parametrize("view", VIEWS)
+@pytest.mark.parametrize("name", FORWARD_OPS)
+def test_forward_honours_input_strides(name, view):
+    x = _input()
+    v = VIEWS[view](x)
+    assert torch.equal(v, x) and v.stride() != x.stride()
+    args = {"lrn": LRN_HYPER, "max_pool2d": POOL_GEOMETRY + (True,),
+            "lrn_max_pool2d": LRN_HYPER + POOL_GEOMETRY + (True,)}[name]
+    expected, got = FORWARD_OPS[name](x, *args), FORWARD_OPS[name](v, *args)
+    for e, g in zip(expected if isinstance(expected, tuple) else (expected,),
+                    got if isinstance(got, tuple) else (got,)):
+        assert torch.equal(g, e)
+
+
+def _backward_case(name):
+    """(backward op, its contiguous arguments, the names of its tensor arguments)."""
+    x = _input()
+    if name == "lrn":
+        grad = _twin(torch.randn(1, 6, 7, 7))
+        return lrn_mod.lrn_bwd, [grad, x, *LRN_HYPER], ("grad", "x")
+    if name == "max_pool2d":
+        out, idx = max_pool2d_fwd(x, *POOL_GEOMETRY, True)
+        grad = _twin(torch.randn(out[:1].shape))
+        return pool_mod.max_pool2d_bwd, [grad, idx, 7, 7, *POOL_GEOMETRY, False], ("grad", "idx")
+    out, idx = lrn_max_pool2d_fwd(x, *LRN_HYPER, *POOL_GEOMETRY, True)
+    grad = _twin(torch.randn(out[:1].shape))
+    return fused_mod.lrn_max_pool2d_bwd, [grad, idx, x, *LRN_HYPER, *POOL_GEOMETRY], ("grad", "idx", "x")
+
+
+@pytest.mark.parametrize("view", VIEWS)
+@pytest.mark.parametrize("name", FORWARD_OPS)
+def test_backward_honours_strides_of_every_tensor_argument(name, view):
+    """The backward op with one tensor argument at a time (upstream gradient, saved input,
+    saved int8 argmax) as a strided / offset / expanded view: the same dx."""
+    backward, args, names = _backward_case(name)
+    expected = backward(*args)
+    assert expected.abs().sum() > 0
+    for i, arg in enumerate(names):
+        strided = list(args)
+        strided[i] = VIEWS[view](args[i])
+        assert torch.equal(strided[i], args[i])
+        assert torch.equal(backward(*strided), expected), arg
+
+
+@pytest.mark.parametrize("name", OPS)
+def test_autograd_with_a_batch_expanded_input_and_gradient(name):
+    """Through autograd: a batch-expanded leaf view in, a stride-0 gradient (from .sum())
+    back; the leaf gradient equals the one through a contiguous copy."""
+    _, op = OPS[name]
+    base = torch.randn(1, 6, 7, 7).requires_grad_()
+    op(base.expand(2, 6, 7, 7)).sum().backward()
+    got = base.grad.clone()
+    base.grad = None
+    op(base.expand(2, 6, 7, 7).contiguous()).sum().backward()
+    assert torch.equal(got, base.grad) and got.abs().sum() > 0
+
+
+# ---------------------------------------------------------------------------------------
+# NaN and inf as in PyTorch, forward and backward
+# ---------------------------------------------------------------------------------------
+
+REFERENCES = {
+    "lrn": lambda t: torch.nn.functional.local_response_norm(t, *LRN_HYPER),
+    "max_pool2d": lambda t: torch.nn.functional.max_pool2d(t, 3, 2, 1),
+    "lrn_max_pool2d": lambda t: torch.nn.functional.max_pool2d(
+        torch.nn.functional.local_response_norm(t, *LRN_HYPER), 3, 2, 1),
+}
+
+
+def assert_same_nonfinite(got: torch.Tensor, expected64: torch.Tensor, what: str) -> None:
+    """NaN exactly where the float64 reference has NaN, the same infinities, finite values close."""
+    got = got.double()
+    assert torch.equal(got.isnan(), expected64.isnan()), (
+        f"{what}: NaN at {got.isnan().nonzero().tolist()}, PyTorch at {expected64.isnan().nonzero().tolist()}")
+    assert torch.equal(got.isinf(), expected64.isinf()), f"{what}: infinities differ"
+    assert torch.equal(got[got.isinf()], expected64[expected64.isinf()]), f"{what}: signs of inf differ"
+    finite = expected64.isfinite()
+    torch.testing.assert_close(got[finite], expected64[finite], atol=1e-5, rtol=1e-5)
+
+
+NONFINITE_WARNINGS = pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")  # numpy, in the interpreter
+
+
+@NONFINITE_WARNINGS
+@pytest.mark.parametrize("special", (float("nan"), float("inf"), float("-inf")), ids=str)
+@pytest.mark.parametrize("name", OPS)
+def test_nonfinite_input_like_pytorch(name, special):
+    """NaN / +inf / -inf in the input (inside, on an edge where padding shares the window,
+    in the first channel): output and input gradient are NaN / inf exactly where PyTorch's
+    are (float64 reference), with a third of the upstream gradient zero (a zero gradient
+    times a NaN window is NaN in PyTorch)."""
+    x = torch.randn(1, 6, 7, 7)
+    x[0, 3, 2, 2] = x[0, 0, 6, 6] = x[0, 5, 0, 3] = special
+    _, op = OPS[name]
+    mine, ref = x.clone().requires_grad_(), x.double().requires_grad_()
+    y, y_ref = op(mine), REFERENCES[name](ref)
+    assert_same_nonfinite(y, y_ref.detach(), "forward")
+    grad = torch.randn(y.shape)
+    grad.view(-1)[::3] = 0
+    y.backward(grad)
+    y_ref.backward(grad.double())
+    assert_same_nonfinite(mine.grad, ref.grad, "dx")
+
+
+@NONFINITE_WARNINGS
+@pytest.mark.parametrize("special", (float("nan"), float("inf")), ids=str)
+@pytest.mark.parametrize("name", OPS)
+def test_nonfinite_gradient_like_pytorch(name, special):
+    x = torch.randn(1, 6, 7, 7)
+    _, op = OPS[name]
+    mine, ref = x.clone().requires_grad_(), x.double().requires_grad_()
+    y, y_ref = op(mine), REFERENCES[name](ref)
+    grad = torch.randn(y.shape)
+    grad.view(-1)[::3] = 0
+    grad[0, 2, 1, 1] = special
+    y.backward(grad)
+    y_ref.backward(grad.double())
+    assert not ref.grad.isfinite().all()
+    assert_same_nonfinite(mine.grad, ref.grad, "dx")
