@@ -10,6 +10,7 @@ package attribute to the function after the import system has bound it to the mo
 Reach a file's other contents with ``from kernels.max_pool2d import ...``.
 """
 
+from kernels import _compat  # noqa: F401  (version shims for the oldest supported triton, applied on import)
 from kernels.conv2d_relu import conv2d_relu
 from kernels.lrn import local_response_norm
 from kernels.lrn_max_pool2d import lrn_max_pool2d

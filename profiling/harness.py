@@ -471,6 +471,12 @@ class Harness:
                 self._env["compile_cache"] = "cold (fresh inductor cache per cell)" if p.cold_compile else "warm"
                 self._env["load_avg_1m"] = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
                 jobs = self.jobs()
+                if self.device.type == "cuda":  # GPU suite hook (profiling/suites.py): estimate, most informative first
+                    from profiling.suites import estimate_jobs, format_duration, order_jobs
+
+                    jobs = order_jobs(jobs)
+                    print(f"bench: {len(jobs)} jobs, estimated {format_duration(estimate_jobs(w for w, _ in jobs))}",
+                          file=sys.stderr)
                 from tqdm import tqdm
 
                 bar = tqdm(jobs, desc="bench", unit="job", file=sys.stderr,
@@ -772,6 +778,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--strict", action="store_true",
                         help="exit 1 if any cell failed its equivalence check or raised (default: 0, "
                              "failures are recorded in the results)")
+    from profiling.gpu_suite import add_arguments as add_suite_arguments  # GPU suite hook: --suite, --dry-run
+
+    add_suite_arguments(parser)
 
 
 def _choose(values: list[str] | None, allowed: Iterable[str], what: str) -> list[str] | None:
@@ -885,6 +894,10 @@ def describe(plan: BenchPlan) -> str:
 
 def run(args: argparse.Namespace) -> int:
     use_interpreter_without_gpu(args.device)  # before anything imports triton
+    if getattr(args, "suite", None) or getattr(args, "dry_run", False):  # GPU suite hook (profiling/gpu_suite.py)
+        from profiling.gpu_suite import run as run_suite
+
+        return run_suite(args)
     try:
         plan = plan_from_args(args)
         if any(v.uses_triton for v in plan.variants):
