@@ -10,11 +10,13 @@ package attribute to the function after the import system has bound it to the mo
 Reach a file's other contents with ``from kernels.max_pool2d import ...``.
 """
 
+from kernels import _compat  # noqa: F401  (version shims for the oldest supported triton, applied on import)
 from kernels.conv2d_relu import conv2d_relu
 from kernels.lrn import local_response_norm
 from kernels.lrn_max_pool2d import lrn_max_pool2d
 from kernels.max_pool2d import max_pool2d
 
 from kernels import nn  # noqa: E402  (the module wrappers)
+from kernels.apply import apply  # noqa: E402  (swap the ops into any nn.Module)
 
-__all__ = ["conv2d_relu", "local_response_norm", "max_pool2d", "lrn_max_pool2d", "nn"]
+__all__ = ["conv2d_relu", "local_response_norm", "max_pool2d", "lrn_max_pool2d", "nn", "apply"]

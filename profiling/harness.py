@@ -159,6 +159,8 @@ class BenchPlan:
     peak_copy_mib: int | None = None
     cudnn_benchmark: bool = True  # GPU: let cuDNN pick its fastest algorithm per shape (eager and compile)
     cold_compile: bool = True  # every cell compiles with an empty inductor cache: compile_s is a cold compile
+    model: str | None = None  # a user's model factory, module:callable (profiling/user_bench.py)
+    model_input_size: int | None = None  # --input-size given with --model
 
     @property
     def interpreted(self) -> bool:
@@ -469,6 +471,12 @@ class Harness:
                 self._env["compile_cache"] = "cold (fresh inductor cache per cell)" if p.cold_compile else "warm"
                 self._env["load_avg_1m"] = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
                 jobs = self.jobs()
+                if self.device.type == "cuda":  # GPU suite hook (profiling/suites.py): estimate, most informative first
+                    from profiling.suites import estimate_jobs, format_duration, order_jobs
+
+                    jobs = order_jobs(jobs)
+                    print(f"bench: {len(jobs)} jobs, estimated {format_duration(estimate_jobs(w for w, _ in jobs))}",
+                          file=sys.stderr)
                 from tqdm import tqdm
 
                 bar = tqdm(jobs, desc="bench", unit="job", file=sys.stderr,
@@ -747,6 +755,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--layout", action="append", metavar="LAYOUTS", help=f"{', '.join(LAYOUTS)}")
     parser.add_argument("--output-dir", default="reports", help="where results.csv/json go (default: reports)")
     parser.add_argument("--device", default=None, help="cpu or cuda[:N] (default: cuda if available)")
+    parser.add_argument("--model", default=None, metavar="MODULE:CALLABLE",
+                        help="bench your own model: a factory returning an nn.Module or (nn.Module, input_size), "
+                             "e.g. alexnet_fast.examples:small_flat_alexnet")
     parser.add_argument("--preset", default=None, help="paper (default) or torchvision")
     parser.add_argument("--width-mult", type=float, default=None, help="scale every layer's width")
     parser.add_argument("--input-size", type=int, default=None, help="input height = width")
@@ -767,6 +778,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--strict", action="store_true",
                         help="exit 1 if any cell failed its equivalence check or raised (default: 0, "
                              "failures are recorded in the results)")
+    from profiling.gpu_suite import add_arguments as add_suite_arguments  # GPU suite hook: --suite, --dry-run
+
+    add_suite_arguments(parser)
 
 
 def _choose(values: list[str] | None, allowed: Iterable[str], what: str) -> list[str] | None:
@@ -821,6 +835,10 @@ def plan_from_args(args: argparse.Namespace) -> BenchPlan:
     plan.cold_compile = not args.warm_compile_cache
     check = {k: getattr(args, f"check_{k}") for k in ("width_mult", "input_size", "batch_size")}
     plan.check = replace(plan.check, **{k: v for k, v in check.items() if v is not None})
+    if getattr(args, "model", None):  # a user's model (profiling/user_bench.py): its own input size, no layers
+        from profiling.user_bench import fit_plan_to_model
+
+        fit_plan_to_model(plan, args)
     config = make_config(plan.preset, width_mult=plan.width_mult, input_size=plan.input_size)  # validates
     make_config(plan.preset, width_mult=plan.check.width_mult, input_size=plan.check.input_size)
     units = [u.name for u in layer_units(config)]
@@ -876,6 +894,10 @@ def describe(plan: BenchPlan) -> str:
 
 def run(args: argparse.Namespace) -> int:
     use_interpreter_without_gpu(args.device)  # before anything imports triton
+    if getattr(args, "suite", None) or getattr(args, "dry_run", False):  # GPU suite hook (profiling/gpu_suite.py)
+        from profiling.gpu_suite import run as run_suite
+
+        return run_suite(args)
     try:
         plan = plan_from_args(args)
         if any(v.uses_triton for v in plan.variants):
@@ -884,7 +906,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"alexnet-fast bench: {e}", file=sys.stderr)
         return 2
     print(describe(plan), file=sys.stderr)
-    harness = Harness(plan, args.output_dir, progress=False if args.no_progress else None)
+    from profiling.user_bench import make_harness  # Harness, or UserModelHarness for --model
+
+    harness = make_harness(plan, args.output_dir, progress=False if args.no_progress else None)
     start = time.perf_counter()
     rows = harness.run()
     statuses = {}

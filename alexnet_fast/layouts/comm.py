@@ -86,10 +86,23 @@ class DistContext:
         return self.rank == 0
 
 
+# Set to 1 (the GPU suite does, profiling/gpu_suite.py): the ranks of a node may share its GPUs
+# (rank i on GPU i % count, gloo instead of NCCL, which refuses two ranks on one GPU) -- to
+# check a layout's equivalence and CUDA code path on a one-GPU machine, not to time it.
+SHARE_GPU_ENV = "ALEXNET_FAST_RANKS_SHARE_GPU"
+
+
+def ranks_share_gpus() -> bool:
+    return os.environ.get(SHARE_GPU_ENV, "0") == "1"
+
+
 def choose_device(ranks_on_node: int, device: str | None = None) -> torch.device:
-    """``cuda`` when the node has a GPU for each of its ranks, else ``cpu``; ``device``
-    ('cpu' or 'cuda') forces one (ValueError if CUDA has too few GPUs)."""
+    """``cuda`` when the node has a GPU for each of its ranks (one GPU at all with
+    ``ALEXNET_FAST_RANKS_SHARE_GPU=1``), else ``cpu``; ``device`` ('cpu' or 'cuda') forces
+    one (ValueError if CUDA has too few GPUs)."""
     gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if ranks_share_gpus() and gpus:
+        ranks_on_node = 1
     if device is None:
         return torch.device("cuda" if gpus >= ranks_on_node else "cpu")
     if device not in ("cpu", "cuda"):
@@ -121,15 +134,16 @@ def init_ranks(*, timeout_s: float = DEFAULT_TIMEOUT_S, device: str | None = Non
     local_world = int(os.environ.get("LOCAL_WORLD_SIZE", world))
     dev = choose_device(local_world, device)
     if dev.type == "cuda":
-        dev = torch.device("cuda", local_rank)
+        shared = local_world > torch.cuda.device_count()  # only with ALEXNET_FAST_RANKS_SHARE_GPU=1
+        dev = torch.device("cuda", local_rank % torch.cuda.device_count())
         torch.cuda.set_device(dev)
-        backend = "nccl"
+        backend = "gloo" if shared else "nccl"
     else:
         backend = "gloo"
         torch.set_num_threads(threads or 1)
     timeout = datetime.timedelta(seconds=timeout_s)
     if not dist.is_initialized():
-        kwargs: dict[str, Any] = {"device_id": dev} if dev.type == "cuda" else {}
+        kwargs: dict[str, Any] = {"device_id": dev} if backend == "nccl" else {}
         dist.init_process_group(backend, timeout=timeout, **kwargs)
     return DistContext(rank, world, local_rank, dev, backend, dist.group.WORLD)
 
