@@ -256,3 +256,21 @@ def test_fine_tuning_other_classes_beats_training_from_scratch(tmp_path, capsys)
         print(f"steps to {target:.0f}% (twice chance): fine-tuned {tuned_steps}, from scratch {scratch_steps}")
     assert tuned_steps <= 20, "the fine-tuned head should reach twice chance within 2 evaluations"
     assert tuned_steps + 10 <= scratch_steps, "fine-tuning should need at least one evaluation fewer"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(bool(_missing_triton_modules()), reason="the Triton kernel modules are not on this branch")
+def test_predict_with_the_triton_variant_matches_eager(data, trained):
+    from alexnet_fast.predict import predict
+
+    checkpoint = load_checkpoint(trained)
+    paths = sorted((data / "val").rglob("*.jpg"))[:2]
+
+    def probs(results):  # every class's probability, by class name (ties may order differently)
+        return torch.tensor([[dict(zip(r["classes"], r["probs"]))[c] for c in checkpoint["classes"]]
+                             for r in results])
+
+    eager = predict(checkpoint, paths, top_k=4)
+    triton = predict(checkpoint, paths, top_k=4, variant="triton")
+    assert [r["path"] for r in triton] == [str(p) for p in paths]
+    torch.testing.assert_close(probs(triton), probs(eager), rtol=1e-4, atol=1e-5)
