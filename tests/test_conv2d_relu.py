@@ -146,6 +146,29 @@ def test_odd_shapes(case, dtype):
     run_and_check(x, weight, b, stride, padding, groups, relu=relu, what=str(case))
 
 
+# The fast path's layouts: channels-last activations with KRSC (channels_last) weights, the
+# channels per group a multiple of 16 (whole channel blocks, as in AlexNet conv2-conv5) or not
+# (a partial last block), groups 1 and 2, stride 1 and 2. dweight must come back KRSC.
+KRSC_CASES = [
+    (2, 32, 7, 6, 32, (3, 3), 1, 1, 2),    # 16 channels per group: whole blocks
+    (1, 40, 9, 7, 24, (5, 3), 2, (2, 1), 1),
+    (1, 34, 6, 9, 18, (3, 3), (1, 2), 1, 2),
+]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16], ids=["fp32", "fp16"])
+@pytest.mark.parametrize("case", KRSC_CASES, ids=lambda c: "x".join(map(str, c[:4])) + f"_k{c[4]}_g{c[8]}")
+def test_channels_last_with_krsc_weight(case, dtype):
+    n, c, h, w, k, (r, s), stride, padding, groups = case
+    x, weight, b = make_inputs(n, c, h, w, k, r, s, groups, dtype, channels_last=True)
+    weight = weight.to(memory_format=torch.channels_last)
+    leaf = weight.clone().requires_grad_()
+    y = conv2d_relu(x, leaf, b, stride, padding, groups)
+    y.backward(torch.randn_like(y))
+    assert leaf.grad.is_contiguous(memory_format=torch.channels_last), "dweight lost the KRSC layout"
+    run_and_check(x, weight, b, stride, padding, groups, what=f"krsc {case}")
+
+
 def test_channels_last_weight_and_strided_input():
     """Any strides work: a channels_last weight, a sliced (non-contiguous) input; dweight
     comes back in the weight's memory format."""
