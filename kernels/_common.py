@@ -228,6 +228,23 @@ def check_int(value: Any, name: str, *, op: str, minimum: int) -> None:
         raise ValueError(f"{op}: {name} must be >= {minimum}, got {value}")
 
 
+def int_pair(value: Any, name: str, *, op: str, minimum: int) -> tuple[int, int]:
+    """An int or a pair of ints (each an int >= ``minimum``) as a 2-tuple: ValueError for a
+    string (e.g. padding='same'), a sequence that is not a pair or a value < minimum,
+    TypeError for anything that is not an int."""
+    if isinstance(value, str):
+        raise ValueError(f"{op}: {name}={value!r} is not supported; give an int or a pair of ints")
+    if isinstance(value, (tuple, list)):
+        if len(value) != 2:
+            raise ValueError(f"{op}: {name} must be an int or a pair of ints, got {value!r}")
+        pair = tuple(value)
+    else:
+        pair = (value, value)
+    for v in pair:
+        check_int(v, name, op=op, minimum=minimum)
+    return int(pair[0]), int(pair[1])
+
+
 def check_grad(grad: Any, like: torch.Tensor, shape: Sequence[int], *, op: str) -> None:
     """The incoming gradient of a backward op: a tensor of ``shape`` with ``like``'s dtype and device."""
     check_tensor(grad, "grad", op=op, ndim=4)

@@ -88,6 +88,8 @@ def run_and_check(x, weight, bias, stride, padding, groups, relu=True, what="", 
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     assert y.is_contiguous(memory_format=fmt), f"{what}: output lost the input's memory format"
     assert leaves[0].grad.is_contiguous(memory_format=fmt), f"{what}: dinput lost the input's memory format"
+    if weight.stride(1) == 1 and not weight.is_contiguous():  # a KRSC weight gets a KRSC dweight
+        assert leaves[1].grad.is_contiguous(memory_format=torch.channels_last), f"{what}: dweight lost KRSC"
     return y
 
 
@@ -144,6 +146,24 @@ def test_odd_shapes(case, dtype):
     n, c, h, w, k, (r, s), stride, padding, groups, channels_last, relu, bias = case
     x, weight, b = make_inputs(n, c, h, w, k, r, s, groups, dtype, channels_last=channels_last, bias=bias)
     run_and_check(x, weight, b, stride, padding, groups, relu=relu, what=str(case))
+
+
+# The fast path's layouts: channels-last activations with KRSC (channels_last) weights, the
+# channels per group a multiple of 16 (whole channel blocks, as in AlexNet conv2-conv5) or not
+# (a partial last block), groups 1 and 2, stride 1 and 2. dweight must come back KRSC.
+KRSC_CASES = [
+    (2, 32, 7, 6, 32, (3, 3), 1, 1, 2),    # 16 channels per group: whole blocks
+    (1, 40, 9, 7, 24, (5, 3), 2, (2, 1), 1),
+    (1, 34, 6, 9, 18, (3, 3), (1, 2), 1, 2),
+]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16], ids=["fp32", "fp16"])
+@pytest.mark.parametrize("case", KRSC_CASES, ids=lambda c: "x".join(map(str, c[:4])) + f"_k{c[4]}_g{c[8]}")
+def test_channels_last_with_krsc_weight(case, dtype):
+    n, c, h, w, k, (r, s), stride, padding, groups = case
+    x, weight, b = make_inputs(n, c, h, w, k, r, s, groups, dtype, channels_last=True)
+    run_and_check(x, weight.to(memory_format=torch.channels_last), b, stride, padding, groups, what=f"krsc {case}")
 
 
 def test_channels_last_weight_and_strided_input():
@@ -244,8 +264,8 @@ BAD_INPUTS = [
     ("groups 0", dict(groups=0), ValueError, "groups=0"),
     ("groups float", dict(groups=2.0), TypeError, "groups must be an int"),
     ("stride 0", dict(stride=0), ValueError, "stride must be >= 1"),
-    ("stride triple", dict(stride=(1, 1, 1)), TypeError, "stride must be an int or a pair"),
-    ("stride float", dict(stride=1.5), TypeError, "stride must be an int or a pair"),
+    ("stride triple", dict(stride=(1, 1, 1)), ValueError, "stride must be an int or a pair"),
+    ("stride float", dict(stride=1.5), TypeError, "stride must be an int, got float"),
     ("negative padding", dict(padding=(1, -1)), ValueError, "padding must be >= 0"),
     ("string padding", dict(padding="same"), ValueError, "padding='same' is not supported"),
     ("kernel larger than input", dict(x=torch.randn(1, 4, 2, 2), padding=0), ValueError, "smaller than the 3x3 kernel"),
