@@ -12,6 +12,13 @@
 * ``triton+compile``: the ``triton`` model under ``torch.compile`` (the Triton ops are
   custom ops, so the compiler traces around them without graph breaks).
 
+The two Triton variants run channels-last (NHWC), the layout their kernels are fast in: the
+conv weights become KRSC (``torch.channels_last``, in place), the input is converted once
+where it enters ``features`` (a forward pre-hook), and every Triton op keeps its input's
+layout, so no layer converts between NCHW and NHWC (the flatten before fc6 reorders, as it
+must). The same holds on CPU, where the kernels run interpreted: the tests check this path.
+``eager`` and ``compile`` stay as PyTorch runs them (NCHW).
+
 Swapped modules keep their parameters, so every variant has the same state_dict keys and
 values and any checkpoint loads into any variant.
 """
@@ -52,6 +59,18 @@ def _swap_triton(model: nn.Module) -> nn.Module:
     return model
 
 
+def _input_channels_last(module: nn.Module, args: tuple) -> tuple:
+    """Forward pre-hook: the input of ``features`` in channels-last (no copy if it is)."""
+    return (args[0].contiguous(memory_format=torch.channels_last),) + tuple(args[1:])
+
+
+def _run_channels_last(model: nn.Module) -> nn.Module:
+    """Conv weights to KRSC in place; the input of ``model.features`` converted once."""
+    model.to(memory_format=torch.channels_last)
+    model.features.register_forward_pre_hook(_input_channels_last)
+    return model
+
+
 def build_variant(model: nn.Module, name: str, *, compile_mode: str = "default",
                   copy_model: bool = True) -> nn.Module:
     """Return ``model`` as variant ``name`` (one of :data:`VARIANTS`).
@@ -68,7 +87,7 @@ def build_variant(model: nn.Module, name: str, *, compile_mode: str = "default",
     if copy_model:
         model = copy.deepcopy(model)
     if name.startswith("triton"):
-        model = _swap_triton(model)
+        model = _run_channels_last(_swap_triton(model))
     if name.endswith("compile"):
         # nn.Module.compile compiles in place: the module (and its state_dict keys) stay.
         model.compile(mode=None if compile_mode == "default" else compile_mode)

@@ -1,14 +1,16 @@
-"""What every Triton op in ``kernels/`` shares: interpreter detection, input checks, and
-the description of a kernel config that the code-generation check compiles.
+"""What every Triton op in ``kernels/`` shares: interpreter detection, input checks, the
+autocast rule, the device guard around every launch, the autotune wrapper, and the
+description of a kernel config that the code-generation check compiles.
 
 Kept small on purpose: each op's kernels, launchers and autograd live in its own file.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, Callable, ContextManager, Iterable, Mapping, Sequence
 
 import torch
 import triton
@@ -47,6 +49,74 @@ def check_tensor(t: Any, name: str, *, op: str, ndim: int | None = None,
         raise TypeError(f"{op}: {name} has dtype {t.dtype}; supported: {', '.join(map(str, dtypes))}")
     if ndim is not None and t.dim() != ndim:
         raise ValueError(f"{op}: {name} must be {ndim}-D, got shape {tuple(t.shape)}")
+
+
+# ---------------------------------------------------------------------------------------
+# Device and precision state: the device guard and the autocast rule of every custom op
+# ---------------------------------------------------------------------------------------
+
+def device_guard(t: torch.Tensor) -> ContextManager:
+    """``torch.cuda.device(t.device)`` for a CUDA tensor, a no-op context otherwise.
+
+    Triton launches on the CURRENT CUDA device, not the tensors' one: every launch runs
+    inside ``with device_guard(x):`` so ``cuda:1`` tensors are worked on by ``cuda:1``."""
+    if t.device.type == "cuda":
+        return torch.cuda.device(t.device)
+    return contextlib.nullcontext()
+
+
+AUTOCAST_DEVICE_TYPES = ("cuda", "cpu")
+_AUTOCAST_LIBS: list = []  # keeps the torch.library fragments (and so the registrations) alive
+_AUTOCAST_REGISTERED: set[str] = set()
+
+
+def _autocast_cast(value: Any, device_type: str, dtype: torch.dtype) -> Any:
+    """PyTorch's lower_precision_fp cast: floating tensors on ``device_type`` other than
+    float64 become ``dtype``; everything else (ints, int8 indices, other devices) is kept."""
+    if isinstance(value, torch.Tensor):
+        if value.is_floating_point() and value.device.type == device_type and value.dtype != torch.float64:
+            return value.to(dtype)
+        return value
+    if isinstance(value, (list, tuple)):
+        return type(value)(_autocast_cast(v, device_type, dtype) for v in value)
+    return value
+
+
+def register_autocast(op, device_types: Sequence[str] = AUTOCAST_DEVICE_TYPES) -> None:
+    """Autocast for the custom op ``op`` as PyTorch has it for ``conv2d`` (lower_precision_fp):
+    inside ``torch.autocast(device_type, dtype=D)`` its floating tensor arguments on that
+    device type are cast to D (the autocast dtype of the moment, fp16 or bf16) and the op
+    runs with autocast off, so the Triton kernel works in D and returns D.
+
+    ``torch.library.register_autocast`` (torch 2.11 and 2.14) casts to ONE dtype fixed at
+    registration, which would run a bf16 autocast region in fp16; this rule reads
+    ``torch.get_autocast_dtype`` at each call instead. The cast sits above autograd in the
+    dispatcher, so autograd records it and an fp32 leaf still gets an fp32 gradient.
+    Registered for the forward ops only: their backward ops get the dtypes of the saved
+    forward tensors from autograd, as ``convolution_backward`` does (PyTorch lists no
+    backward op for autocast). Works under torch.compile (traced like any autocast op).
+
+    ``op``: a ``torch.library.custom_op`` (CustomOpDef) or its OpOverload."""
+    overload = getattr(op, "_opoverload", op)
+    if not isinstance(overload, torch._ops.OpOverload):
+        raise TypeError(f"register_autocast: expected a torch.library.custom_op, got {type(op).__name__}")
+    qualname = overload._schema.name  # "namespace::name"
+    namespace, name = qualname.split("::")
+    for device_type in device_types:
+        if f"{qualname}/{device_type}" in _AUTOCAST_REGISTERED:
+            continue
+        key = "Autocast" + torch._C._dispatch_key_for_device(device_type)
+        exclude = torch._C.DispatchKeySet(getattr(torch._C.DispatchKey, key))
+
+        def kernel(_keyset, *args, _device_type=device_type, _exclude=exclude):
+            dtype = torch.get_autocast_dtype(_device_type)
+            with torch._C._ExcludeDispatchKeyGuard(_exclude):
+                return overload(*_autocast_cast(args, _device_type, dtype))
+
+        lib = torch.library.Library(namespace, "FRAGMENT")
+        lib.impl(name, kernel, key, with_keyset=True)
+        _AUTOCAST_LIBS.append(lib)
+        _AUTOCAST_REGISTERED.add(f"{qualname}/{device_type}")
 
 
 def is_channels_last(x: torch.Tensor) -> bool:
@@ -158,6 +228,23 @@ def check_int(value: Any, name: str, *, op: str, minimum: int) -> None:
         raise ValueError(f"{op}: {name} must be >= {minimum}, got {value}")
 
 
+def int_pair(value: Any, name: str, *, op: str, minimum: int) -> tuple[int, int]:
+    """An int or a pair of ints (each an int >= ``minimum``) as a 2-tuple: ValueError for a
+    string (e.g. padding='same'), a sequence that is not a pair or a value < minimum,
+    TypeError for anything that is not an int."""
+    if isinstance(value, str):
+        raise ValueError(f"{op}: {name}={value!r} is not supported; give an int or a pair of ints")
+    if isinstance(value, (tuple, list)):
+        if len(value) != 2:
+            raise ValueError(f"{op}: {name} must be an int or a pair of ints, got {value!r}")
+        pair = tuple(value)
+    else:
+        pair = (value, value)
+    for v in pair:
+        check_int(v, name, op=op, minimum=minimum)
+    return int(pair[0]), int(pair[1])
+
+
 def check_grad(grad: Any, like: torch.Tensor, shape: Sequence[int], *, op: str) -> None:
     """The incoming gradient of a backward op: a tensor of ``shape`` with ``like``'s dtype and device."""
     check_tensor(grad, "grad", op=op, ndim=4)
@@ -168,14 +255,27 @@ def check_grad(grad: Any, like: torch.Tensor, shape: Sequence[int], *, op: str) 
     check_device(grad, like, op=op)
 
 
-_TUNED: dict[tuple[str, str], Any] = {}
+_TUNED: dict[tuple, Any] = {}
 
 
 def autotuned(kernel, table: Mapping[str, Sequence[dict]], interpreter_config: dict, layout: str,
-              key: Sequence[str]):
-    """``kernel`` wrapped in triton.autotune over ``table[layout]`` (keyed on ``key``), or
-    over the single ``interpreter_config`` under TRITON_INTERPRET=1 (no benchmarking)."""
-    cache_key = (kernel.__name__, layout)
+              key: Sequence[str], *, batch: int):
+    """``kernel`` wrapped in triton.autotune over ``table[layout]``, or over the single
+    ``interpreter_config`` under TRITON_INTERPRET=1 (no benchmarking).
+
+    What changes the best config is the key: Triton's tuning cache keys on the values of
+    the kernel arguments named in ``key`` (the shape) and on the tensor dtypes; the batch
+    (seen only by the grid) and the memory ``layout`` are not kernel-argument values, so
+    each (kernel, layout, batch) gets its own autotuner (and cache) here, and a config
+    tuned at batch 1 is never reused at batch 256. The compiled binaries are shared: all
+    wrap the one ``kernel``. A ``key`` name that is not an argument of ``kernel`` (which
+    Triton would silently leave out of its key) is a ValueError."""
+    unknown = [name for name in key if name not in kernel.arg_names]
+    if unknown:
+        raise ValueError(f"autotuned: key names {unknown} are not arguments of {kernel.__name__} "
+                         f"(arguments: {list(kernel.arg_names)})")
+    check_int(batch, "batch", op="autotuned", minimum=0)
+    cache_key = (kernel, layout, batch)
     if cache_key not in _TUNED:
         entries = [interpreter_config] if is_interpreting() else table[layout]
         triton_configs = [

@@ -43,8 +43,8 @@ import triton.language as tl
 
 from kernels import configs
 from kernels._common import (KernelSpec, autotuned, check_device, check_grad, check_int, check_numel,
-                             check_tensor, kernel_specs, layout_name, memory_format_of,
-                             pixel_channel_tile, tile_offsets)
+                             check_tensor, device_guard, kernel_specs, layout_name, memory_format_of,
+                             pixel_channel_tile, register_autocast, tile_offsets)
 
 __all__ = ["local_response_norm", "lrn_fwd", "lrn_bwd", "codegen_specs"]
 
@@ -162,8 +162,9 @@ def _launch(kernel, tensors: Sequence[torch.Tensor], x: torch.Tensor, layout: st
     N, C, H, W = x.shape
     HW = H * W
     grid = lambda meta: (N * triton.cdiv(HW, meta["BLOCK_P"]), triton.cdiv(C, meta["BLOCK_C"]))  # noqa: E731
-    autotuned(kernel, configs.LRN_CONFIGS, configs.LRN_INTERPRETER, layout, _KEY)[grid](
-        *tensors, C, HW, size, alpha / size, beta, k, CHANNELS_LAST=layout == "nhwc")
+    tuned = autotuned(kernel, configs.LRN_CONFIGS, configs.LRN_INTERPRETER, layout, _KEY, batch=N)
+    with device_guard(x):
+        tuned[grid](*tensors, C, HW, size, alpha / size, beta, k, CHANNELS_LAST=layout == "nhwc")
 
 
 def _empty_like_layout(x: torch.Tensor) -> torch.Tensor:
@@ -219,6 +220,7 @@ def _lrn_backward(ctx, grad):
 
 
 lrn_fwd.register_autograd(_lrn_backward, setup_context=_lrn_setup_context)
+register_autocast(lrn_fwd)
 
 
 def local_response_norm(x: torch.Tensor, size: int, alpha: float = 1e-4, beta: float = 0.75,

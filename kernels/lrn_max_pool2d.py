@@ -45,8 +45,8 @@ import triton
 import triton.language as tl
 
 from kernels import configs
-from kernels._common import (KernelSpec, autotuned, check_grad, kernel_specs, layout_name, memory_format_of,
-                             pixel_channel_tile, tile_offsets)
+from kernels._common import (KernelSpec, autotuned, check_grad, device_guard, kernel_specs, layout_name,
+                             memory_format_of, pixel_channel_tile, register_autocast, tile_offsets)
 from kernels.lrn import check_lrn_args, lrn_denominator, lrn_grad_term, pow_fp32
 from kernels.lrn import KERNEL_ARG_TYPES as LRN_ARG_TYPES
 from kernels.max_pool2d import KERNEL_ARG_TYPES as POOL_ARG_TYPES
@@ -128,7 +128,7 @@ def lrn_max_pool2d_bwd_kernel(x_ptr, dout_ptr, idx_ptr, dx_ptr, C, H, W, OH, OW,
 # Launchers and custom ops
 # ---------------------------------------------------------------------------------------
 
-_KEY = ("C", "H", "W", "OH", "OW", "size")
+_KEY = ("C", "H", "W", "OH", "OW", "size", "KH", "KW", "SH", "SW", "PH", "PW")
 
 
 def _launch(kernel, tensors, x: torch.Tensor, OH: int, OW: int, pixels: int, lrn: tuple,
@@ -139,9 +139,11 @@ def _launch(kernel, tensors, x: torch.Tensor, OH: int, OW: int, pixels: int, lrn
     kh, kw, sh, sw, ph, pw = geometry
     grid = lambda meta: (N * triton.cdiv(pixels, meta["BLOCK_P"]), triton.cdiv(C, meta["BLOCK_C"]))  # noqa: E731
     layout = layout_name(memory_format_of(x))
-    autotuned(kernel, configs.LRN_MAX_POOL2D_CONFIGS, configs.LRN_MAX_POOL2D_INTERPRETER, layout, _KEY)[grid](
-        *tensors, C, H, W, OH, OW, size, alpha / size, beta, k, KH=kh, KW=kw, SH=sh, SW=sw, PH=ph, PW=pw,
-        CHANNELS_LAST=layout == "nhwc", **extra)
+    tuned = autotuned(kernel, configs.LRN_MAX_POOL2D_CONFIGS, configs.LRN_MAX_POOL2D_INTERPRETER, layout, _KEY,
+                      batch=N)
+    with device_guard(x):
+        tuned[grid](*tensors, C, H, W, OH, OW, size, alpha / size, beta, k, KH=kh, KW=kw, SH=sh, SW=sw,
+                    PH=ph, PW=pw, CHANNELS_LAST=layout == "nhwc", **extra)
 
 
 def _check(x, size, alpha, beta, k, kernel_size, stride, padding, with_indices, *, op):
@@ -215,6 +217,7 @@ def _backward(ctx, grad, _grad_idx):
 
 
 lrn_max_pool2d_fwd.register_autograd(_backward, setup_context=_setup_context)
+register_autocast(lrn_max_pool2d_fwd)
 
 
 def lrn_max_pool2d(x: torch.Tensor, size: int, alpha: float, beta: float, k: float, kernel_size,

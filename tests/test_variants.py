@@ -116,3 +116,32 @@ def test_triton_model_matches_eager(name):
         torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4).step()
     for (n, a), (_, b) in zip(variant.named_parameters(), eager.named_parameters()):
         close(a.detach(), b.detach(), f"weight {n} after one SGD step")
+
+
+@needs_kernels
+def test_triton_variant_runs_channels_last_without_layout_conversions():
+    """The triton variant: conv weights KRSC, every feature layer gets and gives
+    channels-last tensors (no conversion between layers), logits equal eager's (NCHW);
+    eager keeps its NCHW weights."""
+    eager = small_model().eval()
+    variant = build_variant(eager, "triton").eval()
+    for name, p in variant.named_parameters():
+        if p.dim() == 4:
+            assert p.is_contiguous(memory_format=torch.channels_last), name
+    assert all(p.is_contiguous() for p in eager.parameters())
+    seen = []
+
+    def record(module, args, out):
+        seen.append((type(module).__name__, args[0], out))
+
+    for module in variant.features.children():
+        module.register_forward_hook(record)
+    x = torch.randn(1, 3, 67, 67)
+    with torch.no_grad():
+        got, ref = variant(x), eager(x)
+    assert len(seen) == len(list(variant.features.children()))
+    for kind, inp, out in seen:
+        for t in (inp, out):
+            # channels innermost (a 1x1 map is both NCHW and NHWC)
+            assert t.is_contiguous(memory_format=torch.channels_last) and t.stride(1) == 1, kind
+    torch.testing.assert_close(got, ref, rtol=1e-4, atol=1e-5 * ref.abs().max().item())
