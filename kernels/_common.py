@@ -136,8 +136,8 @@ class KernelSpec:
       named in ``extra["divisible_by_16"]``: what *some* launch runs, not a particular one.
     - launch-faithful (``args`` given): ``args`` holds the runtime argument values of one real
       launch, every non-constexpr argument of ``fn`` by name -- ints as ints, floats as floats,
-      pointers as the tensor or just its ``torch.dtype`` (standing for a tensor from PyTorch's
-      allocator: 16-byte aligned), None for an absent optional pointer. ``constexprs`` gives the
+      pointers as the tensor or just its ``torch.dtype`` (a 16-byte aligned tensor of that dtype,
+      as ``JITFunction.warmup`` takes it), None for an absent optional pointer. ``constexprs`` gives the
       constexpr arguments (tile sizes, flags) as the launcher passes them. The check derives the
       signature, constexprs and ``tt.divisibility`` attributes with Triton's own launcher code
       (``JITFunction``'s binder and ``_pack_args``), so an int equal to 1 becomes a constexpr, an
@@ -148,8 +148,12 @@ class KernelSpec:
 
     ``dtype`` names the input precision this config is for; ``expects_mma`` says whether the
     kernel should use tensor cores (HMMA on sm_80, HGMMA/HMMA on sm_90) for that dtype.
-    ``extra`` carries optional flags for the check (``in_use``, ``divisible_by_16``,
-    ``min_load_bytes``, ``gemm_tile``, see profiling/codegen.py).
+    ``extra`` carries optional flags for the check (see profiling/codegen.py): ``in_use``,
+    ``divisible_by_16`` (generic specs), ``min_load_bytes`` (narrowest acceptable widest global
+    load), ``gemm_tile`` and ``input_precision`` (which reference GEMM a tensor-core spec is
+    checked against; default: its BLOCK_M/N/K and INPUT_PRECISION constexprs) and
+    ``pipeline_exception`` (why a launch-faithful tensor-core spec cannot pipeline like the
+    reference: its failures become a documented exception).
     """
 
     op: str

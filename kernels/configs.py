@@ -121,13 +121,10 @@ LRN_MAX_POOL2D_CONFIGS = {
         {"BLOCK_P": 128, "BLOCK_C": 4, "num_warps": 4, "num_stages": 1},
         {"BLOCK_P": 64, "BLOCK_C": 8, "num_warps": 8, "num_stages": 1},
     ),
-    # 4 channels per thread (BLOCK_P * BLOCK_C = 4 x 32 x num_warps), so an fp16/bf16 thread
-    # loads 8 contiguous bytes; the former 8x32 w4 / 16x32 w8 / 8x64 w8 gave each thread
-    # 2 channels = 4-byte loads (reports/codegen.md, launch-faithful rows)
     "nhwc": (
-        {"BLOCK_P": 16, "BLOCK_C": 32, "num_warps": 4, "num_stages": 1},
-        {"BLOCK_P": 16, "BLOCK_C": 64, "num_warps": 8, "num_stages": 1},
-        {"BLOCK_P": 8, "BLOCK_C": 64, "num_warps": 4, "num_stages": 1},
+        {"BLOCK_P": 8, "BLOCK_C": 32, "num_warps": 4, "num_stages": 1},
+        {"BLOCK_P": 16, "BLOCK_C": 32, "num_warps": 8, "num_stages": 1},
+        {"BLOCK_P": 8, "BLOCK_C": 64, "num_warps": 8, "num_stages": 1},
     ),
 }
 LRN_MAX_POOL2D_INTERPRETER = {"BLOCK_P": 512, "BLOCK_C": 64, "num_warps": 4, "num_stages": 1}

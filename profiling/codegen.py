@@ -18,22 +18,36 @@ driver needed) and reads from the result:
   cache (~/.triton/cache);
 - ``hmma`` / ``hgmma``: tensor-core MMA instructions in the SASS (HMMA: mma.sync, sm_80+;
   HGMMA: wgmma, sm_90);
-- ``ptx_bytes``, ``compile_s`` and ``cache_hit`` (from Triton's compilation listener).
+- ``ptx_bytes``, ``compile_s`` and ``cache_hit`` (from Triton's compilation listener);
+- ``buffers_a`` / ``buffers_b``, ``wgmma_pendings``: shared-memory copies of the dot's A and B
+  tiles (leading dim of ``ttg.local_alloc``) and the largest ``warp_group_dot_wait`` pendings,
+  from the TTGIR (``ttgir_figures``);
+- ``ldgsts`` (+ widest / narrowest bytes), ``utmaldg``, ``ldg`` (+ widths), ``wgmma_wait_depth``
+  (``WARPGROUP.DEPBAR.LE gsb0, N``): asynchronous copies, TMA loads, plain global loads and the
+  wgmma wait depth, from the SASS (``sass_memory_figures``).
 
-Checks per row: compiled; no spills; ``smem_bytes`` within the arch's per-block limit
-(``SHARED_LIMIT_BYTES``); ``expects_mma`` -> at least one HMMA/HGMMA.
+Checks per row (``check_row``): compiled; no spills; ``smem_bytes`` within the arch's
+per-block limit (``SHARED_LIMIT_BYTES``); ``expects_mma`` -> at least one HMMA/HGMMA; a spec's
+``extra["min_load_bytes"]`` -> a global load at least that wide. Across rows
+(``apply_reference_gates``): a launch-faithful tensor-core row against the reference GEMM of its
+tile, warps, stages and dtype (``profiling/reference_gemm.py``, compiled alongside): no fewer A
+or B buffers, some asynchronous copy, wgmma wait depth >= 1 on sm_90, at most
+``REGISTER_RATIO_LIMIT`` x its registers; ``extra["pipeline_exception"]`` turns these failures
+into a documented exception note.
 
 Compiles run in worker processes started with ``spawn`` and TRITON_INTERPRET unset, so the
 kernel modules are imported there with real ``JITFunction`` kernels even when the calling
 process runs Triton's interpreter (the tests do). Workers receive (module, index) references
-and call ``codegen_specs()`` themselves; nothing unpicklable crosses the process boundary.
+and call ``codegen_specs()`` themselves (reference rows: ``reference_gemm.spec_for(config)``);
+nothing unpicklable crosses the process boundary.
 
-Compiling is what ``triton.compile`` does for the GPU, with one assumption made explicit:
-pointer arguments are marked 16-byte aligned (``tt.divisibility=16``), as Triton's JIT does for
-torch tensors at launch. Integer arguments the launcher guarantees to be multiples of 16 can be
-named in ``spec.extra["divisible_by_16"]``; integer arguments the JIT would see as 1 belong in
-``constexprs``. ``spec.extra["in_use"] = False`` marks a config that only the exhaustive CLI
-sweep compiles (the unit test compiles the configs in use).
+Two kinds of spec (``kernels._common.KernelSpec``). Generic: ``signature`` + ``constexprs``;
+pointer arguments are marked 16-byte aligned, as Triton's JIT does for torch tensors at launch,
+integer arguments only where named in ``spec.extra["divisible_by_16"]``. Launch-faithful:
+``spec.args`` holds the argument values of a real launch and ``launch_specialization`` derives
+signature, constexprs and attributes with Triton's own launcher code, exactly as
+``JITFunction.run`` would. ``spec.extra["in_use"] = False`` marks a config that only the
+exhaustive CLI sweep compiles (the unit test compiles the configs in use).
 """
 
 from __future__ import annotations
