@@ -13,7 +13,9 @@ output directory:
   peak each variant reaches, the whole-model and per-layer tables, the equivalence table
   (interpreted and failed rows say so instead of showing a time), and the plots.
 
-Every file is written atomically.
+Every file is written atomically. An input whose columns hold values of the wrong type (text
+where a number belongs, a number where a name belongs) is refused with one line naming the
+file, the column, the row and the value (:func:`check_column_types`).
 """
 
 from __future__ import annotations
@@ -29,12 +31,75 @@ import pandas as pd
 from alexnet_fast.io import atomic_path, atomic_write_text
 from profiling.results import STATUSES, read_results
 
-__all__ = ["add_arguments", "run", "render", "roofline_plot", "throughput_plot", "markdown_table"]
+__all__ = ["add_arguments", "run", "render", "roofline_plot", "throughput_plot", "markdown_table",
+           "check_column_types"]
 
 VARIANT_ORDER = ["eager", "compile", "compile[max-autotune]", "triton", "triton+compile",
                  "triton+compile[max-autotune]"]
 MARKERS = {"eager": "o", "compile": "s", "compile[max-autotune]": "D", "triton": "^", "triton+compile": "v",
            "triton+compile[max-autotune]": "P"}
+
+
+# ---------------------------------------------------------------------- input columns
+# The columns the report reads, by the type their non-empty values must have.
+NUMBER_COLUMNS = (
+    "batch_size", "width_mult", "input_size", "median_ms", "p20_ms", "p80_ms", "min_ms", "repeats", "warmup",
+    "compile_s", "images_per_s", "flops", "bytes", "intensity", "gflops_per_s", "gbytes_per_s", "max_abs_err",
+    "max_rel_err", "grad_max_abs_err", "grad_max_rel_err", "fp64_err", "eager_fp64_err", "tolerance", "comm_ms",
+    "comm_bytes", "sm_clock_mhz", "mem_clock_mhz", "power_w", "temperature_c", "threads", "cpu_count",
+    "load_avg_1m")
+WHOLE_NUMBER_COLUMNS = ("batch_size", "input_size", "repeats", "warmup", "threads", "cpu_count")
+TEXT_COLUMNS = ("scope", "layer", "op", "variant", "label", "precision", "pass", "layout", "status", "device",
+                "machine", "bytes_model", "check_size", "worst_tensor", "timer", "throttle_reasons")
+FLAG_COLUMNS = ("equivalent", "throttled")
+_FLAGS = {True: True, False: False, 1: True, 0: False, "True": True, "False": False, "true": True,
+          "false": False}
+
+
+def _present(value) -> bool:
+    return value is not None and not (isinstance(value, float) and math.isnan(value))
+
+
+def check_column_types(frame: pd.DataFrame, source: str | Path) -> pd.DataFrame:
+    """``frame`` with its number columns as floats and flag columns as booleans, or a
+    ValueError naming ``source``, the first column with a value of the wrong type, the row
+    and the value. Empty cells are allowed everywhere."""
+    def refuse(column: str, kind: str, row: int, value) -> ValueError:
+        shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:37] + "..."
+        return ValueError(f"results file {source}: column {column!r} must hold {kind}; row {row} has "
+                          f"{shown} ({type(value).__name__})")
+
+    frame = frame.copy()
+    for column in NUMBER_COLUMNS:
+        if column not in frame.columns:
+            continue
+        values = frame[column]
+        numbers = pd.to_numeric(values.map(lambda v: None if isinstance(v, bool) else v), errors="coerce")
+        for row, (value, number) in enumerate(zip(values, numbers)):
+            if _present(value) and pd.isna(number):
+                raise refuse(column, "numbers", row, value)
+            if column in WHOLE_NUMBER_COLUMNS and _present(value) and math.isfinite(number) and number != int(number):
+                raise refuse(column, "whole numbers", row, value)
+        frame[column] = numbers.astype(float)
+    for column in TEXT_COLUMNS:
+        if column not in frame.columns:
+            continue
+        for row, value in enumerate(frame[column]):
+            if _present(value) and not isinstance(value, str):
+                raise refuse(column, "text", row, value)
+    for column in FLAG_COLUMNS:
+        if column not in frame.columns:
+            continue
+        flags = []
+        for row, value in enumerate(frame[column]):
+            if not _present(value):
+                flags.append(None)
+            elif isinstance(value, (bool, int, float, str)) and value in _FLAGS:
+                flags.append(_FLAGS[value])
+            else:
+                raise refuse(column, "true/false", row, value)
+        frame[column] = pd.Series(flags, index=frame.index, dtype=object)
+    return frame
 
 
 # ---------------------------------------------------------------------- helpers
@@ -382,7 +447,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     inputs = args.input or [args.output_dir]
     try:
-        frames = [read_results(p) for p in inputs]
+        frames = [check_column_types(read_results(p), p) for p in inputs]
     except ValueError as e:
         print(f"alexnet-fast report: {e}", file=sys.stderr)
         return 2
