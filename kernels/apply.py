@@ -24,9 +24,10 @@ added or removed (state_dict keys and values are the same), and a model with not
 replace is not touched at all. A dropped ReLU or pool that is a module called only there becomes
 ``nn.Identity`` and the forward stays the user's code. A dropped ReLU or pool that cannot be
 removed that way (a functional call, or a module also called elsewhere) is removed from the
-traced graph, and the model's ``forward`` becomes that graph's code (set on the instance; the
-class is untouched). That is done only when the traced graph is the same in train() and eval()
-mode, and the report says so.
+traced graph, and the model's ``forward`` becomes that graph's code (a :class:`TracedForward`
+set on the instance; the class is untouched; deep copies and ``torch.save(model)`` keep it).
+That is done only when the traced graph is the same in train() and eval() mode, and the report
+says so.
 
 If the forward cannot be traced (data-dependent control flow, ...), the fallback reads module
 order inside ``nn.Sequential`` containers only (a conv directly followed by an ``nn.ReLU``, an
@@ -35,7 +36,7 @@ LRN directly followed by an ``nn.MaxPool2d``), and the report says that it did.
 
 from __future__ import annotations
 
-import types
+import copy
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,7 +46,7 @@ from torch import fx, nn
 
 from kernels._common import SUPPORTED_DTYPES
 
-__all__ = ["apply", "ApplyReport", "Replacement", "Left"]
+__all__ = ["apply", "ApplyReport", "Replacement", "Left", "TracedForward"]
 
 # call_function targets and call_method names that compute a ReLU of their first argument
 RELU_FUNCTIONS = (F.relu, torch.relu, torch.relu_, F.relu_)
@@ -438,6 +439,40 @@ def _plan_sequential(model: nn.Module, why: str) -> _Plan:
     return plan
 
 
+def _import_block(globals_: dict[str, Any]) -> str:
+    """Import statements for the names the generated code uses (what GraphModule pickles)."""
+    from torch.fx.graph_module import _format_import_block
+    from torch.package import sys_importer
+
+    return _format_import_block(globals_, sys_importer) + "\n"
+
+
+class TracedForward:
+    """A model's forward made from its traced graph (set on the instance by :func:`apply`).
+
+    Holds the generated source (with its imports), so the model still deep-copies (the copy
+    gets its own, bound to the copy) and pickles whole (``torch.save(model)``) with this forward
+    instead of silently falling back to the class's."""
+
+    def __init__(self, module: nn.Module, source: str):
+        self.module, self.source = module, source
+        namespace: dict[str, Any] = {}
+        exec(compile(source, f"<kernels.apply: traced forward of {type(module).__name__}>", "exec"), namespace)
+        self._fn = namespace["forward"]
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self._fn(self.module, *args, **kwargs)
+
+    def __reduce__(self):
+        return TracedForward, (self.module, self.source)
+
+    def __deepcopy__(self, memo: dict) -> "TracedForward":
+        return TracedForward(copy.deepcopy(self.module, memo), self.source)
+
+    def __repr__(self) -> str:
+        return f"<traced forward of {type(self.module).__name__} (kernels.apply)>"
+
+
 def _commit(model: nn.Module, plan: _Plan) -> None:
     """Swap the modules (at every name each is registered under) and, if nodes were erased,
     set the traced graph's code as this instance's forward."""
@@ -448,9 +483,7 @@ def _commit(model: nn.Module, plan: _Plan) -> None:
             graph.erase_node(node)
         graph.lint()
         code = graph.python_code("self")
-        namespace = dict(code.globals)
-        exec(compile(code.src, f"<kernels.apply: traced forward of {type(model).__name__}>", "exec"), namespace)
-        model.forward = types.MethodType(namespace["forward"], model)
+        model.forward = TracedForward(model, _import_block(code.globals) + code.src)
         plan.report.forward_rewritten = True
         plan.report.forward_source = code.src
     new_of = {id(old): new for old, new in plan.swaps}

@@ -4,6 +4,7 @@ and the numbers (logits, every parameter gradient) stay eager's under the float6
 from __future__ import annotations
 
 import copy
+import io
 
 import pytest
 import torch
@@ -186,6 +187,14 @@ def test_conv_with_two_consumers_is_not_fused():
     # conv1's F.relu stays in the (rewritten) forward; conv2's is gone
     assert report.forward_source.count("torch.nn.functional.relu") == 1
     torch.testing.assert_close(replaced(x), ref, rtol=1e-5, atol=1e-6)
+    # the rewritten forward goes with the model: deep copies and whole-model pickles keep it
+    buffer = io.BytesIO()
+    torch.save(replaced, buffer)
+    buffer.seek(0)
+    for other in (copy.deepcopy(replaced), torch.load(buffer, weights_only=False)):
+        assert other.forward.module is other and other.forward.source == replaced.forward.source
+        assert other.conv1.weight is not replaced.conv1.weight
+        torch.testing.assert_close(other(x), ref, rtol=1e-5, atol=1e-6)
 
 
 def test_model_without_alexnet_parts_comes_back_as_is():
