@@ -240,7 +240,7 @@ def _trace(model: nn.Module) -> fx.Graph:
     return graphs[0]
 
 
-def _relu_input(node: fx.Node) -> Any:
+def _first_input(node: fx.Node) -> Any:
     return node.args[0] if node.args else node.kwargs.get("input", node.kwargs.get("self"))
 
 
@@ -274,7 +274,7 @@ def _only_user(node: fx.Node, modules: dict[str, nn.Module], accept) -> tuple[fx
         names = ", ".join(_describe(u, modules) for u in users) or "nothing"
         return None, f"its output is used by {len(users)} nodes ({names})"
     user = users[0]
-    if not accept(user) or _relu_input(user) is not node:
+    if not accept(user) or _first_input(user) is not node:
         return None, f"its output goes to {_describe(user, modules)}"
     if user.op == "call_module" and (problem := _problem(modules[user.target])):
         return None, f"its consumer {user.target}: {problem}"
@@ -320,9 +320,10 @@ def _plan_fx(model: nn.Module, graph: fx.Graph) -> _Plan:
                                                    tuple(_describe(u, modules) for u, _ in found)))
             else:
                 why = next(w for u, w in found if u is None)
+                has_relu = any(_is_relu(u, modules) for s in sites for u in s.users)
+                why = f"{'kept its ReLU apart' if has_relu else 'no ReLU to fuse'}: {why}"
                 plan.swaps.append((m, _new_conv(m, relu=False)))
-                report.replaced.append(Replacement(node.target, "conv", "Conv2dReLU(relu=False)",
-                                                   note=f"kept its ReLU apart: {why}"))
+                report.replaced.append(Replacement(node.target, "conv", "Conv2dReLU(relu=False)", note=why))
         else:  # LRN
             is_pool = lambda u: u.op == "call_module" and type(modules[u.target]) is nn.MaxPool2d  # noqa: E731
             found = [_only_user(s, modules, is_pool) for s in sites]
@@ -479,7 +480,7 @@ def _commit(model: nn.Module, plan: _Plan) -> None:
     if plan.erase:
         graph = plan.graph
         for node in plan.erase:
-            node.replace_all_uses_with(_relu_input(node))
+            node.replace_all_uses_with(_first_input(node))
             graph.erase_node(node)
         graph.lint()
         code = graph.python_code("self")
