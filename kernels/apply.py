@@ -24,9 +24,10 @@ added or removed (state_dict keys and values are the same), and a model with not
 replace is not touched at all. A dropped ReLU or pool that is a module called only there becomes
 ``nn.Identity`` and the forward stays the user's code. A dropped ReLU or pool that cannot be
 removed that way (a functional call, or a module also called elsewhere) is removed from the
-traced graph, and the model's ``forward`` becomes that graph's code (set on the instance; the
-class is untouched). That is done only when the traced graph is the same in train() and eval()
-mode, and the report says so.
+traced graph, and the model's ``forward`` becomes that graph's code (a :class:`TracedForward`
+set on the instance; the class is untouched; deep copies and ``torch.save(model)`` keep it).
+That is done only when the traced graph is the same in train() and eval() mode, and the report
+says so.
 
 If the forward cannot be traced (data-dependent control flow, ...), the fallback reads module
 order inside ``nn.Sequential`` containers only (a conv directly followed by an ``nn.ReLU``, an
@@ -35,7 +36,7 @@ LRN directly followed by an ``nn.MaxPool2d``), and the report says that it did.
 
 from __future__ import annotations
 
-import types
+import copy
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,7 +46,7 @@ from torch import fx, nn
 
 from kernels._common import SUPPORTED_DTYPES
 
-__all__ = ["apply", "ApplyReport", "Replacement", "Left"]
+__all__ = ["apply", "ApplyReport", "Replacement", "Left", "TracedForward"]
 
 # call_function targets and call_method names that compute a ReLU of their first argument
 RELU_FUNCTIONS = (F.relu, torch.relu, torch.relu_, F.relu_)
@@ -239,7 +240,7 @@ def _trace(model: nn.Module) -> fx.Graph:
     return graphs[0]
 
 
-def _relu_input(node: fx.Node) -> Any:
+def _first_input(node: fx.Node) -> Any:
     return node.args[0] if node.args else node.kwargs.get("input", node.kwargs.get("self"))
 
 
@@ -273,7 +274,7 @@ def _only_user(node: fx.Node, modules: dict[str, nn.Module], accept) -> tuple[fx
         names = ", ".join(_describe(u, modules) for u in users) or "nothing"
         return None, f"its output is used by {len(users)} nodes ({names})"
     user = users[0]
-    if not accept(user) or _relu_input(user) is not node:
+    if not accept(user) or _first_input(user) is not node:
         return None, f"its output goes to {_describe(user, modules)}"
     if user.op == "call_module" and (problem := _problem(modules[user.target])):
         return None, f"its consumer {user.target}: {problem}"
@@ -319,9 +320,10 @@ def _plan_fx(model: nn.Module, graph: fx.Graph) -> _Plan:
                                                    tuple(_describe(u, modules) for u, _ in found)))
             else:
                 why = next(w for u, w in found if u is None)
+                has_relu = any(_is_relu(u, modules) for s in sites for u in s.users)
+                why = f"{'kept its ReLU apart' if has_relu else 'no ReLU to fuse'}: {why}"
                 plan.swaps.append((m, _new_conv(m, relu=False)))
-                report.replaced.append(Replacement(node.target, "conv", "Conv2dReLU(relu=False)",
-                                                   note=f"kept its ReLU apart: {why}"))
+                report.replaced.append(Replacement(node.target, "conv", "Conv2dReLU(relu=False)", note=why))
         else:  # LRN
             is_pool = lambda u: u.op == "call_module" and type(modules[u.target]) is nn.MaxPool2d  # noqa: E731
             found = [_only_user(s, modules, is_pool) for s in sites]
@@ -438,19 +440,51 @@ def _plan_sequential(model: nn.Module, why: str) -> _Plan:
     return plan
 
 
+def _import_block(globals_: dict[str, Any]) -> str:
+    """Import statements for the names the generated code uses (what GraphModule pickles)."""
+    from torch.fx.graph_module import _format_import_block
+    from torch.package import sys_importer
+
+    return _format_import_block(globals_, sys_importer) + "\n"
+
+
+class TracedForward:
+    """A model's forward made from its traced graph (set on the instance by :func:`apply`).
+
+    Holds the generated source (with its imports), so the model still deep-copies (the copy
+    gets its own, bound to the copy) and pickles whole (``torch.save(model)``) with this forward
+    instead of silently falling back to the class's."""
+
+    def __init__(self, module: nn.Module, source: str):
+        self.module, self.source = module, source
+        namespace: dict[str, Any] = {}
+        exec(compile(source, f"<kernels.apply: traced forward of {type(module).__name__}>", "exec"), namespace)
+        self._fn = namespace["forward"]
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self._fn(self.module, *args, **kwargs)
+
+    def __reduce__(self):
+        return TracedForward, (self.module, self.source)
+
+    def __deepcopy__(self, memo: dict) -> "TracedForward":
+        return TracedForward(copy.deepcopy(self.module, memo), self.source)
+
+    def __repr__(self) -> str:
+        return f"<traced forward of {type(self.module).__name__} (kernels.apply)>"
+
+
 def _commit(model: nn.Module, plan: _Plan) -> None:
     """Swap the modules (at every name each is registered under) and, if nodes were erased,
     set the traced graph's code as this instance's forward."""
     if plan.erase:
         graph = plan.graph
         for node in plan.erase:
-            node.replace_all_uses_with(_relu_input(node))
+            node.replace_all_uses_with(_first_input(node))
             graph.erase_node(node)
         graph.lint()
         code = graph.python_code("self")
-        namespace = dict(code.globals)
-        exec(compile(code.src, f"<kernels.apply: traced forward of {type(model).__name__}>", "exec"), namespace)
-        model.forward = types.MethodType(namespace["forward"], model)
+        model.forward = TracedForward(model, _import_block(code.globals) + code.src)
         plan.report.forward_rewritten = True
         plan.report.forward_source = code.src
     new_of = {id(old): new for old, new in plan.swaps}

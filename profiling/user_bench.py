@@ -37,6 +37,11 @@ def fit_plan_to_model(plan, args: argparse.Namespace) -> UserModel:
     """Point ``plan`` at the model of ``args.model`` (validated: ValueError naming the
     problem): its input size comes from the factory or ``--input-size``, one device, no
     per-layer rows."""
+    alexnet_only = [f"--{k.replace('_', '-')}" for k in ("preset", "width_mult", "check_width_mult", "check_input_size")
+                    if getattr(args, k, None) is not None]
+    if alexnet_only:
+        raise ValueError(f"--model: {', '.join(alexnet_only)} size this project's AlexNet, not a user's model "
+                         f"(its factory gives its size; --input-size sets the input)")
     user = load_model(args.model, input_size=plan.input_size)
     bad_layouts = [x for x in plan.layouts if x != "single"]
     if bad_layouts:

@@ -4,6 +4,7 @@ and the numbers (logits, every parameter gradient) stay eager's under the float6
 from __future__ import annotations
 
 import copy
+import io
 
 import pytest
 import torch
@@ -186,6 +187,14 @@ def test_conv_with_two_consumers_is_not_fused():
     # conv1's F.relu stays in the (rewritten) forward; conv2's is gone
     assert report.forward_source.count("torch.nn.functional.relu") == 1
     torch.testing.assert_close(replaced(x), ref, rtol=1e-5, atol=1e-6)
+    # the rewritten forward goes with the model: deep copies and whole-model pickles keep it
+    buffer = io.BytesIO()
+    torch.save(replaced, buffer)
+    buffer.seek(0)
+    for other in (copy.deepcopy(replaced), torch.load(buffer, weights_only=False)):
+        assert other.forward.module is other and other.forward.source == replaced.forward.source
+        assert other.conv1.weight is not replaced.conv1.weight
+        torch.testing.assert_close(other(x), ref, rtol=1e-5, atol=1e-6)
 
 
 def test_model_without_alexnet_parts_comes_back_as_is():
@@ -296,3 +305,61 @@ def test_build_variant_takes_any_module_and_bad_input():
     assert type(v.conv1) is Conv2dReLU and type(v.lrn1) is LRNMaxPool2d
     with pytest.raises(TypeError, match="nn.Module"):
         kernels.apply("alexnet")
+
+
+class SharedModules(nn.Module):
+    """Modules called at several places: each gets one treatment at all of them."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Conv2d(3, 4, 3, padding=1)
+        self.conv = nn.Conv2d(4, 4, 3, padding=1)  # called twice, a ReLU after both: fused
+        self.relu = nn.ReLU()  # after stem, conv, conv and conv_mixed
+        self.lrn = nn.LocalResponseNorm(3)  # called twice, into pools of different shapes: not fused
+        self.pool_a = nn.MaxPool2d(2)
+        self.pool_b = nn.MaxPool2d(3, 1)
+        self.conv_mixed = nn.Conv2d(4, 4, 1)  # a ReLU after one call, pool_a after the other: not fused
+
+    def forward(self, x):
+        x = self.relu(self.stem(x))
+        x = self.relu(self.conv(x))
+        x = self.relu(self.conv(x))
+        a = self.pool_a(self.lrn(x))
+        b = self.pool_b(self.lrn(x))
+        y = self.relu(self.conv_mixed(a))
+        z = self.pool_a(self.conv_mixed(a))
+        return torch.cat([y.flatten(1), z.flatten(1), b.flatten(1)], 1)
+
+
+def test_shared_modules_get_one_treatment_everywhere():
+    torch.manual_seed(0)
+    model = SharedModules()
+    x = torch.randn(2, 3, 8, 8)
+    eager = copy.deepcopy(model)
+    replaced, report = kernels.apply(model, return_report=True)
+    assert report.summary == [("stem", "conv+relu"), ("conv", "conv+relu"), ("lrn", "lrn"), ("pool_a", "pool"),
+                              ("pool_b", "pool"), ("conv_mixed", "conv")]
+    notes = {r.module: r.note for r in report.replaced}
+    assert "pools of different shapes" in notes["lrn"]
+    assert "kept its ReLU apart: its output goes to pool_a" in notes["conv_mixed"]
+    assert type(replaced.relu) is nn.ReLU  # still needed after conv_mixed: its fused calls leave the graph
+    assert report.forward_rewritten and report.forward_source.count("self.relu(") == 1
+    out, ref = replaced(x), eager(x)
+    torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-6)
+    out.square().sum().backward()
+    ref.square().sum().backward()
+    for (n, p), (_, q) in zip(replaced.named_parameters(), eager.named_parameters()):
+        torch.testing.assert_close(p.grad, q.grad, rtol=1e-4, atol=1e-5, msg=lambda m: f"grad {n}: {m}")
+
+
+def test_modules_with_hooks_are_left():
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Conv2d(4, 4, 3), nn.ReLU())
+    seen = []
+    model[0].register_forward_hook(lambda m, a, out: seen.append(out.shape))
+    model[3].register_forward_pre_hook(lambda m, a: seen.append("relu"))
+    _, report = kernels.apply(model, return_report=True)
+    assert [(x.what, "hooks" in x.reason) for x in report.left] == [("0", True)]
+    conv2 = next(r for r in report.replaced if r.module == "2")
+    assert conv2.kind == "conv" and "hooks" in conv2.note  # its ReLU (with a hook) stays a module
+    model(torch.randn(1, 3, 6, 6))
+    assert seen == [(1, 4, 4, 4), "relu"]  # both hooks still run

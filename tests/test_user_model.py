@@ -86,6 +86,8 @@ def test_bench_refuses_bad_model_flags(capsys):
     assert "returned list, not an nn.Module" in capsys.readouterr().err
     assert main(["bench", "--model", f"{HERE}:tiny_cnn", "--layer", "pool5", "--device", "cpu"]) == 2
     assert "--layer" in capsys.readouterr().err
+    assert main(["bench", "--model", f"{HERE}:tiny_cnn", "--width-mult", "0.5", "--device", "cpu"]) == 2
+    assert "--width-mult size this project's AlexNet" in capsys.readouterr().err
 
 
 def test_bench_runs_a_users_model_end_to_end(tmp_path, capsys):
