@@ -135,7 +135,8 @@ class SuiteRun:
         env = environment(str(self.device))
         return {**env, "suite": self.spec.name, "description": self.spec.description,
                 "estimate_s": suites.estimate(self.cells), "budget_s": self.budget_s,
-                "capability": ".".join(map(str, torch.cuda.get_device_capability(self.device))),
+                "capability": (".".join(map(str, torch.cuda.get_device_capability(self.device)))
+                               if self.device.type == "cuda" else None),
                 "layer_batch": self.spec.layer_batch,
                 "autotune_max_configs": self.spec.autotune_max_configs,
                 "warmup": self.spec.warmup, "repeats": self.spec.repeats,
@@ -421,24 +422,25 @@ class SuiteRun:
 
             chosen = self.results["autotune"] = chosen_configs()
         specs = [s for _, s in _all_specs()]
-        seen, rows = set(), []
+        todo, seen = [], set()
         for entry in chosen:
             for spec in _matching_specs(specs, entry):
-                ident = codegen.spec_id(spec)
-                if ident in seen:
-                    continue
-                seen.add(ident)
-                if len(seen) > cell.params.get("max_specs", suites.MAX_CODEGEN_SPECS):
-                    break
-                try:
-                    row = codegen.compile_spec(spec, arch)
-                except Exception as e:
-                    row = {"op": spec.op, "kernel": spec.kernel, "config": spec.config, "dtype": spec.dtype,
-                           "arch": arch, "compiled": False, "error": _one_line(e)}
-                rows.append({k: row.get(k) for k in ("op", "kernel", "config", "dtype", "arch", "registers",
-                                                      "spill_store_bytes", "spill_load_bytes", "smem_bytes",
-                                                      "mma_kind", "mma_instructions", "compiled", "passed",
-                                                      "error", "compile_s")})
+                if codegen.spec_id(spec) not in seen:
+                    seen.add(codegen.spec_id(spec))
+                    todo.append(spec)
+        limit = cell.params.get("max_specs", suites.MAX_CODEGEN_SPECS)
+        self.results["codegen_not_compiled"] = [codegen.spec_id(s) for s in todo[limit:]]
+        rows = []
+        for spec in todo[:limit]:
+            try:
+                row = codegen.compile_spec(spec, arch)
+            except Exception as e:
+                row = {"op": spec.op, "kernel": spec.kernel, "config": spec.config, "dtype": spec.dtype,
+                       "arch": arch, "compiled": False, "error": _one_line(e)}
+            rows.append({k: row.get(k) for k in ("op", "kernel", "config", "dtype", "arch", "registers",
+                                                  "spill_store_bytes", "spill_load_bytes", "smem_bytes",
+                                                  "mma_kind", "mma_instructions", "compiled", "passed",
+                                                  "error", "compile_s")})
         self.results["codegen"] = rows
 
     def _cell_pytest(self, cell: Cell) -> None:

@@ -212,11 +212,14 @@ def model_cell_estimate(variant: str, pass_: str, compile_mode: str = "default",
 
 def build_cells(spec: SuiteSpec | str) -> list[Cell]:
     """The suite's cells in run order, most informative first: the per-layer Triton vs
-    baseline comparison (bf16 first), the whole model, the autotuner's choices and their
-    codegen, the two-rank layouts, then the GPU test-suite."""
+    baseline comparison in the first precision (bf16), the whole model, the per-layer cells
+    of the other precisions, the autotuner's choices and their codegen, the two-rank
+    layouts, then the GPU test-suite."""
     spec = get_suite(spec) if isinstance(spec, str) else spec
     cells = [Cell("peaks", "datasheet or measured peaks", PEAKS_S)]
-    cells += layer_cells(spec)
+    layers = layer_cells(spec)
+    first = [c for c in layers if c.params["precision"] == spec.layer_precisions[0]]
+    cells += first  # the first precision's per-layer comparison, then the whole model, then the rest
     for pass_ in spec.model_passes:
         for variant in spec.model_variants:
             cells.append(Cell("model", f"{variant} {spec.model_precision} b{spec.model_batch} {pass_}",
@@ -224,6 +227,7 @@ def build_cells(spec: SuiteSpec | str) -> list[Cell]:
                                                                       triton_tuned=bool(spec.layer_impls)),
                               {"variant": variant, "precision": spec.model_precision,
                                "batch_size": spec.model_batch, "pass": pass_}))
+    cells += [c for c in layers if c not in first]
     if spec.codegen or spec.autotune_max_configs is not None:
         cells.append(Cell("autotune", "record the autotuner's chosen configs", 0.5))
     if spec.codegen:

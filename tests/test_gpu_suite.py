@@ -232,3 +232,33 @@ def test_layout_ranks_may_share_one_gpu(monkeypatch):
     monkeypatch.setenv(comm.SHARE_GPU_ENV, "1")
     assert comm.choose_device(2).type == "cuda"
     assert comm.choose_device(2, "cuda").type == "cuda"
+
+
+def test_layer_cells_run_judge_and_write_on_cpu(tmp_path):
+    """The per-layer cell's code path on CPU (eager in both layouts, Triton interpreted) at
+    batch 2: reference, judge, timer, rates, results.json and REPORT.md after each row. On
+    CPU these timings mean nothing; the test checks the plumbing, not speed."""
+    from dataclasses import replace
+
+    from profiling.gpu_suite import SuiteRun
+
+    spec = replace(suites.get_suite("gpu-quick"), layer_batch=2, layer_precisions=("fp32",),
+                   layer_ops=("pool",), layer_impls=("triton", "eager-nchw", "eager-nhwc"), warmup=0, repeats=1)
+    run = SuiteRun(spec, tmp_path, device="cpu", progress=False)
+    run.results["meta"] = {**run._meta(), "peaks_gflops": {"fp32": 1000.0}, "peak_gbytes_per_s": 100.0}
+    from profiling.telemetry import Telemetry
+
+    run.telemetry = Telemetry("cpu", quiet=True)
+    cells = [c for c in run.cells if c.kind == "layer" and c.params["unit"] == "pool5"]
+    assert [c.params["impl"] for c in cells] == ["triton", "eager-nchw", "eager-nhwc"]
+    for cell in cells:
+        run._cell_layer(cell)
+    rows = run.results["rows"]
+    assert len(rows) == 6 and {r["pass"] for r in rows} == {"fwd", "bwd"}
+    assert all(r["status"] == "ok" and r["equivalent"] for r in rows), rows
+    assert {r["layout"] for r in rows} == {"nchw", "nhwc"}
+    assert all(r["bound"] == "memory" and r["pct_peak"] > 0 and r["median_ms"] > 0 for r in rows)
+    saved = json.loads((run.run_dir / "results.json").read_text())
+    assert len(saved["rows"]) == 6
+    report = (run.run_dir / "REPORT.md").read_text()
+    assert "- **max_pool2d fwd fp32**: Triton" in report and "x its speed" in report
