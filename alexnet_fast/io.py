@@ -15,7 +15,7 @@ import uuid
 from pathlib import Path
 from typing import Any, Iterator
 
-__all__ = ["atomic_path", "atomic_write_text", "atomic_write_json", "atomic_torch_save"]
+__all__ = ["atomic_path", "atomic_write_text", "atomic_write_json", "atomic_torch_save", "writable_dir"]
 
 
 @contextlib.contextmanager
@@ -48,3 +48,19 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
 
     with atomic_path(path) as tmp:
         torch.save(obj, tmp)
+
+
+def writable_dir(path: str | os.PathLike, flag: str = "--output-dir") -> Path:
+    """``path`` as a directory this process can write into, created if missing; ValueError in
+    one line (naming ``flag``) if it is a file, cannot be created or is not writable. Commands
+    call it before any work starts."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"{flag} {path} is a file, not a directory")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ValueError(f"{flag} {path} cannot be created: {e.strerror or e}") from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise ValueError(f"{flag} {path} is not writable")
+    return path

@@ -58,10 +58,11 @@ from alexnet_fast.data import (IMAGENET_PCA_EIGVAL, IMAGENET_PCA_EIGVEC, BadImag
                                default_resize_size, eval_transform, make_synthetic_dataset,
                                open_image_folders, ten_crop_transform, train_transform)
 from alexnet_fast.io import atomic_path, atomic_torch_save, atomic_write_json, atomic_write_text
-from alexnet_fast.layouts import (DEFAULT_TIMEOUT_S, LAYOUTS, PRECISIONS, DistContext, full_optimizer_state_dict,
+from alexnet_fast.layouts import (DEFAULT_TIMEOUT_S, LAYOUTS, DistContext, full_optimizer_state_dict,
                                   full_state_dict, gather_from_ranks, init_ranks, layout_model,
                                   load_full_optimizer_state_dict, local_context, shutdown)
 from alexnet_fast.model import INITS, PRESETS, alexnet
+from alexnet_fast.precision import POLICY as PRECISIONS  # the one precision policy (autocast, fp32 weights)
 from alexnet_fast.variants import COMPILE_MODES, VARIANTS
 
 # Settings left unset on the command line, by data source: the paper's for real data; a
@@ -564,7 +565,7 @@ def _train(s: argparse.Namespace, ctx: DistContext, precision: str) -> dict:
                                                                patience=s.lr_patience)
     else:
         scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=s.lr_step_size, gamma=s.lr_gamma)
-    scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
+    scaler = PRECISIONS[precision].grad_scaler(device)  # the one loss-scale rule
     sampler = shards.sampler(train_set, seed=s.seed)
     # the DataLoader draws its workers' base seed from this, not from torch's global RNG
     loader_generator = torch.Generator().manual_seed(s.seed)

@@ -26,13 +26,14 @@ from typing import Iterable
 
 import pandas as pd
 
-from alexnet_fast.io import atomic_path, atomic_write_text
+from alexnet_fast.io import atomic_path, atomic_write_text, writable_dir
+from alexnet_fast.vocabulary import PASSES, VARIANT_LABELS
+from profiling.judge import ERROR_MULTIPLIER, TOLERANCES
 from profiling.results import STATUSES, read_results
 
 __all__ = ["add_arguments", "run", "render", "roofline_plot", "throughput_plot", "markdown_table"]
 
-VARIANT_ORDER = ["eager", "compile", "compile[max-autotune]", "triton", "triton+compile",
-                 "triton+compile[max-autotune]"]
+VARIANT_ORDER = list(VARIANT_LABELS)
 MARKERS = {"eager": "o", "compile": "s", "compile[max-autotune]": "D", "triton": "^", "triton+compile": "v",
            "triton+compile[max-autotune]": "P"}
 
@@ -188,7 +189,7 @@ def throughput_plot(frame: pd.DataFrame, path: Path, title: str) -> Path | None:
     models["line"] = [f"{_label(r)} {r['precision']}" + ("" if r["layout"] == "single" else f" ({r['layout']})")
                       for _, r in models.iterrows()]
     models = _speedups(models)
-    passes = [p for p in ("inference", "train") if p in set(models["pass"])]
+    passes = [p for p in PASSES if p in set(models["pass"])]
     fig, axes = plt.subplots(2, len(passes), figsize=(6.5 * len(passes), 8), squeeze=False, sharex="col")
     for j, pass_ in enumerate(passes):
         sub = models[models["pass"] == pass_]
@@ -320,8 +321,6 @@ def render(frames: list[pd.DataFrame], output_dir: str | Path) -> Path:
     """Write the plots and REPORT.md for the given results tables; returns REPORT.md's path."""
     out = Path(output_dir)
     frame = pd.concat(frames, ignore_index=True)
-    from profiling.harness import ERROR_MULTIPLIER, TOLERANCES  # one table of tolerances
-
     parts = ["# AlexNet performance report", "",
              "Produced by `alexnet-fast bench` then `alexnet-fast report` (re-render any time from the saved "
              "`results.csv` / `results.json`). Status of a row: " + "; ".join(f"**{k}**: {v}" for k, v in STATUSES.items())
@@ -383,6 +382,7 @@ def run(args: argparse.Namespace) -> int:
     inputs = args.input or [args.output_dir]
     try:
         frames = [read_results(p) for p in inputs]
+        writable_dir(args.output_dir)
     except ValueError as e:
         print(f"alexnet-fast report: {e}", file=sys.stderr)
         return 2
