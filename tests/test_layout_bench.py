@@ -47,29 +47,31 @@ def test_bench_layout_single_in_process():
     assert result["threads_per_rank"] == 1 and result["backend"] == "none" and result["loss_scale"] == 1.0
 
 
-def test_tf32_flags_hold_for_the_whole_step_backward_included():
-    """The layout cell sets TF32 for forward, backward and optimizer alike (flags are plain
-    settings, so this runs on CPU), and restores them after."""
+def test_tf32_flags_hold_for_the_whole_step_backward_included(monkeypatch):
+    """The layout cell sets TF32 for forward, backward and optimizer alike (the flags are
+    plain settings, so this runs on CPU), and restores them after."""
     seen = []
+    real_backward = torch.Tensor.backward
 
-    def backward_hook(module, grad_in, grad_out):
+    def backward(self, *args, **kwargs):
         seen.append(torch.backends.cuda.matmul.allow_tf32 and torch.backends.cudnn.allow_tf32)
+        return real_backward(self, *args, **kwargs)
 
-    job = LayoutJob("single", "eager", "tf32", 2, "train", LayoutJob.create(
-        "single", "eager", "fp32", 2, "train", width_mult=0.125, input_size=67, num_classes=10).config,
-        world_size=1, device="cpu", warmup=1, repeats=2)
+    monkeypatch.setattr(torch.Tensor, "backward", backward)
+    config = LayoutJob.create("single", "eager", "fp32", 2, "train", width_mult=0.125, input_size=67,
+                              num_classes=10).config
+    job = LayoutJob("single", "eager", "tf32", 2, "train", config, world_size=1, device="cpu", warmup=1, repeats=2)
     before = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
-    handle = torch.nn.modules.module.register_module_full_backward_hook(backward_hook)
     try:
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
         result = run_cell(job, local_context("cpu"))
-    finally:
-        handle.remove()
         after = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    finally:
         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = before
     assert result["equivalent"]
-    # the eager fp32 / fp64 references run with TF32 off; the check and every timed step with it on
-    assert len(seen) > 4 and seen[-1] is True and seen.count(True) >= 4
+    # references: eager tf32 (on), eager fp32 and fp64 (off); then the check, the first call,
+    # the warm-up and every timed step with it on
+    assert seen == [True, False, False] + [True] * (1 + 1 + 1 + 2), seen
     assert after == (False, False)
 
 
