@@ -329,11 +329,14 @@ def render(frames: list[pd.DataFrame], output_dir: str | Path) -> Path:
              "eager fp32: max abs and max|out - ref| / max|ref| (logits; for training, the largest over all "
              "parameter gradients, computed in eval mode so dropout does not differ). The verdict is against an "
              "eager float64 run: for every checked tensor, the variant's relative RMS error must be at most "
-             f"{ERROR_MULTIPLIER:g} x eager fp32's own + a floor per precision (logits / gradients: "
+             f"{ERROR_MULTIPLIER:g} x eager's own in the same precision + a floor per precision (logits / gradients: "
              + ", ".join(f"{p} {a:g} / {g:g}" for p, (a, g) in TOLERANCES.items()) + "). AlexNet's early-layer "
              "gradients are piecewise (a ReLU or max-pool decision flipped by rounding reroutes gradient), so two "
              "correct fp32 implementations differ by ~1e-2 there while a wrong backward is O(1) off: hence the "
-             "loose gradient floors (the kernels' own tests check each backward tightly).", ""]
+             "loose gradient floors (the kernels' own tests check each backward tightly). The same rule and the "
+             "same timer hold for every row, two-rank layouts included.", "",
+             "Precision (`alexnet_fast/precision.py`): fp16/bf16 run under `torch.autocast` over fp32 weights "
+             "(fp16 with PyTorch's dynamic GradScaler rule), tf32 sets cuBLAS/cuDNN TF32 for the whole step.", ""]
     for machine, group in frame.groupby("machine", sort=False, dropna=False):
         group = group.reset_index(drop=True)
         name = str(group["device"].iloc[0])

@@ -2,7 +2,6 @@
 the flags, the CLI."""
 
 import argparse
-import importlib.util
 import json
 import math
 import os
@@ -36,8 +35,8 @@ def wrong_variant(model, name, *, compile_mode="default", copy_model=True):
 
 
 def interpreted_triton_stand_in(model, name, *, compile_mode="default", copy_model=True):
-    """Stands in for the Triton variants (not in this checkout): eager math, so the
-    interpreted path is exercised without the kernels."""
+    """Stands in for the Triton variants: eager math, so the interpreted path is exercised
+    without the interpreter's cost."""
     return build_variant(model, "eager", copy_model=copy_model)
 
 
@@ -255,9 +254,6 @@ def test_cli_bench_writes_results(tmp_path, capsys):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(importlib.util.find_spec("kernels.conv2d_relu") is None
-                    or importlib.util.find_spec("kernels.nn.pooling") is None,
-                    reason="the Triton kernels (kernels.conv2d_relu, kernels.nn.pooling) are not in this checkout")
 def test_real_triton_variant_is_equivalent_interpreted(tmp_path):
     plan = tiny_plan(["triton"], passes=("inference", "train"), layers=("conv2+relu2", "lrn1+pool1"))
     plan.check = P.ReducedSize(width_mult=0.125, input_size=67, batch_size=1)

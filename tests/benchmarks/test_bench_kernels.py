@@ -5,7 +5,7 @@ function) and ``triton`` (this project's kernels; skipped on CPU, where Triton o
 interpreted). One group per layer and precision, so pytest-benchmark's table compares the
 providers of one layer. FLOPs and bytes come from ``profiling/flops.py`` (eager: separate ops;
 compile and triton: fused). Before it is timed, every provider's output is judged like a harness
-cell (``profiling.harness.judge``: relative RMS error vs float64 within 3x eager's own + the
+cell (``profiling.judge.judge``: relative RMS error vs float64 within 3x eager's own + the
 precision's floor); the errors go into ``extra_info`` beside the speed. Run: ``pytest tests/benchmarks --benchmark-only``.
 """
 
