@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 __all__ = ["atomic_path", "atomic_write_text", "atomic_write_json", "atomic_torch_save", "json_safe",
-           "clean_stale_temp_files"]
+           "clean_stale_temp_files", "writable_dir"]
 
 # the temporary files atomic_path creates: .<name>.<pid>.<12 hex>.tmp<suffix>
 _TEMP_NAME = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)\.[0-9a-f]{12}\.tmp")
@@ -95,3 +95,19 @@ def clean_stale_temp_files(directory: str | os.PathLike) -> list[Path]:
             path.unlink(missing_ok=True)
             removed.append(path)
     return removed
+
+
+def writable_dir(path: str | os.PathLike, flag: str = "--output-dir") -> Path:
+    """``path`` as a directory this process can write into, created if missing; ValueError in
+    one line (naming ``flag``) if it is a file, cannot be created or is not writable. Commands
+    call it before any work starts."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"{flag} {path} is a file, not a directory")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ValueError(f"{flag} {path} cannot be created: {e.strerror or e}") from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise ValueError(f"{flag} {path} is not writable")
+    return path

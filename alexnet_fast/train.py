@@ -64,11 +64,12 @@ from alexnet_fast.data import (IMAGENET_PCA_EIGVAL, IMAGENET_PCA_EIGVEC, BadImag
                                open_image_folders, ten_crop_transform, train_transform)
 from alexnet_fast.finetune import WeightsFile, fit_weights, freeze, load_weights_file, param_groups, parse_freeze
 from alexnet_fast.io import (atomic_path, atomic_torch_save, atomic_write_json, atomic_write_text,
-                             clean_stale_temp_files)
-from alexnet_fast.layouts import (DEFAULT_TIMEOUT_S, LAYOUTS, PRECISIONS, DistContext, full_optimizer_state_dict,
+                             clean_stale_temp_files, writable_dir)
+from alexnet_fast.layouts import (DEFAULT_TIMEOUT_S, LAYOUTS, DistContext, full_optimizer_state_dict,
                                   full_state_dict, gather_from_ranks, init_ranks, layout_model,
                                   load_full_optimizer_state_dict, local_context, shutdown)
 from alexnet_fast.model import INITS, PRESETS, alexnet
+from alexnet_fast.precision import POLICY as PRECISIONS  # the one precision policy (autocast, fp32 weights)
 from alexnet_fast.variants import COMPILE_MODES, VARIANTS
 
 # Settings left unset on the command line, by data source: the paper's for real data; a
@@ -636,19 +637,6 @@ def prepare_data(s: argparse.Namespace, ctx: DistContext, checkpoint: dict | Non
     return data_root, train_set, val_set, pca
 
 
-def _check_output_dir(path: Path) -> None:
-    """Create ``--output-dir`` (ValueError with one line when it is a file or cannot be
-    created or written), before any work starts."""
-    if path.exists() and not path.is_dir():
-        raise ValueError(f"--output-dir {str(path)!r} is a file, not a directory")
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise ValueError(f"--output-dir {str(path)!r} cannot be created: {e.strerror or e}") from e
-    if not os.access(path, os.W_OK | os.X_OK):
-        raise ValueError(f"--output-dir {str(path)!r} is not writable")
-
-
 def _setting(args: dict, key: str):
     """A checkpoint's setting (older checkpoints lack the fine-tuning ones: their defaults)."""
     return args.get(key, {"freeze": None, "head_lr_mult": 1.0}.get(key))
@@ -685,7 +673,7 @@ def train(args: argparse.Namespace) -> dict:
     ``global_step``, ``final`` (evaluation after the last epoch, or None), ``output_dir``.
     Raises ValueError (DataError, BadImageError, bad flags) and NonFiniteLossError."""
     s = resolve_settings(args)
-    _check_output_dir(Path(s.output_dir))
+    writable_dir(s.output_dir)  # one line before any work when it is a file or cannot be made
     ctx = join_ranks(s)
     try:
         precision = _precision(s, ctx.device)
@@ -745,7 +733,7 @@ def _train(s: argparse.Namespace, ctx: DistContext, precision: str) -> dict:
                                                                patience=s.lr_patience)
     else:
         scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=s.lr_step_size, gamma=s.lr_gamma)
-    scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
+    scaler = PRECISIONS[precision].grad_scaler(device)  # the one loss-scale rule
     sampler = shards.sampler(train_set, seed=s.seed)
     # the DataLoader draws its workers' base seed from this, not from torch's global RNG
     loader_generator = torch.Generator().manual_seed(s.seed)

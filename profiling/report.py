@@ -28,14 +28,15 @@ from typing import Iterable
 
 import pandas as pd
 
-from alexnet_fast.io import atomic_path, atomic_write_text
+from alexnet_fast.io import atomic_path, atomic_write_text, writable_dir
+from alexnet_fast.vocabulary import PASSES, VARIANT_LABELS
+from profiling.judge import ERROR_MULTIPLIER, TOLERANCES
 from profiling.results import STATUSES, read_results
 
 __all__ = ["add_arguments", "run", "render", "roofline_plot", "throughput_plot", "markdown_table",
            "check_column_types"]
 
-VARIANT_ORDER = ["eager", "compile", "compile[max-autotune]", "triton", "triton+compile",
-                 "triton+compile[max-autotune]"]
+VARIANT_ORDER = list(VARIANT_LABELS)
 MARKERS = {"eager": "o", "compile": "s", "compile[max-autotune]": "D", "triton": "^", "triton+compile": "v",
            "triton+compile[max-autotune]": "P"}
 
@@ -253,7 +254,7 @@ def throughput_plot(frame: pd.DataFrame, path: Path, title: str) -> Path | None:
     models["line"] = [f"{_label(r)} {r['precision']}" + ("" if r["layout"] == "single" else f" ({r['layout']})")
                       for _, r in models.iterrows()]
     models = _speedups(models)
-    passes = [p for p in ("inference", "train") if p in set(models["pass"])]
+    passes = [p for p in PASSES if p in set(models["pass"])]
     fig, axes = plt.subplots(2, len(passes), figsize=(6.5 * len(passes), 8), squeeze=False, sharex="col")
     for j, pass_ in enumerate(passes):
         sub = models[models["pass"] == pass_]
@@ -385,8 +386,6 @@ def render(frames: list[pd.DataFrame], output_dir: str | Path) -> Path:
     """Write the plots and REPORT.md for the given results tables; returns REPORT.md's path."""
     out = Path(output_dir)
     frame = pd.concat(frames, ignore_index=True)
-    from profiling.harness import ERROR_MULTIPLIER, TOLERANCES  # one table of tolerances
-
     parts = ["# AlexNet performance report", "",
              "Produced by `alexnet-fast bench` then `alexnet-fast report` (re-render any time from the saved "
              "`results.csv` / `results.json`). Status of a row: " + "; ".join(f"**{k}**: {v}" for k, v in STATUSES.items())
@@ -395,11 +394,14 @@ def render(frames: list[pd.DataFrame], output_dir: str | Path) -> Path:
              "eager fp32: max abs and max|out - ref| / max|ref| (logits; for training, the largest over all "
              "parameter gradients, computed in eval mode so dropout does not differ). The verdict is against an "
              "eager float64 run: for every checked tensor, the variant's relative RMS error must be at most "
-             f"{ERROR_MULTIPLIER:g} x eager fp32's own + a floor per precision (logits / gradients: "
+             f"{ERROR_MULTIPLIER:g} x eager's own in the same precision + a floor per precision (logits / gradients: "
              + ", ".join(f"{p} {a:g} / {g:g}" for p, (a, g) in TOLERANCES.items()) + "). AlexNet's early-layer "
              "gradients are piecewise (a ReLU or max-pool decision flipped by rounding reroutes gradient), so two "
              "correct fp32 implementations differ by ~1e-2 there while a wrong backward is O(1) off: hence the "
-             "loose gradient floors (the kernels' own tests check each backward tightly).", ""]
+             "loose gradient floors (the kernels' own tests check each backward tightly). The same rule and the "
+             "same timer hold for every row, two-rank layouts included.", "",
+             "Precision (`alexnet_fast/precision.py`): fp16/bf16 run under `torch.autocast` over fp32 weights "
+             "(fp16 with PyTorch's dynamic GradScaler rule), tf32 sets cuBLAS/cuDNN TF32 for the whole step.", ""]
     for machine, group in frame.groupby("machine", sort=False, dropna=False):
         group = group.reset_index(drop=True)
         name = str(group["device"].iloc[0])
@@ -448,6 +450,7 @@ def run(args: argparse.Namespace) -> int:
     inputs = args.input or [args.output_dir]
     try:
         frames = [check_column_types(read_results(p), p) for p in inputs]
+        writable_dir(args.output_dir)
     except ValueError as e:
         print(f"alexnet-fast report: {e}", file=sys.stderr)
         return 2

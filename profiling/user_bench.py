@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from alexnet_fast.user_model import UserModel, load_model
-from profiling.harness import Harness, _add_rates
+from profiling.engine import INTERPRETED_NOTE, Harness, add_rates
 
 __all__ = ["fit_plan_to_model", "make_harness", "UserModelHarness"]
 
@@ -79,7 +79,7 @@ def _flops(model: nn.Module, x: torch.Tensor, target: torch.Tensor, pass_: str) 
 
 
 class UserModelHarness(Harness):
-    """:class:`profiling.harness.Harness` on the model of ``plan.model``."""
+    """:class:`profiling.engine.Harness` on the model of ``plan.model``."""
 
     def __init__(self, plan, output_dir, *, progress=None, build_variant=None):
         super().__init__(plan, output_dir, progress=progress, build_variant=build_variant)
@@ -115,18 +115,14 @@ class UserModelHarness(Harness):
             row["check_size"] = f"model size b{row.get('batch_size')}"
         return row
 
-    def _interpreted_model_row(self, variant, precision, pass_) -> dict:
-        row = super()._interpreted_model_row(variant, precision, pass_)
-        if "note" in row and row.get("status") != "error":
-            row["note"] = "Triton interpreter on CPU: equivalence at the model's own size; timing would mean nothing"
-        return row
-
     def _model_row(self, layout, variant, precision, batch_size, pass_) -> dict:
         row = super()._model_row(layout, variant, precision, batch_size, pass_)
+        if row.get("note") == INTERPRETED_NOTE:
+            row["note"] = "Triton interpreter on CPU: equivalence at the model's own size; timing would mean nothing"
         for k in RATE_COLUMNS:  # the base row's rates are this project's AlexNet's: replace them
             row.pop(k, None)
         if pass_ not in self._flop_cache:
             x, target = self._inputs(1)
             self._flop_cache[pass_] = _flops(self._base_model(), x, target, pass_)
-        _add_rates(row, self._flop_cache[pass_] * batch_size, None, "flop_counter (MACs only)", batch_size)
+        add_rates(row, self._flop_cache[pass_] * batch_size, None, "flop_counter (MACs only)", batch_size)
         return row
