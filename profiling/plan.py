@@ -205,8 +205,6 @@ def plan_from_args(args: argparse.Namespace) -> BenchPlan:
     check = {k: getattr(args, f"check_{k}") for k in ("width_mult", "input_size", "batch_size")}
     plan.check = replace(plan.check, **{k: v for k, v in check.items() if v is not None})
     if getattr(args, "model", None):  # a user's model (profiling/user_bench.py): its own input size, no layers
-        from profiling.user_bench import fit_plan_to_model
-
         fit_plan_to_model(plan, args)
     units = [u.name for u in layer_units(make_config(plan.preset, width_mult=plan.width_mult,
                                                      input_size=plan.input_size))]
@@ -221,6 +219,33 @@ def plan_from_args(args: argparse.Namespace) -> BenchPlan:
         plan.layers = [u for u in plan.layers if u in units] if plan.preset == "paper" else units
     validate_plan(plan)
     return plan
+
+
+def fit_plan_to_model(plan: BenchPlan, args: argparse.Namespace):
+    """Point ``plan`` at the model of ``args.model`` (validated: ValueError naming the
+    problem): its input size comes from the factory or ``--input-size``, one device, no
+    per-layer rows."""
+    alexnet_only = [f"--{k.replace('_', '-')}" for k in ("preset", "width_mult", "check_width_mult", "check_input_size")
+                    if getattr(args, k, None) is not None]
+    if alexnet_only:
+        raise ValueError(f"--model: {', '.join(alexnet_only)} size this project's AlexNet, not a user's model "
+                         f"(its factory gives its size; --input-size sets the input)")
+    from alexnet_fast.user_model import load_model
+
+    user = load_model(args.model, input_size=plan.input_size)
+    bad_layouts = [x for x in plan.layouts if x != "single"]
+    if bad_layouts:
+        raise ValueError(f"--model: layouts {', '.join(bad_layouts)} split this project's AlexNet; use --layout single")
+    layers = getattr(args, "layer", None)
+    if layers is not None and [s for v in layers for s in v.split(",")] != ["none"]:
+        raise ValueError("--model: per-layer rows use this project's AlexNet layer roles; drop --layer "
+                         "(or give --layer none)")
+    plan.model, plan.model_input_size = user.spec, plan.input_size
+    plan.input_size = None  # the AlexNet config the base harness keeps for bookkeeping stays valid
+    plan.layers = []
+    user.num_classes()  # runs it once: a model that fails on its input size is an error now
+    return user
+
 
 
 # ---------------------------------------------------------------------- refusals

@@ -11,13 +11,12 @@ and fp64), timings and result rows as for this project's AlexNet; what differs:
 * FLOPs come from ``torch.utils.flop_counter.FlopCounterMode`` (multiply-adds only; no byte
   model), rows carry ``preset = "model <spec>"``.
 
-:func:`fit_plan_to_model` is the hook in ``plan_from_args``; :func:`make_harness` picks the
-harness class in ``run``.
+:func:`profiling.plan.fit_plan_to_model` points the plan at the model; :func:`make_harness`
+picks the harness class in ``profiling.bench.run``.
 """
 
 from __future__ import annotations
 
-import argparse
 import copy
 import sys
 
@@ -25,36 +24,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from alexnet_fast.user_model import UserModel, load_model
+from alexnet_fast.user_model import load_model
 from profiling.engine import INTERPRETED_NOTE, Harness, add_rates
 
-__all__ = ["fit_plan_to_model", "make_harness", "UserModelHarness"]
+__all__ = ["make_harness", "UserModelHarness"]
 
 RATE_COLUMNS = ("flops", "bytes", "bytes_model", "intensity", "images_per_s", "gflops_per_s", "gbytes_per_s")
-
-
-def fit_plan_to_model(plan, args: argparse.Namespace) -> UserModel:
-    """Point ``plan`` at the model of ``args.model`` (validated: ValueError naming the
-    problem): its input size comes from the factory or ``--input-size``, one device, no
-    per-layer rows."""
-    alexnet_only = [f"--{k.replace('_', '-')}" for k in ("preset", "width_mult", "check_width_mult", "check_input_size")
-                    if getattr(args, k, None) is not None]
-    if alexnet_only:
-        raise ValueError(f"--model: {', '.join(alexnet_only)} size this project's AlexNet, not a user's model "
-                         f"(its factory gives its size; --input-size sets the input)")
-    user = load_model(args.model, input_size=plan.input_size)
-    bad_layouts = [x for x in plan.layouts if x != "single"]
-    if bad_layouts:
-        raise ValueError(f"--model: layouts {', '.join(bad_layouts)} split this project's AlexNet; use --layout single")
-    layers = getattr(args, "layer", None)
-    if layers is not None and [s for v in layers for s in v.split(",")] != ["none"]:
-        raise ValueError("--model: per-layer rows use this project's AlexNet layer roles; drop --layer "
-                         "(or give --layer none)")
-    plan.model, plan.model_input_size = user.spec, plan.input_size
-    plan.input_size = None  # the AlexNet config the base harness keeps for bookkeeping stays valid
-    plan.layers = []
-    user.num_classes()  # runs it once: a model that fails on its input size is an error now
-    return user
 
 
 def make_harness(plan, output_dir, *, progress=None) -> Harness:
