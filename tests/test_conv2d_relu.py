@@ -158,8 +158,9 @@ KRSC_CASES = [
 ]
 
 
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float16], ids=["fp32", "fp16"])
-@pytest.mark.parametrize("case", KRSC_CASES, ids=lambda c: "x".join(map(str, c[:4])) + f"_k{c[4]}_g{c[8]}")
+@pytest.mark.parametrize("case,dtype", [(c, torch.float32) for c in KRSC_CASES] + [(KRSC_CASES[0], torch.float16)],
+                         ids=lambda v: str(v).split(".")[-1] if isinstance(v, torch.dtype)
+                         else "x".join(map(str, v[:4])) + f"_k{v[4]}_g{v[8]}")
 def test_channels_last_with_krsc_weight(case, dtype):
     n, c, h, w, k, (r, s), stride, padding, groups = case
     x, weight, b = make_inputs(n, c, h, w, k, r, s, groups, dtype, channels_last=True)
@@ -596,7 +597,8 @@ class ConvLaunchSpy:
         monkeypatch.setattr(conv_mod, "device_guard", guard)
 
 
-def test_autocast_runs_every_kernel_in_the_autocast_dtype(monkeypatch):
+@pytest.mark.parametrize("channels_last", [False, True], ids=["nchw", "nhwc"])
+def test_autocast_runs_every_kernel_in_the_autocast_dtype(monkeypatch, channels_last):
     """Inside torch.autocast (fp16; the interpreter has no bf16 arithmetic) the forward,
     dgrad and wgrad kernels receive fp16 operands (only wgrad's fp32 partial sums stay
     fp32), the output is fp16 and the fp32 leaves get fp32 gradients -- as F.conv2d under
@@ -604,7 +606,7 @@ def test_autocast_runs_every_kernel_in_the_autocast_dtype(monkeypatch):
     activation / fp32 weight (the model-parallel gather) is accepted inside autocast and
     refused outside it."""
     spy = ConvLaunchSpy(monkeypatch)
-    x, weight, bias = make_inputs(1, 4, 6, 5, 6, 3, 3, 2, torch.float32)
+    x, weight, bias = make_inputs(1, 4, 6, 5, 6, 3, 3, 2, torch.float32, channels_last=channels_last)
     leaves = [t.clone().requires_grad_() for t in (x, weight, bias)]
     with torch.autocast("cpu", dtype=torch.float16):
         y = conv2d_relu(*leaves, stride=1, padding=1, groups=2)
