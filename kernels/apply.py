@@ -227,7 +227,8 @@ def _trace(model: nn.Module) -> fx.Graph:
     graphs = []
     try:
         for mode in (True, False):
-            model.train(mode)
+            for m in modes:  # the flag only: a user's train() override is not called
+                m.training = mode
             graphs.append(_Tracer().trace(model))
     except Exception as e:  # any failure of the user's forward under tracing
         first = (str(e).strip().splitlines() or [""])[0][:200]
