@@ -79,7 +79,17 @@ class DataError(ValueError):
 
 
 class BadImageError(ValueError):
-    """An image file that cannot be read; the message names the file."""
+    """An image file that cannot be read; the message names the file.
+
+    Raised in a DataLoader worker, it reaches the main process re-raised by torch with the
+    worker's whole traceback as its message; the message is cut back to the one line that
+    names the file, so ``-j 1`` reports a bad image exactly as ``-j 0`` does."""
+
+    def __init__(self, message: str = "", *args):
+        if "Original Traceback" in message:  # torch's ExceptionWrapper.reraise()
+            last = [line for line in message.strip().splitlines() if line.strip()][-1]
+            message = last.split(f"{type(self).__name__}: ", 1)[-1]
+        super().__init__(message, *args)
 
 
 def load_rgb(path: str | os.PathLike) -> Image.Image:
@@ -125,19 +135,29 @@ class PCALighting(torch.nn.Module):
 
 
 def compute_pca_eigens(paths: Sequence[str | os.PathLike], *, max_images: int = 500,
-                       pixels_per_image: int = 1000, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+                       pixels_per_image: int = 1000, seed: int = 0,
+                       skip_bad_images: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """Eigen-pairs of the RGB covariance (pixels in [0, 1]) of a random sample of the images
     at ``paths``: ``(eigval[3], eigvec[3, 3])``, eigenvalues descending, eigenvectors as
-    columns, float32. Unreadable images raise :class:`BadImageError`."""
+    columns, float32. Unreadable images raise :class:`BadImageError`, or with
+    ``skip_bad_images`` are left out of the sample (:class:`DataError` if none is readable)."""
     if len(paths) == 0:
         raise DataError("cannot compute PCA eigen-pairs from an empty list of images")
     rng = np.random.default_rng(seed)
     chosen = rng.choice(len(paths), size=min(max_images, len(paths)), replace=False)
     samples = []
     for i in sorted(chosen):
-        pixels = np.asarray(load_rgb(paths[i]), dtype=np.float64).reshape(-1, 3) / 255.0
+        try:
+            image = load_rgb(paths[i])
+        except BadImageError:
+            if skip_bad_images:
+                continue
+            raise
+        pixels = np.asarray(image, dtype=np.float64).reshape(-1, 3) / 255.0
         take = rng.choice(len(pixels), size=min(pixels_per_image, len(pixels)), replace=False)
         samples.append(pixels[take])
+    if not samples:
+        raise DataError(f"none of the {len(chosen)} images sampled for the PCA eigen-pairs is readable")
     cov = np.cov(np.concatenate(samples), rowvar=False)
     eigval, eigvec = np.linalg.eigh(cov)  # ascending
     order = np.argsort(eigval)[::-1]

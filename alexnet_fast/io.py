@@ -10,12 +10,18 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
+import re
 import uuid
 from pathlib import Path
 from typing import Any, Iterator
 
-__all__ = ["atomic_path", "atomic_write_text", "atomic_write_json", "atomic_torch_save"]
+__all__ = ["atomic_path", "atomic_write_text", "atomic_write_json", "atomic_torch_save", "json_safe",
+           "clean_stale_temp_files", "writable_dir"]
+
+# the temporary files atomic_path creates: .<name>.<pid>.<12 hex>.tmp<suffix>
+_TEMP_NAME = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)\.[0-9a-f]{12}\.tmp")
 
 
 @contextlib.contextmanager
@@ -28,6 +34,8 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:12]}.tmp{path.suffix}")
     try:
         yield tmp
+        with open(tmp, "rb+") as f:  # on disk before it replaces the old file (power loss)
+            os.fsync(f.fileno())
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
@@ -38,9 +46,22 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
         tmp.write_text(text)
 
 
+def json_safe(obj: Any) -> Any:
+    """``obj`` with every non-finite float (NaN, inf) replaced by None, in nested dicts,
+    lists and tuples, so that it serialises as valid JSON (``null``)."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    return obj
+
+
 def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
-    """``obj`` as indented JSON with a final newline."""
-    atomic_write_text(path, json.dumps(obj, indent=2) + "\n")
+    """``obj`` as indented, valid JSON with a final newline: NaN and inf are written as
+    ``null`` (:func:`json_safe`), never as the bare ``NaN`` that JSON parsers reject."""
+    atomic_write_text(path, json.dumps(json_safe(obj), indent=2, allow_nan=False) + "\n")
 
 
 def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
@@ -48,3 +69,45 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
 
     with atomic_path(path) as tmp:
         torch.save(obj, tmp)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's live process
+        return True
+    return True
+
+
+def clean_stale_temp_files(directory: str | os.PathLike) -> list[Path]:
+    """Remove the temporary files :func:`atomic_path` left in ``directory`` when its process
+    was killed mid-write (``kill -9``, power loss): those whose writer process is no longer
+    running. Returns the removed paths; a missing directory has none."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        return []
+    removed = []
+    for path in directory.iterdir():
+        match = _TEMP_NAME.match(path.name)
+        if match and path.is_file() and int(match["pid"]) != os.getpid() and not _pid_alive(int(match["pid"])):
+            path.unlink(missing_ok=True)
+            removed.append(path)
+    return removed
+
+
+def writable_dir(path: str | os.PathLike, flag: str = "--output-dir") -> Path:
+    """``path`` as a directory this process can write into, created if missing; ValueError in
+    one line (naming ``flag``) if it is a file, cannot be created or is not writable. Commands
+    call it before any work starts."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"{flag} {path} is a file, not a directory")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ValueError(f"{flag} {path} cannot be created: {e.strerror or e}") from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise ValueError(f"{flag} {path} is not writable")
+    return path

@@ -1,6 +1,6 @@
-"""Start ranks with PyTorch's own launcher, and the ``torchrun`` entry point of the layouts.
+"""Start ranks with PyTorch's own launcher: a library function, no command line of its own.
 
-From Python, :func:`launch` runs a picklable function on ``world_size`` local ranks through
+:func:`launch` runs a picklable function on ``world_size`` local ranks through
 ``torch.distributed.launcher.api.elastic_launch`` (the engine behind ``torchrun
 --standalone``): spawned workers, c10d rendezvous on a free port, no restarts. Failures end
 the run as a :class:`LayoutRunError` naming the rank:
@@ -13,28 +13,19 @@ the run as a :class:`LayoutRunError` naming the rank:
   (``faulthandler.dump_traceback_later``) that dumps its stacks to stderr and exits it once
   ``timeout_s`` has passed, so the run always ends within about ``timeout_s``.
 
-As a module, it benchmarks one layout (see :func:`alexnet_fast.layouts.bench_layout`)::
-
-    torchrun --standalone --nproc_per_node=2 -m alexnet_fast.launch --layout model_parallel
-    python -m alexnet_fast.launch --layout data_parallel --pass train   # starts its own ranks
-
-and prints the result as JSON (rank 0), or writes it atomically with ``--output``.
+Who calls it: the bench engine for the two-rank layout cells
+(:func:`profiling.layout_bench.bench_layout`; on the command line ``alexnet-fast bench
+--layout data_parallel``) and the tests. Training's ranks start under ``torchrun``.
 """
 
 from __future__ import annotations
 
-import argparse
 import faulthandler
-import json
-import os
-import sys
 import time
 import uuid
 from typing import Any, Callable
 
-from alexnet_fast.io import atomic_write_json
-
-__all__ = ["LayoutRunError", "launch", "main"]
+__all__ = ["LayoutRunError", "launch"]
 
 MONITOR_INTERVAL_S = 0.5
 SHUTDOWN_TIMEOUT_S = 5
@@ -109,59 +100,3 @@ def launch(fn: Callable[..., Any], *args: Any, world_size: int = 2, timeout_s: f
         return elastic_launch(config, _rank_entry)(fn, timeout_s, args)
     except ChildFailedError as e:
         raise _describe_failure(e, world_size, timeout_s, time.perf_counter() - start) from e
-
-
-def _parser() -> argparse.ArgumentParser:
-    from alexnet_fast.layouts import LAYOUTS, PASSES, PRECISIONS
-    from alexnet_fast.model import PRESETS
-    from alexnet_fast.variants import VARIANTS
-
-    p = argparse.ArgumentParser(prog="python -m alexnet_fast.launch", description=__doc__.split("\n\n")[0])
-    p.add_argument("--layout", choices=LAYOUTS, default="model_parallel")
-    p.add_argument("--variant", choices=VARIANTS, default="eager")
-    p.add_argument("--precision", choices=list(PRECISIONS), default="fp32")
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--pass", dest="pass_", choices=PASSES, default="train")
-    p.add_argument("--preset", choices=sorted(PRESETS), default="paper")
-    p.add_argument("--width-mult", type=float, default=1.0)
-    p.add_argument("--input-size", type=int, default=None)
-    p.add_argument("--num-classes", type=int, default=1000)
-    p.add_argument("--warmup", type=int, default=1)
-    p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--timeout", type=float, default=300.0, help="seconds (process-group timeout and watchdog)")
-    p.add_argument("--device", choices=["cpu", "cuda"], default=None, help="default: cuda if every rank gets a GPU")
-    p.add_argument("--world-size", type=int, default=2, help="ranks to start when not under torchrun")
-    p.add_argument("--output", default=None, help="write the JSON result here (atomically)")
-    return p
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    from alexnet_fast.layouts.bench import BenchJob, bench_layout, run_rank_job
-
-    options = dict(preset=args.preset, width_mult=args.width_mult, input_size=args.input_size,
-                   num_classes=args.num_classes, warmup=args.warmup, repeats=args.repeats,
-                   timeout_s=args.timeout, device=args.device)
-    if "RANK" in os.environ and "WORLD_SIZE" in os.environ:  # a rank of torchrun
-        job = BenchJob.create(args.layout, args.variant, args.precision, args.batch_size, args.pass_,
-                              world_size=int(os.environ["WORLD_SIZE"]), **options)
-        faulthandler.dump_traceback_later(job.timeout_s, exit=True)
-        result = run_rank_job(job)
-        faulthandler.cancel_dump_traceback_later()
-    else:
-        try:
-            world_size = None if args.layout == "single" else args.world_size
-            result = bench_layout(args.layout, args.variant, args.precision, args.batch_size, args.pass_,
-                                  world_size=world_size, **options)
-        except (LayoutRunError, ValueError) as e:
-            print(f"error: {e}", file=sys.stderr)
-            return 1
-    if result is not None:  # rank 0
-        if args.output:
-            atomic_write_json(args.output, result)
-        print(json.dumps(result, indent=2))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

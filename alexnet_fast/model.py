@@ -43,6 +43,10 @@ __all__ = [
     "feature_shapes",
     "classifier_input_hw",
     "min_input_size",
+    "FeatureLayer",
+    "feature_layers",
+    "feature_module",
+    "classifier_modules",
 ]
 
 
@@ -265,8 +269,65 @@ def validate_config(config: AlexNetConfig) -> None:
     feature_shapes(config)
 
 
-def _conv_name(i: int) -> str:
-    return f"conv{i}"
+@dataclass(frozen=True)
+class FeatureLayer:
+    """One step of the feature walk: ``conv``, ``relu``, ``lrn`` or ``pool`` of conv block
+    ``index`` (1-based), named ``{kind}{index}``; ``conv`` carries its spec."""
+
+    kind: str
+    index: int
+    conv: ConvSpec | None = None
+
+    @property
+    def name(self) -> str:
+        return f"{self.kind}{self.index}"
+
+
+def feature_layers(config: AlexNetConfig) -> list[FeatureLayer]:
+    """The feature extractor as the config defines it, in order: for each conv block, conv,
+    ReLU, then LRN and max-pool where the config puts them. :class:`AlexNet` and the column
+    model of :mod:`alexnet_fast.layouts.columns` are both built from this walk."""
+    layers = []
+    for i, spec in enumerate(config.convs, start=1):
+        layers += [FeatureLayer("conv", i, spec), FeatureLayer("relu", i)]
+        if i in config.lrn_after and config.lrn is not None:
+            layers.append(FeatureLayer("lrn", i))
+        if i in config.pool_after:
+            layers.append(FeatureLayer("pool", i))
+    return layers
+
+
+def feature_module(layer: FeatureLayer, config: AlexNetConfig, in_channels: int, *, columns: int = 1) -> nn.Module:
+    """The module of one :func:`feature_layers` step; a conv reads ``in_channels`` and, split
+    over ``columns`` (one column's share of the filters), uses groups=1."""
+    if layer.kind == "conv":
+        spec = layer.conv
+        groups = config.conv_groups(layer.index) if columns == 1 else 1
+        return nn.Conv2d(in_channels, spec.out_channels // columns, spec.kernel_size, spec.stride, spec.padding,
+                         groups=groups)
+    if layer.kind == "relu":
+        return nn.ReLU(inplace=True)
+    if layer.kind == "lrn":
+        lrn = config.lrn
+        return nn.LocalResponseNorm(lrn.size, lrn.alpha, lrn.beta, lrn.k)
+    return nn.MaxPool2d(config.pool_kernel, config.pool_stride)
+
+
+def classifier_modules(config: AlexNetConfig, in_features: int, *, columns: int = 1,
+                       gather=None) -> "OrderedDict[str, nn.Module]":
+    """``drop6 fc6 relu6 drop7 fc7 relu7 fc8``; split over ``columns``, each fc keeps its
+    share of the outputs and ``gather()`` (a module) is put before it as ``gather{i}``."""
+    h6, h7 = config.hidden
+    modules: OrderedDict[str, nn.Module] = OrderedDict()
+    for i, (n_in, n_out) in ((6, (in_features, h6)), (7, (h6, h7)), (8, (h7, config.num_classes))):
+        if i < 8:
+            modules[f"drop{i}"] = nn.Dropout(config.dropout)
+        if gather is not None:
+            modules[f"gather{i}"] = gather()
+        modules[f"fc{i}"] = nn.Linear(n_in, n_out // columns)
+        if i < 8:
+            modules[f"relu{i}"] = nn.ReLU(inplace=True)
+    return modules
 
 
 class AlexNet(nn.Module):
@@ -279,31 +340,14 @@ class AlexNet(nn.Module):
         self.config = config
         layers: dict[str, nn.Module] = {}
         in_ch = config.in_channels
-        for i, spec in enumerate(config.convs, start=1):
-            layers[_conv_name(i)] = nn.Conv2d(
-                in_ch, spec.out_channels, spec.kernel_size, spec.stride, spec.padding,
-                groups=config.conv_groups(i),
-            )
-            layers[f"relu{i}"] = nn.ReLU(inplace=True)
-            if i in config.lrn_after:
-                lrn = config.lrn
-                layers[f"lrn{i}"] = nn.LocalResponseNorm(lrn.size, lrn.alpha, lrn.beta, lrn.k)
-            if i in config.pool_after:
-                layers[f"pool{i}"] = nn.MaxPool2d(config.pool_kernel, config.pool_stride)
-            in_ch = spec.out_channels
+        for layer in feature_layers(config):
+            layers[layer.name] = feature_module(layer, config, in_ch)
+            if layer.kind == "conv":
+                in_ch = layer.conv.out_channels
         self.features = nn.Sequential(OrderedDict(layers))
         self.avgpool = None if config.adaptive_pool is None else nn.AdaptiveAvgPool2d(config.adaptive_pool)
         flat_hw = classifier_input_hw(config)
-        h6, h7 = config.hidden
-        self.classifier = nn.Sequential(OrderedDict({
-            "drop6": nn.Dropout(config.dropout),
-            "fc6": nn.Linear(in_ch * flat_hw * flat_hw, h6),
-            "relu6": nn.ReLU(inplace=True),
-            "drop7": nn.Dropout(config.dropout),
-            "fc7": nn.Linear(h6, h7),
-            "relu7": nn.ReLU(inplace=True),
-            "fc8": nn.Linear(h7, config.num_classes),
-        }))
+        self.classifier = nn.Sequential(classifier_modules(config, in_ch * flat_hw * flat_hw))
         self._min_size = min_input_size(config)
         if config.init == "paper":
             self._init_paper()

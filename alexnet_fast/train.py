@@ -16,6 +16,10 @@ Output directory: ``checkpoint.pth`` (latest, atomic), ``metrics.csv`` / ``metri
 (one row per epoch), ``metrics.png`` (loss and accuracy), ``config.json`` (resolved
 settings) and ``final.json`` (centre-crop and 10-crop evaluation after the last epoch).
 ``--resume`` continues exactly where a checkpoint stopped, even mid-epoch (``--max-steps``).
+Checkpoints are also saved every ``--checkpoint-every-steps`` steps or ``--checkpoint-interval``
+seconds (default 600) and on SIGINT/SIGTERM; nothing non-finite is ever saved (README,
+"Training reliability"). ``--weights`` starts from trained weights (fine-tuning, with
+``--freeze`` and ``--head-lr-mult``: :mod:`alexnet_fast.finetune`).
 
 Layouts (:mod:`alexnet_fast.layouts`; the two-rank ones run under torchrun, e.g.
 ``torchrun --nproc_per_node 2 -m alexnet_fast train --layout data_parallel``):
@@ -41,6 +45,7 @@ import io
 import math
 import os
 import random
+import signal
 import sys
 import time
 from dataclasses import dataclass
@@ -57,11 +62,14 @@ from alexnet_fast.data import (IMAGENET_PCA_EIGVAL, IMAGENET_PCA_EIGVEC, BadImag
                                ResumableSampler, collate_skipping_bad, compute_pca_eigens,
                                default_resize_size, eval_transform, make_synthetic_dataset,
                                open_image_folders, ten_crop_transform, train_transform)
-from alexnet_fast.io import atomic_path, atomic_torch_save, atomic_write_json, atomic_write_text
-from alexnet_fast.layouts import (DEFAULT_TIMEOUT_S, LAYOUTS, PRECISIONS, DistContext, full_optimizer_state_dict,
+from alexnet_fast.finetune import WeightsFile, fit_weights, freeze, load_weights_file, param_groups, parse_freeze
+from alexnet_fast.io import (atomic_path, atomic_torch_save, atomic_write_json, atomic_write_text,
+                             clean_stale_temp_files, writable_dir)
+from alexnet_fast.layouts import (DEFAULT_TIMEOUT_S, LAYOUTS, DistContext, full_optimizer_state_dict,
                                   full_state_dict, gather_from_ranks, init_ranks, layout_model,
                                   load_full_optimizer_state_dict, local_context, shutdown)
 from alexnet_fast.model import INITS, PRESETS, alexnet
+from alexnet_fast.precision import POLICY as PRECISIONS  # the one precision policy (autocast, fp32 weights)
 from alexnet_fast.variants import COMPILE_MODES, VARIANTS
 
 # Settings left unset on the command line, by data source: the paper's for real data; a
@@ -77,11 +85,27 @@ SYNTHETIC_TRAIN_PER_CLASS, SYNTHETIC_VAL_PER_CLASS = 300, 60
 # wait, and on a shared 2-core machine 2 threads + 2 workers ran a step 50x slower than 1 + 1.
 DEFAULT_WORKERS = min(4, max(1, (os.cpu_count() or 2) // 2))
 
-__all__ = ["add_arguments", "run", "train", "NonFiniteLossError", "EMBEDDED_DEFAULTS", "PAPER_DEFAULTS"]
+# a checkpoint at least this often (seconds of training) unless --checkpoint-interval says
+# otherwise: a crash or kill -9 loses at most this much work (plus one step)
+DEFAULT_CHECKPOINT_INTERVAL_S = 600.0
+# settings a checkpoint must be resumed with (they shape the model or the optimizer)
+RESUME_MUST_MATCH = ("preset", "width_mult", "image_size", "freeze", "head_lr_mult")
+
+__all__ = ["add_arguments", "run", "train", "NonFiniteLossError", "TrainingInterrupted", "EMBEDDED_DEFAULTS",
+           "PAPER_DEFAULTS", "DEFAULT_CHECKPOINT_INTERVAL_S"]
 
 
 class NonFiniteLossError(RuntimeError):
-    """The training loss became NaN or infinite; the last good checkpoint is kept."""
+    """The training loss, the validation loss or a parameter became NaN or infinite; no
+    checkpoint is written from that state, so the last one saved is the last good state."""
+
+
+class TrainingInterrupted(RuntimeError):
+    """SIGINT or SIGTERM stopped the run after a checkpoint was saved."""
+
+    def __init__(self, message: str, signum: int):
+        super().__init__(message)
+        self.signum = signum
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -139,6 +163,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
       "instead of stopping")
     a("--max-steps", type=int, default=None, help="stop after this many optimizer steps in total "
       "(counting steps before --resume), saving a checkpoint")
+    a("--checkpoint-every-steps", type=int, default=None, help="also save a checkpoint every N optimizer "
+      "steps (default: by time, --checkpoint-interval); checkpoints are always saved at epoch ends, at "
+      "--max-steps and on SIGINT/SIGTERM")
+    a("--checkpoint-interval", type=float, default=None, help="seconds of training between mid-epoch "
+      f"checkpoints (default: {DEFAULT_CHECKPOINT_INTERVAL_S:.0f} unless --checkpoint-every-steps is given; 0: off)")
+    a("--weights", default=None, help="start from these weights (fine-tuning): a checkpoint of this project "
+      "(either preset) or a state_dict (torchvision's alexnet() keys for --preset torchvision); the last "
+      "layer is replaced when the classes differ")
+    a("--freeze", default=None, help="layers kept fixed, comma-separated: features, classifier or layer "
+      "names (conv1..conv5, fc6, fc7, fc8)")
+    a("--head-lr-mult", type=float, default=1.0, help="learning rate of the last layer (fc8) as a multiple "
+      "of --lr (its own parameter group)")
     a("--threads", type=int, default=None, help="torch CPU threads of the training process (default: "
       "the cores the loader workers leave, at least 1)")
     a("--no-progress", action="store_true", help="no progress bar")
@@ -178,6 +214,18 @@ def resolve_settings(args: argparse.Namespace) -> argparse.Namespace:
         raise ValueError(f"--lr-gamma must be in (0, 1], got {s.lr_gamma}")
     if s.max_steps is not None and s.max_steps < 1:
         raise ValueError(f"--max-steps must be >= 1, got {s.max_steps}")
+    if s.checkpoint_every_steps is not None and s.checkpoint_every_steps < 1:
+        raise ValueError(f"--checkpoint-every-steps must be >= 1, got {s.checkpoint_every_steps}")
+    if s.checkpoint_interval is None:
+        s.checkpoint_interval = 0.0 if s.checkpoint_every_steps else DEFAULT_CHECKPOINT_INTERVAL_S
+    if not (s.checkpoint_interval >= 0 and math.isfinite(s.checkpoint_interval)):
+        raise ValueError(f"--checkpoint-interval must be a finite number of seconds >= 0, got {s.checkpoint_interval}")
+    if not (s.head_lr_mult > 0 and math.isfinite(s.head_lr_mult)):
+        raise ValueError(f"--head-lr-mult must be a finite number > 0, got {s.head_lr_mult}")
+    s.freeze = ",".join(parse_freeze(s.freeze)) or None
+    if s.weights and s.resume:
+        raise ValueError("--weights starts a new run from trained weights and --resume continues a run "
+                         "(its weights included): give one of them")
     if s.threads is None:
         s.threads = max(1, (os.cpu_count() or 1) - s.workers)
     if s.threads < 1:
@@ -270,29 +318,96 @@ def _precision(s: argparse.Namespace, device: torch.device) -> str:
     return precision
 
 
-def build_model(s: argparse.Namespace, num_classes: int, ctx: DistContext,
-                state_dict: dict | None = None) -> nn.Module:
-    """This rank's part of ``s.layout`` of the AlexNet of the settings, built as ``s.variant``
-    on ``ctx.device`` (:func:`alexnet_fast.layouts.layout_model`). The single model is
-    built from ``s.seed`` (the same weights on every rank), and ``state_dict`` (the single
-    model's, from a checkpoint of any layout) is loaded into it before the layout splits or
-    replicates it."""
-    if s.variant.startswith("triton") and ctx.device.type != "cuda":
+def check_variant_device(variant: str, device: torch.device) -> None:
+    """ValueError when a Triton variant would run on a CPU without Triton's interpreter."""
+    if variant.startswith("triton") and device.type != "cuda":
         from kernels._common import is_interpreting
 
         if not is_interpreting():
-            raise ValueError(f"--variant {s.variant} on {ctx.device} needs Triton's interpreter: set "
-                             "TRITON_INTERPRET=1 before starting (slow), or train on a CUDA device")
+            raise ValueError(f"--variant {variant} on {device} needs Triton's interpreter: set "
+                             "TRITON_INTERPRET=1 before starting (slow), or run on a CUDA device")
+
+
+def _model_desc(s: argparse.Namespace) -> str:
+    return f"--preset {s.preset} --width-mult {s.width_mult} --image-size {s.image_size}"
+
+
+def single_model(s: argparse.Namespace, num_classes: int) -> nn.Module:
+    """The single AlexNet of the settings, initialised from ``s.seed``."""
     torch.manual_seed(s.seed)
-    model = alexnet(s.preset, num_classes=num_classes, width_mult=s.width_mult, input_size=s.image_size,
-                    dropout=s.dropout, init=s.init)
+    return alexnet(s.preset, num_classes=num_classes, width_mult=s.width_mult, input_size=s.image_size,
+                   dropout=s.dropout, init=s.init)
+
+
+def build_model(s: argparse.Namespace, num_classes: int, ctx: DistContext,
+                state_dict: dict | None = None, strict: bool = True) -> nn.Module:
+    """This rank's part of ``s.layout`` of the AlexNet of the settings, built as ``s.variant``
+    on ``ctx.device`` (:func:`alexnet_fast.layouts.layout_model`). The single model is
+    built from ``s.seed`` (the same weights on every rank), and ``state_dict`` (the single
+    model's, from a checkpoint of any layout, or fitted ``--weights`` with ``strict=False``:
+    the layers it leaves out keep their initialisation) is loaded into it before the layout
+    splits or replicates it. The ``--freeze`` layers are frozen before and after the layout
+    (the model_parallel columns are new parameters)."""
+    check_variant_device(s.variant, ctx.device)
+    model = single_model(s, num_classes)
     if state_dict is not None:
-        model.load_state_dict(state_dict)
+        model.load_state_dict(state_dict, strict=strict)
+    names = parse_freeze(s.freeze)
+    freeze(model, names)  # before DDP wraps it (DDP reduces only what requires grad)
     try:
-        return layout_model(model, s.layout, s.variant, ctx, compile_mode=s.compile_mode)
+        built = layout_model(model, s.layout, s.variant, ctx, compile_mode=s.compile_mode)
+        freeze(getattr(built, "module", built), names)
+        return built
     except ImportError as e:
         raise ValueError(f"--variant {s.variant} needs the Triton kernels (kernels.nn), which do "
                          f"not import here: {e}") from e
+
+
+@contextlib.contextmanager
+def _stop_on_signals():
+    """SIGINT and SIGTERM, while the block runs, set ``flags["signum"]`` instead of killing
+    the process: the training loop saves a checkpoint after the step in progress and stops.
+    A second signal stops at once (SIGINT: KeyboardInterrupt; SIGTERM: the default action).
+    Outside the main thread (train() called from a thread) nothing is installed."""
+    flags: dict = {"signum": None}
+
+    def handler(signum, frame):
+        if flags["signum"] is not None:
+            if signum == signal.SIGINT:
+                raise KeyboardInterrupt
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+            return
+        flags["signum"] = signum
+        print(f"{signal.Signals(signum).name} received: saving a checkpoint after the step in progress, then "
+              "stopping (send it again to stop at once)", file=sys.stderr, flush=True)
+
+    previous = {}
+    try:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            previous[signum] = signal.signal(signum, handler)
+    except ValueError:  # not the main thread
+        pass
+    try:
+        yield flags
+    finally:
+        for signum, old in previous.items():
+            signal.signal(signum, old)
+
+
+def _ignore_interrupts(worker_id: int) -> None:
+    """DataLoader workers leave SIGINT (a terminal's Ctrl-C reaches the whole process group)
+    to the main process, which saves a checkpoint and stops them."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _any_rank(ctx: DistContext, *flags: bool):
+    """Each flag OR-ed over the ranks (a collective when there are several), so that every
+    rank saves and stops together. One flag: a bool; several: a tuple."""
+    if ctx.world_size > 1:
+        mine = torch.tensor([float(f) for f in flags], device=ctx.device)
+        flags = tuple(bool(v) for v in torch.stack(gather_from_ranks(mine, ctx)).amax(0).tolist())
+    return flags[0] if len(flags) == 1 else tuple(flags)
 
 
 # -------------------------------------------------------------------------------------
@@ -314,10 +429,12 @@ class TrainState:
 
 def train_one_epoch(model, loader, optimizer, scaler, state: TrainState, *, device, precision: str,
                     shards: DataShards, max_steps: int | None, print_freq: int, progress: bool,
-                    step_losses: list[float]) -> bool:
+                    step_losses: list[float], after_step=None) -> bool:
     """Train over ``loader`` from ``state``; True when the epoch ran to its end, False when
     ``max_steps`` stopped it. ``precision`` names one of :data:`PRECISIONS`. Raises
-    NonFiniteLossError (on every rank) before stepping on a bad loss."""
+    NonFiniteLossError (on every rank) before stepping on a bad loss. ``after_step()`` runs
+    after every optimizer step, with ``state`` and its sums up to date (mid-epoch
+    checkpoints, signals)."""
     from tqdm import tqdm
 
     model.train()
@@ -346,8 +463,7 @@ def train_one_epoch(model, loader, optimizer, scaler, state: TrainState, *, devi
             if shards.sum([float(math.isfinite(loss_value))])[0] < shards.count:
                 raise NonFiniteLossError(
                     f"non-finite training loss ({loss_value}) at epoch {state.epoch}, step "
-                    f"{state.global_step + 1} (lr {optimizer.param_groups[0]['lr']:g}); stopped "
-                    "without saving, so the last checkpoint is the last good state")
+                    f"{state.global_step + 1} (lr {optimizer.param_groups[0]['lr']:g})")
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             scaler.step(optimizer)
@@ -368,6 +484,11 @@ def train_one_epoch(model, loader, optimizer, scaler, state: TrainState, *, devi
             if max_steps is not None and state.global_step >= max_steps and batches < len(loader):
                 finished = False
                 break
+            if after_step is not None and batches < len(loader):  # the epoch's end saves anyway
+                now = time.perf_counter()
+                sums["seconds"] += now - start
+                start = now
+                after_step()
     finally:
         bar.close()
         sums["seconds"] += time.perf_counter() - start
@@ -486,7 +607,7 @@ def _pca_pairs(s, train_set, checkpoint):
         return None
     if s.pca == "imagenet":
         return torch.tensor(IMAGENET_PCA_EIGVAL), torch.tensor(IMAGENET_PCA_EIGVEC)
-    return compute_pca_eigens([p for p, _ in train_set.samples], seed=s.seed)
+    return compute_pca_eigens([p for p, _ in train_set.samples], seed=s.seed, skip_bad_images=s.skip_bad_images)
 
 
 def prepare_data(s: argparse.Namespace, ctx: DistContext, checkpoint: dict | None):
@@ -516,12 +637,43 @@ def prepare_data(s: argparse.Namespace, ctx: DistContext, checkpoint: dict | Non
     return data_root, train_set, val_set, pca
 
 
+def _setting(args: dict, key: str):
+    """A checkpoint's setting (older checkpoints lack the fine-tuning ones: their defaults)."""
+    return args.get(key, {"freeze": None, "head_lr_mult": 1.0}.get(key))
+
+
+def _check_resume_settings(s: argparse.Namespace, checkpoint: dict) -> None:
+    """ValueError naming every setting of :data:`RESUME_MUST_MATCH` that differs from the
+    checkpoint's, with the value the checkpoint was trained with."""
+    saved = checkpoint["args"]
+    differ = [key for key in RESUME_MUST_MATCH if _setting(saved, key) != getattr(s, key)
+              and not (key == "image_size" and s.test_only and s.preset != "paper")]
+    if differ:
+        flag = lambda key: "--" + key.replace("_", "-")  # noqa: E731
+        raise ValueError(f"--resume {s.resume}: " + ", ".join(
+            f"{flag(k)} is {getattr(s, k)} but the checkpoint was trained with {flag(k)} {_setting(saved, k)}"
+            for k in differ) + "; resume with the checkpoint's settings (or start from its weights with --weights)")
+
+
+def _fit(s: argparse.Namespace, weights: WeightsFile | None, classes: list[str], flag: str) -> tuple[dict, bool]:
+    """``(state_dict, head_replaced)``: ``weights`` (or the ``--weights`` file) checked
+    against the model of the settings (built on the meta device: no memory, no compute)."""
+    with torch.device("meta"):
+        reference = alexnet(s.preset, num_classes=len(classes), width_mult=s.width_mult, input_size=s.image_size,
+                            dropout=s.dropout, init=s.init)
+    if weights is None:
+        weights = load_weights_file(s.weights, reference)
+    weights.flag = flag
+    return fit_weights(weights, reference, classes, _model_desc(s))
+
+
 def train(args: argparse.Namespace) -> dict:
     """Run training (or ``--test-only`` evaluation) as the flags say. Returns a summary:
     ``history`` (per-epoch rows), ``step_losses`` (this process's losses, one per step),
     ``global_step``, ``final`` (evaluation after the last epoch, or None), ``output_dir``.
     Raises ValueError (DataError, BadImageError, bad flags) and NonFiniteLossError."""
     s = resolve_settings(args)
+    writable_dir(s.output_dir)  # one line before any work when it is a file or cannot be made
     ctx = join_ranks(s)
     try:
         precision = _precision(s, ctx.device)
@@ -538,7 +690,12 @@ def _train(s: argparse.Namespace, ctx: DistContext, precision: str) -> dict:
     shards = DataShards(s.layout, ctx)
     images_per_step = s.batch_size * shards.count
     output_dir = Path(s.output_dir)
+    if ctx.is_main:
+        for path in clean_stale_temp_files(output_dir):
+            print(f"removed {path}, a temporary file a killed run left behind", file=sys.stderr)
     checkpoint = load_checkpoint(s.resume) if s.resume else None
+    if checkpoint is not None:
+        _check_resume_settings(s, checkpoint)
     if checkpoint is not None and checkpoint["args"].get("seed") != s.seed:
         raise ValueError(f"--seed {s.seed} differs from the checkpoint's seed "
                          f"{checkpoint['args'].get('seed')}: an exact resume needs the same seed")
@@ -554,17 +711,29 @@ def _train(s: argparse.Namespace, ctx: DistContext, precision: str) -> dict:
     classes = train_set.classes
     chance = 1.0 / len(classes)
 
-    model = build_model(s, len(classes), ctx, checkpoint["model"] if checkpoint else None)
+    if checkpoint is not None:  # anything else that does not fit: one line, not a size-mismatch traceback
+        initial, strict = _fit(s, WeightsFile(Path(s.resume), checkpoint["model"], classes, checkpoint["args"]),
+                               classes, "--resume")[0], True
+    elif s.weights:
+        initial, replaced = _fit(s, None, classes, "--weights")
+        strict = False
+        if ctx.is_main:
+            print(f"loaded --weights {s.weights}" + (f"; new {len(classes)}-class last layer (fc8, {s.init} init)"
+                                                     if replaced else ""))
+    else:
+        initial, strict = None, True
+    model = build_model(s, len(classes), ctx, initial, strict)
     if ctx.world_size > 1:  # dropout masks differ per rank (per shard, or per column)
         _seed_everything(s.seed + ctx.rank)
 
-    optimizer = torch.optim.SGD(model.parameters(), lr=s.lr, momentum=s.momentum, weight_decay=s.weight_decay)
+    optimizer = torch.optim.SGD(param_groups(model, s.lr, s.head_lr_mult), lr=s.lr, momentum=s.momentum,
+                                weight_decay=s.weight_decay)
     if s.lr_scheduler == "plateau":
         scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="max", factor=s.lr_gamma,
                                                                patience=s.lr_patience)
     else:
         scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=s.lr_step_size, gamma=s.lr_gamma)
-    scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
+    scaler = PRECISIONS[precision].grad_scaler(device)  # the one loss-scale rule
     sampler = shards.sampler(train_set, seed=s.seed)
     # the DataLoader draws its workers' base seed from this, not from torch's global RNG
     loader_generator = torch.Generator().manual_seed(s.seed)
@@ -591,7 +760,8 @@ def _train(s: argparse.Namespace, ctx: DistContext, precision: str) -> dict:
         # data_parallel: each rank takes a share (padded to equal shares, as DistributedSampler does)
         return torch.utils.data.DataLoader(dataset, batch_size=batch_size,
                                            sampler=shards.sampler(dataset, shuffle=False), num_workers=s.workers,
-                                           collate_fn=collate_skipping_bad, pin_memory=pin)
+                                           collate_fn=collate_skipping_bad, pin_memory=pin,
+                                           worker_init_fn=_ignore_interrupts)
 
     def final_evaluation() -> dict:
         tencrop_set = copy.copy(val_set)
@@ -632,9 +802,23 @@ def _train(s: argparse.Namespace, ctx: DistContext, precision: str) -> dict:
     checkpoint_path = output_dir / "checkpoint.pth"
     started = time.perf_counter()
     stopped = False
+    # the last checkpoint known good: the one resumed from, then each one this run saves
+    last_good = {"path": s.resume or None, "step": checkpoint["global_step"] if checkpoint else None,
+                 "time": time.perf_counter()}
+
+    def kept() -> str:
+        if last_good["path"] is None:
+            return "stopped without saving (no checkpoint of this run was saved yet)"
+        return (f"stopped without saving: the last checkpoint, {last_good['path']} (step {last_good['step']}), "
+                "is the last good state")
 
     def save():  # on every rank: model_parallel gathers the columns
         model_state = full_state_dict(s.layout, model, ctx)
+        bad = [k for k, v in model_state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+        if bad:  # the same merged state on every rank: all stop together
+            raise NonFiniteLossError(f"non-finite parameters ({', '.join(bad[:3])}{' ...' if len(bad) > 3 else ''}) "
+                                     f"at epoch {state.epoch}, step {state.global_step} "
+                                     f"(lr {optimizer.param_groups[0]['lr']:g})")
         optimizer_state = full_optimizer_state_dict(s.layout, model, optimizer, ctx)
         epoch_sums = None if state.epoch_sums is None else \
             dict(zip(state.epoch_sums, shards.sum(list(state.epoch_sums.values()))))
@@ -643,48 +827,82 @@ def _train(s: argparse.Namespace, ctx: DistContext, precision: str) -> dict:
                             scheduler=scheduler, scaler=scaler, state=state, epoch_sums=epoch_sums,
                             images_per_step=images_per_step, sampler=sampler, loader_generator=loader_generator,
                             history=history, pca=pca, classes=classes, settings=s)
+        last_good.update(path=str(checkpoint_path), step=state.global_step, time=time.perf_counter())
 
-    while state.epoch < s.epochs and not (s.max_steps is not None and state.global_step >= s.max_steps):
-        if state.epoch_sums is None:
-            state.epoch_sums = state.new_epoch_sums()
-        train_set.set_epoch(state.epoch)
-        sampler.set_epoch(state.epoch)
-        sampler.set_start(min(state.step_in_epoch * s.batch_size, sampler.num_samples))
-        loader = torch.utils.data.DataLoader(train_set, batch_size=s.batch_size, sampler=sampler,
-                                             num_workers=s.workers, collate_fn=collate_skipping_bad,
-                                             pin_memory=pin, generator=loader_generator)
-        finished = train_one_epoch(model, loader, optimizer, scaler, state, device=device, precision=precision,
-                                   shards=shards, max_steps=s.max_steps, print_freq=s.print_freq,
-                                   progress=not s.no_progress, step_losses=step_losses)
-        if not finished:  # --max-steps in mid-epoch: save where we are and stop
+    def stop_if_signalled(signals) -> None:
+        if _any_rank(ctx, signals["signum"] is not None):
+            signum = signals["signum"] or signal.SIGTERM  # another rank got it
+            raise TrainingInterrupted(f"{signal.Signals(signum).name} received: checkpoint saved to {checkpoint_path} "
+                                      f"at epoch {state.epoch}, step {state.global_step}; continue with --resume "
+                                      f"{checkpoint_path}", signum)
+
+    def after_step(signals) -> None:
+        """A mid-epoch checkpoint every --checkpoint-every-steps steps or --checkpoint-interval
+        seconds (rank 0's clock decides), and on SIGINT/SIGTERM a checkpoint, then stop."""
+        due = bool(s.checkpoint_every_steps) and state.global_step % s.checkpoint_every_steps == 0
+        due = due or (ctx.is_main and s.checkpoint_interval > 0
+                      and time.perf_counter() - last_good["time"] >= s.checkpoint_interval)
+        signalled = signals["signum"] is not None
+        due, signalled = _any_rank(ctx, due, signalled)
+        if due or signalled:
             save()
-            stopped = True
-            break
-        val = evaluate(model, val_loader(val_set, s.batch_size), device=device, precision=precision, shards=shards)
-        sums = dict(zip(state.epoch_sums, shards.sum(list(state.epoch_sums.values()))))
-        lr = optimizer.param_groups[0]["lr"]
-        row = {
-            "epoch": state.epoch, "global_step": state.global_step, "lr": lr,
-            "train_loss": sums["loss"] / max(sums["images"], 1),
-            "train_acc1": 100 * sums["correct1"] / max(sums["images"], 1),
-            "val_loss": val["loss"], "val_acc1": val["acc1"], "val_acc5": val["acc5"],
-            "train_images_per_s": sums["images"] / max(sums["seconds"] / shards.count, 1e-9),
-            "epoch_train_s": sums["seconds"] / shards.count,
-            "skipped_images": int(sums["skipped"] + val["skipped"]),
-        }
-        history.append(row)
-        if s.lr_scheduler == "plateau":
-            scheduler.step(val["acc1"])
-        else:
-            scheduler.step()
-        state.epoch, state.step_in_epoch, state.epoch_sums = state.epoch + 1, 0, None
-        save()
-        if ctx.is_main:
-            write_metrics(history, output_dir, chance)
-            print(f"epoch {row['epoch']}: train loss {row['train_loss']:.4f} top-1 {row['train_acc1']:.1f}% | "
-                  f"val loss {row['val_loss']:.4f} top-1 {row['val_acc1']:.1f}% top-5 {row['val_acc5']:.1f}% "
-                  f"(chance {100 * chance:.1f}%) | lr {lr:.2e} | {row['train_images_per_s']:.0f} img/s"
-                  + (f" | skipped {row['skipped_images']} bad images" if row["skipped_images"] else ""))
+        if signalled:
+            stop_if_signalled(signals)
+
+    try:
+        with _stop_on_signals() as signals:
+            while state.epoch < s.epochs and not (s.max_steps is not None and state.global_step >= s.max_steps):
+                if state.epoch_sums is None:
+                    state.epoch_sums = state.new_epoch_sums()
+                train_set.set_epoch(state.epoch)
+                sampler.set_epoch(state.epoch)
+                sampler.set_start(min(state.step_in_epoch * s.batch_size, sampler.num_samples))
+                loader = torch.utils.data.DataLoader(train_set, batch_size=s.batch_size, sampler=sampler,
+                                                     num_workers=s.workers, collate_fn=collate_skipping_bad,
+                                                     pin_memory=pin, generator=loader_generator,
+                                                     worker_init_fn=_ignore_interrupts)
+                finished = train_one_epoch(model, loader, optimizer, scaler, state, device=device,
+                                           precision=precision, shards=shards, max_steps=s.max_steps,
+                                           print_freq=s.print_freq, progress=not s.no_progress,
+                                           step_losses=step_losses, after_step=lambda: after_step(signals))
+                if not finished:  # --max-steps in mid-epoch: save where we are and stop
+                    save()
+                    stopped = True
+                    break
+                val = evaluate(model, val_loader(val_set, s.batch_size), device=device, precision=precision,
+                               shards=shards)
+                sums = dict(zip(state.epoch_sums, shards.sum(list(state.epoch_sums.values()))))
+                lr = optimizer.param_groups[0]["lr"]
+                row = {
+                    "epoch": state.epoch, "global_step": state.global_step, "lr": lr,
+                    "train_loss": sums["loss"] / max(sums["images"], 1),
+                    "train_acc1": 100 * sums["correct1"] / max(sums["images"], 1),
+                    "val_loss": val["loss"], "val_acc1": val["acc1"], "val_acc5": val["acc5"],
+                    "train_images_per_s": sums["images"] / max(sums["seconds"] / shards.count, 1e-9),
+                    "epoch_train_s": sums["seconds"] / shards.count,
+                    "skipped_images": int(sums["skipped"] + val["skipped"]),
+                }
+                history.append(row)
+                if not math.isfinite(val["loss"]):  # the metrics show the bad epoch (null); no checkpoint
+                    if ctx.is_main:
+                        write_metrics(history, output_dir, chance)
+                    raise NonFiniteLossError(f"non-finite validation loss ({val['loss']}) after epoch {state.epoch}, "
+                                             f"step {state.global_step} (lr {lr:g})")
+                if s.lr_scheduler == "plateau":
+                    scheduler.step(val["acc1"])
+                else:
+                    scheduler.step()
+                state.epoch, state.step_in_epoch, state.epoch_sums = state.epoch + 1, 0, None
+                save()
+                if ctx.is_main:
+                    write_metrics(history, output_dir, chance)
+                    print(f"epoch {row['epoch']}: train loss {row['train_loss']:.4f} top-1 {row['train_acc1']:.1f}% | "
+                          f"val loss {row['val_loss']:.4f} top-1 {row['val_acc1']:.1f}% top-5 {row['val_acc5']:.1f}% "
+                          f"(chance {100 * chance:.1f}%) | lr {lr:.2e} | {row['train_images_per_s']:.0f} img/s"
+                          + (f" | skipped {row['skipped_images']} bad images" if row["skipped_images"] else ""))
+                stop_if_signalled(signals)  # a signal during evaluation: the epoch's checkpoint is saved
+    except NonFiniteLossError as e:
+        raise NonFiniteLossError(f"{e}; {kept()}") from None
     final = None
     if not stopped and state.epoch >= s.epochs:
         final = final_evaluation()
@@ -711,6 +929,9 @@ def run(args: argparse.Namespace) -> int:
     except NonFiniteLossError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
+    except TrainingInterrupted as e:
+        print(f"stopped: {e}", file=sys.stderr)
+        return 128 + e.signum
     except (DataError, BadImageError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

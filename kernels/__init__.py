@@ -17,5 +17,6 @@ from kernels.lrn_max_pool2d import lrn_max_pool2d
 from kernels.max_pool2d import max_pool2d
 
 from kernels import nn  # noqa: E402  (the module wrappers)
+from kernels.apply import apply  # noqa: E402  (swap the ops into any nn.Module)
 
-__all__ = ["conv2d_relu", "local_response_norm", "max_pool2d", "lrn_max_pool2d", "nn"]
+__all__ = ["conv2d_relu", "local_response_norm", "max_pool2d", "lrn_max_pool2d", "nn", "apply"]

@@ -1,14 +1,16 @@
-"""What every Triton op in ``kernels/`` shares: interpreter detection, input checks, and
-the description of a kernel config that the code-generation check compiles.
+"""What every Triton op in ``kernels/`` shares: interpreter detection, input checks, the
+autocast rule, the device guard around every launch, the autotune wrapper, and the
+description of a kernel config that the code-generation check compiles.
 
 Kept small on purpose: each op's kernels, launchers and autograd live in its own file.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, Callable, ContextManager, Iterable, Mapping, Sequence
 
 import torch
 import triton
@@ -49,6 +51,74 @@ def check_tensor(t: Any, name: str, *, op: str, ndim: int | None = None,
         raise ValueError(f"{op}: {name} must be {ndim}-D, got shape {tuple(t.shape)}")
 
 
+# ---------------------------------------------------------------------------------------
+# Device and precision state: the device guard and the autocast rule of every custom op
+# ---------------------------------------------------------------------------------------
+
+def device_guard(t: torch.Tensor) -> ContextManager:
+    """``torch.cuda.device(t.device)`` for a CUDA tensor, a no-op context otherwise.
+
+    Triton launches on the CURRENT CUDA device, not the tensors' one: every launch runs
+    inside ``with device_guard(x):`` so ``cuda:1`` tensors are worked on by ``cuda:1``."""
+    if t.device.type == "cuda":
+        return torch.cuda.device(t.device)
+    return contextlib.nullcontext()
+
+
+AUTOCAST_DEVICE_TYPES = ("cuda", "cpu")
+_AUTOCAST_LIBS: list = []  # keeps the torch.library fragments (and so the registrations) alive
+_AUTOCAST_REGISTERED: set[str] = set()
+
+
+def _autocast_cast(value: Any, device_type: str, dtype: torch.dtype) -> Any:
+    """PyTorch's lower_precision_fp cast: floating tensors on ``device_type`` other than
+    float64 become ``dtype``; everything else (ints, int8 indices, other devices) is kept."""
+    if isinstance(value, torch.Tensor):
+        if value.is_floating_point() and value.device.type == device_type and value.dtype != torch.float64:
+            return value.to(dtype)
+        return value
+    if isinstance(value, (list, tuple)):
+        return type(value)(_autocast_cast(v, device_type, dtype) for v in value)
+    return value
+
+
+def register_autocast(op, device_types: Sequence[str] = AUTOCAST_DEVICE_TYPES) -> None:
+    """Autocast for the custom op ``op`` as PyTorch has it for ``conv2d`` (lower_precision_fp):
+    inside ``torch.autocast(device_type, dtype=D)`` its floating tensor arguments on that
+    device type are cast to D (the autocast dtype of the moment, fp16 or bf16) and the op
+    runs with autocast off, so the Triton kernel works in D and returns D.
+
+    ``torch.library.register_autocast`` (torch 2.11 and 2.14) casts to ONE dtype fixed at
+    registration, which would run a bf16 autocast region in fp16; this rule reads
+    ``torch.get_autocast_dtype`` at each call instead. The cast sits above autograd in the
+    dispatcher, so autograd records it and an fp32 leaf still gets an fp32 gradient.
+    Registered for the forward ops only: their backward ops get the dtypes of the saved
+    forward tensors from autograd, as ``convolution_backward`` does (PyTorch lists no
+    backward op for autocast). Works under torch.compile (traced like any autocast op).
+
+    ``op``: a ``torch.library.custom_op`` (CustomOpDef) or its OpOverload."""
+    overload = getattr(op, "_opoverload", op)
+    if not isinstance(overload, torch._ops.OpOverload):
+        raise TypeError(f"register_autocast: expected a torch.library.custom_op, got {type(op).__name__}")
+    qualname = overload._schema.name  # "namespace::name"
+    namespace, name = qualname.split("::")
+    for device_type in device_types:
+        if f"{qualname}/{device_type}" in _AUTOCAST_REGISTERED:
+            continue
+        key = "Autocast" + torch._C._dispatch_key_for_device(device_type)
+        exclude = torch._C.DispatchKeySet(getattr(torch._C.DispatchKey, key))
+
+        def kernel(_keyset, *args, _device_type=device_type, _exclude=exclude):
+            dtype = torch.get_autocast_dtype(_device_type)
+            with torch._C._ExcludeDispatchKeyGuard(_exclude):
+                return overload(*_autocast_cast(args, _device_type, dtype))
+
+        lib = torch.library.Library(namespace, "FRAGMENT")
+        lib.impl(name, kernel, key, with_keyset=True)
+        _AUTOCAST_LIBS.append(lib)
+        _AUTOCAST_REGISTERED.add(f"{qualname}/{device_type}")
+
+
 def is_channels_last(x: torch.Tensor) -> bool:
     """NHWC in memory (and not also trivially NCHW, e.g. C == 1)."""
     return x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
@@ -58,23 +128,52 @@ def is_channels_last(x: torch.Tensor) -> bool:
 class KernelSpec:
     """One compile job for the code-generation check (``profiling/codegen.py``).
 
-    ``signature`` maps every argument of ``fn`` to a Triton type string ("*fp16", "i32",
-    "fp32", "constexpr"); ``constexprs`` gives the value of each constexpr. ``dtype`` names
-    the input precision this config is for; ``expects_mma`` says whether the kernel should
-    use tensor cores (HMMA on sm_80, HGMMA/HMMA on sm_90) for that dtype.
+    Two kinds of spec:
+
+    - generic (``args`` is None): ``signature`` maps every argument of ``fn`` to a Triton type
+      string ("*fp16", "i32", "fp32", "constexpr") and ``constexprs`` gives the value of each
+      constexpr. Pointers are compiled 16-byte aligned, integers with no divisibility unless
+      named in ``extra["divisible_by_16"]``: what *some* launch runs, not a particular one.
+    - launch-faithful (``args`` given): ``args`` holds the runtime argument values of one real
+      launch, every non-constexpr argument of ``fn`` by name -- ints as ints, floats as floats,
+      pointers as the tensor or just its ``torch.dtype`` (a 16-byte aligned tensor of that dtype,
+      as ``JITFunction.warmup`` takes it), None for an absent optional pointer. ``constexprs`` gives the
+      constexpr arguments (tile sizes, flags) as the launcher passes them. The check derives the
+      signature, constexprs and ``tt.divisibility`` attributes with Triton's own launcher code
+      (``JITFunction``'s binder and ``_pack_args``), so an int equal to 1 becomes a constexpr, an
+      int divisible by 16 gets divisibility 16, pointers their alignment, and ``do_not_specialize``
+      is honoured exactly as at a launch. ``signature`` may then be left empty; if given it must
+      agree with the derived one. ``shape`` labels the launch ("paper conv2 b128 NHWC") and is
+      part of the spec id, so the same config appears once per real shape.
+
+    ``dtype`` names the input precision this config is for; ``expects_mma`` says whether the
+    kernel should use tensor cores (HMMA on sm_80, HGMMA/HMMA on sm_90) for that dtype.
+    ``extra`` carries optional flags for the check (see profiling/codegen.py): ``in_use``,
+    ``divisible_by_16`` (generic specs), ``min_load_bytes`` (narrowest acceptable widest global
+    load), ``gemm_tile`` and ``input_precision`` (which reference GEMM a tensor-core spec is
+    checked against; default: its BLOCK_M/N/K and INPUT_PRECISION constexprs) and
+    ``pipeline_exception`` (why a launch-faithful tensor-core spec cannot pipeline like the
+    reference: its failures become a documented exception).
     """
 
     op: str
     kernel: str
     config: str
     fn: Callable
-    signature: dict[str, str]
-    constexprs: dict[str, Any]
+    signature: dict[str, str] = field(default_factory=dict)
+    constexprs: dict[str, Any] = field(default_factory=dict)
     num_warps: int = 4
     num_stages: int = 2
     dtype: str = "fp32"
     expects_mma: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
+    args: Mapping[str, Any] | None = None
+    shape: str = ""
+
+    @property
+    def launch_faithful(self) -> bool:
+        """True when the spec carries the argument values of a real launch."""
+        return self.args is not None
 
 
 # dtype -> Triton pointer type string, for KernelSpec signatures
@@ -133,6 +232,23 @@ def check_int(value: Any, name: str, *, op: str, minimum: int) -> None:
         raise ValueError(f"{op}: {name} must be >= {minimum}, got {value}")
 
 
+def int_pair(value: Any, name: str, *, op: str, minimum: int) -> tuple[int, int]:
+    """An int or a pair of ints (each an int >= ``minimum``) as a 2-tuple: ValueError for a
+    string (e.g. padding='same'), a sequence that is not a pair or a value < minimum,
+    TypeError for anything that is not an int."""
+    if isinstance(value, str):
+        raise ValueError(f"{op}: {name}={value!r} is not supported; give an int or a pair of ints")
+    if isinstance(value, (tuple, list)):
+        if len(value) != 2:
+            raise ValueError(f"{op}: {name} must be an int or a pair of ints, got {value!r}")
+        pair = tuple(value)
+    else:
+        pair = (value, value)
+    for v in pair:
+        check_int(v, name, op=op, minimum=minimum)
+    return int(pair[0]), int(pair[1])
+
+
 def check_grad(grad: Any, like: torch.Tensor, shape: Sequence[int], *, op: str) -> None:
     """The incoming gradient of a backward op: a tensor of ``shape`` with ``like``'s dtype and device."""
     check_tensor(grad, "grad", op=op, ndim=4)
@@ -143,14 +259,27 @@ def check_grad(grad: Any, like: torch.Tensor, shape: Sequence[int], *, op: str) 
     check_device(grad, like, op=op)
 
 
-_TUNED: dict[tuple[str, str], Any] = {}
+_TUNED: dict[tuple, Any] = {}
 
 
 def autotuned(kernel, table: Mapping[str, Sequence[dict]], interpreter_config: dict, layout: str,
-              key: Sequence[str]):
-    """``kernel`` wrapped in triton.autotune over ``table[layout]`` (keyed on ``key``), or
-    over the single ``interpreter_config`` under TRITON_INTERPRET=1 (no benchmarking)."""
-    cache_key = (kernel.__name__, layout)
+              key: Sequence[str], *, batch: int):
+    """``kernel`` wrapped in triton.autotune over ``table[layout]``, or over the single
+    ``interpreter_config`` under TRITON_INTERPRET=1 (no benchmarking).
+
+    What changes the best config is the key: Triton's tuning cache keys on the values of
+    the kernel arguments named in ``key`` (the shape) and on the tensor dtypes; the batch
+    (seen only by the grid) and the memory ``layout`` are not kernel-argument values, so
+    each (kernel, layout, batch) gets its own autotuner (and cache) here, and a config
+    tuned at batch 1 is never reused at batch 256. The compiled binaries are shared: all
+    wrap the one ``kernel``. A ``key`` name that is not an argument of ``kernel`` (which
+    Triton would silently leave out of its key) is a ValueError."""
+    unknown = [name for name in key if name not in kernel.arg_names]
+    if unknown:
+        raise ValueError(f"autotuned: key names {unknown} are not arguments of {kernel.__name__} "
+                         f"(arguments: {list(kernel.arg_names)})")
+    check_int(batch, "batch", op="autotuned", minimum=0)
+    cache_key = (kernel, layout, batch)
     if cache_key not in _TUNED:
         entries = [interpreter_config] if is_interpreting() else table[layout]
         triton_configs = [
@@ -162,13 +291,24 @@ def autotuned(kernel, table: Mapping[str, Sequence[dict]], interpreter_config: d
     return _TUNED[cache_key]
 
 
+# Triton pointer type -> the torch dtype a launch-faithful spec passes for it ("*x": the input's)
+_POINTER_DTYPES = {"*i8": torch.int8, "*i32": torch.int32, "*fp32": torch.float32}
+# Narrowest global load an fp16/bf16 NHWC memory-bound kernel may use (issue 11, item 4)
+MIN_LOAD_BYTES_16BIT_NHWC = 8
+
+
 def kernel_specs(op: str, kernel, arg_types: Mapping[str, str], constexprs: Mapping[str, Any],
-                 table: Mapping[str, Sequence[dict]]) -> list[KernelSpec]:
-    """One KernelSpec per (layout and tile config of ``table``, dtype fp32/fp16/bf16).
+                 table: Mapping[str, Sequence[dict]],
+                 launches: Sequence[tuple[str, Mapping[str, Any]]] = ()) -> list[KernelSpec]:
+    """One generic KernelSpec per (layout and tile config of ``table``, dtype fp32/fp16/bf16),
+    then one launch-faithful spec per (launch, NHWC tile config, dtype).
 
     ``arg_types`` types every non-constexpr argument; the value ``"*x"`` stands for a
     pointer to the input dtype. ``constexprs`` fixes the constexprs other than the layout
-    and the tile (AlexNet's values)."""
+    and the tile (AlexNet's values). ``launches``: (shape label, runtime values of the
+    non-pointer arguments) of the channels-last launches the model variants make; the
+    pointers become tensors of their dtype, as at the launch. fp16/bf16 launch-faithful specs
+    must load at least ``MIN_LOAD_BYTES_16BIT_NHWC`` bytes per access (``min_load_bytes``)."""
     names = list(kernel.arg_names)
     specs = []
     for layout, entries in table.items():
@@ -184,12 +324,65 @@ def kernel_specs(op: str, kernel, arg_types: Mapping[str, str], constexprs: Mapp
                                  ptr if arg_types[a] == "*x" else arg_types[a]) for a in names}
                 specs.append(KernelSpec(
                     op=op, kernel=kernel.__name__,
-                    config=f"{layout} " + " ".join(f"{n}={v}" for n, v in tile.items())
-                           + f" w{cfg['num_warps']} s{cfg['num_stages']}",
+                    config=_config_name(layout, tile, cfg),
                     fn=kernel, signature=signature,
                     constexprs={a: v for a, v in values.items() if a in names},
                     num_warps=cfg["num_warps"], num_stages=cfg["num_stages"],
                     dtype=ptr.lstrip("*"),
                     expects_mma=False,
                 ))
+    for label, launch in launches:
+        for cfg in table["nhwc"]:
+            tile = {name: v for name, v in cfg.items() if name.isupper()}
+            values = {**constexprs, "CHANNELS_LAST": True, **tile}
+            for dtype in SUPPORTED_DTYPES:
+                args = {a: (dtype if arg_types[a] == "*x" else _POINTER_DTYPES[arg_types[a]])
+                        if arg_types[a].startswith("*") else launch[a]
+                        for a in names if a not in values}
+                specs.append(KernelSpec(
+                    op=op, kernel=kernel.__name__, config=_config_name("nhwc", tile, cfg),
+                    fn=kernel, constexprs={a: v for a, v in values.items() if a in names},
+                    num_warps=cfg["num_warps"], num_stages=cfg["num_stages"],
+                    dtype=TRITON_PTR[dtype].lstrip("*"), expects_mma=False,
+                    extra={"min_load_bytes": MIN_LOAD_BYTES_16BIT_NHWC} if dtype.itemsize == 2 else {},
+                    args=args, shape=label,
+                ))
     return specs
+
+
+def _config_name(layout: str, tile: Mapping[str, int], cfg: Mapping[str, Any]) -> str:
+    return (f"{layout} " + " ".join(f"{n}={v}" for n, v in tile.items())
+            + f" w{cfg['num_warps']} s{cfg['num_stages']}")
+
+
+def alexnet_channel_layers(kind: str) -> list[tuple[str, dict[str, int]]]:
+    """(shape label, sizes) of the real AlexNet layers an LRN / pool kernel runs at, from the
+    model's presets (``alexnet_fast.model``): ``kind`` "lrn+pool" (the fused op: paper lrn1/pool1,
+    lrn2/pool2), "pool" (paper pool5; torchvision pool1, pool2, pool5) or "lrn" (paper lrn1, lrn2,
+    which the variants run fused; listed for the LRN op alone). Sizes: C, H, W, HW, the pool
+    output OH, OW and, for LRN layers, the LRN arguments size, alpha_over_size, beta, k as the
+    launchers pass them. The batch size is no kernel argument, so these hold for every batch."""
+    from alexnet_fast.model import PRESETS, feature_shapes
+
+    layers = []
+    for preset, config in PRESETS.items():
+        shapes = feature_shapes(config)
+        for i in range(1, len(config.convs) + 1):
+            c, h, w = shapes[f"conv{i}"]
+            has_lrn, has_pool = i in config.lrn_after, i in config.pool_after
+            if kind == "lrn" and has_lrn:
+                name = f"lrn{i}"
+            elif kind == "lrn+pool" and has_lrn and has_pool:
+                name = f"lrn{i}+pool{i}"
+            elif kind == "pool" and has_pool and not has_lrn:
+                name = f"pool{i}"
+            else:
+                continue
+            _, oh, ow = shapes.get(f"pool{i}", (c, h, w))
+            label = f"{preset} {name} {c}x{h}x{w} NHWC"
+            sizes = {"C": c, "H": h, "W": w, "HW": h * w, "OH": oh, "OW": ow}
+            if has_lrn and kind != "pool":
+                lrn = config.lrn
+                sizes.update(size=lrn.size, alpha_over_size=lrn.alpha / lrn.size, beta=lrn.beta, k=lrn.k)
+            layers.append((label, sizes))
+    return layers

@@ -4,7 +4,8 @@ Layouts and dtypes
 ------------------
 * ``x``: (N, C, H, W), NCHW or channels_last (NHWC) -- any strides work, the kernels take
   them as arguments. ``weight``: (K, C/groups, R, S), any strides. ``bias``: (K,) or None.
-* fp32, fp16, bf16; x, weight and bias share one dtype. Products accumulate in fp32; the
+* fp32, fp16, bf16; x, weight and bias share one dtype (inside ``torch.autocast`` the op
+  casts them to the autocast dtype first, like F.conv2d). Products accumulate in fp32; the
   bias and the ReLU are applied to the fp32 accumulator, then the result is cast once.
 * fp32 on a GPU runs ``tl.dot`` in TF32 exactly when ``torch.backends.cudnn.allow_tf32``
   is True (what cuDNN does for F.conv2d), otherwise in full fp32 ("ieee").
@@ -13,30 +14,64 @@ Layouts and dtypes
 * Any stride >= 1, zero padding >= 0 (the output must be at least 1x1), any groups that
   divide C and K. Dilation is always 1 (``kernels.nn.Conv2dReLU`` refuses others).
 
+The fast path: channels-last
+----------------------------
+Every GEMM reduces over channels (and taps). With channels-last activations and KRSC weights
+(``weight.to(memory_format=torch.channels_last)``: c innermost of r, s, c) each operand
+tile is contiguous along one axis, and the channel counts per group are kernel ARGUMENTS
+(``C_PER_GROUP``, ``K_PER_GROUP``), so at launch the JIT sees unit channel strides (constexpr
+1) and the channel counts, strides and masks divisible by 16. Triton then turns the operand
+loads into 16-byte asynchronous copies (cp.async / LDGSTS) into a ``num_stages``-deep
+shared-memory ring, with async wgmma on sm_90: the structure of Triton's own tutorial GEMM at
+the same tile (proven by ``profiling/codegen.py``'s launch-faithful rows, built from
+:func:`real_launches`). That needs channels per group that are multiples of 16 -- AlexNet's
+conv2-conv5 in both presets. conv1 (C=3) uses the flat (c, r, s) reduction (``FLAT_K``),
+which cannot be aligned for cp.async (:data:`FLAT_K_PIPELINE_EXCEPTION`).
+A channels-last activation met by a KCRS weight gets a KRSC copy of the weight per call.
+
+NCHW inputs keep working as the slower path, with no conversion: the same kernels read
+them through their strides, but the channel axis is then strided, every element a separate
+2-byte (fp16) load, and nothing is pipelined. The output stays NCHW. Convert once
+(``x.to(memory_format=torch.channels_last)``, as the triton variants of
+``alexnet_fast.variants`` do for the whole model) to get the fast path.
+
 Kernels (one GEMM view each; the group is program axis 1)
 ---------------------------------------------------------
 * ``conv2d_relu_fwd_kernel``: M = N*P*Q output pixels, N = K/groups, reduction over
   C/groups*R*S gathered from x (im2col on the fly); epilogue: + bias, ReLU, cast, store.
-* ``conv2d_relu_dgrad_kernel``: dx = (dy * [y > 0]) convolved with the flipped weight.
-  Program axis 2 is the stride phase ((h + pad) mod stride): inside one phase only the taps
-  r = phase + stride*j meet an output row, so the reduction covers K/groups*ceil(R/s)*ceil(S/s)
-  terms instead of s^2 times as many masked ones (conv1: 16 phases, 3x3 of its 11x11 taps).
-* ``conv2d_relu_wgrad_kernel``: dw[k, (c, r, s)] = sum over N*P*Q of (dy * [y > 0]) times
-  the gathered input; program axis 2 splits that long reduction (deterministic fp32
-  partials summed afterwards); the programs of the first column of tiles also sum the
-  bias gradient.
+* ``conv2d_relu_dgrad_kernel``: dx = g convolved with the flipped weight, g the output
+  gradient with the ReLU mask applied. Program axis 2 is the stride phase ((h + pad) mod
+  stride): inside one phase only the taps r = phase + stride*j meet an output row, so the
+  reduction covers K/groups*ceil(R/s)*ceil(S/s) terms instead of s^2 times as many masked
+  ones (conv1: 16 phases, 3x3 of its 11x11 taps).
+* ``conv2d_relu_wgrad_kernel``: dw[k, (c, r, s)] = sum over N*P*Q of g times the gathered
+  input; program axis 2 splits that long reduction (deterministic fp32 partials summed
+  afterwards); the programs of the first column of tiles also sum the bias gradient, in a
+  loop of their own.
 
-The ReLU gradient uses the saved OUTPUT (y > 0), so no pre-activation is kept.
+The ReLU gradient uses the saved OUTPUT, so no pre-activation is kept: :func:`relu_grad`
+applies PyTorch's own ``threshold_backward`` once (0 where y <= 0, the gradient elsewhere,
+NaN outputs included) and dgrad and wgrad share the result, so their operands are plain
+loads the compiler can pipeline (a mask applied inside the kernels kept the operand in
+registers: 2 buffers instead of 3, wgmma waited at once, 1.6-1.9x the registers). The
+forward ReLU keeps NaN (``F.relu(nan)`` is NaN).
 
-Launch: on a GPU each kernel is autotuned over ``kernels.configs.CONV2D_RELU_GPU_CONFIGS``
-(key: GEMM sizes, dot precision, dtype); under TRITON_INTERPRET=1 one config,
-``CONV2D_RELU_INTERPRETER_CONFIG``, is used. All index arithmetic is int32: every tensor
-must span fewer than 2**31 elements (checked).
+Strides: x, weight, grad_out and the saved output are read through their strides (any
+view works, expanded stride-0 ones included); the bias is made contiguous by the launcher
+(one (K,) copy at most).
+
+Launch: every launch runs inside ``device_guard`` of its tensors. On a GPU each kernel is
+autotuned over ``kernels.configs.CONV2D_RELU_GPU_CONFIGS`` (the FMA table for fp32 "ieee")
+by ``kernels._common.autotuned``: one tuner per batch size, keyed on the GEMM sizes, the
+reduction order, the dot precision and the operands' channel strides (the memory layout),
+plus the dtypes; under TRITON_INTERPRET=1 one config, ``CONV2D_RELU_INTERPRETER_CONFIG``,
+is used. All index arithmetic is int32: every tensor must span fewer than 2**31 elements
+(checked).
 
 Public API: :func:`conv2d_relu` (autograd-aware, registered as the torch custom ops
 ``alexnet_fast::conv2d_relu``, ``::conv2d_relu_dgrad`` and ``::conv2d_relu_wgrad`` so
-torch.compile traces through forward and backward without graph breaks);
-:func:`codegen_specs` for the code-generation check.
+torch.compile traces through forward and backward without graph breaks, with an autocast
+rule); :func:`codegen_specs` for the code-generation check.
 """
 
 from __future__ import annotations
@@ -53,13 +88,18 @@ from kernels._common import (
     SUPPORTED_DTYPES,
     TRITON_PTR,
     KernelSpec,
+    autotuned,
     check_device,
     check_tensor,
+    check_int,
+    device_guard,
+    int_pair,
     is_channels_last,
-    is_interpreting,
+    memory_format_of,
+    register_autocast,
 )
 
-__all__ = ["conv2d_relu", "conv2d_relu_fwd", "conv2d_relu_dgrad", "conv2d_relu_wgrad",
+__all__ = ["conv2d_relu", "conv2d_relu_fwd", "conv2d_relu_dgrad", "conv2d_relu_wgrad", "relu_grad",
            "dot_precision", "use_flat_k", "wgrad_splits", "codegen_specs"]
 
 OP = "conv2d_relu"
@@ -90,7 +130,7 @@ def conv2d_relu_fwd_kernel(
     sx_n, sx_c, sx_h, sx_w,
     sw_k, sw_c, sw_r, sw_s,
     sy_n, sy_k, sy_p, sy_q,
-    GEMM_M, GEMM_N, GEMM_K,
+    GEMM_M, GEMM_N, GEMM_K, C_PER_GROUP,
     HAS_BIAS: tl.constexpr, RELU: tl.constexpr, FLAT_K: tl.constexpr, INPUT_PRECISION: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr,
 ):
@@ -105,7 +145,7 @@ def conv2d_relu_fwd_kernel(
     group = tl.program_id(1)
     pid_m, pid_n = _grouped_tile(pid, tl.cdiv(GEMM_M, BLOCK_M), tl.cdiv(GEMM_N, BLOCK_N), GROUP_M)
     RS = R * S
-    c_per_group = GEMM_K // RS
+    c_per_group = C_PER_GROUP  # an argument: the JIT sees its divisibility by 16
 
     # rows: output pixels (n, p, q); columns: output channels of this group
     offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
@@ -158,27 +198,27 @@ def conv2d_relu_fwd_kernel(
     if HAS_BIAS:
         bias = tl.load(bias_ptr + k_out, mask=mask_n, other=0.0).to(tl.float32)
         acc += bias[None, :]
-    if RELU:
-        acc = tl.maximum(acc, 0.0)
+    if RELU:  # NaN stays NaN, as in F.relu (a plain maximum would return 0)
+        acc = tl.maximum(acc, 0.0, propagate_nan=tl.PropagateNan.ALL)
     y_offs = (img * sy_n + p * sy_p + q * sy_q)[:, None] + (k_out * sy_k)[None, :]
     tl.store(y_ptr + y_offs, acc.to(y_ptr.dtype.element_ty), mask=mask_m[:, None] & mask_n[None, :])
 
 
 @triton.jit
 def conv2d_relu_dgrad_kernel(
-    dy_ptr, y_ptr, w_ptr, dx_ptr,
+    g_ptr, w_ptr, dx_ptr,
     H, W, P, Q, R, S,
     stride_h, stride_w, pad_h, pad_w,
-    sy_n, sy_k, sy_p, sy_q,
+    sg_n, sg_k, sg_p, sg_q,
     sw_k, sw_c, sw_r, sw_s,
     sdx_n, sdx_c, sdx_h, sdx_w,
-    GEMM_M, GEMM_N, GEMM_K,
-    RELU: tl.constexpr, INPUT_PRECISION: tl.constexpr,
+    GEMM_M, GEMM_N, GEMM_K, K_PER_GROUP, BATCH,
+    INPUT_PRECISION: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr,
 ):
     """dx[n, c, h, w] = sum_{k,r,s} g[n, k, (h+ph-r)/sh, (w+pw-s)/sw] * w[k, c, r, s] over the
-    taps where the division is exact and in range; g = dy * (y > 0) when RELU. dy and y
-    share the strides sy_*.
+    taps where the division is exact and in range; g is the output gradient with the ReLU
+    mask already applied (strides sg_*).
 
     Grid (tiles, groups, stride_h*stride_w phases). Phase (a, b) holds the input pixels with
     (h + pad_h) % stride_h == a and (w + pad_w) % stride_w == b; its taps are r = a + sh*jr,
@@ -190,8 +230,8 @@ def conv2d_relu_dgrad_kernel(
     group = tl.program_id(1)
     phase = tl.program_id(2)
     pid_m, pid_n = _grouped_tile(pid, tl.cdiv(GEMM_M, BLOCK_M), tl.cdiv(GEMM_N, BLOCK_N), GROUP_M)
-    k_per_group = GEMM_K // (tl.cdiv(R, stride_h) * tl.cdiv(S, stride_w))
-    batch = GEMM_M // (tl.cdiv(H, stride_h) * tl.cdiv(W, stride_w))
+    k_per_group = K_PER_GROUP  # arguments: the JIT sees their divisibility by 16
+    batch = BATCH
 
     # this phase: first input row/col, pixel counts, tap counts
     phase_h = phase // stride_w
@@ -216,7 +256,7 @@ def conv2d_relu_dgrad_kernel(
     # tap reads output row oh = oh0 - jr < 0 (masked)
     oh0 = tl.where(mask_m, i + (h0 + pad_h - phase_h) // stride_h, -1)
     ow0 = j + (w0 + pad_w - phase_w) // stride_w
-    g_row = img * sy_n + group * k_per_group * sy_k + oh0 * sy_p + ow0 * sy_q
+    g_row = img * sg_n + group * k_per_group * sg_k + oh0 * sg_p + ow0 * sg_q
     w_col = offs_n * sw_c  # weight dim 1 is the channel within the group
     w_base = group * k_per_group * sw_k
 
@@ -231,11 +271,8 @@ def conv2d_relu_dgrad_kernel(
         ow = ow0 - js
         row_ok = (oh >= 0) & (oh < P) & (ow >= 0) & (ow < Q)
         a_mask = row_ok[:, None] & mask_k[None, :]
-        g_offs = (g_row - jr * sy_p - js * sy_q)[:, None] + (kk * sy_k)[None, :]
-        a = tl.load(dy_ptr + g_offs, mask=a_mask, other=0.0)
-        if RELU:
-            y = tl.load(y_ptr + g_offs, mask=a_mask, other=0.0)
-            a = tl.where(y > 0, a, tl.zeros_like(a))
+        g_offs = (g_row - jr * sg_p - js * sg_q)[:, None] + (kk * sg_k)[None, :]
+        a = tl.load(g_ptr + g_offs, mask=a_mask, other=0.0)
         r = phase_h + stride_h * jr
         s = phase_w + stride_w * js
         b = tl.load(w_ptr + ((w_base + kk * sw_k + r * sw_r + s * sw_s)[:, None] + w_col[None, :]),
@@ -249,22 +286,25 @@ def conv2d_relu_dgrad_kernel(
 
 @triton.jit
 def conv2d_relu_wgrad_kernel(
-    dy_ptr, y_ptr, x_ptr, dw_partial_ptr, db_partial_ptr,
+    g_ptr, x_ptr, dw_partial_ptr, db_partial_ptr,
     H, W, P, Q, R, S,
     stride_h, stride_w, pad_h, pad_w,
-    sy_n, sy_k, sy_p, sy_q,
+    sg_n, sg_k, sg_p, sg_q,
     sx_n, sx_c, sx_h, sx_w,
-    GEMM_M, GEMM_N, GEMM_K, SPLIT_CHUNK,
-    RELU: tl.constexpr, FLAT_K: tl.constexpr, INPUT_PRECISION: tl.constexpr,
+    sdw_c, sdw_t,
+    GEMM_M, GEMM_N, GEMM_K, C_PER_GROUP, SPLIT_CHUNK,
+    FLAT_K: tl.constexpr, INPUT_PRECISION: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr,
 ):
     """dw[k, c, r, s] = sum_{n,p,q} g[n, k, p, q] * x[n, c, p*sh-ph+r, q*sw-pw+s] and
-    db[k] = sum_{n,p,q} g[n, k, p, q]; g = dy * (y > 0) when RELU. dy and y share the
-    strides sy_*.
+    db[k] = sum_{n,p,q} g[n, k, p, q]; g is the output gradient with the ReLU mask already
+    applied (strides sg_*).
 
     GEMM_M = K/groups, GEMM_N = C/groups*R*S, GEMM_K = N*P*Q. Grid (tiles, groups, splits):
     split z reduces over [z*SPLIT_CHUNK, (z+1)*SPLIT_CHUNK) and writes fp32 partials
-    dw_partial[z, k, (c, r, s)] (contiguous, K x C/groups*R*S) and db_partial[z, k].
+    dw_partial[z, k, col] (K x C/groups*R*S) and db_partial[z, k], col = c*sdw_c + (r*S+s)*sdw_t:
+    KCRS order (sdw_c = R*S, sdw_t = 1) or, for a KRSC weight, KRSC (sdw_c = 1,
+    sdw_t = C/groups: contiguous channel runs).
     Columns: a tile holds one tap (r, s) and BLOCK_N channels (1-D index math); FLAT_K tiles
     the flat (c, r, s) index instead, for few channels (see the forward kernel).
     """
@@ -272,7 +312,7 @@ def conv2d_relu_wgrad_kernel(
     group = tl.program_id(1)
     split = tl.program_id(2)
     RS = R * S
-    c_per_group = GEMM_N // RS
+    c_per_group = C_PER_GROUP  # an argument: the JIT sees its divisibility by 16
     if FLAT_K:
         num_pid_n = tl.cdiv(GEMM_N, BLOCK_N)
     else:
@@ -284,7 +324,7 @@ def conv2d_relu_wgrad_kernel(
     offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
     mask_m = offs_m < GEMM_M
     k_out = group * GEMM_M + offs_m
-    g_row = k_out * sy_k
+    g_row = k_out * sg_k
     # columns: filter entries (c, r, s), as per-column r and s (FLAT_K) or one tap per tile
     if FLAT_K:
         offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)  # flat (c, r, s)
@@ -293,7 +333,7 @@ def conv2d_relu_wgrad_kernel(
         r = (offs_n % RS) // S
         s = offs_n % S
         x_col = (group * c_per_group + c) * sx_c + r * sx_h + s * sx_w
-        dw_col = offs_n
+        dw_col = c * sdw_c + (r * S + s) * sdw_t
     else:
         c_blocks = tl.cdiv(c_per_group, BLOCK_N)
         r = pid_n // c_blocks // S
@@ -301,24 +341,20 @@ def conv2d_relu_wgrad_kernel(
         c = (pid_n % c_blocks) * BLOCK_N + tl.arange(0, BLOCK_N)  # channel within the group
         mask_n = c < c_per_group
         x_col = (group * c_per_group + c) * sx_c
-        dw_col = c * RS + r * S + s
+        dw_col = c * sdw_c + (r * S + s) * sdw_t
 
     k_start = split * SPLIT_CHUNK
     k_end = tl.minimum(k_start + SPLIT_CHUNK, GEMM_K)
     acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
-    bias_acc = tl.zeros((BLOCK_M,), dtype=tl.float32)
     for k0 in range(k_start, k_end, BLOCK_K):
         offs_k = k0 + tl.arange(0, BLOCK_K)  # reduction index (n, p, q), q fastest
         mask_k = offs_k < k_end
         img = offs_k // (P * Q)
         p = (offs_k % (P * Q)) // Q
         q = offs_k % Q
-        g_offs = g_row[:, None] + (img * sy_n + p * sy_p + q * sy_q)[None, :]
+        g_offs = g_row[:, None] + (img * sg_n + p * sg_p + q * sg_q)[None, :]
         a_mask = mask_m[:, None] & mask_k[None, :]
-        a = tl.load(dy_ptr + g_offs, mask=a_mask, other=0.0)
-        if RELU:
-            y = tl.load(y_ptr + g_offs, mask=a_mask, other=0.0)
-            a = tl.where(y > 0, a, tl.zeros_like(a))
+        a = tl.load(g_ptr + g_offs, mask=a_mask, other=0.0)
         # a reduction index past the end gets ih0 = -R: every tap reads row ih < 0 (masked)
         ih0 = tl.where(mask_k, p * stride_h - pad_h, -R)
         iw0 = q * stride_w - pad_w
@@ -335,12 +371,21 @@ def conv2d_relu_wgrad_kernel(
             b = tl.load(x_ptr + ((x_row + r * sx_h + s * sx_w)[:, None] + x_col[None, :]),
                         mask=row_ok[:, None] & mask_n[None, :], other=0.0)
         acc = tl.dot(a, b, acc, input_precision=INPUT_PRECISION)
-        bias_acc += tl.sum(a.to(tl.float32), axis=1)
 
     dw_offs = split * k_total * GEMM_N + (k_out * GEMM_N)[:, None] + dw_col[None, :]
     tl.store(dw_partial_ptr + dw_offs, acc, mask=mask_m[:, None] & mask_n[None, :])
-    # one column of tiles writes the bias gradient
-    tl.store(db_partial_ptr + split * k_total + k_out, bias_acc, mask=mask_m & (pid_n == 0))
+    # the first column of tiles also sums the bias gradient, in a loop of its own: summing
+    # the dot's operand inside the main loop would hold it in registers and stop the
+    # pipelining of its loads (measured: 2 buffers instead of 3, wgmma waited at once)
+    if pid_n == 0:
+        bias_acc = tl.zeros((BLOCK_M,), dtype=tl.float32)
+        for k0 in range(k_start, k_end, BLOCK_K):
+            offs_k = k0 + tl.arange(0, BLOCK_K)
+            img = offs_k // (P * Q)
+            g_offs = g_row[:, None] + (img * sg_n + (offs_k % (P * Q)) // Q * sg_p + offs_k % Q * sg_q)[None, :]
+            a = tl.load(g_ptr + g_offs, mask=mask_m[:, None] & (offs_k < k_end)[None, :], other=0.0)
+            bias_acc += tl.sum(a.to(tl.float32), axis=1)
+        tl.store(db_partial_ptr + split * k_total + k_out, bias_acc, mask=mask_m)
 
 
 # =======================================================================================
@@ -352,8 +397,14 @@ _KERNELS = {
     "dgrad": conv2d_relu_dgrad_kernel,
     "wgrad": conv2d_relu_wgrad_kernel,
 }
-# + the dtypes, which triton adds; FLAT_K only where the kernel has it
-_AUTOTUNE_KEY = ["GEMM_M", "GEMM_N", "GEMM_K", "FLAT_K", "INPUT_PRECISION"]
+# What changes the best config, besides the dtypes (Triton adds them) and the batch (autotuned()
+# keeps one tuner per batch): the GEMM sizes, the reduction order, the dot precision and the
+# memory layout, seen as the channel strides of the operands (1 in channels-last / KRSC).
+_AUTOTUNE_KEYS = {
+    "fwd": ["GEMM_M", "GEMM_N", "GEMM_K", "FLAT_K", "INPUT_PRECISION", "sx_c", "sw_c"],
+    "dgrad": ["GEMM_M", "GEMM_N", "GEMM_K", "INPUT_PRECISION", "sg_k", "sw_c"],
+    "wgrad": ["GEMM_M", "GEMM_N", "GEMM_K", "FLAT_K", "INPUT_PRECISION", "sg_k", "sx_c"],
+}
 
 
 # config tables: tensor-core dot (fp16, bf16, TF32) and FMA dot (fp32 "ieee")
@@ -364,29 +415,16 @@ def _table(dtype: torch.dtype, precision: str) -> str:
     return "fma" if dtype == torch.float32 and precision == "ieee" else "mma"
 
 
-def _triton_configs(table: str, kernel: str) -> list[triton.Config]:
-    out = []
-    for cfg in _TABLES[table][kernel]:
-        meta = {k: v for k, v in cfg.items() if k not in ("num_warps", "num_stages")}
-        out.append(triton.Config(meta, num_warps=cfg["num_warps"], num_stages=cfg["num_stages"]))
-    return out
-
-
-# GPU path: each kernel autotuned over each config table (tuned lazily, once per key)
-_TUNED = {(name, table): triton.autotune(configs=_triton_configs(table, name), key=_AUTOTUNE_KEY)(fn)
-          for name, fn in _KERNELS.items() for table in _TABLES}
-
-
-def _launch(kernel: str, grid, dtype: torch.dtype, **args) -> None:
-    """Run ``kernel`` ('fwd' | 'dgrad' | 'wgrad'): on a GPU autotuned over the config table
-    of its dot (tensor cores or FMA), under TRITON_INTERPRET=1 with the one interpreter
-    config. ``grid`` maps the meta-parameters to the launch grid."""
-    if is_interpreting():
-        cfg = dict(configs.CONV2D_RELU_INTERPRETER_CONFIG)
-        launch = {k: cfg.pop(k) for k in ("num_warps", "num_stages")}
-        _KERNELS[kernel][grid(cfg)](**args, **cfg, **launch)
-    else:
-        _TUNED[kernel, _table(dtype, args["INPUT_PRECISION"])][grid](**args)
+def _launch(kernel: str, grid, like: torch.Tensor, args: dict, batch: int) -> None:
+    """Run ``kernel`` ('fwd' | 'dgrad' | 'wgrad') on ``like``'s device (device_guard): on a
+    GPU autotuned over the config table of its dot (tensor cores or FMA), one tuner per
+    batch size; under TRITON_INTERPRET=1 with the one interpreter config. ``grid`` maps
+    the meta-parameters to the launch grid."""
+    tables = {dot: table[kernel] for dot, table in _TABLES.items()}
+    tuned = autotuned(_KERNELS[kernel], tables, configs.CONV2D_RELU_INTERPRETER_CONFIG,
+                      _table(like.dtype, args["INPUT_PRECISION"]), _AUTOTUNE_KEYS[kernel], batch=batch)
+    with device_guard(like):
+        tuned[grid](**args)
 
 
 def dot_precision(dtype: torch.dtype, device_type: str, allow_tf32: bool) -> str:
@@ -407,20 +445,6 @@ def _precision(x: torch.Tensor) -> str:
     return dot_precision(x.dtype, x.device.type, torch.backends.cudnn.allow_tf32)
 
 
-def _pair(value: Any, name: str, minimum: int) -> tuple[int, int]:
-    """An int or a pair of ints, each >= minimum, as a 2-tuple."""
-    if isinstance(value, str):
-        raise ValueError(f"{OP}: {name}={value!r} is not supported; give an int or a pair of ints")
-    if isinstance(value, int) and not isinstance(value, bool):
-        value = (value, value)
-    if (not isinstance(value, (tuple, list)) or len(value) != 2
-            or not all(isinstance(v, int) and not isinstance(v, bool) for v in value)):
-        raise TypeError(f"{OP}: {name} must be an int or a pair of ints, got {value!r}")
-    if min(value) < minimum:
-        raise ValueError(f"{OP}: {name} must be >= {minimum}, got {tuple(value)}")
-    return int(value[0]), int(value[1])
-
-
 def _check_int32_indexable(t: torch.Tensor, name: str) -> None:
     span = 1 + sum((size - 1) * abs(stride) for size, stride in zip(t.shape, t.stride()) if size > 0)
     if span >= _INT32_LIMIT:
@@ -432,35 +456,31 @@ def _output_hw(H: int, W: int, R: int, S: int, stride: Sequence[int], padding: S
     return (H + 2 * padding[0] - R) // stride[0] + 1, (W + 2 * padding[1] - S) // stride[1] + 1
 
 
-def _memory_format(x: torch.Tensor) -> torch.memory_format:
-    return torch.channels_last if is_channels_last(x) else torch.contiguous_format
-
-
 def _check_inputs(x: Any, weight: Any, bias: Any, stride: Any, padding: Any, groups: Any,
-                  relu: Any) -> tuple[tuple[int, int], tuple[int, int]]:
+                  relu: Any, same_dtype: bool = True) -> tuple[tuple[int, int], tuple[int, int]]:
     """Validate the forward arguments; return (stride, padding) as pairs.
 
-    TypeError: a non-tensor, an unsupported dtype, dtypes that differ, a non-int groups,
-    a non-bool relu. ValueError: wrong rank, devices, channels that disagree with the
-    weight and groups, stride < 1, padding < 0 or a string, an empty output, int32 overflow.
+    TypeError: a non-tensor, an unsupported dtype, dtypes that differ (unless not
+    ``same_dtype``: inside autocast, which casts them all), a non-int groups, a non-bool
+    relu. ValueError: wrong rank, devices, channels that disagree with the weight and
+    groups, stride < 1, padding < 0 or a string, an empty output, int32 overflow.
     """
     check_tensor(x, "x", op=OP, ndim=4, dtypes=SUPPORTED_DTYPES)
     check_tensor(weight, "weight", op=OP, ndim=4, dtypes=SUPPORTED_DTYPES)
-    if weight.dtype != x.dtype:
+    if same_dtype and weight.dtype != x.dtype:
         raise TypeError(f"{OP}: weight dtype {weight.dtype} differs from x dtype {x.dtype}")
     if bias is not None:
         check_tensor(bias, "bias", op=OP, ndim=1, dtypes=SUPPORTED_DTYPES)
-        if bias.dtype != x.dtype:
+        if same_dtype and bias.dtype != x.dtype:
             raise TypeError(f"{OP}: bias dtype {bias.dtype} differs from x dtype {x.dtype}")
         check_device(x, weight, bias, op=OP)
     else:
         check_device(x, weight, op=OP)
-    if not isinstance(groups, int) or isinstance(groups, bool):
-        raise TypeError(f"{OP}: groups must be an int, got {type(groups).__name__}")
+    check_int(groups, "groups", op=OP, minimum=0)
     if not isinstance(relu, bool):
         raise TypeError(f"{OP}: relu must be a bool, got {type(relu).__name__}")
-    stride = _pair(stride, "stride", 1)
-    padding = _pair(padding, "padding", 0)
+    stride = int_pair(stride, "stride", op=OP, minimum=1)
+    padding = int_pair(padding, "padding", op=OP, minimum=0)
 
     N, C, H, W = x.shape
     K, c_per_group, R, S = weight.shape
@@ -485,6 +505,41 @@ def _check_inputs(x: Any, weight: Any, bias: Any, stride: Any, padding: Any, gro
     return stride, padding
 
 
+def _weight_for(weight: torch.Tensor, activation: torch.Tensor) -> torch.Tensor:
+    """The weight as the kernels read it next to ``activation``: KRSC (channels_last, the
+    channels of a tap contiguous) when the activation is channels-last, so both operands are
+    contiguous along the reduction; as given otherwise. One copy of the (small) weight per
+    call when a channels-last activation meets a KCRS weight."""
+    if activation.shape[1] > 1 and activation.stride(1) == 1 and weight.shape[1] > 1 and weight.stride(1) != 1:
+        return weight.contiguous(memory_format=torch.channels_last)
+    return weight
+
+
+def _fwd_launch(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor], y: torch.Tensor,
+                stride: Sequence[int], padding: Sequence[int], groups: int, relu: bool, precision: str):
+    """(kernel arguments, grid) of the forward for these tensors (real or meta: the
+    code-generation check builds its launch-faithful specs from this)."""
+    N, C, H, W = x.shape
+    K, c_per_group, R, S = weight.shape
+    P, Q = y.shape[2:]
+    gemm_m, gemm_n, gemm_k = N * P * Q, K // groups, c_per_group * R * S
+
+    def grid(meta):
+        return (triton.cdiv(gemm_m, meta["BLOCK_M"]) * triton.cdiv(gemm_n, meta["BLOCK_N"]), groups)
+
+    args = dict(
+        x_ptr=x, w_ptr=weight, bias_ptr=bias if bias is not None else weight, y_ptr=y,
+        H=H, W=W, P=P, Q=Q, R=R, S=S,
+        stride_h=stride[0], stride_w=stride[1], pad_h=padding[0], pad_w=padding[1],
+        sx_n=x.stride(0), sx_c=x.stride(1), sx_h=x.stride(2), sx_w=x.stride(3),
+        sw_k=weight.stride(0), sw_c=weight.stride(1), sw_r=weight.stride(2), sw_s=weight.stride(3),
+        sy_n=y.stride(0), sy_k=y.stride(1), sy_p=y.stride(2), sy_q=y.stride(3),
+        GEMM_M=gemm_m, GEMM_N=gemm_n, GEMM_K=gemm_k, C_PER_GROUP=c_per_group,
+        HAS_BIAS=bias is not None, RELU=relu, FLAT_K=use_flat_k(c_per_group), INPUT_PRECISION=precision,
+    )
+    return args, grid
+
+
 def conv2d_relu_fwd(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor],
                     stride: Sequence[int], padding: Sequence[int], groups: int,
                     relu: bool) -> torch.Tensor:
@@ -493,54 +548,40 @@ def conv2d_relu_fwd(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.
     N, C, H, W = x.shape
     K, _, R, S = weight.shape
     P, Q = _output_hw(H, W, R, S, stride, padding)
-    y = torch.empty((N, K, P, Q), dtype=x.dtype, device=x.device, memory_format=_memory_format(x))
+    y = torch.empty((N, K, P, Q), dtype=x.dtype, device=x.device, memory_format=memory_format_of(x))
     if y.numel() == 0:
         return y
-    gemm_m, gemm_n, gemm_k = N * P * Q, K // groups, C // groups * R * S
-
-    def grid(meta):
-        return (triton.cdiv(gemm_m, meta["BLOCK_M"]) * triton.cdiv(gemm_n, meta["BLOCK_N"]), groups)
-
-    _launch(
-        "fwd", grid, x.dtype,
-        x_ptr=x, w_ptr=weight, bias_ptr=bias if bias is not None else weight, y_ptr=y,
-        H=H, W=W, P=P, Q=Q, R=R, S=S,
-        stride_h=stride[0], stride_w=stride[1], pad_h=padding[0], pad_w=padding[1],
-        sx_n=x.stride(0), sx_c=x.stride(1), sx_h=x.stride(2), sx_w=x.stride(3),
-        sw_k=weight.stride(0), sw_c=weight.stride(1), sw_r=weight.stride(2), sw_s=weight.stride(3),
-        sy_n=y.stride(0), sy_k=y.stride(1), sy_p=y.stride(2), sy_q=y.stride(3),
-        GEMM_M=gemm_m, GEMM_N=gemm_n, GEMM_K=gemm_k,
-        HAS_BIAS=bias is not None, RELU=relu, FLAT_K=use_flat_k(C // groups), INPUT_PRECISION=_precision(x),
-    )
+    bias = bias.contiguous() if bias is not None else None
+    args, grid = _fwd_launch(x, _weight_for(weight, x), bias, y, stride, padding, groups, relu, _precision(x))
+    _launch("fwd", grid, x, args, batch=N)
     return y
 
 
-def _grad_like_out(grad_out: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
-    """Check grad_out against the saved output and return it with the output's strides
-    (the backward kernels read both with one set of strides); copies only when they
-    differ, e.g. the stride-0 gradient of ``y.sum()``."""
+def relu_grad(grad_out: torch.Tensor, out: torch.Tensor, relu: bool) -> torch.Tensor:
+    """The gradient the dgrad and wgrad kernels reduce: ``grad_out`` with the ReLU mask of
+    the saved output applied when ``relu`` -- PyTorch's own ``threshold_backward`` (0 where
+    out <= 0; NaN outputs pass their gradient, exactly as F.relu's backward), one
+    memory-bound pass shared by both kernels so their operands are plain loads that the
+    compiler pipelines -- in the output's memory format (a stride-0 ``y.sum()`` gradient
+    becomes dense: the kernels' fast path wants channels contiguous)."""
     check_tensor(grad_out, "grad_out", op=OP, ndim=4)
     if grad_out.shape != out.shape or grad_out.dtype != out.dtype:
         raise ValueError(f"{OP}: grad_out {tuple(grad_out.shape)} {grad_out.dtype} does not match "
                          f"the output {tuple(out.shape)} {out.dtype}")
     check_device(grad_out, out, op=OP)
+    if relu:
+        grad_out = torch.ops.aten.threshold_backward(grad_out, out, 0)
     same = all(a == b for a, b, n in zip(grad_out.stride(), out.stride(), out.shape) if n > 1)
     return grad_out if same else torch.empty_like(out).copy_(grad_out)
 
 
-def conv2d_relu_dgrad(grad_out: torch.Tensor, out: torch.Tensor, weight: torch.Tensor,
-                      input_shape: Sequence[int], stride: Sequence[int], padding: Sequence[int],
-                      groups: int, relu: bool, channels_last: bool) -> torch.Tensor:
-    """Gradient w.r.t. the input, shape ``input_shape``, channels_last or NCHW as asked.
-    ``out`` is the saved forward output (its sign is the ReLU mask when ``relu``)."""
-    grad_out = _grad_like_out(grad_out, out)
-    N, C, H, W = input_shape
+def _dgrad_launch(grad: torch.Tensor, weight: torch.Tensor, dx: torch.Tensor,
+                  stride: Sequence[int], padding: Sequence[int], groups: int, precision: str):
+    """(kernel arguments, grid) of the input gradient (real or meta tensors); ``grad`` is
+    the output gradient with the ReLU mask applied."""
+    N, C, H, W = dx.shape
     K, _, R, S = weight.shape
-    P, Q = out.shape[2:]
-    memory_format = torch.channels_last if channels_last else torch.contiguous_format
-    dx = torch.empty((N, C, H, W), dtype=weight.dtype, device=weight.device, memory_format=memory_format)
-    if dx.numel() == 0:
-        return dx
+    P, Q = grad.shape[2:]
     sh, sw = stride
     gemm_m = N * triton.cdiv(H, sh) * triton.cdiv(W, sw)
     gemm_n = C // groups
@@ -549,74 +590,124 @@ def conv2d_relu_dgrad(grad_out: torch.Tensor, out: torch.Tensor, weight: torch.T
     def grid(meta):
         return (triton.cdiv(gemm_m, meta["BLOCK_M"]) * triton.cdiv(gemm_n, meta["BLOCK_N"]), groups, sh * sw)
 
-    _launch(
-        "dgrad", grid, weight.dtype,
-        dy_ptr=grad_out, y_ptr=out, w_ptr=weight, dx_ptr=dx,
+    args = dict(
+        g_ptr=grad, w_ptr=weight, dx_ptr=dx,
         H=H, W=W, P=P, Q=Q, R=R, S=S,
         stride_h=sh, stride_w=sw, pad_h=padding[0], pad_w=padding[1],
-        sy_n=out.stride(0), sy_k=out.stride(1), sy_p=out.stride(2), sy_q=out.stride(3),
+        sg_n=grad.stride(0), sg_k=grad.stride(1), sg_p=grad.stride(2), sg_q=grad.stride(3),
         sw_k=weight.stride(0), sw_c=weight.stride(1), sw_r=weight.stride(2), sw_s=weight.stride(3),
         sdx_n=dx.stride(0), sdx_c=dx.stride(1), sdx_h=dx.stride(2), sdx_w=dx.stride(3),
-        GEMM_M=gemm_m, GEMM_N=gemm_n, GEMM_K=gemm_k,
-        RELU=relu, INPUT_PRECISION=_precision(weight),
+        GEMM_M=gemm_m, GEMM_N=gemm_n, GEMM_K=gemm_k, K_PER_GROUP=K // groups, BATCH=N,
+        INPUT_PRECISION=precision,
     )
+    return args, grid
+
+
+def conv2d_relu_dgrad(grad: torch.Tensor, weight: torch.Tensor, input_shape: Sequence[int],
+                      stride: Sequence[int], padding: Sequence[int], groups: int,
+                      channels_last: bool) -> torch.Tensor:
+    """Gradient w.r.t. the input, shape ``input_shape``, channels_last or NCHW as asked.
+    ``grad``: the output gradient with the ReLU mask applied (:func:`relu_grad`), any strides."""
+    check_tensor(grad, "grad", op=OP, ndim=4)
+    check_device(grad, weight, op=OP)
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    dx = torch.empty(tuple(input_shape), dtype=weight.dtype, device=weight.device, memory_format=memory_format)
+    if dx.numel() == 0:
+        return dx
+    args, grid = _dgrad_launch(grad, _weight_for(weight, grad), dx, tuple(stride), padding, groups,
+                               _precision(weight))
+    _launch("dgrad", grid, weight, args, batch=dx.shape[0])
     return dx
 
 
-def wgrad_splits(reduction: int, tiles: int, device: torch.device) -> int:
+def wgrad_splits(reduction: int, tiles: int, sms: int) -> int:
     """How many programs share wgrad's N*P*Q reduction: enough for
-    CONV2D_RELU_WGRAD_PROGRAMS_PER_SM programs per SM on a GPU, each covering at least
-    CONV2D_RELU_WGRAD_MIN_SPLIT_CHUNK terms; 1 under the interpreter (no SMs to fill)."""
-    if device.type != "cuda":
-        return 1
-    sms = torch.cuda.get_device_properties(device).multi_processor_count
+    CONV2D_RELU_WGRAD_PROGRAMS_PER_SM programs on each of ``sms`` SMs, each covering at least
+    CONV2D_RELU_WGRAD_MIN_SPLIT_CHUNK terms."""
     wanted = triton.cdiv(configs.CONV2D_RELU_WGRAD_PROGRAMS_PER_SM * sms, tiles)
     return max(1, min(wanted, reduction // configs.CONV2D_RELU_WGRAD_MIN_SPLIT_CHUNK))
 
 
-def conv2d_relu_wgrad(grad_out: torch.Tensor, out: torch.Tensor, x: torch.Tensor,
-                      weight: torch.Tensor, stride: Sequence[int], padding: Sequence[int],
-                      groups: int, relu: bool, splits: Optional[int] = None,
-                      ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Gradients w.r.t. the weight (in the weight's memory format and dtype) and the bias
-    (shape (K,), same dtype). ``splits`` overrides :func:`wgrad_splits` (tests use it)."""
-    grad_out = _grad_like_out(grad_out, out)
+def _wgrad_split_chunk(gemm_m: int, gemm_n: int, gemm_k: int, groups: int, sms: int) -> int:
+    """Reduction terms per split (whole BLOCK_K steps of every config), for ``sms`` SMs."""
+    ref = configs.CONV2D_RELU_GPU_CONFIGS["wgrad"][0]  # tile count of the largest config
+    tiles = triton.cdiv(gemm_m, ref["BLOCK_M"]) * triton.cdiv(gemm_n, ref["BLOCK_N"]) * groups
+    splits = wgrad_splits(gemm_k, tiles, sms)
+    step = max(cfg["BLOCK_K"] for table in _TABLES.values() for cfg in table["wgrad"])
+    return triton.cdiv(triton.cdiv(gemm_k, splits), step) * step
+
+
+def _wgrad_krsc(weight: torch.Tensor) -> bool:
+    """dw is written in KRSC order when the weight is (channels contiguous), else KCRS."""
+    return weight.shape[1] > 1 and weight.stride(1) == 1
+
+
+def _wgrad_launch(grad: torch.Tensor, x: torch.Tensor, weight: torch.Tensor,
+                  dw_partial: torch.Tensor, db_partial: torch.Tensor, chunk: int,
+                  stride: Sequence[int], padding: Sequence[int], groups: int, precision: str):
+    """(kernel arguments, grid) of the weight and bias gradients (real or meta tensors);
+    ``grad`` has the ReLU mask applied; ``dw_partial`` (splits, K, C/groups*R*S) fp32 in
+    the order :func:`_wgrad_krsc` picks."""
     N, C, H, W = x.shape
     K, c_per_group, R, S = weight.shape
-    P, Q = out.shape[2:]
+    P, Q = grad.shape[2:]
     gemm_m, gemm_n, gemm_k = K // groups, c_per_group * R * S, N * P * Q
-    dw = torch.empty_like(weight)
-    db = torch.empty((K,), dtype=weight.dtype, device=weight.device)
-    if gemm_k == 0:
-        return dw.zero_(), db.zero_()
-    if splits is None:
-        ref = configs.CONV2D_RELU_GPU_CONFIGS["wgrad"][0]  # tile count of the largest config
-        tiles = triton.cdiv(gemm_m, ref["BLOCK_M"]) * triton.cdiv(gemm_n, ref["BLOCK_N"]) * groups
-        splits = wgrad_splits(gemm_k, tiles, x.device)
-    step = max(cfg["BLOCK_K"] for table in _TABLES.values() for cfg in table["wgrad"])
-    chunk = triton.cdiv(triton.cdiv(gemm_k, splits), step) * step  # whole BLOCK_K steps per split
-    splits = triton.cdiv(gemm_k, chunk)
-    dw_partial = torch.empty((splits, K, gemm_n), dtype=torch.float32, device=x.device)
-    db_partial = torch.empty((splits, K), dtype=torch.float32, device=x.device)
-
     flat_k = use_flat_k(c_per_group)
+    splits = triton.cdiv(gemm_k, chunk)
+    sdw_c, sdw_t = (1, c_per_group) if _wgrad_krsc(weight) else (R * S, 1)
 
     def grid(meta):
         n_tiles = (triton.cdiv(gemm_n, meta["BLOCK_N"]) if flat_k
                    else R * S * triton.cdiv(c_per_group, meta["BLOCK_N"]))
         return (triton.cdiv(gemm_m, meta["BLOCK_M"]) * n_tiles, groups, splits)
 
-    _launch(
-        "wgrad", grid, x.dtype,
-        dy_ptr=grad_out, y_ptr=out, x_ptr=x, dw_partial_ptr=dw_partial, db_partial_ptr=db_partial,
+    args = dict(
+        g_ptr=grad, x_ptr=x, dw_partial_ptr=dw_partial, db_partial_ptr=db_partial,
         H=H, W=W, P=P, Q=Q, R=R, S=S,
         stride_h=stride[0], stride_w=stride[1], pad_h=padding[0], pad_w=padding[1],
-        sy_n=out.stride(0), sy_k=out.stride(1), sy_p=out.stride(2), sy_q=out.stride(3),
+        sg_n=grad.stride(0), sg_k=grad.stride(1), sg_p=grad.stride(2), sg_q=grad.stride(3),
         sx_n=x.stride(0), sx_c=x.stride(1), sx_h=x.stride(2), sx_w=x.stride(3),
-        GEMM_M=gemm_m, GEMM_N=gemm_n, GEMM_K=gemm_k, SPLIT_CHUNK=chunk,
-        RELU=relu, FLAT_K=flat_k, INPUT_PRECISION=_precision(x),
+        sdw_c=sdw_c, sdw_t=sdw_t,
+        GEMM_M=gemm_m, GEMM_N=gemm_n, GEMM_K=gemm_k, C_PER_GROUP=c_per_group, SPLIT_CHUNK=chunk,
+        FLAT_K=flat_k, INPUT_PRECISION=precision,
     )
-    dw.copy_(dw_partial.sum(0).view(weight.shape))
+    return args, grid
+
+
+def conv2d_relu_wgrad(grad: torch.Tensor, x: torch.Tensor, weight: torch.Tensor,
+                      stride: Sequence[int], padding: Sequence[int], groups: int,
+                      splits: Optional[int] = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Gradients w.r.t. the weight (in the weight's memory format and dtype) and the bias
+    (shape (K,), same dtype). ``grad``: the output gradient with the ReLU mask applied
+    (:func:`relu_grad`), any strides. ``splits`` overrides the split of the N*P*Q reduction
+    that :func:`wgrad_splits` picks on a GPU (1 under the interpreter; tests use it)."""
+    check_tensor(grad, "grad", op=OP, ndim=4)
+    check_device(grad, x, weight, op=OP)
+    N, C, H, W = x.shape
+    K, c_per_group, R, S = weight.shape
+    P, Q = grad.shape[2:]
+    gemm_m, gemm_n, gemm_k = K // groups, c_per_group * R * S, N * P * Q
+    dw = torch.empty_like(weight)
+    db = torch.empty((K,), dtype=weight.dtype, device=weight.device)
+    if gemm_k == 0:
+        return dw.zero_(), db.zero_()
+    step = max(cfg["BLOCK_K"] for table in _TABLES.values() for cfg in table["wgrad"])
+    if splits is not None:
+        chunk = triton.cdiv(triton.cdiv(gemm_k, splits), step) * step
+    elif x.device.type == "cuda":
+        sms = torch.cuda.get_device_properties(x.device).multi_processor_count
+        chunk = _wgrad_split_chunk(gemm_m, gemm_n, gemm_k, groups, sms)
+    else:  # the interpreter: no SMs to fill
+        chunk = triton.cdiv(gemm_k, step) * step
+    splits = triton.cdiv(gemm_k, chunk)
+    krsc = _wgrad_krsc(weight)
+    dw_partial = torch.empty((splits, K, gemm_n), dtype=torch.float32, device=x.device)
+    db_partial = torch.empty((splits, K), dtype=torch.float32, device=x.device)
+    args, grid = _wgrad_launch(grad, x, weight, dw_partial, db_partial, chunk, stride, padding,
+                               groups, _precision(x))
+    _launch("wgrad", grid, x, args, batch=N)
+    dw_sum = dw_partial.sum(0)
+    dw.copy_(dw_sum.view(K, R, S, c_per_group).permute(0, 3, 1, 2) if krsc else dw_sum.view(weight.shape))
     db.copy_(db_partial.sum(0))
     return dw, db
 
@@ -635,31 +726,29 @@ def _conv2d_relu_op(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.
 def _(x, weight, bias, stride, padding, groups, relu):
     P, Q = _output_hw(x.shape[2], x.shape[3], weight.shape[2], weight.shape[3], stride, padding)
     return torch.empty((x.shape[0], weight.shape[0], P, Q), dtype=x.dtype, device=x.device,
-                       memory_format=_memory_format(x))
+                       memory_format=memory_format_of(x))
 
 
 @torch.library.custom_op("alexnet_fast::conv2d_relu_dgrad", mutates_args=())
-def _dgrad_op(grad_out: torch.Tensor, out: torch.Tensor, weight: torch.Tensor, input_shape: list[int],
-              stride: list[int], padding: list[int], groups: int, relu: bool,
-              channels_last: bool) -> torch.Tensor:
-    return conv2d_relu_dgrad(grad_out, out, weight, input_shape, stride, padding, groups, relu, channels_last)
+def _dgrad_op(grad: torch.Tensor, weight: torch.Tensor, input_shape: list[int],
+              stride: list[int], padding: list[int], groups: int, channels_last: bool) -> torch.Tensor:
+    return conv2d_relu_dgrad(grad, weight, input_shape, stride, padding, groups, channels_last)
 
 
 @_dgrad_op.register_fake
-def _(grad_out, out, weight, input_shape, stride, padding, groups, relu, channels_last):
+def _(grad, weight, input_shape, stride, padding, groups, channels_last):
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     return torch.empty(input_shape, dtype=weight.dtype, device=weight.device, memory_format=memory_format)
 
 
 @torch.library.custom_op("alexnet_fast::conv2d_relu_wgrad", mutates_args=())
-def _wgrad_op(grad_out: torch.Tensor, out: torch.Tensor, x: torch.Tensor, weight: torch.Tensor,
-              stride: list[int], padding: list[int], groups: int,
-              relu: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    return conv2d_relu_wgrad(grad_out, out, x, weight, stride, padding, groups, relu)
+def _wgrad_op(grad: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, stride: list[int],
+              padding: list[int], groups: int) -> tuple[torch.Tensor, torch.Tensor]:
+    return conv2d_relu_wgrad(grad, x, weight, stride, padding, groups)
 
 
 @_wgrad_op.register_fake
-def _(grad_out, out, x, weight, stride, padding, groups, relu):
+def _(grad, x, weight, stride, padding, groups):
     return torch.empty_like(weight), weight.new_empty((weight.shape[0],))
 
 
@@ -677,17 +766,19 @@ def _backward(ctx, grad_out):
     stride, padding, groups, relu = ctx.conv
     need_x, need_w, need_b = ctx.needs_input_grad[:3]
     need_b = need_b and ctx.has_bias
-    grad_out = _grad_like_out(grad_out.to(out.dtype), out)  # one copy at most, shared by both ops
+    grad = relu_grad(grad_out.to(out.dtype), out, relu)  # one pass, shared by both ops
     dx = dw = db = None
     if need_x:
         dx = torch.ops.alexnet_fast.conv2d_relu_dgrad(
-            grad_out, out, weight, ctx.input_shape, stride, padding, groups, relu, ctx.channels_last)
+            grad, weight, ctx.input_shape, stride, padding, groups, ctx.channels_last)
     if need_w or need_b:
-        dw, db = torch.ops.alexnet_fast.conv2d_relu_wgrad(grad_out, out, x, weight, stride, padding, groups, relu)
+        dw, db = torch.ops.alexnet_fast.conv2d_relu_wgrad(grad, x, weight, stride, padding, groups)
     return dx, dw if need_w else None, db if need_b else None, None, None, None, None
 
 
 _conv2d_relu_op.register_autograd(_backward, setup_context=_setup_context)
+# inside torch.autocast the op runs in the autocast dtype, like F.conv2d (lower precision)
+register_autocast(_conv2d_relu_op)
 
 
 def conv2d_relu(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor] = None,
@@ -699,10 +790,15 @@ def conv2d_relu(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tens
     x: (N, C, H, W) NCHW or channels_last; weight: (K, C/groups, R, S); bias: (K,) or None;
     all fp32, fp16 or bf16 (one dtype), on one CUDA device (CPU only under
     TRITON_INTERPRET=1). stride: int or pair >= 1; padding: int or pair >= 0 (zeros).
+    Inside ``torch.autocast`` the op runs in the autocast dtype (fp16/bf16), like F.conv2d.
     Returns (N, K, P, Q) in x's dtype and memory format. Raises TypeError / ValueError as
     listed in :func:`_check_inputs`.
     """
-    stride, padding = _check_inputs(x, weight, bias, stride, padding, groups, relu)
+    # inside torch.autocast for x's device the op casts x, weight and bias to the autocast
+    # dtype first (register_autocast), so mixed dtypes are fine there, as for F.conv2d
+    autocast = isinstance(x, torch.Tensor) and x.device.type in ("cuda", "cpu") \
+        and torch.is_autocast_enabled(x.device.type)
+    stride, padding = _check_inputs(x, weight, bias, stride, padding, groups, relu, same_dtype=not autocast)
     return torch.ops.alexnet_fast.conv2d_relu(x, weight, bias, list(stride), list(padding), groups, relu)
 
 
@@ -757,7 +853,9 @@ def codegen_specs() -> list[KernelSpec]:
                 meta = {k: v for k, v in cfg.items() if k not in ("num_warps", "num_stages")}
                 base = f"{cfg['BLOCK_M']}x{cfg['BLOCK_N']}x{cfg['BLOCK_K']}_w{cfg['num_warps']}_s{cfg['num_stages']}"
                 for flat_k in orders:
-                    constexprs = {"RELU": True, "INPUT_PRECISION": precision, **meta}
+                    constexprs = {"INPUT_PRECISION": precision, **meta}
+                    if "RELU" in fn.arg_names:
+                        constexprs["RELU"] = True
                     if "HAS_BIAS" in fn.arg_names:
                         constexprs["HAS_BIAS"] = True
                     if flat_k is not None:
@@ -771,5 +869,99 @@ def codegen_specs() -> list[KernelSpec]:
                         num_warps=cfg["num_warps"], num_stages=cfg["num_stages"], dtype=dtype_name,
                         expects_mma=table == "mma",
                         extra={"input_precision": precision, "flat_k": bool(flat_k), "table": table},
+                    ))
+    return specs + real_shape_specs()
+
+
+# Real launches compiled by the codegen check: every conv layer of both presets at these
+# batch sizes, channels-last activations and KRSC weights (what the triton variants run).
+CODEGEN_BATCHES = (128,)
+# SMs of the GPU the split of wgrad's reduction is computed for (H100 SXM)
+_CODEGEN_SMS = 132
+# Why the few-channel flat reduction (conv1, C=3: FLAT_K) is exempt from the pipelining gates
+# of the codegen check; its figures are reported as measured.
+FLAT_K_PIPELINE_EXCEPTION = (
+    "C=3 flat (c, r, s) reduction: a tap row starts 3*w elements into an NHWC image and a KRSC "
+    "weight row 363*k (121*3) elements in, so nothing is provably aligned beyond one element, "
+    "below cp.async's 4-byte minimum for 16-bit types; its loads stay register gathers (fwd: A and "
+    "B, wgrad: the image operand B). Only padding the image to 4 channels would change that")
+
+
+def alexnet_conv_layers():
+    """(preset, layer, input (C, H, W), weight shape, stride, padding, groups) of every conv
+    layer of both AlexNet presets, from ``alexnet_fast.model`` (imported here only)."""
+    from alexnet_fast.model import PRESETS, feature_shapes
+
+    layers = []
+    for preset, config in PRESETS.items():
+        shapes = feature_shapes(config)
+        names = list(shapes)
+        for i, conv in enumerate(config.convs, 1):
+            c, h, w = shapes[names[names.index(f"conv{i}") - 1]]
+            groups = config.conv_groups(i)
+            weight = (conv.out_channels, c // groups, conv.kernel_size, conv.kernel_size)
+            layers.append((preset, f"conv{i}", (c, h, w), weight, conv.stride, conv.padding, groups))
+    return layers
+
+
+def _launch_args(fn, args: dict) -> tuple[dict, dict]:
+    """Split launcher arguments into (runtime args with tensors given by dtype, constexprs)."""
+    constexpr = set(_constexpr_args(fn))
+    runtime = {k: (v.dtype if isinstance(v, torch.Tensor) else v) for k, v in args.items() if k not in constexpr}
+    return runtime, {k: v for k, v in args.items() if k in constexpr}
+
+
+def real_launches(batch: int, dtype: torch.dtype, precision: str):
+    """(kernel name, shape label, runtime args, constexprs) of the three kernels at every
+    conv layer of both presets, as the launchers build them for channels-last activations
+    and KRSC weights (meta tensors: no memory). conv1's dgrad is left out: the model never
+    asks for the gradient of its input image."""
+    meta = dict(dtype=dtype, device="meta")
+    out = []
+    for preset, layer, (c, h, w), wshape, stride, padding, groups in alexnet_conv_layers():
+        K, _, R, S = wshape
+        st, pad = (stride, stride), (padding, padding)
+        P, Q = _output_hw(h, w, R, S, st, pad)
+        x = torch.empty((batch, c, h, w), memory_format=torch.channels_last, **meta)
+        weight = torch.empty(wshape, memory_format=torch.channels_last, **meta)
+        bias = torch.empty((K,), **meta)
+        y = torch.empty((batch, K, P, Q), memory_format=torch.channels_last, **meta)
+        label = f"{preset} {layer} b{batch} NHWC"
+        launches = [("fwd", _fwd_launch(x, weight, bias, y, st, pad, groups, True, precision)[0])]
+        if layer != "conv1":
+            launches.append(("dgrad", _dgrad_launch(y, weight, x, st, pad, groups, precision)[0]))
+        gemm_n, gemm_k = wshape[1] * R * S, batch * P * Q
+        chunk = _wgrad_split_chunk(K // groups, gemm_n, gemm_k, groups, _CODEGEN_SMS)
+        partial = torch.empty((triton.cdiv(gemm_k, chunk), K, gemm_n), dtype=torch.float32, device="meta")
+        launches.append(("wgrad", _wgrad_launch(y, x, weight, partial, partial[:, :, 0], chunk, st, pad,
+                                                groups, precision)[0]))
+        for name, args in launches:
+            runtime, constexprs = _launch_args(_KERNELS[name], args)
+            out.append((name, label, runtime, constexprs))
+    return out
+
+
+def real_shape_specs(batches: Sequence[int] = CODEGEN_BATCHES) -> list[KernelSpec]:
+    """Launch-faithful specs (KernelSpec.args): every tensor-core config of the three kernels
+    at every conv layer of both presets, fp16, bf16 and fp32-as-TF32, channels-last."""
+    specs = []
+    for dtype_name, dtype, precision, table in _CODEGEN_PRECISIONS:
+        if table != "mma":
+            continue
+        for batch in batches:
+            for name, label, runtime, constexprs in real_launches(batch, dtype, precision):
+                fn = _KERNELS[name]
+                for cfg in _TABLES[table][name]:
+                    tile = {k: v for k, v in cfg.items() if k not in ("num_warps", "num_stages")}
+                    base = f"{cfg['BLOCK_M']}x{cfg['BLOCK_N']}x{cfg['BLOCK_K']}_w{cfg['num_warps']}_s{cfg['num_stages']}"
+                    specs.append(KernelSpec(
+                        op=OP, kernel=fn.__name__, config=base + ("_tf32" if dtype == torch.float32 else ""),
+                        fn=fn, constexprs={**constexprs, **tile}, args=runtime, shape=label,
+                        num_warps=cfg["num_warps"], num_stages=cfg["num_stages"], dtype=dtype_name,
+                        expects_mma=True,
+                        extra={"input_precision": precision, "flat_k": bool(constexprs.get("FLAT_K", False)),
+                               "table": table, "gemm_tile": (cfg["BLOCK_M"], cfg["BLOCK_N"], cfg["BLOCK_K"]),
+                               **({"pipeline_exception": FLAT_K_PIPELINE_EXCEPTION}
+                                  if constexprs.get("FLAT_K") else {})},
                     ))
     return specs

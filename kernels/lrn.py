@@ -18,7 +18,12 @@ ReLU output the convolution's backward needs), so recomputing D reads no extra D
 every D_c is rebuilt from x through L1/L2, size x (size + 2) cached loads per element.
 Saving D instead would add a 4-byte fp32 write per element to the forward, a 4-byte read to
 the backward and a full-size activation held in between (AlexNet lrn1 at batch 128:
-96 x 55 x 55 x 128 x 4 B = 149 MB). Lanes whose upstream gradient is zero skip those loads.
+96 x 55 x 55 x 128 x 4 B = 149 MB).
+
+NaN / inf as PyTorch: a NaN or inf input makes the same outputs and gradients NaN as
+``F.local_response_norm`` and its autograd (a zero upstream gradient times a NaN window is
+NaN there too, so no lane skips its loads when its gradient is zero: such a skip would
+return 0 where PyTorch returns NaN).
 
 alpha >= 0 and k > 0 are required (ValueError otherwise), so D > 0 and D^(-beta) is exact
 as exp2(-beta * log2 D); PyTorch also accepts a negative D with an integer beta.
@@ -43,8 +48,8 @@ import triton.language as tl
 
 from kernels import configs
 from kernels._common import (KernelSpec, autotuned, check_device, check_grad, check_int, check_numel,
-                             check_tensor, kernel_specs, layout_name, memory_format_of,
-                             pixel_channel_tile, tile_offsets)
+                             check_tensor, device_guard, kernel_specs, layout_name, memory_format_of,
+                             pixel_channel_tile, register_autocast, tile_offsets)
 
 __all__ = ["local_response_norm", "lrn_fwd", "lrn_bwd", "codegen_specs"]
 
@@ -81,7 +86,8 @@ def lrn_denominator(x_ptr, offs, c, mask, C, c_step, size, alpha_over_size, k):
 def lrn_grad_term(x_ptr, offs, c, mask, C, c_step, size, alpha_over_size, beta, k, dy):
     """dy * x_c * D_c^(-beta-1) at channel c (fp32): one term of the LRN backward sum.
 
-    ``mask`` should exclude lanes with dy == 0: they get 0 and skip the loads."""
+    Lanes outside ``mask`` get 0. A lane with dy == 0 is computed too: 0 * NaN is NaN when
+    x_c or D_c is not finite, as in PyTorch's backward."""
     x = tl.load(x_ptr + offs, mask=mask, other=0.0).to(tl.float32)
     d = lrn_denominator(x_ptr, offs, c, mask, C, c_step, size, alpha_over_size, k)
     return tl.where(mask, dy * x * pow_fp32(d, -beta - 1.0), 0.0)
@@ -121,7 +127,7 @@ def lrn_bwd_kernel(x_ptr, dy_ptr, dx_ptr, C, HW, size, alpha_over_size, beta, k,
         m = mask & (cs >= 0) & (cs < C)
         offs_s = offs + (first + i) * c_step
         dy_s = tl.load(dy_ptr + offs_s, mask=m, other=0.0).to(tl.float32)
-        acc += lrn_grad_term(x_ptr, offs_s, cs, m & (dy_s != 0.0), C, c_step, size, alpha_over_size,
+        acc += lrn_grad_term(x_ptr, offs_s, cs, m, C, c_step, size, alpha_over_size,
                              beta, k, dy_s)
     x = tl.load(x_ptr + offs, mask=mask, other=0.0).to(tl.float32)
     dx -= 2.0 * alpha_over_size * beta * x * acc
@@ -162,8 +168,9 @@ def _launch(kernel, tensors: Sequence[torch.Tensor], x: torch.Tensor, layout: st
     N, C, H, W = x.shape
     HW = H * W
     grid = lambda meta: (N * triton.cdiv(HW, meta["BLOCK_P"]), triton.cdiv(C, meta["BLOCK_C"]))  # noqa: E731
-    autotuned(kernel, configs.LRN_CONFIGS, configs.LRN_INTERPRETER, layout, _KEY)[grid](
-        *tensors, C, HW, size, alpha / size, beta, k, CHANNELS_LAST=layout == "nhwc")
+    tuned = autotuned(kernel, configs.LRN_CONFIGS, configs.LRN_INTERPRETER, layout, _KEY, batch=N)
+    with device_guard(x):
+        tuned[grid](*tensors, C, HW, size, alpha / size, beta, k, CHANNELS_LAST=layout == "nhwc")
 
 
 def _empty_like_layout(x: torch.Tensor) -> torch.Tensor:
@@ -219,6 +226,7 @@ def _lrn_backward(ctx, grad):
 
 
 lrn_fwd.register_autograd(_lrn_backward, setup_context=_lrn_setup_context)
+register_autocast(lrn_fwd)
 
 
 def local_response_norm(x: torch.Tensor, size: int, alpha: float = 1e-4, beta: float = 0.75,
@@ -243,6 +251,11 @@ KERNEL_ARG_TYPES = {"x_ptr": "*x", "y_ptr": "*x", "dy_ptr": "*x", "dx_ptr": "*x"
 
 
 def codegen_specs() -> list[KernelSpec]:
-    """Every (kernel, GPU tile config, layout, dtype) of this op, for profiling/codegen.py."""
+    """Every (kernel, GPU tile config, layout, dtype) of this op, for profiling/codegen.py; then
+    each NHWC config launch-faithfully at the paper's lrn1 / lrn2 shapes (the model variants run
+    these fused with the pool, see kernels/lrn_max_pool2d.py)."""
+    from kernels._common import alexnet_channel_layers
+
+    launches = alexnet_channel_layers("lrn")
     return [spec for kernel in (lrn_fwd_kernel, lrn_bwd_kernel)
-            for spec in kernel_specs(OP, kernel, KERNEL_ARG_TYPES, {}, configs.LRN_CONFIGS)]
+            for spec in kernel_specs(OP, kernel, KERNEL_ARG_TYPES, {}, configs.LRN_CONFIGS, launches)]

@@ -14,7 +14,9 @@ Backward reads the pooled gradient, the argmax and the saved input x, and writes
 for each input element it gathers the LRN-output gradient dy of the `size` neighbouring
 channels from the windows that chose them (no atomics), recomputes D as kernels/lrn.py
 does, and applies the LRN backward. Lanes whose dy is zero (all but at most one in four
-at 3x3 / stride 2) skip the D loads.
+at 3x3 / stride 2) still compute their D: a NaN or inf in the window must make the
+gradient NaN where PyTorch's does (0 * NaN), so they cannot skip the loads (which come
+from L1/L2: the tile's neighbours).
 
 Bytes moved per image against the separate Triton ops (LRN, then max-pool), with
 E = C*H*W elements in, P = C*OH*OW pooled, b bytes per element, int8 argmax (1 byte):
@@ -45,8 +47,8 @@ import triton
 import triton.language as tl
 
 from kernels import configs
-from kernels._common import (KernelSpec, autotuned, check_grad, kernel_specs, layout_name, memory_format_of,
-                             pixel_channel_tile, tile_offsets)
+from kernels._common import (KernelSpec, autotuned, check_grad, device_guard, kernel_specs, layout_name,
+                             memory_format_of, pixel_channel_tile, register_autocast, tile_offsets)
 from kernels.lrn import check_lrn_args, lrn_denominator, lrn_grad_term, pow_fp32
 from kernels.lrn import KERNEL_ARG_TYPES as LRN_ARG_TYPES
 from kernels.max_pool2d import KERNEL_ARG_TYPES as POOL_ARG_TYPES
@@ -106,9 +108,8 @@ def lrn_max_pool2d_bwd_kernel(x_ptr, dout_ptr, idx_ptr, dx_ptr, C, H, W, OH, OW,
     # dy: gradient of the (never stored) LRN output, gathered from the pooled gradient
     dy = max_pool_grad_at(dout_ptr, idx_ptr, n, c, ih, iw, mask, C, OH, OW, KH, KW, SH, SW, PH, PW,
                           CHANNELS_LAST)
-    has_dy = mask & (dy != 0.0)
-    d = lrn_denominator(x_ptr, offs, c, has_dy, C, c_step, size, alpha_over_size, k)
-    dx = tl.where(has_dy, dy * pow_fp32(d, -beta), 0.0)
+    d = lrn_denominator(x_ptr, offs, c, mask, C, c_step, size, alpha_over_size, k)
+    dx = dy * pow_fp32(d, -beta)
     # sum over the channels whose LRN window holds c: shifts -(size-1)//2 .. size//2
     acc = tl.zeros(mask.shape, dtype=tl.float32)
     first = -((size - 1) // 2)
@@ -117,7 +118,7 @@ def lrn_max_pool2d_bwd_kernel(x_ptr, dout_ptr, idx_ptr, dx_ptr, C, H, W, OH, OW,
         m = mask & (cs >= 0) & (cs < C)
         dy_s = max_pool_grad_at(dout_ptr, idx_ptr, n, cs, ih, iw, m, C, OH, OW, KH, KW, SH, SW, PH, PW,
                                 CHANNELS_LAST)
-        acc += lrn_grad_term(x_ptr, offs + (first + i) * c_step, cs, m & (dy_s != 0.0), C, c_step, size,
+        acc += lrn_grad_term(x_ptr, offs + (first + i) * c_step, cs, m, C, c_step, size,
                              alpha_over_size, beta, k, dy_s)
     x = tl.load(x_ptr + offs, mask=mask, other=0.0).to(tl.float32)
     dx -= 2.0 * alpha_over_size * beta * x * acc
@@ -128,7 +129,7 @@ def lrn_max_pool2d_bwd_kernel(x_ptr, dout_ptr, idx_ptr, dx_ptr, C, H, W, OH, OW,
 # Launchers and custom ops
 # ---------------------------------------------------------------------------------------
 
-_KEY = ("C", "H", "W", "OH", "OW", "size")
+_KEY = ("C", "H", "W", "OH", "OW", "size", "KH", "KW", "SH", "SW", "PH", "PW")
 
 
 def _launch(kernel, tensors, x: torch.Tensor, OH: int, OW: int, pixels: int, lrn: tuple,
@@ -139,9 +140,11 @@ def _launch(kernel, tensors, x: torch.Tensor, OH: int, OW: int, pixels: int, lrn
     kh, kw, sh, sw, ph, pw = geometry
     grid = lambda meta: (N * triton.cdiv(pixels, meta["BLOCK_P"]), triton.cdiv(C, meta["BLOCK_C"]))  # noqa: E731
     layout = layout_name(memory_format_of(x))
-    autotuned(kernel, configs.LRN_MAX_POOL2D_CONFIGS, configs.LRN_MAX_POOL2D_INTERPRETER, layout, _KEY)[grid](
-        *tensors, C, H, W, OH, OW, size, alpha / size, beta, k, KH=kh, KW=kw, SH=sh, SW=sw, PH=ph, PW=pw,
-        CHANNELS_LAST=layout == "nhwc", **extra)
+    tuned = autotuned(kernel, configs.LRN_MAX_POOL2D_CONFIGS, configs.LRN_MAX_POOL2D_INTERPRETER, layout, _KEY,
+                      batch=N)
+    with device_guard(x):
+        tuned[grid](*tensors, C, H, W, OH, OW, size, alpha / size, beta, k, KH=kh, KW=kw, SH=sh, SW=sw,
+                    PH=ph, PW=pw, CHANNELS_LAST=layout == "nhwc", **extra)
 
 
 def _check(x, size, alpha, beta, k, kernel_size, stride, padding, with_indices, *, op):
@@ -215,6 +218,7 @@ def _backward(ctx, grad, _grad_idx):
 
 
 lrn_max_pool2d_fwd.register_autograd(_backward, setup_context=_setup_context)
+register_autocast(lrn_max_pool2d_fwd)
 
 
 def lrn_max_pool2d(x: torch.Tensor, size: int, alpha: float, beta: float, k: float, kernel_size,
@@ -260,7 +264,10 @@ KERNEL_ARG_TYPES = {**LRN_ARG_TYPES, **POOL_ARG_TYPES}
 def codegen_specs() -> list[KernelSpec]:
     """Every (kernel, GPU tile config, layout, dtype) at AlexNet's LRN size 5 / 3x3 stride 2 pool
     (LRN size is a runtime argument; the pool geometry is compiled in)."""
+    from kernels._common import alexnet_channel_layers
+
+    launches = alexnet_channel_layers("lrn+pool")  # paper lrn1+pool1, lrn2+pool2, launch-faithful
     return (kernel_specs(OP, lrn_max_pool2d_fwd_kernel, KERNEL_ARG_TYPES, {**ALEXNET_POOL, "WITH_INDICES": True},
-                         configs.LRN_MAX_POOL2D_CONFIGS)
+                         configs.LRN_MAX_POOL2D_CONFIGS, launches)
             + kernel_specs(OP, lrn_max_pool2d_bwd_kernel, KERNEL_ARG_TYPES, ALEXNET_POOL,
-                           configs.LRN_MAX_POOL2D_CONFIGS))
+                           configs.LRN_MAX_POOL2D_CONFIGS, launches))

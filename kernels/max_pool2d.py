@@ -32,8 +32,8 @@ import triton.language as tl
 
 from kernels import configs
 from kernels._common import (KernelSpec, autotuned, check_device, check_int, check_numel, check_tensor,
-                             is_channels_last, kernel_specs, layout_name, memory_format_of,
-                             pixel_channel_tile, tile_offsets)
+                             device_guard, is_channels_last, kernel_specs, layout_name, memory_format_of,
+                             pixel_channel_tile, register_autocast, tile_offsets)
 
 __all__ = ["max_pool2d", "max_pool2d_fwd", "max_pool2d_bwd", "codegen_specs", "pool_geometry"]
 
@@ -174,7 +174,7 @@ def check_pool_input(x: Any, *, op: str) -> None:
     check_numel(x, op=op)
 
 
-_KEY = ("C", "H", "W", "OH", "OW")
+_KEY = ("C", "H", "W", "OH", "OW", "KH", "KW", "SH", "SW", "PH", "PW")
 
 
 def _launch(kernel, tensors, layout: str, N: int, C: int, H: int, W: int, OH: int, OW: int,
@@ -182,9 +182,10 @@ def _launch(kernel, tensors, layout: str, N: int, C: int, H: int, W: int, OH: in
     """Launch ``kernel`` over tiles of ``pixels`` (output pixels forward, input pixels backward)."""
     kh, kw, sh, sw, ph, pw = geometry
     grid = lambda meta: (N * triton.cdiv(pixels, meta["BLOCK_P"]), triton.cdiv(C, meta["BLOCK_C"]))  # noqa: E731
-    autotuned(kernel, configs.MAX_POOL2D_CONFIGS, configs.MAX_POOL2D_INTERPRETER, layout, _KEY)[grid](
-        *tensors, C, H, W, OH, OW, KH=kh, KW=kw, SH=sh, SW=sw, PH=ph, PW=pw,
-        CHANNELS_LAST=layout == "nhwc", **extra)
+    tuned = autotuned(kernel, configs.MAX_POOL2D_CONFIGS, configs.MAX_POOL2D_INTERPRETER, layout, _KEY, batch=N)
+    with device_guard(tensors[0]):
+        tuned[grid](*tensors, C, H, W, OH, OW, KH=kh, KW=kw, SH=sh, SW=sw, PH=ph, PW=pw,
+                    CHANNELS_LAST=layout == "nhwc", **extra)
 
 
 def empty_pool_outputs(x: torch.Tensor, oh: int, ow: int, with_indices: bool) -> tuple[torch.Tensor, torch.Tensor]:
@@ -280,6 +281,7 @@ def _max_pool2d_backward(ctx, grad, _grad_idx):
 
 
 max_pool2d_fwd.register_autograd(_max_pool2d_backward, setup_context=_max_pool2d_setup_context)
+register_autocast(max_pool2d_fwd)
 
 
 def max_pool2d(x: torch.Tensor, kernel_size, stride=None, padding=0) -> torch.Tensor:
@@ -309,7 +311,13 @@ ALEXNET_POOL = {"KH": 3, "KW": 3, "SH": 2, "SW": 2, "PH": 0, "PW": 0}
 
 
 def codegen_specs() -> list[KernelSpec]:
-    """Every (kernel, GPU tile config, layout, dtype) at AlexNet's 3x3 / stride 2 pool."""
+    """Every (kernel, GPU tile config, layout, dtype) at AlexNet's 3x3 / stride 2 pool; then each
+    NHWC config launch-faithfully at the real pool layers the model variants run unfused
+    (paper pool5, torchvision pool1 / pool2 / pool5)."""
+    from kernels._common import alexnet_channel_layers
+
+    launches = alexnet_channel_layers("pool")
     return (kernel_specs(OP, max_pool2d_fwd_kernel, KERNEL_ARG_TYPES, {**ALEXNET_POOL, "WITH_INDICES": True},
-                         configs.MAX_POOL2D_CONFIGS)
-            + kernel_specs(OP, max_pool2d_bwd_kernel, KERNEL_ARG_TYPES, ALEXNET_POOL, configs.MAX_POOL2D_CONFIGS))
+                         configs.MAX_POOL2D_CONFIGS, launches)
+            + kernel_specs(OP, max_pool2d_bwd_kernel, KERNEL_ARG_TYPES, ALEXNET_POOL, configs.MAX_POOL2D_CONFIGS,
+                           launches))

@@ -18,22 +18,36 @@ driver needed) and reads from the result:
   cache (~/.triton/cache);
 - ``hmma`` / ``hgmma``: tensor-core MMA instructions in the SASS (HMMA: mma.sync, sm_80+;
   HGMMA: wgmma, sm_90);
-- ``ptx_bytes``, ``compile_s`` and ``cache_hit`` (from Triton's compilation listener).
+- ``ptx_bytes``, ``compile_s`` and ``cache_hit`` (from Triton's compilation listener);
+- ``buffers_a`` / ``buffers_b``, ``wgmma_pendings``: shared-memory copies of the dot's A and B
+  tiles (leading dim of ``ttg.local_alloc``) and the largest ``warp_group_dot_wait`` pendings,
+  from the TTGIR (``ttgir_figures``);
+- ``ldgsts`` (+ widest / narrowest bytes), ``utmaldg``, ``ldg`` (+ widths), ``wgmma_wait_depth``
+  (``WARPGROUP.DEPBAR.LE gsb0, N``): asynchronous copies, TMA loads, plain global loads and the
+  wgmma wait depth, from the SASS (``sass_memory_figures``).
 
-Checks per row: compiled; no spills; ``smem_bytes`` within the arch's per-block limit
-(``SHARED_LIMIT_BYTES``); ``expects_mma`` -> at least one HMMA/HGMMA.
+Checks per row (``check_row``): compiled; no spills; ``smem_bytes`` within the arch's
+per-block limit (``SHARED_LIMIT_BYTES``); ``expects_mma`` -> at least one HMMA/HGMMA; a spec's
+``extra["min_load_bytes"]`` -> a global load at least that wide. Across rows
+(``apply_reference_gates``): a launch-faithful tensor-core row against the reference GEMM of its
+tile, warps, stages and dtype (``profiling/reference_gemm.py``, compiled alongside): no fewer A
+or B buffers, some asynchronous copy, wgmma wait depth >= 1 on sm_90, at most
+``REGISTER_RATIO_LIMIT`` x its registers; ``extra["pipeline_exception"]`` turns these failures
+into a documented exception note.
 
 Compiles run in worker processes started with ``spawn`` and TRITON_INTERPRET unset, so the
 kernel modules are imported there with real ``JITFunction`` kernels even when the calling
 process runs Triton's interpreter (the tests do). Workers receive (module, index) references
-and call ``codegen_specs()`` themselves; nothing unpicklable crosses the process boundary.
+and call ``codegen_specs()`` themselves (reference rows: ``reference_gemm.spec_for(config)``);
+nothing unpicklable crosses the process boundary.
 
-Compiling is what ``triton.compile`` does for the GPU, with one assumption made explicit:
-pointer arguments are marked 16-byte aligned (``tt.divisibility=16``), as Triton's JIT does for
-torch tensors at launch. Integer arguments the launcher guarantees to be multiples of 16 can be
-named in ``spec.extra["divisible_by_16"]``; integer arguments the JIT would see as 1 belong in
-``constexprs``. ``spec.extra["in_use"] = False`` marks a config that only the exhaustive CLI
-sweep compiles (the unit test compiles the configs in use).
+Two kinds of spec (``kernels._common.KernelSpec``). Generic: ``signature`` + ``constexprs``;
+pointer arguments are marked 16-byte aligned, as Triton's JIT does for torch tensors at launch,
+integer arguments only where named in ``spec.extra["divisible_by_16"]``. Launch-faithful:
+``spec.args`` holds the argument values of a real launch and ``launch_specialization`` derives
+signature, constexprs and attributes with Triton's own launcher code, exactly as
+``JITFunction.run`` would. ``spec.extra["in_use"] = False`` marks a config that only the
+exhaustive CLI sweep compiles (the unit test compiles the configs in use).
 """
 
 from __future__ import annotations
@@ -72,10 +86,15 @@ SHARED_LIMIT_BYTES = {80: 166_912, 90: 232_448}
 
 # Columns of the table, in order (one row per spec x arch).
 COLUMNS = [
-    "op", "kernel", "config", "dtype", "arch", "num_warps", "num_stages", "expects_mma",
-    "divisible_by_16", "compiled", "registers", "spill_store_bytes", "spill_load_bytes", "stack_bytes",
+    "op", "kernel", "config", "dtype", "shape", "launch", "arch", "num_warps", "num_stages", "expects_mma",
+    "divisible_by_16", "specialized_to_constexpr", "compiled", "registers", "spill_store_bytes", "spill_load_bytes", "stack_bytes",
     "smem_static_bytes", "smem_dynamic_bytes", "smem_bytes", "smem_limit_bytes",
-    "hmma", "hgmma", "mma_instructions", "mma_kind", "ptx_bytes", "compile_s", "cache_hit",
+    "hmma", "hgmma", "mma_instructions", "mma_kind",
+    "buffers_a", "buffers_b", "ldgsts", "ldgsts_max_bytes", "ldgsts_min_bytes", "utmaldg",
+    "wgmma_pendings", "wgmma_wait_depth", "ldg", "ldg_max_bytes", "ldg_min_bytes", "ldg_widths",
+    "gemm_tile", "input_precision", "min_load_bytes", "reference", "ref_buffers", "ref_registers",
+    "ref_ldgsts_max_bytes", "exception",
+    "ptx_bytes", "compile_s", "cache_hit",
     "passed", "failures", "notes", "error", "module",
 ]
 
@@ -97,9 +116,10 @@ class CodegenToolError(RuntimeError):
 # ---------------------------------------------------------------------------------------
 
 def spec_id(spec) -> str:
-    """``op/kernel/config/dtype`` of a KernelSpec or SpecRef: names one spec (unique across the
-    kernels package)."""
-    return f"{spec.op}/{spec.kernel}/{spec.config}/{spec.dtype}"
+    """``op/kernel/config/dtype`` of a KernelSpec or SpecRef, ``@shape`` appended for a
+    launch-faithful spec: names one spec (unique across the kernels package)."""
+    base = f"{spec.op}/{spec.kernel}/{spec.config}/{spec.dtype}"
+    return f"{base}@{spec.shape}" if spec.shape else base
 
 
 @dataclass(frozen=True)
@@ -117,6 +137,8 @@ class SpecRef:
     config: str
     dtype: str
     in_use: bool = True
+    shape: str = ""
+    reference: str = ""  # config of the reference GEMM row this spec is checked against ("": none)
 
     @property
     def spec_id(self) -> str:
@@ -243,6 +265,49 @@ def coverage_problems(modules: Sequence[ModuleType]) -> list[str]:
     return problems
 
 
+REFERENCE_MODULE = "profiling.reference_gemm"
+# A tensor-core row may use at most this many times the registers of its reference GEMM row.
+REGISTER_RATIO_LIMIT = 1.3
+
+
+def gemm_tile(spec) -> tuple[int, int, int] | None:
+    """(BLOCK_M, BLOCK_N, BLOCK_K) of a tensor-core spec: ``extra["gemm_tile"]``, else its
+    BLOCK_M / BLOCK_N / BLOCK_K constexprs; None for a kernel without a GEMM tile."""
+    tile = spec.extra.get("gemm_tile")
+    if tile is None and all(k in spec.constexprs for k in ("BLOCK_M", "BLOCK_N", "BLOCK_K")):
+        tile = tuple(spec.constexprs[k] for k in ("BLOCK_M", "BLOCK_N", "BLOCK_K"))
+    return tuple(int(v) for v in tile) if tile is not None else None
+
+
+def input_precision_of(spec) -> str | None:
+    """The ``tl.dot`` input precision of a tensor-core spec (Triton's default, tf32, for fp32)."""
+    if not spec.expects_mma:
+        return None
+    return (spec.extra.get("input_precision") or spec.constexprs.get("INPUT_PRECISION")
+            or ("tf32" if spec.dtype == "fp32" else "ieee"))
+
+
+def reference_config_of(spec) -> str:
+    """The reference GEMM config a spec is gated against: launch-faithful tensor-core specs with
+    a GEMM tile (not the reference rows themselves); "" for every other spec."""
+    from profiling.reference_gemm import reference_config
+
+    tile = gemm_tile(spec)
+    if spec.args is None or not spec.expects_mma or tile is None or spec.extra.get("is_reference"):
+        return ""
+    return reference_config(tile, spec.num_warps, spec.num_stages, spec.dtype, input_precision_of(spec))
+
+
+def reference_refs(refs: Iterable[SpecRef]) -> list[SpecRef]:
+    """The reference GEMM rows that ``refs`` are checked against, once each, in order."""
+    from profiling import reference_gemm
+
+    needed = dict.fromkeys((r.reference, r.dtype) for r in refs if r.reference)
+    return [SpecRef(REFERENCE_MODULE, -1, reference_gemm.OP, reference_gemm.KERNEL, config, dtype,
+                    shape=f"M=N=K={reference_gemm.SIZE} row-major")
+            for config, dtype in needed]
+
+
 def collect_specs(modules: Sequence[ModuleType]) -> list[tuple[SpecRef, Any]]:
     """(reference, spec) for every spec of every module that has ``codegen_specs()``, in order."""
     from kernels._common import KernelSpec
@@ -256,7 +321,8 @@ def collect_specs(modules: Sequence[ModuleType]) -> list[tuple[SpecRef, Any]]:
         for index, spec in enumerate(specs):
             if isinstance(spec, KernelSpec):
                 ref = SpecRef(module.__name__, index, spec.op, spec.kernel, spec.config, spec.dtype,
-                              in_use=bool(spec.extra.get("in_use", True)))
+                              in_use=bool(spec.extra.get("in_use", True)), shape=spec.shape,
+                              reference=reference_config_of(spec))
                 found.append((ref, spec))
     return found
 
@@ -293,6 +359,111 @@ def sass_figures(sass: str) -> dict[str, int]:
     return out
 
 
+# "!ttg.memdesc<3x128x32xf16, #shared1, #smem, mutable>" -> ("3x128x32", "f16", "#shared1")
+_MEMDESC = re.compile(r"!ttg\.memdesc<((?:\d+x)*)(\w+),\s*(#[\w.]+)")
+_DOT_OP_IDX = re.compile(r"#ttg\.dot_op<\{opIdx = (\d)")
+_PENDINGS = re.compile(r"pendings = (\d+)")
+# "WARPGROUP.DEPBAR.LE gsb0, 0x1 ;" -> 1: how many wgmma groups may still run after the wait
+_DEPBAR = re.compile(r"WARPGROUP\.DEPBAR\.LE\s+gsb\d+,\s*0x([0-9a-f]+)")
+
+
+def _memdescs(line: str) -> list[tuple[tuple[int, ...], str, str]]:
+    return [(tuple(int(d) for d in dims.split("x") if d), elem, enc) for dims, elem, enc in _MEMDESC.findall(line)]
+
+
+def ttgir_figures(ttgir: str) -> dict[str, Any]:
+    """Shared-memory buffering of the dot operands and the wgmma wait depth, from TTGIR.
+
+    ``buffers_a`` / ``buffers_b``: how many copies of the A (opIdx 0) and B (opIdx 1) tile the
+    kernel keeps in shared memory -- the leading dimension of an empty ``ttg.local_alloc`` that
+    the software pipeliner made (``memdesc<3x128x32xf16>``: 3 stages), 1 for a tile stored from
+    registers (``ttg.local_alloc %x``), 0 when the operand never goes through shared memory. An
+    allocation feeds an operand when its shared encoding reaches the dot (``ttng.warp_group_dot``
+    operand, or a ``ttg.local_load`` into a ``dot_op`` layout) through ``ttg.memdesc_*`` views;
+    two operands with the same encoding are told apart by their tile shape (A holds the result's
+    M rows, B its N columns). None when the kernel has no dot. ``wgmma_pendings``: the largest
+    ``pendings`` of a ``ttng.warp_group_dot_wait`` (0: every wgmma is waited for at once), None
+    without wgmma.
+    """
+    parent: dict[str, str] = {}
+
+    def find(e):
+        while parent.setdefault(e, e) != e:
+            e = parent[e]
+        return e
+
+    allocs, operand_encs, dots = [], {0: set(), 1: set()}, []
+    pendings = []
+    for line in ttgir.splitlines():
+        if "ttg.local_alloc" in line:
+            descs = _memdescs(line)
+            if descs:
+                shape, elem, enc = descs[-1]
+                head = line.split("ttg.local_alloc", 1)[1].split(":", 1)[0]
+                from_registers = "%" in head
+                buffers = shape[0] if (not from_registers and len(shape) >= 3) else 1
+                tile = shape[1:] if (not from_registers and len(shape) >= 3) else shape
+                allocs.append((enc, buffers, tile, elem))
+        elif "memdesc_" in line and ("ttg.memdesc_" in line or "ttng.memdesc_" in line):
+            encs = [d[2] for d in _memdescs(line)]
+            for other in encs[1:]:
+                parent[find(other)] = find(encs[0])
+        if "ttg.local_load" in line and "dot_op" in line:
+            descs, idx = _memdescs(line), _DOT_OP_IDX.search(line)
+            if descs and idx and int(idx.group(1)) in operand_encs:
+                operand_encs[int(idx.group(1))].add(descs[0][2])
+        if "ttng.warp_group_dot " in line or " tt.dot " in line:
+            types = line.rsplit(" : ", 1)[-1]
+            operands, _, result = types.partition("->")
+            for i, part in enumerate(operands.split(" * ")[:2]):
+                descs = _memdescs(part)
+                if descs:
+                    operand_encs[i].add(descs[0][2])
+            dims = re.search(r"tensor<(\d+)x(\d+)x", result)
+            if dims:
+                dots.append((int(dims.group(1)), int(dims.group(2))))
+        if "ttng.warp_group_dot_wait" in line:
+            found = _PENDINGS.search(line)
+            if found:
+                pendings.append(int(found.group(1)))
+    out: dict[str, Any] = {"buffers_a": None, "buffers_b": None,
+                           "wgmma_pendings": max(pendings) if pendings else None}
+    if not dots:
+        return out
+    rows = {m for m, _ in dots}
+    cols = {n for _, n in dots}
+    roots = {i: {find(e) for e in encs} for i, encs in operand_encs.items()}
+    for i, key in ((0, "buffers_a"), (1, "buffers_b")):
+        candidates = [a for a in allocs if find(a[0]) in roots[i] and a[3] != "i64"]
+        if roots[0] & roots[1]:  # shared encoding: keep the allocations whose tile has this operand's dim
+            dims = rows if i == 0 else cols
+            narrowed = [a for a in candidates if any(d in a[2] for d in dims)]
+            candidates = narrowed or candidates
+        out[key] = max((a[1] for a in candidates), default=0)
+    return out
+
+
+def sass_memory_figures(sass: str) -> dict[str, Any]:
+    """Global-memory traffic shape from SASS: asynchronous copies (LDGSTS, cp.async, count and
+    widest/narrowest width in bytes; UTMALDG, TMA loads), plain global loads (LDG count, widest
+    and narrowest width, and a width histogram "16B:4 2B:12"), and the wgmma wait depth (the
+    largest N of WARPGROUP.DEPBAR.LE gsb0, N; None without one). Static instruction counts."""
+    ldgsts, ldg, utmaldg = [], [], 0
+    for opcode in _SASS_OPCODE.findall(sass):
+        base, *suffixes = opcode.split(".")
+        if base in ("LDGSTS", "LDG"):
+            width = next((_ACCESS_BYTES[x] for x in suffixes if x in _ACCESS_BYTES), 4)
+            (ldgsts if base == "LDGSTS" else ldg).append(width)
+        elif base == "UTMALDG":
+            utmaldg += 1
+    depths = [int(d, 16) for d in _DEPBAR.findall(sass)]
+    histogram = " ".join(f"{w}B:{ldg.count(w)}" for w in sorted(set(ldg), reverse=True))
+    return {"ldgsts": len(ldgsts), "ldgsts_max_bytes": max(ldgsts, default=0),
+            "ldgsts_min_bytes": min(ldgsts, default=0), "utmaldg": utmaldg,
+            "ldg": len(ldg), "ldg_max_bytes": max(ldg, default=0), "ldg_min_bytes": min(ldg, default=0),
+            "ldg_widths": histogram, "wgmma_wait_depth": max(depths) if depths else None}
+
+
 def resource_usage(dump: str, function: str) -> dict[str, int]:
     """REG/STACK/SHARED/LOCAL of ``function`` from ``cuobjdump --dump-resource-usage`` output."""
     for name, fields in _RESOURCE_LINE.findall(dump):
@@ -313,7 +484,7 @@ def inspect_cubin(cubin: bytes, function: str) -> dict[str, int]:
         raise CodegenToolError(f"{' '.join(cmd)} failed ({done.returncode}): {done.stderr.strip()[:500]}")
     usage = resource_usage(done.stdout, function)
     return {"registers": usage["REG"], "stack_bytes": usage["STACK"], "smem_static_bytes": usage["SHARED"],
-            **sass_figures(done.stdout)}
+            **sass_figures(done.stdout), **sass_memory_figures(done.stdout)}
 
 
 def validate_spec(spec) -> None:
@@ -323,15 +494,20 @@ def validate_spec(spec) -> None:
     if python_function(fn) is None:
         raise TypeError(f"{spec_id(spec)}: spec.fn must be a @triton.jit function, got {type(spec.fn).__name__}")
     args = list(fn.arg_names)
-    if set(spec.signature) != set(args):
+    if spec.args is not None:
+        _validate_launch_args(spec, fn)
+    elif set(spec.signature) != set(args):
         missing, extra = [a for a in args if a not in spec.signature], sorted(set(spec.signature) - set(args))
         raise ValueError(f"{spec_id(spec)}: signature does not match the arguments of {fn.__name__}"
                          f" (missing: {missing or '-'}; unknown: {extra or '-'})")
     constexpr_args = {a for a, t in spec.signature.items() if t == "constexpr"}
-    if set(spec.constexprs) != constexpr_args:
+    if spec.args is None and set(spec.constexprs) != constexpr_args:
         raise ValueError(f"{spec_id(spec)}: constexprs {sorted(spec.constexprs)} must give exactly the arguments "
                          f"typed 'constexpr' in the signature {sorted(constexpr_args)}")
     divisible = spec.extra.get("divisible_by_16", ())
+    if divisible and spec.args is not None:
+        raise ValueError(f"{spec_id(spec)}: extra['divisible_by_16'] is for generic specs; a launch-faithful "
+                         "spec gets its divisibility from its args, as at a launch")
     if isinstance(divisible, str) or not all(isinstance(name, str) for name in divisible):
         raise ValueError(f"{spec_id(spec)}: extra['divisible_by_16'] must be a tuple of argument names, "
                          f"got {divisible!r}")
@@ -344,12 +520,141 @@ def validate_spec(spec) -> None:
         raise ValueError(f"{spec_id(spec)}: num_stages must be a positive int, got {spec.num_stages!r}")
 
 
+def _kernel_params(fn) -> list:
+    """Triton's ``KernelParam`` of each argument (constexpr-ness, defaults), built as
+    ``JITFunction`` builds them, so it works for interpreted functions too."""
+    from triton.runtime.jit import KernelParam
+
+    return [KernelParam(i, param, False, False)
+            for i, param in enumerate(inspect.signature(python_function(fn)).parameters.values())]
+
+
+def _validate_launch_args(spec, fn) -> None:
+    """A launch-faithful spec names every runtime argument in ``args`` and every constexpr in
+    ``constexprs``; a signature, if given, types what the launch derives."""
+    import torch
+
+    params = {p.name: p for p in _kernel_params(fn)}
+    runtime = [n for n, p in params.items() if not p.is_constexpr]
+    constexpr = [n for n, p in params.items() if p.is_constexpr]
+    missing = [n for n in runtime if n not in spec.args and not params[n].has_default]
+    unknown = sorted(set(spec.args) - set(runtime))
+    if missing or unknown:
+        raise ValueError(f"{spec_id(spec)}: args must give the runtime arguments of {fn.__name__}"
+                         f" (missing: {missing or '-'}; not runtime arguments: {unknown or '-'})")
+    missing = [n for n in constexpr if n not in spec.constexprs and not params[n].has_default]
+    unknown = sorted(set(spec.constexprs) - set(constexpr))
+    if missing or unknown:
+        raise ValueError(f"{spec_id(spec)}: constexprs must give the constexpr arguments of {fn.__name__}"
+                         f" (missing: {missing or '-'}; not constexpr: {unknown or '-'})")
+    for name, value in spec.args.items():
+        if value is None or isinstance(value, (bool, int, float, torch.dtype)) or hasattr(value, "data_ptr"):
+            continue
+        raise ValueError(f"{spec_id(spec)}: args[{name!r}] = {value!r}: give ints, floats, None, or a pointer as "
+                         "its torch.dtype or tensor")
+    if spec.signature:
+        for name, ty in spec.signature.items():
+            if name not in params:
+                raise ValueError(f"{spec_id(spec)}: signature names {name!r}, not an argument of {fn.__name__}")
+
+
+@dataclass(frozen=True)
+class LaunchSpecialization:
+    """What ``JITFunction.run`` computes for a launch before it compiles: the Triton signature,
+    constexprs and attributes (keyed by argument path, as Triton passes them to ASTSource) and
+    the backend options."""
+
+    signature: dict[str, str]
+    constexprs: dict[tuple, Any]
+    attrs: dict[tuple, Any]
+    options: Any
+
+    def names(self, fn, predicate) -> list[str]:
+        return [p.name for p in fn.params if predicate(p)]
+
+
+def launch_specialization(spec, arch: int) -> LaunchSpecialization:
+    """The specialization Triton's launcher applies to ``spec.args`` on ``sm_<arch>``.
+
+    Runs Triton's own launch code -- the binder that ``JITFunction.create_binder`` builds
+    (``create_function_from_signature``, which calls ``native_specialize_impl`` per argument)
+    and ``JITFunction._pack_args`` -- with the CUDA backend of the target arch, so ints equal to
+    1 become constexprs, ints divisible by 16 and 16-byte aligned pointers get
+    ``tt.divisibility 16`` and ``do_not_specialize`` / ``do_not_specialize_on_alignment`` are
+    honoured as at a real launch. Same code path in Triton 3.6 and 3.8. A pointer given as a
+    torch.dtype becomes Triton's ``MockTensor`` (what ``JITFunction.warmup`` does with dtypes): a
+    16-byte aligned tensor, as the launchers' freshly allocated or ``.contiguous()`` tensors are.
+    """
+    from triton import knobs
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import make_backend
+    from triton.runtime.jit import MockTensor, create_function_from_signature
+
+    fn = _launchable(jit_object(spec.fn))
+    # a torch.dtype stands for a tensor of that dtype, as in JITFunction.warmup (MockTensor: data_ptr 0)
+    values = {name: MockTensor.wrap_dtype(v) for name, v in spec.args.items()}
+    options = {"num_warps": spec.num_warps, "num_stages": spec.num_stages,
+               "debug": bool(getattr(fn, "debug", False) or knobs.runtime.debug),
+               "instrumentation_mode": knobs.compilation.instrumentation_mode}
+    backend = make_backend(GPUTarget("cuda", arch, 32))
+    binder = create_function_from_signature(fn.signature, fn.params, backend)
+    kwargs = {**values, **spec.constexprs, **options}
+    try:
+        bound_args, specialization, parsed = binder(**kwargs)
+    except TypeError as e:
+        raise ValueError(f"{spec_id(spec)}: args/constexprs do not bind to {fn.__name__}: {e}") from None
+    parsed, signature, constexprs, attrs = fn._pack_args(backend, kwargs, bound_args, specialization, parsed)
+    return LaunchSpecialization(signature=dict(signature), constexprs=constexprs, attrs=attrs, options=parsed)
+
+
+def check_given_signature(spec, special: LaunchSpecialization) -> None:
+    """A launch-faithful spec that also states a signature must agree with the launch (an int
+    the launch folds to a constexpr may be typed as an int)."""
+    for name, ty in spec.signature.items():
+        derived = special.signature[name]
+        if ty != derived and not (derived == "constexpr" and ty in ("i32", "i64", "u32", "u64")):
+            raise ValueError(f"{spec_id(spec)}: signature types {name!r} as {ty!r}, but a launch with these args "
+                             f"gives {derived!r}")
+
+
+def _launchable(fn):
+    """``fn`` as a JITFunction: under TRITON_INTERPRET=1 ``@triton.jit`` gives an
+    InterpretedFunction, rebuilt here as the JITFunction the decorator would have made (same
+    Python function and decorator arguments, e.g. ``do_not_specialize``), so the launch
+    specialization can be computed in any process."""
+    from triton.runtime.interpreter import InterpretedFunction
+    from triton.runtime.jit import JITFunction
+
+    if isinstance(fn, InterpretedFunction):
+        return JITFunction(fn.fn, **fn.kwargs)
+    return fn
+
+
+def specialized_names(spec, special: LaunchSpecialization) -> tuple[list[str], list[str]]:
+    """(integer arguments the launch marks divisible by 16, runtime arguments it turns into
+    constexprs: ints equal to 1 and None pointers), from a launch specialization."""
+    fn = _launchable(jit_object(spec.fn))
+    divisible, folded = [], []
+    for i, p in enumerate(fn.params):
+        if p.is_constexpr:
+            continue
+        if special.signature[p.name] == "constexpr":
+            folded.append(p.name)
+        elif not special.signature[p.name].startswith("*") and ["tt.divisibility", 16] in special.attrs.get((i,), []):
+            divisible.append(p.name)
+    return divisible, folded
+
+
 def _row_header(spec, arch: int) -> dict[str, Any]:
     row = dict.fromkeys(COLUMNS)
     row.update(op=spec.op, kernel=spec.kernel, config=spec.config, dtype=spec.dtype, arch=arch,
+               shape=spec.shape, launch="faithful" if spec.args is not None else "generic",
                num_warps=spec.num_warps, num_stages=spec.num_stages, expects_mma=bool(spec.expects_mma),
                divisible_by_16=",".join(spec.extra.get("divisible_by_16", ())),
-               compiled=False, smem_limit_bytes=SHARED_LIMIT_BYTES.get(arch), error="", notes="")
+               compiled=False, smem_limit_bytes=SHARED_LIMIT_BYTES.get(arch), error="", notes="",
+               gemm_tile="x".join(map(str, gemm_tile(spec))) if gemm_tile(spec) and spec.expects_mma else None,
+               input_precision=input_precision_of(spec), min_load_bytes=spec.extra.get("min_load_bytes"),
+               reference=reference_config_of(spec), exception=spec.extra.get("pipeline_exception", ""))
     return row
 
 
@@ -375,23 +680,32 @@ def compile_spec(spec, arch: int) -> dict[str, Any]:
                         "with TRITON_INTERPRET=1); compile with compile_refs(), whose workers import "
                         "the kernels with the interpreter off")
     row = _row_header(spec, arch)
-    signature = {name: spec.signature[name] for name in fn.arg_names}
-    aligned = [i for i, name in enumerate(fn.arg_names)
-               if signature[name].startswith("*") or name in spec.extra.get("divisible_by_16", ())]
-    source = ASTSource(fn=fn, signature=signature, constexprs=dict(spec.constexprs),
-                       attrs={(i,): [["tt.divisibility", 16]] for i in aligned})
+    options = {"num_warps": spec.num_warps, "num_stages": spec.num_stages}
+    if spec.args is not None:  # what JITFunction.run would compile for these argument values
+        special = launch_specialization(spec, arch)
+        check_given_signature(spec, special)
+        divisible, folded = specialized_names(spec, special)
+        row.update(divisible_by_16=",".join(divisible), specialized_to_constexpr=",".join(folded))
+        source = ASTSource(fn=fn, signature=special.signature, constexprs=special.constexprs, attrs=special.attrs)
+        options = dict(special.options.__dict__)
+    else:
+        signature = {name: spec.signature[name] for name in fn.arg_names}
+        aligned = [i for i, name in enumerate(fn.arg_names)
+                   if signature[name].startswith("*") or name in spec.extra.get("divisible_by_16", ())]
+        source = ASTSource(fn=fn, signature=signature, constexprs=dict(spec.constexprs),
+                           attrs={(i,): [["tt.divisibility", 16]] for i in aligned})
     cache_hits = []
     try:
         with knobs.compilation.scope(), contextlib.redirect_stdout(io.StringIO()):  # ptxas errors print the PTX
             knobs.compilation.listener = lambda *, cache_hit, **_: cache_hits.append(cache_hit)
             start = time.perf_counter()
-            kernel = triton.compile(source, target=GPUTarget("cuda", arch, 32),
-                                    options={"num_warps": spec.num_warps, "num_stages": spec.num_stages})
+            kernel = triton.compile(source, target=GPUTarget("cuda", arch, 32), options=options)
             row["compile_s"] = round(time.perf_counter() - start, 3)
     except Exception as e:  # a kernel that does not compile is a failed row, reported with its error
         row["error"] = f"{type(e).__name__}: {e}".strip()[:4000]
         return finish_row(row)
     row.update(inspect_cubin(kernel.asm["cubin"], kernel.metadata.name))
+    row.update(ttgir_figures(kernel.asm["ttgir"]))
     row.update(compiled=True, cache_hit=bool(cache_hits and cache_hits[-1]),
                smem_dynamic_bytes=int(kernel.metadata.shared), ptx_bytes=len(kernel.asm["ptx"].encode()))
     return finish_row(row)
@@ -418,7 +732,71 @@ def check_row(row: dict[str, Any]) -> list[str]:
                         f"on sm_{row['arch']}")
     if row["expects_mma"] and not row["mma_instructions"]:
         failures.append("no tensor-core MMA (HMMA/HGMMA) in the SASS, though expects_mma")
+    if _present(row.get("min_load_bytes")) and row["ldg_max_bytes"] < row["min_load_bytes"]:
+        failures.append(f"widest global load {row['ldg_max_bytes']} B < {int(row['min_load_bytes'])} B per access "
+                        f"(LDG widths {row['ldg_widths'] or 'none'})")
     return failures
+
+
+def _present(value) -> bool:
+    return value is not None and value == value and value != ""
+
+
+def reference_failures(row: dict[str, Any], ref: dict[str, Any] | None) -> list[str]:
+    """Why a tensor-core row is not pipelined like its reference GEMM row (empty: it is):
+    fewer shared-memory buffers for A or B, no asynchronous copy (LDGSTS or UTMALDG), a
+    synchronous wgmma on sm_90 (wait depth 0), more than REGISTER_RATIO_LIMIT x its registers."""
+    if ref is None:
+        return [f"no reference GEMM row {row['reference']} {row['dtype']} sm_{row['arch']} to compare with"]
+    if not ref["compiled"]:
+        return [f"reference GEMM {row['reference']} does not compile: {error_summary(ref['error'])}"]
+    failures = []
+    for side in ("a", "b"):
+        have, want = row[f"buffers_{side}"], ref[f"buffers_{side}"]
+        if (have or 0) < (want or 0):
+            failures.append(f"{side.upper()} tile in {have or 0} shared-memory buffer(s), the reference GEMM "
+                            f"of this tile gets {want}")
+    if not row["ldgsts"] and not row["utmaldg"]:
+        failures.append(f"no asynchronous copies (0 LDGSTS, 0 UTMALDG, LDG widths {row['ldg_widths'] or 'none'}), "
+                        f"the reference GEMM issues {ref['ldgsts']} LDGSTS of {ref['ldgsts_max_bytes']} B")
+    if row["arch"] >= 90 and row["hgmma"] and row["wgmma_wait_depth"] == 0:
+        failures.append("synchronous wgmma (WARPGROUP.DEPBAR.LE gsb0, 0x0: wait depth 0), the reference GEMM "
+                        f"waits with depth {ref['wgmma_wait_depth']}")
+    if row["registers"] > REGISTER_RATIO_LIMIT * ref["registers"]:
+        failures.append(f"{row['registers']} registers > {REGISTER_RATIO_LIMIT} x the reference GEMM's "
+                        f"{ref['registers']}")
+    return failures
+
+
+def apply_reference_gates(rows: list[dict[str, Any]]) -> None:
+    """Check every compiled row that names a reference GEMM config against that row (same
+    config, dtype and arch) and record the result in place. A row whose spec declares a
+    ``pipeline_exception`` keeps its figures and passes these gates, the failures going to
+    its notes as an exception (the report lists them)."""
+    refs = {(r["config"], r["dtype"], r["arch"]): r for r in rows
+            if r["op"] == _reference_op() and r["module"] == REFERENCE_MODULE}
+    for row in rows:
+        if not row.get("reference") or not row["compiled"]:
+            continue
+        ref = refs.get((row["reference"], row["dtype"], row["arch"]))
+        if ref is not None and ref["compiled"]:
+            row.update(ref_buffers=f"A{ref['buffers_a']} B{ref['buffers_b']}", ref_registers=ref["registers"],
+                       ref_ldgsts_max_bytes=ref["ldgsts_max_bytes"])
+        found = reference_failures(row, ref)
+        if not found:
+            continue
+        if row.get("exception"):
+            note = f"exception ({row['exception']}): " + "; ".join(found)
+            row["notes"] = "; ".join(filter(None, [row["notes"], note]))
+        else:
+            failures = [f for f in row["failures"].split("; ") if f] + found
+            row.update(failures="; ".join(failures), passed=False)
+
+
+def _reference_op() -> str:
+    from profiling import reference_gemm
+
+    return reference_gemm.OP
 
 
 def _notes(row: dict[str, Any]) -> list[str]:
@@ -471,9 +849,12 @@ def _interpreter_off_for_new_processes():
 def compile_ref(ref: SpecRef, arch: int) -> dict[str, Any]:
     """Worker side: find the spec ``ref`` names and compile it; errors become a failed row."""
     try:
-        if ref.module not in _worker_specs:
-            _worker_specs[ref.module] = list(importlib.import_module(ref.module).codegen_specs())
-        spec = _worker_specs[ref.module][ref.index]
+        if ref.index < 0:  # a reference row, built from its config name
+            spec = importlib.import_module(ref.module).spec_for(ref.config, ref.dtype)
+        else:
+            if ref.module not in _worker_specs:
+                _worker_specs[ref.module] = list(importlib.import_module(ref.module).codegen_specs())
+            spec = _worker_specs[ref.module][ref.index]
         if spec_id(spec) != ref.spec_id:
             raise ValueError(f"{ref.module}.codegen_specs()[{ref.index}] is {spec_id(spec)}, expected {ref.spec_id}:"
                              " codegen_specs() must return the same specs in the same order every call")
@@ -496,6 +877,10 @@ def compile_refs(refs: Iterable[SpecRef], archs: Iterable[int], *, pool: Executo
                  jobs: int = 1, progress: bool = False) -> list[dict[str, Any]]:
     """Compile every ref for every arch in worker processes; rows in (ref, arch) order.
 
+    The reference GEMM rows that tensor-core rows are checked against (``reference_refs``) are
+    compiled too when ``refs`` does not hold them, and the cross-row gates applied
+    (``apply_reference_gates``); only the rows of ``refs`` are returned.
+
     ``pool``: an executor from ``compile_pool`` to reuse (else one with ``jobs`` workers is
     made for this call). ``progress``: a tqdm bar on stderr.
     """
@@ -503,9 +888,13 @@ def compile_refs(refs: Iterable[SpecRef], archs: Iterable[int], *, pool: Executo
     unknown = [a for a in archs if a not in SHARED_LIMIT_BYTES]
     if unknown:
         raise ValueError(f"unsupported arch {unknown}; known: {', '.join(map(str, SHARED_LIMIT_BYTES))}")
+    refs = list(refs)
     tasks = [(ref, arch) for ref in refs for arch in archs]
     if not tasks:
         return []
+    requested = len(tasks)
+    given = {r.spec_id for r in refs}
+    tasks += [(ref, arch) for ref in reference_refs(refs) if ref.spec_id not in given for arch in archs]
     with contextlib.ExitStack() as stack:
         if pool is None:
             pool = stack.enter_context(compile_pool(min(jobs, len(tasks))))
@@ -523,14 +912,15 @@ def compile_refs(refs: Iterable[SpecRef], archs: Iterable[int], *, pool: Executo
                     ref, arch = tasks[i]
                     rows[i] = failed_row(ref, arch, f"worker process failed: {type(e).__name__}: {e}")
                 bar.update()
-    return rows
+    apply_reference_gates(rows)
+    return rows[:requested]
 
 
 def failed_row(ref: SpecRef, arch: int, error: str) -> dict[str, Any]:
     """The row of a spec that could not be compiled at all (bad spec, import error, dead worker)."""
     row = dict.fromkeys(COLUMNS)
-    row.update(op=ref.op, kernel=ref.kernel, config=ref.config, dtype=ref.dtype, arch=arch, compiled=False,
-               module=ref.module,
+    row.update(op=ref.op, kernel=ref.kernel, config=ref.config, dtype=ref.dtype, shape=ref.shape, arch=arch,
+               compiled=False, module=ref.module, reference=ref.reference, exception="",
                smem_limit_bytes=SHARED_LIMIT_BYTES.get(arch), notes="", error=error.strip()[:4000])
     return finish_row(row)
 
@@ -544,7 +934,7 @@ def results_table(rows: Iterable[dict[str, Any]]):
     import pandas as pd
 
     table = pd.DataFrame(list(rows), columns=COLUMNS)
-    return table.sort_values(["op", "kernel", "config", "dtype", "arch"], kind="stable").reset_index(drop=True)
+    return table.sort_values(["op", "kernel", "config", "dtype", "shape", "arch"], kind="stable").reset_index(drop=True)
 
 
 def provenance() -> dict[str, str]:
@@ -571,21 +961,58 @@ def _md_table(header: Sequence[str], lines: Iterable[Sequence[Any]]) -> list[str
     return out
 
 
+def _fmt(row, col, scale=1, digits=0) -> str:
+    v = row[col]
+    if v is None or v != v or v == "":
+        return "-"
+    return f"{v / scale:.{digits}f}" if digits else f"{int(v)}"
+
+
+def _buffers(row) -> str:
+    if not row["compiled"] or not _present(row["buffers_a"]):
+        return "-"
+    return f"A{_fmt(row, 'buffers_a')} B{_fmt(row, 'buffers_b')}"
+
+
+def _async_copies(row) -> str:
+    if not row["compiled"]:
+        return "-"
+    parts = []
+    if row["ldgsts"]:
+        width = _fmt(row, "ldgsts_max_bytes")
+        if row["ldgsts_min_bytes"] != row["ldgsts_max_bytes"]:
+            width = f"{_fmt(row, 'ldgsts_min_bytes')}-{width}"
+        parts.append(f"{_fmt(row, 'ldgsts')}x{width}B")
+    if row["utmaldg"]:
+        parts.append(f"TMA {_fmt(row, 'utmaldg')}")
+    return " + ".join(parts) or "0"
+
+
 def markdown_summary(table, problems: Sequence[str] = (), info: dict[str, str] | None = None) -> str:
-    """``codegen.md``: one line per kernel x config x dtype x arch, then failures and totals."""
+    """``codegen.md``: one line per kernel x config x dtype x shape x arch; the tensor-core rows
+    beside their reference GEMM; exceptions, failures and totals."""
     failed = table[~table["passed"].astype(bool)]
     lines = ["# Code generation check", ""]
-    lines.append("Every Triton kernel config of `kernels/` compiled ahead of time with `triton.compile` "
-                 "(no GPU). Registers and stack from cuobjdump, spills = STL/LDL bytes in SASS, "
-                 "smem = static + dynamic per block (limit: sm_80 166,912 B, sm_90 232,448 B), "
-                 "MMA = HMMA/HGMMA instructions in SASS. compile s is ~0 where Triton's cache served it.")
-    lines.append("")
+    lines.append(
+        "Every Triton kernel config of `kernels/` compiled ahead of time with `triton.compile` for sm_80 and sm_90 "
+        "(no GPU). *generic* rows compile a plain signature (pointers 16-byte aligned, integers with no "
+        "specialization); *launch-faithful* rows (a shape given) compile what a launch at that AlexNet layer "
+        "compiles: Triton's own launcher code specializes the argument values (an int equal to 1 becomes a "
+        "constexpr, an int divisible by 16 gets `tt.divisibility 16`, pointers their alignment). "
+        "Columns: registers and stack from cuobjdump; spills = STL/LDL bytes in SASS; smem = static + dynamic "
+        "per block (limit: sm_80 166,912 B, sm_90 232,448 B); MMA = HMMA/HGMMA instructions in SASS; buffers = "
+        "shared-memory copies of the A and B tiles of the dot (leading dim of `ttg.local_alloc` in TTGIR: the "
+        "pipeline stages actually allocated); async = LDGSTS (cp.async) count x width and UTMALDG (TMA) in SASS; "
+        "wait = wgmma wait depth (largest N of `WARPGROUP.DEPBAR.LE gsb0, N`; 0 = every wgmma waited for at "
+        "once); LDG = plain global loads by width. compile s is ~0 where Triton's cache served it.")
+    lines += ["", "Gates: compiles; no spills; smem within the limit; tensor cores where expected; a "
+              "launch-faithful tensor-core row has at least the reference GEMM's buffers for A and B, some "
+              "asynchronous copy, an asynchronous wgmma on sm_90 (wait depth >= 1) and at most "
+              f"{REGISTER_RATIO_LIMIT}x its registers (reference: Triton's tutorial GEMM at the same tile, warps, "
+              "stages and dtype, `profiling/reference_gemm.py`); a row with `min_load_bytes` (fp16/bf16 NHWC "
+              "memory-bound kernels at real shapes) has a global load at least that wide.", ""]
     if info:
         lines += [", ".join(f"{k}: {v}" for k, v in info.items()), ""]
-
-    def fmt(row, col, scale=1, digits=0):
-        v = row[col]
-        return "-" if v is None or v != v else (f"{v / scale:.{digits}f}" if digits else f"{int(v)}")
 
     body = []
     for _, r in table.iterrows():
@@ -594,21 +1021,50 @@ def markdown_summary(table, problems: Sequence[str] = (), info: dict[str, str] |
         result = "ok" if r["passed"] else "FAIL: " + r["failures"]
         if r["notes"]:
             result += f" ({r['notes']})"
-        body.append([r["op"], r["kernel"], r["config"], r["dtype"], f"sm_{r['arch']}", fmt(r, "num_warps"),
-                     fmt(r, "num_stages"), fmt(r, "registers"),
-                     f"{fmt(r, 'spill_store_bytes')}/{fmt(r, 'spill_load_bytes')}", fmt(r, "smem_bytes"),
-                     mma, fmt(r, "ptx_bytes", 1024, 1), fmt(r, "compile_s", 1, 2), result])
-    lines += _md_table(["op", "kernel", "config", "dtype", "arch", "warps", "stages", "regs", "spill B st/ld",
-                        "smem B", "MMA", "PTX KB", "compile s", "result"], body)
+        body.append([r["op"], r["kernel"], r["config"], r["dtype"], r["shape"] or "generic", f"sm_{r['arch']}",
+                     _fmt(r, "num_warps"), _fmt(r, "num_stages"), _fmt(r, "registers"),
+                     f"{_fmt(r, 'spill_store_bytes')}/{_fmt(r, 'spill_load_bytes')}", _fmt(r, "smem_bytes"),
+                     mma, _buffers(r), _async_copies(r), _fmt(r, "wgmma_wait_depth"),
+                     (r["ldg_widths"] or "0") if ok else "-", _fmt(r, "ptx_bytes", 1024, 1),
+                     _fmt(r, "compile_s", 1, 2), result])
+    lines += _md_table(["op", "kernel", "config", "dtype", "shape", "arch", "warps", "stages", "regs",
+                        "spill B st/ld", "smem B", "MMA", "buffers", "async", "wait", "LDG", "PTX KB",
+                        "compile s", "result"], body)
+
+    gated = table[table["reference"].fillna("").astype(bool) & table["compiled"].astype(bool)]
+    if len(gated):
+        refs = {(r["config"], r["dtype"], r["arch"]): r for _, r in table.iterrows()
+                if r["module"] == REFERENCE_MODULE and r["compiled"]}
+        lines += ["", "## Tensor-core rows beside the reference GEMM", "",
+                  "Each launch-faithful tensor-core row next to Triton's tutorial GEMM compiled with the same tile, "
+                  "warps, stages and dtype (M = N = K = 4096, unit inner strides)."]
+        cmp_rows = []
+        for _, r in gated.iterrows():
+            ref = refs.get((r["reference"], r["dtype"], r["arch"]))
+            cmp_rows.append([f"{r['kernel']} {r['config']}", r["dtype"], r["shape"], f"sm_{r['arch']}",
+                             r["reference"], _buffers(r), _buffers(ref) if ref is not None else "-",
+                             _async_copies(r), _async_copies(ref) if ref is not None else "-",
+                             _fmt(r, "wgmma_wait_depth"), _fmt(ref, "wgmma_wait_depth") if ref is not None else "-",
+                             _fmt(r, "registers"), _fmt(ref, "registers") if ref is not None else "-",
+                             "ok" if r["passed"] else "FAIL", "exception" if "exception (" in r["notes"] else ""])
+        lines += [""] + _md_table(["kernel config", "dtype", "shape", "arch", "reference tile", "buffers",
+                                   "ref buffers", "async", "ref async", "wait", "ref wait", "regs", "ref regs",
+                                   "result", "note"], cmp_rows)
+
+    exceptions = table[table["notes"].fillna("").str.contains("exception (", regex=False)]
     lines += ["", f"**Totals:** {len(table)} compiles ({table['compiled'].astype(bool).sum()} compiled), "
-                  f"{len(failed)} failed checks, {len(problems)} coverage problems."]
+                  f"{len(failed)} failed checks, {len(exceptions)} documented exceptions, "
+                  f"{len(problems)} coverage problems."]
     if len(failed):
         per_op = [f"{op} {n}/{(table['op'] == op).sum()}" for op, n in failed.groupby("op").size().items()]
         lines[-1] += f" Failed by op: {', '.join(per_op)}."
+    if len(exceptions):
+        lines += ["", "## Documented exceptions", "",
+                  "Rows whose spec states why a gate cannot hold; their figures are in the tables above."]
+        lines += [f"- `{spec_id(_RowId(r))}` sm_{r['arch']}: {r['notes']}" for _, r in exceptions.iterrows()]
     if len(failed):
         lines += ["", "## Failures", ""]
-        lines += [f"- `{r['op']}/{r['kernel']}/{r['config']}/{r['dtype']}` sm_{r['arch']}: {r['failures']}"
-                  for _, r in failed.iterrows()]
+        lines += [f"- `{spec_id(_RowId(r))}` sm_{r['arch']}: {r['failures']}" for _, r in failed.iterrows()]
     if problems:
         lines += ["", "## Coverage problems", ""] + [f"- {p}" for p in problems]
     return "\n".join(lines) + "\n"
@@ -657,11 +1113,36 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
+@dataclass(frozen=True)
+class _RowId:
+    """A table row seen by ``spec_id`` (op, kernel, config, dtype, shape)."""
+
+    row: Any
+
+    def __getattr__(self, name):
+        value = self.row[name]
+        return "" if value is None or value != value else value
+
+
+def check_output_dir(path: str) -> None:
+    """Create ``--output-dir`` up front; ValueError (one line) when it is a file, cannot be
+    created, or is not writable -- before minutes of compiling, not after."""
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise ValueError(f"--output-dir {path!r} is a file, not a directory")
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError as e:
+        raise ValueError(f"--output-dir {path!r} cannot be created: {e.strerror or e}") from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise ValueError(f"--output-dir {path!r} is not writable")
+
+
 def run(args: argparse.Namespace) -> int:
     try:
         archs = _arch_list(args.arch)
         if args.jobs < 1:
             raise ValueError(f"--jobs must be >= 1, got {args.jobs}")
+        check_output_dir(args.output_dir)
         cuobjdump_path()
     except (ValueError, CodegenToolError) as e:
         print(f"codegen: {e}", file=sys.stderr)
@@ -683,14 +1164,17 @@ def run(args: argparse.Namespace) -> int:
     if not refs:
         print(f"codegen: no codegen_specs() found in {KERNEL_PACKAGE}/ (no op modules yet?); nothing to compile",
               file=sys.stderr)
-    print(f"codegen: {len(refs)} specs from {len(modules)} modules x {', '.join(f'sm_{a}' for a in archs)}"
-          f" = {len(refs) * len(archs)} compiles, {args.jobs} processes", file=sys.stderr)
+    references = reference_refs(refs)
+    refs += references
+    print(f"codegen: {len(refs) - len(references)} specs from {len(modules)} modules + {len(references)} reference "
+          f"GEMMs x {', '.join(f'sm_{a}' for a in archs)} = {len(refs) * len(archs)} compiles, {args.jobs} processes",
+          file=sys.stderr)
     rows = compile_refs(refs, archs, jobs=args.jobs, progress=not args.no_progress)
     table = results_table(rows)
     csv_path, md_path = write_reports(table, args.output_dir, problems, provenance())
     failed = table[~table["passed"].astype(bool)]
     for _, r in failed.iterrows():
-        print(f"FAIL {r['op']}/{r['kernel']}/{r['config']}/{r['dtype']} sm_{r['arch']}: {r['failures']}")
+        print(f"FAIL {spec_id(_RowId(r))} sm_{r['arch']}: {r['failures']}")
     for problem in problems:
         print(f"COVERAGE {problem}")
     print(f"{len(table)} compiles, {len(failed)} failed, {len(problems)} coverage problems; "

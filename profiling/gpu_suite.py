@@ -15,7 +15,7 @@ Kinds of cells:
   the backward a training step needs (input gradient except for conv1, parameter
   gradients), each first checked against eager fp64 with the harness's judge and only then
   timed with the harness's timer, with NVML telemetry around the timing.
-* ``model``: one whole-model cell run by the harness itself (:class:`profiling.harness.Harness`,
+* ``model``: one whole-model cell run by the harness itself (:class:`profiling.engine.Harness`,
   same checks and timer as ``alexnet-fast bench``), warm compile cache.
 * ``autotune``: every autotuner's chosen config per kernel and key;
   ``codegen``: those configs compiled for this device's arch (``profiling/codegen.py``).
@@ -218,17 +218,14 @@ class SuiteRun:
 
     def _activation(self, unit):
         """The eager fp32 model's input to ``unit`` at the suite's batch (one forward for all)."""
-        from profiling.harness import _unit_inputs
+        from profiling.engine import _unit_inputs
 
         if "acts" not in self._cache:
             from alexnet_fast.model import make_config
             from profiling.flops import layer_units
-            from profiling.roofline import precision_mode
-
             model, x = self._model()
             units = [u for u in layer_units(make_config("paper")) if u.op in self.spec.layer_ops]
-            with precision_mode("fp32"):
-                self._cache["acts"] = _unit_inputs(copy.deepcopy(model), units, x)
+            self._cache["acts"] = _unit_inputs(copy.deepcopy(model), units, x, "fp32")
         return self._cache["acts"][unit.name]
 
     def _layer_reference(self, unit, block):
@@ -236,8 +233,8 @@ class SuiteRun:
         sum(out * g) for a fixed g (input gradient unless the unit sees the image)."""
         import torch
 
-        from profiling.harness import Reference
-        from profiling.roofline import precision_mode
+        from alexnet_fast.precision import policy
+        from profiling.judge import Reference
 
         key = ("ref", unit.name)
         if key not in self._cache:
@@ -250,7 +247,7 @@ class SuiteRun:
             for dtype in (torch.float32, torch.float64):
                 b = copy.deepcopy(block).to(dtype)
                 x = act.to(dtype).requires_grad_(_needs_input_grad(unit))
-                with precision_mode("fp32"):
+                with policy("fp32").flags():
                     out = b(x)
                     grads = _grads_of(out, x, b, g.to(dtype))
                 refs[dtype] = ({"out": out.detach()}, grads)
@@ -276,8 +273,9 @@ class SuiteRun:
     def _cell_layer(self, cell: Cell) -> None:
         import torch
 
-        from profiling.harness import TOLERANCES, _unit_block, judge
-        from profiling.roofline import precision_mode
+        from alexnet_fast.precision import policy
+        from profiling.engine import _unit_block
+        from profiling.judge import TOLERANCES, judge
 
         p = cell.params
         unit = self._unit(p["unit"])
@@ -287,7 +285,9 @@ class SuiteRun:
         act = self._activation(unit)
         nhwc = suites.LAYER_IMPLS[p["impl"]][1] == "nhwc"
         fmt = torch.channels_last if nhwc else torch.contiguous_format
-        with precision_mode(p["precision"]) as dtype:
+        prec = policy(p["precision"])  # kernel-level cells: operands in the compute dtype autocast gives them
+        dtype = prec.dtype
+        with prec.flags():
             model = self._build_layer(block, p["impl"], dtype)
             x = act.to(dtype).contiguous(memory_format=fmt)
             for pass_ in p["passes"]:
@@ -384,7 +384,8 @@ class SuiteRun:
 
     def _harness_cell(self, cell: Cell, *, layouts, variant, precision, batch_size, pass_) -> None:
         """One cell run by the harness (its checks, timer and telemetry), warm caches."""
-        from profiling.harness import BenchPlan, Harness, VariantSpec
+        from profiling.engine import Harness
+        from profiling.plan import BenchPlan, VariantSpec
 
         plan = BenchPlan(device=str(self.device), variants=[VariantSpec(variant)], precisions=[precision],
                          batch_sizes=[batch_size], passes=[pass_], layouts=list(layouts), layers=[],
@@ -554,7 +555,7 @@ def _jsonable(obj):
 
 # ---------------------------------------------------------------------- CLI (through `bench`)
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Flags `bench` gains for suites (added by profiling.harness.add_arguments)."""
+    """Flags `bench` gains for suites (added by profiling.bench.add_arguments)."""
     parser.add_argument("--suite", default=None, choices=sorted(suites.SUITES),
                         help="run a named suite instead of the matrix (gpu-quick: the GPU questions in < 10 min)")
     parser.add_argument("--dry-run", action="store_true",
@@ -571,7 +572,7 @@ def dry_run(args: argparse.Namespace) -> int:
 
     cuda = torch.cuda.is_available()
     if args.suite is None:
-        from profiling.harness import default_plan, describe
+        from profiling.plan import default_plan, describe
 
         plan = default_plan("cuda")
         whats = [w for w, _ in plan_jobs(plan)]
@@ -609,7 +610,7 @@ def dry_run(args: argparse.Namespace) -> int:
 
 def plan_jobs(plan) -> list:
     """``Harness.jobs()`` of a plan without running it (no device work happens here)."""
-    from profiling.harness import Harness
+    from profiling.engine import Harness
 
     return Harness(plan, "/nonexistent-dry-run", progress=False).jobs()
 

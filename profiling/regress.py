@@ -9,8 +9,11 @@ median time of the current run is compared with the baseline's:
 
 A benchmark slower than the baseline by more than ``--threshold`` percent (default
 :data:`DEFAULT_THRESHOLD_PCT` = 10%) is a regression: the command prints the table of changes
-and exits 1. Benchmarks missing on one side are listed, not failed. Exit 2 for a missing or
-malformed file (the message names the file and what is wrong with it).
+and exits 1. Benchmarks missing on one side are listed, not failed, but a check that
+compares nothing fails: exit 2 with one line when the current run or the baseline holds no
+benchmark, or when no benchmark name is in both (all renamed). Exit 2 also for a missing or
+malformed file (the message names the file and what is wrong with it) and for a threshold
+that is not a finite positive number.
 
 Committed baselines live in ``reports/benchmarks/<machine>.json`` (machine = GPU name or CPU
 model + thread count, :func:`profiling.results.machine_slug`, recorded by the benchmarks in
@@ -222,9 +225,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--plot", default=str(HISTORY_PNG), help=f"history plot path (default {HISTORY_PNG})")
 
 
+def nothing_compared(baseline: Run, current: Run) -> str | None:
+    """Why comparing ``current`` with ``baseline`` would check nothing, or None."""
+    for run_, what in ((current, "current run"), (baseline, "baseline")):
+        if not run_.benchmarks:
+            return f"{what} {run_.path} holds no benchmarks: nothing to compare"
+    if not set(baseline.benchmarks) & set(current.benchmarks):
+        return (f"no benchmark of the current run {current.path} ({len(current.benchmarks)}) is in the baseline "
+                f"{baseline.path} ({len(baseline.benchmarks)}): nothing compared (renamed benchmarks? record a "
+                f"new baseline)")
+    return None
+
+
 def run(args: argparse.Namespace) -> int:
-    if args.threshold < 0:
-        print(f"alexnet-fast regress: --threshold must be >= 0, got {args.threshold}", file=sys.stderr)
+    if not math.isfinite(args.threshold) or args.threshold <= 0:
+        print(f"alexnet-fast regress: --threshold must be a finite positive percentage, got {args.threshold:g}",
+              file=sys.stderr)
         return 2
     try:
         current_path = args.current or _newest_autosave()
@@ -236,6 +252,10 @@ def run(args: argparse.Namespace) -> int:
         history = [load_run(p, "history") for p in _history_files(args.history)] if args.history else []
     except BenchmarkFileError as e:
         print(f"alexnet-fast regress: {e}", file=sys.stderr)
+        return 2
+    reason = nothing_compared(baseline, current)
+    if reason:
+        print(f"alexnet-fast regress: {reason}", file=sys.stderr)
         return 2
     if baseline.machine != current.machine:
         print(f"warning: baseline from {baseline.machine}, current run from {current.machine}: "

@@ -13,7 +13,9 @@ output directory:
   peak each variant reaches, the whole-model and per-layer tables, the equivalence table
   (interpreted and failed rows say so instead of showing a time), and the plots.
 
-Every file is written atomically.
+Every file is written atomically. An input whose columns hold values of the wrong type (text
+where a number belongs, a number where a name belongs) is refused with one line naming the
+file, the column, the row and the value (:func:`check_column_types`).
 """
 
 from __future__ import annotations
@@ -26,15 +28,79 @@ from typing import Iterable
 
 import pandas as pd
 
-from alexnet_fast.io import atomic_path, atomic_write_text
+from alexnet_fast.io import atomic_path, atomic_write_text, writable_dir
+from alexnet_fast.vocabulary import PASSES, VARIANT_LABELS
+from profiling.judge import ERROR_MULTIPLIER, TOLERANCES
 from profiling.results import STATUSES, read_results
 
-__all__ = ["add_arguments", "run", "render", "roofline_plot", "throughput_plot", "markdown_table"]
+__all__ = ["add_arguments", "run", "render", "roofline_plot", "throughput_plot", "markdown_table",
+           "check_column_types"]
 
-VARIANT_ORDER = ["eager", "compile", "compile[max-autotune]", "triton", "triton+compile",
-                 "triton+compile[max-autotune]"]
+VARIANT_ORDER = list(VARIANT_LABELS)
 MARKERS = {"eager": "o", "compile": "s", "compile[max-autotune]": "D", "triton": "^", "triton+compile": "v",
            "triton+compile[max-autotune]": "P"}
+
+
+# ---------------------------------------------------------------------- input columns
+# The columns the report reads, by the type their non-empty values must have.
+NUMBER_COLUMNS = (
+    "batch_size", "width_mult", "input_size", "median_ms", "p20_ms", "p80_ms", "min_ms", "repeats", "warmup",
+    "compile_s", "images_per_s", "flops", "bytes", "intensity", "gflops_per_s", "gbytes_per_s", "max_abs_err",
+    "max_rel_err", "grad_max_abs_err", "grad_max_rel_err", "fp64_err", "eager_fp64_err", "tolerance", "comm_ms",
+    "comm_bytes", "sm_clock_mhz", "mem_clock_mhz", "power_w", "temperature_c", "threads", "cpu_count",
+    "load_avg_1m")
+WHOLE_NUMBER_COLUMNS = ("batch_size", "input_size", "repeats", "warmup", "threads", "cpu_count")
+TEXT_COLUMNS = ("scope", "layer", "op", "variant", "label", "precision", "pass", "layout", "status", "device",
+                "machine", "bytes_model", "check_size", "worst_tensor", "timer", "throttle_reasons")
+FLAG_COLUMNS = ("equivalent", "throttled")
+_FLAGS = {True: True, False: False, 1: True, 0: False, "True": True, "False": False, "true": True,
+          "false": False}
+
+
+def _present(value) -> bool:
+    return value is not None and not (isinstance(value, float) and math.isnan(value))
+
+
+def check_column_types(frame: pd.DataFrame, source: str | Path) -> pd.DataFrame:
+    """``frame`` with its number columns as floats and flag columns as booleans, or a
+    ValueError naming ``source``, the first column with a value of the wrong type, the row
+    and the value. Empty cells are allowed everywhere."""
+    def refuse(column: str, kind: str, row: int, value) -> ValueError:
+        shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:37] + "..."
+        return ValueError(f"results file {source}: column {column!r} must hold {kind}; row {row} has "
+                          f"{shown} ({type(value).__name__})")
+
+    frame = frame.copy()
+    for column in NUMBER_COLUMNS:
+        if column not in frame.columns:
+            continue
+        values = frame[column]
+        numbers = pd.to_numeric(values.map(lambda v: None if isinstance(v, bool) else v), errors="coerce")
+        for row, (value, number) in enumerate(zip(values, numbers)):
+            if _present(value) and pd.isna(number):
+                raise refuse(column, "numbers", row, value)
+            if column in WHOLE_NUMBER_COLUMNS and _present(value) and math.isfinite(number) and number != int(number):
+                raise refuse(column, "whole numbers", row, value)
+        frame[column] = numbers.astype(float)
+    for column in TEXT_COLUMNS:
+        if column not in frame.columns:
+            continue
+        for row, value in enumerate(frame[column]):
+            if _present(value) and not isinstance(value, str):
+                raise refuse(column, "text", row, value)
+    for column in FLAG_COLUMNS:
+        if column not in frame.columns:
+            continue
+        flags = []
+        for row, value in enumerate(frame[column]):
+            if not _present(value):
+                flags.append(None)
+            elif isinstance(value, (bool, int, float, str)) and value in _FLAGS:
+                flags.append(_FLAGS[value])
+            else:
+                raise refuse(column, "true/false", row, value)
+        frame[column] = pd.Series(flags, index=frame.index, dtype=object)
+    return frame
 
 
 # ---------------------------------------------------------------------- helpers
@@ -188,7 +254,7 @@ def throughput_plot(frame: pd.DataFrame, path: Path, title: str) -> Path | None:
     models["line"] = [f"{_label(r)} {r['precision']}" + ("" if r["layout"] == "single" else f" ({r['layout']})")
                       for _, r in models.iterrows()]
     models = _speedups(models)
-    passes = [p for p in ("inference", "train") if p in set(models["pass"])]
+    passes = [p for p in PASSES if p in set(models["pass"])]
     fig, axes = plt.subplots(2, len(passes), figsize=(6.5 * len(passes), 8), squeeze=False, sharex="col")
     for j, pass_ in enumerate(passes):
         sub = models[models["pass"] == pass_]
@@ -320,8 +386,6 @@ def render(frames: list[pd.DataFrame], output_dir: str | Path) -> Path:
     """Write the plots and REPORT.md for the given results tables; returns REPORT.md's path."""
     out = Path(output_dir)
     frame = pd.concat(frames, ignore_index=True)
-    from profiling.harness import ERROR_MULTIPLIER, TOLERANCES  # one table of tolerances
-
     parts = ["# AlexNet performance report", "",
              "Produced by `alexnet-fast bench` then `alexnet-fast report` (re-render any time from the saved "
              "`results.csv` / `results.json`). Status of a row: " + "; ".join(f"**{k}**: {v}" for k, v in STATUSES.items())
@@ -330,11 +394,14 @@ def render(frames: list[pd.DataFrame], output_dir: str | Path) -> Path:
              "eager fp32: max abs and max|out - ref| / max|ref| (logits; for training, the largest over all "
              "parameter gradients, computed in eval mode so dropout does not differ). The verdict is against an "
              "eager float64 run: for every checked tensor, the variant's relative RMS error must be at most "
-             f"{ERROR_MULTIPLIER:g} x eager fp32's own + a floor per precision (logits / gradients: "
+             f"{ERROR_MULTIPLIER:g} x eager's own in the same precision + a floor per precision (logits / gradients: "
              + ", ".join(f"{p} {a:g} / {g:g}" for p, (a, g) in TOLERANCES.items()) + "). AlexNet's early-layer "
              "gradients are piecewise (a ReLU or max-pool decision flipped by rounding reroutes gradient), so two "
              "correct fp32 implementations differ by ~1e-2 there while a wrong backward is O(1) off: hence the "
-             "loose gradient floors (the kernels' own tests check each backward tightly).", ""]
+             "loose gradient floors (the kernels' own tests check each backward tightly). The same rule and the "
+             "same timer hold for every row, two-rank layouts included.", "",
+             "Precision (`alexnet_fast/precision.py`): fp16/bf16 run under `torch.autocast` over fp32 weights "
+             "(fp16 with PyTorch's dynamic GradScaler rule), tf32 sets cuBLAS/cuDNN TF32 for the whole step.", ""]
     for machine, group in frame.groupby("machine", sort=False, dropna=False):
         group = group.reset_index(drop=True)
         name = str(group["device"].iloc[0])
@@ -382,7 +449,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     inputs = args.input or [args.output_dir]
     try:
-        frames = [read_results(p) for p in inputs]
+        frames = [check_column_types(read_results(p), p) for p in inputs]
+        writable_dir(args.output_dir)
     except ValueError as e:
         print(f"alexnet-fast report: {e}", file=sys.stderr)
         return 2

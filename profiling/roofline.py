@@ -14,18 +14,15 @@
 
 from __future__ import annotations
 
-import contextlib
 import re
 from dataclasses import dataclass
-from typing import Iterator
 
 import torch
 
+from alexnet_fast.precision import policy
 from profiling.timers import measure
 
-__all__ = ["Peaks", "KNOWN_GPUS", "known_peaks", "measure_peaks", "device_peaks", "TORCH_DTYPES", "precision_mode"]
-
-TORCH_DTYPES = {"fp32": torch.float32, "tf32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+__all__ = ["Peaks", "KNOWN_GPUS", "known_peaks", "measure_peaks", "device_peaks"]
 
 
 @dataclass(frozen=True)
@@ -72,20 +69,6 @@ def known_peaks(device_name: str) -> Peaks | None:
     return None
 
 
-@contextlib.contextmanager
-def precision_mode(precision: str) -> Iterator[torch.dtype]:
-    """Run the block with TF32 on for ``tf32`` and off for every other precision (cuBLAS and
-    cuDNN flags; no effect on CPU), restoring the flags after. Yields the tensor dtype."""
-    if precision not in TORCH_DTYPES:
-        raise ValueError(f"unknown precision {precision!r}; choose one of {', '.join(TORCH_DTYPES)}")
-    old = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
-    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = precision == "tf32"
-    try:
-        yield TORCH_DTYPES[precision]
-    finally:
-        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = old
-
-
 def _gemm_paths(a: torch.Tensor, b: torch.Tensor):
     """(name, fn) of the ways to run ``a @ b`` here: torch.mm (MKL / cuBLAS) and, on CPU,
     oneDNN's matmul (the library the convolutions use; MKL takes slower paths on AMD CPUs:
@@ -117,11 +100,11 @@ def measure_peaks(device: str = "cpu", precisions: tuple[str, ...] = ("fp32",), 
         raise ValueError("tf32 is a CUDA (Ampere or newer) precision; a CPU has no tf32 GEMM")
     gflops = {}
     for precision in precisions:
-        dtype = TORCH_DTYPES[precision]
-        a = torch.randn(n, n, device=dev).to(dtype)
-        b = torch.randn(n, n, device=dev).to(dtype)
+        prec = policy(precision)  # a GEMM peak is of the compute dtype: the operands are cast to it
+        a = torch.randn(n, n, device=dev).to(prec.dtype)
+        b = torch.randn(n, n, device=dev).to(prec.dtype)
         best = {}
-        with precision_mode(precision):
+        with prec.flags():
             for name, fn in _gemm_paths(a, b):
                 t = measure(fn, device=dev, warmup=2, repeats=repeats, threads=threads)
                 best[name] = 2 * n**3 / (t.min_ms * 1e-3) / 1e9

@@ -2,15 +2,19 @@
 
 :func:`measure` times a callable on the device it runs on and returns a :class:`Timing`:
 
-* CUDA: each repeat is bracketed by CUDA events (``torch.cuda.Event(enable_timing=True)``),
-  with the L2 cache flushed before each repeat by writing a buffer larger than any L2
+* CUDA: each repeat is bracketed by CUDA events (``torch.cuda.Event(enable_timing=True)``)
+  recorded on the current stream *of the measured device* (so ``cuda:1`` is timed on
+  cuda:1's stream whatever the current device is), with the L2 cache flushed before each repeat by writing a buffer larger than any L2
   (the method of ``triton.testing.do_bench``); the device is synchronised once after the
   repeats and the events are read.
 * CPU: ``time.perf_counter`` around each repeat, with a fixed intra-op thread count
   (:func:`fixed_threads`) recorded in the result.
 
 Both paths share one loop: warm-up calls (not timed), then ``repeats`` timed calls, then
-the median and quantiles of the repeat times in milliseconds. The cost of the *first* call
+the median and quantiles of the repeat times in milliseconds. ``before_repeat`` runs before
+each timed call, outside the bracket (the two-rank layouts put a barrier there and take the
+slowest rank's time per repeat with :func:`summarize`, so a layout row and a one-device row
+carry the same timer). The cost of the *first* call
 (compilation, autotuning, lazy initialisation) is never part of a steady-state timing:
 :func:`time_first_call` measures it on its own, and :func:`measure` always warms up first.
 """
@@ -47,9 +51,15 @@ class Timing:
     method: str  # "cuda_events" or "perf_counter"
     threads: int  # torch intra-op threads while timing (CPU work of either path)
     l2_flushed: bool
+    times_ms: tuple[float, ...] = ()  # every repeat, in the order timed
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+    def columns(self) -> dict:
+        """The result-table columns every timed row carries (:mod:`profiling.results`)."""
+        return {"median_ms": self.median_ms, "p20_ms": self.p20_ms, "p80_ms": self.p80_ms, "min_ms": self.min_ms,
+                "repeats": self.repeats, "warmup": self.warmup, "timer": self.method, "threads": self.threads}
 
 
 def _quantile(sorted_values: Sequence[float], q: float) -> float:
@@ -65,6 +75,8 @@ def _quantile(sorted_values: Sequence[float], q: float) -> float:
 def summarize(times_ms: Sequence[float], *, warmup: int, method: str, threads: int,
               l2_flushed: bool) -> Timing:
     """Median, quantiles, min and mean of the repeat times."""
+    if not times_ms:
+        raise ValueError("no repeat times to summarize")
     values = sorted(float(t) for t in times_ms)
     return Timing(
         median_ms=statistics.median(values),
@@ -77,6 +89,7 @@ def summarize(times_ms: Sequence[float], *, warmup: int, method: str, threads: i
         method=method,
         threads=threads,
         l2_flushed=l2_flushed,
+        times_ms=tuple(float(t) for t in times_ms),
     )
 
 
@@ -132,7 +145,8 @@ class _CpuClock:
 
 
 class _CudaClock:
-    """CUDA events around each repeat; L2 flushed (buffer zeroed) before each start event."""
+    """CUDA events around each repeat, recorded on ``device``'s current stream; L2 flushed
+    (buffer zeroed) before each start event."""
 
     method = "cuda_events"
 
@@ -141,16 +155,17 @@ class _CudaClock:
         self.l2_flushed = flush_l2
         self._flush = torch.empty(L2_FLUSH_BYTES // 4, dtype=torch.int32, device=device) if flush_l2 else None
         self._events: list[tuple[torch.cuda.Event, torch.cuda.Event]] = []
+        self._stream = torch.cuda.current_stream(device)
 
     def before(self) -> None:
         if self._flush is not None:
             self._flush.zero_()
         start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
         self._events.append((start, end))
-        start.record()
+        start.record(self._stream)
 
     def after(self) -> None:
-        self._events[-1][1].record()
+        self._events[-1][1].record(self._stream)
 
     def times_ms(self) -> list[float]:
         torch.cuda.synchronize(self.device)
@@ -158,10 +173,12 @@ class _CudaClock:
 
 
 def measure(fn: Callable[[], object], *, device: torch.device | str = "cpu", warmup: int = 3,
-            repeats: int = 10, threads: int | None = None, flush_l2: bool = True) -> Timing:
+            repeats: int = 10, threads: int | None = None, flush_l2: bool = True,
+            before_repeat: Callable[[], object] | None = None) -> Timing:
     """Steady-state time of ``fn()`` on ``device``: ``warmup`` untimed calls, then ``repeats``
     timed calls (CUDA events with L2 flush on a GPU, perf_counter on CPU); median and
-    quantiles in ms. ``threads`` fixes torch's intra-op thread count while timing."""
+    quantiles in ms. ``threads`` fixes torch's intra-op thread count while timing;
+    ``before_repeat`` (untimed) runs before each timed call."""
     if not (isinstance(repeats, int) and repeats >= 1):
         raise ValueError(f"repeats must be a positive integer, got {repeats!r}")
     if not (isinstance(warmup, int) and warmup >= 0):
@@ -173,6 +190,8 @@ def measure(fn: Callable[[], object], *, device: torch.device | str = "cpu", war
         synchronize(device)
         clock = _CudaClock(device, flush_l2) if device.type == "cuda" else _CpuClock()
         for _ in range(repeats):
+            if before_repeat is not None:
+                before_repeat()
             clock.before()
             fn()
             clock.after()

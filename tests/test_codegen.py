@@ -207,6 +207,220 @@ def test_in_use_flag_is_read_from_spec_extra():
     assert not refs["fixture_matmul/fixture_matmul_kernel/m32n32k32_w2_s2/fp16"].in_use
 
 
+# ------------------------------------------------------------------ launch-faithful rows and the gates
+
+@pytest.fixture(scope="module")
+def pipeline_rows(pool):
+    """The plain GEMM and the strided gather at a real launch, sm_80 and sm_90 (their reference
+    GEMM compiled alongside): 6 compiles."""
+    refs = [r for r in _fixture_refs().values() if r.op == "fixture_pipeline"]
+    done = cg.compile_refs(refs, [80, 90], pool=pool)
+    return {(row["kernel"], row["arch"]): row for row in done}
+
+
+@pytest.mark.parametrize("arch", [80, 90])
+def test_plain_gemm_pipelines_like_the_reference_gemm(pipeline_rows, arch):
+    row = pipeline_rows[("fixture_matmul_kernel", arch)]
+    assert row["passed"], row["failures"]
+    assert row["launch"] == "faithful" and row["reference"] == "128x64x32 w4 s3"
+    # M, N, K at the launch are multiples of 16: the JIT marks them so
+    assert row["divisible_by_16"] == "M,N,K" and row["specialized_to_constexpr"] == ""
+    stages = 3 if arch == 90 else 2  # sm_80's pipeliner keeps num_stages - 1 tiles in flight
+    assert (row["buffers_a"], row["buffers_b"]) == (stages, stages)
+    assert row["ref_buffers"] == f"A{stages} B{stages}"
+    assert row["ldgsts"] > 0 and row["ldgsts_max_bytes"] == 16 and row["ldg"] == 0
+    assert row["registers"] <= cg.REGISTER_RATIO_LIMIT * row["ref_registers"]
+    if arch == 90:
+        assert row["hgmma"] > 0 and row["wgmma_wait_depth"] >= 1 and row["wgmma_pendings"] >= 1
+    else:
+        assert row["wgmma_wait_depth"] is None and row["hmma"] > 0
+
+
+@pytest.mark.parametrize("arch", [80, 90])
+def test_strided_gather_along_the_reduction_fails_the_pipeline_gates(pipeline_rows, arch):
+    row = pipeline_rows[("fixture_gather_matmul_kernel", arch)]
+    assert row["compiled"] and not row["passed"]
+    assert row["buffers_a"] == 1 and "A tile in 1 shared-memory buffer(s)" in row["failures"]
+    assert row["ldg_widths"].startswith("2B:")  # every A element a 16-bit load of its own
+    if arch == 90:
+        assert row["wgmma_wait_depth"] == 0 and "synchronous wgmma" in row["failures"]
+
+
+def test_memory_bound_kernel_with_2_byte_loads_fails_the_width_gate(pool):
+    refs = [r for r in _fixture_refs().values() if r.op == "fixture_load_width"]
+    rows = {row["shape"]: row for row in cg.compile_refs(refs, [80], pool=pool)}
+    unit, strided = rows["stride 1"], rows["stride 3"]
+    # stride 1 is a constexpr at launch: contiguous, 16-byte loads
+    assert unit["specialized_to_constexpr"] == "stride" and unit["ldg_max_bytes"] == 16 and unit["passed"]
+    assert strided["ldg_max_bytes"] == 2 and not strided["passed"]
+    assert "widest global load 2 B < 8 B per access" in strided["failures"]
+    # do_not_specialize=["n_out"]: no divisibility for n_out although 65536 % 16 == 0, unlike n
+    assert unit["divisible_by_16"] == strided["divisible_by_16"] == "n"
+
+
+def _copy_spec(**args):
+    base = next(s for s in fixture.codegen_specs() if s.op == "fixture_load_width")
+    return dataclasses.replace(base, args={**base.args, **args})
+
+
+def test_launch_specialization_follows_the_launcher():
+    import torch
+
+    misaligned = torch.empty(16, dtype=torch.float16)[1:]  # 2 bytes past an aligned start
+    spec = _copy_spec(x_ptr=misaligned, stride=1)
+    special = cg.launch_specialization(spec, 90)
+    assert special.signature == {"x_ptr": "*fp16", "y_ptr": "*fp16", "n": "i32", "stride": "constexpr",
+                                 "n_out": "i32", "BLOCK": "constexpr"}
+    assert special.constexprs == {(3,): 1, (5,): 1024}
+    assert ["tt.divisibility", 16] not in special.attrs.get((0,), [])  # misaligned tensor
+    assert special.attrs[(1,)] == [["tt.divisibility", 16]]  # a dtype: an allocator tensor
+    assert cg.specialized_names(spec, special) == (["n"], ["stride"])  # n_out: do_not_specialize
+    for stride, expect in ((48, (["n", "stride"], [])), (7, (["n"], [])), (2**31 + 1, (["n"], []))):
+        special = cg.launch_specialization(_copy_spec(stride=stride), 80)
+        assert cg.specialized_names(_copy_spec(stride=stride), special) == expect
+    assert cg.launch_specialization(_copy_spec(stride=2**31 + 1), 80).signature["stride"] == "i64"
+
+
+@pytest.mark.gpu
+def test_launch_specialization_equals_a_real_launch_on_this_gpu():
+    """What the check compiles is what ``kernel.warmup`` (a launch minus running it) compiles."""
+    import torch
+    from triton.compiler import ASTSource
+
+    x = torch.empty(4096, dtype=torch.float16, device="cuda")
+    spec = _copy_spec(x_ptr=x[1:], y_ptr=x, stride=48)
+    major, minor = torch.cuda.get_device_capability()
+    compiled = spec.fn.warmup(*spec.args.values(), grid=(1,), **spec.constexprs, num_warps=spec.num_warps,
+                              num_stages=spec.num_stages)
+    special = cg.launch_specialization(spec, major * 10 + minor)
+    ours = ASTSource(fn=spec.fn, signature=special.signature, constexprs=special.constexprs, attrs=special.attrs)
+    assert (compiled.src.signature, compiled.src.constexprs, compiled.src.attrs) == (
+        ours.signature, ours.constexprs, ours.attrs)
+    assert compiled.src.hash() == ours.hash()
+
+
+def test_launch_faithful_spec_problems_are_named():
+    spec = _copy_spec()
+    cg.validate_spec(spec)
+    with pytest.raises(ValueError, match=r"missing: \['stride'\]"):
+        cg.validate_spec(dataclasses.replace(spec, args={k: v for k, v in spec.args.items() if k != "stride"}))
+    with pytest.raises(ValueError, match=r"not runtime arguments: \['BLOCK'\]"):
+        cg.validate_spec(dataclasses.replace(spec, args={**spec.args, "BLOCK": 4}))
+    with pytest.raises(ValueError, match=r"constexprs must give .* \(missing: \['BLOCK'\]"):
+        cg.validate_spec(dataclasses.replace(spec, constexprs={}))
+    with pytest.raises(ValueError, match="give ints, floats, None"):
+        cg.validate_spec(dataclasses.replace(spec, args={**spec.args, "x_ptr": "fp16"}))
+    with pytest.raises(ValueError, match="for generic specs"):
+        cg.validate_spec(dataclasses.replace(spec, extra={"divisible_by_16": ("n",)}))
+    typed = dataclasses.replace(spec, signature={"n": "fp32"})
+    with pytest.raises(ValueError, match="types 'n' as 'fp32', but a launch with these args gives 'i32'"):
+        cg.check_given_signature(typed, cg.launch_specialization(typed, 80))
+    typed = dataclasses.replace(spec, signature={"n": "i32", "stride": "i32"})  # stride 1 -> constexpr is fine
+    cg.check_given_signature(typed, cg.launch_specialization(typed, 80))
+
+
+def test_reference_gemm_config_names_round_trip():
+    from profiling import reference_gemm as rg
+
+    name = rg.reference_config((128, 64, 32), 8, 3, "fp32", "tf32")
+    assert name == "128x64x32 w8 s3 tf32" and rg.reference_config((64, 64, 32), 4, 4, "fp16", "ieee") == "64x64x32 w4 s4"
+    spec = rg.spec_for(name, "fp32")
+    assert spec.constexprs["BLOCK_SIZE_M"] == 128 and spec.num_warps == 8 and spec.num_stages == 3
+    assert spec.constexprs["INPUT_PRECISION"] == "tf32" and spec.args["stride_ak"] == 1
+    cg.validate_spec(spec)
+    with pytest.raises(ValueError, match="no reference GEMM config"):
+        rg.spec_for("128x64 w8", "fp16")
+
+
+def _gemm_row(**overrides):
+    fields = dict(op="conv", kernel="k", config="c", arch=90, expects_mma=True, reference="128x64x32 w4 s3",
+                  module="m", hgmma=8, registers=100, buffers_a=3, buffers_b=3, ldgsts=6, ldgsts_max_bytes=16,
+                  ldgsts_min_bytes=16, utmaldg=0, wgmma_wait_depth=1, ldg_widths="", exception="")
+    return _row(**{**fields, **overrides})
+
+
+def _reference_row(**overrides):
+    return _gemm_row(**{"op": "reference_gemm", "module": cg.REFERENCE_MODULE, "config": "128x64x32 w4 s3",
+                        "reference": "", **overrides})
+
+
+def test_reference_gates_each_fail_on_their_own():
+    cases = {
+        "A tile in 1 shared-memory buffer(s), the reference GEMM of this tile gets 3": {"buffers_a": 1},
+        "B tile in 2 shared-memory buffer(s)": {"buffers_b": 2},
+        "no asynchronous copies": {"ldgsts": 0},
+        "synchronous wgmma": {"wgmma_wait_depth": 0},
+        "131 registers > 1.3 x the reference GEMM's 100": {"registers": 131},
+    }
+    for message, change in cases.items():
+        rows = [_gemm_row(**change), _reference_row()]
+        cg.apply_reference_gates(rows)
+        assert not rows[0]["passed"] and message in rows[0]["failures"], (change, rows[0]["failures"])
+        assert rows[0]["failures"].count(";") == 0  # only the gate that was broken
+    rows = [_gemm_row(registers=130, utmaldg=2, ldgsts=0), _reference_row()]
+    cg.apply_reference_gates(rows)
+    assert rows[0]["passed"] and rows[0]["ref_buffers"] == "A3 B3" and rows[0]["ref_registers"] == 100
+    rows = [_gemm_row()]
+    cg.apply_reference_gates(rows)
+    assert "no reference GEMM row 128x64x32 w4 s3 fp16 sm_90" in rows[0]["failures"]
+
+
+def test_documented_exception_keeps_its_figures_in_the_notes():
+    rows = [_gemm_row(buffers_a=1, ldgsts=0, exception="C=3: flat reduction of 363"), _reference_row()]
+    cg.apply_reference_gates(rows)
+    assert rows[0]["passed"]
+    assert rows[0]["notes"].startswith("exception (C=3: flat reduction of 363): A tile in 1 shared-memory")
+    assert "no asynchronous copies" in rows[0]["notes"]
+    md = cg.markdown_summary(cg.results_table(rows))
+    assert "1 documented exceptions" in md and "## Documented exceptions" in md
+
+
+_TTGIR_UNPIPELINED = """
+    %a = ttg.local_alloc %x : (tensor<128x32xf16, #blocked>) -> !ttg.memdesc<128x32xf16, #shared, #smem> loc(#l)
+    %b = ttg.local_alloc %y : (tensor<32x64xf16, #blocked1>) -> !ttg.memdesc<32x64xf16, #shared1, #smem> loc(#l)
+    %bt = ttg.memdesc_trans %b {order = array<i32: 1, 0>} : !ttg.memdesc<32x64xf16, #shared1, #smem> -> !ttg.memdesc<64x32xf16, #shared2, #smem> loc(#l)
+    %c = ttng.warp_group_dot %a, %bt, %acc {inputPrecision = 0 : i32} : !ttg.memdesc<128x32xf16, #shared, #smem> * !ttg.memdesc<64x32xf16, #shared2, #smem> -> tensor<128x64xf32, #mma> loc(#l)
+    %d = ttng.warp_group_dot_wait %c {pendings = 0 : i32} : tensor<128x64xf32, #mma> loc(#l)
+"""
+
+
+def test_ttgir_figures_follow_views_and_count_register_staged_tiles_as_one_buffer():
+    assert cg.ttgir_figures(_TTGIR_UNPIPELINED) == {"buffers_a": 1, "buffers_b": 1, "wgmma_pendings": 0}
+    pipelined = _TTGIR_UNPIPELINED.replace(
+        "ttg.local_alloc %x : (tensor<128x32xf16, #blocked>) -> !ttg.memdesc<128x32xf16",
+        "ttg.local_alloc : () -> !ttg.memdesc<4x128x32xf16")
+    assert cg.ttgir_figures(pipelined)["buffers_a"] == 4
+    assert cg.ttgir_figures("%z = arith.addf %x, %y : f32") == {"buffers_a": None, "buffers_b": None,
+                                                                "wgmma_pendings": None}
+
+
+def test_sass_memory_figures_read_copy_and_load_widths():
+    sass = """
+        /*0100*/                   LDGSTS.E.BYPASS.LTC128B.128 [R3+0x1000], desc[UR24][R22.64], P6 ;
+        /*0110*/                   LDGSTS.E [R3], desc[UR24][R20.64] ;
+        /*0120*/                   LDGDEPBAR ;
+        /*0130*/              @!P0 LDG.E.U16 R5, desc[UR4][R2.64] ;
+        /*0140*/                   LDG.E.64 R6, desc[UR4][R2.64] ;
+        /*0150*/                   LDG.E.U16 R7, desc[UR4][R8.64] ;
+        /*0160*/                   UTMALDG.2D [UR8], [UR4] ;
+        /*0170*/                   WARPGROUP.DEPBAR.LE gsb0, 0x1 ;
+        /*0180*/                   WARPGROUP.DEPBAR.LE gsb0, 0x0 ;
+    """
+    assert cg.sass_memory_figures(sass) == {
+        "ldgsts": 2, "ldgsts_max_bytes": 16, "ldgsts_min_bytes": 4, "utmaldg": 1, "ldg": 3, "ldg_max_bytes": 8,
+        "ldg_min_bytes": 2, "ldg_widths": "8B:1 2B:2", "wgmma_wait_depth": 1}
+
+
+def test_cli_refuses_an_output_dir_it_cannot_use(tmp_path, fixture_discovery, capsys):
+    a_file = tmp_path / "report.txt"
+    a_file.write_text("")
+    assert _codegen("--output-dir", str(a_file)) == 2
+    err = capsys.readouterr().err
+    assert err.strip() == f"codegen: --output-dir {str(a_file)!r} is a file, not a directory"
+    assert _codegen("--output-dir", str(a_file / "sub")) == 2
+    assert "cannot be created" in capsys.readouterr().err
+
+
 # ------------------------------------------------------------------ discovery and coverage
 
 def test_discovery_skips_shared_modules(tmp_path, monkeypatch):
@@ -282,12 +496,13 @@ def test_cli_writes_csv_and_md_and_fails_on_spills(tmp_path, fixture_discovery, 
 def test_cli_exits_zero_when_every_check_passes(tmp_path, fixture_discovery):
     assert _codegen("--op", "fixture_relu", "--arch", "80,sm_90", "--output-dir", str(tmp_path)) == 0
     md = (tmp_path / "codegen.md").read_text()
-    assert "2 compiles (2 compiled), 0 failed checks, 0 coverage problems" in md
+    assert "2 compiles (2 compiled), 0 failed checks, 0 documented exceptions, 0 coverage problems" in md
 
 
 @pytest.mark.parametrize("args, message", [
     (["--arch", "75"], "supported archs are 80, 90"),
-    (["--op", "no_such_op"], "no specs for op no_such_op; ops with specs: fixture_broken, fixture_matmul"),
+    (["--op", "no_such_op"], "no specs for op no_such_op; ops with specs: fixture_broken, fixture_load_width, "
+                             "fixture_matmul, fixture_pipeline"),
     (["--jobs", "0"], "--jobs must be >= 1"),
 ])
 def test_cli_rejects_bad_arguments(tmp_path, fixture_discovery, capsys, args, message):
@@ -305,17 +520,17 @@ def _kernel_modules():
 def budgeted_sample(found, archs=cg.DEFAULT_ARCHS):
     """(ref, arch) pairs the unit test compiles, from the in-use specs of ``found``.
 
-    For every (op, kernel), every precision variant (dtype, expects_mma) on every arch once,
-    the variants taking the kernel's configs in turn (the i-th pick gets config i mod n). So
-    each kernel compiles at each precision for sm_80 and sm_90 and the configs rotate through
-    the picks, at 2 x (number of variants) compiles per kernel; `alexnet-fast codegen`
-    compiles every spec x arch.
+    For every (op, kernel), every variant (dtype, expects_mma, generic or launch-faithful) on
+    every arch once, the variants taking the kernel's configs (and real shapes) in turn (the
+    i-th pick gets spec i mod n). So each kernel compiles at each precision, generic and at a
+    real launch, for sm_80 and sm_90, at 2 x (number of variants) compiles per kernel;
+    `alexnet-fast codegen` compiles every spec x arch.
     """
     by_kernel: dict[tuple, dict[tuple, list]] = {}
     for ref, spec in found:
         if ref.in_use:
             variants = by_kernel.setdefault((spec.op, spec.kernel), {})
-            variants.setdefault((spec.dtype, bool(spec.expects_mma)), []).append(ref)
+            variants.setdefault((spec.dtype, bool(spec.expects_mma), spec.args is not None), []).append(ref)
     picks = []
     for variants in by_kernel.values():
         for i, (refs, arch) in enumerate((refs, arch) for refs in variants.values() for arch in archs):
@@ -338,13 +553,49 @@ def test_budgeted_sample_covers_every_precision_and_arch_and_rotates_configs():
                      ("op/k/c0_tf32/fp32", 90), ("op/k/c0/fp16", 80), ("op/k/c1/fp16", 90)]
 
 
+# Launch-faithful rows known to fail a gate, with the change that fixes them: (op, kernel,
+# dtypes, config or None for all, arch or None for both) -> reason. strict xfail: once the
+# kernel is fixed the test XPASSes, which fails it, so the entry must then be removed.
+_POOL_BWD_MASK = ("max_pool_grad_at masks each dout load by the loaded argmax (mask=m & (chosen == kh * KW + kw)), "
+                  "a per-element mask that stops vectorization; load dout under the window mask m only and select "
+                  "with tl.where(chosen == kh * KW + kw, g, 0.0) (prototype: 8-byte loads, 29 registers on sm_90)")
+KNOWN_GATE_FAILURES = {
+    ("max_pool2d", "max_pool2d_bwd_kernel", ("fp16", "bf16"), None, None):
+        "widest global load 4 B < 8 B: " + _POOL_BWD_MASK,
+    ("lrn_max_pool2d", "lrn_max_pool2d_fwd_kernel", ("fp16", "bf16"), None, None):
+        "widest global load 4 B < 8 B: every NHWC tile (8x32 w4, 16x32 w8, 8x64 w8) gives a thread 2 channels; "
+        "tiles of 4 channels per thread (16x32 w4, 8x64 w4, 32x16 w4) load 8 B with 113 registers and no spill "
+        "on sm_90, but the backward shares the table and spills 8-20 B at those tiles: the fused op needs its own "
+        "forward table",
+    ("lrn_max_pool2d", "lrn_max_pool2d_bwd_kernel", ("fp16", "bf16"), None, None):
+        "widest global load 4 B < 8 B: 2 channels per thread (as the forward), and " + _POOL_BWD_MASK,
+    ("lrn_max_pool2d", "lrn_max_pool2d_bwd_kernel", ("fp32",), "nhwc BLOCK_P=16 BLOCK_C=32 w8 s1", 90):
+        "spills 12 B on sm_90 at the real lrn1+pool1 launch (C divisible by 16 specialized), though the generic "
+        "row does not: the config needs fewer values per thread or 4 warps",
+}
+
+
+def known_gate_failure(ref, arch) -> str | None:
+    if not ref.shape:
+        return None
+    for (op, kernel, dtypes, config, at), reason in KNOWN_GATE_FAILURES.items():
+        if (ref.op, ref.kernel) == (op, kernel) and ref.dtype in dtypes and config in (None, ref.config) \
+                and at in (None, arch):
+            return reason
+    return None
+
+
 def _sampled_kernel_specs():
     try:
         modules = _kernel_modules()
     except Exception:  # reported by test_every_kernels_jit_function_is_covered
         return []
-    return [pytest.param(ref, arch, id=f"{ref.spec_id}@sm_{arch}")
-            for ref, arch in budgeted_sample(cg.collect_specs(modules))]
+    params = []
+    for ref, arch in budgeted_sample(cg.collect_specs(modules)):
+        reason = known_gate_failure(ref, arch)
+        marks = [pytest.mark.xfail(strict=True, reason=reason)] if reason else []
+        params.append(pytest.param(ref, arch, id=f"{ref.spec_id}@sm_{arch}", marks=marks))
+    return params
 
 
 def test_every_kernels_jit_function_is_covered():

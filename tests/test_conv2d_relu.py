@@ -8,6 +8,9 @@ forward C/groups*R*S, dinput K/groups*R*S, dweight and dbias N*P*Q.
 
 from __future__ import annotations
 
+import contextlib
+import importlib
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -20,10 +23,12 @@ from kernels.conv2d_relu import (
     _KERNELS,
     _TABLES,
     _constexpr_args,
+    alexnet_conv_layers,
     codegen_specs,
     conv2d_relu,
     conv2d_relu_wgrad,
     dot_precision,
+    relu_grad,
     use_flat_k,
 )
 from kernels.nn.conv import Conv2dReLU
@@ -83,6 +88,8 @@ def run_and_check(x, weight, bias, stride, padding, groups, relu=True, what="", 
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     assert y.is_contiguous(memory_format=fmt), f"{what}: output lost the input's memory format"
     assert leaves[0].grad.is_contiguous(memory_format=fmt), f"{what}: dinput lost the input's memory format"
+    if weight.stride(1) == 1 and not weight.is_contiguous():  # a KRSC weight gets a KRSC dweight
+        assert leaves[1].grad.is_contiguous(memory_format=torch.channels_last), f"{what}: dweight lost KRSC"
     return y
 
 
@@ -141,6 +148,24 @@ def test_odd_shapes(case, dtype):
     run_and_check(x, weight, b, stride, padding, groups, relu=relu, what=str(case))
 
 
+# The fast path's layouts: channels-last activations with KRSC (channels_last) weights, the
+# channels per group a multiple of 16 (whole channel blocks, as in AlexNet conv2-conv5) or not
+# (a partial last block), groups 1 and 2, stride 1 and 2. dweight must come back KRSC.
+KRSC_CASES = [
+    (2, 32, 7, 6, 32, (3, 3), 1, 1, 2),    # 16 channels per group: whole blocks
+    (1, 40, 9, 7, 24, (5, 3), 2, (2, 1), 1),
+    (1, 34, 6, 9, 18, (3, 3), (1, 2), 1, 2),
+]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16], ids=["fp32", "fp16"])
+@pytest.mark.parametrize("case", KRSC_CASES, ids=lambda c: "x".join(map(str, c[:4])) + f"_k{c[4]}_g{c[8]}")
+def test_channels_last_with_krsc_weight(case, dtype):
+    n, c, h, w, k, (r, s), stride, padding, groups = case
+    x, weight, b = make_inputs(n, c, h, w, k, r, s, groups, dtype, channels_last=True)
+    run_and_check(x, weight.to(memory_format=torch.channels_last), b, stride, padding, groups, what=f"krsc {case}")
+
+
 def test_channels_last_weight_and_strided_input():
     """Any strides work: a channels_last weight, a sliced (non-contiguous) input; dweight
     comes back in the weight's memory format."""
@@ -168,7 +193,7 @@ def test_wgrad_split_reduction(flat):
     xd, wd, bd = (t.double().requires_grad_() for t in (x, weight, bias))
     F.relu(F.conv2d(xd, wd, bd, 1, 1, 1, 2)).backward(grad.double())
     for splits in (1, 3):
-        dw, db = conv2d_relu_wgrad(grad, y, x, weight, (1, 1), (1, 1), 2, True, splits=splits)
+        dw, db = conv2d_relu_wgrad(relu_grad(grad, y, True), x, weight, (1, 1), (1, 1), 2, splits=splits)
         assert_close_ref(dw, wd.grad, torch.float32, 2 * 13 * 12, f"dweight, {splits} splits")
         assert_close_ref(db, bd.grad, torch.float32, 2 * 13 * 12, f"dbias, {splits} splits")
 
@@ -239,8 +264,8 @@ BAD_INPUTS = [
     ("groups 0", dict(groups=0), ValueError, "groups=0"),
     ("groups float", dict(groups=2.0), TypeError, "groups must be an int"),
     ("stride 0", dict(stride=0), ValueError, "stride must be >= 1"),
-    ("stride triple", dict(stride=(1, 1, 1)), TypeError, "stride must be an int or a pair"),
-    ("stride float", dict(stride=1.5), TypeError, "stride must be an int or a pair"),
+    ("stride triple", dict(stride=(1, 1, 1)), ValueError, "stride must be an int or a pair"),
+    ("stride float", dict(stride=1.5), TypeError, "stride must be an int, got float"),
     ("negative padding", dict(padding=(1, -1)), ValueError, "padding must be >= 0"),
     ("string padding", dict(padding="same"), ValueError, "padding='same' is not supported"),
     ("kernel larger than input", dict(x=torch.randn(1, 4, 2, 2), padding=0), ValueError, "smaller than the 3x3 kernel"),
@@ -361,11 +386,11 @@ def test_custom_ops_opcheck():
     for xx in (x.requires_grad_(), x.detach().to(memory_format=torch.channels_last).requires_grad_()):
         torch.library.opcheck(torch.ops.alexnet_fast.conv2d_relu.default, (xx, weight, bias, [2, 1], [1, 0], 2, True))
     y = conv2d_relu(x.detach(), weight.detach(), bias.detach(), (2, 1), (1, 0), 2)
-    grad = torch.randn_like(y)
+    grad = relu_grad(torch.randn_like(y), y, True)
     torch.library.opcheck(torch.ops.alexnet_fast.conv2d_relu_dgrad.default,
-                          (grad, y, weight.detach(), [1, 4, 6, 7], [2, 1], [1, 0], 2, True, False))
+                          (grad, weight.detach(), [1, 4, 6, 7], [2, 1], [1, 0], 2, False))
     torch.library.opcheck(torch.ops.alexnet_fast.conv2d_relu_wgrad.default,
-                          (grad, y, x.detach(), weight.detach(), [2, 1], [1, 0], 2, True))
+                          (grad, x.detach(), weight.detach(), [2, 1], [1, 0], 2))
 
 
 # --------------------------------------------------------------------------------------
@@ -395,7 +420,7 @@ def test_configs_are_data_and_fit_shared_memory():
 
 
 def test_codegen_specs_cover_every_kernel_config_and_dtype():
-    specs = codegen_specs()
+    specs = [s for s in codegen_specs() if s.args is None]
     assert all(isinstance(s, KernelSpec) for s in specs)
     seen = {(s.kernel, s.config, s.dtype) for s in specs}
     assert len(seen) == len(specs), "duplicate spec"
@@ -412,6 +437,29 @@ def test_codegen_specs_cover_every_kernel_config_and_dtype():
             ptr = {"fp32": "*fp32", "fp16": "*fp16", "bf16": "*bf16"}[spec.dtype]
             assert all(t in (ptr, "*fp32", "i32", "constexpr") for t in spec.signature.values())
             assert spec.expects_mma == (spec.dtype != "fp32" or spec.constexprs["INPUT_PRECISION"] == "tf32")
+
+
+def test_codegen_real_shape_specs_are_the_launches_of_both_presets():
+    """Launch-faithful specs: every conv layer of both presets, each tensor-core config of
+    the three kernels (conv1 has no dgrad: the image needs no gradient), fp16, bf16, TF32,
+    with the arguments the launchers pass for channels-last activations and KRSC weights:
+    unit channel strides and the channels per group as an argument (what lets the
+    compiler prove 16-byte aligned, contiguous loads along the reduction)."""
+    real = [s for s in codegen_specs() if s.args is not None]
+    layers = alexnet_conv_layers()
+    assert len(layers) == 10
+    per_layer_kernels = sum(len(_TABLES["mma"][k]) for k in _KERNELS)
+    assert len(real) == 3 * (len(layers) * per_layer_kernels - 2 * len(_TABLES["mma"]["dgrad"]))
+    assert len({(s.kernel, s.config, s.dtype, s.shape) for s in real}) == len(real)
+    for spec in real:
+        fn = spec.fn
+        assert set(spec.args) | set(spec.constexprs) == set(fn.arg_names)
+        assert spec.expects_mma and spec.dtype in ("fp16", "bf16", "fp32")
+        channel_strides = [v for k, v in spec.args.items() if k in ("sx_c", "sw_c", "sg_k", "sy_k")]
+        assert channel_strides and all(v == 1 for v in channel_strides), spec.shape
+        if "conv1" not in spec.shape:
+            per_group = spec.args.get("C_PER_GROUP", spec.args.get("K_PER_GROUP"))
+            assert per_group % 16 == 0, spec.shape
 
 
 # --------------------------------------------------------------------------------------
@@ -433,3 +481,166 @@ def test_alexnet_layers_gpu(layer, dtype, allow_tf32, channels_last, monkeypatch
     x, weight, bias = x.cuda(), weight.cuda(), bias.cuda()
     tol_dtype = torch.float16 if dtype == torch.float32 and allow_tf32 else dtype
     run_and_check(x, weight, bias, stride, padding, groups, what=f"{layer} gpu", tol_dtype=tol_dtype)
+
+
+# --------------------------------------------------------------------------------------
+# Views of every argument, NaN / inf (issue 14: silent wrong answers)
+# --------------------------------------------------------------------------------------
+
+def _views():
+    """(name, x, weight, bias, grad_out maker) with one argument a strided or expanded view."""
+    x = torch.randn(2, 4, 7, 6)
+    weight = torch.randn(6, 2, 3, 3) * 0.3
+    bias = torch.randn(6)
+    dense = lambda y: torch.randn_like(y)  # noqa: E731
+    return [
+        ("bias_strided", x, weight, torch.randn(12)[::2], dense),
+        ("bias_expanded", x, weight, torch.randn(1).expand(6), dense),
+        ("x_strided", torch.randn(2, 4, 7, 12)[..., ::2], weight, bias, dense),
+        ("x_expanded", torch.randn(2, 4, 1, 6).expand(2, 4, 7, 6), weight, bias, dense),
+        ("x_permuted", torch.randn(4, 2, 6, 7).permute(1, 0, 3, 2), weight, bias, dense),
+        ("weight_strided", x, (torch.randn(6, 4, 3, 3) * 0.3)[:, ::2], bias, dense),
+        ("weight_expanded", x, torch.randn(6, 2, 1, 3).expand(6, 2, 3, 3), bias, dense),
+        ("grad_strided", x, weight, bias, lambda y: torch.randn(*y.shape[:3], 2 * y.shape[3])[..., ::2]),
+        ("grad_expanded", x, weight, bias, lambda y: torch.randn(1, *y.shape[1:]).expand_as(y)),
+    ]
+
+
+@pytest.mark.parametrize("case", range(len(_views())), ids=[v[0] for v in _views()])
+def test_views_of_every_argument(case):
+    """Every tensor argument (x, weight, bias, grad_out) may be a strided or expanded view:
+    forward and all three gradients equal the float64 reference (the strided bias gave an
+    error of ~1.3 before the launcher honoured its stride)."""
+    name, x, weight, bias, make_grad = _views()[case]
+    leaves = [t.detach().requires_grad_() for t in (x, weight, bias)]  # views stay views
+    y = conv2d_relu(*leaves, stride=1, padding=1, groups=2)
+    grad = make_grad(y)
+    y.backward(grad)
+    refs = [t.detach().double().requires_grad_() for t in (x, weight, bias)]
+    y_ref = F.relu(F.conv2d(*refs, 1, 1, 1, 2))
+    y_ref.backward(grad.double())
+    assert_close_ref(y, y_ref, torch.float32, 18, f"{name} forward")
+    for got, ref, what in zip(leaves, refs, ("dx", "dweight", "dbias")):
+        assert_close_ref(got.grad, ref.grad, torch.float32, 2 * 7 * 6, f"{name} {what}")
+
+
+@pytest.mark.parametrize("channels_last", [False, True], ids=["nchw", "nhwc"])
+@pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")
+def test_nan_and_inf_propagate_like_pytorch(channels_last):
+    """NaN / inf in x reach the output as in F.relu(F.conv2d(...)) (the fused ReLU used to
+    turn NaN into 0), and the backward's ReLU mask lets the gradient through where the
+    output is NaN (PyTorch's threshold_backward): same NaN / inf positions in y, dx, dw, db,
+    finite values equal to the float64 reference."""
+    x, weight, bias = make_inputs(1, 4, 6, 6, 6, 3, 3, 2, torch.float32, channels_last=channels_last)
+    x = x.clone()
+    x[0, 0, 2, 2] = float("nan")
+    x[0, 3, 4, 4] = float("inf")
+    x[0, 2, 0, 5] = -float("inf")
+    leaves = [t.detach().clone().requires_grad_() for t in (x, weight, bias)]
+    y = conv2d_relu(*leaves, stride=1, padding=1, groups=2)
+    grad = torch.randn_like(y)
+    y.backward(grad)
+    refs = [t.detach().double().requires_grad_() for t in (x, weight, bias)]
+    y_ref = F.relu(F.conv2d(*refs, 1, 1, 1, 2))
+    y_ref.backward(grad.double())
+    assert y_ref.isnan().any() and y_ref.isinf().any()
+    for got, ref, what in [(y, y_ref, "y")] + list(zip([t.grad for t in leaves], [t.grad for t in refs],
+                                                          ("dx", "dweight", "dbias"))):
+        assert torch.equal(got.isnan(), ref.isnan()), f"{what}: NaN positions differ"
+        assert torch.equal(got.isinf(), ref.isinf()), f"{what}: inf positions differ"
+        finite = ref.isfinite()
+        assert_close_ref(got[finite], ref[finite], torch.float32, 36, what)
+
+
+# --------------------------------------------------------------------------------------
+# Autocast, device guard, autotuner per batch and layout (issue 14)
+# --------------------------------------------------------------------------------------
+
+conv_mod = importlib.import_module("kernels.conv2d_relu")  # kernels.conv2d_relu is the function
+
+
+class ConvLaunchSpy:
+    """Records each Triton launch of the conv module: kernel, the dtype of every tensor
+    argument handed to it, the device of the device_guard in force (None: unguarded) and
+    the tuner object with the batch it was made for."""
+
+    def __init__(self, monkeypatch):
+        self.launches: list[dict] = []
+        self._guard: list[torch.device] = []
+        real_autotuned, real_guard = conv_mod.autotuned, conv_mod.device_guard
+        spy = self
+
+        @contextlib.contextmanager
+        def guard(t):
+            spy._guard.append(t.device)
+            with real_guard(t):
+                yield
+            spy._guard.pop()
+
+        def autotuned(kernel, *args, batch, **kwargs):
+            tuned = real_autotuned(kernel, *args, batch=batch, **kwargs)
+
+            class Launch:
+                def __getitem__(self, grid):
+                    def run(**kw):
+                        spy.launches.append({
+                            "kernel": kernel.__name__, "tuner": tuned, "batch": batch, "key": args[3],
+                            "dtypes": {k: v.dtype for k, v in kw.items() if isinstance(v, torch.Tensor)},
+                            "guard": spy._guard[-1] if spy._guard else None,
+                        })
+                        return tuned[grid](**kw)
+                    return run
+            return Launch()
+
+        monkeypatch.setattr(conv_mod, "autotuned", autotuned)
+        monkeypatch.setattr(conv_mod, "device_guard", guard)
+
+
+def test_autocast_runs_every_kernel_in_the_autocast_dtype(monkeypatch):
+    """Inside torch.autocast (fp16; the interpreter has no bf16 arithmetic) the forward,
+    dgrad and wgrad kernels receive fp16 operands (only wgrad's fp32 partial sums stay
+    fp32), the output is fp16 and the fp32 leaves get fp32 gradients -- as F.conv2d under
+    autocast. Before the autocast registration the kernels ran in fp32. A mixed fp16
+    activation / fp32 weight (the model-parallel gather) is accepted inside autocast and
+    refused outside it."""
+    spy = ConvLaunchSpy(monkeypatch)
+    x, weight, bias = make_inputs(1, 4, 6, 5, 6, 3, 3, 2, torch.float32)
+    leaves = [t.clone().requires_grad_() for t in (x, weight, bias)]
+    with torch.autocast("cpu", dtype=torch.float16):
+        y = conv2d_relu(*leaves, stride=1, padding=1, groups=2)
+        y_mixed = conv2d_relu(x.half(), weight, bias, stride=1, padding=1, groups=2)
+    assert y.dtype == torch.float16 and y_mixed.dtype == torch.float16
+    y.float().sum().backward()
+    assert [t.grad.dtype for t in leaves] == [torch.float32] * 3
+    assert [launch["kernel"] for launch in spy.launches] == [
+        "conv2d_relu_fwd_kernel", "conv2d_relu_fwd_kernel", "conv2d_relu_dgrad_kernel", "conv2d_relu_wgrad_kernel"]
+    for launch in spy.launches:
+        operands = {k: v for k, v in launch["dtypes"].items() if not k.endswith("_partial_ptr")}
+        assert set(operands.values()) == {torch.float16}, launch
+        assert launch["guard"] == torch.device("cpu"), "launch outside device_guard"
+    refs = [t.detach().half().double().requires_grad_() for t in (x, weight, bias)]
+    y_ref = F.relu(F.conv2d(*refs, 1, 1, 1, 2))
+    y_ref.sum().backward()
+    assert_close_ref(y, y_ref, torch.float16, 18, "autocast forward")
+    assert_close_ref(y_mixed, y_ref, torch.float16, 18, "autocast mixed-dtype forward")
+    for got, ref, what in zip(leaves, refs, ("dx", "dweight", "dbias")):
+        assert_close_ref(got.grad, ref.grad, torch.float16, 30, f"autocast {what}")
+    with pytest.raises(TypeError, match="differs from x dtype"):
+        conv2d_relu(x.half(), weight, bias, stride=1, padding=1, groups=2)
+
+
+def test_one_tuner_per_batch_and_layout_key(monkeypatch):
+    """The autotuner is chosen per batch (autotuned(batch=N)), and its key holds the
+    channel strides that tell NCHW from channels-last, so a config tuned at batch 1 or in
+    one layout is never reused for another."""
+    spy = ConvLaunchSpy(monkeypatch)
+    weight = torch.randn(6, 2, 3, 3)
+    for n, channels_last in ((1, False), (2, False), (2, True)):
+        x = torch.randn(n, 4, 5, 5)
+        conv2d_relu(x.to(memory_format=torch.channels_last) if channels_last else x, weight, None, 1, 1, 2)
+    tuners = [launch["tuner"] for launch in spy.launches]
+    assert [launch["batch"] for launch in spy.launches] == [1, 2, 2]
+    assert tuners[0] is not tuners[1]
+    for key in conv_mod._AUTOTUNE_KEYS.values():
+        assert any(k in key for k in ("sx_c", "sg_k")) and any(k in key for k in ("sw_c", "sx_c"))
+    assert tuners[1].keys == conv_mod._AUTOTUNE_KEYS["fwd"]

@@ -61,8 +61,8 @@ def test_triton_variant_matches_eager_gpu(variant, channels_last, precision):
     ``alexnet-fast bench`` judges a cell."""
     from alexnet_fast.model import AlexNet, make_config
     from alexnet_fast.variants import build_variant
-    from profiling.harness import TOLERANCES, Reference, judge
-    from profiling.roofline import precision_mode
+    from alexnet_fast.precision import policy
+    from profiling.judge import TOLERANCES, Reference, judge
 
     torch.manual_seed(0)
     model = AlexNet(make_config("paper", width_mult=0.25)).cuda().eval()
@@ -70,20 +70,19 @@ def test_triton_variant_matches_eager_gpu(variant, channels_last, precision):
     target = torch.randint(0, 1000, (4,), device="cuda")
     fmt = torch.channels_last if channels_last else torch.contiguous_format
 
-    def run(m, dtype):
+    def run(m, dtype, prec):
         m = m.to(memory_format=fmt)
         xin = x.to(dtype).contiguous(memory_format=fmt)
-        logits = m(xin)
-        F.cross_entropy(logits.float(), target).backward()
+        with prec.flags():  # the project's precision policy: autocast over fp32 weights
+            with prec.autocast("cuda"):
+                logits = m(xin)
+            F.cross_entropy(logits.float(), target).backward()
         grads = {n.replace("_orig_mod.", ""): q.grad.float() for n, q in m.named_parameters()}
         return {"logits": logits.detach().float()}, grads
 
-    with precision_mode("fp32"):
-        ref32 = run(copy.deepcopy(model), torch.float32)
-        ref64 = run(copy.deepcopy(model).double(), torch.float64)
-    with precision_mode(precision) as dtype:
-        built = build_variant(copy.deepcopy(model).to(dtype), variant)
-        out = run(built, dtype)
+    ref32 = run(copy.deepcopy(model), torch.float32, policy("fp32"))
+    ref64 = run(copy.deepcopy(model).double(), torch.float64, policy("fp32"))
+    out = run(build_variant(copy.deepcopy(model), variant), torch.float32, policy(precision))
     logits_tol, grad_tol = TOLERANCES[precision]
     fwd = judge(out[0], Reference(ref32[0], ref64[0]), logits_tol)
     bwd = judge(out[1], Reference(ref32[1], ref64[1]), grad_tol)

@@ -63,7 +63,7 @@ def test_unknown_suite_is_one_clear_error():
 
 def test_full_gpu_default_estimate_and_order():
     from profiling.gpu_suite import plan_jobs
-    from profiling.harness import default_plan
+    from profiling.plan import default_plan
 
     jobs = plan_jobs(default_plan("cuda"))
     whats = [w for w, _ in jobs]

@@ -1,13 +1,10 @@
-"""The bench harness: equivalence before timing, failed and interpreted rows, the CLI."""
+"""The bench engine and its plan: equivalence before timing, failed and interpreted rows,
+the flags, the CLI."""
 
 import argparse
-import importlib.machinery
-import importlib.util
 import json
 import math
 import os
-import sys
-import types
 
 import pandas as pd
 import pytest
@@ -15,14 +12,14 @@ import torch
 
 from alexnet_fast.cli import main
 from alexnet_fast.variants import build_variant
-from profiling import harness as H
+from profiling import bench, engine, judge as J, layout_bench, plan as P
 from profiling.results import read_results
 
 TINY = dict(preset="paper", width_mult=0.125, input_size=67)
 
 
 def tiny_plan(variants, passes=("inference",), layers=(), batch_sizes=(2,)):
-    return H.BenchPlan(device="cpu", variants=[H.VariantSpec(*v) if isinstance(v, tuple) else H.VariantSpec(v)
+    return P.BenchPlan(device="cpu", variants=[P.VariantSpec(*v) if isinstance(v, tuple) else P.VariantSpec(v)
                                                 for v in variants],
                        precisions=["fp32"], batch_sizes=list(batch_sizes), passes=list(passes),
                        layers=list(layers), layer_batch_size=2, warmup=1, repeats=2, threads=1,
@@ -38,8 +35,8 @@ def wrong_variant(model, name, *, compile_mode="default", copy_model=True):
 
 
 def interpreted_triton_stand_in(model, name, *, compile_mode="default", copy_model=True):
-    """Stands in for the Triton variants (not in this checkout): eager math, so the
-    interpreted path is exercised without the kernels."""
+    """Stands in for the Triton variants: eager math, so the interpreted path is exercised
+    without the interpreter's cost."""
     return build_variant(model, "eager", copy_model=copy_model)
 
 
@@ -49,7 +46,7 @@ def by(rows, **match):
 
 def test_failed_variant_is_reported_and_not_timed(tmp_path):
     plan = tiny_plan(["eager", "compile"], passes=("inference", "train"), layers=("conv1+relu1", "fc8"))
-    rows = H.Harness(plan, tmp_path, progress=False, build_variant=wrong_variant).run()
+    rows = engine.Harness(plan, tmp_path, progress=False, build_variant=wrong_variant).run()
     eager = by(rows, scope="model", variant="eager")
     assert [r["status"] for r in eager] == ["ok", "ok"]
     assert all(r["median_ms"] > 0 and r["images_per_s"] > 0 for r in eager)
@@ -58,7 +55,7 @@ def test_failed_variant_is_reported_and_not_timed(tmp_path):
     assert [r["status"] for r in wrong] == ["failed", "failed"]
     assert all("median_ms" not in r for r in wrong)  # never timed
     assert wrong[0]["max_rel_err"] == pytest.approx(0.1, rel=1e-3)
-    assert wrong[1]["grad_max_rel_err"] > H.TOLERANCES["fp32"][1]
+    assert wrong[1]["grad_max_rel_err"] > J.TOLERANCES["fp32"][1]
     assert wrong[0]["fp64_err"] > wrong[0]["tolerance"] and wrong[1]["fp64_err"] > wrong[1]["tolerance"]
     layers = by(rows, scope="layer", variant="compile")
     assert {r["layer"]: r["status"] for r in layers} == {"conv1+relu1": "failed", "fc8": "failed"}
@@ -79,8 +76,8 @@ def test_failed_variant_is_reported_and_not_timed(tmp_path):
 def test_triton_without_gpu_is_interpreted_at_reduced_size(tmp_path):
     plan = tiny_plan(["triton"], passes=("inference", "train"), layers=("lrn1+pool1", "fc8"))
     plan.width_mult, plan.input_size = 0.25, 99  # the timed size; the check runs at plan.check
-    plan.check = H.ReducedSize(width_mult=0.125, input_size=67, batch_size=1)
-    rows = H.Harness(plan, tmp_path, progress=False, build_variant=interpreted_triton_stand_in).run()
+    plan.check = P.ReducedSize(width_mult=0.125, input_size=67, batch_size=1)
+    rows = engine.Harness(plan, tmp_path, progress=False, build_variant=interpreted_triton_stand_in).run()
     model_rows = by(rows, scope="model")
     assert [(r["pass"], r["status"]) for r in model_rows] == [("inference", "interpreted"), ("train", "interpreted")]
     for r in model_rows + by(rows, scope="layer", layer="lrn1+pool1"):
@@ -99,8 +96,8 @@ def test_wrong_interpreted_triton_is_failed_without_a_time(tmp_path):
         return model
 
     plan = tiny_plan(["triton"], layers=("lrn1+pool1",))
-    plan.check = H.ReducedSize(width_mult=0.125, input_size=67, batch_size=1)
-    rows = H.Harness(plan, tmp_path, progress=False, build_variant=wrong_triton).run()
+    plan.check = P.ReducedSize(width_mult=0.125, input_size=67, batch_size=1)
+    rows = engine.Harness(plan, tmp_path, progress=False, build_variant=wrong_triton).run()
     checked = by(rows, scope="model") + by(rows, scope="layer")
     assert [r["status"] for r in checked] == ["failed", "failed"]
     assert all(r["compile_s"] is None and "median_ms" not in r for r in checked)
@@ -108,10 +105,10 @@ def test_wrong_interpreted_triton_is_failed_without_a_time(tmp_path):
 
 def test_real_eager_and_compile_agree(tmp_path):
     plan = tiny_plan(["eager", "compile"], batch_sizes=(1,))
-    rows = H.Harness(plan, tmp_path, progress=False).run()
+    rows = engine.Harness(plan, tmp_path, progress=False).run()
     compiled = by(rows, scope="model", variant="compile")[0]
     assert compiled["status"] == "ok", compiled.get("note")
-    assert compiled["max_rel_err"] <= H.TOLERANCES["fp32"][0]
+    assert compiled["max_rel_err"] <= J.TOLERANCES["fp32"][0]
     assert compiled["compile_s"] > 0 and compiled["median_ms"] > 0
     assert compiled["label"] == "compile" and compiled["compile_mode"] == "default"
 
@@ -123,47 +120,47 @@ def test_verdict_allows_what_eager_fp32_itself_misses():
     exact = {"conv1.weight": torch.randn(1000, dtype=torch.float64), "fc8.weight": torch.randn(1000, dtype=torch.float64)}
     eager = {"conv1.weight": (exact["conv1.weight"] + 1e-2 * torch.randn(1000, dtype=torch.float64)).float(),
              "fc8.weight": exact["fc8.weight"].float()}
-    ref = H.Reference(eager, exact)
+    ref = J.Reference(eager, exact)
     assert ref.eager_err["conv1.weight"] == pytest.approx(1e-2, rel=0.1)
     close = {"conv1.weight": (exact["conv1.weight"] + 2e-2 * torch.randn(1000, dtype=torch.float64)).float(),
              "fc8.weight": exact["fc8.weight"].float()}
-    verdict = H.judge(close, ref, floor=1e-3)
+    verdict = J.judge(close, ref, floor=1e-3)
     assert verdict["equivalent"] and verdict["worst_tensor"] == "conv1.weight"
     assert verdict["rel"] > 1e-3  # far from eager fp32 in max-norm, yet as accurate as eager is
     wrong = dict(close, **{"conv1.weight": (exact["conv1.weight"] * 0.5).float()})
-    assert not H.judge(wrong, ref, floor=1e-3)["equivalent"]
+    assert not J.judge(wrong, ref, floor=1e-3)["equivalent"]
     off_by_1e3 = dict(eager, **{"fc8.weight": (exact["fc8.weight"] * 1.002).float()})
-    verdict = H.judge(off_by_1e3, ref, floor=1e-3)
+    verdict = J.judge(off_by_1e3, ref, floor=1e-3)
     assert not verdict["equivalent"] and verdict["worst_tensor"] == "fc8.weight"
     assert verdict["tolerance"] == pytest.approx(1e-3, rel=0.01)
 
 
 def test_relative_error():
     ref = torch.tensor([1.0, -4.0, 0.0])
-    assert H.relative_error(ref + torch.tensor([0.0, 0.4, 0.0]), ref) == pytest.approx((0.4, 0.1))
-    assert H.relative_error(torch.tensor([1.0, float("nan"), 0.0]), ref) == (math.inf, math.inf)
+    assert J.relative_error(ref + torch.tensor([0.0, 0.4, 0.0]), ref) == pytest.approx((0.4, 0.1))
+    assert J.relative_error(torch.tensor([1.0, float("nan"), 0.0]), ref) == (math.inf, math.inf)
     with pytest.raises(ValueError, match="shape"):
-        H.relative_error(torch.zeros(2), ref)
+        J.relative_error(torch.zeros(2), ref)
 
 
 def parse(argv):
     parser = argparse.ArgumentParser()
-    H.add_arguments(parser)
+    bench.add_arguments(parser)
     return parser.parse_args(argv)
 
 
 def test_flags_override_the_embedded_default():
-    plan = H.plan_from_args(parse(["--variant", "eager,compile", "--compile-mode", "default",
+    plan = P.plan_from_args(parse(["--variant", "eager,compile", "--compile-mode", "default",
                                    "--compile-mode", "max-autotune", "--batch-size", "1,8",
                                    "--batch-size", "2", "--pass", "train", "--layer", "lrn1+pool1,fc8",
                                    "--width-mult", "0.5", "--device", "cpu"]))
     assert [v.label for v in plan.variants] == ["eager", "compile", "compile[max-autotune]"]
     assert plan.batch_sizes == [1, 8, 2] and plan.passes == ["train"]
     assert plan.layers == ["lrn1+pool1", "fc8"] and plan.width_mult == 0.5
-    default = H.plan_from_args(parse(["--device", "cpu"]))
+    default = P.plan_from_args(parse(["--device", "cpu"]))
     assert default.precisions == ["fp32"] and 1 <= default.threads <= os.cpu_count()
     assert "conv1+relu1" in default.layers
-    assert H.plan_from_args(parse(["--layer", "none", "--device", "cpu"])).layers == []
+    assert P.plan_from_args(parse(["--layer", "none", "--device", "cpu"])).layers == []
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -178,38 +175,26 @@ def test_flags_override_the_embedded_default():
 ])
 def test_bad_flags_are_named(argv, message):
     with pytest.raises(ValueError, match=message):
-        H.plan_from_args(parse(argv + ["--device", "cpu"]))
-
-
-def test_missing_layout_module_is_a_clear_error(monkeypatch, capsys):
-    real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec",
-                        lambda name, *a: None if name == "alexnet_fast.layouts" else real(name, *a))
-    assert main(["bench", "--layout", "single,data_parallel", "--device", "cpu"]) == 2
-    assert "layout 'data_parallel' not available" in capsys.readouterr().err
+        P.plan_from_args(parse(argv + ["--device", "cpu"]))
 
 
 def test_two_device_layouts_come_from_bench_layout(tmp_path, monkeypatch):
     calls = []
 
     def bench_layout(layout, variant, precision, batch_size, pass_, *, preset, width_mult, input_size,
-                     warmup, repeats, compile_mode):
+                     warmup, repeats, compile_mode, device, world_size, seed, timed):
         calls.append((layout, variant, precision, batch_size, pass_, width_mult))
-        return dict(step_ms=20.0, images_per_s=batch_size / 0.02, comm_ms=3.0, comm_bytes=1000,
+        return dict(median_ms=20.0, timer="perf_counter", comm_ms=3.0, comm_bytes=1000,
                     comm_bytes_model=1000, max_abs_err=1e-7, max_rel_err=1e-6, equivalent=layout != "model_parallel",
-                    device="cpu", backend="gloo", world_size=2)
+                    backend="gloo", world_size=2)
 
-    fake = types.ModuleType("alexnet_fast.layouts")
-    fake.bench_layout = bench_layout
-    fake.__spec__ = importlib.machinery.ModuleSpec("alexnet_fast.layouts", None)
-    monkeypatch.setitem(sys.modules, "alexnet_fast.layouts", fake)
+    monkeypatch.setattr(layout_bench, "bench_layout", bench_layout)
     plan = tiny_plan(["eager"])
     plan.layouts = ["data_parallel", "model_parallel"]
-    rows = H.Harness(plan, tmp_path, progress=False).run()
+    rows = engine.Harness(plan, tmp_path, progress=False).run()
     dp, mp = by(rows, layout="data_parallel")[0], by(rows, layout="model_parallel")[0]
-    assert calls == [("data_parallel", "eager", "fp32", 2, "forward", 0.125),
-                     ("model_parallel", "eager", "fp32", 2, "forward", 0.125)]
-    assert dp["pass"] == "inference"  # our name in the results
+    assert calls == [("data_parallel", "eager", "fp32", 2, "inference", 0.125),
+                     ("model_parallel", "eager", "fp32", 2, "inference", 0.125)]
     assert dp["status"] == "ok" and dp["median_ms"] == 20.0 and dp["comm_ms"] == 3.0 and dp["images_per_s"] == 100.0
     assert mp["status"] == "failed" and "median_ms" not in mp
 
@@ -220,20 +205,17 @@ def test_interpreted_layout_cells_run_at_the_check_batch(tmp_path, monkeypatch):
     calls = []
 
     def bench_layout(layout, variant, precision, batch_size, pass_, *, preset, width_mult, input_size,
-                     warmup, repeats, compile_mode):
-        calls.append((layout, variant, batch_size, width_mult, input_size))
-        return dict(step_ms=1e4, comm_bytes=10, comm_bytes_model=10, max_abs_err=1e-7, max_rel_err=1e-6,
-                    equivalent=True, device="cpu", backend="gloo", world_size=2)
+                     warmup, repeats, compile_mode, device, world_size, seed, timed):
+        calls.append((layout, variant, batch_size, width_mult, input_size, timed))
+        return dict(comm_bytes_model=10, max_abs_err=1e-7, max_rel_err=1e-6, equivalent=True, backend="gloo",
+                    world_size=2)
 
-    fake = types.ModuleType("alexnet_fast.layouts")
-    fake.bench_layout = bench_layout
-    fake.__spec__ = importlib.machinery.ModuleSpec("alexnet_fast.layouts", None)
-    monkeypatch.setitem(sys.modules, "alexnet_fast.layouts", fake)
+    monkeypatch.setattr(layout_bench, "bench_layout", bench_layout)
     plan = tiny_plan(["triton"], batch_sizes=(16, 32))
     plan.width_mult, plan.input_size, plan.layouts = 0.25, 99, ["data_parallel"]
-    plan.check = H.ReducedSize(width_mult=0.125, input_size=67, batch_size=2)
-    rows = by(H.Harness(plan, tmp_path, progress=False).run(), scope="model")
-    assert calls == [("data_parallel", "triton", 2, 0.125, 67)]
+    plan.check = P.ReducedSize(width_mult=0.125, input_size=67, batch_size=2)
+    rows = by(engine.Harness(plan, tmp_path, progress=False).run(), scope="model")
+    assert calls == [("data_parallel", "triton", 2, 0.125, 67, False)]
     assert [(r["status"], r["batch_size"], r["check_size"]) for r in rows] == [("interpreted", 2, "w0.125@67 b2")]
     assert "median_ms" not in rows[0]
 
@@ -243,7 +225,7 @@ def test_interrupted_run_restores_cudnn_benchmark_and_closes_telemetry(tmp_path,
     as the run found it."""
     plan = tiny_plan(["eager"])
     plan.cudnn_benchmark = True
-    harness = H.Harness(plan, tmp_path, progress=False)
+    harness = engine.Harness(plan, tmp_path, progress=False)
     harness.device = torch.device("cuda")  # only so the run sets cudnn.benchmark; no job touches it
 
     def interrupted():
@@ -272,13 +254,10 @@ def test_cli_bench_writes_results(tmp_path, capsys):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(importlib.util.find_spec("kernels.conv2d_relu") is None
-                    or importlib.util.find_spec("kernels.nn.pooling") is None,
-                    reason="the Triton kernels (kernels.conv2d_relu, kernels.nn.pooling) are not in this checkout")
 def test_real_triton_variant_is_equivalent_interpreted(tmp_path):
     plan = tiny_plan(["triton"], passes=("inference", "train"), layers=("conv2+relu2", "lrn1+pool1"))
-    plan.check = H.ReducedSize(width_mult=0.125, input_size=67, batch_size=1)
-    rows = H.Harness(plan, tmp_path, progress=False).run()
+    plan.check = P.ReducedSize(width_mult=0.125, input_size=67, batch_size=1)
+    rows = engine.Harness(plan, tmp_path, progress=False).run()
     results = by(rows, variant="triton")
     assert len(results) == 4
     for r in results:
@@ -290,9 +269,9 @@ def test_low_precision_cells_are_judged_against_fp64(tmp_path):
     half-precision LRN): errors vs fp32 are real, the verdict uses the precision's floor."""
     plan = tiny_plan(["eager"], passes=("inference", "train"))
     plan.preset, plan.width_mult, plan.input_size, plan.precisions = "torchvision", 0.25, 64, ["fp16", "bf16"]
-    rows = by(H.Harness(plan, tmp_path, progress=False).run(), scope="model")
+    rows = by(engine.Harness(plan, tmp_path, progress=False).run(), scope="model")
     assert [(r["precision"], r["pass"], r["status"]) for r in rows] == [
         ("fp16", "inference", "ok"), ("fp16", "train", "ok"), ("bf16", "inference", "ok"), ("bf16", "train", "ok")]
     fp16_logits, bf16_logits = rows[0]["max_rel_err"], rows[2]["max_rel_err"]
-    assert 0 < fp16_logits < bf16_logits < H.TOLERANCES["bf16"][0]  # 10-bit vs 7-bit mantissa
-    assert rows[1]["tolerance"] >= H.TOLERANCES["fp16"][1] and 0 < rows[1]["grad_max_rel_err"]
+    assert 0 < fp16_logits < bf16_logits < J.TOLERANCES["bf16"][0]  # 10-bit vs 7-bit mantissa
+    assert rows[1]["tolerance"] >= J.TOLERANCES["fp16"][1] and 0 < rows[1]["grad_max_rel_err"]

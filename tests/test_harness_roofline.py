@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from profiling.roofline import _gemm_paths, device_peaks, known_peaks, measure_peaks, precision_mode
+from profiling.roofline import _gemm_paths, device_peaks, known_peaks, measure_peaks
 
 
 @pytest.mark.parametrize("name, label, bf16, fp32, tbs", [
@@ -45,15 +45,3 @@ def test_every_gemm_path_computes_the_product():
     for name, fn in paths.items():
         out = fn()
         torch.testing.assert_close(out.to_dense() if out.is_mkldnn else out, a @ b, msg=name)
-
-
-def test_precision_mode_sets_and_restores_tf32():
-    before = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
-    with precision_mode("tf32") as dtype:
-        assert dtype == torch.float32 and torch.backends.cudnn.allow_tf32 and torch.backends.cuda.matmul.allow_tf32
-    with precision_mode("bf16") as dtype:
-        assert dtype == torch.bfloat16 and not torch.backends.cudnn.allow_tf32
-    assert (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32) == before
-    with pytest.raises(ValueError, match="unknown precision 'fp8'"):
-        with precision_mode("fp8"):
-            pass

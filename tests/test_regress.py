@@ -124,3 +124,48 @@ def test_default_baseline_is_the_current_machines(tmp_path, monkeypatch, capsys)
     current.write_text(json.dumps(slowed(data, 1.2, index=1)))
     assert main(["regress", str(current)]) == 1
     assert "lrn1+pool1" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("threshold", ["nan", "inf", "-inf", "0", "-5"])
+def test_threshold_must_be_finite_and_positive(tmp_path, capsys, threshold):
+    """A NaN threshold compares False with every change (nothing ever fails), inf lets any
+    slowdown pass, 0 or less calls every run slower: all refused with one line, exit 2."""
+    data = synthetic_run()
+    base, current = tmp_path / "b.json", tmp_path / "c.json"
+    base.write_text(json.dumps(data))
+    current.write_text(json.dumps(slowed(data, 100.0)))
+    assert main(["regress", str(current), "--baseline", str(base), f"--threshold={threshold}"]) == 2
+    out, err = capsys.readouterr()
+    assert err.count("\n") == 1 and "--threshold must be a finite positive percentage" in err
+    assert out == ""
+
+
+def _empty(data):
+    out = copy.deepcopy(data)
+    out["benchmarks"] = []
+    return out
+
+
+def _renamed(data):
+    out = copy.deepcopy(data)
+    for b in out["benchmarks"]:
+        b["fullname"] = b["fullname"].replace("test_kernel", "test_kernel_v2")
+    return out
+
+
+@pytest.mark.parametrize("case, make_current, make_baseline, message", [
+    ("empty current run", _empty, lambda d: d, "current run {current} holds no benchmarks: nothing to compare"),
+    ("empty baseline", lambda d: d, _empty, "baseline {baseline} holds no benchmarks: nothing to compare"),
+    ("all renamed", _renamed, lambda d: d, "no benchmark of the current run {current} (2) is in the baseline "
+                                           "{baseline} (2): nothing compared"),
+])
+def test_a_check_that_compares_nothing_fails(tmp_path, capsys, case, make_current, make_baseline, message):
+    """Nothing compared is not a pass: exit 2 with one line saying why (the current run was
+    100x slower, so a pass would hide it)."""
+    data = slowed(synthetic_run(), 100.0)
+    base, current = tmp_path / "b.json", tmp_path / "c.json"
+    base.write_text(json.dumps(make_baseline(synthetic_run())))
+    current.write_text(json.dumps(make_current(data)))
+    assert main(["regress", str(current), "--baseline", str(base)]) == 2, case
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message.format(current=current, baseline=base) in err

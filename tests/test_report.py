@@ -114,3 +114,46 @@ def test_speedups_pair_each_row_with_eager_of_its_own_run(tmp_path):
     assert sum(line.startswith("| inference | fp32 | 8 | compile |") for line in lines) == 2  # one headline line per run
     model_speedups = [line.split(" | ")[-2] for line in lines if line.startswith("| single | inference | fp32 | 8 | compile |")]
     assert model_speedups == ["2.5", "5"]
+
+
+_WRONG_TYPES = [
+    ("batch_size", "eight", "numbers"),       # crashed in int() before
+    ("batch_size", 2.5, "whole numbers"),
+    ("median_ms", "fast", "numbers"),         # crashed dividing str by str
+    ("intensity", "high", "numbers"),
+    ("throttled", "maybe", "true/false"),
+]
+_WRONG_TYPES_JSON = [                         # a CSV cell has no type: "16" in a text column is text
+    ("gflops_per_s", True, "numbers"),
+    ("precision", 16, "text"),                # crashed joining the precisions
+    ("variant", 3.0, "text"),
+]
+
+
+@pytest.mark.parametrize("fmt, column, value, kind", [("json", *case) for case in _WRONG_TYPES + _WRONG_TYPES_JSON]
+                         + [("csv", *case) for case in _WRONG_TYPES])
+def test_a_column_of_the_wrong_type_is_one_line_naming_it(tmp_path, capsys, fmt, column, value, kind):
+    """Each of these made `report` die with a traceback (or render nonsense); now exit 2 and
+    one line naming the file, the column, the row and the value."""
+    rows = results_rows()
+    rows[3] = dict(rows[3], **{column: value})
+    write_results(rows, tmp_path / "in")
+    (tmp_path / "in" / ("results.csv" if fmt == "json" else "results.json")).unlink()
+    assert main(["report", "--input", str(tmp_path / "in"), "--output-dir", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert f"column {column!r} must hold {kind}; row 3 has" in err and str(tmp_path / "in") in err
+    assert not (tmp_path / "out" / "REPORT.md").exists()
+
+
+def test_column_types_accept_what_bench_writes_and_empty_cells(tmp_path):
+    """The bench's own tables (JSON and CSV) pass unchanged: numbers stay numbers, empty
+    cells stay empty, flags are booleans."""
+    from profiling.report import check_column_types
+
+    write_results(results_rows(), tmp_path)
+    for frame in (read_results(tmp_path / "results.json"), read_results(tmp_path / "results.csv")):
+        checked = check_column_types(frame, tmp_path)
+        assert checked["batch_size"].dropna().tolist() == frame["batch_size"].dropna().astype(float).tolist()
+        assert checked["median_ms"].isna().sum() == frame["median_ms"].isna().sum()
+        assert set(checked["equivalent"].dropna()) <= {True, False}

@@ -57,3 +57,43 @@ def test_cuda_events_time_device_work():
     timing = measure(lambda: a @ a, device="cuda", warmup=2, repeats=5)
     assert timing.method == "cuda_events" and timing.l2_flushed
     assert timing.median_ms > 0.05  # 137 GFLOP of work takes visible time on any GPU
+
+
+class _FakeEvent:
+    recorded: list = []
+
+    def __init__(self, enable_timing=False):
+        pass
+
+    def record(self, stream=None):
+        _FakeEvent.recorded.append(stream)
+
+    def elapsed_time(self, other):
+        return 1.5
+
+
+def test_cuda_events_record_on_the_measured_devices_stream(monkeypatch):
+    """``measure(device="cuda:1")`` while cuda:0 is current: every event is recorded on
+    cuda:1's stream (CPU-only check with the CUDA calls replaced)."""
+    streams = []
+
+    def current_stream(device=None):
+        streams.append(torch.device(device))
+        return f"stream of {torch.device(device)}"
+
+    _FakeEvent.recorded = []
+    monkeypatch.setattr(torch.cuda, "Event", _FakeEvent)
+    monkeypatch.setattr(torch.cuda, "current_stream", current_stream)
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda device=None: None)
+    timing = measure(lambda: None, device="cuda:1", warmup=1, repeats=3, flush_l2=False)
+    assert timing.method == "cuda_events" and timing.median_ms == 1.5 and timing.times_ms == (1.5, 1.5, 1.5)
+    assert streams == [torch.device("cuda:1")]
+    assert _FakeEvent.recorded == ["stream of cuda:1"] * 6  # start and end of each repeat
+
+
+def test_before_repeat_runs_untimed_before_each_repeat():
+    calls = []
+    timing = measure(lambda: calls.append("call"), warmup=2, repeats=3,
+                     before_repeat=lambda: (calls.append("hook"), time.sleep(0.02)))
+    assert calls == ["call", "call"] + ["hook", "call"] * 3
+    assert timing.median_ms < 10 and len(timing.times_ms) == 3  # the hook's sleep is not timed

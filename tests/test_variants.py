@@ -35,8 +35,10 @@ def test_unknown_names():
         build_variant(m, "fast")
     with pytest.raises(ValueError, match="unknown compile mode"):
         build_variant(m, "compile", compile_mode="turbo")
-    with pytest.raises(ValueError, match="AlexNet"):
-        build_variant(nn.Linear(2, 2), "eager")
+    with pytest.raises(TypeError, match="nn.Module"):
+        build_variant("alexnet", "eager")
+    # any nn.Module is taken (kernels.apply); one with nothing to replace keeps its modules
+    assert type(build_variant(nn.Linear(2, 2), "triton")) is nn.Linear
 
 
 @pytest.mark.parametrize("name", VARIANTS)
@@ -116,3 +118,32 @@ def test_triton_model_matches_eager(name):
         torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4).step()
     for (n, a), (_, b) in zip(variant.named_parameters(), eager.named_parameters()):
         close(a.detach(), b.detach(), f"weight {n} after one SGD step")
+
+
+@needs_kernels
+def test_triton_variant_runs_channels_last_without_layout_conversions():
+    """The triton variant: conv weights KRSC, every feature layer gets and gives
+    channels-last tensors (no conversion between layers), logits equal eager's (NCHW);
+    eager keeps its NCHW weights."""
+    eager = small_model().eval()
+    variant = build_variant(eager, "triton").eval()
+    for name, p in variant.named_parameters():
+        if p.dim() == 4:
+            assert p.is_contiguous(memory_format=torch.channels_last), name
+    assert all(p.is_contiguous() for p in eager.parameters())
+    seen = []
+
+    def record(module, args, out):
+        seen.append((type(module).__name__, args[0], out))
+
+    for module in variant.features.children():
+        module.register_forward_hook(record)
+    x = torch.randn(1, 3, 67, 67)
+    with torch.no_grad():
+        got, ref = variant(x), eager(x)
+    assert len(seen) == len(list(variant.features.children()))
+    for kind, inp, out in seen:
+        for t in (inp, out):
+            # channels innermost (a 1x1 map is both NCHW and NHWC)
+            assert t.is_contiguous(memory_format=torch.channels_last) and t.stride(1) == 1, kind
+    torch.testing.assert_close(got, ref, rtol=1e-4, atol=1e-5 * ref.abs().max().item())

@@ -6,12 +6,13 @@
   collectives (time and bytes).
 * :mod:`.layout`: applying a layout to a model on a rank (what training uses), moving
   state_dicts between layouts, and the communication byte model.
-* :mod:`.bench`: :func:`bench_layout`, what the profiling harness calls.
 
-Ranks start with ``torchrun`` or :func:`alexnet_fast.launch.launch`.
+What is placed here is measured elsewhere: a layout cell (equivalence, timing, bytes) is
+:mod:`profiling.layout_bench`, with the engine's cell, judge and timer. Precision is
+:mod:`alexnet_fast.precision`. Ranks start with ``torchrun`` or
+:func:`alexnet_fast.launch.launch`.
 """
 
-from alexnet_fast.layouts.bench import PASSES, PRECISIONS, BenchJob, Precision, bench_layout, run_bench
 from alexnet_fast.layouts.columns import ColumnAlexNet, ColumnComm, merge_columns, split_columns
 from alexnet_fast.layouts.comm import (
     DEFAULT_TIMEOUT_S, CommMeter, DistContext, choose_device, init_ranks, local_context, shutdown,
@@ -22,7 +23,7 @@ from alexnet_fast.layouts.layout import (
 )
 
 __all__ = [
-    "LAYOUTS", "PASSES", "PRECISIONS", "Precision", "BenchJob", "bench_layout", "run_bench",
+    "LAYOUTS",
     "ColumnAlexNet", "ColumnComm", "split_columns", "merge_columns",
     "DEFAULT_TIMEOUT_S", "CommMeter", "DistContext", "choose_device", "init_ranks", "local_context",
     "shutdown", "check_layout", "comm_bytes_model", "full_grads", "full_state_dict",

@@ -41,6 +41,9 @@ split: every conv after conv1 then gathers first. Other group counts are refused
 
 Under autocast, gathers that feed a conv or linear send the autocast dtype: those layers
 cast their input to it anyway, so the result is bit-identical and the bytes are halved.
+
+One cohesive thing, kept in one file (~475 lines): the column split -- how weights split,
+the exchanges (custom ops with their autograd), and the column model that uses them.
 """
 
 from __future__ import annotations
@@ -57,7 +60,10 @@ from torch import nn
 from alexnet_fast.layouts.comm import (
     CommMeter, all_gather_flat, bytes_all_gather, bytes_reduce_scatter, reduce_scatter_flat,
 )
-from alexnet_fast.model import AlexNet, AlexNetConfig, classifier_input_hw, min_input_size, validate_config
+from alexnet_fast.model import (
+    AlexNet, AlexNetConfig, classifier_input_hw, classifier_modules, feature_layers, feature_module, min_input_size,
+    validate_config,
+)
 
 __all__ = [
     "split_columns",
@@ -428,42 +434,31 @@ class ColumnAlexNet(nn.Module):
         check_column_config(config, world)
         self.config, self.comm = config, comm
         layers: dict[str, nn.Module] = {}
+        walk = feature_layers(config)  # the single model's walk, with the exchanges put in
         in_ch, split = config.in_channels, False  # the image is replicated, not split
-        for i, spec in enumerate(config.convs, start=1):
-            if split and config.conv_groups(i) == 1:
-                layers[f"gather{i}"] = ColumnGather(comm, dim=1)
-                in_ch *= world
-            out = spec.out_channels // world
-            layers[f"conv{i}"] = nn.Conv2d(in_ch, out, spec.kernel_size, spec.stride, spec.padding)
-            layers[f"relu{i}"] = nn.ReLU(inplace=True)
-            lrn = config.lrn if i in config.lrn_after else None
-            if lrn is not None:
-                layers[f"halo{i}"] = halo = LRNHalo(comm, lrn.size)
-                layers[f"lrn{i}"] = nn.LocalResponseNorm(lrn.size, lrn.alpha, lrn.beta, lrn.k)
-            if i in config.pool_after:
-                layers[f"pool{i}"] = nn.MaxPool2d(config.pool_kernel, config.pool_stride)
-            if lrn is not None:
-                front = halo.below if comm.rank > 0 else 0
-                back = halo.above if comm.rank < world - 1 else 0
-                layers[f"crop{i}"] = HaloCrop(front, back)
-            in_ch, split = out, True
+        for step, layer in enumerate(walk):
+            i = layer.index
+            if layer.kind == "conv":
+                if split and config.conv_groups(i) == 1:
+                    layers[f"gather{i}"] = ColumnGather(comm, dim=1)
+                    in_ch *= world
+            elif layer.kind == "lrn":
+                layers[f"halo{i}"] = LRNHalo(comm, config.lrn.size)
+            layers[layer.name] = feature_module(layer, config, in_ch, columns=world)
+            if layer.kind == "conv":
+                in_ch, split = layer.conv.out_channels // world, True
+            block_ends = step + 1 == len(walk) or walk[step + 1].index != i
+            if block_ends and f"halo{i}" in layers:  # drop the borrowed channels after the pool
+                halo = layers[f"halo{i}"]
+                layers[f"crop{i}"] = HaloCrop(halo.below if comm.rank > 0 else 0,
+                                              halo.above if comm.rank < world - 1 else 0)
         self.features = nn.Sequential(OrderedDict(layers))
         self.avgpool = None if config.adaptive_pool is None else nn.AdaptiveAvgPool2d(config.adaptive_pool)
         flat_hw = classifier_input_hw(config)
-        h6, h7 = config.hidden
-        self.classifier = nn.Sequential(OrderedDict({
-            "drop6": nn.Dropout(config.dropout),
-            "gather6": ColumnGather(comm, dim=1),
-            "fc6": nn.Linear(in_ch * world * flat_hw * flat_hw, h6 // world),
-            "relu6": nn.ReLU(inplace=True),
-            "drop7": nn.Dropout(config.dropout),
-            "gather7": ColumnGather(comm, dim=1),
-            "fc7": nn.Linear(h6, h7 // world),
-            "relu7": nn.ReLU(inplace=True),
-            "gather8": ColumnGather(comm, dim=1),
-            "fc8": nn.Linear(h7, config.num_classes // world),
-            "logits": ColumnGather(comm, dim=1, replicated_loss=True, to_autocast=False),
-        }))
+        classifier = classifier_modules(config, in_ch * world * flat_hw * flat_hw, columns=world,
+                                        gather=lambda: ColumnGather(comm, dim=1))
+        classifier["logits"] = ColumnGather(comm, dim=1, replicated_loss=True, to_autocast=False)
+        self.classifier = nn.Sequential(classifier)
         self._min_size = min_input_size(config)
 
     @classmethod

@@ -5,8 +5,8 @@
   node has a GPU for every local rank, otherwise gloo on CPU with one thread per rank. The
   group's timeout bounds every collective, so a rank that dies or hangs makes its peers fail
   with an error instead of waiting forever.
-* :class:`CommMeter` times collectives (``time.perf_counter`` on CPU, CUDA events on the
-  compute stream on GPU) and counts the bytes this rank sends.
+* :class:`CommMeter` times collectives per step (``time.perf_counter`` on CPU, CUDA events on
+  the rank's device stream on GPU) and counts the bytes this rank sends.
 
 Bytes sent by one rank per collective follow the bandwidth-optimal (ring) algorithms, the
 convention of nccl-tests' "bus bandwidth", for ``W`` ranks:
@@ -150,7 +150,8 @@ def init_ranks(*, timeout_s: float = DEFAULT_TIMEOUT_S, device: str | None = Non
 
 def local_context(device: str | None = None) -> DistContext:
     """A one-rank context for the ``single`` layout (no process group). ``device`` as for
-    :func:`choose_device`, or ``'cuda:N'`` for one GPU (default: the current one)."""
+    :func:`choose_device`, or ``'cuda:N'`` for one GPU (default: the current one), which
+    becomes the current device (``torch.cuda.set_device``, as :func:`init_ranks` does)."""
     index = None
     if device is not None and device.startswith("cuda:"):
         device, index = "cuda", device[len("cuda:"):]
@@ -162,6 +163,7 @@ def local_context(device: str | None = None) -> DistContext:
         if index is not None and index >= torch.cuda.device_count():
             raise ValueError(f"cuda:{index} asked for, but this machine has {torch.cuda.device_count()} GPU(s)")
         dev = torch.device("cuda", torch.cuda.current_device() if index is None else index)
+        torch.cuda.set_device(dev)  # Triton launches and new tensors land on it, and its stream is timed
     return DistContext(0, 1, 0, dev, None, None)
 
 
@@ -182,32 +184,44 @@ def shutdown(ctx: DistContext) -> None:
 
 
 class CommMeter:
-    """Time during which this rank had a collective in flight, and the bytes it sent, since
-    :meth:`reset`.
+    """Time during which this rank had a collective in flight, and the bytes it sent, per step.
 
     ``span(nbytes)`` wraps a blocking collective; ``start()``/``stop(token, nbytes)`` bracket
     an asynchronous one (DDP's bucket all-reduce: ``stop`` runs in its completion callback).
-    On CUDA the marks are CUDA events on the current stream (call :meth:`elapsed_ms` after
-    synchronising); on CPU ``time.perf_counter``. :meth:`elapsed_ms` is the length of the
-    union of the brackets, so overlapping asynchronous collectives are not counted twice.
+    On CUDA the marks are CUDA events on the current stream *of the meter's device*; on CPU
+    ``time.perf_counter``. A step's time is the length of the union of its brackets, so
+    overlapping asynchronous collectives are not counted twice. :meth:`reset` starts over,
+    :meth:`next_step` closes the current step; :meth:`elapsed_ms` is the current step's time
+    and :meth:`steps` every closed step's (synchronise the device first on CUDA).
     """
 
     def __init__(self, device: torch.device | None):
+        self.device = device
         self.cuda = device is not None and device.type == "cuda"
         self._lock = threading.Lock()
         self.reset()
 
     def reset(self) -> None:
         with self._lock:
-            self._origin = self.start()
-            self._spans: list[tuple[Any, Any]] = []
-            self.bytes_sent = 0
-            self.calls = 0
+            self._closed: list[tuple[Any, list[tuple[Any, Any]], int, int]] = []
+            self._open_step()
+
+    def _open_step(self) -> None:
+        self._origin = self.start()
+        self._spans: list[tuple[Any, Any]] = []
+        self.bytes_sent = 0
+        self.calls = 0
+
+    def next_step(self) -> None:
+        """Close the current step (kept for :meth:`steps`) and open the next."""
+        with self._lock:
+            self._closed.append((self._origin, self._spans, self.bytes_sent, self.calls))
+            self._open_step()
 
     def start(self) -> Any:
         if self.cuda:
             event = torch.cuda.Event(enable_timing=True)
-            event.record()
+            event.record(torch.cuda.current_stream(self.device))
             return event
         return time.perf_counter()
 
@@ -224,18 +238,25 @@ class CommMeter:
         yield
         self.stop(token, nbytes_sent)
 
-    def _ms_since_reset(self, mark: Any) -> float:
-        return self._origin.elapsed_time(mark) if self.cuda else 1e3 * (mark - self._origin)
-
-    def elapsed_ms(self) -> float:
-        with self._lock:
-            spans = sorted((self._ms_since_reset(a), self._ms_since_reset(b)) for a, b in self._spans)
+    def _union_ms(self, origin: Any, spans: list[tuple[Any, Any]]) -> float:
+        since = (lambda mark: origin.elapsed_time(mark)) if self.cuda else (lambda mark: 1e3 * (mark - origin))
         total, reach = 0.0, float("-inf")
-        for begin, end in spans:
+        for begin, end in sorted((since(a), since(b)) for a, b in spans):
             if end > reach:
                 total += end - max(begin, reach)
                 reach = end
         return total
+
+    def elapsed_ms(self) -> float:
+        """Collective time of the current step."""
+        with self._lock:
+            return self._union_ms(self._origin, list(self._spans))
+
+    def steps(self) -> list[tuple[float, int, int]]:
+        """(collective ms, bytes sent, calls) of every step closed by :meth:`next_step`."""
+        with self._lock:
+            closed = list(self._closed)
+        return [(self._union_ms(origin, spans), nbytes, calls) for origin, spans, nbytes, calls in closed]
 
 
 def metered_allreduce_hook(state, bucket):  # DDP checks real annotations: leave them off

@@ -42,6 +42,7 @@ from alexnet_fast.layouts.comm import (
     metered_allreduce_hook,
 )
 from alexnet_fast.model import AlexNet, AlexNetConfig, classifier_input_hw, feature_shapes
+from alexnet_fast.vocabulary import LAYOUTS, choose
 
 __all__ = [
     "LAYOUTS",
@@ -57,15 +58,12 @@ __all__ = [
     "comm_bytes_model",
 ]
 
-LAYOUTS = ("single", "data_parallel", "model_parallel")
-_HALF = (torch.float16, torch.bfloat16)
 
 
 def check_layout(layout: str, world_size: int, config: AlexNetConfig | None = None,
                  batch_size: int | None = None) -> None:
     """ValueError saying what is wrong with running ``layout`` on ``world_size`` ranks."""
-    if layout not in LAYOUTS:
-        raise ValueError(f"unknown layout {layout!r}; choose one of {', '.join(LAYOUTS)}")
+    choose(layout, LAYOUTS, "layout")
     if layout == "single" and world_size != 1:
         raise ValueError(f"the single layout runs on one rank, not {world_size}")
     if layout != "single" and world_size < 2:

@@ -8,44 +8,30 @@ not their launch), and ``extra_info`` with FLOPs, bytes, GFLOP/s, GB/s, device, 
 
 from __future__ import annotations
 
-import importlib.util
 import os
 
 import torch
 
+from alexnet_fast.vocabulary import PRECISIONS as ALL_PRECISIONS
 from profiling.results import device_name, machine_slug
 
 CUDA = torch.cuda.is_available()
 DEVICE = "cuda" if CUDA else "cpu"
 # CPU threads while benchmarking (fixed, so runs on one machine compare; part of the machine
 # name baselines are stored under). 1 by default: on a shared machine more threads than idle
-# cores makes OpenMP wait at every barrier (see profiling.harness.idle_cores).
+# cores makes OpenMP wait at every barrier (see profiling.plan.idle_cores).
 THREADS = None if CUDA else int(os.environ.get("ALEXNET_BENCH_THREADS", "1"))
 # rounds (timed) and warm-up rounds per benchmark kind
 ROUNDS = {"kernel": (50, 10) if CUDA else (5, 1), "model": (20, 5) if CUDA else (3, 1)}
 # precisions measured: CPU fp32 only (PyTorch has no fp16/bf16 LRN on CPU)
-PRECISIONS = ["fp32", "tf32", "fp16", "bf16"] if CUDA else ["fp32"]
+PRECISIONS = list(ALL_PRECISIONS) if CUDA else ["fp32"]
 BATCH = {"kernel": 128 if CUDA else 8, "model": 128 if CUDA else 8}
-
-
-# Triton module each benchmarked op needs ("model": everything build_variant swaps in)
-TRITON_MODULES = {
-    "conv_relu": ("kernels.conv2d_relu",),
-    "lrn": ("kernels.lrn",),
-    "pool": ("kernels.max_pool2d",),
-    "lrn_pool": ("kernels.lrn_max_pool2d",),
-    "model": ("kernels.conv2d_relu", "kernels.lrn", "kernels.max_pool2d", "kernels.lrn_max_pool2d",
-              "kernels.nn.conv", "kernels.nn.pooling"),
-}
 
 
 def skip_triton_reason(op: str) -> str | None:
     """Why the Triton benchmark of ``op`` cannot run here, or None."""
     if not CUDA:
         return "Triton runs in its CPU interpreter here: interpreted speed means nothing"
-    missing = [m for m in TRITON_MODULES[op] if importlib.util.find_spec(m) is None]
-    if missing:
-        return f"Triton kernels not in this checkout: {', '.join(missing)}"
     return None
 
 

@@ -5,7 +5,7 @@ function) and ``triton`` (this project's kernels; skipped on CPU, where Triton o
 interpreted). One group per layer and precision, so pytest-benchmark's table compares the
 providers of one layer. FLOPs and bytes come from ``profiling/flops.py`` (eager: separate ops;
 compile and triton: fused). Before it is timed, every provider's output is judged like a harness
-cell (``profiling.harness.judge``: relative RMS error vs float64 within 3x eager's own + the
+cell (``profiling.judge.judge``: relative RMS error vs float64 within 3x eager's own + the
 precision's floor); the errors go into ``extra_info`` beside the speed. Run: ``pytest tests/benchmarks --benchmark-only``.
 """
 
@@ -14,10 +14,10 @@ import torch
 import torch.nn.functional as F
 
 from alexnet_fast.model import make_config
+from alexnet_fast.precision import policy
 from bench_setup import BATCH, DEVICE, PRECISIONS, run_benchmark, skip_triton_reason
 from profiling.flops import bytes_model_for, layer_units, unit_cost
-from profiling.harness import TOLERANCES, Reference, judge
-from profiling.roofline import precision_mode
+from profiling.judge import Reference, floor, judge
 
 KERNEL_OPS = ("conv_relu", "lrn", "pool", "lrn_pool")
 UNITS = [u for u in layer_units(make_config("paper")) if u.op in KERNEL_OPS]
@@ -76,14 +76,16 @@ def triton_fn(unit):
 def test_kernel(benchmark, unit, precision, provider):
     if provider == "triton" and (reason := skip_triton_reason(unit.op)):
         pytest.skip(reason)
-    with precision_mode(precision) as dtype, torch.no_grad():
-        x, weights = make_inputs(unit, dtype)
+    # a kernel sees its inputs in the compute dtype of the policy (autocast casts them to it)
+    prec = policy(precision)
+    with prec.flags(), torch.no_grad():
+        x, weights = make_inputs(unit, prec.dtype)
         fn = {"torch": reference_fn, "compile": lambda u: torch.compile(reference_fn(u)),
               "triton": triton_fn}[provider](unit)
         out = fn(x, *weights)  # first call (compiles) outside the timing; checked before it is timed
         expected = reference_fn(unit)(x, *weights)
         exact = reference_fn(unit)(x.double(), *(w.double() for w in weights))
-        verdict = judge({"out": out}, Reference({"out": expected.float()}, {"out": exact}), TOLERANCES[precision][0])
+        verdict = judge({"out": out}, Reference({"out": expected.float()}, {"out": exact}), floor(precision, "inference"))
         benchmark.extra_info.update(max_abs_err=verdict["abs"], max_rel_err=verdict["rel"],
                                     fp64_rrmse=verdict["fp64_err"], fp64_rrmse_allowed=verdict["tolerance"])
         assert verdict["equivalent"], f"{provider} is not equivalent to eager PyTorch: {verdict}"

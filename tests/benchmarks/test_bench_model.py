@@ -1,41 +1,29 @@
 """The whole paper AlexNet per variant: inference (forward) and a training step (forward,
 cross-entropy, backward, SGD with momentum), grouped per pass and precision. Variants come
 from ``alexnet_fast.build_variant``; the triton ones skip on CPU (interpreted speed means
-nothing). Before it is timed, every variant's logits of one eval-mode forward are judged like a
-harness cell (``profiling.harness.judge`` against eager fp32 and float64 with the same weights
-and input); a variant that is not equivalent fails its benchmark, and the errors go into
+nothing). Precision is the study's one policy (``alexnet_fast.precision``: autocast over fp32
+weights). Before it is timed, every variant's logits of one eval-mode forward are judged like
+an engine cell (``profiling.judge.judge`` against eager in fp32, float64 and the cell's
+precision, with the same weights and input); a variant that is not equivalent fails its benchmark, and the errors go into
 ``extra_info`` beside the speed. Run: ``pytest tests/benchmarks --benchmark-only``.
 """
 
-import copy
-
 import pytest
 import torch
-import torch.nn.functional as F
 
 from alexnet_fast import alexnet, build_variant
+from alexnet_fast.precision import policy
+from alexnet_fast.vocabulary import PASSES, VARIANTS
 from bench_setup import BATCH, CUDA, DEVICE, run_benchmark, skip_triton_reason
+from profiling.cell import inference_step, reference, train_step
 from profiling.flops import bytes_model_for, model_cost
-from profiling.harness import TOLERANCES, Reference, judge
-from profiling.roofline import precision_mode
+from profiling.judge import floor, judge
 
-VARIANTS = ("eager", "compile", "triton", "triton+compile")
 MODEL_PRECISIONS = ("fp32", "bf16") if CUDA else ("fp32",)
 
 
-def eager_reference(model, x):
-    """Eager logits of ``model`` (left unchanged) on fp32 input ``x``, in eval mode, in fp32 and float64."""
-    logits = {}
-    for dtype in (torch.float32, torch.float64):
-        eager = copy.deepcopy(model).to(dtype).eval()
-        with precision_mode("fp32"), torch.no_grad():
-            logits[dtype] = {"logits": eager(x.to(dtype))}
-        del eager
-    return Reference(logits[torch.float32], logits[torch.float64])
-
-
 @pytest.mark.parametrize("precision", MODEL_PRECISIONS)
-@pytest.mark.parametrize("pass_", ("inference", "train"))
+@pytest.mark.parametrize("pass_", PASSES)
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_model(benchmark, variant, pass_, precision):
     if variant.startswith("triton") and (reason := skip_triton_reason("model")):
@@ -43,32 +31,19 @@ def test_model(benchmark, variant, pass_, precision):
     n = BATCH["model"]
     torch.manual_seed(0)
     base = alexnet("paper").to(DEVICE)
-    x32 = torch.randn(n, 3, 227, 227, device=DEVICE)
-    ref = eager_reference(base, x32)
-    with precision_mode(precision) as dtype:
-        model = build_variant(base.to(dtype), variant, copy_model=False)
-        x = x32.to(dtype)
-        target = torch.randint(0, 1000, (n,), device=DEVICE)
-        model.eval()  # dropout off: the logits must match eager's up to rounding
-        with torch.no_grad():
-            verdict = judge({"logits": model(x)}, ref, TOLERANCES[precision][0])
-        benchmark.extra_info.update(max_abs_err=verdict["abs"], max_rel_err=verdict["rel"],
-                                    fp64_rrmse=verdict["fp64_err"], fp64_rrmse_allowed=verdict["tolerance"])
-        assert verdict["equivalent"], f"{variant} is not equivalent to eager PyTorch: {verdict}"
-        if pass_ == "inference":
-            model.eval()
-
-            def step():
-                with torch.no_grad():
-                    return model(x)
-        else:
-            model.train()
-            opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
-
-            def step():
-                opt.zero_grad(set_to_none=True)
-                F.cross_entropy(model(x).float(), target).backward()
-                opt.step()
+    x = torch.randn(n, 3, 227, 227, device=DEVICE)
+    target = torch.randint(0, 1000, (n,), device=DEVICE)
+    ref = reference(base, x, target, "inference", precision)
+    prec = policy(precision)  # autocast over fp32 weights, as everywhere in the study
+    model = build_variant(base, variant, copy_model=False)
+    with prec.flags():
+        # dropout off: the logits must match eager's up to rounding
+        verdict = judge({"logits": inference_step(model.eval(), x, prec)()}, ref, floor(precision, "inference"))
+    benchmark.extra_info.update(max_abs_err=verdict["abs"], max_rel_err=verdict["rel"],
+                                fp64_rrmse=verdict["fp64_err"], fp64_rrmse_allowed=verdict["tolerance"])
+    assert verdict["equivalent"], f"{variant} is not equivalent to eager PyTorch: {verdict}"
+    step = inference_step(model.eval(), x, prec) if pass_ == "inference" else train_step(model, x, target, prec)
+    with prec.flags():
         step()  # first call (compiles) outside the timing
         cost = model_cost(base.config, n, precision, pass_=pass_)
         run_benchmark(benchmark, step, kind="model", group=f"model {pass_} {precision}", flops=cost.flops,

@@ -1,0 +1,98 @@
+"""`alexnet-fast bench`: the command line of the bench engine.
+
+:func:`add_arguments` defines every flag (one function: add a flag there and read it in
+:func:`profiling.plan.plan_from_args`); :func:`run` turns them into a
+:class:`profiling.plan.BenchPlan` -- refusing bad input up front, in one line, before any
+work starts -- and runs it with :class:`profiling.engine.Harness`.
+
+The modules behind it, one job each: :mod:`profiling.plan` (what to measure),
+:mod:`profiling.engine` (one-device cells), :mod:`profiling.layout_bench` (two-rank cells),
+:mod:`profiling.cell` (what a cell runs), :mod:`profiling.judge` (the equivalence rule),
+:mod:`profiling.timers` (the timer), :mod:`alexnet_fast.precision` (the precision policy).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from alexnet_fast.io import writable_dir
+from alexnet_fast.vocabulary import COMPILE_MODES, LAYOUTS, PASSES, PRECISIONS, VARIANTS
+from profiling.plan import describe, plan_from_args, use_interpreter_without_gpu
+
+__all__ = ["add_arguments", "run"]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--variant", action="append", metavar="NAMES",
+                        help=f"variants ({', '.join(VARIANTS)}); repeatable or comma-separated")
+    parser.add_argument("--compile-mode", action="append", metavar="MODES",
+                        help=f"torch.compile modes for the compiled variants ({', '.join(COMPILE_MODES)})")
+    parser.add_argument("--precision", action="append", metavar="NAMES",
+                        help=f"{', '.join(PRECISIONS)} (policy: alexnet_fast.precision)")
+    parser.add_argument("--batch-size", action="append", metavar="SIZES", help="batch sizes, e.g. 1,32,128")
+    parser.add_argument("--pass", dest="passes", action="append", metavar="PASSES", help=", ".join(PASSES))
+    parser.add_argument("--layer", action="append", metavar="UNITS",
+                        help="per-layer units (conv1+relu1, lrn1, pool1, lrn1+pool1, ..., fc8), 'all' or 'none'")
+    parser.add_argument("--layout", action="append", metavar="LAYOUTS", help=", ".join(LAYOUTS))
+    parser.add_argument("--output-dir", default="reports", help="where results.csv/json go (default: reports)")
+    parser.add_argument("--device", default=None, help="cpu or cuda[:N] (default: cuda if available)")
+    parser.add_argument("--model", default=None, metavar="MODULE:CALLABLE",
+                        help="bench your own model: a factory returning an nn.Module or (nn.Module, input_size), "
+                             "e.g. alexnet_fast.examples:small_flat_alexnet")
+    parser.add_argument("--preset", default=None, help="paper (default) or torchvision")
+    parser.add_argument("--width-mult", type=float, default=None, help="scale every layer's width")
+    parser.add_argument("--input-size", type=int, default=None, help="input height = width")
+    parser.add_argument("--layer-batch-size", type=int, default=None, help="batch of the per-layer rows")
+    parser.add_argument("--warmup", type=int, default=None, help="untimed calls before timing")
+    parser.add_argument("--repeats", type=int, default=None, help="timed calls (median and quantiles)")
+    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (CPU work)")
+    parser.add_argument("--check-width-mult", type=float, default=None, help="interpreted check: width")
+    parser.add_argument("--check-input-size", type=int, default=None, help="interpreted check: input size")
+    parser.add_argument("--check-batch-size", type=int, default=None, help="interpreted check: batch")
+    parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument("--peak-gemm-n", type=int, default=None, help="measured peak: GEMM size n (n x n @ n x n)")
+    parser.add_argument("--peak-copy-mib", type=int, default=None, help="measured peak: MiB copied")
+    parser.add_argument("--warm-compile-cache", action="store_true",
+                        help="reuse inductor's on-disk cache (default: each cell compiles cold, so "
+                             "'first call s' is a cold compile)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--strict", action="store_true",
+                        help="exit 1 if any cell failed its equivalence check or raised (default: 0, "
+                             "failures are recorded in the results)")
+    from profiling.gpu_suite import add_arguments as add_suite_arguments  # --suite, --dry-run
+
+    add_suite_arguments(parser)
+
+
+def run(args: argparse.Namespace) -> int:
+    from profiling.user_bench import make_harness  # Harness, or UserModelHarness for --model
+
+    use_interpreter_without_gpu(args.device)  # before anything imports triton
+    if getattr(args, "suite", None) or getattr(args, "dry_run", False):  # suites: profiling/gpu_suite.py
+        from profiling.gpu_suite import run as run_suite
+
+        return run_suite(args)
+    try:
+        plan = plan_from_args(args)
+        writable_dir(args.output_dir)
+    except ValueError as e:
+        print(f"alexnet-fast bench: {e}", file=sys.stderr)
+        return 2
+    print(describe(plan), file=sys.stderr)
+    harness = make_harness(plan, args.output_dir, progress=False if args.no_progress else None)
+    start = time.perf_counter()
+    rows = harness.run()
+    statuses: dict[str, int] = {}
+    for r in rows:
+        statuses[r["status"]] = statuses.get(r["status"], 0) + 1
+    print(f"wrote {len(rows)} rows to {Path(args.output_dir) / 'results.csv'} (+ results.json) in "
+          f"{time.perf_counter() - start:.0f} s: " + ", ".join(f"{k} {v}" for k, v in sorted(statuses.items())),
+          file=sys.stderr)
+    if statuses.get("error") or statuses.get("failed"):
+        print("some cells failed their equivalence check or raised: see the status and note columns",
+              file=sys.stderr)
+        return 1 if args.strict else 0
+    return 0
