@@ -1,7 +1,8 @@
 """Fewer autotune candidates for a short GPU run, and what the autotuner chose.
 
 :func:`limit_autotune_configs` keeps the first ``n`` configs of every ``triton.autotune``
-table (``kernels/configs.py`` lists each table's preferred tiles first) by wrapping
+table (in the order ``kernels/configs.py`` lists them: a short run trades the later
+candidates for time; the report records how many each autotuner had) by wrapping
 ``Autotuner.prune_configs`` -- the hook ``prune_configs_by`` feeds -- so it applies to the
 autotuners the kernels create at import and to those they create lazily. Used as a pytest
 plugin (``-p profiling.autotune_limit``) it reads ``ALEXNET_FAST_AUTOTUNE_MAX_CONFIGS``, so the

@@ -89,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
         xml = next((Path(c.split("=", 1)[1]) for c in cmd if c.startswith("--junitxml=")), None)
         counts = _junit_counts(xml) if xml else None
         summary = (_last_line(out, "passed", "failed", "error") if "pytest" in cmd else
-                   out.strip().splitlines()[-1] if out.strip() else "")
+                   _last_line(out, " failed,", "rendered") or (out.strip().splitlines() or [""])[-1])
         passed = rc == 0
         if name == "versions":
             got = dict(zip(out.split()[0::2], out.split()[1::2]))
