@@ -1124,25 +1124,14 @@ class _RowId:
         return "" if value is None or value != value else value
 
 
-def check_output_dir(path: str) -> None:
-    """Create ``--output-dir`` up front; ValueError (one line) when it is a file, cannot be
-    created, or is not writable -- before minutes of compiling, not after."""
-    if os.path.exists(path) and not os.path.isdir(path):
-        raise ValueError(f"--output-dir {path!r} is a file, not a directory")
-    try:
-        os.makedirs(path, exist_ok=True)
-    except OSError as e:
-        raise ValueError(f"--output-dir {path!r} cannot be created: {e.strerror or e}") from None
-    if not os.access(path, os.W_OK | os.X_OK):
-        raise ValueError(f"--output-dir {path!r} is not writable")
-
-
 def run(args: argparse.Namespace) -> int:
+    from alexnet_fast.io import writable_dir
+
     try:
         archs = _arch_list(args.arch)
         if args.jobs < 1:
             raise ValueError(f"--jobs must be >= 1, got {args.jobs}")
-        check_output_dir(args.output_dir)
+        writable_dir(args.output_dir)  # one line before minutes of compiling, not after
         cuobjdump_path()
     except (ValueError, CodegenToolError) as e:
         print(f"codegen: {e}", file=sys.stderr)

@@ -416,7 +416,7 @@ def test_cli_refuses_an_output_dir_it_cannot_use(tmp_path, fixture_discovery, ca
     a_file.write_text("")
     assert _codegen("--output-dir", str(a_file)) == 2
     err = capsys.readouterr().err
-    assert err.strip() == f"codegen: --output-dir {str(a_file)!r} is a file, not a directory"
+    assert err.strip() == f"codegen: --output-dir {a_file} is a file, not a directory"
     assert _codegen("--output-dir", str(a_file / "sub")) == 2
     assert "cannot be created" in capsys.readouterr().err
 
