@@ -210,6 +210,32 @@ def tile_offsets(n, c, hw, C, HW, CHANNELS_LAST: tl.constexpr):
     return offs, c_step
 
 
+@triton.jit
+def max_pool_grad_at(dout_ptr, idx_ptr, n, c, ih, iw, mask, C, OH, OW,
+                     KH: tl.constexpr, KW: tl.constexpr, SH: tl.constexpr, SW: tl.constexpr,
+                     PH: tl.constexpr, PW: tl.constexpr, CHANNELS_LAST: tl.constexpr):
+    """Max-pool backward at input (n, c, ih, iw), fp32: the sum of dout over the windows that
+    contain it and whose int8 window-local argmax (kernels/max_pool2d.py) names it, a gather
+    over at most ceil(KH/SH) x ceil(KW/SW) windows. Here, not in max_pool2d.py, because the
+    LRN backward (kernels/lrn.py) gathers its upstream gradient with it in the fused op."""
+    acc = tl.zeros(mask.shape, dtype=tl.float32)
+    oh_last = (ih + PH) // SH  # last window row containing ih (ih + PH >= 0)
+    ow_last = (iw + PW) // SW
+    for jh in tl.static_range((KH + SH - 1) // SH):
+        oh = oh_last - jh
+        kh = ih + PH - oh * SH  # row of ih inside window oh: >= 0 by construction
+        ok_h = (oh >= 0) & (oh < OH) & (kh < KH)
+        for jw in tl.static_range((KW + SW - 1) // SW):
+            ow = ow_last - jw
+            kw = iw + PW - ow * SW
+            m = mask & ok_h & (ow >= 0) & (ow < OW) & (kw < KW)
+            o_offs, _ = tile_offsets(n, c, oh * OW + ow, C, OH * OW, CHANNELS_LAST)
+            chosen = tl.load(idx_ptr + o_offs, mask=m, other=-1).to(tl.int32)
+            # only windows that chose this input load their gradient
+            acc += tl.load(dout_ptr + o_offs, mask=m & (chosen == kh * KW + kw), other=0.0).to(tl.float32)
+    return acc
+
+
 def memory_format_of(x: torch.Tensor) -> torch.memory_format:
     """The layout an op keeps: channels_last for NHWC-dense input, else NCHW-contiguous."""
     return torch.channels_last if is_channels_last(x) else torch.contiguous_format

@@ -21,9 +21,11 @@ the backward and a full-size activation held in between (AlexNet lrn1 at batch 1
 96 x 55 x 55 x 128 x 4 B = 149 MB).
 
 NaN / inf as PyTorch: a NaN or inf input makes the same outputs and gradients NaN as
-``F.local_response_norm`` and its autograd (a zero upstream gradient times a NaN window is
-NaN there too, so no lane skips its loads when its gradient is zero: such a skip would
-return 0 where PyTorch returns NaN).
+``F.local_response_norm`` and its autograd, which multiplies a zero gradient by a NaN
+window too. The fused LRN + pool backward (most upstream gradients zero) lets those lanes
+skip their D loads and takes their NaN from a scan of the 2*size - 1 neighbouring
+channels (:func:`nonfinite_near`); computing every lane there spilled registers on
+sm_80/sm_90, and the guard in the plain LRN backward did.
 
 alpha >= 0 and k > 0 are required (ValueError otherwise), so D > 0 and D^(-beta) is exact
 as exp2(-beta * log2 D); PyTorch also accepts a negative D with an integer beta.
@@ -48,8 +50,8 @@ import triton.language as tl
 
 from kernels import configs
 from kernels._common import (KernelSpec, autotuned, check_device, check_grad, check_int, check_numel,
-                             check_tensor, device_guard, kernel_specs, layout_name, memory_format_of,
-                             pixel_channel_tile, register_autocast, tile_offsets)
+                             check_tensor, device_guard, kernel_specs, layout_name, max_pool_grad_at,
+                             memory_format_of, pixel_channel_tile, register_autocast, tile_offsets)
 
 __all__ = ["local_response_norm", "lrn_fwd", "lrn_bwd", "codegen_specs"]
 
@@ -86,11 +88,84 @@ def lrn_denominator(x_ptr, offs, c, mask, C, c_step, size, alpha_over_size, k):
 def lrn_grad_term(x_ptr, offs, c, mask, C, c_step, size, alpha_over_size, beta, k, dy):
     """dy * x_c * D_c^(-beta-1) at channel c (fp32): one term of the LRN backward sum.
 
-    Lanes outside ``mask`` get 0. A lane with dy == 0 is computed too: 0 * NaN is NaN when
-    x_c or D_c is not finite, as in PyTorch's backward."""
+    Lanes outside ``mask`` get 0 and skip the loads (a lane with dy == 0 left out of
+    ``mask`` gets its PyTorch NaN, where x_c or D_c is not finite, from :func:`nonfinite_near`)."""
     x = tl.load(x_ptr + offs, mask=mask, other=0.0).to(tl.float32)
     d = lrn_denominator(x_ptr, offs, c, mask, C, c_step, size, alpha_over_size, k)
     return tl.where(mask, dy * x * pow_fp32(d, -beta - 1.0), 0.0)
+
+
+@triton.jit
+def nonfinite_near(x_ptr, offs, c, mask, C, c_step, size):
+    """Where the LRN backward at channel c is NaN whatever the upstream gradient (PyTorch's
+    autograd computes 0 * NaN there): a NaN among channels [c - (size-1), c + (size-1)] (it
+    is in D_s for some s whose window holds c), or an inf among those s themselves,
+    [c - (size-1)//2, c + size//2] (x_s * D_s^(-beta-1) = inf * 0). Lets the backward skip
+    the D loads of lanes with a zero gradient and still give PyTorch's NaNs."""
+    bad = tl.zeros(mask.shape, dtype=tl.int1)
+    for j in range(2 * size - 1):
+        shift = j - (size - 1)
+        cc = c + shift
+        m = mask & (cc >= 0) & (cc < C)
+        v = tl.load(x_ptr + offs + shift * c_step, mask=m, other=0.0).to(tl.float32)
+        holds_c = (shift >= -((size - 1) // 2)) & (shift <= size // 2)
+        bad = bad | (v != v) | (holds_c & (tl.abs(v) == float("inf")))
+    return bad
+
+
+@triton.jit
+def upstream_grad(dy_ptr, idx_ptr, n, c, hw, offs, mask, C, W, OH, OW,
+                  KH: tl.constexpr, KW: tl.constexpr, SH: tl.constexpr, SW: tl.constexpr,
+                  PH: tl.constexpr, PW: tl.constexpr, CHANNELS_LAST: tl.constexpr, FROM_POOL: tl.constexpr):
+    """dL/dy of the LRN output at (n, c, pixel hw), fp32: loaded from dy_ptr at ``offs``, or
+    (FROM_POOL, the fused LRN + max-pool) gathered from the pooled gradient dy_ptr and the
+    int8 argmax idx_ptr of an OH x OW pool over rows of W pixels."""
+    if FROM_POOL:
+        dy = max_pool_grad_at(dy_ptr, idx_ptr, n, c, hw // W, hw % W, mask, C, OH, OW,
+                              KH, KW, SH, SW, PH, PW, CHANNELS_LAST)
+    else:
+        dy = tl.load(dy_ptr + offs, mask=mask, other=0.0).to(tl.float32)
+    return dy
+
+
+@triton.jit
+def lrn_input_grad(x_ptr, dy_ptr, idx_ptr, n, c, hw, mask, C, HW, W, OH, OW, size, alpha_over_size, beta, k,
+                   KH: tl.constexpr, KW: tl.constexpr, SH: tl.constexpr, SW: tl.constexpr,
+                   PH: tl.constexpr, PW: tl.constexpr, CHANNELS_LAST: tl.constexpr, FROM_POOL: tl.constexpr):
+    """dL/dx of the LRN at (n, c, pixel hw), fp32 (module docstring), D recomputed from x:
+    g_c * D_c^(-beta) minus the neighbour sum over the channels whose window holds c. The
+    upstream gradient g comes from :func:`upstream_grad` (a tensor, or with FROM_POOL the
+    pooled gradient and argmax: W, OH, OW and the pool geometry matter only then)."""
+    offs, c_step = tile_offsets(n, c, hw, C, HW, CHANNELS_LAST)
+    dy = upstream_grad(dy_ptr, idx_ptr, n, c, hw, offs, mask, C, W, OH, OW, KH, KW, SH, SW, PH, PW,
+                       CHANNELS_LAST, FROM_POOL)
+    if FROM_POOL:
+        # behind a 3x3 / stride 2 pool all but at most one lane in four have a zero upstream
+        # gradient: those skip their D loads, and nonfinite_near restores the NaNs the skip
+        # would drop. (A plain LRN gradient is seldom zero: every lane computes all, which
+        # gives PyTorch's NaNs by itself and, unlike the skip, spills no registers.)
+        bad = nonfinite_near(x_ptr, offs, c, mask, C, c_step, size)
+        has_dy = mask & (dy != 0.0)
+    else:
+        bad = tl.zeros(mask.shape, dtype=tl.int1)
+        has_dy = mask
+    d = lrn_denominator(x_ptr, offs, c, has_dy, C, c_step, size, alpha_over_size, k)
+    dx = tl.where(has_dy, dy * pow_fp32(d, -beta), 0.0)
+    # sum over the channels whose window holds c: shifts -(size-1)//2 .. size//2
+    acc = tl.zeros(mask.shape, dtype=tl.float32)
+    first = -((size - 1) // 2)
+    for i in range(size):
+        cs = c + first + i
+        m = mask & (cs >= 0) & (cs < C)
+        offs_s = offs + (first + i) * c_step
+        dy_s = upstream_grad(dy_ptr, idx_ptr, n, cs, hw, offs_s, m, C, W, OH, OW, KH, KW, SH, SW, PH, PW,
+                             CHANNELS_LAST, FROM_POOL)
+        if FROM_POOL:
+            m = m & (dy_s != 0.0)
+        acc += lrn_grad_term(x_ptr, offs_s, cs, m, C, c_step, size, alpha_over_size, beta, k, dy_s)
+    x = tl.load(x_ptr + offs, mask=mask, other=0.0).to(tl.float32)
+    dx -= 2.0 * alpha_over_size * beta * x * acc
+    return tl.where(bad, float("nan"), dx)
 
 
 # ---------------------------------------------------------------------------------------
@@ -114,23 +189,9 @@ def lrn_bwd_kernel(x_ptr, dy_ptr, dx_ptr, C, HW, size, alpha_over_size, beta, k,
                    CHANNELS_LAST: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr):
     """dx from the input x and dy = dL/dy, recomputing D (module docstring). Grid as forward."""
     n, hw, c, mask = pixel_channel_tile(HW, C, BLOCK_P, BLOCK_C)
-    offs, c_step = tile_offsets(n, c, hw, C, HW, CHANNELS_LAST)
-
-    dy = tl.load(dy_ptr + offs, mask=mask, other=0.0).to(tl.float32)
-    d = lrn_denominator(x_ptr, offs, c, mask, C, c_step, size, alpha_over_size, k)
-    dx = dy * pow_fp32(d, -beta)
-    # sum over the channels whose window holds c: shifts -(size-1)//2 .. size//2
-    acc = tl.zeros(offs.shape, dtype=tl.float32)
-    first = -((size - 1) // 2)
-    for i in range(size):
-        cs = c + first + i
-        m = mask & (cs >= 0) & (cs < C)
-        offs_s = offs + (first + i) * c_step
-        dy_s = tl.load(dy_ptr + offs_s, mask=m, other=0.0).to(tl.float32)
-        acc += lrn_grad_term(x_ptr, offs_s, cs, m, C, c_step, size, alpha_over_size,
-                             beta, k, dy_s)
-    x = tl.load(x_ptr + offs, mask=mask, other=0.0).to(tl.float32)
-    dx -= 2.0 * alpha_over_size * beta * x * acc
+    dx = lrn_input_grad(x_ptr, dy_ptr, dy_ptr, n, c, hw, mask, C, HW, 1, 1, 1, size, alpha_over_size, beta, k,
+                        1, 1, 1, 1, 0, 0, CHANNELS_LAST, False)
+    offs, _ = tile_offsets(n, c, hw, C, HW, CHANNELS_LAST)
     tl.store(dx_ptr + offs, dx.to(dx_ptr.dtype.element_ty), mask=mask)
 
 

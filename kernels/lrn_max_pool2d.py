@@ -14,9 +14,8 @@ Backward reads the pooled gradient, the argmax and the saved input x, and writes
 for each input element it gathers the LRN-output gradient dy of the `size` neighbouring
 channels from the windows that chose them (no atomics), recomputes D as kernels/lrn.py
 does, and applies the LRN backward. Lanes whose dy is zero (all but at most one in four
-at 3x3 / stride 2) still compute their D: a NaN or inf in the window must make the
-gradient NaN where PyTorch's does (0 * NaN), so they cannot skip the loads (which come
-from L1/L2: the tile's neighbours).
+at 3x3 / stride 2) skip the D loads; the NaNs PyTorch's autograd gives there (0 * NaN)
+come from kernels/lrn.py's nonfinite_near.
 
 Bytes moved per image against the separate Triton ops (LRN, then max-pool), with
 E = C*H*W elements in, P = C*OH*OW pooled, b bytes per element, int8 argmax (1 byte):
@@ -49,11 +48,11 @@ import triton.language as tl
 from kernels import configs
 from kernels._common import (KernelSpec, autotuned, check_grad, device_guard, kernel_specs, layout_name,
                              memory_format_of, pixel_channel_tile, register_autocast, tile_offsets)
-from kernels.lrn import check_lrn_args, lrn_denominator, lrn_grad_term, pow_fp32
+from kernels.lrn import check_lrn_args, lrn_input_grad
 from kernels.lrn import KERNEL_ARG_TYPES as LRN_ARG_TYPES
 from kernels.max_pool2d import KERNEL_ARG_TYPES as POOL_ARG_TYPES
 from kernels.max_pool2d import (ALEXNET_POOL, check_indices, check_int8_window, empty_pool_outputs,
-                                max_pool_grad_at, max_window_update, pool_geometry)
+                                max_window_scan, pool_geometry)
 
 __all__ = ["lrn_max_pool2d", "lrn_max_pool2d_fwd", "lrn_max_pool2d_bwd", "codegen_specs", "memory_traffic"]
 
@@ -72,21 +71,8 @@ def lrn_max_pool2d_fwd_kernel(x_ptr, out_ptr, idx_ptr, C, H, W, OH, OW, size, al
     """out = window max of LRN(x), idx = int8 window-local argmax (if WITH_INDICES).
     Grid: (N * cdiv(OH * OW, BLOCK_P), cdiv(C, BLOCK_C)); a tile is output pixels x channels."""
     n, p, c, mask = pixel_channel_tile(OH * OW, C, BLOCK_P, BLOCK_C)
-    oh = p // OW
-    ow = p % OW
-
-    best = tl.full(mask.shape, float("-inf"), dtype=tl.float32)
-    best_pos = tl.full(mask.shape, -1, dtype=tl.int32)
-    for kh in tl.static_range(KH):
-        ih = oh * SH - PH + kh
-        for kw in tl.static_range(KW):
-            iw = ow * SW - PW + kw
-            valid = mask & (ih >= 0) & (ih < H) & (iw >= 0) & (iw < W)
-            offs, c_step = tile_offsets(n, c, ih * W + iw, C, H * W, CHANNELS_LAST)
-            x = tl.load(x_ptr + offs, mask=valid, other=0.0).to(tl.float32)
-            d = lrn_denominator(x_ptr, offs, c, valid, C, c_step, size, alpha_over_size, k)
-            best, best_pos = max_window_update(x * pow_fp32(d, -beta), valid, best, best_pos, kh * KW + kw)
-
+    best, best_pos = max_window_scan(x_ptr, n, c, p, mask, C, H, W, OW, size, alpha_over_size, beta, k,
+                                     KH, KW, SH, SW, PH, PW, CHANNELS_LAST, True)
     out_offs, _ = tile_offsets(n, c, p, C, OH * OW, CHANNELS_LAST)
     tl.store(out_ptr + out_offs, best.to(out_ptr.dtype.element_ty), mask=mask)
     if WITH_INDICES:
@@ -101,27 +87,11 @@ def lrn_max_pool2d_bwd_kernel(x_ptr, dout_ptr, idx_ptr, dx_ptr, C, H, W, OH, OW,
     """dx from dout (pooled gradient), the int8 argmax and x (module docstring).
     Grid: (N * cdiv(H * W, BLOCK_P), cdiv(C, BLOCK_C)); a tile is input pixels x channels."""
     n, hw, c, mask = pixel_channel_tile(H * W, C, BLOCK_P, BLOCK_C)
-    ih = hw // W
-    iw = hw % W
-    offs, c_step = tile_offsets(n, c, hw, C, H * W, CHANNELS_LAST)
-
-    # dy: gradient of the (never stored) LRN output, gathered from the pooled gradient
-    dy = max_pool_grad_at(dout_ptr, idx_ptr, n, c, ih, iw, mask, C, OH, OW, KH, KW, SH, SW, PH, PW,
-                          CHANNELS_LAST)
-    d = lrn_denominator(x_ptr, offs, c, mask, C, c_step, size, alpha_over_size, k)
-    dx = dy * pow_fp32(d, -beta)
-    # sum over the channels whose LRN window holds c: shifts -(size-1)//2 .. size//2
-    acc = tl.zeros(mask.shape, dtype=tl.float32)
-    first = -((size - 1) // 2)
-    for i in range(size):
-        cs = c + first + i
-        m = mask & (cs >= 0) & (cs < C)
-        dy_s = max_pool_grad_at(dout_ptr, idx_ptr, n, cs, ih, iw, m, C, OH, OW, KH, KW, SH, SW, PH, PW,
-                                CHANNELS_LAST)
-        acc += lrn_grad_term(x_ptr, offs + (first + i) * c_step, cs, m, C, c_step, size,
-                             alpha_over_size, beta, k, dy_s)
-    x = tl.load(x_ptr + offs, mask=mask, other=0.0).to(tl.float32)
-    dx -= 2.0 * alpha_over_size * beta * x * acc
+    # the LRN backward with its upstream gradient (of the never stored LRN output)
+    # gathered from the pooled gradient
+    dx = lrn_input_grad(x_ptr, dout_ptr, idx_ptr, n, c, hw, mask, C, H * W, W, OH, OW, size, alpha_over_size,
+                        beta, k, KH, KW, SH, SW, PH, PW, CHANNELS_LAST, True)
+    offs, _ = tile_offsets(n, c, hw, C, H * W, CHANNELS_LAST)
     tl.store(dx_ptr + offs, dx.to(dx_ptr.dtype.element_ty), mask=mask)
 
 

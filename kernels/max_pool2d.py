@@ -32,8 +32,9 @@ import triton.language as tl
 
 from kernels import configs
 from kernels._common import (KernelSpec, autotuned, check_device, check_int, check_numel, check_tensor,
-                             device_guard, is_channels_last, kernel_specs, layout_name, memory_format_of,
-                             pixel_channel_tile, register_autocast, tile_offsets)
+                             device_guard, is_channels_last, kernel_specs, layout_name, max_pool_grad_at,
+                             memory_format_of, pixel_channel_tile, register_autocast, tile_offsets)
+from kernels.lrn import lrn_denominator, pow_fp32
 
 __all__ = ["max_pool2d", "max_pool2d_fwd", "max_pool2d_bwd", "codegen_specs", "pool_geometry"]
 
@@ -42,7 +43,7 @@ MAX_WINDOW_FOR_INT8 = 127  # window positions an int8 argmax can name
 
 
 # ---------------------------------------------------------------------------------------
-# Triton helpers (shared with kernels/lrn_max_pool2d.py)
+# Triton helpers (shared with kernels/lrn_max_pool2d.py; the backward gather is _common.max_pool_grad_at)
 # ---------------------------------------------------------------------------------------
 
 @triton.jit
@@ -54,28 +55,28 @@ def max_window_update(v, valid, best, best_pos, pos):
 
 
 @triton.jit
-def max_pool_grad_at(dout_ptr, idx_ptr, n, c, ih, iw, mask, C, OH, OW,
-                     KH: tl.constexpr, KW: tl.constexpr, SH: tl.constexpr, SW: tl.constexpr,
-                     PH: tl.constexpr, PW: tl.constexpr, CHANNELS_LAST: tl.constexpr):
-    """fp32 gradient reaching input (n, c, ih, iw): the sum of dout over the windows that
-    contain it and whose int8 argmax names it (a gather over at most ceil(KH/SH) x
-    ceil(KW/SW) windows)."""
-    acc = tl.zeros(mask.shape, dtype=tl.float32)
-    oh_last = (ih + PH) // SH  # last window row containing ih (ih + PH >= 0)
-    ow_last = (iw + PW) // SW
-    for jh in tl.static_range((KH + SH - 1) // SH):
-        oh = oh_last - jh
-        kh = ih + PH - oh * SH  # row of ih inside window oh: >= 0 by construction
-        ok_h = (oh >= 0) & (oh < OH) & (kh < KH)
-        for jw in tl.static_range((KW + SW - 1) // SW):
-            ow = ow_last - jw
-            kw = iw + PW - ow * SW
-            m = mask & ok_h & (ow >= 0) & (ow < OW) & (kw < KW)
-            o_offs, _ = tile_offsets(n, c, oh * OW + ow, C, OH * OW, CHANNELS_LAST)
-            chosen = tl.load(idx_ptr + o_offs, mask=m, other=-1).to(tl.int32)
-            # only windows that chose this input load their gradient
-            acc += tl.load(dout_ptr + o_offs, mask=m & (chosen == kh * KW + kw), other=0.0).to(tl.float32)
-    return acc
+def max_window_scan(x_ptr, n, c, p, mask, C, H, W, OW, size, alpha_over_size, beta, k,
+                    KH: tl.constexpr, KW: tl.constexpr, SH: tl.constexpr, SW: tl.constexpr,
+                    PH: tl.constexpr, PW: tl.constexpr, CHANNELS_LAST: tl.constexpr, LRN: tl.constexpr):
+    """(max, int8-able window-local argmax) over the window of output pixel p (fp32, int32):
+    PyTorch's row-major scan of x, or with ``LRN`` of the LRN output x * D^(-beta)
+    (kernels/lrn.py; size, alpha_over_size, beta, k are ignored without it)."""
+    oh = p // OW
+    ow = p % OW
+    best = tl.full(mask.shape, float("-inf"), dtype=tl.float32)
+    best_pos = tl.full(mask.shape, -1, dtype=tl.int32)
+    for kh in tl.static_range(KH):
+        ih = oh * SH - PH + kh
+        for kw in tl.static_range(KW):
+            iw = ow * SW - PW + kw
+            valid = mask & (ih >= 0) & (ih < H) & (iw >= 0) & (iw < W)
+            offs, c_step = tile_offsets(n, c, ih * W + iw, C, H * W, CHANNELS_LAST)
+            v = tl.load(x_ptr + offs, mask=valid, other=0.0).to(tl.float32)
+            if LRN:
+                d = lrn_denominator(x_ptr, offs, c, valid, C, c_step, size, alpha_over_size, k)
+                v = v * pow_fp32(d, -beta)
+            best, best_pos = max_window_update(v, valid, best, best_pos, kh * KW + kw)
+    return best, best_pos
 
 
 # ---------------------------------------------------------------------------------------
@@ -90,20 +91,8 @@ def max_pool2d_fwd_kernel(x_ptr, out_ptr, idx_ptr, C, H, W, OH, OW,
     """out = window max, idx = int8 window-local argmax (if WITH_INDICES).
     Grid: (N * cdiv(OH * OW, BLOCK_P), cdiv(C, BLOCK_C)); a tile is output pixels x channels."""
     n, p, c, mask = pixel_channel_tile(OH * OW, C, BLOCK_P, BLOCK_C)
-    oh = p // OW
-    ow = p % OW
-
-    best = tl.full(mask.shape, float("-inf"), dtype=tl.float32)
-    best_pos = tl.full(mask.shape, -1, dtype=tl.int32)
-    for kh in tl.static_range(KH):
-        ih = oh * SH - PH + kh
-        for kw in tl.static_range(KW):
-            iw = ow * SW - PW + kw
-            valid = mask & (ih >= 0) & (ih < H) & (iw >= 0) & (iw < W)
-            offs, _ = tile_offsets(n, c, ih * W + iw, C, H * W, CHANNELS_LAST)
-            v = tl.load(x_ptr + offs, mask=valid, other=float("-inf")).to(tl.float32)
-            best, best_pos = max_window_update(v, valid, best, best_pos, kh * KW + kw)
-
+    best, best_pos = max_window_scan(x_ptr, n, c, p, mask, C, H, W, OW, 0, 0.0, 0.0, 1.0,
+                                     KH, KW, SH, SW, PH, PW, CHANNELS_LAST, False)
     out_offs, _ = tile_offsets(n, c, p, C, OH * OW, CHANNELS_LAST)
     tl.store(out_ptr + out_offs, best.to(out_ptr.dtype.element_ty), mask=mask)
     if WITH_INDICES:
