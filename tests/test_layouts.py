@@ -425,3 +425,74 @@ def test_a_hung_rank_ends_the_run_within_the_timeout():
         launch(_hangs, 0, timeout_s, world_size=2, timeout_s=timeout_s)
     # start-up (a few s on a loaded machine) + timeout + the agent's shutdown grace
     assert time.perf_counter() - start < timeout_s + 40, str(error.value)
+
+
+# ---------------------------------------------------------------- autocast through the layouts
+_KERNEL_MODULES = ("kernels.conv2d_relu", "kernels.lrn", "kernels.max_pool2d", "kernels.lrn_max_pool2d")
+
+
+def _record_launch_dtypes() -> list[tuple[str, set]]:
+    """Wrap the autotuned launch of every Triton op so each launch records (kernel, the
+    dtypes of its floating tensor arguments)."""
+    import importlib
+
+    seen: list[tuple[str, set]] = []
+    for name in _KERNEL_MODULES:
+        module = importlib.import_module(name)
+        real = module.autotuned
+
+        def spying(kernel, *args, _real=real, **kwargs):
+            tuned = _real(kernel, *args, **kwargs)
+
+            class Launch:
+                def __getitem__(self, grid):
+                    def run(*a, **kw):
+                        seen.append((kernel.__name__, {t.dtype for t in (*a, *kw.values())
+                                                        if isinstance(t, torch.Tensor) and t.is_floating_point()}))
+                        return tuned[grid](*a, **kw)
+                    return run
+            return Launch()
+
+        module.autotuned = spying
+    return seen
+
+
+def _fp16_autocast_step(layout: str) -> list[tuple[str, set]]:
+    """One fp16 forward + backward of the triton variant in ``layout`` under the project's
+    precision policy (autocast over fp32 weights); returns the launches' dtypes."""
+    from alexnet_fast.precision import policy
+
+    ctx = init_ranks(timeout_s=120) if layout != "single" else local_context("cpu")
+    try:
+        seen = _record_launch_dtypes()
+        torch.manual_seed(0)
+        single = alexnet(width_mult=0.0625, input_size=67, num_classes=10, dropout=0.0)
+        x, y = _batch(single.config, batch=2)
+        model = layout_model(single, layout, "triton", ctx)
+        prec = policy("fp16")
+        with prec.context(ctx.device):
+            loss = F.cross_entropy(model(local_batch(layout, x, ctx)), local_batch(layout, y, ctx))
+        loss.backward()
+        return seen
+    finally:
+        if layout != "single":
+            shutdown(ctx)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("layout", ["single", "data_parallel", "model_parallel"])
+def test_triton_kernels_run_in_the_autocast_dtype_in_every_layout(layout):
+    """Issue 14: under fp16 autocast every Triton launch of the triton variant -- conv+ReLU
+    forward, dgrad and wgrad, fused LRN+pool and pool, forward and backward -- gets fp16
+    operands, in one process and on both ranks of each two-rank layout (the model-parallel
+    gather used to hand an fp16 activation to an fp32 weight and die with a TypeError)."""
+    results = {0: _fp16_autocast_step(layout)} if layout == "single" else \
+        launch(_fp16_autocast_step, layout, world_size=2, timeout_s=300)
+    for rank, seen in results.items():
+        kernels = {k for k, _ in seen}
+        assert {"conv2d_relu_fwd_kernel", "conv2d_relu_dgrad_kernel", "conv2d_relu_wgrad_kernel",
+                "lrn_max_pool2d_fwd_kernel", "lrn_max_pool2d_bwd_kernel", "max_pool2d_fwd_kernel",
+                "max_pool2d_bwd_kernel"} <= kernels, (rank, sorted(kernels))
+        for kernel, dtypes in seen:  # fp16 operands (wgrad's fp32 partial sums may sit beside them)
+            assert torch.float16 in dtypes, (rank, kernel, dtypes)
+            assert dtypes <= {torch.float16, torch.float32}, (rank, kernel, dtypes)
