@@ -48,6 +48,11 @@ integer arguments only where named in ``spec.extra["divisible_by_16"]``. Launch-
 signature, constexprs and attributes with Triton's own launcher code, exactly as
 ``JITFunction.run`` would. ``spec.extra["in_use"] = False`` marks a config that only the
 exhaustive CLI sweep compiles (the unit test compiles the configs in use).
+
+One cohesive thing, kept in one file (~1,150 lines): the code-generation check -- spec
+discovery, launch-faithful specialization, compiling, reading TTGIR/SASS, the gates and the
+report are one pipeline whose parts change together (a new figure is read, gated and reported).
+The reference GEMM it compares against lives apart (``profiling/reference_gemm.py``).
 """
 
 from __future__ import annotations

@@ -27,6 +27,10 @@ One inductor and one Triton cache directory under the run directory serve every 
 subprocess of the run (``TORCHINDUCTOR_CACHE_DIR``, ``TRITON_CACHE_DIR``; autotune results
 cached on disk with ``TRITON_CACHE_AUTOTUNING=1``), and every autotuner tries at most the
 suite's ``autotune_max_configs`` candidates.
+
+One cohesive thing, kept in one file (~640 lines): the runner of a suite's cells; what the
+suite is (``profiling/suites.py``) and how its report looks (``profiling/gpu_report.py``) live
+apart.
 """
 
 from __future__ import annotations
