@@ -14,6 +14,28 @@ if not HAS_CUDA:
 import pytest  # noqa: E402
 
 
+def _inductor_cache_for_this_kernels_version() -> None:
+    """torch.compile's on-disk caches key a compiled backward on the traced forward graph, not
+    on the Python autograd formula of a custom op, so after a change to kernels/ a warm cache
+    replays a stale backward (seen: a compiled graph calling conv2d_relu_wgrad with the 8
+    arguments of its previous signature). The tests get an inductor cache of their own per
+    content of kernels/ (unless TORCHINDUCTOR_CACHE_DIR is set), shared by the xdist workers."""
+    import hashlib
+    import tempfile
+    from pathlib import Path
+
+    if os.environ.get("TORCHINDUCTOR_CACHE_DIR"):
+        return
+    digest = hashlib.sha256()
+    for path in sorted((Path(__file__).resolve().parent.parent / "kernels").rglob("*.py")):
+        digest.update(path.name.encode() + path.read_bytes())
+    os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(Path(tempfile.gettempdir()) /
+                                                f"alexnet-fast-inductor-{digest.hexdigest()[:16]}")
+
+
+_inductor_cache_for_this_kernels_version()
+
+
 def pytest_collection_modifyitems(config, items):
     if HAS_CUDA:
         return

@@ -5,6 +5,8 @@ PyTorch's (first max on ties, last NaN), dx with the shared tolerances (a sum ov
 ceil(k/s)^2 windows)."""
 
 import pytest
+
+from kernels._common import alexnet_channel_layers
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -164,9 +166,16 @@ def test_opcheck():
 
 def test_codegen_specs():
     specs = codegen_specs()
+    generic = [spec for spec in specs if not spec.shape]
     tiles = sum(len(t) for t in configs.MAX_POOL2D_CONFIGS.values())
-    assert len(specs) == 2 * tiles * 3  # (fwd, bwd) x tiles x (fp32, fp16, bf16)
-    for spec in specs:
+    assert len(generic) == 2 * tiles * 3  # (fwd, bwd) x tiles x (fp32, fp16, bf16)
+    # launch-faithful: (fwd, bwd) x AlexNet layers x NHWC tiles x dtypes, 8-byte loads in 16-bit
+    layers = alexnet_channel_layers("pool")
+    real = [spec for spec in specs if spec.shape]
+    assert len(real) == 2 * len(layers) * len(configs.MAX_POOL2D_CONFIGS["nhwc"]) * 3
+    assert all(spec.args and "NHWC" in spec.shape for spec in real)
+    assert {spec.extra.get("min_load_bytes") for spec in real if spec.dtype != "fp32"} == {8}
+    for spec in generic:
         assert list(spec.signature) == spec.fn.arg_names
         assert spec.signature["idx_ptr"] == "*i8" and not spec.expects_mma
         ptr = {"fp32": "*fp32", "fp16": "*fp16", "bf16": "*bf16"}[spec.dtype]

@@ -304,8 +304,8 @@ def test_output_dir_that_is_a_file_or_cannot_be_created(tmp_path, capsys):
     afile.write_text("x")
     missing_data = str(tmp_path / "no-data")  # the output dir is checked before any work
     assert main(["train", "--data-path", missing_data, "--output-dir", str(afile), *TINY]) == 2
-    assert capsys.readouterr().err.strip() == f"error: --output-dir {str(afile)!r} is a file, not a directory"
+    assert capsys.readouterr().err.strip() == f"error: --output-dir {afile} is a file, not a directory"
     assert main(["train", "--data-path", missing_data, "--output-dir", str(afile / "sub"), *TINY]) == 2
     err = capsys.readouterr().err.strip()
-    assert err.startswith(f"error: --output-dir {str(afile / 'sub')!r} cannot be created")
+    assert err.startswith(f"error: --output-dir {afile / 'sub'} cannot be created")
     assert len(err.splitlines()) == 1
