@@ -25,6 +25,7 @@ from alexnet_fast.layouts import (
     load_full_state_dict, local_batch, local_context, merge_columns,
     shutdown, split_columns,
 )
+from alexnet_fast.layouts.columns import ColumnGather, HaloCrop, LRNHalo
 
 # small paper-preset model: 12/32/48/48/32 filters (6/16/24/24/16 per column), 99x99 input
 # (pool5 is 2x2, so the flatten order of fc6's gathered input is exercised), 10 classes
@@ -258,6 +259,23 @@ def _layouts_rank_checks() -> dict:
         out["mp_compiled_logits"] = compiled_logits.detach()
         out["mp_compiled_grads"] = full_grads("model_parallel", compiled, ctx)
 
+        # channels-last (the Triton variants' layout): every exchange keeps it, both ways
+        nhwc = layout_model(single, "model_parallel", "eager", ctx).to(memory_format=torch.channels_last)
+        out["cl_formats"] = {}
+
+        def record(name, **tensors):  # a hook: returns None, so it changes nothing
+            for kind, t in tensors.items():
+                out["cl_formats"][name, kind] = (t.is_contiguous(memory_format=torch.channels_last), t.is_contiguous())
+
+        for name, module in nhwc.features.named_children():
+            if isinstance(module, (LRNHalo, HaloCrop, ColumnGather)):
+                module.register_forward_hook(lambda m, args, y, name=name: record(name, x_in=args[0], y_out=y))
+                module.register_full_backward_hook(lambda m, gx, gy, name=name: record(name, grad_y=gy[0], grad_x=gx[0]))
+        nhwc_logits = nhwc(x.contiguous(memory_format=torch.channels_last))
+        F.cross_entropy(nhwc_logits, y).backward()
+        out["cl_logits"] = nhwc_logits.detach()
+        out["cl_grads"] = full_grads("model_parallel", nhwc, ctx)
+
         # state moves between layouts: load the single weights back into a column
         load_full_state_dict("model_parallel", compiled, single.state_dict(), ctx)
         out["mp_reloaded"] = full_state_dict("model_parallel", compiled, ctx)
@@ -352,6 +370,22 @@ def _check_model_parallel_compiled(results, ref):
         _assert_tight(out["mp_compiled_grads"][name], grad, f"compiled grad {name}")
 
 
+def _check_model_parallel_channels_last(results, ref):
+    """A channels-last column: every halo, crop and gather (forward and backward) returns
+    channels-last for a channels-last input, and the logits and gradients are the single
+    groups=2 model's."""
+    for rank in (0, 1):
+        out = results[rank]
+        formats = out["cl_formats"]
+        assert set(formats) == {(name, kind) for name in ("halo1", "crop1", "halo2", "crop2", "gather3")
+                                for kind in ("x_in", "y_out", "grad_y", "grad_x")}, sorted(formats)
+        for (name, kind), (channels_last, nchw) in formats.items():
+            assert channels_last and not nchw, f"rank {rank} {name} {kind}: not channels-last"
+        _assert_tight(out["cl_logits"], ref["logits"], f"rank {rank} channels-last logits")
+        for name, grad in ref["grads"].items():
+            _assert_tight(out["cl_grads"][name], grad, f"rank {rank} channels-last grad {name}")
+
+
 def _check_state_dict_round_trip(results, ref):
     """load_full_state_dict then full_state_dict through the ranks is bit-exact."""
     for key, value in ref["start"].items():
@@ -380,6 +414,7 @@ def test_two_gloo_ranks_match_the_single_model():
     _check_optimizer_state(results, ref)
     _check_model_parallel_bf16(results, ref)
     _check_model_parallel_compiled(results, ref)
+    _check_model_parallel_channels_last(results, ref)
     _check_state_dict_round_trip(results, ref)
     _check_data_parallel_step(results, ref)
     _check_bytes(results, ref)

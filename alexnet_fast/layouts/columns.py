@@ -7,8 +7,8 @@ for the paper), the output units of fc6 and fc7 (2048 + 2048) and the classes of
 (500 + 500). So :func:`split_columns` is "chunk dim 0 of every tensor" and
 :func:`merge_columns` is "concatenate dim 0", exact both ways.
 
-What each column computes (activations NCHW, any float dtype; every rank gets the whole
-batch, the same images and the same targets):
+What each column computes (activations NCHW or channels-last, any float dtype; every rank
+gets the whole batch, the same images and the same targets):
 
 ==================  =====================================================================
 conv1               local filters on the (replicated) image
@@ -42,7 +42,15 @@ split: every conv after conv1 then gathers first. Other group counts are refused
 Under autocast, gathers that feed a conv or linear send the autocast dtype: those layers
 cast their input to it anyway, so the result is bit-identical and the bytes are halved.
 
-One cohesive thing, kept in one file (~475 lines): the column split -- how weights split,
+Memory format: every exchange returns its input's format (``kernels._common.memory_format_of``),
+forward and backward, so a channels-last column (the Triton variants' fast path) stays
+channels-last from layer to layer. A gather of a channels-last tensor moves it in its NHWC
+storage order (no conversion); the halo swaps the few edge channels NCHW-contiguous and widens
+into a channels-last tensor; ``crop{i}`` of a channels-last tensor copies the kept channels
+into a dense channels-last tensor (a channel slice of NHWC is not channels-last dense, and
+the next conv or gather would otherwise fall back to NCHW), with a channels-last gradient.
+
+One cohesive thing, kept in one file (~525 lines): the column split -- how weights split,
 the exchanges (custom ops with their autograd), and the column model that uses them.
 """
 
@@ -55,6 +63,7 @@ from collections.abc import Mapping, Sequence
 
 import torch
 import torch.distributed as dist
+import torch.nn.functional as F
 from torch import nn
 
 from alexnet_fast.layouts.comm import (
@@ -212,6 +221,31 @@ def _nbytes(t: torch.Tensor) -> int:
     return t.numel() * t.element_size()
 
 
+def _memory_format_of(x: torch.Tensor) -> torch.memory_format:
+    """``kernels._common.memory_format_of``, imported on first use (importing ``kernels``
+    imports Triton, which must not happen before TRITON_INTERPRET is set)."""
+    from kernels._common import memory_format_of as of
+
+    return of(x)
+
+
+_TO_NHWC, _TO_NCHW = (0, 2, 3, 1), (0, 3, 1, 2)
+
+
+def _storage_order(x: torch.Tensor, dim: int) -> tuple[torch.Tensor, int, tuple[int, ...] | None]:
+    """``x`` as a contiguous tensor whose dims run in its memory order (NHWC for a
+    channels-last ``x``, no copy; else ``x.contiguous()``), where ``dim`` is in it, and the
+    permutation back to NCHW dims (None when nothing was permuted)."""
+    if _memory_format_of(x) == torch.channels_last:
+        return x.permute(_TO_NHWC), _TO_NHWC.index(dim), _TO_NCHW
+    return x.contiguous(), dim, None
+
+
+def _empty_like_format(x: torch.Tensor, shape) -> torch.Tensor:
+    """An empty tensor of ``shape`` in ``x``'s memory format, dtype and device (the fakes)."""
+    return torch.empty(shape, dtype=x.dtype, device=x.device, memory_format=_memory_format_of(x))
+
+
 # The exchanges are custom ops (register_fake + register_autograd): torch.compile keeps each
 # as one opaque node of its graph (no graph break), and at run time calls the Python below,
 # which runs the collective and meters it. Not CUDA-graph safe (host-side collectives).
@@ -226,36 +260,38 @@ def gather_columns(x: torch.Tensor, comm_key: int, dim: int, replicated_loss: bo
     gradient is the sum of their contributions), or with ``replicated_loss`` the local slice
     alone (every rank computed the same loss from the same gathered tensor)."""
     comm = ColumnComm.find(comm_key)
-    x = x.contiguous()
+    x, dim, back = _storage_order(x, dim)
     stacked = x.new_empty((comm.world_size, *x.shape))
     with comm.meter.span(bytes_all_gather(_nbytes(x), comm.world_size)):
         all_gather_flat(stacked.view(-1), x.view(-1), group=comm.group)
-    return torch.cat(stacked.unbind(0), dim=dim)
+    out = torch.cat(stacked.unbind(0), dim=dim)
+    return out if back is None else out.permute(back)
 
 
 @gather_columns.register_fake
 def _(x, comm_key, dim, replicated_loss):
     shape = list(x.shape)
     shape[dim] *= ColumnComm.find(comm_key).world_size
-    return x.new_empty(shape)
+    return _empty_like_format(x, shape)
 
 
 @torch.library.custom_op("alexnet_fast::reduce_scatter_columns", mutates_args=(), tags=_OP_TAGS)
 def reduce_scatter_columns(grad: torch.Tensor, comm_key: int, dim: int) -> torch.Tensor:
     """Backward of :func:`gather_columns`: sum over ranks of this rank's slice along ``dim``."""
     comm = ColumnComm.find(comm_key)
+    grad, dim, back = _storage_order(grad, dim)
     parts = torch.stack(grad.chunk(comm.world_size, dim=dim), dim=0).contiguous()
     out = grad.new_empty(parts.shape[1:])
     with comm.meter.span(bytes_reduce_scatter(_nbytes(parts), comm.world_size)):
         reduce_scatter_flat(out.view(-1), parts.view(-1), group=comm.group)
-    return out
+    return out if back is None else out.permute(back)
 
 
 @reduce_scatter_columns.register_fake
 def _(grad, comm_key, dim):
     shape = list(grad.shape)
     shape[dim] //= ColumnComm.find(comm_key).world_size
-    return grad.new_empty(shape)
+    return _empty_like_format(grad, shape)
 
 
 def _gather_setup(ctx, inputs, output) -> None:
@@ -291,15 +327,16 @@ def _halo_sizes(comm: ColumnComm, below: int, above: int) -> tuple[int, int]:
 
 @torch.library.custom_op("alexnet_fast::lrn_halo_exchange", mutates_args=(), tags=_OP_TAGS)
 def lrn_halo_exchange(x: torch.Tensor, comm_key: int, below: int, above: int) -> torch.Tensor:
-    """Widen a column's NCHW tensor with the neighbours' edge channels: ``below`` channels
-    of rank r-1 (its last ones) in front, ``above`` channels of rank r+1 (its first ones)
-    behind. Mirrored, rank r sends its first ``above`` channels to r-1 and its last
+    """Widen a column's tensor (NCHW or channels-last, kept) with the neighbours' edge
+    channels: ``below`` channels of rank r-1 (its last ones) in front, ``above`` channels of
+    rank r+1 (its first ones) behind. Mirrored, rank r sends its first ``above`` channels to r-1 and its last
     ``below`` channels to r+1. Backward (:func:`lrn_halo_return`) sends the gradients of the
     borrowed channels back to their owners, who add them to their edge channels."""
     comm = ColumnComm.find(comm_key)
-    x = x.contiguous()
+    x = x.contiguous(memory_format=_memory_format_of(x))
     n, c, h, w = x.shape
     front, back = _halo_sizes(comm, below, above)
+    # the edge channels travel NCHW-contiguous (``_swap`` sends contiguous copies)
     recv_below, recv_above = x.new_empty((n, front, h, w)), x.new_empty((n, back, h, w))
     sends, recvs = [], []
     if front:
@@ -309,14 +346,18 @@ def lrn_halo_exchange(x: torch.Tensor, comm_key: int, below: int, above: int) ->
         sends.append((x[:, c - below:], comm.rank + 1))
         recvs.append((recv_above, comm.rank + 1))
     _swap(sends, recvs, comm)
-    return torch.cat([recv_below, x, recv_above], dim=1)
+    out = _empty_like_format(x, (n, front + c + back, h, w))  # x's format, whatever cat would pick
+    out[:, :front] = recv_below
+    out[:, front:front + c] = x
+    out[:, front + c:] = recv_above
+    return out
 
 
 @lrn_halo_exchange.register_fake
 def _(x, comm_key, below, above):
     front, back = _halo_sizes(ColumnComm.find(comm_key), below, above)
     n, c, h, w = x.shape
-    return x.new_empty((n, front + c + back, h, w))
+    return _empty_like_format(x, (n, front + c + back, h, w))
 
 
 @torch.library.custom_op("alexnet_fast::lrn_halo_return", mutates_args=(), tags=_OP_TAGS)
@@ -326,7 +367,8 @@ def lrn_halo_return(grad: torch.Tensor, comm_key: int, below: int, above: int) -
     front, back = _halo_sizes(comm, below, above)
     n, wide, h, w = grad.shape
     c = wide - front - back
-    grad_x = grad[:, front:front + c].clone(memory_format=torch.contiguous_format)  # never a view: added to below
+    # never a view (added to below); in the format of the incoming gradient
+    grad_x = grad[:, front:front + c].clone(memory_format=_memory_format_of(grad))
     from_below = grad.new_empty((n, above if front else 0, h, w))  # r-1's gradient of our first channels
     from_above = grad.new_empty((n, below if back else 0, h, w))  # r+1's gradient of our last channels
     sends, recvs = [], []
@@ -348,7 +390,7 @@ def lrn_halo_return(grad: torch.Tensor, comm_key: int, below: int, above: int) -
 def _(grad, comm_key, below, above):
     front, back = _halo_sizes(ColumnComm.find(comm_key), below, above)
     n, wide, h, w = grad.shape
-    return grad.new_empty((n, wide - front - back, h, w))
+    return _empty_like_format(grad, (n, wide - front - back, h, w))
 
 
 def _halo_setup(ctx, inputs, output) -> None:
@@ -386,8 +428,8 @@ class ColumnGather(nn.Module):
 
 
 class LRNHalo(nn.Module):
-    """Borrow the neighbour columns' edge channels an LRN of ``size`` reads (NCHW), see
-    :func:`lrn_halo_exchange`."""
+    """Borrow the neighbour columns' edge channels an LRN of ``size`` reads (NCHW or
+    channels-last, kept), see :func:`lrn_halo_exchange`."""
 
     def __init__(self, comm: ColumnComm, size: int):
         super().__init__()
@@ -404,13 +446,19 @@ class LRNHalo(nn.Module):
 
 
 class HaloCrop(nn.Module):
-    """Drop the channels :class:`LRNHalo` borrowed (``front`` first, ``back`` last)."""
+    """Drop the channels :class:`LRNHalo` borrowed (``front`` first, ``back`` last). A
+    channels-last input gives a dense channels-last copy, and its gradient is channels-last
+    too (a channel slice of it would not be channels-last dense, the next layer would fall
+    back to NCHW, and the slice's backward is NCHW); NCHW gives a view."""
 
     def __init__(self, front: int, back: int):
         super().__init__()
         self.front, self.back = front, back
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if _memory_format_of(x) == torch.channels_last:
+            # a negative pad is a crop whose output and gradient keep the input's format
+            return F.pad(x, (0, 0, 0, 0, -self.front, -self.back))
         return x[:, self.front:x.shape[1] - self.back]
 
     def extra_repr(self) -> str:

@@ -2,9 +2,15 @@
 
 Providers: ``torch`` (eager PyTorch, the baseline), ``compile`` (torch.compile of the same
 function) and ``triton`` (this project's kernels; skipped on CPU, where Triton only runs
-interpreted). One group per layer and precision, so pytest-benchmark's table compares the
-providers of one layer. FLOPs and bytes come from ``profiling/flops.py`` (eager: separate ops;
-compile and triton: fused). Before it is timed, every provider's output is judged like a harness
+interpreted), all on NCHW inputs. conv+ReLU differs: its Triton kernels are fast only in
+channels-last (NHWC activations, KRSC weights; NCHW is their slow path, see
+``kernels/conv2d_relu.py``), so its Triton provider is ``triton-nhwc`` (channels-last x and
+weight) and eager gets a channels-last provider too, ``torch-nhwc`` (cuDNN's NHWC path), beside
+the NCHW ``torch`` row: the Triton kernel is compared with cuDNN in both layouts. Test ids are
+``<layer>-<precision>-<provider>[-nhwc]``; the NCHW ids are unchanged, so old baselines still
+match. One group per layer and precision, so pytest-benchmark's table compares the providers
+of one layer (both layouts of a conv in one group); ``extra_info["shape"]`` ends in the layout.
+FLOPs and bytes come from ``profiling/flops.py`` (eager: separate ops; compile and triton: fused). Before it is timed, every provider's output is judged like a harness
 cell (``profiling.judge.judge``: relative RMS error vs float64 within 3x eager's own + the
 precision's floor); the errors go into ``extra_info`` beside the speed. Run: ``pytest tests/benchmarks --benchmark-only``.
 """
@@ -15,13 +21,22 @@ import torch.nn.functional as F
 
 from alexnet_fast.model import make_config
 from alexnet_fast.precision import policy
+from kernels._common import layout_name
 from bench_setup import BATCH, DEVICE, PRECISIONS, run_benchmark, skip_triton_reason
 from profiling.flops import bytes_model_for, layer_units, unit_cost
 from profiling.judge import Reference, floor, judge
 
 KERNEL_OPS = ("conv_relu", "lrn", "pool", "lrn_pool")
 UNITS = [u for u in layer_units(make_config("paper")) if u.op in KERNEL_OPS]
-PROVIDERS = ("torch", "compile", "triton")
+# (provider, memory format of x and weight) per op; NCHW is the torch.contiguous_format default
+NCHW, NHWC = torch.contiguous_format, torch.channels_last
+PROVIDERS = (("torch", NCHW), ("compile", NCHW), ("triton", NCHW))
+CONV_PROVIDERS = (("torch", NCHW), ("torch", NHWC), ("compile", NCHW), ("triton", NHWC))
+
+
+def provider_label(provider, memory_format):
+    """The provider as ids and ``extra_info`` name it: ``-nhwc`` marks channels-last."""
+    return provider + ("-nhwc" if memory_format == NHWC else "")
 
 
 def cases():
@@ -29,21 +44,25 @@ def cases():
         for precision in PRECISIONS:
             if precision == "tf32" and unit.op != "conv_relu":
                 continue  # TF32 changes only matrix products
-            for provider in PROVIDERS:
-                yield pytest.param(unit, precision, provider, id=f"{unit.name}-{precision}-{provider}")
+            for provider, memory_format in CONV_PROVIDERS if unit.op == "conv_relu" else PROVIDERS:
+                yield pytest.param(unit, precision, provider, memory_format,
+                                   id=f"{unit.name}-{precision}-{provider_label(provider, memory_format)}")
 
 
-def make_inputs(unit, dtype):
+def make_inputs(unit, dtype, memory_format=NCHW):
+    """x (and for conv the weight and bias) of ``unit``; x and weight in ``memory_format``
+    (channels_last: NHWC activations, KRSC weights), the same values in either format."""
     n = BATCH["kernel"]
     g = torch.Generator().manual_seed(0)
     x = torch.randn(n, *unit.in_shape, generator=g).to(DEVICE, dtype)
+    x = x.contiguous(memory_format=memory_format)
     if unit.op != "conv_relu":
         return x, ()
     p = unit.params
     c, k = unit.in_shape[0], unit.out_shape[0]
     w = (torch.randn(k, c // p["groups"], p["kernel"], p["kernel"], generator=g) * 0.01).to(DEVICE, dtype)
     b = torch.randn(k, generator=g).to(DEVICE, dtype)
-    return x, (w, b)
+    return x, (w.contiguous(memory_format=memory_format), b)
 
 
 def reference_fn(unit):
@@ -72,14 +91,14 @@ def triton_fn(unit):
     return lambda x: kernels.lrn_max_pool2d(x, p["size"], p["alpha"], p["beta"], p["k"], p["kernel"], p["stride"])
 
 
-@pytest.mark.parametrize("unit, precision, provider", list(cases()))
-def test_kernel(benchmark, unit, precision, provider):
+@pytest.mark.parametrize("unit, precision, provider, memory_format", list(cases()))
+def test_kernel(benchmark, unit, precision, provider, memory_format):
     if provider == "triton" and (reason := skip_triton_reason(unit.op)):
         pytest.skip(reason)
     # a kernel sees its inputs in the compute dtype of the policy (autocast casts them to it)
     prec = policy(precision)
     with prec.flags(), torch.no_grad():
-        x, weights = make_inputs(unit, prec.dtype)
+        x, weights = make_inputs(unit, prec.dtype, memory_format)
         fn = {"torch": reference_fn, "compile": lambda u: torch.compile(reference_fn(u)),
               "triton": triton_fn}[provider](unit)
         out = fn(x, *weights)  # first call (compiles) outside the timing; checked before it is timed
@@ -89,11 +108,13 @@ def test_kernel(benchmark, unit, precision, provider):
         benchmark.extra_info.update(max_abs_err=verdict["abs"], max_rel_err=verdict["rel"],
                                     fp64_rrmse=verdict["fp64_err"], fp64_rrmse_allowed=verdict["tolerance"])
         assert verdict["equivalent"], f"{provider} is not equivalent to eager PyTorch: {verdict}"
+        assert out.is_contiguous(memory_format=memory_format), f"{provider} changed the memory format"
         cost = unit_cost(unit, BATCH["kernel"], precision)
         model = bytes_model_for("eager" if provider == "torch" else provider)
         shape = "x".join(map(str, x.shape))
         if weights:
             shape += " w" + "x".join(map(str, weights[0].shape)) + f" s{unit.params['stride']} p{unit.params['padding']}"
+        shape += f" {layout_name(memory_format)}"
         run_benchmark(benchmark, lambda: fn(x, *weights), kind="kernel", group=f"{unit.name} {precision}",
                       flops=cost.flops, nbytes=cost.bytes(model), dtype=precision, shape=shape, kernel=unit.name,
-                      provider=provider)
+                      provider=provider_label(provider, memory_format))
