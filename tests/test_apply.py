@@ -146,18 +146,21 @@ def test_torchvision_alexnet():
     assert all(type(replaced.features[i]) is nn.Identity for i in (1, 4, 7, 9, 11))
 
 
-def test_this_projects_alexnet_falls_back_to_sequential_order():
-    """AlexNet.forward checks the input's shape (data-dependent Python control flow), so fx
-    cannot trace it: the Sequential containers' module order is used, and the report says so."""
+def test_this_projects_alexnet_is_matched_on_its_fx_graph():
+    """AlexNet.forward skips its input-shape check (Python control flow on the shape) while
+    torch.fx traces it, so apply matches on the traced graph, not the nn.Sequential fallback,
+    with the same replacements; the user's forward stays, shape check included."""
     torch.manual_seed(0)
     model = _scaled(alexnet(preset="paper", num_classes=10, width_mult=0.125, input_size=67, dropout=0.0))
     replaced, report = _apply_and_check(model, 67, [
         ("features.conv1", "conv+relu"), ("features.lrn1", "lrn+pool"), ("features.conv2", "conv+relu"),
         ("features.lrn2", "lrn+pool"), ("features.conv3", "conv+relu"), ("features.conv4", "conv+relu"),
         ("features.conv5", "conv+relu"), ("features.pool5", "pool")])
-    assert report.method == "sequential"
-    assert "could not be traced" in str(report) and "nn.Sequential" in str(report)
-    assert "control flow" in report.trace_error
+    assert report.method == "fx" and report.trace_error is None, str(report)
+    assert report.left == [] and not report.forward_rewritten
+    assert "forward" not in vars(replaced)  # AlexNet.forward, with ReLUs and pools as Identity modules
+    with pytest.raises(ValueError, match="built for 67x67 inputs"):
+        replaced(torch.randn(1, 3, 99, 99))  # the eager check still runs
 
 
 class TwoConsumers(nn.Module):
