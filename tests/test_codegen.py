@@ -560,8 +560,6 @@ _POOL_BWD_MASK = ("max_pool_grad_at masks each dout load by the loaded argmax (m
                   "a per-element mask that stops vectorization; load dout under the window mask m only and select "
                   "with tl.where(chosen == kh * KW + kw, g, 0.0) (prototype: 8-byte loads, 29 registers on sm_90)")
 KNOWN_GATE_FAILURES = {
-    ("max_pool2d", "max_pool2d_bwd_kernel", ("fp16", "bf16"), None, None):
-        "widest global load 4 B < 8 B: " + _POOL_BWD_MASK,
     ("lrn_max_pool2d", "lrn_max_pool2d_fwd_kernel", ("fp16", "bf16"), None, None):
         "widest global load 4 B < 8 B: every NHWC tile (8x32 w4, 16x32 w8, 8x64 w8) gives a thread 2 channels; "
         "tiles of 4 channels per thread (16x32 w4, 8x64 w4, 32x16 w4) load 8 B with 113 registers and no spill "
