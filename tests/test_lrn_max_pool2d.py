@@ -84,8 +84,11 @@ def test_sweep(size, alpha, beta, k, kernel, stride, padding, layout, dtype):
                   layout, dtype)
 
 
-@pytest.mark.parametrize("layout,tile", [(layout, tile) for layout, tiles in configs.LRN_MAX_POOL2D_CONFIGS.items()
-                                          for tile in tiles], ids=str)
+_GPU_TILES = [(layout, tile) for table in (configs.LRN_MAX_POOL2D_FWD_CONFIGS, configs.LRN_MAX_POOL2D_BWD_CONFIGS)
+              for layout, tiles in table.items() for tile in tiles]
+
+
+@pytest.mark.parametrize("layout,tile", [t for i, t in enumerate(_GPU_TILES) if t not in _GPU_TILES[:i]], ids=str)
 def test_gpu_tiles(monkeypatch, layout, tile):
     """Every GPU tile config, run by the interpreter: channel halos across small tiles."""
     use_interpreter_tile(monkeypatch, "LRN_MAX_POOL2D_INTERPRETER", tile)
@@ -181,7 +184,8 @@ def test_opcheck():
 
 def test_codegen_specs():
     specs = codegen_specs()
-    tiles = sum(len(t) for t in configs.LRN_MAX_POOL2D_CONFIGS.values())
+    tiles = sum(len(t) for table in (configs.LRN_MAX_POOL2D_FWD_CONFIGS, configs.LRN_MAX_POOL2D_BWD_CONFIGS)
+                for t in table.values())
     assert len(specs) == 2 * tiles * 3  # (fwd, bwd) x tiles x (fp32, fp16, bf16)
     for spec in specs:
         assert list(spec.signature) == spec.fn.arg_names and not spec.expects_mma
