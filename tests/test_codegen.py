@@ -556,14 +556,7 @@ def test_budgeted_sample_covers_every_precision_and_arch_and_rotates_configs():
 # Launch-faithful rows known to fail a gate, with the change that fixes them: (op, kernel,
 # dtypes, config or None for all, arch or None for both) -> reason. strict xfail: once the
 # kernel is fixed the test XPASSes, which fails it, so the entry must then be removed.
-KNOWN_GATE_FAILURES = {
-    ("lrn_max_pool2d", "lrn_max_pool2d_bwd_kernel", ("fp16", "bf16"), None, None):
-        "widest global load 4 B < 8 B: the NHWC backward tiles give a thread 2 channels",
-    ("lrn_max_pool2d", "lrn_max_pool2d_bwd_kernel", ("fp32",), "nhwc BLOCK_P=16 BLOCK_C=32 w8 s1", 90):
-        "spills at the real lrn1+pool1 / lrn2+pool2 launches (C divisible by 16 specialized), though the generic "
-        "rows do not: both 8-warp NHWC tiles (16x32 w8, 8x64 w8) spill 12 B on sm_90 and 16 B on sm_80 in every "
-        "dtype (reports/codegen.md); the backward needs 4-warp tiles",
-}
+KNOWN_GATE_FAILURES: dict[tuple, str] = {}
 
 
 def known_gate_failure(ref, arch) -> str | None:
