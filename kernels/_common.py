@@ -231,8 +231,11 @@ def max_pool_grad_at(dout_ptr, idx_ptr, n, c, ih, iw, mask, C, OH, OW,
             m = mask & ok_h & (ow >= 0) & (ow < OW) & (kw < KW)
             o_offs, _ = tile_offsets(n, c, oh * OW + ow, C, OH * OW, CHANNELS_LAST)
             chosen = tl.load(idx_ptr + o_offs, mask=m, other=-1).to(tl.int32)
-            # only windows that chose this input load their gradient
-            acc += tl.load(dout_ptr + o_offs, mask=m & (chosen == kh * KW + kw), other=0.0).to(tl.float32)
+            # load dout under the window mask only (a mask that depends on loaded data stops the
+            # vectorized load), then keep it only where the window chose this input: tl.where
+            # selects, so a NaN/inf of a window that chose another input does not leak
+            g = tl.load(dout_ptr + o_offs, mask=m, other=0.0).to(tl.float32)
+            acc += tl.where(chosen == kh * KW + kw, g, 0.0)
     return acc
 
 

@@ -80,7 +80,7 @@ CONV2D_RELU_WGRAD_MIN_SPLIT_CHUNK = 1024
 # output for the pools). NCHW is contiguous along pixels, NHWC along channels, so each
 # layout has its own tiles; GPU runs autotune over the list (key: shape), the interpreter
 # uses the single *_INTERPRETER tile (big: fewer interpreted programs). Forward and
-# backward kernels of an op share a table. These ops are memory-bound: tiles aim at wide
+# backward kernels of an op share a table, except the fused lrn_max_pool2d. These ops are memory-bound: tiles aim at wide
 # coalesced loads with 2-4 elements a thread, because the LRN backward and the fused
 # kernels hold ~100-150 registers at 8 (sm_80/sm_90 compile check) and need occupancy.
 
@@ -115,17 +115,34 @@ MAX_POOL2D_INTERPRETER = {"BLOCK_P": 1024, "BLOCK_C": 128, "num_warps": 4, "num_
 
 # Fused LRN + max-pool: the forward computes LRN at every window position (KH*KW*(size+1)
 # cached loads per output), the backward gathers pooled gradients for `size` channels.
-LRN_MAX_POOL2D_CONFIGS = {
-    "nchw": (
-        {"BLOCK_P": 64, "BLOCK_C": 4, "num_warps": 4, "num_stages": 1},
-        # 8 warps: at 4 the backward spilled 4 bytes on sm_80 (fp16/bf16, 128 registers)
-        {"BLOCK_P": 128, "BLOCK_C": 4, "num_warps": 8, "num_stages": 1},
-        {"BLOCK_P": 64, "BLOCK_C": 8, "num_warps": 8, "num_stages": 1},
-    ),
+# Unlike the other ops, forward and backward have their own tables: their register needs
+# differ, and NHWC fp16/bf16 tiles must give a thread 4 channels (8-byte loads) at the real
+# lrn1+pool1 / lrn2+pool2 launches (measured, triton 3.8, alexnet_fast codegen):
+#   forward 4 channels a thread at 4 warps: 8 B loads, 113-116 registers (fp16/bf16), no spill;
+#   backward 4 channels a thread at 4 warps spills 24 B on sm_80 (fp16, 96 registers), at 8
+#   warps 98-105 registers and no spill; the old 2-channel tiles loaded 4 B, and the 8-warp
+#   ones (16x32 w8, 8x64 w8) spilled 12 B on sm_90 / 16 B on sm_80.
+_LRN_MAX_POOL2D_NCHW = (
+    {"BLOCK_P": 64, "BLOCK_C": 4, "num_warps": 4, "num_stages": 1},
+    # 8 warps: at 4 the backward spilled 4 bytes on sm_80 (fp16/bf16, 128 registers)
+    {"BLOCK_P": 128, "BLOCK_C": 4, "num_warps": 8, "num_stages": 1},
+    {"BLOCK_P": 64, "BLOCK_C": 8, "num_warps": 8, "num_stages": 1},
+)
+LRN_MAX_POOL2D_FWD_CONFIGS = {
+    "nchw": _LRN_MAX_POOL2D_NCHW,
     "nhwc": (
-        {"BLOCK_P": 8, "BLOCK_C": 32, "num_warps": 4, "num_stages": 1},
-        {"BLOCK_P": 16, "BLOCK_C": 32, "num_warps": 8, "num_stages": 1},
-        {"BLOCK_P": 8, "BLOCK_C": 64, "num_warps": 8, "num_stages": 1},
+        {"BLOCK_P": 16, "BLOCK_C": 32, "num_warps": 4, "num_stages": 1},
+        {"BLOCK_P": 8, "BLOCK_C": 64, "num_warps": 4, "num_stages": 1},
+        {"BLOCK_P": 32, "BLOCK_C": 16, "num_warps": 4, "num_stages": 1},
+    ),
+}
+LRN_MAX_POOL2D_BWD_CONFIGS = {
+    # not 128x4 w8: with the select-based max_pool_grad_at it spills 16 B on sm_90 in fp32 (64 registers)
+    "nchw": (_LRN_MAX_POOL2D_NCHW[0], _LRN_MAX_POOL2D_NCHW[2]),
+    "nhwc": (
+        {"BLOCK_P": 32, "BLOCK_C": 32, "num_warps": 8, "num_stages": 1},
+        {"BLOCK_P": 16, "BLOCK_C": 64, "num_warps": 8, "num_stages": 1},
+        {"BLOCK_P": 8, "BLOCK_C": 128, "num_warps": 8, "num_stages": 1},
     ),
 }
 LRN_MAX_POOL2D_INTERPRETER = {"BLOCK_P": 512, "BLOCK_C": 64, "num_warps": 4, "num_stages": 1}

@@ -102,16 +102,16 @@ def lrn_max_pool2d_bwd_kernel(x_ptr, dout_ptr, idx_ptr, dx_ptr, C, H, W, OH, OW,
 _KEY = ("C", "H", "W", "OH", "OW", "size", "KH", "KW", "SH", "SW", "PH", "PW")
 
 
-def _launch(kernel, tensors, x: torch.Tensor, OH: int, OW: int, pixels: int, lrn: tuple,
+def _launch(kernel, table, tensors, x: torch.Tensor, OH: int, OW: int, pixels: int, lrn: tuple,
             geometry: tuple, **extra) -> None:
-    """Launch ``kernel`` over tiles of ``pixels`` (output pixels forward, input pixels backward)."""
+    """Launch ``kernel`` autotuned over ``table`` (configs.LRN_MAX_POOL2D_FWD_CONFIGS or _BWD_CONFIGS)
+    on tiles of ``pixels`` (output pixels forward, input pixels backward)."""
     N, C, H, W = x.shape
     size, alpha, beta, k = lrn
     kh, kw, sh, sw, ph, pw = geometry
     grid = lambda meta: (N * triton.cdiv(pixels, meta["BLOCK_P"]), triton.cdiv(C, meta["BLOCK_C"]))  # noqa: E731
     layout = layout_name(memory_format_of(x))
-    tuned = autotuned(kernel, configs.LRN_MAX_POOL2D_CONFIGS, configs.LRN_MAX_POOL2D_INTERPRETER, layout, _KEY,
-                      batch=N)
+    tuned = autotuned(kernel, table, configs.LRN_MAX_POOL2D_INTERPRETER, layout, _KEY, batch=N)
     with device_guard(x):
         tuned[grid](*tensors, C, H, W, OH, OW, size, alpha / size, beta, k, KH=kh, KW=kw, SH=sh, SW=sw,
                     PH=ph, PW=pw, CHANNELS_LAST=layout == "nhwc", **extra)
@@ -134,7 +134,8 @@ def lrn_max_pool2d_fwd(x: torch.Tensor, size: int, alpha: float, beta: float, k:
     x = x.contiguous(memory_format=memory_format_of(x))
     out, idx = empty_pool_outputs(x, oh, ow, with_indices)
     if out.numel():
-        _launch(lrn_max_pool2d_fwd_kernel, (x, out, idx if with_indices else out), x, oh, ow, oh * ow,
+        _launch(lrn_max_pool2d_fwd_kernel, configs.LRN_MAX_POOL2D_FWD_CONFIGS, (x, out, idx if with_indices else out),
+                x, oh, ow, oh * ow,
                 (size, alpha, beta, k), (kh, kw, sh, sw, ph, pw), WITH_INDICES=with_indices)
     return out, idx
 
@@ -161,7 +162,8 @@ def lrn_max_pool2d_bwd(grad: torch.Tensor, idx: torch.Tensor, x: torch.Tensor, s
     idx = idx.contiguous(memory_format=fmt)
     dx = torch.empty_like(x)
     if dx.numel():
-        _launch(lrn_max_pool2d_bwd_kernel, (x, grad, idx, dx), x, oh, ow, x.shape[2] * x.shape[3],
+        _launch(lrn_max_pool2d_bwd_kernel, configs.LRN_MAX_POOL2D_BWD_CONFIGS, (x, grad, idx, dx),
+                x, oh, ow, x.shape[2] * x.shape[3],
                 (size, alpha, beta, k), (kh, kw, sh, sw, ph, pw))
     return dx
 
@@ -238,6 +240,6 @@ def codegen_specs() -> list[KernelSpec]:
 
     launches = alexnet_channel_layers("lrn+pool")  # paper lrn1+pool1, lrn2+pool2, launch-faithful
     return (kernel_specs(OP, lrn_max_pool2d_fwd_kernel, KERNEL_ARG_TYPES, {**ALEXNET_POOL, "WITH_INDICES": True},
-                         configs.LRN_MAX_POOL2D_CONFIGS, launches)
+                         configs.LRN_MAX_POOL2D_FWD_CONFIGS, launches)
             + kernel_specs(OP, lrn_max_pool2d_bwd_kernel, KERNEL_ARG_TYPES, ALEXNET_POOL,
-                           configs.LRN_MAX_POOL2D_CONFIGS, launches))
+                           configs.LRN_MAX_POOL2D_BWD_CONFIGS, launches))

@@ -556,24 +556,7 @@ def test_budgeted_sample_covers_every_precision_and_arch_and_rotates_configs():
 # Launch-faithful rows known to fail a gate, with the change that fixes them: (op, kernel,
 # dtypes, config or None for all, arch or None for both) -> reason. strict xfail: once the
 # kernel is fixed the test XPASSes, which fails it, so the entry must then be removed.
-_POOL_BWD_MASK = ("max_pool_grad_at masks each dout load by the loaded argmax (mask=m & (chosen == kh * KW + kw)), "
-                  "a per-element mask that stops vectorization; load dout under the window mask m only and select "
-                  "with tl.where(chosen == kh * KW + kw, g, 0.0) (prototype: 8-byte loads, 29 registers on sm_90)")
-KNOWN_GATE_FAILURES = {
-    ("max_pool2d", "max_pool2d_bwd_kernel", ("fp16", "bf16"), None, None):
-        "widest global load 4 B < 8 B: " + _POOL_BWD_MASK,
-    ("lrn_max_pool2d", "lrn_max_pool2d_fwd_kernel", ("fp16", "bf16"), None, None):
-        "widest global load 4 B < 8 B: every NHWC tile (8x32 w4, 16x32 w8, 8x64 w8) gives a thread 2 channels; "
-        "tiles of 4 channels per thread (16x32 w4, 8x64 w4, 32x16 w4) load 8 B with 113 registers and no spill "
-        "on sm_90, but the backward shares the table and spills 8-20 B at those tiles: the fused op needs its own "
-        "forward table",
-    ("lrn_max_pool2d", "lrn_max_pool2d_bwd_kernel", ("fp16", "bf16"), None, None):
-        "widest global load 4 B < 8 B: 2 channels per thread (as the forward), and " + _POOL_BWD_MASK,
-    ("lrn_max_pool2d", "lrn_max_pool2d_bwd_kernel", ("fp32",), "nhwc BLOCK_P=16 BLOCK_C=32 w8 s1", 90):
-        "spills at the real lrn1+pool1 / lrn2+pool2 launches (C divisible by 16 specialized), though the generic "
-        "rows do not: both 8-warp NHWC tiles (16x32 w8, 8x64 w8) spill 12 B on sm_90 and 16 B on sm_80 in every "
-        "dtype (reports/codegen.md); the backward needs 4-warp tiles",
-}
+KNOWN_GATE_FAILURES: dict[tuple, str] = {}
 
 
 def known_gate_failure(ref, arch) -> str | None:
