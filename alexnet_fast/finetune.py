@@ -61,15 +61,11 @@ class WeightsFile:
 
 def _positional_to_roles(state_dict: Mapping[str, Any], model: nn.Module) -> dict[str, Any]:
     """Keys such as ``features.0.weight`` (torchvision's) renamed to the model's role names
-    (``features.conv1.weight``): index i of a Sequential is its i-th child."""
+    (``features.conv1.weight``), as the model's own load_state_dict pre-hook renames them."""
+    from alexnet_fast.model import _map_positional_keys
+
     out = dict(state_dict)
-    for seq_name in ("features", "classifier"):
-        names = list(getattr(model, seq_name)._modules)
-        head = f"{seq_name}."
-        for key in [k for k in out if k.startswith(head)]:
-            index, _, rest = key[len(head):].partition(".")
-            if index.isdigit() and int(index) < len(names):
-                out[f"{head}{names[int(index)]}.{rest}"] = out.pop(key)
+    _map_positional_keys(model, out, "")
     return out
 
 
