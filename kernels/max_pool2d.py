@@ -31,8 +31,8 @@ import triton
 import triton.language as tl
 
 from kernels import configs
-from kernels._common import (KernelSpec, autotuned, check_device, check_int, check_numel, check_tensor,
-                             device_guard, is_channels_last, kernel_specs, layout_name, max_pool_grad_at,
+from kernels._common import (KernelSpec, autotuned, check_device, check_numel, check_tensor, device_guard,
+                             int_pair, is_channels_last, kernel_specs, layout_name, max_pool_grad_at,
                              memory_format_of, pixel_channel_tile, register_autocast, tile_offsets)
 from kernels.lrn import lrn_denominator, pow_fp32
 
@@ -117,28 +117,16 @@ def max_pool2d_bwd_kernel(dout_ptr, idx_ptr, dx_ptr, C, H, W, OH, OW,
 # Validation and launchers
 # ---------------------------------------------------------------------------------------
 
-def _pair(value: Any, name: str, *, op: str, minimum: int) -> tuple[int, int]:
-    if isinstance(value, (tuple, list)):
-        if len(value) != 2:
-            raise ValueError(f"{op}: {name} must be an int or a pair of ints, got {value!r}")
-        pair = tuple(value)
-    else:
-        pair = (value, value)
-    for v in pair:
-        check_int(v, name, op=op, minimum=minimum)
-    return pair
-
-
 def pool_geometry(x: torch.Tensor, kernel_size: Any, stride: Any, padding: Any, *,
                   op: str) -> tuple[int, int, int, int, int, int, int, int]:
     """Validated ``(KH, KW, SH, SW, PH, PW, OH, OW)`` of a max-pool over 4-D ``x``, with
     PyTorch's rules: stride None (or empty) means kernel_size, padding at most half the
     kernel, output at least 1x1 (ceil_mode False)."""
-    kh, kw = _pair(kernel_size, "kernel_size", op=op, minimum=1)
+    kh, kw = int_pair(kernel_size, "kernel_size", op=op, minimum=1)
     if stride is None or (isinstance(stride, (tuple, list)) and len(stride) == 0):
         stride = (kh, kw)
-    sh, sw = _pair(stride, "stride", op=op, minimum=1)
-    ph, pw = _pair(padding, "padding", op=op, minimum=0)
+    sh, sw = int_pair(stride, "stride", op=op, minimum=1)
+    ph, pw = int_pair(padding, "padding", op=op, minimum=0)
     if 2 * ph > kh or 2 * pw > kw:
         raise ValueError(f"{op}: padding should be at most half of the kernel size, got padding="
                          f"{(ph, pw)} and kernel_size={(kh, kw)}")
