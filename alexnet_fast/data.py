@@ -19,6 +19,9 @@ Randomness is a pure function of (seed, epoch, sample index): :class:`ImageFolde
 seeds torch's RNG per sample and :class:`ResumableSampler` draws the order from
 (seed, epoch), so a run stopped mid-epoch resumes with exactly the same batches and
 augmentations, whatever the number of loader workers.
+
+One cohesive thing, kept in one file (~490 lines): the data pipeline (datasets, the paper's
+augmentation, evaluation crops, bad-image handling, the embedded dataset).
 """
 
 from __future__ import annotations

@@ -21,6 +21,11 @@ seconds (default 600) and on SIGINT/SIGTERM; nothing non-finite is ever saved (R
 "Training reliability"). ``--weights`` starts from trained weights (fine-tuning, with
 ``--freeze`` and ``--head-lr-mult``: :mod:`alexnet_fast.finetune`).
 
+One cohesive thing, kept in one file (~940 lines): the training run -- its settings, the loop,
+evaluation, checkpoints and the signal handling that guards them change together. Data
+(:mod:`alexnet_fast.data`), fine-tuning (:mod:`alexnet_fast.finetune`), prediction
+(:mod:`alexnet_fast.predict`), the precision policy and the layouts live apart.
+
 Layouts (:mod:`alexnet_fast.layouts`; the two-rank ones run under torchrun, e.g.
 ``torchrun --nproc_per_node 2 -m alexnet_fast train --layout data_parallel``):
 
