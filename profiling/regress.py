@@ -7,13 +7,39 @@ median time of the current run is compared with the baseline's:
 
     change = current median / baseline median - 1
 
-A benchmark slower than the baseline by more than ``--threshold`` percent (default
-:data:`DEFAULT_THRESHOLD_PCT` = 10%) is a regression: the command prints the table of changes
-and exits 1. Benchmarks missing on one side are listed, not failed, but a check that
+The rule: a benchmark is a regression when it is slower than the baseline by more than
+``--threshold`` percent (default :data:`DEFAULT_THRESHOLD_PCT` = 10%) **and** the difference
+is significant: the two-sided Mann-Whitney U test of its rounds (``stats.data``, the time of
+every round) against the baseline's gives ``p < --alpha`` (default :data:`DEFAULT_ALPHA` =
+0.05), with the rounds on the slower side (:func:`profiling.stats.mann_whitney_u`; exact for
+small samples). This is the two-part rule of pyperf's ``compare_to`` (a two-sample t-test at
+95%: "Not significant!" below it, whatever the change) and of Criterion.rs's change detection
+(a bootstrapped t-test ``p < significance_level`` (0.05), then the change's interval beyond
+its ``noise_threshold``): the threshold says how big a change matters, the test says whether
+the rounds show one at all. A rank test rather than a t-test because round times are skewed
+and a single interfered round would dominate a mean and a variance. "faster" follows the
+same rule the other way. A change past the threshold that is not significant is printed
+``ok (not significant)``: two runs of the same code on a noisy machine differ by more than 10%
+on 5 rounds easily (tests/test_regress.py measures how often), and that is not a regression.
+
+When the test cannot decide, the threshold alone decides, with a warning saying for how
+many benchmarks and why (decided: a regression gate must not go silent because a file is old;
+refusing would turn every old autosave into exit 2):
+
+* a file without raw rounds (``stats.data`` absent: pytest-benchmark writes it with
+  ``--benchmark-json`` always, and into ``--benchmark-save`` / ``--benchmark-autosave`` files
+  only with ``--benchmark-save-data``, which this project's pytest options now add);
+* too few rounds for any test to reach ``--alpha`` (smallest exact two-sided p is
+  ``2 / C(n1 + n2, n1)``: 3 rounds against 3 can never give p < 0.1).
+
+The committed baseline ``reports/benchmarks/cpu-amd-epyc-1t.json`` has its rounds (5 per
+kernel, 3 per whole-model benchmark; the CPU model benchmarks now take 5, so 3 against 5 can
+reach p = 0.036). Benchmarks missing on one side are listed, not failed, but a check that
 compares nothing fails: exit 2 with one line when the current run or the baseline holds no
 benchmark, or when no benchmark name is in both (all renamed). Exit 2 also for a missing or
-malformed file (the message names the file and what is wrong with it) and for a threshold
-that is not a finite positive number.
+malformed file (the message names the file and what is wrong with it: a ``stats.data`` that is
+not a list of positive times included) and for a threshold that is not a finite positive
+number or an alpha outside (0, 1). Exit 1: at least one regression; 0 otherwise.
 
 Committed baselines live in ``reports/benchmarks/<machine>.json`` (machine = GPU name or CPU
 model + thread count, :func:`profiling.results.machine_slug`, recorded by the benchmarks in
@@ -30,10 +56,15 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["DEFAULT_THRESHOLD_PCT", "BenchmarkFileError", "load_run", "compare", "Change", "format_table",
-           "plot_history", "add_arguments", "run", "default_baseline"]
+from profiling.stats import MannWhitney, as_positive_series, mann_whitney_u, min_p_value
+
+__all__ = ["DEFAULT_THRESHOLD_PCT", "DEFAULT_ALPHA", "BenchmarkFileError", "load_run", "compare", "Change",
+           "format_table", "plot_history", "add_arguments", "run", "default_baseline"]
 
 DEFAULT_THRESHOLD_PCT = 10.0
+DEFAULT_ALPHA = 0.05
+NO_ROUNDS = "no rounds"
+NOT_SIGNIFICANT = "ok (not significant)"
 BASELINE_DIR = Path("reports/benchmarks")
 HISTORY_PNG = Path("reports/benchmark_history.png")
 
@@ -51,6 +82,7 @@ class Bench:
     shape: str
     dtype: str
     provider: str
+    rounds_s: tuple[float, ...] | None = None  # stats.data: every round's time, when the file kept it
 
 
 @dataclass(frozen=True)
@@ -70,6 +102,8 @@ class Change:
     provider: str
     baseline_s: float | None
     current_s: float | None
+    baseline_rounds: tuple[float, ...] | None = None
+    current_rounds: tuple[float, ...] | None = None
 
     @property
     def change(self) -> float | None:
@@ -77,15 +111,41 @@ class Change:
             return None
         return self.current_s / self.baseline_s - 1.0
 
-    def verdict(self, threshold_pct: float) -> str:
+    def undecidable(self, alpha: float = DEFAULT_ALPHA) -> str | None:
+        """Why the rounds cannot decide significance (then the threshold alone does), or None."""
+        if not self.baseline_rounds or not self.current_rounds:
+            return NO_ROUNDS
+        n_b, n_c = len(self.baseline_rounds), len(self.current_rounds)
+        if min_p_value(n_b, n_c) >= alpha:
+            return f"{n_b}+{n_c} rounds"
+        return None
+
+    def test(self, alpha: float = DEFAULT_ALPHA) -> MannWhitney | None:
+        """Mann-Whitney U of the current rounds against the baseline's (None: undecidable)."""
+        if self.change is None or self.undecidable(alpha):
+            return None
+        return mann_whitney_u(self.current_rounds, self.baseline_rounds)
+
+    def verdict(self, threshold_pct: float, alpha: float = DEFAULT_ALPHA) -> str:
         c = self.change
         if c is None:
             return "new" if self.baseline_s is None else "missing"
-        if c > threshold_pct / 100:
-            return "SLOWER"
-        if c < -threshold_pct / 100:
-            return "faster"
-        return "ok"
+        if abs(c) <= threshold_pct / 100:
+            return "ok"
+        slower = c > 0
+        t = self.test(alpha)
+        # significant, and the rounds (not only the medians) lean the same way
+        if t is None or (t.p_value < alpha and (t.effect > 0.5) == slower):
+            return "SLOWER" if slower else "faster"
+        return NOT_SIGNIFICANT
+
+    def p_text(self, alpha: float = DEFAULT_ALPHA) -> str:
+        if self.change is None:
+            return "-"
+        why = self.undecidable(alpha)
+        if why:
+            return why
+        return f"{self.test(alpha).p_value:.3g}"
 
 
 def load_run(path: str | Path, what: str = "benchmark") -> Run:
@@ -114,17 +174,32 @@ def load_run(path: str | Path, what: str = "benchmark") -> Run:
         if not isinstance(extra, dict):
             raise BenchmarkFileError(f"{what} file {path}: benchmark #{i} ({name}) has extra_info of type "
                                      f"{type(extra).__name__}, expected an object")
+        rounds = _rounds(b["stats"].get("data"), what, path, i, name)
         if name in benches:
             raise BenchmarkFileError(f"{what} file {path}: benchmark #{i} repeats the name {name!r}; "
                                      f"one file must hold one run (record a fresh --benchmark-json)")
         benches[name] = Bench(name=name, group=b.get("group") or "", median_s=float(median),
                               kernel=str(extra.get("kernel", b.get("name", name))), shape=str(extra.get("shape", "")),
-                              dtype=str(extra.get("dtype", "")), provider=str(extra.get("provider", "")))
+                              dtype=str(extra.get("dtype", "")), provider=str(extra.get("provider", "")),
+                              rounds_s=rounds)
     machine_info = data.get("machine_info") or {}
     machine = next((str(b.get("extra_info", {}).get("machine")) for b in data["benchmarks"]
                     if (b.get("extra_info") or {}).get("machine")), None) \
         or str((machine_info.get("cpu") or {}).get("brand_raw") or machine_info.get("node") or "unknown")
     return Run(path=path, datetime=str(data.get("datetime", "")), machine=machine, benchmarks=benches)
+
+
+def _rounds(data, what: str, path: Path, i: int, name: str) -> tuple[float, ...] | None:
+    """stats.data as a tuple of round times (None when the file did not keep them)."""
+    if data is None or data == []:
+        return None
+    try:
+        if not isinstance(data, list):
+            raise ValueError(f"a {type(data).__name__}")
+        return tuple(float(t) for t in as_positive_series(data, "stats.data"))
+    except ValueError as e:
+        raise BenchmarkFileError(f"{what} file {path}: benchmark #{i} ({name}) has stats.data that is not a list "
+                                 f"of positive round times ({e})") from e
 
 
 def compare(baseline: Run, current: Run) -> list[Change]:
@@ -135,7 +210,8 @@ def compare(baseline: Run, current: Run) -> list[Change]:
         b, c = baseline.benchmarks.get(n), current.benchmarks.get(n)
         ref = c or b
         changes.append(Change(n, ref.kernel, ref.shape, ref.dtype, ref.provider,
-                              b.median_s if b else None, c.median_s if c else None))
+                              b.median_s if b else None, c.median_s if c else None,
+                              b.rounds_s if b else None, c.rounds_s if c else None))
     return changes
 
 
@@ -143,10 +219,11 @@ def _ms(seconds: float | None) -> str:
     return "-" if seconds is None else f"{seconds * 1e3:.4g}"
 
 
-def format_table(changes: list[Change], threshold_pct: float) -> str:
-    header = ["kernel", "shape", "dtype", "provider", "baseline ms", "current ms", "change", "verdict"]
+def format_table(changes: list[Change], threshold_pct: float, alpha: float = DEFAULT_ALPHA) -> str:
+    header = ["kernel", "shape", "dtype", "provider", "baseline ms", "current ms", "change", "p (U test)", "verdict"]
     rows = [[c.kernel, c.shape, c.dtype, c.provider, _ms(c.baseline_s), _ms(c.current_s),
-             "-" if c.change is None else f"{100 * c.change:+.1f}%", c.verdict(threshold_pct)] for c in changes]
+             "-" if c.change is None else f"{100 * c.change:+.1f}%", c.p_text(alpha), c.verdict(threshold_pct, alpha)]
+            for c in changes]
     widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(header)]
     line = lambda cells: "  ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip()  # noqa: E731
     return "\n".join([line(header), line(["-" * w for w in widths])] + [line(r) for r in rows])
@@ -220,6 +297,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="baseline JSON (default: reports/benchmarks/<machine of the current run>.json)")
     parser.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD_PCT,
                         help=f"percent slower than the baseline that fails (default {DEFAULT_THRESHOLD_PCT:g})")
+    parser.add_argument("--alpha", type=float, default=DEFAULT_ALPHA,
+                        help=f"significance level of the Mann-Whitney U test on the rounds (default {DEFAULT_ALPHA:g}): "
+                             f"a change past the threshold with p >= alpha is not significant")
     parser.add_argument("--history", action="append", metavar="PATH",
                         help="saved runs (files or directories) to plot over time, e.g. .benchmarks reports/benchmarks")
     parser.add_argument("--plot", default=str(HISTORY_PNG), help=f"history plot path (default {HISTORY_PNG})")
@@ -242,6 +322,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"alexnet-fast regress: --threshold must be a finite positive percentage, got {args.threshold:g}",
               file=sys.stderr)
         return 2
+    alpha = getattr(args, "alpha", DEFAULT_ALPHA)
+    if not (math.isfinite(alpha) and 0 < alpha < 1):
+        print(f"alexnet-fast regress: --alpha must be a significance level in (0, 1), got {alpha:g}", file=sys.stderr)
+        return 2
     try:
         current_path = args.current or _newest_autosave()
         if current_path is None:
@@ -262,16 +346,33 @@ def run(args: argparse.Namespace) -> int:
               f"times of different machines are not comparable", file=sys.stderr)
     changes = compare(baseline, current)
     print(f"baseline {baseline.path} ({baseline.datetime}) vs current {current.path} ({current.datetime}); "
-          f"threshold +{args.threshold:g}% on the median")
-    print(format_table(changes, args.threshold))
+          f"threshold +{args.threshold:g}% on the median and Mann-Whitney U p < {alpha:g} on the rounds")
+    print(format_table(changes, args.threshold, alpha))
+    _warn_undecidable(changes, baseline, current, alpha)
     if history:
         runs = list({r.path.resolve(): r for r in history + [current]}.values())  # current may be in history
         plot = plot_history(runs, args.plot)
         print(f"history of {len(runs)} runs: {plot}")
-    slower = [c for c in changes if c.verdict(args.threshold) == "SLOWER"]
+    slower = [c for c in changes if c.verdict(args.threshold, alpha) == "SLOWER"]
     if slower:
         print(f"REGRESSION: {len(slower)} benchmark(s) slower than the baseline by more than {args.threshold:g}%: "
-              + ", ".join(f"{c.kernel} {c.shape} {c.dtype} {c.provider} ({100 * c.change:+.1f}%)".replace("  ", " ")
-                          for c in slower), file=sys.stderr)
+              + ", ".join(f"{c.kernel} {c.shape} {c.dtype} {c.provider} ({100 * c.change:+.1f}%, "
+                          f"p {c.p_text(alpha)})".replace("  ", " ") for c in slower), file=sys.stderr)
         return 1
     return 0
+
+
+def _warn_undecidable(changes: list[Change], baseline: Run, current: Run, alpha: float) -> None:
+    """One warning line per reason the rounds could not decide (the threshold alone did)."""
+    compared = [c for c in changes if c.change is not None]
+    for run_, what in ((baseline, "baseline"), (current, "current run")):
+        names = [c.name for c in compared if not (run_.benchmarks[c.name].rounds_s)]
+        if names:
+            print(f"warning: {len(names)} benchmark(s) of the {what} {run_.path} have no raw rounds (stats.data; "
+                  f"--benchmark-json keeps them, --benchmark-save/--benchmark-autosave need --benchmark-save-data): "
+                  f"judged on the threshold alone", file=sys.stderr)
+    few = [c for c in compared if c.undecidable(alpha) not in (None, NO_ROUNDS)]
+    if few:
+        print(f"warning: {len(few)} benchmark(s) have too few rounds for the U test to reach p < {alpha:g} "
+              f"({', '.join(sorted({c.undecidable(alpha) for c in few}))}): judged on the threshold alone; "
+              f"record more rounds", file=sys.stderr)
