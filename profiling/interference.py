@@ -28,6 +28,13 @@ holds):
 Where ``/proc/stat`` is missing (macOS, Windows) the sampler is ``available = False``, its
 cells carry ``interference = "unavailable"`` and no figures, and nothing raises.
 
+What it does not see: child processes count as "others" unless their pids are passed (the
+torch.compile worker pool is idle while a cell is timed; the two-rank layouts pass their
+ranks), and on a GPU machine it sees the host's CPUs only: the GPU's own neighbours and
+clocks are NVML's part (:mod:`profiling.telemetry`). The background thread wakes every
+``interval_s`` (0.5 s) to read three small files (tens of microseconds), and its CPU time is
+ours.
+
 Engine integration: one Sampler per run (``threads`` of the cell given per cell); per cell::
 
     with sampler.cell(threads=n_threads) as cell:

@@ -5,11 +5,12 @@ a clock, and alternates them in *rounds*: each round times one call of each, bac
 an order drawn at random (so neither always runs on the cache or clock state the other left).
 The order is randomised in permuted blocks of two rounds: a random order, then the other
 one, so both orders are equally represented (to within one round) and the crossover estimate
-of :func:`profiling.stats.paired_ratio` cancels an order effect exactly. After ``min_rounds`` it estimates the speedup ``baseline_ms / variant_ms`` from
-the per-round pairs with a bootstrap interval (:func:`profiling.stats.paired_ratio`) and stops
-as soon as the interval's relative half-width is at most ``target_half_width`` (3% by
-default), or when ``time_cap_s`` of wall time or ``max_rounds`` rounds are spent. The result
-says which, and whether the target was met.
+of :func:`profiling.stats.paired_ratio` cancels an order effect exactly. After
+``min_rounds`` it estimates the speedup ``baseline_ms / variant_ms`` from the per-round pairs
+with a bootstrap interval (:func:`profiling.stats.paired_ratio`) and stops as soon as the
+interval's relative half-width is at most ``target_half_width`` (3% by default), or when
+``time_cap_s`` of wall time or ``max_rounds`` rounds are spent. The result says which, and
+whether the target was met.
 
 It knows nothing of torch, devices or the engine: the caller passes
 
@@ -50,6 +51,10 @@ then, per cell, with the intra-op threads fixed around the whole call::
   makes the stop decision common even if the ranks' wall clocks disagree on the time cap.
   No other communication is needed.
 * **Per-layer rows**: the layer's baseline and variant callables, same call.
+* **Interference** (:mod:`profiling.interference`): the cell's rounds run inside
+  ``with sampler.cell(threads=n):`` (background sampling), or pass
+  ``before_round=sampler.sample`` with ``sampler.cell(background=False)`` for one sample a
+  round; the cell's figures and flag go into the same row.
 * **pytest benchmarks**: pytest-benchmark times one target per test, and its rounds
   (``stats.data``) feed ``alexnet-fast regress`` (Mann-Whitney U, :mod:`profiling.regress`).
   A benchmark that states a speedup over its baseline provider calls :func:`paired_rounds`
