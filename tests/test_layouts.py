@@ -466,15 +466,18 @@ def test_a_hung_rank_ends_the_run_within_the_timeout():
 _KERNEL_MODULES = ("kernels.conv2d_relu", "kernels.lrn", "kernels.max_pool2d", "kernels.lrn_max_pool2d")
 
 
-def _record_launch_dtypes() -> list[tuple[str, set]]:
+def _record_launch_dtypes(restore: list) -> list[tuple[str, set]]:
     """Wrap the autotuned launch of every Triton op so each launch records (kernel, the
-    dtypes of its floating tensor arguments)."""
+    dtypes of its floating tensor arguments). ``restore`` receives (module, real) pairs to
+    put back: the "single" layout runs in the test process, whose later tests (in the same
+    xdist worker) must see the real launcher."""
     import importlib
 
     seen: list[tuple[str, set]] = []
     for name in _KERNEL_MODULES:
         module = importlib.import_module(name)
         real = module.autotuned
+        restore.append((module, real))
 
         def spying(kernel, *args, _real=real, **kwargs):
             tuned = _real(kernel, *args, **kwargs)
@@ -498,8 +501,9 @@ def _fp16_autocast_step(layout: str) -> list[tuple[str, set]]:
     from alexnet_fast.precision import policy
 
     ctx = init_ranks(timeout_s=120) if layout != "single" else local_context("cpu")
+    restore: list = []
     try:
-        seen = _record_launch_dtypes()
+        seen = _record_launch_dtypes(restore)
         torch.manual_seed(0)
         single = alexnet(width_mult=0.0625, input_size=67, num_classes=10, dropout=0.0)
         x, y = _batch(single.config, batch=2)
@@ -510,6 +514,8 @@ def _fp16_autocast_step(layout: str) -> list[tuple[str, set]]:
         loss.backward()
         return seen
     finally:
+        for module, real in reversed(restore):
+            module.autotuned = real
         if layout != "single":
             shutdown(ctx)
 
