@@ -251,7 +251,8 @@ def plot_layers(results, path: str | Path) -> Path | None:
     names = [n for n in names if n not in rest] + rest
     cmap = plt.get_cmap("tab20")
     colors = {n: cmap(i % 20) for i, n in enumerate(n for n in names if n not in rest)}
-    colors.update({n: "0.75" for n in rest})
+    colors.update({n: "0.8" for n in rest})
+    colors["compiled graph"] = "0.45"  # one segment, hatched: the layers fused in one graph
     fig, axes = plt.subplots(1, len(panels), figsize=(2.2 + 1.6 * max(len(v) for v in panels.values()) * len(panels), 5.2),
                              squeeze=False)
     for ax, ((precision, batch, pass_, shape, device), cells) in zip(axes[0], panels.items()):
@@ -307,7 +308,8 @@ def write_summary(results, output_dir: str | Path) -> Path:
         unprof = (r.unprofiled or {}).get("median_ms")
         rows.append([f"[{r.cell['label']}]({link})" if link else r.cell["label"], r.cell["precision"],
                      str(r.cell["batch_size"]), r.cell["pass"], step, "-" if unprof is None else f"{unprof:.2f}",
-                     "-" if cols["profile_overhead_pct"] is None else f"{cols['profile_overhead_pct']:+.0f}%",
+                     "-" if r.interpreted else f"{cols['profile_overhead_pct']:+.0f}%"
+                     if cols["profile_overhead_pct"] is not None else "noisy",
                      "-" if cols["profile_layer_coverage"] is None else
                      f"{100 * cols['profile_layer_coverage']:.1f}%",
                      "-" if cols["peak_mem_bytes"] is None else f"{cols['peak_mem_bytes'] / 2**20:.1f}"])

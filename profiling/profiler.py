@@ -98,6 +98,7 @@ COMPILED_GRAPH = "compiled graph"  # the one "layer" of a whole-model compiled c
 BACKWARD_OP = "autograd::engine::evaluate_function: "
 OPTIMIZER_PREFIX = "Optimizer."  # torch.optim's own ranges: Optimizer.step#SGD.step, Optimizer.zero_grad#...
 TOP_OPS = 25
+DRIFT = 0.10  # unprofiled steps before vs after the profiled ones: past 10% apart, no overhead figure
 
 
 # ---------------------------------------------------------------------- layer groups and markers
@@ -249,7 +250,7 @@ class ProfileResult:
 
     cell: dict[str, Any]  # variant, label, compile_mode, compile_scope, precision, batch_size, pass, device, ...
     step_ms: list[float]  # each profiled step's range (CPU wall, device synchronised inside)
-    unprofiled: dict[str, Any] | None  # profiling.timers.Timing columns of the same steps without the profiler
+    unprofiled: dict[str, Any] | None  # the same steps without the profiler, timed before and after it (_unprofiled)
     first_call_s: float | None
     layers: list[dict[str, Any]]
     ops: list[dict[str, Any]]
@@ -269,13 +270,26 @@ class ProfileResult:
         same steps) add up to."""
         return statistics.fmean(self.step_ms)
 
+    def overhead(self) -> tuple[float | None, str]:
+        """(the profiled step over the unprofiled one - 1, in %, or None; why). None when
+        interpreted, or when the unprofiled steps timed before and after the profiled ones
+        differ by more than :data:`DRIFT`: the machine's load changed, so no ratio."""
+        u = self.unprofiled
+        if self.interpreted or not u:
+            return None, "interpreted" if self.interpreted else "not timed"
+        drift = abs(u["before_ms"] - u["after_ms"]) / min(u["before_ms"], u["after_ms"])
+        if drift > DRIFT:
+            return None, (f"noisy: unprofiled {u['before_ms']:.1f} ms before and {u['after_ms']:.1f} ms after the "
+                          f"profiled steps")
+        return 100 * (self.step_mean_ms / u["median_ms"] - 1), (
+            f"unprofiled {u['before_ms']:.1f} ms before and {u['after_ms']:.1f} ms after the profiled steps")
+
     def columns(self) -> dict[str, Any]:
         """Flat columns for a bench row (profiled step, overhead, peak memory, trace path)."""
-        unprof = (self.unprofiled or {}).get("median_ms")
         outside = next((r["share"] for r in self.layers if r["layer"] == "outside layers"), None)
         return {
             "profile_step_ms": None if self.interpreted else self.step_mean_ms,
-            "profile_overhead_pct": (100 * (self.step_mean_ms / unprof - 1)) if unprof and not self.interpreted else None,
+            "profile_overhead_pct": self.overhead()[0],
             "profile_layer_coverage": None if outside is None else 1 - outside,  # share of the step inside layers
             "peak_mem_bytes": self.memory.get("peak_bytes"),
             "peak_mem_source": self.memory.get("source"),
@@ -382,13 +396,13 @@ def profile_cell(model: nn.Module, inputs: tuple[torch.Tensor, torch.Tensor], va
         step = inference_step(built.eval(), x, prec) if pass_ == "inference" else train_step(built, x, target, prec)
         with markers, prec.flags():
             names = markers.names if isinstance(markers, LayerMarkers) else names
-            first_call_s, _ = time_first_call(step, device)
-            for _ in range(max(0, warmup - 1)):
+            first_call_s = time_first_call(step, device)[0] if warmup else None  # compiles, for the compiled variants
+            for _ in range(warmup - 1):
                 step()
-            unprofiled = None
-            if not interpreted:
-                unprofiled = measure(step, device=device, warmup=0, repeats=steps, threads=n_threads).columns()
+            before = None if interpreted else measure(step, device=device, warmup=0, repeats=steps, threads=n_threads)
             prof, cuda_memory = _profile_steps(step, device, steps)
+            after = None if interpreted else measure(step, device=device, warmup=0, repeats=steps, threads=n_threads)
+    unprofiled = None if interpreted else _unprofiled(before, after)
     cell["threads"] = n_threads
     out.mkdir(parents=True, exist_ok=True)
     trace_path = _write_trace(prof, out, gzip_over_bytes)
@@ -406,6 +420,14 @@ def profile_cell(model: nn.Module, inputs: tuple[torch.Tensor, torch.Tensor], va
                            kernels, gaps, {"trace": str(trace_path)}, notes)
     _write_cell_files(result, out)
     return result
+
+
+def _unprofiled(before, after) -> dict[str, Any]:
+    """The unprofiled steps (:class:`profiling.timers.Timing` before and after the profiled
+    ones, so that a drift of the machine's load shows instead of passing for overhead)."""
+    times = list(before.times_ms) + list(after.times_ms)
+    return {"median_ms": statistics.median(times), "before_ms": before.median_ms, "after_ms": after.median_ms,
+            "times_ms": times, "timer": before.method, "threads": before.threads}
 
 
 def _profile_steps(step, device: torch.device, steps: int):
@@ -739,11 +761,12 @@ def cell_markdown(result: ProfileResult, link: str = "") -> str:
     if result.interpreted:
         lines.append(f"- step {result.step_mean_ms:.1f} ms under the profiler: **{INTERPRETED}**")
     else:
-        unprof = (result.unprofiled or {}).get("median_ms")
-        over = f" ({100 * (result.step_mean_ms / unprof - 1):+.0f}% profiler + marker overhead)" if unprof else ""
+        unprof = result.unprofiled["median_ms"]
+        pct, why = result.overhead()
+        over = f"{pct:+.0f}% profiler + marker overhead; {why}" if pct is not None else why
+        first = "" if result.first_call_s is None else f"; first call {result.first_call_s:.2f} s"
         lines.append(f"- step **{result.step_mean_ms:.2f} ms** under the profiler (mean of {len(result.step_ms)}), "
-                     f"{unprof:.2f} ms without it (median of {c['steps']}){over}; first call "
-                     f"{result.first_call_s:.2f} s")
+                     f"{unprof:.2f} ms without it (median of {2 * c['steps']}: {over}){first}")
     mem = result.memory
     lines.append(f"- peak memory {_bytes(mem.get('peak_bytes'))} ({mem.get('source')})")
     lines += [f"- {n}" for n in result.notes]

@@ -305,3 +305,17 @@ def test_trace_is_gzipped_only_when_big(tmp_path):
     (tmp_path / "bad.json").write_text("{not json")
     with pytest.raises(ValueError, match="is not Chrome trace JSON"):
         P.read_trace(tmp_path / "bad.json")
+
+
+def test_overhead_needs_a_steady_machine():
+    """The profiler's overhead is the profiled step over the unprofiled steps timed before and
+    after it; if those two disagree by more than 10% the load moved and no ratio is given."""
+    def result(before, after):
+        unprof = {"median_ms": (before + after) / 2, "before_ms": before, "after_ms": after}
+        return P.ProfileResult({"interpreted": False}, [11.0, 11.0], unprof, 0.1, [], [], {})
+
+    pct, why = result(10.0, 10.0).overhead()
+    assert pct == pytest.approx(10.0) and "before" in why
+    pct, why = result(10.0, 12.0).overhead()
+    assert pct is None and why.startswith("noisy")
+    assert P.ProfileResult({"interpreted": True}, [5.0], None, None, [], [], {}).overhead() == (None, "interpreted")
