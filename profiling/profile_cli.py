@@ -276,7 +276,8 @@ def plot_layers(results, path: str | Path) -> Path | None:
     fig.legend([seen[n] for n in names if n in seen], [n for n in names if n in seen], loc="center right",
                fontsize=8, frameon=False)
     left_out = sorted({r.cell["label"] for r in results if r.interpreted})
-    title = "Time per layer, one bar per variant (torch.profiler; bar label: mean profiled step, ms)"
+    title = ("Time per layer, one bar per variant (torch.profiler; bar label: mean profiled step, ms)\n"
+             "cells run one after another: compare layers within a bar, time ratios with `bench`")
     if left_out:
         title += f"\nnot plotted ({', '.join(left_out)}): interpreted, not a speed"
     fig.suptitle(title, fontsize=9)

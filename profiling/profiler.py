@@ -90,7 +90,7 @@ __all__ = ["ProfileResult", "LayerGroup", "LayerMarkers", "COMPILE_SCOPES", "GZI
            "device_gaps", "our_kernel_names", "kernel_source", "cell_name", "INTERPRETED"]
 
 COMPILE_SCOPES = ("layers", "model")
-GZIP_OVER_BYTES = 256 << 10  # traces bigger than 256 KiB are written gzipped (Perfetto and chrome://tracing read .gz)
+GZIP_OVER_BYTES = 128 << 10  # traces bigger than 128 KiB are written gzipped (Perfetto and chrome://tracing read .gz)
 INTERPRETED = "interpreted: not a speed"
 STEP_NAME = re.compile(r"^step (\d+)$")
 COMPILED_REGION = "Torch-Compiled Region"  # dynamo's range around a compiled frame
