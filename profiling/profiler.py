@@ -9,7 +9,8 @@ one variant x precision x batch x pass on one device:
    markers are attached (below);
 2. ``warmup`` untimed steps (the first one, the compile for the compiled variants, is timed on
    its own), ``steps`` steps timed without the profiler by :func:`profiling.timers.measure`
-   (the one timer: the profiler's overhead is the difference), then ``steps`` steps under
+   (the one timer) before and again after the profiled ones (the profiler's overhead is the
+   difference, given only when before and after agree within :data:`DRIFT`), and ``steps`` steps under
    ``torch.profiler`` (CPU activities, plus CUDA on a GPU; ``record_shapes``,
    ``profile_memory``), each inside ``record_function("step N")`` with the device synchronised
    before the range closes;
