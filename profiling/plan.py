@@ -21,7 +21,7 @@ from alexnet_fast.vocabulary import COMPILE_MODES, LAYOUTS, PASSES, PRECISIONS, 
 from profiling.flops import layer_units
 
 __all__ = ["VariantSpec", "ReducedSize", "BenchPlan", "default_plan", "idle_cores", "plan_from_args",
-           "validate_plan", "parse_device", "describe", "use_interpreter_without_gpu", "TRITON_OPS"]
+           "validate_plan", "parse_device", "describe", "use_interpreter_without_gpu", "plan_cells", "TRITON_OPS"]
 
 # per-layer ops build_variant swaps for Triton kernels (FC layers stay PyTorch in every variant)
 TRITON_OPS = ("conv_relu", "lrn", "pool", "lrn_pool")
@@ -69,6 +69,7 @@ class BenchPlan:
     layouts: list[str] = field(default_factory=lambda: ["single"])
     layers: list[str] = field(default_factory=list)  # unit names; [] = no per-layer rows
     layer_batch_size: int = 8
+    layer_passes: list[str] = field(default_factory=lambda: ["fwd"])  # per-layer rows: fwd and/or bwd
     preset: str = "paper"
     width_mult: float = 1.0
     input_size: int | None = None
@@ -195,6 +196,8 @@ def plan_from_args(args: argparse.Namespace) -> BenchPlan:
         if not plan.batch_sizes or min(plan.batch_sizes) < 1:
             raise ValueError(f"batch sizes must be positive integers, got {plan.batch_sizes}")
     plan.passes = _choose(_split(args.passes), PASSES, "pass") or plan.passes
+    plan.layer_passes = _choose(_split(getattr(args, "layer_pass", None)), ("fwd", "bwd"), "layer pass") \
+        or plan.layer_passes
     plan.layouts = _choose(_split(args.layout), LAYOUTS, "layout") or plan.layouts
     for name in ("preset", "width_mult", "input_size", "layer_batch_size", "warmup", "repeats", "threads", "seed",
                  "peak_gemm_n", "peak_copy_mib"):
@@ -335,9 +338,75 @@ def validate_plan(plan: BenchPlan) -> None:
         _check_triton_mode(plan.device)
 
 
+# ---------------------------------------------------------------------- plan -> cells
+def plan_cells(plan: BenchPlan) -> list:
+    """The plan as the engine's cells (:class:`profiling.suites.Cell`): the peaks, then one
+    whole-model cell per (layout, precision, pass, variant, batch), then one per-layer cell
+    per (precision, variant, unit). Without a GPU the triton variants are checked once at
+    the reduced size (``plan.check``: model and batch), their per-layer units that hold a
+    Triton kernel too; a user's model (``--model``) at its own size and the check batch."""
+    from profiling.suites import IMPL_OF_VARIANT, Cell, assumed_compiles, layer_estimate, model_estimate, _Tally
+
+    tally = _Tally()
+    c = plan.check
+    full = {"preset": plan.preset, "width_mult": plan.width_mult, "input_size": plan.input_size}
+    reduced = {"preset": plan.preset, "width_mult": c.width_mult, "input_size": c.input_size}
+    cells = [Cell("peaks", "peaks", 2.0, {"gemm_n": plan.peak_gemm_n, "copy_mib": plan.peak_copy_mib,
+                                          "precisions": list(plan.precisions)},
+                  what={"scope": "peak", "layer": "gemm+copy"})]
+
+    def what(scope, variant, precision, **kw):
+        return {"scope": scope, "variant": variant.name, "label": variant.label, "precision": precision,
+                "compile_mode": variant.compile_mode if variant.compiled else "-", **kw}
+
+    for layout in plan.layouts:
+        for precision in plan.precisions:
+            for pass_ in plan.passes:
+                for variant in plan.variants:
+                    interpreted = variant.uses_triton and plan.interpreted
+                    for batch in [c.batch_size] if interpreted else plan.batch_sizes:
+                        size = full if not interpreted or plan.model else reduced
+                        check_size = ("full" if not interpreted else f"model size b{batch}" if plan.model
+                                      else f"w{c.width_mult}@{c.input_size} b{batch}")
+                        params = {"variant": variant.name, "compile_mode": variant.compile_mode,
+                                  "precision": precision, "batch_size": batch, "pass": pass_, "layout": layout,
+                                  **size, "check_size": check_size, "model": plan.model,
+                                  "model_input_size": plan.model_input_size}
+                        est = model_estimate(variant.name, pass_, mode=variant.compile_mode, triton_tuned=False,
+                                             tally=tally, batch=batch, precision=precision,
+                                             units=layer_units(make_config(plan.preset, width_mult=plan.width_mult,
+                                                                           input_size=plan.input_size)))
+                        cells.append(Cell("model", f"{layout} {variant.label} {precision} b{batch} {pass_}",
+                                          est + (20.0 if layout != "single" else 0.0), params,
+                                          None if layout != "single" else assumed_compiles("model", params),
+                                          what=what("model", variant, precision, layer="model", layout=layout,
+                                                    batch_size=batch, **{"pass": pass_})))
+    if plan.layers:
+        full_units = {u.name: u for u in layer_units(make_config(plan.preset, width_mult=plan.width_mult,
+                                                                  input_size=plan.input_size))}
+        for precision in plan.precisions:
+            for variant in plan.variants:
+                for name in plan.layers:
+                    unit = full_units[name]
+                    interpreted = variant.uses_triton and plan.interpreted and unit.op in TRITON_OPS
+                    batch = c.batch_size if interpreted else plan.layer_batch_size
+                    params = {"unit": name, "op": unit.op, "precision": precision,
+                              "impl": IMPL_OF_VARIANT[variant.name], "compile_mode": variant.compile_mode,
+                              "passes": list(plan.layer_passes), "batch_size": batch,
+                              **(reduced if interpreted else full),
+                              "check_size": f"w{c.width_mult}@{c.input_size} b{batch}" if interpreted else "full"}
+                    cells.append(Cell("layer", f"{name} {variant.label} {precision}",
+                                      layer_estimate(unit, params["impl"], precision, plan.layer_passes, batch, tally,
+                                                     3, variant.compile_mode),
+                                      params, assumed_compiles("layer", params),
+                                      what=what("layer", variant, precision, layer=name, op=unit.op,
+                                                batch_size=batch, **{"pass": "/".join(plan.layer_passes)})))
+    return cells
+
+
 def describe(plan: BenchPlan) -> str:
     v = ", ".join(x.label for x in plan.variants)
     return (f"device {plan.device}: variants [{v}] x precisions {plan.precisions} x batches {plan.batch_sizes} "
             f"x passes {plan.passes} x layouts {plan.layouts}; {len(plan.layers)} per-layer units at batch "
-            f"{plan.layer_batch_size}; preset {plan.preset} width {plan.width_mult} input "
+            f"{plan.layer_batch_size} ({'+'.join(plan.layer_passes)}); preset {plan.preset} width {plan.width_mult} input "
             f"{plan.input_size or 'preset'}; warmup {plan.warmup}, repeats {plan.repeats}, threads {plan.threads}")
