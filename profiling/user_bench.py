@@ -9,7 +9,12 @@ and fp64), timings and result rows as for this project's AlexNet; what differs:
   check batch size (``--check-batch-size``), so give a small model for that;
 * no per-layer rows and one device (those use this project's AlexNet roles);
 * FLOPs come from ``torch.utils.flop_counter.FlopCounterMode`` (multiply-adds only; no byte
-  model), rows carry ``preset = "model <spec>"``.
+  model), rows carry ``preset = "model <spec>"``;
+* timed rows carry the TF32 flags in force inside the timed step, ``tf32_matmul``
+  (``torch.backends.cuda.matmul.allow_tf32``) and ``tf32_cudnn``
+  (``torch.backends.cudnn.allow_tf32``), read while it runs: an external figure to compare
+  with (KernelBench's fp32 is cuDNN TF32 on, matmul TF32 off) is matched by what ran, not by
+  the precision's label.
 
 :func:`profiling.plan.fit_plan_to_model` points the plan at the model; :func:`make_harness`
 picks the harness class in ``profiling.bench.run``.
@@ -60,6 +65,7 @@ class UserModelHarness(Harness):
         super().__init__(plan, output_dir, progress=progress, build_variant=build_variant)
         self.user = load_model(plan.model, input_size=plan.model_input_size)
         self._flop_cache: dict[str, int] = {}
+        self._tf32_seen: dict[str, bool] = {}
         if any(v.uses_triton for v in plan.variants):
             import kernels
 
@@ -82,6 +88,23 @@ class UserModelHarness(Harness):
             target = torch.randint(0, self._refs["num_classes"], (batch_size,), generator=gen)
             self._refs[key] = (x.to(self.device), target.to(self.device))
         return self._refs[key]
+
+    def _build(self, model, variant):
+        """The harness's variant of ``model``, with a forward pre-hook (outside any compiled
+        graph) that notes the TF32 flags each call runs under."""
+        built = super()._build(model, variant)
+        built.register_forward_pre_hook(self._note_tf32)
+        return built
+
+    def _note_tf32(self, _module, _args) -> None:
+        self._tf32_seen = {"tf32_matmul": torch.backends.cuda.matmul.allow_tf32,
+                           "tf32_cudnn": torch.backends.cudnn.allow_tf32}
+
+    def _time(self, fn):
+        """The harness's timing of ``fn``, plus the TF32 flags of its last timed call."""
+        self._tf32_seen = {}
+        timing = super()._time(fn)
+        return {**timing, **self._tf32_seen}
 
     def _row(self, **fields):
         row = super()._row(**fields)
