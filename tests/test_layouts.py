@@ -25,7 +25,8 @@ from alexnet_fast.layouts import (
     load_full_state_dict, local_batch, local_context, merge_columns,
     shutdown, split_columns,
 )
-from alexnet_fast.layouts.columns import ColumnGather, HaloCrop, LRNHalo
+from alexnet_fast.layouts import columns as columns_module
+from alexnet_fast.layouts.columns import ColumnGather, HaloCrop, LRNHalo, p2p_staged
 
 # small paper-preset model: 12/32/48/48/32 filters (6/16/24/24/16 per column), 99x99 input
 # (pool5 is 2x2, so the flatten order of fc6's gathered input is exercised), 10 classes
@@ -206,6 +207,16 @@ def test_comm_meter_counts_overlapping_spans_once():
 # ------------------------------------------------------------- two gloo ranks on CPU
 
 
+def _loud_lrn_model_and_batch():
+    """A model and batch where the LRN changes the logits by ~10% (He init, inputs x10; at
+    the paper's init it changes them by ~1e-7, below the comparison's 1e-5), and a batch
+    unlike the other checks' (a halo buffer left unfilled finds no right values in memory)."""
+    torch.manual_seed(0)
+    model = alexnet(**SMALL, init="kaiming")
+    x, y = _batch(model.config, seed=2)
+    return model, 10 * x, y
+
+
 def _layouts_rank_checks() -> dict:
     """On each of 2 ranks: model_parallel and data_parallel against the single model."""
     ctx = init_ranks(timeout_s=120)
@@ -250,6 +261,26 @@ def _layouts_rank_checks() -> dict:
         out["mp_bf16_grads"] = full_grads("model_parallel", bf16_column, ctx)
         out["mp_bf16_bytes"] = meter.bytes_sent
         out["mp_bf16_bytes_model"] = comm_bytes_model("model_parallel", config, BATCH, train=True, dtype=torch.bfloat16)
+
+        # the halo as gloo runs it with CUDA tensors (two ranks sharing a GPU): through CPU
+        # buffers; p2p_staged (the path choice, its own test below) answers yes here
+        loud, x2, y2 = _loud_lrn_model_and_batch()
+        asked = []
+        chooser = columns_module.p2p_staged
+        columns_module.p2p_staged = lambda backend, device: asked.append((str(backend), device.type)) or True
+        try:
+            staged = layout_model(loud, "model_parallel", "eager", ctx)
+            staged_logits = staged(x2)
+            F.cross_entropy(staged_logits, y2).backward()
+        finally:
+            columns_module.p2p_staged = chooser
+        out["staged_asked"] = asked
+        direct = layout_model(loud, "model_parallel", "eager", ctx)  # the same, sent as they are
+        direct_logits = direct(x2)
+        F.cross_entropy(direct_logits, y2).backward()
+        out["direct_logits"], out["direct_grads"] = direct_logits.detach(), full_grads("model_parallel", direct, ctx)
+        out["staged_logits"] = staged_logits.detach()
+        out["staged_grads"] = full_grads("model_parallel", staged, ctx)
 
         # the column under torch.compile: one graph (fullgraph), same logits and gradients
         compiled = layout_model(single, "model_parallel", "eager", ctx)
@@ -316,7 +347,12 @@ def _single_reference() -> dict:
         bf16_logits = bf16(x)
     F.cross_entropy(bf16_logits.float(), y).backward()
     bf16_grads = {k: p.grad.clone() for k, p in bf16.named_parameters()}
+    other, x2, y2 = _loud_lrn_model_and_batch()
+    other_logits = other(x2)
+    F.cross_entropy(other_logits, y2).backward()
+    other_grads = {k: p.grad.clone() for k, p in other.named_parameters()}
     return {"logits": logits.detach(), "grads": grads, "start": start, "after_step": single.state_dict(),
+            "loud_logits": other_logits.detach(), "loud_grads": other_grads,
             "optimizer": opt.state_dict(), "names": [k for k, _ in single.named_parameters()],
             "bf16_logits": bf16_logits.detach(), "bf16_grads": bf16_grads, "batch1_grads": batch1_grads}
 
@@ -334,6 +370,27 @@ def _check_model_parallel_equals_single(results, ref):
     torch.testing.assert_close(results[0]["mp_logits"], results[1]["mp_logits"], rtol=0, atol=0)
     for name, grad in ref["batch1_grads"].items():
         _assert_tight(results[1]["mp_batch1_grads"][name], grad, f"batch of 1: grad {name}")
+
+
+def _check_model_parallel_halo_paths(results, ref):
+    """Where the LRN matters (:func:`_loud_lrn_model_and_batch`), the halo sent as it is and
+    the halo staged through CPU buffers (gloo's path for CUDA tensors) give the single model's
+    logits and gradients; every halo exchange and return (2 LRNs, forward and backward) of the
+    staged run went that way."""
+    for rank in (0, 1):
+        out = results[rank]
+        assert out["staged_asked"] == [("gloo", "cpu")] * 4, out["staged_asked"]
+        for path in ("direct", "staged"):
+            _assert_tight(out[f"{path}_logits"], ref["loud_logits"], f"rank {rank} {path}-halo logits")
+            for name, grad in ref["loud_grads"].items():
+                _assert_tight(out[f"{path}_grads"][name], grad, f"rank {rank} {path}-halo grad {name}")
+
+
+def test_halo_p2p_is_staged_through_cpu_only_for_gloo_with_gpu_tensors():
+    """gloo's send/recv have no CUDA path: two ranks sharing one GPU (gloo) stage the halo."""
+    assert p2p_staged("gloo", torch.device("cuda", 0)) and p2p_staged(torch.distributed.Backend.GLOO, "cuda")
+    assert not p2p_staged("nccl", torch.device("cuda", 1))  # NCCL sends device tensors as they are
+    assert not p2p_staged("gloo", torch.device("cpu"))
 
 
 def _check_optimizer_state(results, ref):
@@ -412,6 +469,7 @@ def test_two_gloo_ranks_match_the_single_model():
     ref = _single_reference()
     _check_model_parallel_equals_single(results, ref)  # logits, every gradient, one SGD step, batch of 1
     _check_optimizer_state(results, ref)
+    _check_model_parallel_halo_paths(results, ref)
     _check_model_parallel_bf16(results, ref)
     _check_model_parallel_compiled(results, ref)
     _check_model_parallel_channels_last(results, ref)
