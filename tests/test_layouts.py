@@ -8,6 +8,7 @@ rank functions below run on each rank and return tensors that the tests compare.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import os
 import signal
@@ -463,9 +464,34 @@ def _check_bytes(results, ref):
         assert results[rank]["dp_bytes"] == results[rank]["dp_bytes_model"] > 0
 
 
+WATCHED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)  # torch elastic's default set
+
+
+def _own_handler(signum, frame):  # a caller's handler, for the launcher to leave in place
+    raise AssertionError(f"signal {signum} delivered during a test")
+
+
+@contextlib.contextmanager
+def _launch_keeps_signal_handlers():
+    """The in-process launch must leave the signal handlers as it found them (torch elastic's
+    agent installs its own for SIGINT, SIGTERM, SIGHUP and SIGQUIT and never puts them back:
+    seen, a later SIGINT test in the same xdist worker finding elastic's handler)."""
+    previous = signal.signal(signal.SIGHUP, _own_handler)  # not only the defaults: one of the caller's own
+    try:
+        found = {s: signal.getsignal(s) for s in WATCHED_SIGNALS}
+        yield
+        left = {s: signal.getsignal(s) for s in WATCHED_SIGNALS}
+        changed = {s.name: getattr(h, "__name__", h) for s, h in left.items() if h is not found[s]}
+        assert not changed, f"the launch changed the signal handlers: {changed}"
+    finally:
+        signal.signal(signal.SIGHUP, previous)
+
+
 def test_two_gloo_ranks_match_the_single_model():
-    """One launch (start-up is the cost; one test so that pytest-xdist runs it once)."""
-    results = launch(_layouts_rank_checks, world_size=2, timeout_s=240)
+    """One launch (start-up is the cost; one test so that pytest-xdist runs it once), which
+    leaves the signal handlers as it found them."""
+    with _launch_keeps_signal_handlers():
+        results = launch(_layouts_rank_checks, world_size=2, timeout_s=240)
     ref = _single_reference()
     _check_model_parallel_equals_single(results, ref)  # logits, every gradient, one SGD step, batch of 1
     _check_optimizer_state(results, ref)
@@ -494,8 +520,8 @@ def _killed_mid_step(victim: int) -> None:
 
 def test_a_rank_killed_mid_step_ends_the_run_naming_it():
     start = time.perf_counter()
-    with pytest.raises(LayoutRunError, match=r"rank 1 failed first") as error:
-        launch(_killed_mid_step, 1, world_size=2, timeout_s=60)
+    with _launch_keeps_signal_handlers(), pytest.raises(LayoutRunError, match=r"rank 1 failed first") as error:
+        launch(_killed_mid_step, 1, world_size=2, timeout_s=60)  # a failed launch restores them too
     assert error.value.rank == 1
     assert "SIGKILL" in str(error.value)
     assert time.perf_counter() - start < 60
