@@ -69,6 +69,18 @@ def test_small_variant_keeps_every_layer():
         KernelBenchAlexNet(input_size=62)
 
 
+@pytest.fixture
+def backend_tf32_defaults():
+    """PyTorch's default TF32 flags (KernelBench's fp32), whatever an earlier test left:
+    cuDNN TF32 on, matmul TF32 off -- the cuDNN one the opposite of the fp32 policy's."""
+    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = True, False
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
+
+
 def _bench(tmp_path, capsys, *args: str) -> dict:
     rc = main(["bench", "--model", "alexnet_fast.examples:small_kernelbench_alexnet", "--repeats", "1",
                "--warmup", "0", "--output-dir", str(tmp_path), "--no-progress", "--device", "cpu",
@@ -90,15 +102,13 @@ def test_bench_model_small_kernelbench_eager_and_interpreted_triton(tmp_path, ca
     assert rows["triton", "inference"]["tf32_cudnn"] is None  # not timed: no flags to report
 
 
-def test_bench_model_training_step_records_the_policys_tf32_flags(tmp_path, capsys):
-    assert torch.backends.cudnn.allow_tf32  # PyTorch's default, the opposite of the fp32 policy
+def test_bench_model_training_step_records_the_policys_tf32_flags(tmp_path, capsys, backend_tf32_defaults):
     row = _bench(tmp_path, capsys, "--variant", "eager", "--batch-size", "1", "--pass", "train")["eager", "train"]
     assert row["status"] == "ok" and (row["tf32_matmul"], row["tf32_cudnn"]) == (False, False)
 
 
-@pytest.mark.xfail(strict=True, reason="profiling/engine.py times an inference cell outside "
-                                       "precision.flags(): it runs under the process's TF32 flags")
-def test_bench_model_inference_times_under_the_precision_flags(tmp_path, capsys):
-    assert torch.backends.cudnn.allow_tf32
+@pytest.mark.xfail(strict=True, raises=AssertionError, reason="profiling/engine.py times an inference cell outside "
+                   "precision.flags(): it runs under the process's TF32 flags")
+def test_bench_model_inference_times_under_the_precision_flags(tmp_path, capsys, backend_tf32_defaults):
     row = _bench(tmp_path, capsys, "--variant", "eager", "--batch-size", "1", "--pass", "inference")
     assert (row["eager", "inference"]["tf32_matmul"], row["eager", "inference"]["tf32_cudnn"]) == (False, False)

@@ -550,16 +550,17 @@ def test_a_hung_rank_ends_the_run_within_the_timeout():
 _KERNEL_MODULES = ("kernels.conv2d_relu", "kernels.lrn", "kernels.max_pool2d", "kernels.lrn_max_pool2d")
 
 
-def _record_launch_dtypes() -> list[tuple[str, set]]:
+@contextlib.contextmanager
+def _recording_launch_dtypes():
     """Wrap the autotuned launch of every Triton op so each launch records (kernel, the
-    dtypes of its floating tensor arguments)."""
+    dtypes of its floating tensor arguments) into the list yielded; the modules get their
+    own ``autotuned`` back after (the single layout runs in the test process)."""
     import importlib
 
     seen: list[tuple[str, set]] = []
-    for name in _KERNEL_MODULES:
-        module = importlib.import_module(name)
-        real = module.autotuned
-
+    modules = [importlib.import_module(name) for name in _KERNEL_MODULES]
+    reals = [module.autotuned for module in modules]
+    for module, real in zip(modules, reals):
         def spying(kernel, *args, _real=real, **kwargs):
             tuned = _real(kernel, *args, **kwargs)
 
@@ -573,7 +574,11 @@ def _record_launch_dtypes() -> list[tuple[str, set]]:
             return Launch()
 
         module.autotuned = spying
-    return seen
+    try:
+        yield seen
+    finally:
+        for module, real in zip(modules, reals):
+            module.autotuned = real
 
 
 def _fp16_autocast_step(layout: str) -> list[tuple[str, set]]:
@@ -583,15 +588,15 @@ def _fp16_autocast_step(layout: str) -> list[tuple[str, set]]:
 
     ctx = init_ranks(timeout_s=120) if layout != "single" else local_context("cpu")
     try:
-        seen = _record_launch_dtypes()
-        torch.manual_seed(0)
-        single = alexnet(width_mult=0.0625, input_size=67, num_classes=10, dropout=0.0)
-        x, y = _batch(single.config, batch=2)
-        model = layout_model(single, layout, "triton", ctx)
-        prec = policy("fp16")
-        with prec.context(ctx.device):
-            loss = F.cross_entropy(model(local_batch(layout, x, ctx)), local_batch(layout, y, ctx))
-        loss.backward()
+        with _recording_launch_dtypes() as seen:
+            torch.manual_seed(0)
+            single = alexnet(width_mult=0.0625, input_size=67, num_classes=10, dropout=0.0)
+            x, y = _batch(single.config, batch=2)
+            model = layout_model(single, layout, "triton", ctx)
+            prec = policy("fp16")
+            with prec.context(ctx.device):
+                loss = F.cross_entropy(model(local_batch(layout, x, ctx)), local_batch(layout, y, ctx))
+            loss.backward()
         return seen
     finally:
         if layout != "single":
@@ -605,8 +610,13 @@ def test_triton_kernels_run_in_the_autocast_dtype_in_every_layout(layout):
     forward, dgrad and wgrad, fused LRN+pool and pool, forward and backward -- gets fp16
     operands, in one process and on both ranks of each two-rank layout (the model-parallel
     gather used to hand an fp16 activation to an fp32 weight and die with a TypeError)."""
+    import importlib
+
+    launchers = [importlib.import_module(name).autotuned for name in _KERNEL_MODULES]
     results = {0: _fp16_autocast_step(layout)} if layout == "single" else \
         launch(_fp16_autocast_step, layout, world_size=2, timeout_s=300)
+    # the spies are gone (single runs in this process: later tests get the real launchers)
+    assert [importlib.import_module(name).autotuned for name in _KERNEL_MODULES] == launchers
     for rank, seen in results.items():
         kernels = {k for k, _ in seen}
         assert {"conv2d_relu_fwd_kernel", "conv2d_relu_dgrad_kernel", "conv2d_relu_wgrad_kernel",
