@@ -580,8 +580,6 @@ class Engine:
                     compile_mode=variant.compile_mode if variant.compiled else "-", precision=precision,
                     batch_size=batch, **{"pass": pass_}, layout=layout, **source.fields(),
                     check_size=p.get("check_size", "full"))
-        if self.device.type == "cuda":
-            base.update(prec.flag_columns())
         interpreted = variant.uses_triton and self.interpreted
         if interpreted and precision == "bf16":
             return [self._row(**base, status="error", note=NO_BF16_NOTE)]
@@ -630,6 +628,9 @@ class Engine:
                 if pass_ == "train":
                     out["compile_s"], _ = time_first_call(step, self.device)
                 out.update(self._time(step))
+                # the TF32 flags the timed step ran under (an external figure is matched by what ran)
+                out.update(tf32_matmul=torch.backends.cuda.matmul.allow_tf32,
+                           tf32_cudnn=torch.backends.cudnn.allow_tf32)
         del model
         return out
 

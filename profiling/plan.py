@@ -20,8 +20,9 @@ from alexnet_fast.precision import policy
 from alexnet_fast.vocabulary import COMPILE_MODES, LAYOUTS, PASSES, PRECISIONS, VARIANTS, variant_label
 from profiling.flops import layer_units
 
-__all__ = ["VariantSpec", "ReducedSize", "BenchPlan", "default_plan", "idle_cores", "plan_from_args",
-           "validate_plan", "parse_device", "describe", "use_interpreter_without_gpu", "plan_cells", "TRITON_OPS"]
+__all__ = ["VariantSpec", "ReducedSize", "BenchPlan", "default_plan", "default_batch_sizes", "fit_batches_to_layouts",
+           "idle_cores", "plan_from_args", "validate_plan", "parse_device", "describe", "use_interpreter_without_gpu",
+           "plan_cells", "TRITON_OPS"]
 
 # per-layer ops build_variant swaps for Triton kernels (FC layers stay PyTorch in every variant)
 TRITON_OPS = ("conv_relu", "lrn", "pool", "lrn_pool")
@@ -103,12 +104,33 @@ def idle_cores() -> int:
     return max(1, min(cores, cores - int(round(load))))
 
 
+# batch sizes of the embedded default, before fit_batches_to_layouts
+GPU_BATCH_SIZES = (1, 32, 128, 256)
+CPU_BATCH_SIZES = (1, 4, 16)
+
+
+def default_batch_sizes(device: str) -> list[int]:
+    return list(GPU_BATCH_SIZES if torch.device(device).type == "cuda" else CPU_BATCH_SIZES)
+
+
+def fit_batches_to_layouts(batch_sizes: Iterable[int], layouts: Iterable[str], world_size: int) -> list[int]:
+    """Default batch sizes that every layout of the plan can run: each rounded up to a
+    multiple of what the layouts need (``world_size`` when data_parallel splits the batch),
+    duplicates dropped, order kept. For defaults only: a batch the user gave is checked,
+    never changed (:func:`validate_plan` refuses one that does not split)."""
+    from alexnet_fast.layouts.layout import batch_multiple
+
+    step = max((batch_multiple(layout, world_size) for layout in layouts), default=1)
+    return list(dict.fromkeys(-(-b // step) * step for b in batch_sizes))
+
+
 def default_plan(device: str | None = None) -> BenchPlan:
     """The embedded default, fitted to the device it finds.
 
     GPU: every variant, plain torch.compile also in max-autotune mode, fp32/tf32/fp16/bf16,
     batches 1, 32, 128 and 256, both passes, per-layer rows at batch 128; the two-rank
-    layouts too when there are two GPUs. A long run (every compiled cell compiles;
+    layouts too when there are two GPUs or more (then batch 2 instead of 1: data_parallel
+    splits every batch over its 2 ranks, :func:`fit_batches_to_layouts`). A long run (every compiled cell compiles;
     max-autotune benchmarks its conv templates): trim it with the flags.
     CPU: the paper network at its real size (227x227, 60.9 M parameters), fp32, batches 1, 4
     and 16, both passes, per-layer rows at batch 8, torch.compile in its default mode
@@ -120,18 +142,21 @@ def default_plan(device: str | None = None) -> BenchPlan:
     all_units = [u.name for u in layer_units(make_config("paper"))]
     if torch.device(device).type == "cuda":
         layouts = ["single"] + (["data_parallel", "model_parallel"] if torch.cuda.device_count() >= 2 else [])
-        return BenchPlan(
+        plan = BenchPlan(
             device=device,
             variants=[VariantSpec("eager"), VariantSpec("compile"), VariantSpec("compile", "max-autotune"),
                       VariantSpec("triton"), VariantSpec("triton+compile")],
-            precisions=list(PRECISIONS), batch_sizes=[1, 32, 128, 256], passes=list(PASSES),
+            precisions=list(PRECISIONS), batch_sizes=default_batch_sizes(device), passes=list(PASSES),
             layouts=layouts, layers=all_units, layer_batch_size=128, warmup=10, repeats=30,
         )
-    return BenchPlan(
-        device=device, variants=[VariantSpec(v) for v in VARIANTS],
-        precisions=["fp32"], batch_sizes=[1, 4, 16], passes=list(PASSES), layers=all_units,
-        layer_batch_size=8, warmup=1, repeats=5, threads=idle_cores(),
-    )
+    else:
+        plan = BenchPlan(
+            device=device, variants=[VariantSpec(v) for v in VARIANTS],
+            precisions=["fp32"], batch_sizes=default_batch_sizes(device), passes=list(PASSES), layers=all_units,
+            layer_batch_size=8, warmup=1, repeats=5, threads=idle_cores(),
+        )
+    plan.batch_sizes = fit_batches_to_layouts(plan.batch_sizes, plan.layouts, plan.layout_world_size)
+    return plan
 
 
 # ---------------------------------------------------------------------- flags -> plan
@@ -199,6 +224,8 @@ def plan_from_args(args: argparse.Namespace) -> BenchPlan:
     plan.layer_passes = _choose(_split(getattr(args, "layer_pass", None)), ("fwd", "bwd"), "layer pass") \
         or plan.layer_passes
     plan.layouts = _choose(_split(args.layout), LAYOUTS, "layout") or plan.layouts
+    if batches is None:  # the default batches, fitted to the layouts asked for (data_parallel splits them)
+        plan.batch_sizes = fit_batches_to_layouts(default_batch_sizes(device), plan.layouts, plan.layout_world_size)
     for name in ("preset", "width_mult", "input_size", "layer_batch_size", "warmup", "repeats", "threads", "seed",
                  "peak_gemm_n", "peak_copy_mib"):
         value = getattr(args, name)
