@@ -90,6 +90,13 @@ def _dtype_of(key: tuple) -> str | None:
     return None
 
 
+def _is_instance(obj, cls) -> bool:
+    try:
+        return isinstance(obj, cls)
+    except ReferenceError:  # a weakref.proxy whose object is gone
+        return False
+
+
 def chosen_configs(include_untuned: bool = False) -> list[dict[str, Any]]:
     """One row per (autotuner, key) in this process: kernel name, key, dtype of the first
     tensor argument, chosen config and the number of candidates (``tuned`` True).
@@ -100,7 +107,7 @@ def chosen_configs(include_untuned: bool = False) -> list[dict[str, Any]]:
     rows = []
     with warnings.catch_warnings():  # isinstance on deprecated module proxies (torch.distributed.reduce_op) warns
         warnings.simplefilter("ignore")
-        tuners = [o for o in gc.get_objects() if isinstance(o, cls)]
+        tuners = [o for o in gc.get_objects() if _is_instance(o, cls)]
     for tuner in tuners:
         cache = getattr(tuner, "cache", {}) or {}
         configs = getattr(tuner, "configs", []) or []

@@ -216,7 +216,9 @@ class Engine:
 
     ``budget_s``: no cell starts that would end past it (None: no budget). ``warmup`` /
     ``repeats`` / ``threads``: the timer's. ``cold_compile``: every cell compiles with an
-    empty inductor cache. ``autotune_max_configs``: every autotuner tries at most this many
+    empty inductor cache. ``compile_backend``: torch.compile's backend for the compiled
+    variants (the CPU smoke run's ``aot_eager``: dynamo's frames and AOT autograd as with
+    inductor, without its code generation). ``autotune_max_configs``: every autotuner tries at most this many
     configs (in the layout ranks and the pytest subprocess too). ``build_variant``: the one
     way variants are built (tests pass a stand-in)."""
 
@@ -224,7 +226,7 @@ class Engine:
                  build_variant: Callable[..., nn.Module] | None = None, warmup: int = 2, repeats: int = 5,
                  threads: int | None = None, seed: int = 0, cudnn_benchmark: bool = True, cold_compile: bool = False,
                  autotune_max_configs: int | None = None, layout_world_size: int = 2,
-                 meta: dict[str, Any] | None = None):
+                 compile_backend: str = "inductor", meta: dict[str, Any] | None = None):
         self.device = torch.device(device)
         self.output = output
         self.budget_s = budget_s
@@ -236,6 +238,7 @@ class Engine:
         self.cudnn_benchmark, self.cold_compile = cudnn_benchmark, cold_compile
         self.autotune_max_configs = autotune_max_configs
         self.layout_world_size = layout_world_size
+        self.compile_backend = compile_backend
         self.meta: dict[str, Any] = dict(meta or {})
         self.rows: list[dict[str, Any]] = []
         self.records: list[dict[str, Any]] = []
@@ -277,6 +280,8 @@ class Engine:
         row = {"layout": "single", "warmup": self.warmup, "repeats": self.repeats, "run_id": self.run_id,
                "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S")}
         row.update(self._env)
+        if self.compile_backend != "inductor":
+            row["compile_backend"] = self.compile_backend
         row.update(fields)
         return row
 
@@ -397,6 +402,9 @@ class Engine:
 
     def _build(self, model: nn.Module, variant: str, compile_mode: str = "default") -> nn.Module:
         torch._dynamo.reset()  # static shapes per cell, and compile time not shared between cells
+        if self.compile_backend != "inductor":
+            return self.build_variant(copy.deepcopy(model), variant, compile_mode=compile_mode, copy_model=False,
+                                      compile_backend=self.compile_backend)
         return self.build_variant(copy.deepcopy(model), variant, compile_mode=compile_mode, copy_model=False)
 
     def _alexnet(self, preset: str, width_mult: float, input_size: int | None) -> _AlexNetSource:
@@ -411,8 +419,9 @@ class Engine:
             if key not in self._cache:
                 from profiling.user_bench import UserModelSource
 
-                self._cache[key] = UserModelSource(p["model"], p.get("model_input_size"), self.seed, self.device,
-                                                   explain=p["variant"].startswith("triton"))
+                self._cache[key] = UserModelSource(p["model"], p.get("model_input_size"), self.seed, self.device)
+            if p["variant"].startswith("triton"):
+                self._cache[key].explain()
             return self._cache[key]
         return self._alexnet(p.get("preset", "paper"), p.get("width_mult", 1.0), p.get("input_size"))
 
@@ -430,7 +439,7 @@ class Engine:
     def cell_preflight(self, p: dict) -> list[dict]:
         from profiling.preflight import preflight, summary
 
-        record = preflight(str(self.device), launch=p.get("launch", True))
+        record = preflight(str(self.device), launch=p.get("launch", True), compile_backend=self.compile_backend)
         self.preflight_record = record
         if self.output.dir is not None:
             from alexnet_fast.io import atomic_write_json
@@ -768,7 +777,7 @@ class Engine:
         rc, timed_out, elapsed = _run_logged(cmd, cwd=repo, env=env, log=log, timeout_s=timeout)
         if not junit.exists():
             _junit_from_log(junit, log, [t for t, _ in tests], timeout, rc)
-        counts = _junit_counts(junit) or {}
+        counts = junit_counts(junit) or {}
         text = log.read_text(errors="replace") if log.exists() else ""
         status = "timeout" if timed_out else ("ok" if rc == 0 else "failed")
         return [self._row(**base, status=status, returncode=rc, timed_out=timed_out, elapsed_s=round(elapsed, 1),
@@ -847,7 +856,7 @@ def _pytest_summary(text: str) -> str:
     return lines[-1] if lines else ""
 
 
-def _junit_counts(path: Path) -> dict[str, int] | None:
+def junit_counts(path: Path) -> dict[str, int] | None:
     if not path.exists():
         return None
     import xml.etree.ElementTree as ET

@@ -30,6 +30,7 @@ import json
 import os
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -78,12 +79,22 @@ class SuiteBundle:
         return {"meta": engine.meta, "cells": engine.records, "rows": engine.rows}
 
     def write(self, engine) -> None:
-        from alexnet_fast.io import atomic_write_json, atomic_write_text
+        from alexnet_fast.io import atomic_write_text, json_safe
         from profiling.gpu_report import render
 
-        results = self.results(engine)
-        atomic_write_json(self.dir / RESULTS_FILE, results)
-        atomic_write_text(self.dir / REPORT_FILE, render(json.loads(json.dumps(results, default=str))))
+        text = json.dumps(json_safe(self.results(engine)), indent=1, allow_nan=False, default=_plain)
+        atomic_write_text(self.dir / RESULTS_FILE, text + "\n")
+        atomic_write_text(self.dir / REPORT_FILE, render(json.loads(text)))
+
+
+def _plain(value: Any) -> Any:
+    """JSON for what json cannot write: numpy scalars as numbers, anything else as text."""
+    if hasattr(value, "item"):
+        try:
+            return value.item()
+        except (TypeError, ValueError):
+            pass
+    return str(value)
 
 
 # ---------------------------------------------------------------------- CLI (through `bench`)
@@ -102,6 +113,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--kinds", action="append", metavar="KINDS",
                         help=f"--suite: run only these kinds of cells ({', '.join(suites.KINDS)}; the preflight "
                              "always runs)")
+    parser.add_argument("--compile-backend", default=None, choices=("inductor", "aot_eager", "eager"),
+                        help="--suite: torch.compile's backend for the compiled variants (default: the suite's: "
+                             "inductor; --smoke: aot_eager)")
     parser.add_argument("--cache-dir", default=None,
                         help="--suite: the run's inductor and Triton caches (default: ~/.cache/alexnet-fast, or "
                              "TORCHINDUCTOR_CACHE_DIR / TRITON_CACHE_DIR if set)")
@@ -180,6 +194,8 @@ def run(args: argparse.Namespace) -> int:
     smoke = getattr(args, "smoke", False)
     try:
         spec = suites.get_suite(args.suite, smoke=smoke)
+        if getattr(args, "compile_backend", None):
+            spec = replace(spec, compile_backend=args.compile_backend)
         kinds = _kinds(args)
         device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
         if torch.device(device).type != "cuda" and not smoke:
@@ -199,19 +215,19 @@ def run(args: argparse.Namespace) -> int:
     from profiling.engine import Engine, Interrupted, PreflightFailed
     from profiling.results import environment
 
-    cells = select_cells(suites.build_cells(spec), kinds)
+    cells = select_cells(suites.build_cells(spec, interpreted=torch.device(device).type != "cuda"), kinds)
     print(suites.describe_plan(spec, cells, budget, name), file=sys.stderr)
     meta = {**environment(device), "suite": spec.name, "smoke": smoke, "description": spec.description,
             "estimate_s": suites.estimate(cells), "budget_s": budget, "layer_batch": spec.layer_batch,
             "autotune_max_configs": spec.autotune_max_configs, "warmup": spec.warmup, "repeats": spec.repeats,
             "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "caches": caches,
-            "bundle": str(bundle_dir), "layout_label": LAYOUT_LABEL,
+            "bundle": str(bundle_dir), "layout_label": LAYOUT_LABEL, "compile_backend": spec.compile_backend,
             "capability": (".".join(map(str, torch.cuda.get_device_capability(device)))
                            if torch.device(device).type == "cuda" else None)}
     engine = Engine(device, SuiteBundle(bundle_dir), budget_s=budget,
                     progress=False if getattr(args, "no_progress", False) else None, warmup=spec.warmup,
                     repeats=spec.repeats, cudnn_benchmark=True, autotune_max_configs=spec.autotune_max_configs,
-                    meta=meta)
+                    compile_backend=spec.compile_backend, meta=meta)
     try:
         engine.run(cells)
     except PreflightFailed as e:

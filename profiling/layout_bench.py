@@ -161,6 +161,7 @@ def run_cell(job: LayoutJob, ctx: DistContext) -> dict[str, Any] | None:
         with prec.flags():
             timing = measure(step, device=device, warmup=job.warmup, repeats=job.repeats,
                              before_repeat=before_repeat)
+            flags = {"tf32_matmul": torch.backends.cuda.matmul.allow_tf32, "tf32_cudnn": torch.backends.cudnn.allow_tf32}
         meter.next_step()
         steps = meter.steps()[1:]  # the first closed step is the warm-up
         mine = (timing, [s[0] for s in steps], max(s[1] for s in steps), max(s[2] for s in steps), first_s)
@@ -183,7 +184,7 @@ def run_cell(job: LayoutJob, ctx: DistContext) -> dict[str, Any] | None:
         slowest = [max(r[0].times_ms[i] for r in ranks) for i in range(job.repeats)]
         timing = summarize(slowest, warmup=t0.warmup, method=t0.method, threads=t0.threads,
                            l2_flushed=t0.l2_flushed)
-        out.update(timing.columns())
+        out.update(timing.columns(), **flags)
         out.update(compile_s=max(r[4] for r in ranks),
                    comm_ms=statistics.median(max(r[1][i] for r in ranks) for i in range(job.repeats)),
                    comm_bytes=max(r[2] for r in ranks), comm_calls=max(r[3] for r in ranks),

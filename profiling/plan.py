@@ -405,7 +405,8 @@ def plan_cells(plan: BenchPlan) -> list:
                                                                            input_size=plan.input_size)))
                         cells.append(Cell("model", f"{layout} {variant.label} {precision} b{batch} {pass_}",
                                           est + (20.0 if layout != "single" else 0.0), params,
-                                          None if layout != "single" else assumed_compiles("model", params),
+                                          None if layout != "single" else assumed_compiles("model", params,
+                                                                                           plan.interpreted),
                                           what=what("model", variant, precision, layer="model", layout=layout,
                                                     batch_size=batch, **{"pass": pass_})))
     if plan.layers:

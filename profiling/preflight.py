@@ -129,10 +129,10 @@ def toolchain(env: Mapping[str, str] | None = None, which: Callable[[str], str |
             "python_h": str(header) if header.is_file() else None, "python_h_wanted": str(header)}
 
 
-def toolchain_problems(tools: Mapping[str, Any], device_type: str) -> list[str]:
+def toolchain_problems(tools: Mapping[str, Any], device_type: str, compile_backend: str = "inductor") -> list[str]:
     """What the device type needs and ``tools`` lacks, one line each. CUDA: Triton's launcher
-    build (a C compiler and Python.h). CPU: inductor's C++ compiler (the Triton kernels run
-    interpreted: nothing to build)."""
+    build (a C compiler and Python.h). CPU: inductor's C++ compiler when the run compiles with
+    inductor (the Triton kernels run interpreted: nothing to build)."""
     problems = []
     if device_type == "cuda":
         if tools["cc"] is None:
@@ -141,7 +141,7 @@ def toolchain_problems(tools: Mapping[str, Any], device_type: str) -> list[str]:
         if tools["python_h"] is None:
             problems.append(f"no Python.h (looked for {tools['python_h_wanted']}): Triton's launcher build needs "
                             f"the Python headers (python3-dev)")
-    elif tools["cxx"] is None:
+    elif tools["cxx"] is None and compile_backend == "inductor":
         problems.append(f"no C++ compiler ({tools['cxx_wanted']} not found): torch.compile (inductor) compiles "
                         f"C++ on CPU; install g++ or set CXX")
     return problems
@@ -168,36 +168,38 @@ def _tiny_triton(device: str) -> str:
     return "interpreted" if os.environ.get("TRITON_INTERPRET", "0") not in ("", "0") else "compiled and launched"
 
 
-def _tiny_compile(device: str) -> str:
-    """Run one torch.compile'd function (inductor, default mode) and check its result."""
+def _tiny_compile(device: str, backend: str) -> str:
+    """Run one torch.compile'd function (the run's backend, inductor on a GPU) and check it."""
     import torch
 
     def f(x):
         return (x * 2.0).relu().sum(dim=0)
 
     x = torch.randn(64, 8, device=device)
-    compiled = torch.compile(f, dynamic=False)
+    compiled = torch.compile(f, dynamic=False, backend=backend)
     if not torch.allclose(compiled(x), f(x)):
         raise RuntimeError("the torch.compile'd function computed a wrong result")
-    return "inductor ok"
+    return f"{backend} ok"
 
 
 def _check(record: dict, name: str, fn: Callable[[], Any]) -> Any:
     start = time.perf_counter()
     try:
-        detail, ok = fn(), True
+        value, ok = fn(), True
+        detail = value if isinstance(value, str) else "ok"
     except Exception as e:
         detail, ok = f"{type(e).__name__}: {str(e).strip().splitlines()[0][:240] if str(e).strip() else ''}", False
     record["checks"].append({"name": name, "ok": ok, "detail": detail, "seconds": round(time.perf_counter() - start, 2)})
     if not ok:
         record["problems"].append(f"{name} failed: {detail}")
-    return detail if ok else None
+    return value if ok else None
 
 
-def preflight(device: str, *, launch: bool = True, tools: Mapping[str, Any] | None = None) -> dict[str, Any]:
+def preflight(device: str, *, launch: bool = True, tools: Mapping[str, Any] | None = None,
+              compile_backend: str = "inductor") -> dict[str, Any]:
     """The preflight record of a run on ``device`` (module docstring). ``launch=False``
     skips the tiny Triton kernel and torch.compile (a record of the machine only);
-    ``tools`` replaces the toolchain lookup (tests)."""
+    ``tools`` replaces the toolchain lookup (tests); ``compile_backend``: the run's."""
     start = time.perf_counter()
     import torch
 
@@ -206,13 +208,14 @@ def preflight(device: str, *, launch: bool = True, tools: Mapping[str, Any] | No
     record["device"] = _check(record, "device properties", lambda: _device(device)) or {}
     device_type = torch.device(device).type
     record["toolchain"] = dict(tools) if tools is not None else toolchain()
-    record["problems"] += toolchain_problems(record["toolchain"], device_type)
+    record["problems"] += toolchain_problems(record["toolchain"], device_type, compile_backend)
+    record["compile_backend"] = compile_backend
     mode = record["device"].get("compute_mode")
     if mode == "prohibited":
         record["problems"].append("the GPU's compute mode is Prohibited: no process may use it")
     if not record["problems"] and launch:  # launching needs the toolchain: no point without it
         _check(record, "tiny Triton kernel", lambda: _tiny_triton(device))
-        _check(record, "tiny torch.compile", lambda: _tiny_compile(device))
+        _check(record, "tiny torch.compile", lambda: _tiny_compile(device, compile_backend))
     record["seconds"] = round(time.perf_counter() - start, 2)
     record["over_budget"] = record["seconds"] > BUDGET_S
     record["ok"] = not record["problems"]

@@ -225,6 +225,7 @@ class SuiteSpec:
     warmup: int = 5
     repeats: int = 20
     budget_s: float = 480.0  # one command of at most 10 minutes on a lent GPU, with its start and margin
+    compile_backend: str = "inductor"
     smoke: bool = False
 
 
@@ -247,21 +248,25 @@ SMOKE_UNITS = ("conv2+relu2", "lrn1", "pool5", "lrn1+pool1")
 
 def smoke_spec(spec: SuiteSpec) -> SuiteSpec:
     """The same kinds of cells at toy size, for a CPU in CI (``--smoke``): the paper AlexNet
-    at width 1/8 and 67x67, batch 2, one unit per Triton op (conv2 launches forward, dgrad
+    at width 1/8 and 67x67, batch 2 (the whole model: 1), one unit per Triton op (conv2 launches forward, dgrad
     and wgrad), the Triton interpreter in fp16 (it has no bf16) and eager / compile in fp32
     (PyTorch has no CPU half-precision LRN), KernelBench's AlexNet at width 1/16 and 63x63,
     the model_parallel layout in eager, two pytest tests (skipped without a GPU: the cell's
-    subprocess, timeout and junit file are what runs), codegen of one spec per kernel kind."""
+    subprocess, timeout and junit file are what runs), codegen of one spec per kernel kind.
+    torch.compile runs with the ``aot_eager`` backend: the same dynamo frames, guards,
+    recompiles and AOT autograd through the custom ops' fake and autograd registrations as with
+    inductor, without inductor's C++ code generation, which would take minutes on a 2-core CI
+    machine (inductor itself is covered by the engine's other tests and the preflight)."""
     return replace(
         spec, name=f"{spec.name}-smoke", smoke=True, width_mult=0.125, input_size=67, layer_batch=2,
         layer_matrix=(("fp16", ("triton",), SMOKE_UNITS), ("fp32", ("compile",), ("pool5",)),
                       ("fp32", ("eager-nchw", "eager-nhwc"), SMOKE_UNITS)),
-        anchor_model="alexnet_fast.examples:small_flat_alexnet", anchor_variants=("eager", "compile", "triton"),
+        anchor_model="alexnet_fast.examples:small_kernelbench_alexnet", anchor_variants=("eager", "compile", "triton"),
         anchor_batch=2, model_variants=("eager", "compile", "triton", "triton+compile"), model_precision="fp32",
-        model_batch=2, model_passes=("inference", "train"), dispatch_units=SMOKE_UNITS,
+        model_batch=1, model_passes=("inference", "train"), dispatch_units=SMOKE_UNITS,
         layouts=("model_parallel",), layout_batch=2, layout_variants=("eager",), codegen_max_specs=6,
         pytest_tests=spec.pytest_tests[:2], pytest_cap_s=60.0, peak_gemm_n=128, peak_copy_mib=4, warmup=1, repeats=2,
-        budget_s=1200.0,
+        budget_s=1200.0, compile_backend="aot_eager",
         description=f"{spec.name} at toy size on any machine (every cell kind through the same code): " + spec.description)
 
 
@@ -284,7 +289,7 @@ def _units(config):
 
 
 # ------------------------------------------------------------------ compiles per cell
-def assumed_compiles(kind: str, params: Mapping[str, Any]) -> int | None:
+def assumed_compiles(kind: str, params: Mapping[str, Any], interpreted: bool = False) -> int | None:
     """torch.compile frames a cell compiles in this process (dynamo's ``frames ok``), as the
     estimate assumes -- checked against the real count on CPU by a test:
 
@@ -292,7 +297,8 @@ def assumed_compiles(kind: str, params: Mapping[str, Any]) -> int | None:
       (a grad-mode guard fails: a recompile; its backward graph is compiled with it);
     * model / anchor, ``compile``: 1 (inference) or 2 (train: the eval-mode check, then the
       train-mode step -- dropout's mode is guarded); ``triton+compile``: one frame more, the
-      graph break at the channels-last pre-hook that the triton variants add;
+      graph break at the channels-last pre-hook that the triton variants add; without a GPU
+      (``interpreted``) a triton+compile cell is checked, not timed: no train-mode frame;
     * preflight: its tiny function; layout and pytest compile in subprocesses (None)."""
     if kind == "preflight":
         return 1
@@ -306,7 +312,8 @@ def assumed_compiles(kind: str, params: Mapping[str, Any]) -> int | None:
         variant = params["variant"]
         if not variant.endswith("compile"):
             return 0
-        frames = 1 if params["pass"] == "inference" else 2
+        timed = not (interpreted and variant.startswith("triton"))
+        frames = 1 if params["pass"] == "inference" or not timed else 2
         return frames + (1 if variant == "triton+compile" else 0)
     return 0
 
@@ -411,7 +418,7 @@ def layer_cells(spec: SuiteSpec, tally: _Tally) -> list[Cell]:
 
 def _model_cell(kind: str, spec: SuiteSpec, variant: str, precision: str, batch: int, pass_: str, tally: _Tally,
                 *, model: str | None = None, tf32: str = "policy", layout: str = "single",
-                triton_tuned: bool = True) -> Cell:
+                triton_tuned: bool = True, interpreted: bool = False) -> Cell:
     params = {"variant": variant, "compile_mode": "default", "precision": precision, "batch_size": batch,
               "pass": pass_, "layout": layout, "preset": spec.preset, "width_mult": spec.width_mult,
               "input_size": spec.input_size, "model": model, "tf32": tf32}
@@ -435,10 +442,10 @@ def _model_cell(kind: str, spec: SuiteSpec, variant: str, precision: str, batch:
     if layout != "single":
         name = f"{layout} {name} (2 ranks, 1 GPU)"
     kind_compiles = "model" if kind == "anchor" else kind
-    return Cell(kind, name, round(est, 2), params, assumed_compiles(kind_compiles, params))
+    return Cell(kind, name, round(est, 2), params, assumed_compiles(kind_compiles, params, interpreted))
 
 
-def build_cells(spec: SuiteSpec | str) -> list[Cell]:
+def build_cells(spec: SuiteSpec | str, *, interpreted: bool = False) -> list[Cell]:
     """The suite's cells in run order, most informative first: preflight and peaks; the
     per-layer comparison in the first precision (Triton vs eager); KernelBench's anchor; the
     whole model; the ops' host cost (after the layer cells tuned their shapes); the
@@ -459,13 +466,13 @@ def build_cells(spec: SuiteSpec | str) -> list[Cell]:
     if spec.anchor_model:
         for variant in spec.anchor_variants:
             cells.append(_model_cell("anchor", spec, variant, "fp32", spec.anchor_batch, "inference", tally,
-                                     model=spec.anchor_model, tf32="defaults"))
+                                     model=spec.anchor_model, tf32="defaults", interpreted=interpreted))
     tuned = any(c.params["impl"].startswith("triton") and c.params["batch_size"] == spec.model_batch
                 and c.params["precision"] == spec.model_precision for c in layers)
     for pass_ in spec.model_passes:
         for variant in spec.model_variants:
             cells.append(_model_cell("model", spec, variant, spec.model_precision, spec.model_batch, pass_, tally,
-                                     triton_tuned=tuned))
+                                     triton_tuned=tuned, interpreted=interpreted))
     if spec.dispatch_units:
         precision = spec.layer_matrix[0][0]
         cells.append(Cell("dispatch", f"host cost of the Triton ops vs aten, {precision} b{spec.layer_batch}",

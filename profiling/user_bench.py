@@ -52,18 +52,24 @@ class UserModelSource:
 
     interpreted_note = INTERPRETED_NOTE
 
-    def __init__(self, spec: str, input_size: int | None, seed: int, device: torch.device, *, explain: bool = False):
+    def __init__(self, spec: str, input_size: int | None, seed: int, device: torch.device):
         self.user = load_model(spec, input_size=input_size)
         self.seed, self.device = seed, device
         self._model: nn.Module | None = None
         self._inputs: dict[int, tuple] = {}
         self._flops: dict[str, int] = {}
         self._num_classes: int | None = None
-        if explain:
-            import kernels
+        self._explained = False
 
-            _, report = kernels.apply(self.user.build(), return_report=True)
-            print(f"bench --model {spec}: what the triton variants replace\n{report}", file=sys.stderr)
+    def explain(self) -> None:
+        """Print once what the triton variants replace in the model (:func:`kernels.apply`)."""
+        if self._explained:
+            return
+        import kernels
+
+        _, report = kernels.apply(self.user.build(), return_report=True)
+        print(f"bench --model {self.user.spec}: what the triton variants replace\n{report}", file=sys.stderr)
+        self._explained = True
 
     def model(self) -> nn.Module:
         if self._model is None:
