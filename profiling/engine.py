@@ -59,7 +59,8 @@ from alexnet_fast.precision import BACKEND_DEFAULT_FP32, Precision, policy
 from profiling import layout_bench
 from profiling.cell import (checked_grads, inference_step, inputs, layer_backward, layer_forward, layer_reference,
                             reference, train_step, unit_block, unit_inputs)
-from profiling.flops import backward_cost, bytes_model_for, layer_units, model_cost, needs_input_grad, unit_cost
+from profiling.flops import (add_rates, backward_cost, bytes_model_for, layer_units, model_cost, needs_input_grad,
+                             unit_cost)
 from profiling.judge import floor, judge, verdict_columns
 from profiling.suites import LAYER_IMPLS, TRITON_KERNELS, Cell
 from profiling.telemetry import Telemetry, merge_samples
@@ -110,22 +111,6 @@ class ResultsTable:
 
         if engine.rows:
             write_results(engine.rows, self.dir)
-
-
-def add_rates(row: dict, flops: int, nbytes: int | None, bytes_model: str, batch_size: int) -> dict:
-    """FLOPs, bytes, intensity and the achieved rates of a timed row."""
-    row["flops"] = flops
-    row["bytes_model"] = bytes_model
-    if nbytes:
-        row["bytes"] = nbytes
-        row["intensity"] = flops / nbytes
-    ms = row.get("median_ms")
-    if ms:
-        row["images_per_s"] = batch_size / (ms * 1e-3)
-        row["gflops_per_s"] = flops / (ms * 1e-3) / 1e9
-        if nbytes:
-            row["gbytes_per_s"] = nbytes / (ms * 1e-3) / 1e9
-    return row
 
 
 def one_line(e: BaseException) -> str:

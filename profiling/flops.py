@@ -53,6 +53,7 @@ __all__ = [
     "unit_cost",
     "model_cost",
     "backward_cost",
+    "add_rates",
     "needs_input_grad",
     "bytes_model_for",
     "dtype_bytes",
@@ -211,6 +212,22 @@ def unit_cost(unit: LayerUnit, batch_size: int, precision: str = "fp32") -> Laye
     if unit.op == "avgpool":
         return LayerCost(0, x + y, s * (x + y), s * (x + y))
     raise ValueError(f"no cost formula for op {unit.op!r}")
+
+
+def add_rates(row: dict, flops: int, nbytes: int | None, bytes_model: str, batch_size: int) -> dict:
+    """FLOPs, bytes, intensity and the achieved rates of a timed row."""
+    row["flops"] = flops
+    row["bytes_model"] = bytes_model
+    if nbytes:
+        row["bytes"] = nbytes
+        row["intensity"] = flops / nbytes
+    ms = row.get("median_ms")
+    if ms:
+        row["images_per_s"] = batch_size / (ms * 1e-3)
+        row["gflops_per_s"] = flops / (ms * 1e-3) / 1e9
+        if nbytes:
+            row["gbytes_per_s"] = nbytes / (ms * 1e-3) / 1e9
+    return row
 
 
 def needs_input_grad(unit: LayerUnit) -> bool:

@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from alexnet_fast.user_model import load_model
+from profiling.flops import add_rates
 
 __all__ = ["UserModelSource"]
 
@@ -92,8 +93,6 @@ class UserModelSource:
                 "model": self.user.spec}
 
     def add_rates(self, row: dict, variant: str, precision: str, batch: int, pass_: str) -> dict:
-        from profiling.engine import add_rates
-
         if pass_ not in self._flops:
             x, target = self.inputs(1)
             self._flops[pass_] = _flops(self.model(), x, target, pass_)
