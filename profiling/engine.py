@@ -34,6 +34,10 @@ progress is ``interrupted``, the output written, then :class:`Interrupted` propa
 stream of the run's own on a GPU (so a backward's kernels can be captured in a CUDA graph
 for the kernel time), and dynamo's compile counter read around each cell (``compiles``
 beside the estimate's assumption).
+
+One cohesive thing, kept in one file (~880 lines): the one runner and its cells, each short
+and built from the modules named above; splitting the cells out would invite a second runner
+of them, which a test forbids (tests/test_one_engine.py).
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import gc
+import importlib.util
 import os
 import signal
 import subprocess
@@ -694,8 +699,6 @@ class Engine:
         """The configs of the kernels this run launched (shape, preset and dtype as launched;
         the autotuner's choice where it made one) compiled for this device's arch with the
         codegen check (in its worker processes), at most ``p["max_specs"]``."""
-        import importlib
-
         from profiling import codegen
         from profiling.suites import codegen_selection
 
@@ -748,7 +751,7 @@ class Engine:
                     estimate_s=round(PYTEST_START_S + sum(s for _, s in tests), 1))
         if not tests:
             return [self._row(**base, status="skipped", note=f"no test fits {timeout:.0f} s")]
-        if importlib_util_find("pytest") is None:
+        if importlib.util.find_spec("pytest") is None:
             return [self._row(**base, status="skipped", note="pytest is not installed in this Python")]
         repo = Path(__file__).resolve().parents[1]
         env = dict(os.environ)
@@ -767,12 +770,6 @@ class Engine:
         status = "timeout" if timed_out else ("ok" if rc == 0 else "failed")
         return [self._row(**base, status=status, returncode=rc, timed_out=timed_out, elapsed_s=round(elapsed, 1),
                           junit=junit.name, summary=_pytest_summary(text), command=" ".join(cmd[1:]), **counts)]
-
-
-def importlib_util_find(name: str):
-    import importlib.util
-
-    return importlib.util.find_spec(name)
 
 
 def _fused(unit, source) -> bool:

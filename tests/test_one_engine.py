@@ -7,10 +7,7 @@ CUDA calls replaced)."""
 from __future__ import annotations
 
 import ast
-import json
-import signal
 import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
