@@ -91,8 +91,8 @@ class KernelBenchAlexNet(nn.Module):
     (uniform; the harness feeds ``randn``, which changes no timing), fp32 weights and inputs,
     the backends' TF32 defaults: ``torch.backends.cudnn.allow_tf32 = True`` (convolutions in
     TF32) and ``torch.backends.cuda.matmul.allow_tf32 = False`` (the FC layers in fp32).
-    The batch in ``5_AlexNet.py`` has changed between versions of the repository (10 in the
-    first release, 512 and 1024 later); the figures below are the batch-1024 ones.
+    The batch in ``5_AlexNet.py`` differs between versions of the repository (10 in early
+    ones, 512 and 1024 in later copies); the figures below are the batch-1024 ones.
 
     Published H100 figures (KernelBench ``results/timing/H100_Modal``, an H100 SXM 80 GB on
     Modal): eager 23.7 ms, ``torch.compile`` (inductor, mode default) 16.7 ms (1.42x), i.e.

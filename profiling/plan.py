@@ -130,8 +130,8 @@ def default_plan(device: str | None = None) -> BenchPlan:
     GPU: every variant, plain torch.compile also in max-autotune mode, fp32/tf32/fp16/bf16,
     batches 1, 32, 128 and 256, both passes, per-layer rows at batch 128; the two-rank
     layouts too when there are two GPUs or more (then batch 2 instead of 1: data_parallel
-    splits every batch over its 2 ranks, :func:`fit_batches_to_layouts`). A long run (every compiled cell compiles;
-    max-autotune benchmarks its conv templates): trim it with the flags.
+    splits every batch over its 2 ranks, :func:`fit_batches_to_layouts`). A long run (every
+    compiled cell compiles; max-autotune benchmarks its conv templates): trim it with the flags.
     CPU: the paper network at its real size (227x227, 60.9 M parameters), fp32, batches 1, 4
     and 16, both passes, per-layer rows at batch 8, torch.compile in its default mode
     (max-autotune changes nothing for CPU convolutions and doubles the compile time),
