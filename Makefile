@@ -3,8 +3,9 @@
 #   make test     run the test suite (what CI runs, through .ci/run)
 # Each creates .venv and installs the pinned versions (constraints.txt) when needed.
 # GPU machines (their own CUDA build of PyTorch, no network):
-#   make gpu-report     the gpu-quick suite with the machine's own Python (no venv, no download),
-#                       from the checkout; under 10 minutes on an H100; writes reports/gpu/<device>/
+#   make gpu-report [OUT=DIR]  the gpu-quick suite with the machine's own Python (no venv, no
+#                       download), from the checkout; ~8 minutes on an H100/H200; writes its bundle
+#                       (<= 8 files) into DIR (default reports/gpu/<device>/), caches elsewhere
 #   make compat-check   the oldest supported torch/triton (a second environment); writes
 #                       reports/compat-check.md (too big for CI: a second torch download)
 PYTHON ?= python3
@@ -34,9 +35,10 @@ clean:
 	rm -rf $(VENV) .pytest_cache
 
 # The machine's own Python (PYTHON=... or the active environment's python3), run from the
-# checkout: nothing installed, nothing downloaded.
+# checkout: nothing installed, nothing downloaded. OUT=DIR: the bundle's folder.
+OUT ?=
 gpu-report:
-	PYTHONPATH=$(CURDIR)$${PYTHONPATH:+:$$PYTHONPATH} $(PYTHON) -m alexnet_fast bench --suite gpu-quick --output-dir reports
+	PYTHONPATH=$(CURDIR)$${PYTHONPATH:+:$$PYTHONPATH} $(PYTHON) -m alexnet_fast bench --suite gpu-quick $(if $(OUT),--output-dir $(OUT))
 
 # A second environment with the oldest versions pyproject declares; COMPAT_VENV=/path reuses one.
 COMPAT_VENV ?= .venv-compat

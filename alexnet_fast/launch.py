@@ -13,6 +13,12 @@ the run as a :class:`LayoutRunError` naming the rank:
   (``faulthandler.dump_traceback_later``) that dumps its stacks to stderr and exits it once
   ``timeout_s`` has passed, so the run always ends within about ``timeout_s``.
 
+The launch runs in the calling process, and torch elastic's agent installs its own handlers
+for SIGTERM, SIGINT, SIGHUP and SIGQUIT (``TORCHELASTIC_SIGNALS_TO_HANDLE``) there and never
+puts them back: :func:`launch` restores the handlers it found when it returns or raises (a
+caller's Ctrl-C handling, e.g. training's save-and-stop, would otherwise be elastic's
+``_terminate_process_handler`` from then on).
+
 Who calls it: the bench engine for the two-rank layout cells
 (:func:`profiling.layout_bench.bench_layout`; on the command line ``alexnet-fast bench
 --layout data_parallel``) and the tests. Training's ranks start under ``torchrun``.
@@ -20,12 +26,16 @@ Who calls it: the bench engine for the two-rank layout cells
 
 from __future__ import annotations
 
+import contextlib
 import faulthandler
+import os
+import signal
+import threading
 import time
 import uuid
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
-__all__ = ["LayoutRunError", "launch"]
+__all__ = ["LayoutRunError", "launch", "signal_handlers_restored"]
 
 MONITOR_INTERVAL_S = 0.5
 SHUTDOWN_TIMEOUT_S = 5
@@ -37,6 +47,33 @@ class LayoutRunError(RuntimeError):
     def __init__(self, message: str, rank: int | None = None):
         super().__init__(message)
         self.rank = rank
+
+
+# what torch elastic's agent handles unless TORCHELASTIC_SIGNALS_TO_HANDLE says otherwise
+ELASTIC_SIGNALS = ("SIGTERM", "SIGINT", "SIGHUP", "SIGQUIT")
+
+
+@contextlib.contextmanager
+def signal_handlers_restored() -> Iterator[None]:
+    """The Python signal handlers of the signals torch elastic may take over (its default
+    set, those named in ``TORCHELASTIC_SIGNALS_TO_HANDLE``) put back as they were on exit,
+    normal or not. Off the main thread nothing can change them (nor does elastic try)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    names = set(ELASTIC_SIGNALS) | {n.strip() for n in os.environ.get("TORCHELASTIC_SIGNALS_TO_HANDLE", "").split(",")}
+    found = {}
+    for name in sorted(n for n in names if n):
+        signum = getattr(signal, name, None)
+        if isinstance(signum, signal.Signals):
+            handler = signal.getsignal(signum)
+            if handler is not None:  # None: set outside Python, cannot be put back from here
+                found[signum] = handler
+    try:
+        yield
+    finally:
+        for signum, handler in found.items():
+            signal.signal(signum, handler)
 
 
 def _rank_entry(fn: Callable[..., Any], timeout_s: float, args: tuple) -> Any:
@@ -96,7 +133,8 @@ def launch(fn: Callable[..., Any], *args: Any, world_size: int = 2, timeout_s: f
         shutdown_timeout=shutdown_timeout_s,
     )
     start = time.perf_counter()
-    try:
-        return elastic_launch(config, _rank_entry)(fn, timeout_s, args)
-    except ChildFailedError as e:
-        raise _describe_failure(e, world_size, timeout_s, time.perf_counter() - start) from e
+    with signal_handlers_restored():
+        try:
+            return elastic_launch(config, _rank_entry)(fn, timeout_s, args)
+        except ChildFailedError as e:
+            raise _describe_failure(e, world_size, timeout_s, time.perf_counter() - start) from e

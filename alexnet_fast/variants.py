@@ -49,10 +49,12 @@ def _run_channels_last(model: nn.Module) -> nn.Module:
 
 
 def build_variant(model: nn.Module, name: str, *, compile_mode: str = "default",
-                  copy_model: bool = True, verbose: bool = False) -> nn.Module:
+                  copy_model: bool = True, verbose: bool = False, compile_backend: str = "inductor") -> nn.Module:
     """Return ``model`` (any nn.Module) as variant ``name`` (one of :data:`VARIANTS`).
 
-    ``compile_mode`` is torch.compile's mode for the compiled variants. The input model is
+    ``compile_mode`` is torch.compile's mode for the compiled variants; ``compile_backend``
+    its backend (``inductor``; the GPU suite's CPU smoke run uses ``aot_eager``: the same
+    graph capture, guards, recompiles and AOT autograd, no code generation). The input model is
     left untouched unless ``copy_model=False``. ``verbose=True`` prints what the triton
     variants replaced and what they left, and why (:func:`kernels.apply`).
     """
@@ -72,5 +74,8 @@ def build_variant(model: nn.Module, name: str, *, compile_mode: str = "default",
             model = _run_channels_last(model)
     if name.endswith("compile"):
         # nn.Module.compile compiles in place: the module (and its state_dict keys) stay.
-        model.compile(mode=None if compile_mode == "default" else compile_mode)
+        if compile_backend == "inductor":
+            model.compile(mode=None if compile_mode == "default" else compile_mode)
+        else:
+            model.compile(backend=compile_backend)
     return model

@@ -90,16 +90,32 @@ def _dtype_of(key: tuple) -> str | None:
     return None
 
 
-def chosen_configs() -> list[dict[str, Any]]:
+def _is_instance(obj, cls) -> bool:
+    try:
+        return isinstance(obj, cls)
+    except ReferenceError:  # a weakref.proxy whose object is gone
+        return False
+
+
+def chosen_configs(include_untuned: bool = False) -> list[dict[str, Any]]:
     """One row per (autotuner, key) in this process: kernel name, key, dtype of the first
-    tensor argument, chosen config and the number of candidates."""
+    tensor argument, chosen config and the number of candidates (``tuned`` True).
+    ``include_untuned``: also one row per autotuner with no choice yet (``tuned`` False,
+    its first config): one that was never launched, or one with a single config, which
+    Triton runs without tuning (the interpreter's)."""
     cls = _autotuner_class()
     rows = []
     with warnings.catch_warnings():  # isinstance on deprecated module proxies (torch.distributed.reduce_op) warns
         warnings.simplefilter("ignore")
-        tuners = [o for o in gc.get_objects() if isinstance(o, cls)]
+        tuners = [o for o in gc.get_objects() if _is_instance(o, cls)]
     for tuner in tuners:
         cache = getattr(tuner, "cache", {}) or {}
+        configs = getattr(tuner, "configs", []) or []
+        if include_untuned and not cache:
+            rows.append({"kernel": _kernel_name(tuner), "key_names": ",".join(getattr(tuner, "keys", []) or []),
+                         "key": "-", "dtype": None, "config": _config_dict(configs[0] if configs else None),
+                         "candidates": len(configs), "tuned": False,
+                         "note": "one config: run without tuning" if len(configs) == 1 else "no choice yet"})
         for key, config in cache.items():
             key = tuple(key) if isinstance(key, (tuple, list)) else (key,)
             rows.append({"kernel": _kernel_name(tuner),
@@ -107,7 +123,7 @@ def chosen_configs() -> list[dict[str, Any]]:
                          "key": "(" + ", ".join(map(str, key)) + ")",
                          "dtype": _dtype_of(key),
                          "config": _config_dict(config),
-                         "candidates": len(getattr(tuner, "configs", []) or [])})
+                         "candidates": len(configs), "tuned": True})
     return sorted(rows, key=lambda r: (r["kernel"], r["key"]))
 
 

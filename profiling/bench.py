@@ -3,7 +3,7 @@
 :func:`add_arguments` defines every flag (one function: add a flag there and read it in
 :func:`profiling.plan.plan_from_args`); :func:`run` turns them into a
 :class:`profiling.plan.BenchPlan` -- refusing bad input up front, in one line, before any
-work starts -- and runs it with :class:`profiling.engine.Harness`.
+work starts -- and runs it with :class:`profiling.engine.Harness` (the one engine on the plan's cells).
 
 The modules behind it, one job each: :mod:`profiling.plan` (what to measure),
 :mod:`profiling.engine` (one-device cells), :mod:`profiling.layout_bench` (two-rank cells),
@@ -37,7 +37,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--layer", action="append", metavar="UNITS",
                         help="per-layer units (conv1+relu1, lrn1, pool1, lrn1+pool1, ..., fc8), 'all' or 'none'")
     parser.add_argument("--layout", action="append", metavar="LAYOUTS", help=", ".join(LAYOUTS))
-    parser.add_argument("--output-dir", default="reports", help="where results.csv/json go (default: reports)")
+    parser.add_argument("--output-dir", default=None,
+                        help="where results.csv/json go (default: reports); with --suite the bundle's folder "
+                             "(default: reports/gpu/<device>)")
     parser.add_argument("--device", default=None, help="cpu or cuda[:N] (default: cuda if available)")
     parser.add_argument("--model", default=None, metavar="MODULE:CALLABLE",
                         help="bench your own model: a factory returning an nn.Module or (nn.Module, input_size), "
@@ -46,6 +48,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--width-mult", type=float, default=None, help="scale every layer's width")
     parser.add_argument("--input-size", type=int, default=None, help="input height = width")
     parser.add_argument("--layer-batch-size", type=int, default=None, help="batch of the per-layer rows")
+    parser.add_argument("--layer-pass", action="append", metavar="PASSES",
+                        help="per-layer passes: fwd (default), bwd (the gradients a training step needs) or both")
     parser.add_argument("--warmup", type=int, default=None, help="untimed calls before timing")
     parser.add_argument("--repeats", type=int, default=None, help="timed calls (median and quantiles)")
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (CPU work)")
@@ -68,13 +72,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from profiling.user_bench import make_harness  # Harness, or UserModelHarness for --model
-
     use_interpreter_without_gpu(args.device)  # before anything imports triton
-    if getattr(args, "suite", None) or getattr(args, "dry_run", False):  # suites: profiling/gpu_suite.py
-        from profiling.gpu_suite import run as run_suite
+    if getattr(args, "suite", None) or getattr(args, "dry_run", None) or getattr(args, "smoke", False):
+        from profiling.gpu_suite import run as run_suite  # suites: profiling/gpu_suite.py
 
         return run_suite(args)
+    from profiling.engine import Harness, Interrupted
+
+    args.output_dir = args.output_dir or "reports"
     try:
         plan = plan_from_args(args)
         writable_dir(args.output_dir)
@@ -82,9 +87,14 @@ def run(args: argparse.Namespace) -> int:
         print(f"alexnet-fast bench: {e}", file=sys.stderr)
         return 2
     print(describe(plan), file=sys.stderr)
-    harness = make_harness(plan, args.output_dir, progress=False if args.no_progress else None)
+    harness = Harness(plan, args.output_dir, progress=False if args.no_progress else None)
     start = time.perf_counter()
-    rows = harness.run()
+    try:
+        rows = harness.run()
+    except Interrupted as e:
+        print(f"alexnet-fast bench: stopped by {e}; the rows measured so far are in {args.output_dir}",
+              file=sys.stderr)
+        return 128 + e.signum
     statuses: dict[str, int] = {}
     for r in rows:
         statuses[r["status"]] = statuses.get(r["status"], 0) + 1

@@ -9,6 +9,16 @@ judged on, and the training step it times -- all under the precision policy of
   loss-scaled by the one rule (:func:`alexnet_fast.precision.scaled_grads`).
 * train, timed: ``train()`` mode, forward and loss under autocast, scaled backward, SGD with
   the paper's recipe (:data:`SGD`) through the GradScaler; TF32 flags held for the whole step.
+
+And what a per-layer cell runs (one unit of :func:`profiling.flops.layer_units`, e.g.
+``conv2+relu2``, as a model of its own: :class:`LayerBlock`), kernel-level: operands in the
+compute dtype (the unit's modules and its input cast to it, no autocast, so the time is the
+kernel's and not a weight cast's), the input the eager fp32 model's real activation:
+
+* ``fwd``: the unit's output (``no_grad``);
+* ``bwd``: the gradients a training step needs from the unit -- its input's (except for the
+  unit that reads the image) and its parameters' -- of ``sum(out * g)`` for a fixed ``g``;
+  the forward runs once, the timed step is the backward alone (``retain_graph``).
 """
 
 from __future__ import annotations
@@ -24,7 +34,8 @@ from alexnet_fast.model import AlexNetConfig
 from alexnet_fast.precision import Precision, policy, scaled_grads
 from profiling.judge import Reference
 
-__all__ = ["SGD", "inputs", "inference_step", "checked_grads", "train_step", "param_grads", "reference"]
+__all__ = ["SGD", "inputs", "inference_step", "checked_grads", "train_step", "param_grads", "reference",
+           "LayerBlock", "unit_block", "unit_inputs", "layer_forward", "layer_backward", "layer_reference"]
 
 SGD = {"lr": 0.01, "momentum": 0.9, "weight_decay": 5e-4}  # the paper's recipe
 
@@ -94,7 +105,7 @@ def train_step(model: nn.Module, x: torch.Tensor, target: torch.Tensor, precisio
 
 
 def reference(model: nn.Module, x: torch.Tensor, target: torch.Tensor, pass_: str,
-              precision: str = "fp32") -> Reference:
+              precision: str | Precision = "fp32") -> Reference:
     """The eager references of a cell (:class:`profiling.judge.Reference`) from ``model``
     (left untouched): fp32 and fp64 with TF32 off, and eager in ``precision`` under the
     policy; the logits of an eval-mode forward (``inference``) or the parameter gradients of
@@ -108,5 +119,105 @@ def reference(model: nn.Module, x: torch.Tensor, target: torch.Tensor, pass_: st
         return checked_grads(eager, xd, target, prec)[0]
 
     fp32 = policy("fp32")
-    same = None if precision == "fp32" else run(policy(precision), torch.float32)
+    prec = policy(precision) if isinstance(precision, str) else precision
+    same = None if prec == fp32 else run(prec, torch.float32)
     return Reference(run(fp32, torch.float32), run(fp32, torch.float64), same)
+
+
+# ---------------------------------------------------------------------- per-layer cells
+class LayerBlock(nn.Module):
+    """One per-layer unit as a model of its own: ``.features`` holds copies of the unit's
+    modules under their role names, so ``build_variant`` swaps them like in AlexNet."""
+
+    def __init__(self, modules: dict[str, nn.Module]):
+        super().__init__()
+        self.features = nn.Sequential(modules)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.features(x)
+
+
+def unit_block(model: nn.Module, unit) -> LayerBlock:
+    """Copies of ``unit``'s modules of ``model`` (this project's AlexNet) as a LayerBlock."""
+    from collections import OrderedDict
+
+    parent = model if unit.container == "" else getattr(model, unit.container)
+    return LayerBlock(OrderedDict((m, copy.deepcopy(getattr(parent, m))) for m in unit.modules))
+
+
+def unit_inputs(model: nn.Module, units, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The eager fp32 model's activation entering each unit (forward pre-hooks, one pass)."""
+    acts: dict[str, torch.Tensor] = {}
+    handles = []
+    for unit in units:
+        parent = model if unit.container == "" else getattr(model, unit.container)
+        module = getattr(parent, unit.modules[0])
+
+        def hook(_m, args, name=unit.name):
+            acts.setdefault(name, args[0].detach().clone())
+
+        handles.append(module.register_forward_pre_hook(hook))
+    try:
+        with policy("fp32").flags():
+            inference_step(model.eval(), x, policy("fp32"))()
+    finally:
+        for h in handles:
+            h.remove()
+    return acts
+
+
+def _grads(out: torch.Tensor, x: torch.Tensor, module: nn.Module, g: torch.Tensor, *,
+           retain_graph: bool) -> dict[str, torch.Tensor]:
+    params = [(n.replace("_orig_mod.", ""), q) for n, q in module.named_parameters() if q.requires_grad]
+    leaves = ([("x", x)] if x.requires_grad else []) + params
+    grads = torch.autograd.grad(out, [t for _, t in leaves], g, retain_graph=retain_graph)
+    return {name: gr for (name, _), gr in zip(leaves, grads)}
+
+
+def layer_forward(block: nn.Module, x: torch.Tensor) -> Callable[[], torch.Tensor]:
+    """The ``fwd`` step of a per-layer cell: the unit's output without grad."""
+    def step() -> torch.Tensor:
+        with torch.no_grad():
+            return block(x)
+
+    return step
+
+
+def layer_backward(block: nn.Module, x: torch.Tensor, g: torch.Tensor, *,
+                   input_grad: bool) -> Callable[[], dict[str, torch.Tensor]]:
+    """The ``bwd`` step of a per-layer cell: runs the forward once (with grad) and returns the
+    step that computes the gradients of ``sum(out * g)`` again at each call."""
+    xg = x.detach().clone(memory_format=torch.preserve_format).requires_grad_(input_grad)
+    out = block(xg)
+
+    def step() -> dict[str, torch.Tensor]:
+        return _grads(out, xg, block, g, retain_graph=True)
+
+    return step
+
+
+def layer_reference(block: nn.Module, act: torch.Tensor, g: torch.Tensor, precision: str, *,
+                    input_grad: bool) -> dict[str, Reference]:
+    """The eager references of a per-layer cell, per pass (``fwd``: the output; ``bwd``: the
+    gradients): fp32 and fp64 with TF32 off, and eager in ``precision`` (operands cast to its
+    dtype, TF32 as the precision says) when eager can run it here -- PyTorch has no CPU
+    half-precision LRN, and the judge then uses eager fp32's error with the precision's floor."""
+    def run(dtype: torch.dtype, prec: Precision) -> tuple[dict, dict]:
+        b = copy.deepcopy(block).to(dtype).eval()
+        x = act.to(dtype)
+        with prec.flags():
+            with torch.no_grad():
+                out = b(x)
+            grads = layer_backward(b, x, g.to(dtype), input_grad=input_grad)()
+        return {"out": out}, grads
+
+    fp32 = policy("fp32")
+    (f32, b32), (f64, b64) = run(torch.float32, fp32), run(torch.float64, fp32)
+    same_f = same_b = None
+    prec = policy(precision)
+    if precision != "fp32":
+        try:
+            same_f, same_b = run(prec.dtype, prec)
+        except (RuntimeError, NotImplementedError):  # e.g. "avg_pool3d_out_frame" not implemented for 'Half'
+            same_f = same_b = None
+    return {"fwd": Reference(f32, f64, same_f), "bwd": Reference(b32, b64, same_b)}

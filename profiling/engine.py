@@ -1,27 +1,43 @@
-"""The bench engine: runs a :class:`profiling.plan.BenchPlan`, one cell after another, and
-writes the tidy results table (:mod:`profiling.results`) after every cell.
+"""The one engine: runs cells (:class:`profiling.suites.Cell`), one after another, and
+writes its output after every cell.
 
-For every cell the engine builds the variant with :func:`alexnet_fast.build_variant` (the
-only way variants are built), checks it against eager with the same weights and input
-(:mod:`profiling.judge`: the one equivalence rule), and only then times it
-(:func:`profiling.timers.measure`: the one timer). Precision is the one policy of
-:mod:`alexnet_fast.precision` (autocast over fp32 weights, fp16 loss-scaled, TF32 flags for
-the whole step); what a cell runs is :mod:`profiling.cell`. A cell that fails its check is
-recorded ``failed`` and not timed. The first call of every built variant is timed on its own
-(``compile_s``: tracing, compiling and autotuning for the compiled variants), then the
-steady state.
+Whoever asks -- ``alexnet-fast bench`` (a :class:`profiling.plan.BenchPlan`, made into
+cells by :func:`profiling.plan.plan_cells`) or a GPU suite (``--suite``,
+:func:`profiling.suites.build_cells`) -- the cells are data and this module runs them, each
+kind in one method ``cell_<kind>``:
 
-Two-rank layout cells run in :mod:`profiling.layout_bench` with the same cell, judge and
-timer, so their rows carry the same columns.
+* ``layer``: one unit of :func:`profiling.flops.layer_units` (conv+ReLU, LRN, pool, fused
+  LRN+pool, FC) in one implementation (:data:`profiling.suites.LAYER_IMPLS`: a variant of
+  ``build_variant`` in a memory format) and precision, forward and/or backward
+  (:mod:`profiling.cell`: kernel-level, operands in the compute dtype), on the eager model's
+  real activation. ``bench --layer`` rows and the suite's per-layer rows are this cell.
+* ``model`` (and ``anchor``, the same cell on a ``--model`` factory: KernelBench's
+  AlexNet in the GPU suite): the whole network, inference or a training step
+  (:mod:`profiling.cell`); ``layout`` != single runs two ranks (:mod:`profiling.layout_bench`).
+* ``peaks``, ``preflight`` (:mod:`profiling.preflight`), ``dispatch`` (the Triton ops' host
+  cost, :mod:`profiling.dispatch`), ``autotune`` (the autotuners' choices), ``codegen``
+  (the launched kernels compiled for this arch, :mod:`profiling.codegen`), ``pytest`` (a
+  bounded list of GPU tests in a subprocess).
 
-Per-layer rows time each unit of :func:`profiling.flops.layer_units` (conv+ReLU, LRN, pool,
-fused LRN+pool, FC) on the eager model's real activations (captured under the precision's
-autocast, so a unit sees the dtype it sees in the model), forward only, each unit built as
-its own small model by ``build_variant`` (so the triton variant swaps exactly the kernels
-that unit uses).
+Every measured cell is checked against eager with the same weights and input by the one
+judge (:mod:`profiling.judge`) before it is timed by the one timer
+(:func:`profiling.timers.measure`; the first call apart with
+:func:`profiling.timers.time_first_call`): this module and the ranks of
+:mod:`profiling.layout_bench` are the only callers of the judge and the timer (a test says
+so). A cell that fails its check is ``failed`` and not timed; without a GPU the Triton
+variants run interpreted and their rows say ``interpreted``, never a speed.
 
-Without a GPU, Triton runs in its interpreter: the triton variants are then checked at a
-reduced size (``plan.check``) and their rows say ``interpreted`` with no time.
+Around the cells: the budget (a cell whose estimate would end past it is ``skipped``;
+subprocesses get the time left as their timeout), the autotune limit (in this process, the
+layout ranks and the pytest subprocess), SIGINT / SIGTERM (the run stops, the cell in
+progress is ``interrupted``, the output written, then :class:`Interrupted` propagates), a
+stream of the run's own on a GPU (so a backward's kernels can be captured in a CUDA graph
+for the kernel time), and dynamo's compile counter read around each cell (``compiles``
+beside the estimate's assumption).
+
+One cohesive thing, kept in one file (~880 lines): the one runner and its cells, each short
+and built from the modules named above; splitting the cells out would invite a second runner
+of them, which a test forbids (tests/test_one_engine.py).
 """
 
 from __future__ import annotations
@@ -29,95 +45,77 @@ from __future__ import annotations
 import contextlib
 import copy
 import gc
+import importlib.util
 import os
+import signal
+import subprocess
 import sys
+import threading
 import time
 import traceback
-from collections import OrderedDict
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterable, Protocol
 
 import torch
 from torch import nn
 
 from alexnet_fast.model import AlexNet, make_config
-from alexnet_fast.precision import policy
+from alexnet_fast.precision import BACKEND_DEFAULT_FP32, Precision, policy
 from profiling import layout_bench
-from profiling.cell import checked_grads, inference_step, inputs, reference, train_step
-from profiling.flops import bytes_model_for, layer_units, model_cost, unit_cost
-from profiling.judge import Reference, floor, judge, verdict_columns
-from profiling.plan import TRITON_OPS, BenchPlan, VariantSpec
-from profiling.results import environment, write_results
-from profiling.roofline import device_peaks
+from profiling.cell import (checked_grads, inference_step, inputs, layer_backward, layer_forward, layer_reference,
+                            reference, train_step, unit_block, unit_inputs)
+from profiling.flops import (add_rates, backward_cost, bytes_model_for, layer_units, model_cost, needs_input_grad,
+                             unit_cost)
+from profiling.judge import floor, judge, verdict_columns
+from profiling.suites import LAYER_IMPLS, TRITON_KERNELS, Cell
 from profiling.telemetry import Telemetry, merge_samples
 from profiling.timers import fixed_threads, measure, time_first_call
 
-__all__ = ["Harness", "add_rates", "one_line", "INTERPRETED_NOTE"]
+__all__ = ["Engine", "Harness", "Interrupted", "PreflightFailed", "add_rates", "one_line", "INTERPRETED_NOTE",
+           "ResultsTable"]
 
 INTERPRETED_NOTE = "Triton interpreter on CPU: equivalence at reduced size only; timing would mean nothing"
 NO_BF16_NOTE = "Triton's interpreter has no bf16 arithmetic"
+TRITON_OPS = tuple(TRITON_KERNELS)  # unit ops build_variant swaps for Triton kernels (FC stays PyTorch)
 
 
-class LayerBlock(nn.Module):
-    """One per-layer unit as a model of its own: ``.features`` holds copies of the unit's
-    modules under their role names, so ``build_variant`` swaps them like in AlexNet."""
+class Interrupted(KeyboardInterrupt):
+    """The run was stopped by a signal (SIGINT, SIGTERM); its output was written."""
 
-    def __init__(self, modules: dict[str, nn.Module]):
-        super().__init__()
-        self.features = nn.Sequential(modules)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.features(x)
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
 
 
-def _unit_block(model: AlexNet, unit) -> LayerBlock:
-    parent = model if unit.container == "" else getattr(model, unit.container)
-    return LayerBlock(OrderedDict((m, copy.deepcopy(getattr(parent, m))) for m in unit.modules))
+class PreflightFailed(RuntimeError):
+    """The preflight found something missing: the run ends (``record`` says what)."""
+
+    def __init__(self, record: dict):
+        from profiling.preflight import summary
+
+        super().__init__(summary(record))
+        self.record = record
 
 
-def _unit_inputs(model: AlexNet, units, x: torch.Tensor, precision: str) -> dict[str, torch.Tensor]:
-    """The eager model's activation entering each unit under the precision's autocast (pre-hooks)."""
-    acts: dict[str, torch.Tensor] = {}
-    handles = []
-    for unit in units:
-        parent = model if unit.container == "" else getattr(model, unit.container)
-        module = getattr(parent, unit.modules[0])
+class Output(Protocol):
+    """Where a run's results go; written after every cell."""
 
-        def hook(_m, args, name=unit.name):
-            acts.setdefault(name, args[0].detach().clone())
+    dir: Path | None
 
-        handles.append(module.register_forward_pre_hook(hook))
-    try:
-        inference_step(model.eval(), x, policy(precision))()
-    finally:
-        for h in handles:
-            h.remove()
-    return acts
+    def write(self, engine: "Engine") -> None: ...
 
 
-def _compile_cache(cold: bool):
-    """An empty inductor cache for the block (cold compiles), or the user's cache."""
-    if not cold:
-        return contextlib.nullcontext()
-    from torch._inductor.utils import fresh_inductor_cache
+class ResultsTable:
+    """``alexnet-fast bench``'s output: the tidy table (results.csv and results.json)."""
 
-    return fresh_inductor_cache()
+    def __init__(self, directory: str | os.PathLike):
+        self.dir = Path(directory)
 
+    def write(self, engine: "Engine") -> None:
+        from profiling.results import write_results
 
-def add_rates(row: dict, flops: int, nbytes: int | None, bytes_model: str, batch_size: int) -> dict:
-    """FLOPs, bytes, intensity and the achieved rates of a timed row."""
-    row["flops"] = flops
-    row["bytes_model"] = bytes_model
-    if nbytes:
-        row["bytes"] = nbytes
-        row["intensity"] = flops / nbytes
-    ms = row.get("median_ms")
-    if ms:
-        row["images_per_s"] = batch_size / (ms * 1e-3)
-        row["gflops_per_s"] = flops / (ms * 1e-3) / 1e9
-        if nbytes:
-            row["gbytes_per_s"] = nbytes / (ms * 1e-3) / 1e9
-    return row
+        if engine.rows:
+            write_results(engine.rows, self.dir)
 
 
 def one_line(e: BaseException) -> str:
@@ -125,164 +123,494 @@ def one_line(e: BaseException) -> str:
     return text[0][:300] if text else type(e).__name__
 
 
-class Harness:
-    """Runs a :class:`BenchPlan` and writes the tidy results table after every job."""
+def _is_signal(e: BaseException) -> int | None:
+    """The signal number of an exception that means "stop": ours, a KeyboardInterrupt, or
+    torch elastic's SignalException (its agent turns SIGTERM into one while ranks run)."""
+    if isinstance(e, Interrupted):
+        return e.signum
+    if isinstance(e, KeyboardInterrupt):
+        return signal.SIGINT
+    if type(e).__name__ == "SignalException" and hasattr(e, "sigval"):
+        return int(e.sigval)
+    return None
 
-    def __init__(self, plan: BenchPlan, output_dir: str | os.PathLike, *, progress: bool | None = None,
-                 build_variant: Callable[..., nn.Module] | None = None):
-        self.plan = plan
-        self.output_dir = Path(output_dir)
+
+@contextlib.contextmanager
+def _signals_interrupt() -> Any:
+    """SIGTERM (and SIGINT) raise :class:`Interrupted` in the main thread for the block;
+    the handlers found are restored after."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, _frame):
+        raise Interrupted(signum)
+
+    saved = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    for s in saved:
+        signal.signal(s, handler)
+    try:
+        yield
+    finally:
+        for s, h in saved.items():
+            signal.signal(s, h)
+
+
+def _frames_compiled() -> int:
+    """torch.compile frames compiled so far in this process (dynamo's counter)."""
+    from torch._dynamo.utils import counters
+
+    return int(counters["frames"]["ok"])
+
+
+def _compile_cache(cold: bool):
+    """An empty inductor cache for the cell (cold compiles), or the run's cache."""
+    if not cold:
+        return contextlib.nullcontext()
+    from torch._inductor.utils import fresh_inductor_cache
+
+    return fresh_inductor_cache()
+
+
+class _AlexNetSource:
+    """This project's AlexNet at one size: the model (seeded), inputs and FLOP/byte model."""
+
+    def __init__(self, preset: str, width_mult: float, input_size: int | None, seed: int, device: torch.device):
+        self.config = make_config(preset, width_mult=width_mult, input_size=input_size)
+        self.seed, self.device = seed, device
+        self._model: nn.Module | None = None
+        self._inputs: dict[int, tuple] = {}
+
+    def model(self) -> nn.Module:
+        if self._model is None:
+            torch.manual_seed(self.seed)
+            self._model = AlexNet(self.config).to(self.device)
+        return self._model
+
+    def inputs(self, batch: int):
+        if batch not in self._inputs:
+            self._inputs[batch] = inputs(self.config, batch, self.seed, self.device)
+        return self._inputs[batch]
+
+    def fields(self) -> dict:
+        return {"preset": self.config.name, "width_mult": self.config.width_mult, "input_size": self.config.input_size}
+
+    def add_rates(self, row: dict, variant: str, precision: str, batch: int, pass_: str) -> dict:
+        cost = model_cost(self.config, batch, precision, pass_=pass_)
+        name = bytes_model_for(variant)
+        return add_rates(row, cost.flops, cost.bytes(name) if pass_ == "inference" else None, name, batch)
+
+
+class Engine:
+    """Runs cells and writes ``output`` after each (module docstring).
+
+    ``budget_s``: no cell starts that would end past it (None: no budget). ``warmup`` /
+    ``repeats`` / ``threads``: the timer's. ``cold_compile``: every cell compiles with an
+    empty inductor cache. ``compile_backend``: torch.compile's backend for the compiled
+    variants (the CPU smoke run's ``aot_eager``: dynamo's frames and AOT autograd as with
+    inductor, without its code generation). ``autotune_max_configs``: every autotuner tries at most this many
+    configs (in the layout ranks and the pytest subprocess too). ``build_variant``: the one
+    way variants are built (tests pass a stand-in)."""
+
+    def __init__(self, device: str, output: Output, *, budget_s: float | None = None, progress: bool | None = None,
+                 build_variant: Callable[..., nn.Module] | None = None, warmup: int = 2, repeats: int = 5,
+                 threads: int | None = None, seed: int = 0, cudnn_benchmark: bool = True, cold_compile: bool = False,
+                 autotune_max_configs: int | None = None, layout_world_size: int = 2,
+                 compile_backend: str = "inductor", meta: dict[str, Any] | None = None):
+        self.device = torch.device(device)
+        self.output = output
+        self.budget_s = budget_s
         self.progress = progress
         if build_variant is None:
             from alexnet_fast.variants import build_variant
         self.build_variant = build_variant
-        self.device = torch.device(plan.device)
+        self.warmup, self.repeats, self.threads, self.seed = warmup, repeats, threads, seed
+        self.cudnn_benchmark, self.cold_compile = cudnn_benchmark, cold_compile
+        self.autotune_max_configs = autotune_max_configs
+        self.layout_world_size = layout_world_size
+        self.compile_backend = compile_backend
+        self.meta: dict[str, Any] = dict(meta or {})
         self.rows: list[dict[str, Any]] = []
+        self.records: list[dict[str, Any]] = []
         self.run_id = time.strftime("%Y%m%dT%H%M%S")
-        self._refs: dict[tuple, Any] = {}
         self.telemetry = Telemetry(self.device)
+        self.peaks = None
+        self.preflight_record: dict | None = None
+        self.launched: list[dict[str, Any]] = []  # Triton launches of this run (the codegen cell's input)
+        self.started = time.perf_counter()
         self._env: dict[str, Any] = {}
+        self._cache: dict[Any, Any] = {}
+        self._stream = None
 
-    # ------------------------------------------------------------------ set-up
-    def _config(self, reduced: bool = False):
-        p = self.plan
-        if reduced:
-            return make_config(p.preset, width_mult=p.check.width_mult, input_size=p.check.input_size)
-        return make_config(p.preset, width_mult=p.width_mult, input_size=p.input_size)
+    @property
+    def interpreted(self) -> bool:
+        """Triton runs in its interpreter (no GPU)."""
+        return self.device.type != "cuda"
 
-    def _base_model(self, reduced: bool = False) -> AlexNet:
-        key = ("model", reduced)
-        if key not in self._refs:
-            torch.manual_seed(self.plan.seed)
-            self._refs[key] = AlexNet(self._config(reduced)).to(self.device)
-        return self._refs[key]
+    # ------------------------------------------------------------------ the run
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.started
 
-    def _inputs(self, batch_size: int, reduced: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-        key = ("inputs", batch_size, reduced)
-        if key not in self._refs:
-            self._refs[key] = inputs(self._config(reduced), batch_size, self.plan.seed, self.device)
-        return self._refs[key]
+    def time_left(self) -> float | None:
+        return None if self.budget_s is None else self.budget_s - self.elapsed()
 
-    def _reference(self, batch_size: int, pass_: str, precision: str, reduced: bool = False) -> Reference:
-        key = ("ref", batch_size, pass_, precision, reduced)
-        if key not in self._refs:
-            x, target = self._inputs(batch_size, reduced)
-            self._refs[key] = reference(self._base_model(reduced), x, target, pass_, precision)
-        return self._refs[key]
+    def subprocess_timeout(self, default: float) -> float:
+        """A subprocess's timeout: the budget left (minus the margin to write the output), at
+        most ``default``."""
+        from profiling.suites import WRITE_MARGIN_S
+
+        left = self.time_left()
+        return default if left is None else max(1.0, min(default, left - WRITE_MARGIN_S))
+
+    def write(self) -> None:
+        self.meta["elapsed_s"] = round(self.elapsed(), 1)
+        self.output.write(self)
 
     def _row(self, **fields) -> dict[str, Any]:
-        p = self.plan
-        row = {
-            "layout": "single", "preset": p.preset, "width_mult": p.width_mult,
-            "input_size": self._config().input_size, "warmup": p.warmup, "repeats": p.repeats,
-            "run_id": self.run_id, "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S"),
-        }
+        row = {"layout": "single", "warmup": self.warmup, "repeats": self.repeats, "run_id": self.run_id,
+               "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S")}
         row.update(self._env)
+        if self.compile_backend != "inductor":
+            row["compile_backend"] = self.compile_backend
         row.update(fields)
         return row
 
-    # ------------------------------------------------------------------ jobs
-    def jobs(self) -> list[tuple[dict[str, Any], Callable[[], list[dict]]]]:
-        """(what, job) pairs; each job returns result rows, ``what`` describes it (and fills
-        the row recorded if the job raises)."""
-        p = self.plan
-        jobs: list[tuple[dict[str, Any], Callable[[], list[dict]]]] = [
-            ({"scope": "peak", "layer": "gemm+copy"}, self._peaks_job)]
+    @contextlib.contextmanager
+    def _process_state(self):
+        """The run's device context, cuDNN setting, threads and autotune limit; all restored
+        after (also on Ctrl-C: they are not ours to keep)."""
+        from profiling.autotune_limit import limit_autotune_configs
 
-        def what(scope, variant, precision, **kw):
-            return {"scope": scope, "variant": variant.name, "label": variant.label, "precision": precision,
-                    "compile_mode": variant.compile_mode if variant.compiled else "-", **kw}
-
-        for layout in p.layouts:
-            for precision in p.precisions:
-                for pass_ in p.passes:
-                    for variant in p.variants:
-                        # interpreted: one check at the reduced size, whatever the timed batches
-                        interpreted = variant.uses_triton and p.interpreted
-                        for batch in [p.check.batch_size] if interpreted else p.batch_sizes:
-                            jobs.append((what("model", variant, precision, layer="model", layout=layout,
-                                              batch_size=batch, **{"pass": pass_}),
-                                         lambda lay=layout, v=variant, pr=precision, b=batch, ps=pass_:
-                                         [self._model_row(lay, v, pr, b, ps)]))
-        if p.layers:
-            for precision in p.precisions:
-                for variant in p.variants:
-                    jobs.append((what("layer", variant, precision, layer="layers", **{"pass": "inference"}),
-                                 lambda v=variant, pr=precision: self._layer_rows(v, pr)))
-        return jobs
-
-    def run(self) -> list[dict[str, Any]]:
-        p = self.plan
         cudnn_before = torch.backends.cudnn.benchmark
-        dev = torch.device(p.device)  # every launch and allocation of the run on the plan's device (cuda:N)
-        on_device = torch.cuda.device(dev) if dev.type == "cuda" else contextlib.nullcontext()
+        on_device = torch.cuda.device(self.device) if self.device.type == "cuda" else contextlib.nullcontext()
         try:
             if self.device.type == "cuda":
-                torch.backends.cudnn.benchmark = p.cudnn_benchmark
-            with fixed_threads(p.threads), on_device:
-                self._env = environment(p.device, torch.get_num_threads())
-                self._env["cudnn_benchmark"] = p.cudnn_benchmark if self.device.type == "cuda" else None
-                self._env["compile_cache"] = "cold (fresh inductor cache per cell)" if p.cold_compile else "warm"
-                self._env["load_avg_1m"] = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
-                self._env["precision_policy"] = "autocast, fp32 weights (alexnet_fast.precision)"
-                jobs = self.jobs()
-                if self.device.type == "cuda":  # profiling/suites.py: the estimate, most informative first
-                    from profiling.suites import estimate_jobs, format_duration, order_jobs
-
-                    jobs = order_jobs(jobs)
-                    print(f"bench: {len(jobs)} jobs, estimated {format_duration(estimate_jobs(w for w, _ in jobs))}",
-                          file=sys.stderr)
-                from tqdm import tqdm
-
-                bar = tqdm(jobs, desc="bench", unit="job", file=sys.stderr,
-                           disable=(None if self.progress is None else not self.progress))
-                for what, job in bar:
-                    bar.set_postfix_str(" ".join(str(v) for k, v in what.items() if k not in ("scope", "variant")))
-                    try:
-                        with _compile_cache(p.cold_compile):
-                            new_rows = job()
-                    except Exception as e:  # one broken cell must not end the matrix
-                        traceback.print_exc(file=sys.stderr)
-                        new_rows = [self._row(**what, status="error", note=one_line(e))]
-                    self.rows.extend(new_rows)
-                    write_results(self.rows, self.output_dir)
-                    gc.collect()
-        finally:  # also on Ctrl-C: the process's cuDNN setting and the NVML handle are not ours to keep
+                torch.backends.cudnn.benchmark = self.cudnn_benchmark
+            with fixed_threads(self.threads), on_device, limit_autotune_configs(self.autotune_max_configs):
+                with self._own_stream():
+                    yield
+        finally:
             self.telemetry.close()
             torch.backends.cudnn.benchmark = cudnn_before
+
+    @contextlib.contextmanager
+    def _own_stream(self):
+        """CUDA: every cell on a stream of the run's own, not the legacy default one, so a
+        backward (whose ops run on their forward's stream) can be captured in a CUDA graph."""
+        if self.device.type != "cuda":
+            yield
+            return
+        self._stream = torch.cuda.Stream(self.device)
+        with torch.cuda.stream(self._stream):
+            yield
+        torch.cuda.synchronize(self.device)
+
+    def run(self, cells: Iterable[Cell]) -> list[dict[str, Any]]:
+        cells = list(cells)
+        from profiling.results import environment
+
+        self.records = [{"kind": c.kind, "name": c.name, "estimate_s": c.estimate_s, "status": "pending",
+                         "compiles_assumed": c.compiles} for c in cells]
+        with self._process_state(), _signals_interrupt():
+            self._env = environment(str(self.device), torch.get_num_threads())
+            self._env["cudnn_benchmark"] = self.cudnn_benchmark if self.device.type == "cuda" else None
+            self._env["compile_cache"] = "cold (fresh inductor cache per cell)" if self.cold_compile else "warm"
+            self._env["load_avg_1m"] = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+            bar = _progress(cells, self.progress)
+            try:
+                for i, cell in enumerate(bar):
+                    self._run_cell(cell, self.records[i], bar)
+            except PreflightFailed:
+                self.write()
+                raise
+            except BaseException as e:
+                signum = _is_signal(e)
+                if signum is None:
+                    raise
+                for r in self.records:
+                    if r["status"] == "running":
+                        r.update(status="interrupted", note=f"{signal.Signals(signum).name} during the cell")
+                    elif r["status"] == "pending":
+                        r.update(status="not run", note=f"the run was stopped by {signal.Signals(signum).name}")
+                self.meta["interrupted"] = signal.Signals(signum).name
+                self.write()
+                raise Interrupted(signum) from None
         return self.rows
 
-    # ------------------------------------------------------------------ peaks
-    def _peaks_job(self) -> list[dict]:
-        p = self.plan
-        precisions = tuple(pr for pr in p.precisions if pr != "tf32" or self.device.type == "cuda")
-        peaks = device_peaks(p.device, precisions, threads=p.threads, gemm_n=p.peak_gemm_n,
-                             copy_mib=p.peak_copy_mib)
+    def _run_cell(self, cell: Cell, record: dict, bar) -> None:
+        left = self.time_left()
+        if left is not None and cell.estimate_s > left:
+            record.update(status="skipped", note=f"budget: ~{cell.estimate_s:.0f} s needed, {max(left, 0):.0f} s left")
+            self.write()
+            return
+        if hasattr(bar, "set_postfix_str"):
+            bar.set_postfix_str(f"{cell.kind} {cell.name}"[:60])
+        elif self.progress:
+            print(f"[{self.elapsed():6.0f} s] {cell.kind} {cell.name} (~{cell.estimate_s:.0f} s)", file=sys.stderr,
+                  flush=True)
+        record["status"] = "running"
+        self.write()
+        start, frames = time.perf_counter(), _frames_compiled()
+        try:
+            with _compile_cache(self.cold_compile and cell.kind in ("model", "layer", "anchor")):
+                new_rows = getattr(self, f"cell_{cell.kind}")(cell.params)
+            record["status"] = "done"
+        except PreflightFailed as e:
+            record.update(status="failed", note=str(e))
+            for r in self.records:
+                if r["status"] == "pending":
+                    r.update(status="not run", note="the preflight failed")
+            raise
+        except Exception as e:  # one broken cell must not end the run
+            signum = _is_signal(e)
+            if signum is not None:
+                raise Interrupted(signum) from None
+            traceback.print_exc(file=sys.stderr)
+            new_rows = [self._row(**(cell.what or {"scope": cell.kind}), status="error", note=one_line(e))]
+            record.update(status="error", note=one_line(e))
+        finally:
+            record["elapsed_s"] = round(time.perf_counter() - start, 2)
+            record["compiles"] = _frames_compiled() - frames
+        for row in new_rows:
+            row.setdefault("cell_kind", cell.kind)
+            row.setdefault("cell", cell.name)
+        self.rows.extend(new_rows)
+        if any(r.get("status") in ("error", "failed") for r in new_rows) and record["status"] == "done":
+            bad = [r for r in new_rows if r.get("status") in ("error", "failed")]
+            record["note"] = f"{len(bad)} row(s) {', '.join(sorted({r['status'] for r in bad}))}"
+        gc.collect()
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+        self.write()
+
+    # ------------------------------------------------------------------ shared pieces
+    def _time(self, fn: Callable[[], object], *, kernel_time: bool = False) -> dict[str, Any]:
+        before = self.telemetry.sample()
+        t = measure(fn, device=self.device, warmup=self.warmup, repeats=self.repeats, threads=self.threads,
+                    kernel_time=kernel_time)
+        return {**t.columns(), **merge_samples(before, self.telemetry.sample())}
+
+    def _build(self, model: nn.Module, variant: str, compile_mode: str = "default") -> nn.Module:
+        torch._dynamo.reset()  # static shapes per cell, and compile time not shared between cells
+        if self.compile_backend != "inductor":
+            return self.build_variant(copy.deepcopy(model), variant, compile_mode=compile_mode, copy_model=False,
+                                      compile_backend=self.compile_backend)
+        return self.build_variant(copy.deepcopy(model), variant, compile_mode=compile_mode, copy_model=False)
+
+    def _alexnet(self, preset: str, width_mult: float, input_size: int | None) -> _AlexNetSource:
+        key = ("alexnet", preset, width_mult, input_size)
+        if key not in self._cache:
+            self._cache[key] = _AlexNetSource(preset, width_mult, input_size, self.seed, self.device)
+        return self._cache[key]
+
+    def _source(self, p: dict):
+        if p.get("model"):
+            key = ("user", p["model"], p.get("model_input_size"))
+            if key not in self._cache:
+                from profiling.user_bench import UserModelSource
+
+                self._cache[key] = UserModelSource(p["model"], p.get("model_input_size"), self.seed, self.device)
+            if p["variant"].startswith("triton"):
+                self._cache[key].explain()
+            return self._cache[key]
+        return self._alexnet(p.get("preset", "paper"), p.get("width_mult", 1.0), p.get("input_size"))
+
+    def _peak(self, precision: str, bound: str) -> float | None:
+        if self.peaks is None and self.device.type == "cuda":
+            from profiling.roofline import known_peaks
+            from profiling.results import device_name
+
+            self.peaks = known_peaks(device_name(str(self.device)))
+        if self.peaks is None:
+            return None
+        return self.peaks.gflops.get(precision) if bound == "compute" else self.peaks.gbytes_per_s
+
+    # ------------------------------------------------------------------ cells: machine
+    def cell_preflight(self, p: dict) -> list[dict]:
+        from profiling.preflight import preflight, summary
+
+        record = preflight(str(self.device), launch=p.get("launch", True), compile_backend=self.compile_backend)
+        self.preflight_record = record
+        if self.output.dir is not None:
+            from alexnet_fast.io import atomic_write_json
+
+            atomic_write_json(self.output.dir / "preflight.json", record)
+        self.meta["preflight"] = summary(record)
+        if not record["ok"]:
+            raise PreflightFailed(record)
+        return [self._row(scope="preflight", layer="-", status="ok", note=summary(record), seconds=record["seconds"])]
+
+    def cell_peaks(self, p: dict) -> list[dict]:
+        from profiling.roofline import device_peaks
+
+        precisions = tuple(pr for pr in p.get("precisions", ("fp32", "tf32", "fp16", "bf16"))
+                           if pr != "tf32" or self.device.type == "cuda")
+        peaks = device_peaks(str(self.device), precisions, threads=self.threads, gemm_n=p.get("gemm_n"),
+                             copy_mib=p.get("copy_mib"))
+        self.peaks = peaks
+        self.meta.update(peaks_gflops=peaks.gflops, peak_gbytes_per_s=peaks.gbytes_per_s, peaks_source=peaks.source)
         rows = [self._row(scope="peak", layer="gemm", op="gemm", precision=pr, status="peak", layout="-",
                           gflops_per_s=v, note=peaks.source) for pr, v in peaks.gflops.items()]
         rows.append(self._row(scope="peak", layer="copy", op="copy", precision="-", status="peak", layout="-",
                               gbytes_per_s=peaks.gbytes_per_s, note=peaks.source))
         return rows
 
-    # ------------------------------------------------------------------ whole model
-    def _time(self, fn: Callable[[], object]) -> dict[str, Any]:
-        before = self.telemetry.sample()
-        t = measure(fn, device=self.device, warmup=self.plan.warmup, repeats=self.plan.repeats,
-                    threads=self.plan.threads)
-        return {**t.columns(), **merge_samples(before, self.telemetry.sample())}
+    # ------------------------------------------------------------------ cells: per layer
+    def _unit(self, source: _AlexNetSource, name: str):
+        found = [u for u in layer_units(source.config) if u.name == name]
+        if not found:
+            raise ValueError(f"no unit {name!r} in {source.config.name} at width {source.config.width_mult}")
+        return found[0]
 
-    def _build(self, model: nn.Module, variant: VariantSpec) -> nn.Module:
-        torch._dynamo.reset()  # static shapes per cell, and compile time not shared between cells
-        return self.build_variant(copy.deepcopy(model), variant.name, compile_mode=variant.compile_mode,
-                                  copy_model=False)
+    def _activation(self, source: _AlexNetSource, unit, batch: int) -> torch.Tensor:
+        key = ("acts", id(source), batch)
+        if key not in self._cache:
+            x, _ = source.inputs(batch)
+            self._cache[key] = unit_inputs(copy.deepcopy(source.model()), layer_units(source.config), x)
+        return self._cache[key][unit.name]
 
-    def _check_and_time_model(self, variant: VariantSpec, precision: str, batch_size: int, pass_: str,
-                              reduced: bool, timed: bool) -> dict[str, Any]:
-        """Equivalence of one model cell, then (if ``timed`` and equivalent) its timing."""
+    def _layer_refs(self, source, unit, block, act, precision: str, batch: int):
+        key = ("layer_ref", id(source), unit.name, precision, batch)
+        if key not in self._cache:
+            gen = torch.Generator().manual_seed(self.seed + 7)
+            with torch.no_grad():
+                out_shape = block(act[:1]).shape[1:]
+            g = torch.randn((act.shape[0], *out_shape), generator=gen).to(self.device)
+            self._cache[key] = (layer_reference(block, act, g, precision, input_grad=needs_input_grad(unit)), g)
+        return self._cache[key]
+
+    def cell_layer(self, p: dict) -> list[dict]:
+        """One unit, one implementation, one precision: each pass of ``p["passes"]``
+        (``fwd``, ``bwd``) judged against eager fp64, then timed with the kernel time."""
+        impl = LAYER_IMPLS[p["impl"]]
+        mode = p.get("compile_mode", "default")
+        precision, batch = p["precision"], p["batch_size"]
+        source = self._alexnet(p.get("preset", "paper"), p.get("width_mult", 1.0), p.get("input_size"))
+        unit = self._unit(source, p["unit"])
+        interpreted = impl.variant.startswith("triton") and self.interpreted and unit.op in TRITON_OPS
+        from alexnet_fast.vocabulary import variant_label
+
+        base = dict(scope="layer", layer=unit.name, op=unit.op, impl=p["impl"], variant=impl.variant,
+                    label=variant_label(impl.variant, mode), compile_mode=mode if impl.variant.endswith("compile") else "-",
+                    precision=precision, batch_size=batch, memory_format=impl.memory_format, **source.fields(),
+                    check_size=p.get("check_size", "full"))
+        if interpreted and precision == "bf16":
+            return [self._row(**base, **{"pass": pass_}, status="error", note=NO_BF16_NOTE) for pass_ in p["passes"]]
         prec = policy(precision)
-        x, target = self._inputs(batch_size, reduced)
-        ref = self._reference(batch_size, pass_, precision, reduced)
-        model = self._build(self._base_model(reduced), variant)
+        block = unit_block(source.model(), unit).eval()
+        act = self._activation(source, unit, batch)
+        refs, g = self._layer_refs(source, unit, block, act, precision, batch)
+        fmt = torch.channels_last if impl.memory_format == "nhwc" and act.dim() == 4 else torch.contiguous_format
+        x = act.to(prec.dtype).contiguous(memory_format=fmt)
+        built = self._build(block.to(prec.dtype), impl.variant, mode).eval()
+        if fmt == torch.channels_last:
+            built = built.to(memory_format=torch.channels_last)
+        if impl.variant.startswith("triton") and unit.op in TRITON_OPS:
+            self.launched.append({"preset": source.config.name, "unit": unit.name, "op": unit.op,
+                                  "dtype": precision, "passes": list(p["passes"]), "batch": batch})
+        rows = []
+        with prec.flags():
+            for pass_ in p["passes"]:
+                row = self._row(**base, **{"pass": pass_})
+                try:
+                    row.update(self._layer_pass(unit, built, x, g.to(prec.dtype).contiguous(memory_format=fmt),
+                                                pass_, refs[pass_], precision, batch, impl.variant, interpreted))
+                except Exception as e:
+                    traceback.print_exc(file=sys.stderr)
+                    row.update(status="error", note=one_line(e))
+                rows.append(row)
+        del built
+        return rows
+
+    def _layer_pass(self, unit, built, x, g, pass_, ref, precision, batch, variant, interpreted) -> dict:
+        if pass_ == "fwd":
+            prepare_s, step = 0.0, layer_forward(built, x)
+            check = lambda out: {"out": out}  # noqa: E731
+        else:
+            prepare_s, step = time_first_call(lambda: layer_backward(built, x, g, input_grad=needs_input_grad(unit)),
+                                              self.device)
+            check = lambda grads: grads  # noqa: E731
+        first_s, out = time_first_call(step, self.device)
+        verdict = judge(check(out), ref, floor(precision, "inference" if pass_ == "fwd" else "train"))
+        row = {"first_call_s": None if interpreted else round(prepare_s + first_s, 3),
+               "compile_s": None if interpreted else prepare_s + first_s,
+               **verdict_columns(verdict, "inference" if pass_ == "fwd" else "train")}
+        if pass_ == "bwd":  # the gradients' errors under the forward's column names: one table for both passes
+            row["max_abs_err"], row["max_rel_err"] = row.pop("grad_max_abs_err"), row.pop("grad_max_rel_err")
+        if pass_ == "fwd":
+            cost = unit_cost(unit, batch, precision)
+            model_name = bytes_model_for(variant)
+            flops, nbytes, min_bytes = cost.flops, cost.bytes(model_name), cost.bytes_fused
+        else:
+            flops, min_bytes = backward_cost(unit, batch, precision)
+            model_name, nbytes = "fused", min_bytes
+        row.update(flops=flops, bytes=nbytes, bytes_model=model_name, intensity=flops / nbytes)
+        if not verdict["equivalent"]:
+            row["status"] = "failed"
+            return row
+        if interpreted:
+            row.update(status="interpreted", note="Triton interpreter on CPU: equivalence at reduced size only")
+            return row
+        row["status"] = "ok"
+        row.update(self._time(step, kernel_time=True))
+        add_rates(row, flops, nbytes, model_name, batch)
+        # % of peak: TFLOP/s of the precision for conv+ReLU (compute-bound), HBM bandwidth against
+        # the minimum bytes (what a fused kernel must move) for the rest, on the kernel time if any
+        ms = row.get("kernel_ms") or row["median_ms"]
+        bound = "compute" if unit.op in ("conv_relu", "fc_relu", "fc") else "memory"
+        peak = self._peak(precision, bound)
+        rate = flops / (ms * 1e-3) / 1e9 if bound == "compute" else min_bytes / (ms * 1e-3) / 1e9
+        row.update(bound=bound, pct_peak=100 * rate / peak if peak else None)
+        return row
+
+    # ------------------------------------------------------------------ cells: whole model
+    def cell_model(self, p: dict) -> list[dict]:
+        """The whole network (``p["model"]``: a ``--model`` factory instead of this
+        project's AlexNet), one variant, precision, batch and pass, on one device or two
+        ranks (``p["layout"]``)."""
+        from profiling.plan import VariantSpec
+
+        variant = VariantSpec(p["variant"], p.get("compile_mode", "default"))
+        precision, batch, pass_ = p["precision"], p["batch_size"], p["pass"]
+        layout = p.get("layout", "single")
+        prec = BACKEND_DEFAULT_FP32 if p.get("tf32") == "defaults" else policy(precision)
+        source = self._source(p)
+        base = dict(scope="model", layer="model", op="model", variant=variant.name, label=variant.label,
+                    compile_mode=variant.compile_mode if variant.compiled else "-", precision=precision,
+                    batch_size=batch, **{"pass": pass_}, layout=layout, **source.fields(),
+                    check_size=p.get("check_size", "full"))
+        interpreted = variant.uses_triton and self.interpreted
+        if interpreted and precision == "bf16":
+            return [self._row(**base, status="error", note=NO_BF16_NOTE)]
+        if layout != "single":
+            result = self._layout_result(p, variant, interpreted)
+        else:
+            result = self._check_and_time_model(source, variant, prec, precision, batch, pass_, timed=not interpreted)
+            if variant.uses_triton and isinstance(source, _AlexNetSource):
+                self.launched += [{"preset": source.config.name, "unit": u.name, "op": u.op, "dtype": precision,
+                                   "passes": ["fwd"] if pass_ == "inference" else ["fwd", "bwd"], "batch": batch}
+                                  for u in layer_units(source.config) if u.op in TRITON_OPS and not _fused(u, source)]
+        row = self._row(**{**base, **result})
+        if interpreted or not row["equivalent"]:  # the interpreter's time is no speed; a failed cell has none
+            for key in [k for k in row if k.endswith("_ms") or k in ("timer", "images_per_s")]:
+                del row[key]
+        if interpreted:
+            row.update(status="interpreted" if row["equivalent"] else "failed", compile_s=None,
+                       note=source.interpreted_note if hasattr(source, "interpreted_note") else INTERPRETED_NOTE)
+            return [row]
+        row["status"] = "ok" if row["equivalent"] else "failed"
+        return [source.add_rates(row, variant.name, precision, batch, pass_)]
+
+    def _check_and_time_model(self, source, variant, prec: Precision, precision: str, batch: int, pass_: str,
+                              timed: bool) -> dict[str, Any]:
+        """Equivalence of one model cell, then (if ``timed`` and equivalent) its timing,
+        with the precision's TF32 flags held for the check and the timing alike."""
+        x, target = source.inputs(batch)
+        key = ("model_ref", id(source), batch, pass_, prec)
+        if key not in self._cache:
+            self._cache[key] = reference(source.model(), x, target, pass_, prec)
+        ref = self._cache[key]
+        model = self._build(source.model(), variant.name, variant.compile_mode)
         out: dict[str, Any] = {}
         if pass_ == "inference":
             step = inference_step(model.eval(), x, prec)
@@ -295,122 +623,259 @@ class Harness:
             step = train_step(model, x, target, prec, init_scale=out["loss_scale"])
         out.update(verdict_columns(verdict, pass_))
         if timed and out["equivalent"]:
-            if pass_ == "train":
-                out["compile_s"], _ = time_first_call(step, self.device)
-            out.update(self._time(step))
+            with prec.flags():
+                if pass_ == "train":
+                    out["compile_s"], _ = time_first_call(step, self.device)
+                out.update(self._time(step))
+                # the TF32 flags the timed step ran under (an external figure is matched by what ran)
+                out.update(tf32_matmul=torch.backends.cuda.matmul.allow_tf32,
+                           tf32_cudnn=torch.backends.cudnn.allow_tf32)
         del model
         return out
 
-    def _model_row(self, layout: str, variant: VariantSpec, precision: str, batch_size: int, pass_: str) -> dict:
-        base = dict(scope="model", layer="model", op="model", variant=variant.name, label=variant.label,
-                    compile_mode=variant.compile_mode if variant.compiled else "-", precision=precision,
-                    batch_size=batch_size, **{"pass": pass_}, layout=layout)
-        interpreted = variant.uses_triton and self.plan.interpreted
-        if interpreted:
-            c = self.plan.check
-            base.update(width_mult=c.width_mult, input_size=c.input_size,
-                        check_size=f"w{c.width_mult}@{c.input_size} b{c.batch_size}")
-            if precision == "bf16":
-                return self._row(**base, status="error", note=NO_BF16_NOTE)
-        else:
-            base["check_size"] = "full"
-        if layout != "single":
-            result = self._layout_result(layout, variant, precision, batch_size, pass_, interpreted)
-        else:
-            result = self._check_and_time_model(variant, precision, batch_size, pass_, reduced=interpreted,
-                                                timed=not interpreted)
-        row = self._row(**{**base, **result})
-        if interpreted or not row["equivalent"]:  # the interpreter's time is no speed; a failed cell has none
-            for key in [k for k in row if k.endswith("_ms") or k in ("timer", "images_per_s")]:
-                del row[key]
-        if interpreted:
-            row.update(status="interpreted" if row["equivalent"] else "failed", compile_s=None, note=INTERPRETED_NOTE)
-            return row
-        row["status"] = "ok" if row["equivalent"] else "failed"
-        cost = model_cost(self._config(), batch_size, precision, pass_=pass_)
-        model_name = bytes_model_for(variant.name)
-        return add_rates(row, cost.flops, cost.bytes(model_name) if pass_ == "inference" else None,
-                         model_name, batch_size)
+    def _layout_result(self, p: dict, variant, interpreted: bool) -> dict[str, Any]:
+        """A two-rank cell (:func:`profiling.layout_bench.bench_layout`), its ranks given the
+        time left as their timeout and the run's autotune limit."""
+        from alexnet_fast.layouts.comm import DEFAULT_TIMEOUT_S, SHARE_GPU_ENV
 
-    def _layout_result(self, layout: str, variant: VariantSpec, precision: str, batch_size: int, pass_: str,
-                       interpreted: bool) -> dict[str, Any]:
-        """A two-rank cell (:func:`profiling.layout_bench.bench_layout`), at the check size
-        when interpreted."""
-        p, c = self.plan, self.plan.check
-        return layout_bench.bench_layout(
-            layout, variant.name, precision, batch_size, pass_, preset=p.preset,
-            width_mult=c.width_mult if interpreted else p.width_mult,
-            input_size=c.input_size if interpreted else p.input_size, warmup=p.warmup, repeats=p.repeats,
-            compile_mode=variant.compile_mode, device=self.device.type, world_size=p.layout_world_size,
-            seed=p.seed, timed=not interpreted)
+        share = p.get("share_gpu", False)
+        saved = os.environ.get(SHARE_GPU_ENV)
+        if share:
+            os.environ[SHARE_GPU_ENV] = "1"
+        try:
+            return layout_bench.bench_layout(
+                p["layout"], variant.name, p["precision"], p["batch_size"], p["pass"], preset=p.get("preset", "paper"),
+                width_mult=p.get("width_mult", 1.0), input_size=p.get("input_size"), warmup=self.warmup,
+                repeats=self.repeats, compile_mode=variant.compile_mode, device=self.device.type,
+                world_size=self.layout_world_size, seed=self.seed, timed=not interpreted,
+                timeout_s=self.subprocess_timeout(DEFAULT_TIMEOUT_S), autotune_max_configs=self.autotune_max_configs)
+        finally:
+            if share:
+                if saved is None:
+                    os.environ.pop(SHARE_GPU_ENV, None)
+                else:
+                    os.environ[SHARE_GPU_ENV] = saved
 
-    # ------------------------------------------------------------------ per layer
-    def _layer_rows(self, variant: VariantSpec, precision: str) -> list[dict]:
-        """Per-layer rows of one variant. Without a GPU, the units the triton variants swap
-        (conv+ReLU, LRN, pool) run interpreted at the reduced size; the others (FC) are the
-        same PyTorch modules in every variant and are timed at full size."""
-        p = self.plan
-        interpreted = variant.uses_triton and p.interpreted
-        rows = []
-        for reduced in (False, True) if interpreted else (False,):
-            config = self._config(reduced)
-            units = [u for u in layer_units(config)
-                     if u.name in p.layers and (not interpreted or (u.op in TRITON_OPS) == reduced)]
-            if not units:
-                continue
-            batch = p.check.batch_size if reduced else p.layer_batch_size
-            base_size = {"width_mult": p.check.width_mult, "input_size": p.check.input_size,
-                         "check_size": f"w{p.check.width_mult}@{p.check.input_size} b{batch}"} \
-                if reduced else {"check_size": "full"}
-            if reduced and precision == "bf16":
-                rows += [self._row(scope="layer", layer=u.name, op=u.op, variant=variant.name, label=variant.label,
-                                   precision=precision, **base_size, status="error", note=NO_BF16_NOTE)
-                         for u in units]
-                continue
-            model = self._base_model(reduced)
-            x, _ = self._inputs(batch, reduced)
-            acts = _unit_inputs(copy.deepcopy(model), units, x, precision)
-            for unit in units:
-                base = dict(scope="layer", layer=unit.name, op=unit.op, variant=variant.name, label=variant.label,
-                            compile_mode=variant.compile_mode if variant.compiled else "-", precision=precision,
-                            batch_size=batch, **{"pass": "inference"}, **base_size)
-                try:
-                    rows.append(self._layer_row(base, model, unit, acts[unit.name], variant, precision, batch,
-                                                reduced))
-                except Exception as e:
-                    traceback.print_exc(file=sys.stderr)
-                    rows.append(self._row(**base, status="error", note=one_line(e)))
-        order = {name: i for i, name in enumerate(p.layers)}
-        return sorted(rows, key=lambda r: order.get(r["layer"], len(order)))
+    cell_anchor = cell_model
+    cell_layout = cell_model
 
-    def _layer_row(self, base, model, unit, act, variant, precision, batch, reduced) -> dict:
+    # ------------------------------------------------------------------ cells: the ops' host cost
+    def cell_dispatch(self, p: dict) -> list[dict]:
+        """Per unit: the Triton op's host path with its launches stubbed against aten's on
+        meta tensors, forward and backward, on the host clock (:mod:`profiling.dispatch`)."""
+        from profiling.dispatch import dispatch_cases, launches_stubbed
+
+        precision, batch = p["precision"], p["batch_size"]
         prec = policy(precision)
-        block = _unit_block(model, unit).eval()
-        fp32 = policy("fp32")
-        with fp32.flags(), torch.no_grad():
-            ref = Reference({"out": block(act.float().clone())}, {"out": copy.deepcopy(block).double()(act.double())},
-                            None if precision == "fp32" else {"out": inference_step(block, act.clone(), prec)()})
-        built = self._build(block, variant).eval()
-        step = inference_step(built, act, prec)
-        with prec.flags():
-            compile_s, out = time_first_call(step, self.device)
-            verdict = judge({"out": out}, ref, floor(precision, "inference"))
-            row = self._row(**base, compile_s=compile_s, **verdict_columns(verdict, "inference"))
-            if reduced:
-                row["compile_s"] = None  # the first call ran the interpreter: not a compile time
-            if not row["equivalent"]:
-                row["status"] = "failed"
-            elif reduced:
-                row.update(status="interpreted", note="Triton interpreter on CPU: equivalence at reduced size only")
-            else:
-                row["status"] = "ok"
-                row.update(self._time(step))  # no unit writes into its input
-        cost = unit_cost(unit, batch, precision)
-        model_name = bytes_model_for(variant.name)
-        row["intensity"] = cost.intensity(model_name)
-        if row["status"] == "ok":
-            add_rates(row, cost.flops, cost.bytes(model_name), model_name, batch)
+        source = self._alexnet(p.get("preset", "paper"), p.get("width_mult", 1.0), p.get("input_size"))
+        rows = []
+        for name in p["units"]:
+            unit = self._unit(source, name)
+            block = unit_block(source.model(), unit).eval().to(prec.dtype)
+            x = self._activation(source, unit, batch).to(prec.dtype).contiguous(memory_format=torch.channels_last)
+            tri = self._build(block, "triton").eval().to(memory_format=torch.channels_last)
+            with launches_stubbed() as launches, prec.flags():
+                for case in dispatch_cases(block, tri, x, input_grad=needs_input_grad(unit)):
+                    del launches[:]
+                    t = measure(case.step, device="cpu", warmup=self.warmup, repeats=self.repeats, threads=self.threads)
+                    rows.append(self._row(scope="dispatch", layer=unit.name, op=unit.op, impl=case.impl,
+                                          **{"pass": case.pass_}, precision=precision, batch_size=batch,
+                                          method=case.method, status="ok", median_us=t.median_ms * 1e3,
+                                          p20_us=t.p20_ms * 1e3, p80_us=t.p80_ms * 1e3, timer=t.method,
+                                          launches_per_call=(len(launches) // max(1, self.warmup + self.repeats))
+                                          if case.impl == "triton" else None))
+        return rows
+
+    # ------------------------------------------------------------------ cells: autotune, codegen
+    def cell_autotune(self, p: dict) -> list[dict]:
+        from profiling.autotune_limit import chosen_configs
+
+        rows = [self._row(scope="autotune", layer="-", status="ok" if r["tuned"] else "untuned", **r)
+                for r in chosen_configs(include_untuned=True)]
+        self._cache["chosen"] = [r for r in rows if r["tuned"]]
+        return rows or [self._row(scope="autotune", layer="-", status="ok", note="no autotuner in this process")]
+
+    def cell_codegen(self, p: dict) -> list[dict]:
+        """The configs of the kernels this run launched (shape, preset and dtype as launched;
+        the autotuner's choice where it made one) compiled for this device's arch with the
+        codegen check (in its worker processes), at most ``p["max_specs"]``."""
+        from profiling import codegen
+        from profiling.suites import codegen_selection
+
+        if self.device.type == "cuda":
+            major, minor = torch.cuda.get_device_capability(self.device)
+            arch = 10 * major + minor
         else:
-            row.update(flops=cost.flops, bytes=cost.bytes(model_name), bytes_model=model_name)
-        del built
-        return row
+            arch = 90  # no GPU: compile for Hopper, the GPU the suite is written for
+        arch = arch if arch in codegen.SHARED_LIMIT_BYTES else max(a for a in codegen.SHARED_LIMIT_BYTES if a <= arch)
+        modules = [importlib.import_module(m) for m in codegen.kernel_module_names()]
+        chosen = self._cache.get("chosen")
+        if chosen is None:
+            from profiling.autotune_limit import chosen_configs
+
+            chosen = chosen_configs()
+        refs, left_out, unmatched = codegen_selection(codegen.collect_specs(modules), self.launched, chosen,
+                                                      p["max_specs"])
+        self.meta.update(codegen_left_out=left_out, codegen_unmatched=sorted(set(unmatched)))
+        if not refs:
+            return [self._row(scope="codegen", layer="-", status="ok", note="no Triton kernel was launched")]
+        jobs = max(1, min(8, os.cpu_count() or 1, len(refs)))
+        compiled = codegen.compile_refs(refs, [arch], jobs=jobs)
+        if self.output.dir is not None:
+            from alexnet_fast.io import atomic_path
+
+            with atomic_path(self.output.dir / "codegen.csv") as tmp:
+                codegen.results_table(compiled).to_csv(tmp, index=False)
+        keep = ("op", "kernel", "config", "dtype", "shape", "arch", "registers", "spill_store_bytes",
+                "spill_load_bytes", "smem_bytes", "mma_kind", "mma_instructions", "buffers_a", "buffers_b",
+                "ldgsts", "wgmma_wait_depth", "compiled", "passed", "failures", "notes", "compile_s")
+        return [self._row(scope="codegen", layer=r.get("shape") or "-", status="ok" if r.get("passed") else "failed",
+                          note=(r.get("failures") or r.get("error") or "")[:300],
+                          **{k: r.get(k) for k in keep}) for r in compiled]
+
+    # ------------------------------------------------------------------ cells: pytest
+    def cell_pytest(self, p: dict) -> list[dict]:
+        """A bounded list of GPU tests (:data:`profiling.suites.PYTEST_GPU_TESTS`: the
+        longest prefix that fits the cap and the budget left) in a subprocess, with the time
+        left as its timeout; its log is written as it runs, and its junit file is pytest's
+        (also after a SIGINT at the timeout) or, if pytest was killed, one made from the log."""
+        from profiling.autotune_limit import ENV_MAX_CONFIGS
+        from profiling.suites import PYTEST_START_S, pytest_selection
+
+        timeout = self.subprocess_timeout(p["cap_s"])
+        tests = pytest_selection(p["tests"], timeout)
+        out_dir = self.output.dir or Path(".")
+        junit, log = out_dir / "pytest-gpu.xml", out_dir / "pytest-gpu.log"
+        base = dict(scope="pytest", layer="-", timeout_s=round(timeout, 1), log=log.name,
+                    selected=len(tests), listed=len(p["tests"]),
+                    estimate_s=round(PYTEST_START_S + sum(s for _, s in tests), 1))
+        if not tests:
+            return [self._row(**base, status="skipped", note=f"no test fits {timeout:.0f} s")]
+        if importlib.util.find_spec("pytest") is None:
+            return [self._row(**base, status="skipped", note="pytest is not installed in this Python")]
+        repo = Path(__file__).resolve().parents[1]
+        env = dict(os.environ)
+        if p.get("autotune_max_configs") or self.autotune_max_configs:
+            env[ENV_MAX_CONFIGS] = str(p.get("autotune_max_configs") or self.autotune_max_configs)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(repo), env.get("PYTHONPATH")]))
+        cmd = [sys.executable, "-m", "pytest", "-q", "-rfEs", "-p", "no:cacheprovider", "-o", "addopts=",
+               "-p", "profiling.autotune_limit", f"--junitxml={junit}", *[t for t, _ in tests]]
+        if junit.exists():
+            junit.unlink()
+        rc, timed_out, elapsed = _run_logged(cmd, cwd=repo, env=env, log=log, timeout_s=timeout)
+        if not junit.exists():
+            _junit_from_log(junit, log, [t for t, _ in tests], timeout, rc)
+        counts = junit_counts(junit) or {}
+        text = log.read_text(errors="replace") if log.exists() else ""
+        status = "timeout" if timed_out else ("ok" if rc == 0 else "failed")
+        return [self._row(**base, status=status, returncode=rc, timed_out=timed_out, elapsed_s=round(elapsed, 1),
+                          junit=junit.name, summary=_pytest_summary(text), command=" ".join(cmd[1:]), **counts)]
+
+
+def _fused(unit, source) -> bool:
+    """A separate LRN or pool the model runs fused with its partner (not launched alone)."""
+    return unit.op in ("lrn", "pool") and any(u.fused_pair and unit.modules[0] in u.modules
+                                              for u in layer_units(source.config))
+
+
+def _progress(cells: list, progress: bool | None):
+    if progress is False:
+        return cells
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return cells
+    return tqdm(cells, desc="bench", unit="cell", file=sys.stderr, disable=None if progress is None else not progress)
+
+
+def _run_logged(cmd: list[str], *, cwd: Path, env: dict, log: Path, timeout_s: float) -> tuple[int | None, bool, float]:
+    """Run ``cmd`` with its output streamed into ``log``; at the timeout, SIGINT (pytest then
+    writes its junit file and exits), then SIGKILL after 15 s. Interrupted itself (SIGTERM),
+    the child is stopped the same way before the interrupt goes on."""
+    start = time.perf_counter()
+    with open(log, "w") as f:
+        proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=f, stderr=subprocess.STDOUT)
+        try:
+            return proc.wait(timeout=timeout_s), False, time.perf_counter() - start
+        except subprocess.TimeoutExpired:
+            _stop(proc)
+            return proc.returncode, True, time.perf_counter() - start
+        except BaseException:
+            _stop(proc)
+            raise
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    proc.send_signal(signal.SIGINT)
+    try:
+        proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def _junit_from_log(junit: Path, log: Path, tests: list[str], timeout_s: float, rc: int | None) -> None:
+    """A junit file for a pytest that did not write one (killed): each selected test an
+    error naming the cut, the log's tail as the message."""
+    from xml.sax.saxutils import escape, quoteattr
+
+    from alexnet_fast.io import atomic_write_text
+
+    tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
+    why = f"pytest ended without a junit file (exit {rc}, timeout {timeout_s:.0f} s)"
+    cases = "".join(f'<testcase classname="pytest-gpu" name={quoteattr(t)}><error message={quoteattr(why)}>'
+                    f"{escape(tail)}</error></testcase>" for t in tests)
+    atomic_write_text(junit, f'<?xml version="1.0" encoding="utf-8"?><testsuites><testsuite name="pytest" '
+                             f'tests="{len(tests)}" errors="{len(tests)}" failures="0" skipped="0">{cases}'
+                             f"</testsuite></testsuites>\n")
+
+
+def _pytest_summary(text: str) -> str:
+    lines = [ln.strip("= ").strip() for ln in text.strip().splitlines() if ln.strip()]
+    for ln in reversed(lines):
+        if any(w in ln for w in ("passed", "failed", "skipped", "error", "no tests ran")):
+            return ln
+    return lines[-1] if lines else ""
+
+
+def junit_counts(path: Path) -> dict[str, int] | None:
+    if not path.exists():
+        return None
+    import xml.etree.ElementTree as ET
+
+    try:
+        root = ET.parse(path).getroot()
+    except ET.ParseError:
+        return None
+    suite = root if root.tag == "testsuite" else root.find("testsuite")
+    if suite is None:
+        return None
+    return {k: int(suite.get(k, 0)) for k in ("tests", "failures", "errors", "skipped")}
+
+
+class Harness(Engine):
+    """``alexnet-fast bench``: the engine on a :class:`profiling.plan.BenchPlan`'s cells,
+    writing the tidy results table after every cell."""
+
+    def __init__(self, plan, output_dir: str | os.PathLike, *, progress: bool | None = None,
+                 build_variant: Callable[..., nn.Module] | None = None):
+        super().__init__(plan.device, ResultsTable(output_dir), progress=progress, build_variant=build_variant,
+                         warmup=plan.warmup, repeats=plan.repeats, threads=plan.threads, seed=plan.seed,
+                         cudnn_benchmark=plan.cudnn_benchmark, cold_compile=plan.cold_compile,
+                         layout_world_size=plan.layout_world_size)
+        self.plan = plan
+        self.output_dir = Path(output_dir)
+
+    def cells(self) -> list[Cell]:
+        from profiling.plan import plan_cells
+
+        return plan_cells(self.plan)
+
+    def run(self, cells: Iterable[Cell] | None = None) -> list[dict[str, Any]]:
+        cells = self.cells() if cells is None else list(cells)
+        if self.device.type == "cuda":  # the estimate, most informative first
+            from profiling.suites import estimate, format_duration, order_cells
+
+            cells = order_cells(cells)
+            print(f"bench: {len(cells)} cells, estimated {format_duration(estimate(cells))}", file=sys.stderr)
+        return super().run(cells)

@@ -52,6 +52,9 @@ __all__ = [
     "layer_units",
     "unit_cost",
     "model_cost",
+    "backward_cost",
+    "add_rates",
+    "needs_input_grad",
     "bytes_model_for",
     "dtype_bytes",
 ]
@@ -209,6 +212,48 @@ def unit_cost(unit: LayerUnit, batch_size: int, precision: str = "fp32") -> Laye
     if unit.op == "avgpool":
         return LayerCost(0, x + y, s * (x + y), s * (x + y))
     raise ValueError(f"no cost formula for op {unit.op!r}")
+
+
+def add_rates(row: dict, flops: int, nbytes: int | None, bytes_model: str, batch_size: int) -> dict:
+    """FLOPs, bytes, intensity and the achieved rates of a timed row."""
+    row["flops"] = flops
+    row["bytes_model"] = bytes_model
+    if nbytes:
+        row["bytes"] = nbytes
+        row["intensity"] = flops / nbytes
+    ms = row.get("median_ms")
+    if ms:
+        row["images_per_s"] = batch_size / (ms * 1e-3)
+        row["gflops_per_s"] = flops / (ms * 1e-3) / 1e9
+        if nbytes:
+            row["gbytes_per_s"] = nbytes / (ms * 1e-3) / 1e9
+    return row
+
+
+def needs_input_grad(unit: LayerUnit) -> bool:
+    """A training step needs the input gradient of every unit but the one that reads the image."""
+    return unit.in_shape[0] != 3
+
+
+def backward_cost(unit: LayerUnit, batch_size: int, precision: str = "fp32", *,
+                  input_grad: bool | None = None) -> tuple[int, int]:
+    """(FLOPs, minimum bytes) of the backward a training step runs for ``unit`` (the per-layer
+    ``bwd`` rows). conv / linear: the weight gradient has the forward's MACs and the input
+    gradient (``input_grad``, default :func:`needs_input_grad`) as many again; element-wise
+    work counted like the forward's. Bytes: read the saved input and the incoming gradient,
+    write the weight gradient; with the input gradient also read the weights and write it.
+    LRN / pool: twice the forward's element-wise ops; read the saved input and the incoming
+    gradient, write the input gradient."""
+    input_grad = needs_input_grad(unit) if input_grad is None else input_grad
+    fwd = unit_cost(unit, batch_size, precision)
+    s = dtype_bytes(precision)
+    x = batch_size * _numel(unit.in_shape)
+    y = batch_size * _numel(unit.out_shape)
+    if unit.op in ("conv_relu", "fc_relu", "fc"):
+        weights = fwd.bytes_fused // s - x - y
+        flops = fwd.mac_flops * (2 if input_grad else 1) + fwd.other_flops
+        return flops, s * (x + y + weights + ((weights + x) if input_grad else 0))
+    return 2 * fwd.other_flops, s * (x + y + x)
 
 
 def model_cost(config: AlexNetConfig, batch_size: int, precision: str = "fp32", *, pass_: str = "inference",

@@ -1,11 +1,18 @@
 """REPORT.md of a GPU suite run (``profiling/gpu_suite.py``), from its ``results.json``.
 
-Pure rendering: no torch, no device, so CI renders a recorded run
-(``tests/fixtures/gpu_quick_h100_results.json``) and a cut-off run renders whatever it has.
+Pure rendering: no torch, no device, so CI renders a recorded run (the synthetic example
+``profiling/data/gpu_quick_example.json``, and the smoke run's own bundle) and a cut-off
+run renders whatever it has. ``results.json`` holds ``meta``, ``cells`` (one record per
+cell: estimate, elapsed, compiles, status) and ``rows`` (every row of every cell, each with
+its ``scope``: preflight, peak, layer, model, dispatch, autotune, codegen, pytest).
+
 The first section answers the study's questions one line each: does each Triton kernel beat
 its baseline (the fastest of PyTorch eager NCHW, eager channels-last and torch.compile), by
-how much, at what fraction of the device's peak; the whole model; the layouts; the tests.
-Rows measured while NVML reported a throttling reason are flagged ``THROTTLED``.
+how much, at what fraction of the device's peak -- compared by *kernel* time (CUDA-graph
+replay or the profiler's device time) where the row has it, wall time otherwise -- and what
+the host's dispatch costs per call; KernelBench's AlexNet beside its published H100 figures;
+the whole model; the layouts; the tests. Rows measured while NVML reported a throttling
+reason are flagged ``THROTTLED``.
 """
 
 from __future__ import annotations
@@ -16,7 +23,10 @@ from typing import Any, Iterable
 OP_KERNEL = {"conv_relu": "conv2d_relu", "lrn": "local_response_norm", "pool": "max_pool2d",
              "lrn_pool": "lrn_max_pool2d"}
 BASELINES = ("eager-nchw", "eager-nhwc", "compile")
-TRITON_IMPLS = ("triton", "triton-nchw")
+TRITON_IMPLS = ("triton", "triton+compile")
+# KernelBench level3/5_AlexNet.py, batch 1024 fp32 (cuDNN's default TF32), H100 SXM, published with
+# the repository (results/timing/H100_Modal): eager and torch.compile default, ms per forward
+KERNELBENCH_H100_MS = {"eager": 23.7, "compile": 16.7}
 
 
 def _num(x) -> float | None:
@@ -53,6 +63,15 @@ def _ok(row: dict) -> bool:
     return row.get("status") == "ok" and _num(row.get("median_ms")) is not None
 
 
+def _ms(row: dict) -> float:
+    """The time a kernel is compared by: kernel time if measured, else wall time."""
+    return _num(row.get("kernel_ms")) or row["median_ms"]
+
+
+def _by(rows: list[dict], scope: str, **match) -> list[dict]:
+    return [r for r in rows if r.get("scope") == scope and all(r.get(k) == v for k, v in match.items())]
+
+
 def throttle_flag(row: dict) -> str:
     if row.get("throttled"):
         return f"THROTTLED ({row.get('throttle_reasons') or '?'})"
@@ -60,18 +79,17 @@ def throttle_flag(row: dict) -> str:
 
 
 def layer_answers(rows: list[dict]) -> list[str]:
-    """One line per (op, pass, precision): Triton vs the best baseline per layer."""
-    layer = [r for r in rows if r.get("scope") == "layer"]
+    """One line per (op, pass, precision): Triton vs the best baseline per layer, by kernel time."""
     groups: dict[tuple, dict[str, dict[str, dict]]] = {}
-    for r in layer:
-        key = (r.get("op"), r.get("pass"), r.get("precision"))
-        groups.setdefault(key, {}).setdefault(r.get("layer"), {})[r.get("impl")] = r
+    for r in _by(rows, "layer"):
+        groups.setdefault((r.get("op"), r.get("pass"), r.get("precision")), {}).setdefault(
+            r.get("layer"), {})[r.get("impl")] = r
     op_order = list(OP_KERNEL)
     lines = []
     for (op, pass_, precision) in sorted(groups, key=lambda k: (op_order.index(k[0]) if k[0] in op_order else 9,
                                                                  k[1] != "fwd", k[2] != "bf16")):
         per_layer = groups[(op, pass_, precision)]
-        ratios, wins, pcts, not_equiv, missing, throttled = [], 0, [], [], [], False
+        ratios, wins, pcts, not_equiv, missing, throttled, by_kernel = [], 0, [], [], [], False, True
         for name, impls in per_layer.items():
             tri = next((impls[i] for i in TRITON_IMPLS if i in impls), None)
             if tri is None:
@@ -83,8 +101,9 @@ def layer_answers(rows: list[dict]) -> list[str]:
             if not _ok(tri) or not base:
                 missing.append(name)
                 continue
-            best = min(base, key=lambda b: b["median_ms"])
-            ratio = best["median_ms"] / tri["median_ms"]
+            by_kernel &= all(_num(r.get("kernel_ms")) is not None for r in [tri, *base])
+            best = min(base, key=_ms)
+            ratio = _ms(best) / _ms(tri)
             ratios.append(ratio)
             wins += ratio > 1.0
             if _num(tri.get("pct_peak")) is not None:
@@ -99,8 +118,9 @@ def layer_answers(rows: list[dict]) -> list[str]:
         if ratios:
             g = _geomean(ratios)
             verdict = "FASTER than" if g > 1.0 else "slower than"
-            parts.append(f"Triton {verdict} the best baseline (fastest of {'/'.join(BASELINES)}): {g:.2f}x its speed "
-                         f"geomean, faster on {wins}/{len(ratios)} layers ({min(ratios):.2f}-{max(ratios):.2f}x)")
+            parts.append(f"Triton {verdict} the best baseline (fastest of {'/'.join(BASELINES)}, by "
+                         f"{'kernel' if by_kernel else 'wall'} time): {g:.2f}x its speed geomean, faster on "
+                         f"{wins}/{len(ratios)} layers ({min(ratios):.2f}-{max(ratios):.2f}x)")
             if pcts:
                 bound = "peak TFLOP/s" if op == "conv_relu" else "peak bandwidth"
                 parts.append(f"at {min(pcts):.0f}-{max(pcts):.0f}% of {precision if op == 'conv_relu' else 'HBM'} "
@@ -115,8 +135,54 @@ def layer_answers(rows: list[dict]) -> list[str]:
     return lines
 
 
+def dispatch_answers(rows: list[dict]) -> list[str]:
+    """What the host's dispatch costs: wall - kernel time of the layer rows, per
+    implementation, and the stubbed host path of the Triton ops against aten's."""
+    lines = []
+    layer = [r for r in _by(rows, "layer") if _num(r.get("dispatch_us")) is not None]
+    if layer:
+        per_impl: dict[str, list[float]] = {}
+        for r in layer:
+            per_impl.setdefault(r.get("impl"), []).append(r["dispatch_us"])
+        parts = [f"{impl} median {sorted(v)[len(v) // 2]:.0f} us ({min(v):.0f}-{max(v):.0f})"
+                 for impl, v in sorted(per_impl.items())]
+        lines.append("- **dispatch (wall - kernel time per call)**: " + "; ".join(parts))
+    host = _by(rows, "dispatch")
+    if host:
+        pairs = []
+        for (layer_name, pass_) in dict.fromkeys((r.get("layer"), r.get("pass")) for r in host):
+            got = {r.get("impl"): r for r in host if r.get("layer") == layer_name and r.get("pass") == pass_}
+            if "triton" in got and "aten" in got:
+                pairs.append(f"{layer_name} {pass_} {_f(got['triton'].get('median_us'))} vs "
+                             f"{_f(got['aten'].get('median_us'))} us")
+        lines.append("- **host cost per call, kernel launch stubbed (Triton op vs aten on meta tensors)**: "
+                     + ("; ".join(pairs) or "no pair"))
+    return lines
+
+
+def anchor_answers(rows: list[dict]) -> list[str]:
+    cells = {r.get("variant"): r for r in rows if r.get("scope") == "model" and r.get("cell_kind") == "anchor"}
+    if not cells:
+        return []
+    first = next(iter(cells.values()))
+    parts = []
+    for variant, r in cells.items():
+        if _ok(r):
+            pub = KERNELBENCH_H100_MS.get(variant)
+            parts.append(f"{variant} {_f(r['median_ms'])} ms" + (f" (KernelBench H100: {pub} ms)" if pub else ""))
+        else:
+            parts.append(f"{variant} {r.get('status')}" + (f" ({r.get('note')})" if r.get("note") else ""))
+    e, c = cells.get("eager"), cells.get("compile")
+    if e and c and _ok(e) and _ok(c):
+        parts.append(f"compile vs eager {e['median_ms'] / c['median_ms']:.2f}x (KernelBench: "
+                     f"{KERNELBENCH_H100_MS['eager'] / KERNELBENCH_H100_MS['compile']:.2f}x)")
+    flags = f"TF32 matmul {first.get('tf32_matmul', '-')}, cuDNN {first.get('tf32_cudnn', '-')}"
+    return [f"- **KernelBench AlexNet b{first.get('batch_size')} {first.get('precision')} ({flags})**: "
+            + "; ".join(parts)]
+
+
 def model_answers(rows: list[dict]) -> list[str]:
-    models = [r for r in rows if r.get("scope") == "model" and r.get("layout", "single") == "single"]
+    models = [r for r in _by(rows, "model") if r.get("layout", "single") == "single" and r.get("cell_kind") != "anchor"]
     lines = []
     for pass_ in ("inference", "train"):
         cells = {r.get("variant"): r for r in models if r.get("pass") == pass_}
@@ -132,30 +198,37 @@ def model_answers(rows: list[dict]) -> list[str]:
         eq = "all equivalent" if not bad else "NOT OK: " + ", ".join(f"{v} ({cells[v].get('status')})" for v in bad)
         fastest = min((r for r in cells.values() if _ok(r)), key=lambda r: r["median_ms"], default=None)
         best = f"fastest {fastest['variant']} {_f(fastest['median_ms'])} ms" if fastest else "no timing"
-        batch = next(iter(cells.values())).get("batch_size")
-        prec = next(iter(cells.values())).get("precision")
-        lines.append(f"- **whole model {pass_} {prec} b{batch}**: {best}; " + ("; ".join(parts) or "no pair timed")
-                     + f"; {eq}")
+        first = next(iter(cells.values()))
+        lines.append(f"- **whole model {pass_} {first.get('precision')} b{first.get('batch_size')}**: {best}; "
+                     + ("; ".join(parts) or "no pair timed") + f"; {eq}")
     return lines
 
 
-def layout_answers(rows: list[dict]) -> list[str]:
-    lines = []
-    for r in rows:
-        if r.get("scope") == "model" and r.get("layout", "single") != "single":
-            state = "equivalent" if r.get("equivalent") else r.get("status", "?")
-            lines.append(f"- **{r.get('layout')} {r.get('variant')} {r.get('pass')} {r.get('precision')}** "
-                         f"(2 ranks on 1 GPU): {state} -- {r.get('speed_note', '')}"
-                         + (f"; {r['note']}" if r.get("note") else ""))
-    return lines
+def layout_answers(rows: list[dict], label: str) -> list[str]:
+    return [f"- **{r.get('layout')} {r.get('variant')} {r.get('pass')} {r.get('precision')}** (2 ranks on 1 GPU): "
+            f"{'equivalent' if r.get('equivalent') else r.get('status', '?')} -- {label}"
+            + (f"; {r['note']}" if r.get("note") else "")
+            for r in _by(rows, "model") if r.get("layout", "single") != "single"]
+
+
+def _not_done(cells: list[dict]) -> list[str]:
+    bad = [c for c in cells if c.get("status") not in ("done",)]
+    if not bad:
+        return []
+    return ["- **not done**: " + "; ".join(f"{c.get('kind')} {c.get('name')} ({c.get('status')}"
+                                           + (f": {c['note']}" if c.get("note") else "") + ")" for c in bad[:12])
+            + (" ..." if len(bad) > 12 else "")]
 
 
 def render(results: dict[str, Any], note: str | None = None) -> str:
     meta = results.get("meta") or {}
     rows = results.get("rows") or []
     cells = results.get("cells") or []
+    label = meta.get("layout_label") or "equivalence + CUDA code path only, not a two-GPU speed"
     out = [f"# GPU run: {meta.get('device', '?')} -- suite {meta.get('suite', '?')}", ""]
-    for text in (note, meta.get("fixture_note")):
+    for text in (note, meta.get("fixture_note"),
+                 "SMOKE RUN: toy sizes, every cell kind through the same code; no number in it is a GPU figure"
+                 if meta.get("smoke") else None):
         if text:
             out += [f"> {text}", ""]
     status: dict[str, int] = {}
@@ -166,111 +239,153 @@ def render(results: dict[str, Any], note: str | None = None) -> str:
             f"commit {meta.get('git_commit')}; started {meta.get('started')}.",
             f"Elapsed {_f(meta.get('elapsed_s'))} s of a {_f(meta.get('budget_s'))} s budget (estimated "
             f"{_f(meta.get('estimate_s'))} s); cells: " + ", ".join(f"{k} {v}" for k, v in sorted(status.items()))
-            + ". Peaks: " + str(meta.get("peaks_source", "-")) + ".", ""]
+            + ". Peaks: " + str(meta.get("peaks_source", "-")) + "."
+            + (f" Stopped by {meta['interrupted']}." if meta.get("interrupted") else ""),
+            f"Preflight: {meta.get('preflight', '-')}", ""]
     throttled = [r for r in rows if r.get("throttled")]
     tele = [r for r in rows if r.get("throttled") is not None]
     out += ["## Answers", ""]
     out += layer_answers(rows) or ["- per layer: no rows"]
+    out += dispatch_answers(rows)
+    out += anchor_answers(rows)
     out += model_answers(rows) or ["- whole model: no rows"]
-    out += layout_answers(rows)
-    tuned, cg = results.get("autotune") or [], results.get("codegen") or []
+    out += layout_answers(rows, label)
+    tuned, cg = _by(rows, "autotune"), _by(rows, "codegen")
     if tuned or cg:
+        cg = [c for c in cg if c.get("kernel")]
         spills = [c for c in cg if (c.get("spill_store_bytes") or 0) > 0 or (c.get("spill_load_bytes") or 0) > 0]
         failed = [c for c in cg if not c.get("compiled")]
-        out.append(f"- **autotuner**: {len(tuned)} (kernel, key) choices recorded; codegen of the chosen configs for "
-                   f"this arch: {len(cg)} compiled, {len(spills)} with register spills, {len(failed)} failed")
-    py = results.get("pytest")
-    if py:
-        counts = py.get("counts") or {}
-        state = "TIMED OUT (cut at the budget)" if py.get("timed_out") else f"exit {py.get('returncode')}"
-        out.append(f"- **pytest -m gpu**: {py.get('summary') or '-'} ({state}; junit {py.get('junit') or 'none'}"
+        kinds = sorted({c.get("kernel") for c in cg})
+        out.append(f"- **autotuner**: {len([t for t in tuned if t.get('tuned')])} (kernel, key) choices recorded; "
+                   f"codegen of the launched kernels for sm_{cg[0].get('arch') if cg else '?'}: {len(cg)} compiled "
+                   f"({len(kinds)} kernels), {len(spills)} with register spills, {len(failed)} failed to compile")
+    for py in _by(rows, "pytest"):
+        counts = {k: py.get(k) for k in ("tests", "failures", "errors", "skipped") if py.get(k) is not None}
+        state = "TIMED OUT (cut at its timeout)" if py.get("timed_out") else f"exit {py.get('returncode')}"
+        out.append(f"- **pytest -m gpu** ({py.get('selected')} of {py.get('listed')} listed tests): "
+                   f"{py.get('summary') or py.get('note') or '-'} ({state}; junit {py.get('junit') or 'none'}"
                    + (f": {counts}" if counts else "") + ")")
     out.append(f"- **telemetry**: {len(tele)} rows with NVML samples; "
                + (f"{len(throttled)} measured THROTTLED: " + ", ".join(
                    f"{r.get('layer')} {r.get('pass')} {r.get('precision')} {r.get('impl') or r.get('variant')}"
                    for r in throttled[:10]) + (" ..." if len(throttled) > 10 else "")
                   if throttled else "none throttled"))
-    skipped = [c for c in cells if c.get("status") in ("skipped", "pending", "error")]
-    if skipped:
-        out.append(f"- **not done**: " + "; ".join(f"{c.get('kind')} {c.get('name')} ({c.get('status')}"
-                                                     + (f": {c['note']}" if c.get("note") else "") + ")"
-                                                     for c in skipped[:12]) + (" ..." if len(skipped) > 12 else ""))
+    out += _not_done(cells)
     out.append("")
 
-    layer = [r for r in rows if r.get("scope") == "layer"]
+    layer = _by(rows, "layer")
     if layer:
         out += ["## Per layer", "",
-                f"Batch {meta.get('layer_batch', '?')}. Forward: the unit's output; backward: the gradients a training "
-                "step needs (input gradient except for conv1, weight and bias gradients). Rates use the unavoidable "
-                "traffic (read inputs once, write outputs once) and the forward's FLOPs (backward: wgrad + dgrad). "
-                "% of peak: TFLOP/s of the precision for conv+ReLU, HBM bandwidth for the rest.", ""]
+                f"Batch {meta.get('layer_batch', '?')}, operands in the compute dtype. Forward: the unit's output; "
+                "backward: the gradients a training step needs (input gradient except for conv1, weight and bias "
+                "gradients). `wall ms`: CUDA events around each call (host dispatch included); `kernel ms`: the call "
+                "replayed as a CUDA graph (or the profiler's device time), no host work; `dispatch us` = wall - "
+                "kernel. Kernels are compared (`vs fastest`) and placed against the peak by kernel time. Rates use "
+                "the unavoidable traffic (read inputs once, write outputs once) and the forward's FLOPs (backward: "
+                "wgrad + dgrad). % of peak: TFLOP/s of the precision for conv+ReLU, HBM bandwidth for the rest.", ""]
         fastest: dict[tuple, float] = {}
         for r in layer:
             if _ok(r):
                 k = (r.get("layer"), r.get("pass"), r.get("precision"))
-                fastest[k] = min(fastest.get(k, math.inf), r["median_ms"])
+                fastest[k] = min(fastest.get(k, math.inf), _ms(r))
         body = []
         for r in layer:
             k = (r.get("layer"), r.get("pass"), r.get("precision"))
             rate = (f"{_f(_num(r.get('gflops_per_s')) and r['gflops_per_s'] / 1e3)} TFLOP/s"
                     if r.get("op") == "conv_relu" else f"{_f(r.get('gbytes_per_s'))} GB/s") if _ok(r) else "-"
-            best = "**best**" if _ok(r) and r["median_ms"] == fastest.get(k) else (
-                f"{r['median_ms'] / fastest[k]:.2f}x" if _ok(r) and k in fastest else "-")
-            body.append([r.get("layer"), r.get("pass"), r.get("precision"), r.get("impl"),
-                         _f(r.get("median_ms")), rate, _f(r.get("pct_peak"), 2), best,
-                         {True: "yes", False: "**NO**"}.get(r.get("equivalent"), "-") if r.get("status") != "error"
-                         else f"error: {r.get('note', '')}", _f(r.get("first_call_s")),
-                         _f(r.get("sm_clock_mhz")), _f(r.get("power_w")), _f(r.get("temperature_c")),
-                         throttle_flag(r)])
-        out += _table(["layer", "pass", "prec", "impl", "median ms", "rate", "% peak", "vs fastest", "equivalent",
-                       "first call s", "SM MHz", "W", "C", "throttle"], body) + [""]
+            best = "**best**" if _ok(r) and _ms(r) == fastest.get(k) else (
+                f"{_ms(r) / fastest[k]:.2f}x" if _ok(r) and k in fastest else "-")
+            state = ({True: "yes", False: "**NO**"}.get(r.get("equivalent"), "-") if r.get("status") != "error"
+                     else f"error: {r.get('note', '')}")
+            if r.get("status") == "interpreted":
+                state += " (interpreted)"
+            body.append([r.get("layer"), r.get("pass"), r.get("precision"), r.get("impl"), _f(r.get("median_ms")),
+                         _f(r.get("kernel_ms")), _f(r.get("dispatch_us")), rate, _f(r.get("pct_peak"), 2), best,
+                         state, _f(r.get("first_call_s")), _f(r.get("sm_clock_mhz")), _f(r.get("power_w")),
+                         _f(r.get("temperature_c")), throttle_flag(r)])
+        out += _table(["layer", "pass", "prec", "impl", "wall ms", "kernel ms", "dispatch us", "rate", "% peak",
+                       "vs fastest", "equivalent", "first call s", "SM MHz", "W", "C", "throttle"], body) + [""]
 
-    models = [r for r in rows if r.get("scope") == "model" and r.get("layout", "single") == "single"]
+    host = _by(rows, "dispatch")
+    if host:
+        out += ["## Host cost of a call, kernel launch stubbed", "",
+                "The Triton op's Python path (custom-op dispatch, checks, allocations, the autotuner's lookup, "
+                "autograd) with every `@triton.jit` kernel's `run` a no-op, against the eager PyTorch modules on "
+                "`meta` tensors (the dispatcher and the ops' meta functions, no kernel); host clock.", ""]
+        out += _table(["layer", "pass", "impl", "method", "median us", "p20-p80 us", "launches/call"],
+                      [[r.get("layer"), r.get("pass"), r.get("impl"), r.get("method"), _f(r.get("median_us")),
+                        f"{_f(r.get('p20_us'))}-{_f(r.get('p80_us'))}", _f(r.get("launches_per_call"))]
+                       for r in host]) + [""]
+
+    def model_table(title: str, intro: str, models: list[dict]) -> list[str]:
+        return ["## " + title, "", intro, ""] + _table(
+            ["variant", "pass", "prec", "batch", "median ms", "images/s", "first call s", "equivalent",
+             "worst tensor", "fp64 err / tol", "SM MHz", "W", "C", "throttle", "note"],
+            [[r.get("label") or r.get("variant"), r.get("pass"), r.get("precision"), r.get("batch_size"),
+              _f(r.get("median_ms")), _f(r.get("images_per_s")), _f(r.get("compile_s")),
+              {True: "yes", False: "**NO**"}.get(r.get("equivalent"), r.get("status", "-")),
+              r.get("worst_tensor", "-"), f"{_f(r.get('fp64_err'))} / {_f(r.get('tolerance'))}",
+              _f(r.get("sm_clock_mhz")), _f(r.get("power_w")), _f(r.get("temperature_c")), throttle_flag(r),
+              r.get("note", "")] for r in models]) + [""]
+
+    anchor = [r for r in _by(rows, "model") if r.get("cell_kind") == "anchor"]
+    if anchor:
+        out += model_table("KernelBench's AlexNet (the external anchor)",
+                           "KernelBench level-3 `5_AlexNet` as its authors describe it (no LRN, no groups, "
+                           "96-256-384-384-256, 224x224, dropout 0), written in `alexnet_fast/examples.py`, run "
+                           "through `--model` with fp32 weights and the backends' TF32 defaults (columns "
+                           "`tf32_cudnn`, `tf32_matmul` in results.json). Published H100 SXM figures: eager "
+                           f"{KERNELBENCH_H100_MS['eager']} ms, torch.compile {KERNELBENCH_H100_MS['compile']} ms "
+                           "(their timing: mean of 100 CUDA-event trials with an L2 flush; ours: the median).", anchor)
+    models = [r for r in _by(rows, "model") if r.get("layout", "single") == "single" and r.get("cell_kind") != "anchor"]
     if models:
-        out += ["## Whole model", "", "Run by the harness (`alexnet-fast bench`'s checks and timer), warm compile "
-                "cache within the run; `first call s` includes compiling and autotuning.", ""]
-        out += _table(["variant", "pass", "prec", "batch", "median ms", "images/s", "first call s", "equivalent",
-                       "worst tensor", "fp64 err / tol", "SM MHz", "W", "C", "throttle", "note"],
-                      [[r.get("label") or r.get("variant"), r.get("pass"), r.get("precision"), r.get("batch_size"),
-                        _f(r.get("median_ms")), _f(r.get("images_per_s")), _f(r.get("compile_s")),
-                        {True: "yes", False: "**NO**"}.get(r.get("equivalent"), r.get("status", "-")),
-                        r.get("worst_tensor", "-"), f"{_f(r.get('fp64_err'))} / {_f(r.get('tolerance'))}",
-                        _f(r.get("sm_clock_mhz")), _f(r.get("power_w")), _f(r.get("temperature_c")),
-                        throttle_flag(r), r.get("note", "")] for r in models]) + [""]
-
-    layouts = [r for r in rows if r.get("scope") == "model" and r.get("layout", "single") != "single"]
+        out += model_table("Whole model", "The engine's model cells (the checks and timer of `alexnet-fast bench`), "
+                                          "warm compile cache within the run; `first call s` includes compiling and "
+                                          "autotuning.", models)
+    layouts = [r for r in _by(rows, "model") if r.get("layout", "single") != "single"]
     if layouts:
         out += ["## Two-rank layouts on one GPU", "",
-                "Two processes share the one GPU (gloo): **equivalence + CUDA code path only, not a two-GPU speed**.",
-                ""]
+                f"Two processes share the one GPU (gloo): **{label}**.", ""]
         out += _table(["layout", "variant", "pass", "prec", "batch", "equivalent", "max rel err", "step ms (not a speed)",
                        "note"],
                       [[r.get("layout"), r.get("variant"), r.get("pass"), r.get("precision"), r.get("batch_size"),
                         {True: "yes", False: "**NO**"}.get(r.get("equivalent"), r.get("status", "-")),
-                        _f(r.get("max_rel_err")), _f(r.get("median_ms")), r.get("note", "")] for r in layouts]) + [""]
-
+                        _f(r.get("max_rel_err") if r.get("max_rel_err") is not None else r.get("grad_max_rel_err")),
+                        _f(r.get("median_ms")), r.get("note", "")] for r in layouts]) + [""]
     if tuned:
         out += ["## Autotuner's choices", "", f"At most {meta.get('autotune_max_configs') or 'all'} candidates per "
                 "kernel (the first entries of each table in kernels/configs.py).", ""]
-        out += _table(["kernel", "key", "dtype", "chosen config", "candidates"],
+        out += _table(["kernel", "key", "dtype", "chosen config", "candidates", "tuned"],
                       [[t.get("kernel"), f"`{t.get('key_names')}` = {t.get('key')}", t.get("dtype") or "-",
-                        " ".join(f"{k}={v}" for k, v in (t.get("config") or {}).items()), t.get("candidates")]
-                       for t in tuned]) + [""]
+                        " ".join(f"{k}={v}" for k, v in (t.get("config") or {}).items()), t.get("candidates"),
+                        "yes" if t.get("tuned") else f"no ({t.get('note') or '-'})"]
+                       for t in tuned if t.get("kernel")]) + [""]
     if cg:
-        out += ["## Codegen of the chosen configs", ""]
-        out += _table(["op", "kernel", "config", "dtype", "arch", "regs", "spill B st/ld", "smem B", "MMA", "result"],
-                      [[c.get("op"), c.get("kernel"), c.get("config"), c.get("dtype"), f"sm_{c.get('arch')}",
-                        _f(c.get("registers")), f"{c.get('spill_store_bytes', '-')}/{c.get('spill_load_bytes', '-')}",
-                        _f(c.get("smem_bytes")), f"{c.get('mma_kind') or '-'} {c.get('mma_instructions') or ''}".strip(),
-                        "ok" if c.get("compiled") and c.get("passed", True) else (c.get("error") or "failed")]
+        out += ["## Codegen of the launched kernels", "",
+                "One launch-faithful spec per kernel the run launched (shape and preset as launched, the nearest "
+                "batch the check lists, the autotuner's choice where it made one), compiled by the codegen check "
+                "for this device's arch; full columns in `codegen.csv`.", ""]
+        out += _table(["op", "kernel", "config", "dtype", "shape", "arch", "regs", "spill B st/ld", "smem B", "MMA",
+                       "result"],
+                      [[c.get("op"), c.get("kernel"), c.get("config"), c.get("dtype"), c.get("shape") or "-",
+                        f"sm_{c.get('arch')}", _f(c.get("registers")),
+                        f"{c.get('spill_store_bytes', '-')}/{c.get('spill_load_bytes', '-')}", _f(c.get("smem_bytes")),
+                        f"{c.get('mma_kind') or '-'} {c.get('mma_instructions') or ''}".strip(),
+                        "ok" if c.get("compiled") and c.get("passed", True) else (c.get("note") or "failed")]
                        for c in cg]) + [""]
-    if py:
-        out += ["## pytest -m gpu", "", f"`{py.get('command')}`: {py.get('summary')} in {_f(py.get('elapsed_s'))} s "
-                f"(timeout {py.get('timeout_s')} s); log `{py.get('log')}`, junit `{py.get('junit')}`.", ""]
+        left = meta.get("codegen_left_out") or []
+        if left:
+            out += [f"Left out by the cap: {len(left)} specs.", ""]
+    for py in _by(rows, "pytest"):
+        out += ["## pytest -m gpu", "", f"`{py.get('command') or '-'}`: {py.get('summary') or py.get('note') or '-'} in "
+                f"{_f(py.get('elapsed_s'))} s (timeout {_f(py.get('timeout_s'))} s); log `{py.get('log')}`, junit "
+                f"`{py.get('junit')}`.", ""]
     if cells:
-        out += ["## Cells", "", "Estimated vs measured seconds per cell (the estimate's constants are in "
-                "profiling/suites.py).", ""]
-        out += _table(["kind", "cell", "estimate s", "elapsed s", "status"],
+        out += ["## Cells", "", "Estimated vs measured seconds per cell, and torch.compile frames assumed by the "
+                "estimate vs compiled (dynamo's counter); the estimate's constants are in profiling/suites.py.", ""]
+        out += _table(["kind", "cell", "estimate s", "elapsed s", "compiles (assumed / made)", "status"],
                       [[c.get("kind"), c.get("name"), _f(c.get("estimate_s")), _f(c.get("elapsed_s")),
-                        c.get("status") + (f" ({c['note']})" if c.get("note") else "")] for c in cells]) + [""]
+                        f"{'-' if c.get('compiles_assumed') is None else c.get('compiles_assumed')} / "
+                        f"{'-' if c.get('compiles') is None else c.get('compiles')}",
+                        str(c.get("status")) + (f" ({c['note']})" if c.get("note") else "")] for c in cells]) + [""]
     return "\n".join(out)

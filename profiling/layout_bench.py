@@ -70,6 +70,7 @@ class LayoutJob:
     compile_mode: str = "default"
     seed: int = 0
     timed: bool = True
+    autotune_max_configs: int | None = None  # every rank's autotuners try at most this many configs
 
     @classmethod
     def create(cls, layout: str, variant: str, precision: str, batch_size: int, pass_: str, *,
@@ -77,7 +78,7 @@ class LayoutJob:
                num_classes: int = 1000, world_size: int | None = None, device: str | None = None,
                warmup: int = 1, repeats: int = 3, timeout_s: float = DEFAULT_TIMEOUT_S,
                threads: int | None = None, compile_mode: str = "default", seed: int = 0,
-               timed: bool = True) -> "LayoutJob":
+               timed: bool = True, autotune_max_configs: int | None = None) -> "LayoutJob":
         """Validate everything before any rank starts (ValueError says what is wrong)."""
         choose(layout, LAYOUTS, "layout")
         choose(variant, VARIANTS, "variant")
@@ -105,8 +106,10 @@ class LayoutJob:
                 raise ValueError(f"the {variant} variant on CPU needs TRITON_INTERPRET=1 (set before triton is imported)")
             if dev == "cuda" and is_interpreting() and timed:
                 raise ValueError("TRITON_INTERPRET=1 is set on a CUDA machine: the timing would be the interpreter's")
+        if autotune_max_configs is not None and (not isinstance(autotune_max_configs, int) or autotune_max_configs < 1):
+            raise ValueError(f"autotune_max_configs must be a positive integer or None, got {autotune_max_configs!r}")
         return cls(layout, variant, precision, batch_size, pass_, config, world_size, dev, warmup,
-                   repeats, float(timeout_s), threads, compile_mode, seed, timed)
+                   repeats, float(timeout_s), threads, compile_mode, seed, timed, autotune_max_configs)
 
 
 def _gather_objects(value: Any, ctx: DistContext) -> list[Any]:
@@ -158,6 +161,7 @@ def run_cell(job: LayoutJob, ctx: DistContext) -> dict[str, Any] | None:
         with prec.flags():
             timing = measure(step, device=device, warmup=job.warmup, repeats=job.repeats,
                              before_repeat=before_repeat)
+            flags = {"tf32_matmul": torch.backends.cuda.matmul.allow_tf32, "tf32_cudnn": torch.backends.cudnn.allow_tf32}
         meter.next_step()
         steps = meter.steps()[1:]  # the first closed step is the warm-up
         mine = (timing, [s[0] for s in steps], max(s[1] for s in steps), max(s[2] for s in steps), first_s)
@@ -180,7 +184,7 @@ def run_cell(job: LayoutJob, ctx: DistContext) -> dict[str, Any] | None:
         slowest = [max(r[0].times_ms[i] for r in ranks) for i in range(job.repeats)]
         timing = summarize(slowest, warmup=t0.warmup, method=t0.method, threads=t0.threads,
                            l2_flushed=t0.l2_flushed)
-        out.update(timing.columns())
+        out.update(timing.columns(), **flags)
         out.update(compile_s=max(r[4] for r in ranks),
                    comm_ms=statistics.median(max(r[1][i] for r in ranks) for i in range(job.repeats)),
                    comm_bytes=max(r[2] for r in ranks), comm_calls=max(r[3] for r in ranks),
@@ -189,10 +193,14 @@ def run_cell(job: LayoutJob, ctx: DistContext) -> dict[str, Any] | None:
 
 
 def run_rank_job(job: LayoutJob) -> dict[str, Any] | None:
-    """One rank of a launched cell: join the group, run, leave."""
+    """One rank of a launched cell: join the group, run (under the job's autotune limit: the
+    ranks are new processes, the parent's limit does not reach them), leave."""
+    from profiling.autotune_limit import limit_autotune_configs
+
     ctx = init_ranks(timeout_s=job.timeout_s, device=job.device, threads=job.threads)
     try:
-        return run_cell(job, ctx)
+        with limit_autotune_configs(job.autotune_max_configs):
+            return run_cell(job, ctx)
     finally:
         shutdown(ctx)
 
@@ -202,18 +210,21 @@ def bench_layout(layout: str, variant: str, precision: str, batch_size: int, pas
                  num_classes: int = 1000, warmup: int = 1, repeats: int = 3,
                  timeout_s: float = DEFAULT_TIMEOUT_S, device: str | None = None,
                  world_size: int | None = None, threads: int | None = None,
-                 compile_mode: str = "default", seed: int = 0, timed: bool = True) -> dict[str, Any]:
+                 compile_mode: str = "default", seed: int = 0, timed: bool = True,
+                 autotune_max_configs: int | None = None) -> dict[str, Any]:
     """Measure ``layout`` (one of :data:`alexnet_fast.vocabulary.LAYOUTS`) and judge it
     against the single eager model; returns result-table columns (module docstring).
     ``batch_size`` is the global batch. ``device`` None: CUDA when every rank gets a GPU,
     else CPU. ``threads``: torch threads per CPU rank (multi-rank default 1; single: the
-    caller's setting, restored afterwards). Raises ValueError for a bad request (before
+    caller's setting, restored afterwards). ``timeout_s``: the ranks' (a suite passes the
+    budget left); ``autotune_max_configs``: the ranks' autotune limit. Raises ValueError for a bad request (before
     starting ranks) and :class:`alexnet_fast.launch.LayoutRunError` when a rank fails or hangs.
     """
     job = LayoutJob.create(layout, variant, precision, batch_size, pass_, preset=preset,
                            width_mult=width_mult, input_size=input_size, num_classes=num_classes,
                            world_size=world_size, device=device, warmup=warmup, repeats=repeats,
-                           timeout_s=timeout_s, threads=threads, compile_mode=compile_mode, seed=seed, timed=timed)
+                           timeout_s=timeout_s, threads=threads, compile_mode=compile_mode, seed=seed, timed=timed,
+                           autotune_max_configs=autotune_max_configs)
     if layout != "single":
         return launch(run_rank_job, job, world_size=job.world_size, timeout_s=job.timeout_s)[0]
     saved_threads = torch.get_num_threads()

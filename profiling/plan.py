@@ -20,8 +20,9 @@ from alexnet_fast.precision import policy
 from alexnet_fast.vocabulary import COMPILE_MODES, LAYOUTS, PASSES, PRECISIONS, VARIANTS, variant_label
 from profiling.flops import layer_units
 
-__all__ = ["VariantSpec", "ReducedSize", "BenchPlan", "default_plan", "idle_cores", "plan_from_args",
-           "validate_plan", "parse_device", "describe", "use_interpreter_without_gpu", "TRITON_OPS"]
+__all__ = ["VariantSpec", "ReducedSize", "BenchPlan", "default_plan", "default_batch_sizes", "fit_batches_to_layouts",
+           "idle_cores", "plan_from_args", "validate_plan", "parse_device", "describe", "use_interpreter_without_gpu",
+           "plan_cells", "TRITON_OPS"]
 
 # per-layer ops build_variant swaps for Triton kernels (FC layers stay PyTorch in every variant)
 TRITON_OPS = ("conv_relu", "lrn", "pool", "lrn_pool")
@@ -69,6 +70,7 @@ class BenchPlan:
     layouts: list[str] = field(default_factory=lambda: ["single"])
     layers: list[str] = field(default_factory=list)  # unit names; [] = no per-layer rows
     layer_batch_size: int = 8
+    layer_passes: list[str] = field(default_factory=lambda: ["fwd"])  # per-layer rows: fwd and/or bwd
     preset: str = "paper"
     width_mult: float = 1.0
     input_size: int | None = None
@@ -102,13 +104,34 @@ def idle_cores() -> int:
     return max(1, min(cores, cores - int(round(load))))
 
 
+# batch sizes of the embedded default, before fit_batches_to_layouts
+GPU_BATCH_SIZES = (1, 32, 128, 256)
+CPU_BATCH_SIZES = (1, 4, 16)
+
+
+def default_batch_sizes(device: str) -> list[int]:
+    return list(GPU_BATCH_SIZES if torch.device(device).type == "cuda" else CPU_BATCH_SIZES)
+
+
+def fit_batches_to_layouts(batch_sizes: Iterable[int], layouts: Iterable[str], world_size: int) -> list[int]:
+    """Default batch sizes that every layout of the plan can run: each rounded up to a
+    multiple of what the layouts need (``world_size`` when data_parallel splits the batch),
+    duplicates dropped, order kept. For defaults only: a batch the user gave is checked,
+    never changed (:func:`validate_plan` refuses one that does not split)."""
+    from alexnet_fast.layouts.layout import batch_multiple
+
+    step = max((batch_multiple(layout, world_size) for layout in layouts), default=1)
+    return list(dict.fromkeys(-(-b // step) * step for b in batch_sizes))
+
+
 def default_plan(device: str | None = None) -> BenchPlan:
     """The embedded default, fitted to the device it finds.
 
     GPU: every variant, plain torch.compile also in max-autotune mode, fp32/tf32/fp16/bf16,
     batches 1, 32, 128 and 256, both passes, per-layer rows at batch 128; the two-rank
-    layouts too when there are two GPUs. A long run (every compiled cell compiles;
-    max-autotune benchmarks its conv templates): trim it with the flags.
+    layouts too when there are two GPUs or more (then batch 2 instead of 1: data_parallel
+    splits every batch over its 2 ranks, :func:`fit_batches_to_layouts`). A long run (every
+    compiled cell compiles; max-autotune benchmarks its conv templates): trim it with the flags.
     CPU: the paper network at its real size (227x227, 60.9 M parameters), fp32, batches 1, 4
     and 16, both passes, per-layer rows at batch 8, torch.compile in its default mode
     (max-autotune changes nothing for CPU convolutions and doubles the compile time),
@@ -119,18 +142,21 @@ def default_plan(device: str | None = None) -> BenchPlan:
     all_units = [u.name for u in layer_units(make_config("paper"))]
     if torch.device(device).type == "cuda":
         layouts = ["single"] + (["data_parallel", "model_parallel"] if torch.cuda.device_count() >= 2 else [])
-        return BenchPlan(
+        plan = BenchPlan(
             device=device,
             variants=[VariantSpec("eager"), VariantSpec("compile"), VariantSpec("compile", "max-autotune"),
                       VariantSpec("triton"), VariantSpec("triton+compile")],
-            precisions=list(PRECISIONS), batch_sizes=[1, 32, 128, 256], passes=list(PASSES),
+            precisions=list(PRECISIONS), batch_sizes=default_batch_sizes(device), passes=list(PASSES),
             layouts=layouts, layers=all_units, layer_batch_size=128, warmup=10, repeats=30,
         )
-    return BenchPlan(
-        device=device, variants=[VariantSpec(v) for v in VARIANTS],
-        precisions=["fp32"], batch_sizes=[1, 4, 16], passes=list(PASSES), layers=all_units,
-        layer_batch_size=8, warmup=1, repeats=5, threads=idle_cores(),
-    )
+    else:
+        plan = BenchPlan(
+            device=device, variants=[VariantSpec(v) for v in VARIANTS],
+            precisions=["fp32"], batch_sizes=default_batch_sizes(device), passes=list(PASSES), layers=all_units,
+            layer_batch_size=8, warmup=1, repeats=5, threads=idle_cores(),
+        )
+    plan.batch_sizes = fit_batches_to_layouts(plan.batch_sizes, plan.layouts, plan.layout_world_size)
+    return plan
 
 
 # ---------------------------------------------------------------------- flags -> plan
@@ -195,7 +221,11 @@ def plan_from_args(args: argparse.Namespace) -> BenchPlan:
         if not plan.batch_sizes or min(plan.batch_sizes) < 1:
             raise ValueError(f"batch sizes must be positive integers, got {plan.batch_sizes}")
     plan.passes = _choose(_split(args.passes), PASSES, "pass") or plan.passes
+    plan.layer_passes = _choose(_split(getattr(args, "layer_pass", None)), ("fwd", "bwd"), "layer pass") \
+        or plan.layer_passes
     plan.layouts = _choose(_split(args.layout), LAYOUTS, "layout") or plan.layouts
+    if batches is None:  # the default batches, fitted to the layouts asked for (data_parallel splits them)
+        plan.batch_sizes = fit_batches_to_layouts(default_batch_sizes(device), plan.layouts, plan.layout_world_size)
     for name in ("preset", "width_mult", "input_size", "layer_batch_size", "warmup", "repeats", "threads", "seed",
                  "peak_gemm_n", "peak_copy_mib"):
         value = getattr(args, name)
@@ -335,9 +365,76 @@ def validate_plan(plan: BenchPlan) -> None:
         _check_triton_mode(plan.device)
 
 
+# ---------------------------------------------------------------------- plan -> cells
+def plan_cells(plan: BenchPlan) -> list:
+    """The plan as the engine's cells (:class:`profiling.suites.Cell`): the peaks, then one
+    whole-model cell per (layout, precision, pass, variant, batch), then one per-layer cell
+    per (precision, variant, unit). Without a GPU the triton variants are checked once at
+    the reduced size (``plan.check``: model and batch), their per-layer units that hold a
+    Triton kernel too; a user's model (``--model``) at its own size and the check batch."""
+    from profiling.suites import IMPL_OF_VARIANT, Cell, assumed_compiles, layer_estimate, model_estimate, _Tally
+
+    tally = _Tally()
+    c = plan.check
+    full = {"preset": plan.preset, "width_mult": plan.width_mult, "input_size": plan.input_size}
+    reduced = {"preset": plan.preset, "width_mult": c.width_mult, "input_size": c.input_size}
+    cells = [Cell("peaks", "peaks", 2.0, {"gemm_n": plan.peak_gemm_n, "copy_mib": plan.peak_copy_mib,
+                                          "precisions": list(plan.precisions)},
+                  what={"scope": "peak", "layer": "gemm+copy"})]
+
+    def what(scope, variant, precision, **kw):
+        return {"scope": scope, "variant": variant.name, "label": variant.label, "precision": precision,
+                "compile_mode": variant.compile_mode if variant.compiled else "-", **kw}
+
+    for layout in plan.layouts:
+        for precision in plan.precisions:
+            for pass_ in plan.passes:
+                for variant in plan.variants:
+                    interpreted = variant.uses_triton and plan.interpreted
+                    for batch in [c.batch_size] if interpreted else plan.batch_sizes:
+                        size = full if not interpreted or plan.model else reduced
+                        check_size = ("full" if not interpreted else f"model size b{batch}" if plan.model
+                                      else f"w{c.width_mult}@{c.input_size} b{batch}")
+                        params = {"variant": variant.name, "compile_mode": variant.compile_mode,
+                                  "precision": precision, "batch_size": batch, "pass": pass_, "layout": layout,
+                                  **size, "check_size": check_size, "model": plan.model,
+                                  "model_input_size": plan.model_input_size}
+                        est = model_estimate(variant.name, pass_, mode=variant.compile_mode, triton_tuned=False,
+                                             tally=tally, batch=batch, precision=precision,
+                                             units=layer_units(make_config(plan.preset, width_mult=plan.width_mult,
+                                                                           input_size=plan.input_size)))
+                        cells.append(Cell("model", f"{layout} {variant.label} {precision} b{batch} {pass_}",
+                                          est + (20.0 if layout != "single" else 0.0), params,
+                                          None if layout != "single" else assumed_compiles("model", params,
+                                                                                           plan.interpreted),
+                                          what=what("model", variant, precision, layer="model", layout=layout,
+                                                    batch_size=batch, **{"pass": pass_})))
+    if plan.layers:
+        full_units = {u.name: u for u in layer_units(make_config(plan.preset, width_mult=plan.width_mult,
+                                                                  input_size=plan.input_size))}
+        for precision in plan.precisions:
+            for variant in plan.variants:
+                for name in plan.layers:
+                    unit = full_units[name]
+                    interpreted = variant.uses_triton and plan.interpreted and unit.op in TRITON_OPS
+                    batch = c.batch_size if interpreted else plan.layer_batch_size
+                    params = {"unit": name, "op": unit.op, "precision": precision,
+                              "impl": IMPL_OF_VARIANT[variant.name], "compile_mode": variant.compile_mode,
+                              "passes": list(plan.layer_passes), "batch_size": batch,
+                              **(reduced if interpreted else full),
+                              "check_size": f"w{c.width_mult}@{c.input_size} b{batch}" if interpreted else "full"}
+                    cells.append(Cell("layer", f"{name} {variant.label} {precision}",
+                                      layer_estimate(unit, params["impl"], precision, plan.layer_passes, batch, tally,
+                                                     3, variant.compile_mode),
+                                      params, assumed_compiles("layer", params),
+                                      what=what("layer", variant, precision, layer=name, op=unit.op,
+                                                batch_size=batch, **{"pass": "/".join(plan.layer_passes)})))
+    return cells
+
+
 def describe(plan: BenchPlan) -> str:
     v = ", ".join(x.label for x in plan.variants)
     return (f"device {plan.device}: variants [{v}] x precisions {plan.precisions} x batches {plan.batch_sizes} "
             f"x passes {plan.passes} x layouts {plan.layouts}; {len(plan.layers)} per-layer units at batch "
-            f"{plan.layer_batch_size}; preset {plan.preset} width {plan.width_mult} input "
+            f"{plan.layer_batch_size} ({'+'.join(plan.layer_passes)}); preset {plan.preset} width {plan.width_mult} input "
             f"{plan.input_size or 'preset'}; warmup {plan.warmup}, repeats {plan.repeats}, threads {plan.threads}")

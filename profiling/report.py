@@ -346,10 +346,10 @@ def _layer_section(frame: pd.DataFrame, gemm: dict[str, float], bw: float | None
         peak = gemm.get(r["precision"])
         ai, gf = _num(r.get("intensity")), _num(r.get("gflops_per_s"))
         roof = min(peak, ai * bw) if peak and bw and ai else None
-        rows.append([r["layer"], _label(r), r["precision"], _fmt(r["batch_size"]), r["status"], _timing_cell(r),
-                     _fmt(gf), _fmt(r.get("gbytes_per_s")), _fmt(ai),
+        rows.append([r["layer"], r["pass"], _label(r), r["precision"], _fmt(r["batch_size"]), r["status"],
+                     _timing_cell(r), _fmt(gf), _fmt(r.get("gbytes_per_s")), _fmt(ai),
                      f"{100 * gf / roof:.1f}%" if gf and roof else "-", _fmt(r.get("max_rel_err"))])
-    return markdown_table(["layer", "variant", "precision", "batch", "status", "median ms (p20-p80)", "GFLOP/s",
+    return markdown_table(["layer", "pass", "variant", "precision", "batch", "status", "median ms (p20-p80)", "GFLOP/s",
                            "GB/s (min bytes)", "FLOP/byte", "% of roofline", "max rel err"], rows)
 
 

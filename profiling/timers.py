@@ -4,19 +4,37 @@
 
 * CUDA: each repeat is bracketed by CUDA events (``torch.cuda.Event(enable_timing=True)``)
   recorded on the current stream *of the measured device* (so ``cuda:1`` is timed on
-  cuda:1's stream whatever the current device is), with the L2 cache flushed before each repeat by writing a buffer larger than any L2
-  (the method of ``triton.testing.do_bench``); the device is synchronised once after the
-  repeats and the events are read.
+  cuda:1's stream whatever the current device is), with the L2 cache flushed before each
+  repeat by writing a buffer larger than any L2 (the method of ``triton.testing.do_bench``);
+  the device is synchronised once after the repeats and the events are read.
 * CPU: ``time.perf_counter`` around each repeat, with a fixed intra-op thread count
   (:func:`fixed_threads`) recorded in the result.
 
-Both paths share one loop: warm-up calls (not timed), then ``repeats`` timed calls, then
-the median and quantiles of the repeat times in milliseconds. ``before_repeat`` runs before
-each timed call, outside the bracket (the two-rank layouts put a barrier there and take the
-slowest rank's time per repeat with :func:`summarize`, so a layout row and a one-device row
-carry the same timer). The cost of the *first* call
+Both paths share one loop (:func:`_repeat`): warm-up calls (not timed), then ``repeats``
+timed calls, then the median and quantiles of the repeat times in milliseconds.
+``before_repeat`` runs before each timed call, outside the bracket (the two-rank layouts put
+a barrier there and take the slowest rank's time per repeat with :func:`summarize`, so a
+layout row and a one-device row carry the same timer). The cost of the *first* call
 (compilation, autotuning, lazy initialisation) is never part of a steady-state timing:
 :func:`time_first_call` measures it on its own, and :func:`measure` always warms up first.
+
+Kernel time apart from launch cost (``kernel_time=True``, CUDA only). A small kernel's wall
+time includes the host's dispatch (custom-op dispatch, input checks, the autotuner's lookup,
+Triton's JIT binder: tens to hundreds of microseconds a call), the order of the kernels
+themselves at AlexNet's batch 128. So the timer also measures ``fn`` with no host work in
+the bracket: ``fn`` captured once in a CUDA graph on the current stream and the graph
+replayed under the same events and L2 flush (``kernel_method = "cuda_graph"``); where
+capture fails, the profiler's device time (the sum of the kernels' durations per call from
+``torch.profiler``, L2 warm: ``"profiler"``). The row then carries ``kernel_ms`` beside
+``median_ms`` and ``dispatch_us = (median_ms - kernel_ms) x 1000``. A backward can be
+captured only if its forward ran on a non-default stream (autograd runs each backward op on
+its forward's stream): the engine runs its cells on a stream of its own for that. On a CPU
+there is no separate kernel time (``kernel_ms`` None): the custom ops' Python-side cost is
+measured by the engine's ``dispatch`` cell instead, with the kernel launch stubbed.
+
+Extending it (paired interleaved rounds with confidence intervals, issue 21): a round is
+one :func:`_repeat` over a clock; several callables can share a loop by alternating their
+rounds, and :func:`summarize` already takes any list of repeat times.
 """
 
 from __future__ import annotations
@@ -29,11 +47,11 @@ from typing import Callable, Iterator, Sequence
 
 import torch
 
-__all__ = ["Timing", "measure", "time_first_call", "fixed_threads", "synchronize", "QUANTILES"]
+__all__ = ["Timing", "measure", "time_first_call", "fixed_threads", "synchronize", "summarize", "QUANTILES"]
 
 # quantiles reported with every timing (besides the median)
 QUANTILES = (0.2, 0.8)
-# bytes written before each CUDA repeat to evict L2 (H100: 50 MB L2; A100: 40 MB)
+# bytes written before each CUDA repeat to evict L2 (H100: 50 MB L2; A100: 40 MB; H200: 60 MB)
 L2_FLUSH_BYTES = 256 * 1024 * 1024
 
 
@@ -52,14 +70,26 @@ class Timing:
     threads: int  # torch intra-op threads while timing (CPU work of either path)
     l2_flushed: bool
     times_ms: tuple[float, ...] = ()  # every repeat, in the order timed
+    kernel_ms: float | None = None  # device time without host dispatch (kernel_time=True on CUDA)
+    kernel_method: str | None = None  # "cuda_graph" or "profiler"
+    kernel_note: str | None = None  # why there is no kernel time, or why the fallback was used
 
     def as_dict(self) -> dict:
         return asdict(self)
 
+    @property
+    def dispatch_us(self) -> float | None:
+        """Host time per call that is not kernel time: wall median - kernel time, in us."""
+        return None if self.kernel_ms is None else (self.median_ms - self.kernel_ms) * 1e3
+
     def columns(self) -> dict:
         """The result-table columns every timed row carries (:mod:`profiling.results`)."""
-        return {"median_ms": self.median_ms, "p20_ms": self.p20_ms, "p80_ms": self.p80_ms, "min_ms": self.min_ms,
+        cols = {"median_ms": self.median_ms, "p20_ms": self.p20_ms, "p80_ms": self.p80_ms, "min_ms": self.min_ms,
                 "repeats": self.repeats, "warmup": self.warmup, "timer": self.method, "threads": self.threads}
+        if self.kernel_ms is not None or self.kernel_note is not None:
+            cols.update(kernel_ms=self.kernel_ms, kernel_timer=self.kernel_method, dispatch_us=self.dispatch_us,
+                        kernel_note=self.kernel_note)
+        return cols
 
 
 def _quantile(sorted_values: Sequence[float], q: float) -> float:
@@ -172,13 +202,82 @@ class _CudaClock:
         return [s.elapsed_time(e) for s, e in self._events]
 
 
+def _clock(device: torch.device, flush_l2: bool):
+    return _CudaClock(device, flush_l2) if device.type == "cuda" else _CpuClock()
+
+
+def _repeat(fn: Callable[[], object], clock, repeats: int, before_repeat: Callable[[], object] | None) -> list[float]:
+    """One round: ``repeats`` calls of ``fn``, each bracketed by ``clock``; the times in ms."""
+    for _ in range(repeats):
+        if before_repeat is not None:
+            before_repeat()
+        clock.before()
+        fn()
+        clock.after()
+    return clock.times_ms()
+
+
+# ---------------------------------------------------------------------- kernel time (CUDA only)
+def _one_line(e: BaseException) -> str:
+    text = f"{type(e).__name__}: {e}".strip().splitlines()
+    return text[0][:200] if text else type(e).__name__
+
+
+def _graph_replay_ms(fn: Callable[[], object], device: torch.device, repeats: int, flush_l2: bool) -> float:
+    """``fn`` captured once in a CUDA graph on the current stream (a side stream if that is
+    the default one) and replayed ``repeats`` times under the events: the median in ms."""
+    current = torch.cuda.current_stream(device)
+    stream = current if current != torch.cuda.default_stream(device) else torch.cuda.Stream(device)
+    stream.wait_stream(current)
+    with torch.cuda.stream(stream):
+        fn()  # PyTorch's recipe: one call on the capture stream before capturing
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph, stream=stream):
+            fn()
+        times = _repeat(graph.replay, _CudaClock(device, flush_l2), repeats, None)
+    current.wait_stream(stream)
+    del graph
+    return statistics.median(times)
+
+
+def _profiler_device_ms(fn: Callable[[], object], device: torch.device, repeats: int) -> float:
+    """Sum of the CUDA kernels' durations per call of ``fn`` (torch.profiler, L2 warm)."""
+    from torch.autograd import DeviceType
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+        for _ in range(repeats):
+            fn()
+        torch.cuda.synchronize(device)
+    kernels = [e for e in prof.events() if getattr(e, "device_type", None) == DeviceType.CUDA]
+    if not kernels:
+        raise RuntimeError("the profiler recorded no CUDA kernel")
+    total_us = sum(getattr(e, "device_time_total", None) or getattr(e, "cuda_time_total", 0.0) for e in kernels)
+    return total_us / repeats / 1e3
+
+
+def _kernel_time(fn: Callable[[], object], device: torch.device, repeats: int,
+                 flush_l2: bool) -> tuple[float | None, str | None, str | None]:
+    """(kernel ms, method, note): CUDA-graph replay, else the profiler's device time."""
+    try:
+        return _graph_replay_ms(fn, device, repeats, flush_l2), "cuda_graph", None
+    except Exception as e:  # capture refused: a host sync, work on another stream, ...
+        graph_error = _one_line(e)
+    torch.cuda.synchronize(device)
+    try:
+        return _profiler_device_ms(fn, device, repeats), "profiler", f"CUDA graph capture failed ({graph_error})"
+    except Exception as e:
+        return None, None, f"no kernel time: CUDA graph capture failed ({graph_error}); profiler: {_one_line(e)}"
+
+
 def measure(fn: Callable[[], object], *, device: torch.device | str = "cpu", warmup: int = 3,
             repeats: int = 10, threads: int | None = None, flush_l2: bool = True,
-            before_repeat: Callable[[], object] | None = None) -> Timing:
+            before_repeat: Callable[[], object] | None = None, kernel_time: bool = False) -> Timing:
     """Steady-state time of ``fn()`` on ``device``: ``warmup`` untimed calls, then ``repeats``
     timed calls (CUDA events with L2 flush on a GPU, perf_counter on CPU); median and
     quantiles in ms. ``threads`` fixes torch's intra-op thread count while timing;
-    ``before_repeat`` (untimed) runs before each timed call."""
+    ``before_repeat`` (untimed) runs before each timed call. ``kernel_time``: on CUDA also
+    the kernel-only time (module docstring); on CPU it adds nothing."""
     if not (isinstance(repeats, int) and repeats >= 1):
         raise ValueError(f"repeats must be a positive integer, got {repeats!r}")
     if not (isinstance(warmup, int) and warmup >= 0):
@@ -188,13 +287,14 @@ def measure(fn: Callable[[], object], *, device: torch.device | str = "cpu", war
         for _ in range(warmup):
             fn()
         synchronize(device)
-        clock = _CudaClock(device, flush_l2) if device.type == "cuda" else _CpuClock()
-        for _ in range(repeats):
-            if before_repeat is not None:
-                before_repeat()
-            clock.before()
-            fn()
-            clock.after()
-        times = clock.times_ms()
-    return summarize(times, warmup=warmup, method=clock.method, threads=n_threads,
-                     l2_flushed=clock.l2_flushed)
+        clock = _clock(device, flush_l2)
+        times = _repeat(fn, clock, repeats, before_repeat)
+        kernel = (None, None, None)
+        if kernel_time and device.type == "cuda":
+            kernel = _kernel_time(fn, device, repeats, flush_l2)
+    timing = summarize(times, warmup=warmup, method=clock.method, threads=n_threads, l2_flushed=clock.l2_flushed)
+    if kernel[0] is None and kernel[2] is None:
+        return timing
+    from dataclasses import replace
+
+    return replace(timing, kernel_ms=kernel[0], kernel_method=kernel[1], kernel_note=kernel[2])

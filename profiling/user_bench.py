@@ -1,7 +1,9 @@
-"""``alexnet-fast bench --model module:callable``: the harness on a user's model.
+"""``alexnet-fast bench --model module:callable``: a user's model as the source of the
+engine's whole-model cells (and the GPU suite's ``anchor`` cells: KernelBench's AlexNet).
 
 The same cells, equivalence checks (logits and every parameter gradient against eager fp32
-and fp64), timings and result rows as for this project's AlexNet; what differs:
+and fp64), timings and result rows as for this project's AlexNet (:mod:`profiling.engine`);
+what differs is only where the model, its inputs and its FLOPs come from:
 
 * the model comes from the factory (:func:`alexnet_fast.user_model.load_model`), at its own
   input size; the triton variants are what :func:`kernels.apply` makes of it (printed once);
@@ -11,8 +13,7 @@ and fp64), timings and result rows as for this project's AlexNet; what differs:
 * FLOPs come from ``torch.utils.flop_counter.FlopCounterMode`` (multiply-adds only; no byte
   model), rows carry ``preset = "model <spec>"``.
 
-:func:`profiling.plan.fit_plan_to_model` points the plan at the model; :func:`make_harness`
-picks the harness class in ``profiling.bench.run``.
+:func:`profiling.plan.fit_plan_to_model` points a bench plan at the model.
 """
 
 from __future__ import annotations
@@ -25,18 +26,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from alexnet_fast.user_model import load_model
-from profiling.engine import INTERPRETED_NOTE, Harness, add_rates
+from profiling.flops import add_rates
 
-__all__ = ["make_harness", "UserModelHarness"]
+__all__ = ["UserModelSource"]
 
-RATE_COLUMNS = ("flops", "bytes", "bytes_model", "intensity", "images_per_s", "gflops_per_s", "gbytes_per_s")
-
-
-def make_harness(plan, output_dir, *, progress=None) -> Harness:
-    """:class:`UserModelHarness` when the plan names a user's model, else the harness."""
-    if getattr(plan, "model", None):
-        return UserModelHarness(plan, output_dir, progress=progress)
-    return Harness(plan, output_dir, progress=progress)
+INTERPRETED_NOTE = "Triton interpreter on CPU: equivalence at the model's own size; timing would mean nothing"
 
 
 def _flops(model: nn.Module, x: torch.Tensor, target: torch.Tensor, pass_: str) -> int:
@@ -53,51 +47,53 @@ def _flops(model: nn.Module, x: torch.Tensor, target: torch.Tensor, pass_: str) 
     return int(counter.get_total_flops())
 
 
-class UserModelHarness(Harness):
-    """:class:`profiling.engine.Harness` on the model of ``plan.model``."""
+class UserModelSource:
+    """A ``--model`` factory as the engine's model source: the model (built once, seeded),
+    inputs of its own shape, FLOPs by FlopCounterMode."""
 
-    def __init__(self, plan, output_dir, *, progress=None, build_variant=None):
-        super().__init__(plan, output_dir, progress=progress, build_variant=build_variant)
-        self.user = load_model(plan.model, input_size=plan.model_input_size)
-        self._flop_cache: dict[str, int] = {}
-        if any(v.uses_triton for v in plan.variants):
-            import kernels
+    interpreted_note = INTERPRETED_NOTE
 
-            _, report = kernels.apply(self.user.build(), return_report=True)
-            print(f"bench --model {plan.model}: what the triton variants replace\n{report}", file=sys.stderr)
+    def __init__(self, spec: str, input_size: int | None, seed: int, device: torch.device):
+        self.user = load_model(spec, input_size=input_size)
+        self.seed, self.device = seed, device
+        self._model: nn.Module | None = None
+        self._inputs: dict[int, tuple] = {}
+        self._flops: dict[str, int] = {}
+        self._num_classes: int | None = None
+        self._explained = False
 
-    def _base_model(self, reduced: bool = False) -> nn.Module:  # one size: no reduced model
-        if "user_model" not in self._refs:
-            torch.manual_seed(self.plan.seed)
-            self._refs["user_model"] = self.user.build().to(self.device)
-        return self._refs["user_model"]
+    def explain(self) -> None:
+        """Print once what the triton variants replace in the model (:func:`kernels.apply`)."""
+        if self._explained:
+            return
+        import kernels
 
-    def _inputs(self, batch_size: int, reduced: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-        key = ("inputs", batch_size)
-        if key not in self._refs:
-            if "num_classes" not in self._refs:
-                self._refs["num_classes"] = self.user.num_classes()
-            gen = torch.Generator().manual_seed(self.plan.seed + batch_size)
-            x = torch.randn(batch_size, *self.user.input_shape, generator=gen)
-            target = torch.randint(0, self._refs["num_classes"], (batch_size,), generator=gen)
-            self._refs[key] = (x.to(self.device), target.to(self.device))
-        return self._refs[key]
+        _, report = kernels.apply(self.user.build(), return_report=True)
+        print(f"bench --model {self.user.spec}: what the triton variants replace\n{report}", file=sys.stderr)
+        self._explained = True
 
-    def _row(self, **fields):
-        row = super()._row(**fields)
-        row.update(preset=f"model {self.user.spec}", width_mult=None, input_size=self.user.input_shape[1])
-        if str(row.get("check_size", "")).startswith("w"):  # interpreted rows: the model's own size
-            row["check_size"] = f"model size b{row.get('batch_size')}"
-        return row
+    def model(self) -> nn.Module:
+        if self._model is None:
+            torch.manual_seed(self.seed)
+            self._model = self.user.build().to(self.device)
+        return self._model
 
-    def _model_row(self, layout, variant, precision, batch_size, pass_) -> dict:
-        row = super()._model_row(layout, variant, precision, batch_size, pass_)
-        if row.get("note") == INTERPRETED_NOTE:
-            row["note"] = "Triton interpreter on CPU: equivalence at the model's own size; timing would mean nothing"
-        for k in RATE_COLUMNS:  # the base row's rates are this project's AlexNet's: replace them
-            row.pop(k, None)
-        if pass_ not in self._flop_cache:
-            x, target = self._inputs(1)
-            self._flop_cache[pass_] = _flops(self._base_model(), x, target, pass_)
-        add_rates(row, self._flop_cache[pass_] * batch_size, None, "flop_counter (MACs only)", batch_size)
-        return row
+    def inputs(self, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
+        if batch not in self._inputs:
+            if self._num_classes is None:
+                self._num_classes = self.user.num_classes()
+            gen = torch.Generator().manual_seed(self.seed + batch)
+            x = torch.randn(batch, *self.user.input_shape, generator=gen)
+            target = torch.randint(0, self._num_classes, (batch,), generator=gen)
+            self._inputs[batch] = (x.to(self.device), target.to(self.device))
+        return self._inputs[batch]
+
+    def fields(self) -> dict:
+        return {"preset": f"model {self.user.spec}", "width_mult": None, "input_size": self.user.input_shape[1],
+                "model": self.user.spec}
+
+    def add_rates(self, row: dict, variant: str, precision: str, batch: int, pass_: str) -> dict:
+        if pass_ not in self._flops:
+            x, target = self.inputs(1)
+            self._flops[pass_] = _flops(self.model(), x, target, pass_)
+        return add_rates(row, self._flops[pass_] * batch, None, "flop_counter (MACs only)", batch)

@@ -79,3 +79,48 @@ def test_triton_interpret_left_on_a_gpu_machine_is_refused(monkeypatch):
         P.validate_plan(plan)
     monkeypatch.setenv("TRITON_INTERPRET", "0")
     P.validate_plan(plan)  # compiled Triton on a GPU: accepted
+
+
+def _simulate_gpus(monkeypatch, gpus: int) -> None:
+    """``gpus`` CUDA devices as far as the plan can tell; what would launch work on them (the
+    precision probe, a tiny training step; Triton's mode, the interpreter being on in the
+    tests) is stubbed. With 0, nothing is: the CPU plan is validated for real."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: gpus > 0)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: gpus)
+    if gpus:
+        monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+        monkeypatch.setattr(P, "_probe_precision", lambda device, precision: None)
+        monkeypatch.setattr(P, "_check_triton_mode", lambda device: None)
+
+
+def _plan(argv):
+    from alexnet_fast.cli import build_parser
+
+    return P.plan_from_args(build_parser("bench").parse_args(["bench", *argv]))  # validate_plan included
+
+
+@pytest.mark.parametrize("gpus", [0, 1, 2, 8])
+def test_the_default_plan_validates_with_any_number_of_gpus(monkeypatch, gpus):
+    """`make report` on a 2-GPU machine was refused: its default had batch 1 and data_parallel."""
+    _simulate_gpus(monkeypatch, gpus)
+    P.validate_plan(P.default_plan())
+    plan = _plan([])  # `alexnet-fast bench` with no flags
+    assert plan.device == ("cuda" if gpus else "cpu")
+    assert ("data_parallel" in plan.layouts) == (gpus >= 2)
+    assert plan.batch_sizes == ([1, 4, 16] if not gpus else [1, 32, 128, 256] if gpus == 1 else [2, 32, 128, 256])
+
+
+@pytest.mark.parametrize("gpus", [0, 2])
+def test_data_parallel_without_batch_size_takes_batches_that_split(monkeypatch, gpus):
+    _simulate_gpus(monkeypatch, gpus)
+    assert _plan(["--layout", "data_parallel"]).batch_sizes == ([2, 4, 16] if not gpus else [2, 32, 128, 256])
+    assert _plan(["--layout", "single"]).batch_sizes == ([1, 4, 16] if not gpus else [1, 32, 128, 256])
+    assert _plan(["--layout", "model_parallel"]).batch_sizes[0] == 1  # it does not split the batch
+    with pytest.raises(ValueError, match="--layout data_parallel --batch-size 3: data_parallel splits the batch"):
+        _plan(["--layout", "single,data_parallel", "--batch-size", "2,3"])  # given: checked, never changed
+
+
+def test_fit_batches_to_layouts():
+    assert P.fit_batches_to_layouts([1, 2, 3, 16], ["single", "data_parallel"], 2) == [2, 4, 16]
+    assert P.fit_batches_to_layouts([1, 5], ["data_parallel"], 4) == [4, 8]
+    assert P.fit_batches_to_layouts([1, 5], ["single", "model_parallel"], 2) == [1, 5]

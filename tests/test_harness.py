@@ -182,8 +182,9 @@ def test_two_device_layouts_come_from_bench_layout(tmp_path, monkeypatch):
     calls = []
 
     def bench_layout(layout, variant, precision, batch_size, pass_, *, preset, width_mult, input_size,
-                     warmup, repeats, compile_mode, device, world_size, seed, timed):
+                     warmup, repeats, compile_mode, device, world_size, seed, timed, timeout_s, autotune_max_configs):
         calls.append((layout, variant, precision, batch_size, pass_, width_mult))
+        assert timeout_s > 0 and autotune_max_configs is None  # no budget: the launcher's default timeout
         return dict(median_ms=20.0, timer="perf_counter", comm_ms=3.0, comm_bytes=1000,
                     comm_bytes_model=1000, max_abs_err=1e-7, max_rel_err=1e-6, equivalent=layout != "model_parallel",
                     backend="gloo", world_size=2)
@@ -205,7 +206,7 @@ def test_interpreted_layout_cells_run_at_the_check_batch(tmp_path, monkeypatch):
     calls = []
 
     def bench_layout(layout, variant, precision, batch_size, pass_, *, preset, width_mult, input_size,
-                     warmup, repeats, compile_mode, device, world_size, seed, timed):
+                     warmup, repeats, compile_mode, device, world_size, seed, timed, timeout_s, autotune_max_configs):
         calls.append((layout, variant, batch_size, width_mult, input_size, timed))
         return dict(comm_bytes_model=10, max_abs_err=1e-7, max_rel_err=1e-6, equivalent=True, backend="gloo",
                     world_size=2)
@@ -220,25 +221,34 @@ def test_interpreted_layout_cells_run_at_the_check_batch(tmp_path, monkeypatch):
     assert "median_ms" not in rows[0]
 
 
-def test_interrupted_run_restores_cudnn_benchmark_and_closes_telemetry(tmp_path, monkeypatch):
-    """Ctrl-C (KeyboardInterrupt is not an Exception: it ends the matrix) leaves the process
-    as the run found it."""
-    plan = tiny_plan(["eager"])
-    plan.cudnn_benchmark = True
-    harness = engine.Harness(plan, tmp_path, progress=False)
-    harness.device = torch.device("cuda")  # only so the run sets cudnn.benchmark; no job touches it
+def test_interrupted_run_writes_what_it_has_and_closes_telemetry(tmp_path, monkeypatch):
+    """Ctrl-C (KeyboardInterrupt is not an Exception: it ends the matrix) keeps the rows
+    measured so far on disk, marks the cell it stopped, and leaves the process as the run
+    found it (telemetry closed, the signal handlers restored)."""
+    import signal
 
-    def interrupted():
-        assert torch.backends.cudnn.benchmark is True
-        raise KeyboardInterrupt
+    plan = tiny_plan(["eager"], batch_sizes=(1, 2))
+    harness = engine.Harness(plan, tmp_path, progress=False)
+    calls = []
+    real = engine.Engine.cell_model
+
+    def interrupted(self, p):
+        calls.append(p["batch_size"])
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(self, p)
 
     closed = []
-    monkeypatch.setattr(harness, "jobs", lambda: [({"scope": "model"}, interrupted)])
+    handlers = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+    monkeypatch.setattr(engine.Engine, "cell_model", interrupted)
     monkeypatch.setattr(harness.telemetry, "close", lambda: closed.append(True))
-    monkeypatch.setattr(torch.backends.cudnn, "benchmark", False)
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(KeyboardInterrupt) as info:
         harness.run()
-    assert torch.backends.cudnn.benchmark is False and closed == [True]
+    assert isinstance(info.value, engine.Interrupted) and info.value.signum == signal.SIGINT
+    assert closed == [True] and (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == handlers
+    assert [r["status"] for r in harness.records] == ["done", "done", "interrupted"]
+    table = read_results(tmp_path)
+    assert set(table.scope) == {"peak", "model"} and (table[table.scope == "model"].batch_size == 1).all()
 
 
 def test_cli_bench_writes_results(tmp_path, capsys):

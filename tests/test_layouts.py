@@ -8,6 +8,7 @@ rank functions below run on each rank and return tensors that the tests compare.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import os
 import signal
@@ -25,7 +26,8 @@ from alexnet_fast.layouts import (
     load_full_state_dict, local_batch, local_context, merge_columns,
     shutdown, split_columns,
 )
-from alexnet_fast.layouts.columns import ColumnGather, HaloCrop, LRNHalo
+from alexnet_fast.layouts import columns as columns_module
+from alexnet_fast.layouts.columns import ColumnGather, HaloCrop, LRNHalo, p2p_staged
 
 # small paper-preset model: 12/32/48/48/32 filters (6/16/24/24/16 per column), 99x99 input
 # (pool5 is 2x2, so the flatten order of fc6's gathered input is exercised), 10 classes
@@ -206,6 +208,16 @@ def test_comm_meter_counts_overlapping_spans_once():
 # ------------------------------------------------------------- two gloo ranks on CPU
 
 
+def _loud_lrn_model_and_batch():
+    """A model and batch where the LRN changes the logits by ~10% (He init, inputs x10; at
+    the paper's init it changes them by ~1e-7, below the comparison's 1e-5), and a batch
+    unlike the other checks' (a halo buffer left unfilled finds no right values in memory)."""
+    torch.manual_seed(0)
+    model = alexnet(**SMALL, init="kaiming")
+    x, y = _batch(model.config, seed=2)
+    return model, 10 * x, y
+
+
 def _layouts_rank_checks() -> dict:
     """On each of 2 ranks: model_parallel and data_parallel against the single model."""
     ctx = init_ranks(timeout_s=120)
@@ -250,6 +262,26 @@ def _layouts_rank_checks() -> dict:
         out["mp_bf16_grads"] = full_grads("model_parallel", bf16_column, ctx)
         out["mp_bf16_bytes"] = meter.bytes_sent
         out["mp_bf16_bytes_model"] = comm_bytes_model("model_parallel", config, BATCH, train=True, dtype=torch.bfloat16)
+
+        # the halo as gloo runs it with CUDA tensors (two ranks sharing a GPU): through CPU
+        # buffers; p2p_staged (the path choice, its own test below) answers yes here
+        loud, x2, y2 = _loud_lrn_model_and_batch()
+        asked = []
+        chooser = columns_module.p2p_staged
+        columns_module.p2p_staged = lambda backend, device: asked.append((str(backend), device.type)) or True
+        try:
+            staged = layout_model(loud, "model_parallel", "eager", ctx)
+            staged_logits = staged(x2)
+            F.cross_entropy(staged_logits, y2).backward()
+        finally:
+            columns_module.p2p_staged = chooser
+        out["staged_asked"] = asked
+        direct = layout_model(loud, "model_parallel", "eager", ctx)  # the same, sent as they are
+        direct_logits = direct(x2)
+        F.cross_entropy(direct_logits, y2).backward()
+        out["direct_logits"], out["direct_grads"] = direct_logits.detach(), full_grads("model_parallel", direct, ctx)
+        out["staged_logits"] = staged_logits.detach()
+        out["staged_grads"] = full_grads("model_parallel", staged, ctx)
 
         # the column under torch.compile: one graph (fullgraph), same logits and gradients
         compiled = layout_model(single, "model_parallel", "eager", ctx)
@@ -316,7 +348,12 @@ def _single_reference() -> dict:
         bf16_logits = bf16(x)
     F.cross_entropy(bf16_logits.float(), y).backward()
     bf16_grads = {k: p.grad.clone() for k, p in bf16.named_parameters()}
+    other, x2, y2 = _loud_lrn_model_and_batch()
+    other_logits = other(x2)
+    F.cross_entropy(other_logits, y2).backward()
+    other_grads = {k: p.grad.clone() for k, p in other.named_parameters()}
     return {"logits": logits.detach(), "grads": grads, "start": start, "after_step": single.state_dict(),
+            "loud_logits": other_logits.detach(), "loud_grads": other_grads,
             "optimizer": opt.state_dict(), "names": [k for k, _ in single.named_parameters()],
             "bf16_logits": bf16_logits.detach(), "bf16_grads": bf16_grads, "batch1_grads": batch1_grads}
 
@@ -334,6 +371,27 @@ def _check_model_parallel_equals_single(results, ref):
     torch.testing.assert_close(results[0]["mp_logits"], results[1]["mp_logits"], rtol=0, atol=0)
     for name, grad in ref["batch1_grads"].items():
         _assert_tight(results[1]["mp_batch1_grads"][name], grad, f"batch of 1: grad {name}")
+
+
+def _check_model_parallel_halo_paths(results, ref):
+    """Where the LRN matters (:func:`_loud_lrn_model_and_batch`), the halo sent as it is and
+    the halo staged through CPU buffers (gloo's path for CUDA tensors) give the single model's
+    logits and gradients; every halo exchange and return (2 LRNs, forward and backward) of the
+    staged run went that way."""
+    for rank in (0, 1):
+        out = results[rank]
+        assert out["staged_asked"] == [("gloo", "cpu")] * 4, out["staged_asked"]
+        for path in ("direct", "staged"):
+            _assert_tight(out[f"{path}_logits"], ref["loud_logits"], f"rank {rank} {path}-halo logits")
+            for name, grad in ref["loud_grads"].items():
+                _assert_tight(out[f"{path}_grads"][name], grad, f"rank {rank} {path}-halo grad {name}")
+
+
+def test_halo_p2p_is_staged_through_cpu_only_for_gloo_with_gpu_tensors():
+    """gloo's send/recv have no CUDA path: two ranks sharing one GPU (gloo) stage the halo."""
+    assert p2p_staged("gloo", torch.device("cuda", 0)) and p2p_staged(torch.distributed.Backend.GLOO, "cuda")
+    assert not p2p_staged("nccl", torch.device("cuda", 1))  # NCCL sends device tensors as they are
+    assert not p2p_staged("gloo", torch.device("cpu"))
 
 
 def _check_optimizer_state(results, ref):
@@ -406,12 +464,38 @@ def _check_bytes(results, ref):
         assert results[rank]["dp_bytes"] == results[rank]["dp_bytes_model"] > 0
 
 
+WATCHED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)  # torch elastic's default set
+
+
+def _own_handler(signum, frame):  # a caller's handler, for the launcher to leave in place
+    raise AssertionError(f"signal {signum} delivered during a test")
+
+
+@contextlib.contextmanager
+def _launch_keeps_signal_handlers():
+    """The in-process launch must leave the signal handlers as it found them (torch elastic's
+    agent installs its own for SIGINT, SIGTERM, SIGHUP and SIGQUIT and never puts them back:
+    seen, a later SIGINT test in the same xdist worker finding elastic's handler)."""
+    previous = signal.signal(signal.SIGHUP, _own_handler)  # not only the defaults: one of the caller's own
+    try:
+        found = {s: signal.getsignal(s) for s in WATCHED_SIGNALS}
+        yield
+        left = {s: signal.getsignal(s) for s in WATCHED_SIGNALS}
+        changed = {s.name: getattr(h, "__name__", h) for s, h in left.items() if h is not found[s]}
+        assert not changed, f"the launch changed the signal handlers: {changed}"
+    finally:
+        signal.signal(signal.SIGHUP, previous)
+
+
 def test_two_gloo_ranks_match_the_single_model():
-    """One launch (start-up is the cost; one test so that pytest-xdist runs it once)."""
-    results = launch(_layouts_rank_checks, world_size=2, timeout_s=240)
+    """One launch (start-up is the cost; one test so that pytest-xdist runs it once), which
+    leaves the signal handlers as it found them."""
+    with _launch_keeps_signal_handlers():
+        results = launch(_layouts_rank_checks, world_size=2, timeout_s=240)
     ref = _single_reference()
     _check_model_parallel_equals_single(results, ref)  # logits, every gradient, one SGD step, batch of 1
     _check_optimizer_state(results, ref)
+    _check_model_parallel_halo_paths(results, ref)
     _check_model_parallel_bf16(results, ref)
     _check_model_parallel_compiled(results, ref)
     _check_model_parallel_channels_last(results, ref)
@@ -436,8 +520,8 @@ def _killed_mid_step(victim: int) -> None:
 
 def test_a_rank_killed_mid_step_ends_the_run_naming_it():
     start = time.perf_counter()
-    with pytest.raises(LayoutRunError, match=r"rank 1 failed first") as error:
-        launch(_killed_mid_step, 1, world_size=2, timeout_s=60)
+    with _launch_keeps_signal_handlers(), pytest.raises(LayoutRunError, match=r"rank 1 failed first") as error:
+        launch(_killed_mid_step, 1, world_size=2, timeout_s=60)  # a failed launch restores them too
     assert error.value.rank == 1
     assert "SIGKILL" in str(error.value)
     assert time.perf_counter() - start < 60
@@ -466,16 +550,17 @@ def test_a_hung_rank_ends_the_run_within_the_timeout():
 _KERNEL_MODULES = ("kernels.conv2d_relu", "kernels.lrn", "kernels.max_pool2d", "kernels.lrn_max_pool2d")
 
 
-def _record_launch_dtypes() -> list[tuple[str, set]]:
+@contextlib.contextmanager
+def _recording_launch_dtypes():
     """Wrap the autotuned launch of every Triton op so each launch records (kernel, the
-    dtypes of its floating tensor arguments)."""
+    dtypes of its floating tensor arguments) into the list yielded; the modules get their
+    own ``autotuned`` back after (the single layout runs in the test process)."""
     import importlib
 
     seen: list[tuple[str, set]] = []
-    for name in _KERNEL_MODULES:
-        module = importlib.import_module(name)
-        real = module.autotuned
-
+    modules = [importlib.import_module(name) for name in _KERNEL_MODULES]
+    reals = [module.autotuned for module in modules]
+    for module, real in zip(modules, reals):
         def spying(kernel, *args, _real=real, **kwargs):
             tuned = _real(kernel, *args, **kwargs)
 
@@ -489,7 +574,11 @@ def _record_launch_dtypes() -> list[tuple[str, set]]:
             return Launch()
 
         module.autotuned = spying
-    return seen
+    try:
+        yield seen
+    finally:
+        for module, real in zip(modules, reals):
+            module.autotuned = real
 
 
 def _fp16_autocast_step(layout: str) -> list[tuple[str, set]]:
@@ -499,15 +588,15 @@ def _fp16_autocast_step(layout: str) -> list[tuple[str, set]]:
 
     ctx = init_ranks(timeout_s=120) if layout != "single" else local_context("cpu")
     try:
-        seen = _record_launch_dtypes()
-        torch.manual_seed(0)
-        single = alexnet(width_mult=0.0625, input_size=67, num_classes=10, dropout=0.0)
-        x, y = _batch(single.config, batch=2)
-        model = layout_model(single, layout, "triton", ctx)
-        prec = policy("fp16")
-        with prec.context(ctx.device):
-            loss = F.cross_entropy(model(local_batch(layout, x, ctx)), local_batch(layout, y, ctx))
-        loss.backward()
+        with _recording_launch_dtypes() as seen:
+            torch.manual_seed(0)
+            single = alexnet(width_mult=0.0625, input_size=67, num_classes=10, dropout=0.0)
+            x, y = _batch(single.config, batch=2)
+            model = layout_model(single, layout, "triton", ctx)
+            prec = policy("fp16")
+            with prec.context(ctx.device):
+                loss = F.cross_entropy(model(local_batch(layout, x, ctx)), local_batch(layout, y, ctx))
+            loss.backward()
         return seen
     finally:
         if layout != "single":
@@ -521,8 +610,13 @@ def test_triton_kernels_run_in_the_autocast_dtype_in_every_layout(layout):
     forward, dgrad and wgrad, fused LRN+pool and pool, forward and backward -- gets fp16
     operands, in one process and on both ranks of each two-rank layout (the model-parallel
     gather used to hand an fp16 activation to an fp32 weight and die with a TypeError)."""
+    import importlib
+
+    launchers = [importlib.import_module(name).autotuned for name in _KERNEL_MODULES]
     results = {0: _fp16_autocast_step(layout)} if layout == "single" else \
         launch(_fp16_autocast_step, layout, world_size=2, timeout_s=300)
+    # the spies are gone (single runs in this process: later tests get the real launchers)
+    assert [importlib.import_module(name).autotuned for name in _KERNEL_MODULES] == launchers
     for rank, seen in results.items():
         kernels = {k for k, _ in seen}
         assert {"conv2d_relu_fwd_kernel", "conv2d_relu_dgrad_kernel", "conv2d_relu_wgrad_kernel",

@@ -174,7 +174,9 @@ def test_stale_temp_files_of_dead_writers_are_removed(tmp_path):
 
 
 def test_sigint_saves_the_step_in_progress_and_stops(data, tmp_path, monkeypatch, capsys):
-    """In-process: SIGINT during step 3 of a run that saves every 100 steps."""
+    """In-process: SIGINT during step 3 of a run that saves every 100 steps; afterwards the
+    handler is the one the test started with (whatever an earlier test left)."""
+    handler_before = signal.getsignal(signal.SIGINT)
     step = torch.optim.SGD.step
     calls = []
 
@@ -192,7 +194,7 @@ def test_sigint_saves_the_step_in_progress_and_stops(data, tmp_path, monkeypatch
     assert "SIGINT received: checkpoint saved to" in err and f"--resume {out / 'checkpoint.pth'}" in err
     ckpt = load_checkpoint(out / "checkpoint.pth")
     assert (ckpt["epoch"], ckpt["step_in_epoch"], ckpt["global_step"]) == (0, 3, 3)
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler restored
+    assert signal.getsignal(signal.SIGINT) is handler_before  # handler restored
 
 
 def test_checkpoint_every_n_steps_and_by_time(data, tmp_path, monkeypatch):

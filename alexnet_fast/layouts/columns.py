@@ -14,7 +14,8 @@ gets the whole batch, the same images and the same targets):
 conv1               local filters on the (replicated) image
 lrn1, lrn2          cross-channel LRN needs ``size // 2`` channels below and
                     ``(size - 1) // 2`` above each channel: ``halo{i}`` swaps those edge
-                    channels with the neighbour columns (point-to-point), ``lrn{i}`` and
+                    channels with the neighbour columns (point-to-point; through CPU
+                    buffers on gloo with CUDA tensors), ``lrn{i}`` and
                     ``pool{i}`` run on the widened tensor and ``crop{i}`` drops the borrowed
                     channels after the pool (pooling is per channel, and keeping ``lrn{i}``
                     next to ``pool{i}`` lets the Triton variant fuse them). The paper's
@@ -88,6 +89,7 @@ __all__ = [
     "HaloCrop",
     "ColumnAlexNet",
     "lrn_halo",
+    "p2p_staged",
 ]
 
 # --------------------------------------------------------------------------- weights
@@ -309,15 +311,44 @@ def _gather_backward(ctx, grad):
 gather_columns.register_autograd(_gather_backward, setup_context=_gather_setup)
 
 
+def p2p_staged(backend: str, device: torch.device) -> bool:
+    """Whether a point-to-point exchange of tensors on ``device`` over ``backend`` goes through
+    CPU buffers. Gloo's send/recv have no CUDA path (its collectives stage CUDA tensors
+    themselves; its p2p refuses them), so gloo with CUDA tensors -- two ranks sharing one GPU,
+    ``ALEXNET_FAST_RANKS_SHARE_GPU=1`` -- is staged; NCCL (CUDA tensors) and gloo on CPU send
+    the tensors as they are."""
+    return str(backend) == dist.Backend.GLOO and torch.device(device).type != "cpu"
+
+
 def _swap(sends: list[tuple[torch.Tensor, int]], recvs: list[tuple[torch.Tensor, int]], comm: ColumnComm) -> None:
-    """Point-to-point exchange with neighbour columns (group ranks), timed and counted."""
-    ops = [dist.P2POp(dist.isend, t.contiguous(), comm.global_rank(peer), comm.group) for t, peer in sends]
-    ops += [dist.P2POp(dist.irecv, t, comm.global_rank(peer), comm.group) for t, peer in recvs]
-    if not ops:
+    """Point-to-point exchange with neighbour columns (group ranks), timed and counted: each
+    ``(tensor, peer)`` of ``sends`` goes to ``peer``, each of ``recvs`` is filled from
+    ``peer``. Staged through CPU buffers where the backend cannot send the tensors' device
+    (:func:`p2p_staged`): a copy out before, a copy in after (blocking copies, ordered with
+    the device's stream)."""
+    if not sends and not recvs:
         return
-    with comm.meter.span(sum(_nbytes(t) for t, _ in sends)):
+    device = (sends or recvs)[0][0].device
+    staged = p2p_staged(dist.get_backend(comm.group), device)
+
+    def cpu_buffer(t: torch.Tensor) -> torch.Tensor:
+        return torch.empty(t.shape, dtype=t.dtype, device="cpu")
+
+    wire_sends = [t.contiguous() for t, _ in sends]
+    wire_recvs = [t for t, _ in recvs]
+    with comm.meter.span(sum(_nbytes(t) for t in wire_sends)):
+        if staged:  # the copies are this transport's cost: inside the span
+            wire_sends = [cpu_buffer(t).copy_(t) for t in wire_sends]
+            wire_recvs = [cpu_buffer(t) for t in wire_recvs]
+        ops = [dist.P2POp(dist.isend, t, comm.global_rank(peer), comm.group)
+               for t, (_, peer) in zip(wire_sends, sends)]
+        ops += [dist.P2POp(dist.irecv, t, comm.global_rank(peer), comm.group)
+                for t, (_, peer) in zip(wire_recvs, recvs)]
         for request in dist.batch_isend_irecv(ops):
             request.wait()
+        if staged:
+            for (t, _), buffer in zip(recvs, wire_recvs):
+                t.copy_(buffer)
 
 
 def _halo_sizes(comm: ColumnComm, below: int, above: int) -> tuple[int, int]:

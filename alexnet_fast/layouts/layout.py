@@ -46,6 +46,7 @@ from alexnet_fast.vocabulary import LAYOUTS, choose
 
 __all__ = [
     "LAYOUTS",
+    "batch_multiple",
     "check_layout",
     "layout_model",
     "local_batch",
@@ -60,6 +61,13 @@ __all__ = [
 
 
 
+def batch_multiple(layout: str, world_size: int) -> int:
+    """What a global batch must be a multiple of under ``layout`` on ``world_size`` ranks:
+    ``world_size`` for data_parallel (each rank takes ``1/W`` of it), 1 otherwise."""
+    choose(layout, LAYOUTS, "layout")
+    return world_size if layout == "data_parallel" else 1
+
+
 def check_layout(layout: str, world_size: int, config: AlexNetConfig | None = None,
                  batch_size: int | None = None) -> None:
     """ValueError saying what is wrong with running ``layout`` on ``world_size`` ranks."""
@@ -68,7 +76,7 @@ def check_layout(layout: str, world_size: int, config: AlexNetConfig | None = No
         raise ValueError(f"the single layout runs on one rank, not {world_size}")
     if layout != "single" and world_size < 2:
         raise ValueError(f"{layout} needs at least 2 ranks, got {world_size}")
-    if layout == "data_parallel" and batch_size is not None and batch_size % world_size:
+    if batch_size is not None and batch_size % batch_multiple(layout, world_size):
         raise ValueError(f"data_parallel splits the batch: {batch_size} images do not divide into {world_size} ranks")
     if layout == "model_parallel" and config is not None:
         check_column_config(config, world_size)
