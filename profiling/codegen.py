@@ -97,8 +97,10 @@ COLUMNS = [
     "hmma", "hgmma", "mma_instructions", "mma_kind",
     "buffers_a", "buffers_b", "ldgsts", "ldgsts_max_bytes", "ldgsts_min_bytes", "utmaldg",
     "wgmma_pendings", "wgmma_wait_depth", "ldg", "ldg_max_bytes", "ldg_min_bytes", "ldg_widths",
+    "loop_instructions", "loop_integer", "loop_memory", "loop_mma", "loop_sync", "loop_other", "loop_mma_macs",
+    "mma_cycles", "issue_cycles", "issue_ceiling", "autotune_rank",
     "gemm_tile", "input_precision", "min_load_bytes", "reference", "ref_buffers", "ref_registers",
-    "ref_ldgsts_max_bytes", "exception",
+    "ref_ldgsts_max_bytes", "ref_loop_instructions", "loop_ratio", "ref_issue_ceiling", "exception",
     "ptx_bytes", "compile_s", "cache_hit",
     "passed", "failures", "notes", "error", "module",
 ]
@@ -469,6 +471,179 @@ def sass_memory_figures(sass: str) -> dict[str, Any]:
             "ldg_widths": histogram, "wgmma_wait_depth": max(depths) if depths else None}
 
 
+# ---------------------------------------------------------------------------------------
+# the main loop: SASS of one K-step, its instruction mix and the issue ceiling
+# ---------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class SassInstruction:
+    """One SASS instruction: byte address, guard predicate ("" or "@!P0"), opcode, operands."""
+
+    address: int
+    predicate: str
+    opcode: str
+    operands: str
+
+    @property
+    def base(self) -> str:
+        return self.opcode.split(".", 1)[0]
+
+
+# "/*1600*/   @P3 BRA 0x1110 ;" -> (0x1600, "@P3", "BRA", "0x1110")
+_SASS_INSTRUCTION = re.compile(
+    r"^\s*/\*([0-9a-f]{4,})\*/\s+(@!?U?P[T0-9]+\s+)?([A-Z][A-Z0-9_]*(?:\.[A-Za-z0-9_]+)*)([^;]*);", re.MULTILINE)
+_BRANCH_TARGET = re.compile(r"0x([0-9a-f]+)")
+# tensor-core MMA opcodes: mma.sync (HMMA, IMMA), wgmma (HGMMA, QGMMA: fp8), tcgen05.mma (UTC*MMA)
+_MMA_BASES = frozenset({"HMMA", "IMMA", "HGMMA", "QGMMA", "IGMMA", "UTCHMMA", "UTCQMMA", "UTCIMMA", "UTCOMMA"})
+# the instruction classes of the loop mix (a uniform-datapath U-form counts as its base form)
+_INTEGER_BASES = frozenset({
+    "IMAD", "IMUL", "IADD", "IADD3", "VIADD", "VIADDMNMX", "IMNMX", "VIMNMX", "ISETP", "ISCADD", "SEL", "LEA",
+    "SHF", "SHL", "SHR", "LOP", "LOP3", "PLOP3", "IABS", "INEG", "PRMT", "MOV", "MOV32I", "SGXT", "BMSK", "BREV",
+    "FLO", "POPC", "P2R", "R2P", "R2UR", "S2R", "S2UR", "CS2R", "I2F", "F2I", "I2FP", "F2IP", "I2I", "IDP",
+    "BFE", "BFI", "LEPC"})
+_MEMORY_BASES = frozenset({
+    "LDG", "STG", "LDGSTS", "LDGDEPBAR", "LDS", "STS", "LDSM", "STSM", "LDL", "STL", "LD", "ST", "LDC", "ULDC",
+    "ATOM", "ATOMG", "ATOMS", "RED", "REDG", "UTMALDG", "UTMASTG", "UTMAPF", "UBLKCP", "UTMACCTL", "UTMACMDFLUSH",
+    "UTCBAR", "LDTM", "STTM", "UTCCP", "LDSMT", "CCTL"})
+_SYNC_BASES = frozenset({
+    "BAR", "BSYNC", "BSSY", "DEPBAR", "WARPGROUP", "WARPSYNC", "MEMBAR", "FENCE", "ERRBAR", "SYNCS", "ARRIVES",
+    "NANOSLEEP", "YIELD", "ELECT", "VOTE", "VOTEU", "MATCH", "UCGABAR_ARV", "UCGABAR_WAIT", "CGAERRBAR"})
+LOOP_CLASSES = ("integer", "memory", "mma", "sync", "other")
+
+
+def sass_instructions(sass: str) -> list[SassInstruction]:
+    """Every instruction of a SASS listing (``cuobjdump --dump-sass``), in address order."""
+    return [SassInstruction(int(addr, 16), (pred or "").strip(), opcode, operands.strip())
+            for addr, pred, opcode, operands in _SASS_INSTRUCTION.findall(sass)]
+
+
+def instruction_class(opcode: str) -> str:
+    """'mma', 'memory', 'sync', 'integer' or 'other' (branches, floating point, conversions
+    of values) for an opcode; a uniform-datapath form (UIADD3, USEL, ...) counts as its base."""
+    base = opcode.split(".", 1)[0]
+    if base in _MMA_BASES:
+        return "mma"
+    for name in (base, base[1:] if base.startswith("U") else base):
+        if name in _MEMORY_BASES:
+            return "memory"
+        if name in _SYNC_BASES:
+            return "sync"
+        if name in _INTEGER_BASES:
+            return "integer"
+    return "other"
+
+
+def main_loop(instructions: Sequence[SassInstruction]) -> list[SassInstruction]:
+    """The instructions of the MMA main loop: from the target of the backward branch that
+    closes the innermost loop holding a tensor-core MMA, to that branch (both included).
+    Of several such loops the one with the most MMA instructions (then the longest) wins;
+    empty when no loop holds an MMA."""
+    best: list[SassInstruction] = []
+    best_key = (0, 0)
+    index = {ins.address: i for i, ins in enumerate(instructions)}
+    for end, ins in enumerate(instructions):
+        if ins.base not in ("BRA", "JMP"):
+            continue
+        target = _BRANCH_TARGET.search(ins.operands)
+        if not target or int(target.group(1), 16) >= ins.address or int(target.group(1), 16) not in index:
+            continue
+        body = list(instructions[index[int(target.group(1), 16)]:end + 1])
+        mma = sum(i.base in _MMA_BASES for i in body)
+        if not mma:
+            continue
+        # innermost: a loop nested inside the current best (shorter, same MMAs) replaces it
+        key = (mma, -len(body))
+        if key > best_key:
+            best, best_key = body, key
+    return best
+
+
+# "HGMMA.64x128x16.F32..." -> (64, 128, 16); "HMMA.16816.F32" -> (16, 8, 16); "HMMA.1688..." -> (16, 8, 8)
+_HGMMA_SHAPE = re.compile(r"^[A-Z]*GMMA\.(\d+)x(\d+)x(\d+)")
+_HMMA_SHAPE = re.compile(r"^[HI]MMA\.(16|8)(8)(\d+)")
+
+
+def mma_macs(opcode: str) -> int | None:
+    """Multiply-adds of one MMA instruction, per warp (HMMA) or per warpgroup (HGMMA); None
+    when the opcode does not state its shape (tcgen05's UTC*MMA)."""
+    for pattern in (_HGMMA_SHAPE, _HMMA_SHAPE):
+        found = pattern.match(opcode)
+        if found:
+            m, n, k = (int(v) for v in found.groups())
+            return m * n * k
+    return None
+
+
+def loop_figures(sass: str, num_warps: int) -> dict[str, Any]:
+    """The main loop of a SASS listing (:func:`main_loop`): instruction count, its mix by
+    class (:data:`LOOP_CLASSES`) and the multiply-adds its MMAs do for the whole CTA per
+    iteration (HMMA per warp x warps, HGMMA per warpgroup x warpgroups; None for tcgen05,
+    whose opcode has no shape). All None without an MMA loop."""
+    loop = main_loop(sass_instructions(sass))
+    out: dict[str, Any] = {"loop_instructions": None, "loop_mma_macs": None,
+                           **{f"loop_{c}": None for c in LOOP_CLASSES}}
+    if not loop:
+        return out
+    counts = {c: 0 for c in LOOP_CLASSES}
+    macs, shaped = 0, True
+    for ins in loop:
+        counts[instruction_class(ins.opcode)] += 1
+        if ins.base in _MMA_BASES:
+            per = mma_macs(ins.opcode)
+            if per is None:
+                shaped = False
+            else:
+                macs += per * (num_warps // 4 if "GMMA" in ins.base else num_warps)
+    out.update(loop_instructions=len(loop), loop_mma_macs=macs if shaped else None,
+               **{f"loop_{c}": n for c, n in counts.items()})
+    return out
+
+
+# Dense tensor-core FLOP per clock per SM, by arch and the dot's input kind ("16bit": fp16 /
+# bf16 with fp32 accumulation; "tf32"), from NVIDIA's peak figures over SMs x boost clock:
+# sm_80, A100 SXM: 312 TFLOP/s fp16 (156 tf32) / (108 SMs x 1.41 GHz) = 2,048 (1,024) -- 4 tensor
+#   cores of 256 fp16 FMA per clock (NVIDIA A100 Tensor Core GPU Architecture whitepaper, 2020);
+# sm_90, H100 SXM5: 989.4 TFLOP/s fp16 (494.7 tf32) / (132 SMs x 1.83 GHz) = 4,096 (2,048) -- 4
+#   tensor cores of 512 fp16 FMA per clock (NVIDIA H100 Tensor Core GPU Architecture whitepaper, 2022).
+TENSOR_FLOP_PER_CLOCK = {80: {"16bit": 2048, "tf32": 1024}, 90: {"16bit": 4096, "tf32": 2048}}
+# Warp schedulers per SM (sm_80, sm_90): one per sub-partition, each issuing one warp instruction
+# per clock (same whitepapers: "four processing blocks (SM sub-partitions) ... one warp scheduler,
+# one dispatch unit (32 threads/clk)").
+WARP_SCHEDULERS_PER_SM = 4
+
+
+def mma_kind_of(dtype: str, input_precision: str | None) -> str | None:
+    """The tensor-core rate class of a dot: "16bit" (fp16/bf16), "tf32" (fp32 as TF32), None (FMA)."""
+    if dtype in ("fp16", "bf16"):
+        return "16bit"
+    if dtype == "fp32" and input_precision in ("tf32", "tf32x3"):
+        return "tf32"
+    return None
+
+
+def issue_figures(row: dict[str, Any]) -> dict[str, Any]:
+    """Per K-step of a row's main loop: tensor-core cycles (the loop's MMA FLOPs -- from the SASS
+    shapes, else the GEMM tile -- over the arch's dense FLOP per clock per SM), issue cycles per
+    sub-partition (loop instructions x warps / WARP_SCHEDULERS_PER_SM) and the issue ceiling, their
+    ratio: the fraction of tensor peak the loop's instruction issue allows, before any memory
+    stall (> 1: the loop issues faster than the tensor cores compute). None where it does not apply."""
+    out = {"mma_cycles": None, "issue_cycles": None, "issue_ceiling": None}
+    rates = TENSOR_FLOP_PER_CLOCK.get(row["arch"], {})
+    kind = mma_kind_of(row["dtype"], row.get("input_precision"))
+    if not row.get("loop_instructions") or kind not in rates:
+        return out
+    macs = row.get("loop_mma_macs")
+    if not _present(macs) and _present(row.get("gemm_tile")):
+        m, n, k = (int(v) for v in str(row["gemm_tile"]).split("x"))
+        macs = m * n * k
+    if not _present(macs):
+        return out
+    mma_cycles = 2 * macs / rates[kind]
+    issue_cycles = row["loop_instructions"] * row["num_warps"] / WARP_SCHEDULERS_PER_SM
+    return {"mma_cycles": round(mma_cycles, 1), "issue_cycles": round(issue_cycles, 1),
+            "issue_ceiling": round(mma_cycles / issue_cycles, 3)}
+
+
 def resource_usage(dump: str, function: str) -> dict[str, int]:
     """REG/STACK/SHARED/LOCAL of ``function`` from ``cuobjdump --dump-resource-usage`` output."""
     for name, fields in _RESOURCE_LINE.findall(dump):
@@ -477,8 +652,8 @@ def resource_usage(dump: str, function: str) -> dict[str, int]:
     raise CodegenToolError(f"no resource usage for function {function!r} in cuobjdump output:\n{dump[:500]}")
 
 
-def inspect_cubin(cubin: bytes, function: str) -> dict[str, int]:
-    """Registers, stack, static shared memory, spill bytes and MMA counts of ``function``."""
+def disassemble(cubin: bytes) -> str:
+    """``cuobjdump --dump-resource-usage --dump-sass`` of a cubin: resource lines and SASS."""
     with tempfile.TemporaryDirectory(prefix="codegen-") as tmp:
         path = os.path.join(tmp, "kernel.cubin")
         with open(path, "wb") as f:
@@ -487,9 +662,16 @@ def inspect_cubin(cubin: bytes, function: str) -> dict[str, int]:
         done = subprocess.run(cmd, capture_output=True, text=True)  # stderr: nvdisasm format warnings
     if done.returncode != 0:
         raise CodegenToolError(f"{' '.join(cmd)} failed ({done.returncode}): {done.stderr.strip()[:500]}")
-    usage = resource_usage(done.stdout, function)
+    return done.stdout
+
+
+def inspect_cubin(cubin: bytes, function: str, num_warps: int = 4) -> dict[str, Any]:
+    """Registers, stack, static shared memory, spill bytes, MMA counts, global-memory figures
+    and the main-loop figures (for a CTA of ``num_warps`` warps) of ``function``."""
+    dump = disassemble(cubin)
+    usage = resource_usage(dump, function)
     return {"registers": usage["REG"], "stack_bytes": usage["STACK"], "smem_static_bytes": usage["SHARED"],
-            **sass_figures(done.stdout), **sass_memory_figures(done.stdout)}
+            **sass_figures(dump), **sass_memory_figures(dump), **loop_figures(dump, num_warps)}
 
 
 def validate_spec(spec) -> None:
@@ -709,7 +891,7 @@ def compile_spec(spec, arch: int) -> dict[str, Any]:
     except Exception as e:  # a kernel that does not compile is a failed row, reported with its error
         row["error"] = f"{type(e).__name__}: {e}".strip()[:4000]
         return finish_row(row)
-    row.update(inspect_cubin(kernel.asm["cubin"], kernel.metadata.name))
+    row.update(inspect_cubin(kernel.asm["cubin"], kernel.metadata.name, spec.num_warps))
     row.update(ttgir_figures(kernel.asm["ttgir"]))
     row.update(compiled=True, cache_hit=bool(cache_hits and cache_hits[-1]),
                smem_dynamic_bytes=int(kernel.metadata.shared), ptx_bytes=len(kernel.asm["ptx"].encode()))
@@ -821,6 +1003,7 @@ def finish_row(row: dict[str, Any]) -> dict[str, Any]:
         row["smem_bytes"] = row["smem_static_bytes"] + row["smem_dynamic_bytes"]
         row["mma_instructions"] = row["hmma"] + row["hgmma"]
         row["mma_kind"] = "+".join(k.upper() for k in ("hgmma", "hmma") if row[k]) or "none"
+        row.update(issue_figures(row))
     failures = check_row(row)
     row.update(failures="; ".join(failures), passed=not failures, notes="; ".join(_notes(row)))
     return row

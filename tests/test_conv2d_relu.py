@@ -167,6 +167,52 @@ def test_channels_last_with_krsc_weight(case, dtype):
     run_and_check(x, weight.to(memory_format=torch.channels_last), b, stride, padding, groups, what=f"krsc {case}")
 
 
+# The image-major walks: a batch that is a multiple of BLOCK_M (fwd, dgrad: a tile of images at
+# one pixel, only the taps inside) or of BLOCK_K (wgrad: K-steps of images at one pixel), as at
+# batch 128 on a GPU. The interpreter's one config has huge blocks, so these tests give it 16-wide
+# ones: channel blocks then wrap, with and without a masked tail.
+IMAGE_MAJOR_CASES = [
+    # (N, C, H, W, K, (R, S), stride, padding, groups, channels_last)
+    (16, 40, 3, 4, 24, (3, 3), 1, 1, 2, True),    # 20 channels per group: a masked channel tail; dgrad: 12
+    (16, 32, 4, 3, 32, (3, 3), 2, 1, 1, False),   # whole channel blocks (EVEN_K), 4 stride phases, NCHW
+    (16, 3, 7, 7, 16, (5, 5), 2, 2, 1, True),     # C=3: the flat walk; wgrad's image lanes, taps per column
+    (16, 16, 3, 3, 16, (2, 2), 1, 2, 1, True),    # padding >= kernel: border pixels with no tap inside
+]
+
+
+@pytest.fixture
+def small_interpreter_blocks(monkeypatch):
+    """16-wide interpreter blocks (a fresh autotuner cache, so every kernel takes them)."""
+    from kernels import _common
+
+    monkeypatch.setattr(configs, "CONV2D_RELU_INTERPRETER_CONFIG",
+                        dict(BLOCK_M=16, BLOCK_N=16, BLOCK_K=16, GROUP_M=8, num_warps=4, num_stages=1))
+    monkeypatch.setattr(_common, "_TUNED", {})
+
+
+@pytest.mark.parametrize("case", IMAGE_MAJOR_CASES, ids=lambda c: "x".join(map(str, c[:4])) + f"_k{c[5][0]}_s{c[6]}_p{c[7]}_g{c[8]}"
+                         + ("_nhwc" if c[9] else ""))
+def test_image_major_walks(case, small_interpreter_blocks):
+    n, c, h, w, k, (r, s), stride, padding, groups, channels_last = case
+    x, weight, b = make_inputs(n, c, h, w, k, r, s, groups, torch.float32, channels_last=channels_last)
+    if channels_last:
+        weight = weight.to(memory_format=torch.channels_last)
+    run_and_check(x, weight, b, stride, padding, groups, what=f"image-major {case}")
+
+
+def test_image_major_wgrad_splits(small_interpreter_blocks):
+    """wgrad's image lanes split over its K-steps (3 splits; border taps have fewer steps)."""
+    x, weight, bias = make_inputs(16, 20, 4, 3, 12, 3, 3, 2, torch.float16, channels_last=True)
+    y = conv2d_relu(x, weight, bias, 1, 1, 2)
+    grad = torch.randn_like(y)
+    xd, wd, bd = (t.double().requires_grad_() for t in (x, weight, bias))
+    F.relu(F.conv2d(xd, wd, bd, 1, 1, 1, 2)).backward(grad.double())
+    for splits in (1, 3):
+        dw, db = conv2d_relu_wgrad(relu_grad(grad, y, True), x, weight, (1, 1), (1, 1), 2, splits=splits)
+        assert_close_ref(dw, wd.grad, torch.float16, 16 * 12, f"dweight, {splits} splits")
+        assert_close_ref(db, bd.grad, torch.float16, 16 * 12, f"dbias, {splits} splits")
+
+
 def test_channels_last_weight_and_strided_input():
     """Any strides work: a channels_last weight, a sliced (non-contiguous) input; dweight
     comes back in the weight's memory format."""
