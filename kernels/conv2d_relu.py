@@ -31,7 +31,8 @@ A channels-last activation met by a KCRS weight gets a KRSC copy of the weight p
 
 NCHW inputs keep working as the slower path, with no conversion: the same kernels read
 them through their strides, but the channel axis is then strided, every element a separate
-2-byte (fp16) load, and nothing is pipelined. The output stays NCHW. Convert once
+2-byte (fp16) load, and nothing is pipelined (wgrad alone copies an NCHW gradient and input
+channels-last first: its walk needs their pixels equally spaced). The output stays NCHW. Convert once
 (``x.to(memory_format=torch.channels_last)``, as the triton variants of
 ``alexnet_fast.variants`` do for the whole model) to get the fast path.
 
@@ -49,6 +50,32 @@ Kernels (one GEMM view each; the group is program axis 1)
   afterwards); the programs of the first column of tiles also sum the bias gradient, in a
   loop of their own.
 
+The K loops: as lean as a GEMM's (issue 20)
+-------------------------------------------
+No K loop divides by a runtime value: the address generation of CUTLASS's "optimized"
+implicit-GEMM iterators. Row bases and masks are built once before the loop; each K-step adds
+one scalar pointer delta -- next channel block, next tap column s, next tap row r -- chosen by
+counters that wrap (``_next_k_step``, branch-free ``tl.where``), in one flattened loop (one
+``scf.for``, which Triton's pipeliner keeps multi-buffered). Two walks, picked per launch by
+``_HEURISTICS`` (``triton.heuristics`` under the autotuner, so they see the config):
+
+* image-major (``IMAGE_ROWS`` in fwd/dgrad when BATCH % BLOCK_M == 0, ``IMAGE_LANES`` in wgrad
+  when BATCH % BLOCK_K == 0: every launch of the fast path, e.g. batch 128): a GEMM row tile is
+  BLOCK_M images at one pixel, a wgrad K-step BLOCK_K images at one output pixel, so whether a tap
+  reads inside the image is one scalar per tile: the loop walks only the taps inside (no row mask;
+  border pixels skip the padding's taps, ~10% of a 3x3 layer's MMAs at 13x13) and needs no mask
+  at all with whole channel blocks (``EVEN_K``). Measured (reports/codegen.md, sm_90, fp16/bf16):
+  0.76-1.04x the SASS instructions per K-step of Triton's tutorial GEMM at the same tile.
+* rows of pixels (any batch; the gather table): per-row tap bits (``_bit_range``: one AND per row
+  and K-step; dgrad compares when the taps of a phase exceed 31 bits, ``TAP_BITS``), the flat
+  (c, r, s) walk of few channels and wgrad's pixel lanes advanced by carries (``_carry_lanes``).
+
+Config tables: the fast path (``fast_path``: channels-last, unit channel strides, channel counts
+and strides multiples of 16, a batch every tile divides) autotunes over its arch's tables
+(``kernels.configs.CONV2D_RELU_GPU_CONFIGS[arch]``: BLOCK_K 64, 128-wide tiles on sm_90); the rest
+(NCHW, conv1, odd channel counts, other batches) over the gather table's smaller tiles, which do
+not spill on the masked row walk.
+
 The ReLU gradient uses the saved OUTPUT, so no pre-activation is kept: :func:`relu_grad`
 applies PyTorch's own ``threshold_backward`` once (0 where y <= 0, the gradient elsewhere,
 NaN outputs included) and dgrad and wgrad share the result, so their operands are plain
@@ -61,7 +88,7 @@ view works, expanded stride-0 ones included); the bias is made contiguous by the
 (one (K,) copy at most).
 
 Launch: every launch runs inside ``device_guard`` of its tensors. On a GPU each kernel is
-autotuned over ``kernels.configs.CONV2D_RELU_GPU_CONFIGS`` (the FMA table for fp32 "ieee")
+autotuned over the table of its path and arch (the FMA table for fp32 "ieee")
 by ``kernels._common.autotuned``: one tuner per batch size, keyed on the GEMM sizes, the
 reduction order, the dot precision and the operands' channel strides (the memory layout),
 plus the dtypes; under TRITON_INTERPRET=1 one config, ``CONV2D_RELU_INTERPRETER_CONFIG``,
@@ -85,6 +112,7 @@ import triton.language as tl
 
 from kernels import configs
 from kernels._common import (
+    CODEGEN_SMS,
     SUPPORTED_DTYPES,
     TRITON_PTR,
     KernelSpec,
@@ -677,22 +705,95 @@ _AUTOTUNE_KEYS = {
 }
 
 
-# config tables: tensor-core dot (fp16, bf16, TF32) and FMA dot (fp32 "ieee")
-_TABLES = {"mma": configs.CONV2D_RELU_GPU_CONFIGS, "fma": configs.CONV2D_RELU_GPU_CONFIGS_FMA}
+# Config tables (kernels/configs.py): per arch family with a table of its own, per dot --
+# "mma" (fp16/bf16 tensor cores), "tf32" (fp32 on tensor cores), "fma" (fp32 "ieee", all archs)
+# -- for the channels-last fast path; the gathered launches take CONV2D_RELU_GATHER_CONFIGS
+CONFIG_ARCHS = tuple(sorted(configs.CONV2D_RELU_GPU_CONFIGS))
+DOTS = ("mma", "tf32", "fma")
+GATHER = "gather"  # the table "arch" of the gathered launches (every arch)
 
 
-def _table(dtype: torch.dtype, precision: str) -> str:
-    return "fma" if dtype == torch.float32 and precision == "ieee" else "mma"
+def config_arch(capability: Sequence[int]) -> int:
+    """The table a GPU of compute capability (major, minor) uses: that of its major arch when
+    kernels.configs has one (sm_90 for 9.x), else sm_80's (8.x and any other)."""
+    arch = 10 * capability[0]
+    return arch if arch in configs.CONV2D_RELU_GPU_CONFIGS else 80
+
+
+def dot_kind(dtype: torch.dtype, precision: str) -> str:
+    """The dot of a launch: "fma" (fp32 "ieee"), "tf32" (fp32 as TF32) or "mma" (fp16/bf16)."""
+    if dtype == torch.float32:
+        return "fma" if precision == "ieee" else "tf32"
+    return "mma"
+
+
+def config_table(arch: int | str, dot: str) -> dict[str, list[dict[str, int]]]:
+    """kernel name -> configs, for an arch of CONFIG_ARCHS (the fast path) or GATHER, and a dot."""
+    if dot == "fma":
+        return configs.CONV2D_RELU_GPU_CONFIGS_FMA
+    if arch == GATHER:
+        return configs.CONV2D_RELU_GATHER_CONFIGS
+    return configs.CONV2D_RELU_GPU_CONFIGS[arch][dot]
+
+
+# What the fast path's launches have in common, and its generic codegen specs assume: unit channel
+# strides (the reduction's contiguous axis), and channel counts and every other stride of the
+# operands multiples of 16 (16-byte aligned rows: what cp.async needs), and a batch that every
+# tile of the table divides (the image-major walks). Per kernel: the unit strides, the values
+# that must be multiples of 16, the tile dimension the batch must be a multiple of, the walk.
+_FAST_PATH_ARGS = {
+    "fwd": (("sx_c", "sw_c"), ("C_PER_GROUP", "GEMM_N", "sx_n", "sx_h", "sx_w", "sw_k", "sw_r", "sw_s"),
+            "BLOCK_M", "IMAGE_ROWS"),
+    "dgrad": (("sg_k", "sw_c"), ("K_PER_GROUP", "GEMM_N", "sg_n", "sg_p", "sg_q", "sw_k", "sw_r", "sw_s"),
+              "BLOCK_M", "IMAGE_ROWS"),
+    "wgrad": (("sg_k", "sx_c"), ("C_PER_GROUP", "GEMM_M", "sg_pix", "sx_n", "sx_h", "sx_w", "sx_pix"),
+              "BLOCK_K", "IMAGE_LANES"),
+}
+
+
+def fast_batch_multiple(kernel: str, arch: int, dot: str) -> int:
+    """The batch a fast-path launch of ``kernel`` must be a multiple of on ``arch``'s ``dot``
+    table: every tile's BLOCK_M (fwd, dgrad: a tile of images at one pixel) or BLOCK_K (wgrad: a
+    K-step of images at one pixel), so the table's every config takes its image-major walk."""
+    block = _FAST_PATH_ARGS[kernel][2]
+    return max(cfg[block] for cfg in config_table(arch, dot)[kernel])
+
+
+def fast_path(kernel: str, args: dict, arch: int, dot: str) -> bool:
+    """Whether a launch takes ``arch``'s channels-last tables: not the flat walk, unit channel
+    strides, channel counts and strides multiples of 16, a batch that fast_batch_multiple divides
+    (conv2-conv5 of AlexNet, channels-last, at batch 128 or 256). The rest -- NCHW, conv1's 3
+    channels, odd channel counts, other batches -- takes the gather table, whose smaller tiles do
+    not spill on the masked (n, p, q)-row walk (the big channels-last tiles do: 150-2,100 B)."""
+    units, multiples, _, _ = _FAST_PATH_ARGS[kernel]
+    return (dot != "fma" and not args.get("FLAT_K", False) and all(args[a] == 1 for a in units)
+            and all(args[a] % 16 == 0 for a in multiples)
+            and args["BATCH"] % fast_batch_multiple(kernel, arch, dot) == 0)
+
+
+def _device_arch(t: torch.Tensor) -> int:
+    """The config arch of ``t``'s GPU (sm_80's tables where there is none: the interpreter)."""
+    return config_arch(torch.cuda.get_device_capability(t.device)) if t.device.type == "cuda" else 80
+
+
+def _table_key(kernel: str, like: torch.Tensor, args: dict) -> str:
+    dot, arch = dot_kind(like.dtype, args["INPUT_PRECISION"]), _device_arch(like)
+    if dot == "fma":
+        return "fma"
+    return f"sm{arch}/{dot}" if fast_path(kernel, args, arch, dot) else f"{GATHER}/{dot}"
 
 
 def _launch(kernel: str, grid, like: torch.Tensor, args: dict, batch: int) -> None:
     """Run ``kernel`` ('fwd' | 'dgrad' | 'wgrad') on ``like``'s device (device_guard): on a
-    GPU autotuned over the config table of its dot (tensor cores or FMA), one tuner per
-    batch size; under TRITON_INTERPRET=1 with the one interpreter config. ``grid`` maps
-    the meta-parameters to the launch grid."""
-    tables = {dot: table[kernel] for dot, table in _TABLES.items()}
+    GPU autotuned over the config table of its path (fast_path: its arch's; else the gather
+    table) and dot, one tuner per batch size; under TRITON_INTERPRET=1 with the one interpreter
+    config. ``grid`` maps the meta-parameters to the launch grid."""
+    tables = {"fma": config_table(GATHER, "fma")[kernel]}
+    for dot in ("mma", "tf32"):
+        tables[f"{GATHER}/{dot}"] = config_table(GATHER, dot)[kernel]
+        tables.update({f"sm{arch}/{dot}": config_table(arch, dot)[kernel] for arch in CONFIG_ARCHS})
     tuned = autotuned(_LAUNCHED[kernel], tables, configs.CONV2D_RELU_INTERPRETER_CONFIG,
-                      _table(like.dtype, args["INPUT_PRECISION"]), _AUTOTUNE_KEYS[kernel], batch=batch)
+                      _table_key(kernel, like, args), _AUTOTUNE_KEYS[kernel], batch=batch)
     with device_guard(like):
         tuned[grid](**args)
 
@@ -902,19 +1003,30 @@ def conv2d_relu_dgrad(grad: torch.Tensor, weight: torch.Tensor, input_shape: Seq
 
 
 def wgrad_splits(reduction: int, tiles: int, sms: int) -> int:
-    """How many programs share wgrad's N*P*Q reduction: enough for
-    CONV2D_RELU_WGRAD_PROGRAMS_PER_SM programs on each of ``sms`` SMs, each covering at least
-    CONV2D_RELU_WGRAD_MIN_SPLIT_CHUNK terms."""
-    wanted = triton.cdiv(configs.CONV2D_RELU_WGRAD_PROGRAMS_PER_SM * sms, tiles)
+    """How many programs share wgrad's N*P*Q reduction: as many as keep the grid within
+    CONV2D_RELU_WGRAD_PROGRAMS_PER_SM programs on each of ``sms`` SMs (rounded down: rounding up
+    put 270 CTAs on 264 slots at paper conv3 on an H100 -- a second wave of 6), each covering at
+    least CONV2D_RELU_WGRAD_MIN_SPLIT_CHUNK terms; 1 when the tiles alone fill the GPU."""
+    wanted = configs.CONV2D_RELU_WGRAD_PROGRAMS_PER_SM * sms // tiles
     return max(1, min(wanted, reduction // configs.CONV2D_RELU_WGRAD_MIN_SPLIT_CHUNK))
 
 
-def _wgrad_split_chunk(gemm_m: int, gemm_n: int, gemm_k: int, groups: int, sms: int) -> int:
-    """Reduction terms per split (whole BLOCK_K steps of every config), for ``sms`` SMs."""
-    ref = configs.CONV2D_RELU_GPU_CONFIGS["wgrad"][0]  # tile count of the largest config
+def wgrad_step(arch: int | None) -> int:
+    """The granule of wgrad's split of its reduction: the largest BLOCK_K of the wgrad configs
+    that may run -- those of ``arch``'s tables, or the interpreter's (``arch`` None) -- so every
+    split is whole K-steps of every config (its image-lane walk needs it)."""
+    if arch is None:
+        return configs.CONV2D_RELU_INTERPRETER_CONFIG["BLOCK_K"]
+    return max(cfg["BLOCK_K"] for table in (arch, GATHER) for dot in DOTS for cfg in config_table(table, dot)["wgrad"])
+
+
+def _wgrad_split_chunk(gemm_m: int, gemm_n: int, gemm_k: int, groups: int, sms: int, arch: int) -> int:
+    """Reduction terms per split (whole K-steps, wgrad_step) on a GPU of ``sms`` SMs and config
+    arch ``arch``, for the tile count of its first tensor-core wgrad config."""
+    ref = config_table(arch, "mma")["wgrad"][0]
     tiles = triton.cdiv(gemm_m, ref["BLOCK_M"]) * triton.cdiv(gemm_n, ref["BLOCK_N"]) * groups
     splits = wgrad_splits(gemm_k, tiles, sms)
-    step = max(cfg["BLOCK_K"] for table in _TABLES.values() for cfg in table["wgrad"])
+    step = wgrad_step(arch)
     return triton.cdiv(triton.cdiv(gemm_k, splits), step) * step
 
 
@@ -998,12 +1110,12 @@ def conv2d_relu_wgrad(grad: torch.Tensor, x: torch.Tensor, weight: torch.Tensor,
         grad = grad.contiguous(memory_format=torch.channels_last)
     if pixel_stride(x) is None:
         x = x.contiguous(memory_format=torch.channels_last)
-    step = max(cfg["BLOCK_K"] for table in _TABLES.values() for cfg in table["wgrad"])
+    step = wgrad_step(_device_arch(x) if x.device.type == "cuda" else None)
     if splits is not None:
         chunk = triton.cdiv(triton.cdiv(gemm_k, splits), step) * step
     elif x.device.type == "cuda":
         sms = torch.cuda.get_device_properties(x.device).multi_processor_count
-        chunk = _wgrad_split_chunk(gemm_m, gemm_n, gemm_k, groups, sms)
+        chunk = _wgrad_split_chunk(gemm_m, gemm_n, gemm_k, groups, sms, _device_arch(x))
     else:  # the interpreter: no SMs to fill
         chunk = triton.cdiv(gemm_k, step) * step
     splits = triton.cdiv(gemm_k, chunk)
@@ -1115,11 +1227,31 @@ def conv2d_relu(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tens
 
 # (dtype name, torch dtype, dot precision, config table) compiled for every config
 _CODEGEN_PRECISIONS = (
-    ("fp32", torch.float32, "tf32", "mma"),
-    ("fp16", torch.float16, "ieee", "mma"),
-    ("bf16", torch.bfloat16, "ieee", "mma"),
-    ("fp32", torch.float32, "ieee", "fma"),
+    ("fp32", torch.float32, "tf32"),
+    ("fp16", torch.float16, "ieee"),
+    ("bf16", torch.bfloat16, "ieee"),
+    ("fp32", torch.float32, "ieee"),
 )
+
+
+def _config_name(cfg: dict) -> str:
+    return f"{cfg['BLOCK_M']}x{cfg['BLOCK_N']}x{cfg['BLOCK_K']}_w{cfg['num_warps']}_s{cfg['num_stages']}"
+
+
+def _configs_by_arch(name: str, dot: str, fast: bool) -> list[tuple[dict, dict[int, int]]]:
+    """The distinct configs of kernel ``name`` for ``dot`` over every config arch -- of the fast
+    path's tables, or of the gather (or FMA) table, which every arch uses -- each with {arch: its
+    position in that arch's table} (the position is the autotuner's order)."""
+    found: dict[str, tuple[dict, dict[int, int]]] = {}
+    for arch in CONFIG_ARCHS:
+        for rank, cfg in enumerate(config_table(arch if fast else GATHER, dot)[name]):
+            found.setdefault(_config_name(cfg), (cfg, {}))[1][arch] = rank
+    return list(found.values())
+
+
+def _path_suffix(dot: str, fast: bool) -> str:
+    """Config-name suffix of a spec's path: "" (fast path), "_gather" (the gather table)."""
+    return "" if fast or dot == "fma" else "_gather"
 
 
 def _signature(fn, dtype: torch.dtype) -> dict[str, str]:
@@ -1146,49 +1278,58 @@ def _constexpr_args(fn) -> list[str]:
 
 
 def codegen_specs() -> list[KernelSpec]:
-    """One :class:`KernelSpec` per (kernel, reduction order, GPU config, dtype/precision) for
-    ``profiling/codegen.py``: fwd (with bias and ReLU), dgrad and wgrad (with the ReLU
-    mask); fwd and wgrad in both reduction orders (config suffix ``_flatk`` for the flat
-    (c, r, s) one). Tensor-core configs in fp16, bf16 and fp32-as-TF32 (suffix ``_tf32``);
-    FMA configs in fp32 "ieee" (suffix ``_ieee``, no tensor cores: ``expects_mma`` False).
-    Sizes and strides are plain i32 (no ==1 or divisibility specialization: the worst case)."""
+    """One :class:`KernelSpec` per (kernel, path, reduction order, GPU config, dtype/precision)
+    for ``profiling/codegen.py``: fwd (with bias and ReLU), dgrad and wgrad (with the ReLU mask).
+    Tensor-core configs in fp16, bf16 and fp32-as-TF32 (suffix ``_tf32``), from the fast path's
+    per-arch tables and from the gather table (suffix ``_gather``, fwd and wgrad in both reduction
+    orders: ``_flatk`` for the flat (c, r, s) one); FMA configs in fp32 "ieee" (suffix ``_ieee``, no
+    tensor cores: ``expects_mma`` False). Generic: sizes and strides plain i32 and the launch-time
+    constexprs at their worst (masked channel blocks, rows of pixels) -- what any launch of the
+    config compiles at worst; a fast-path spec has what fast_path guarantees (unit channel strides
+    as constexpr 1, channel counts and the other strides divisible by 16). ``extra["archs"]``: the
+    config archs whose tables hold the config (the check compiles it for those),
+    ``extra["autotune_rank"]``: its position there."""
     specs = []
     for name, fn in _KERNELS.items():
-        orders = (False, True) if "FLAT_K" in fn.arg_names else (None,)
-        for dtype_name, dtype, precision, table in _CODEGEN_PRECISIONS:
-            for cfg in _TABLES[table][name]:
-                meta = {k: v for k, v in cfg.items() if k not in ("num_warps", "num_stages")}
-                base = f"{cfg['BLOCK_M']}x{cfg['BLOCK_N']}x{cfg['BLOCK_K']}_w{cfg['num_warps']}_s{cfg['num_stages']}"
-                for flat_k in orders:
-                    constexprs = {"INPUT_PRECISION": precision, **meta}
-                    if "RELU" in fn.arg_names:
-                        constexprs["RELU"] = True
-                    if "HAS_BIAS" in fn.arg_names:
-                        constexprs["HAS_BIAS"] = True
-                    if flat_k is not None:
-                        constexprs["FLAT_K"] = flat_k
-                    if "TAP_BITS" in fn.arg_names:
-                        constexprs["TAP_BITS"] = True
-                    # the worst case of the launch-time constexprs: masked channel blocks
-                    constexprs.update({k: False for k in _HEURISTICS[name]})
-                    suffix = "_flatk" if flat_k else ""
-                    if dtype == torch.float32:
-                        suffix += f"_{precision}"
-                    specs.append(KernelSpec(
-                        op=OP, kernel=fn.__name__, config=base + suffix,
-                        fn=fn, signature=_signature(fn, dtype), constexprs=constexprs,
-                        num_warps=cfg["num_warps"], num_stages=cfg["num_stages"], dtype=dtype_name,
-                        expects_mma=table == "mma",
-                        extra={"input_precision": precision, "flat_k": bool(flat_k), "table": table},
-                    ))
+        for dtype_name, dtype, precision in _CODEGEN_PRECISIONS:
+            dot = dot_kind(dtype, precision)
+            for fast in ((True, False) if dot != "fma" else (False,)):
+                orders = (False, True) if "FLAT_K" in fn.arg_names and not fast else (None if not fast else False,)
+                units, multiples, _, walk = _FAST_PATH_ARGS[name] if fast else ((), (), None, None)
+                for cfg, ranks in _configs_by_arch(name, dot, fast):
+                    meta = {k: v for k, v in cfg.items() if k not in ("num_warps", "num_stages")}
+                    for flat_k in orders:
+                        constexprs = {"INPUT_PRECISION": precision, **meta, **{a: 1 for a in units}}
+                        if "RELU" in fn.arg_names:
+                            constexprs["RELU"] = True
+                        if "HAS_BIAS" in fn.arg_names:
+                            constexprs["HAS_BIAS"] = True
+                        if "FLAT_K" in fn.arg_names:
+                            constexprs["FLAT_K"] = bool(flat_k)
+                        if "TAP_BITS" in fn.arg_names:
+                            constexprs["TAP_BITS"] = True
+                        constexprs.update({k: False for k in _HEURISTICS[name]})
+                        if fast:  # fast_path's batch: always the image-major walk
+                            constexprs[walk] = True
+                        suffix = _path_suffix(dot, fast) + ("_flatk" if flat_k else "")
+                        if dtype == torch.float32:
+                            suffix += f"_{precision}"
+                        signature = {a: ("constexpr" if a in units else t) for a, t in _signature(fn, dtype).items()}
+                        specs.append(KernelSpec(
+                            op=OP, kernel=fn.__name__, config=_config_name(cfg) + suffix,
+                            fn=fn, signature=signature, constexprs=constexprs,
+                            num_warps=cfg["num_warps"], num_stages=cfg["num_stages"], dtype=dtype_name,
+                            expects_mma=dot != "fma",
+                            extra={"input_precision": precision, "flat_k": bool(flat_k), "table": dot,
+                                   "archs": tuple(ranks), "autotune_rank": ranks,
+                                   **({"divisible_by_16": multiples + ("BATCH",)} if fast else {})},
+                        ))
     return specs + real_shape_specs()
 
 
 # Real launches compiled by the codegen check: every conv layer of both presets at these
 # batch sizes, channels-last activations and KRSC weights (what the triton variants run).
 CODEGEN_BATCHES = (128,)
-# SMs of the GPU the split of wgrad's reduction is computed for (H100 SXM)
-_CODEGEN_SMS = 132
 # Why the few-channel flat reduction (conv1, C=3: FLAT_K) is exempt from the pipelining gates
 # of the codegen check; its figures are reported as measured.
 FLAT_K_PIPELINE_EXCEPTION = (
@@ -1222,11 +1363,12 @@ def _launch_args(fn, args: dict) -> tuple[dict, dict]:
     return runtime, {k: v for k, v in args.items() if k in constexpr}
 
 
-def real_launches(batch: int, dtype: torch.dtype, precision: str):
-    """(kernel name, shape label, runtime args, constexprs) of the three kernels at every
-    conv layer of both presets, as the launchers build them for channels-last activations
-    and KRSC weights (meta tensors: no memory). conv1's dgrad is left out: the model never
-    asks for the gradient of its input image."""
+def real_launches(batch: int, dtype: torch.dtype, precision: str, arch: int = 90):
+    """(kernel name, shape label, runtime args, constexprs, grid) of the three kernels at every
+    conv layer of both presets, as the launchers build them on a GPU of config arch ``arch``
+    (CODEGEN_SMS[arch] SMs: wgrad's split) for channels-last activations and KRSC weights (meta
+    tensors: no memory); ``grid`` maps a config to the launch grid. conv1's dgrad is left out:
+    the model never asks for the gradient of its input image. wgrad's label names its splits."""
     meta = dict(dtype=dtype, device="meta")
     out = []
     for preset, layer, (c, h, w), wshape, stride, padding, groups in alexnet_conv_layers():
@@ -1238,42 +1380,57 @@ def real_launches(batch: int, dtype: torch.dtype, precision: str):
         bias = torch.empty((K,), **meta)
         y = torch.empty((batch, K, P, Q), memory_format=torch.channels_last, **meta)
         label = f"{preset} {layer} b{batch} NHWC"
-        launches = [("fwd", _fwd_launch(x, weight, bias, y, st, pad, groups, True, precision)[0])]
+        launches = [("fwd", label, *_fwd_launch(x, weight, bias, y, st, pad, groups, True, precision))]
         if layer != "conv1":
-            launches.append(("dgrad", _dgrad_launch(y, weight, x, st, pad, groups, precision)[0]))
+            launches.append(("dgrad", label, *_dgrad_launch(y, weight, x, st, pad, groups, precision)))
         gemm_n, gemm_k = wshape[1] * R * S, batch * P * Q
-        chunk = _wgrad_split_chunk(K // groups, gemm_n, gemm_k, groups, _CODEGEN_SMS)
-        partial = torch.empty((triton.cdiv(gemm_k, chunk), K, gemm_n), dtype=torch.float32, device="meta")
-        launches.append(("wgrad", _wgrad_launch(y, x, weight, partial, partial[:, :, 0], chunk, st, pad,
-                                                groups, precision)[0]))
-        for name, args in launches:
+        chunk = _wgrad_split_chunk(K // groups, gemm_n, gemm_k, groups, CODEGEN_SMS[arch], arch)
+        splits = triton.cdiv(gemm_k, chunk)
+        partial = torch.empty((splits, K, gemm_n), dtype=torch.float32, device="meta")
+        launches.append(("wgrad", f"{label} split {splits}",
+                         *_wgrad_launch(y, x, weight, partial, partial[:, :, 0], chunk, st, pad, groups, precision)))
+        for name, shape, args, grid in launches:
             runtime, constexprs = _launch_args(_KERNELS[name], args)
-            out.append((name, label, runtime, constexprs))
+            out.append((name, shape, runtime, constexprs, grid))
     return out
 
 
 def real_shape_specs(batches: Sequence[int] = CODEGEN_BATCHES) -> list[KernelSpec]:
     """Launch-faithful specs (KernelSpec.args): every tensor-core config of the three kernels
-    at every conv layer of both presets, fp16, bf16 and fp32-as-TF32, channels-last."""
-    specs = []
-    for dtype_name, dtype, precision, table in _CODEGEN_PRECISIONS:
-        if table != "mma":
+    at every conv layer of both presets, fp16, bf16 and fp32-as-TF32, channels-last, from the table
+    each launch takes (fast_path: its arch's; conv1: the gather table), for each config arch whose
+    table holds the config (one spec for the archs where the launch is the same).
+    ``extra["grid"]``: the launch grid of the config."""
+    found: dict[tuple, KernelSpec] = {}
+    for dtype_name, dtype, precision in _CODEGEN_PRECISIONS:
+        dot = dot_kind(dtype, precision)
+        if dot == "fma":
             continue
         for batch in batches:
-            for name, label, runtime, constexprs in real_launches(batch, dtype, precision):
-                fn = _KERNELS[name]
-                for cfg in _TABLES[table][name]:
-                    tile = {k: v for k, v in cfg.items() if k not in ("num_warps", "num_stages")}
-                    base = f"{cfg['BLOCK_M']}x{cfg['BLOCK_N']}x{cfg['BLOCK_K']}_w{cfg['num_warps']}_s{cfg['num_stages']}"
-                    specs.append(KernelSpec(
-                        op=OP, kernel=fn.__name__, config=base + ("_tf32" if dtype == torch.float32 else ""),
-                        fn=fn, constexprs={**constexprs, **tile, **launch_constexprs(name, {**runtime, **constexprs}, tile)},
-                        args=runtime, shape=label,
-                        num_warps=cfg["num_warps"], num_stages=cfg["num_stages"], dtype=dtype_name,
-                        expects_mma=True,
-                        extra={"input_precision": precision, "flat_k": bool(constexprs.get("FLAT_K", False)),
-                               "table": table, "gemm_tile": (cfg["BLOCK_M"], cfg["BLOCK_N"], cfg["BLOCK_K"]),
-                               **({"pipeline_exception": FLAT_K_PIPELINE_EXCEPTION}
-                                  if constexprs.get("FLAT_K") else {})},
-                    ))
-    return specs
+            for arch in CONFIG_ARCHS:
+                for name, label, runtime, constexprs, grid in real_launches(batch, dtype, precision, arch):
+                    fn = _KERNELS[name]
+                    fast = fast_path(name, {**runtime, **constexprs}, arch, dot)
+                    for rank, cfg in enumerate(config_table(arch if fast else GATHER, dot)[name]):
+                        tile = {k: v for k, v in cfg.items() if k not in ("num_warps", "num_stages")}
+                        config = (_config_name(cfg) + _path_suffix(dot, fast)
+                                  + ("_tf32" if dtype == torch.float32 else ""))
+                        key = (fn.__name__, config, dtype_name, label)
+                        if key in found:  # the same launch on another arch
+                            found[key].extra["archs"] += (arch,)
+                            found[key].extra["autotune_rank"][arch] = rank
+                            continue
+                        found[key] = KernelSpec(
+                            op=OP, kernel=fn.__name__, config=config,
+                            fn=fn, constexprs={**constexprs, **tile,
+                                               **launch_constexprs(name, {**runtime, **constexprs}, tile)},
+                            args=runtime, shape=label,
+                            num_warps=cfg["num_warps"], num_stages=cfg["num_stages"], dtype=dtype_name,
+                            expects_mma=True,
+                            extra={"input_precision": precision, "flat_k": bool(constexprs.get("FLAT_K", False)),
+                                   "table": dot, "gemm_tile": (cfg["BLOCK_M"], cfg["BLOCK_N"], cfg["BLOCK_K"]),
+                                   "archs": (arch,), "autotune_rank": {arch: rank}, "grid": grid(cfg),
+                                   **({"pipeline_exception": FLAT_K_PIPELINE_EXCEPTION}
+                                      if constexprs.get("FLAT_K") else {})},
+                        )
+    return list(found.values())
