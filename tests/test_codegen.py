@@ -615,8 +615,9 @@ def budgeted_sample(found, archs=cg.DEFAULT_ARCHS):
 
     For every (op, kernel), every variant (dtype, expects_mma, generic or launch-faithful) on
     every arch once, the variants taking the kernel's configs (and real shapes) in turn (the
-    i-th pick gets spec i mod n). So each kernel compiles at each precision, generic and at a
-    real launch, for sm_80 and sm_90, at 2 x (number of variants) compiles per kernel;
+    i-th pick gets spec i mod n, among the specs compiled for that arch: a per-arch table's
+    config only for its arch). So each kernel compiles at each precision, generic and at a real
+    launch, for sm_80 and sm_90, at 2 x (number of variants) compiles per kernel;
     `alexnet-fast codegen` compiles every spec x arch.
     """
     by_kernel: dict[tuple, dict[tuple, list]] = {}
@@ -627,7 +628,9 @@ def budgeted_sample(found, archs=cg.DEFAULT_ARCHS):
     picks = []
     for variants in by_kernel.values():
         for i, (refs, arch) in enumerate((refs, arch) for refs in variants.values() for arch in archs):
-            picks.append((refs[i % len(refs)], arch))
+            eligible = [r for r in refs if r.compiles_for(arch)]
+            if eligible:
+                picks.append((eligible[i % len(eligible)], arch))
     return picks
 
 
@@ -644,6 +647,10 @@ def test_budgeted_sample_covers_every_precision_and_arch_and_rotates_configs():
     picks = [(ref.spec_id, arch) for ref, arch in budgeted_sample(found)]
     assert picks == [("op/k/c0/fp32", 80), ("op/k/c1/fp32", 90), ("op/k/c2_tf32/fp32", 80),
                      ("op/k/c0_tf32/fp32", 90), ("op/k/c0/fp16", 80), ("op/k/c1/fp16", 90)]
+    # a config of one arch's table is picked for that arch only
+    only90 = [(dataclasses.replace(ref, archs=(90,)), spec) for ref, spec in found]
+    assert [(ref.spec_id, arch) for ref, arch in budgeted_sample(only90)] == [
+        ("op/k/c1/fp32", 90), ("op/k/c0_tf32/fp32", 90), ("op/k/c1/fp16", 90)]
 
 
 # Launch-faithful rows known to fail a gate, with the change that fixes them: (op, kernel,
