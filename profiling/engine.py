@@ -715,7 +715,7 @@ class Engine:
 
             chosen = chosen_configs()
         refs, left_out, unmatched = codegen_selection(codegen.collect_specs(modules), self.launched, chosen,
-                                                      p["max_specs"])
+                                                      p["max_specs"], arch)
         self.meta.update(codegen_left_out=left_out, codegen_unmatched=sorted(set(unmatched)))
         if not refs:
             return [self._row(scope="codegen", layer="-", status="ok", note="no Triton kernel was launched")]

@@ -563,7 +563,8 @@ CODEGEN_KERNEL_ORDER = ["conv2d_relu_fwd_kernel", "conv2d_relu_dgrad_kernel", "c
 
 
 def codegen_selection(found: Sequence[tuple[Any, Any]], launched: Sequence[Mapping[str, Any]],
-                      chosen: Sequence[Mapping[str, Any]], cap: int) -> tuple[list, list[str], list[str]]:
+                      chosen: Sequence[Mapping[str, Any]], cap: int,
+                      arch: int | None = None) -> tuple[list, list[str], list[str]]:
     """Which codegen specs (``profiling.codegen.collect_specs`` pairs) compile the kernels the
     run launched: per launched (kernel, shape, dtype) -- the shape's preset and layer as
     launched, the nearest batch the codegen check lists -- the launch-faithful spec of the
@@ -571,10 +572,11 @@ def codegen_selection(found: Sequence[tuple[Any, Any]], launched: Sequence[Mappi
     run tries first). Every kernel gets one spec before any gets a second (round robin in
     the order forward, dgrad, wgrad, fused LRN+pool, LRN, pool, then their backwards), then
     ``cap`` cuts. Returns (selected refs, spec ids left out by the cap, launches with no
-    launch-faithful spec)."""
+    launch-faithful spec). With ``arch``, only specs compiled for it (a per-arch autotune
+    table's configs list their archs) are candidates."""
     by_kernel: dict[str, list] = {}
     for ref, spec in found:
-        if ref.shape:
+        if ref.shape and (arch is None or ref.compiles_for(arch)):
             by_kernel.setdefault(ref.kernel, []).append((ref, spec))
     slots: dict[str, list] = {}
     unmatched: list[str] = []

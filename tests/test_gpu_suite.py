@@ -239,6 +239,19 @@ def test_codegen_selection_follows_the_launches_and_covers_every_kernel_kind():
     assert {r.kernel for r in all_refs} == set(suites.CODEGEN_KERNEL_ORDER)
 
 
+@pytest.mark.parametrize("arch", [80, 90])
+def test_codegen_selection_takes_only_specs_compiled_for_the_arch(arch):
+    """A per-arch autotune table's config is compiled for its archs only: the selection for one
+    arch must not pick another arch's config (the cell would then compile nothing for it)."""
+    launched = [{"preset": "paper", "unit": f"conv{i}+relu{i}", "op": "conv_relu", "dtype": "fp16",
+                 "passes": ["fwd", "bwd"], "batch": 128} for i in (2, 3, 4, 5)]
+    found = _found()
+    assert any(r.archs and arch not in r.archs for r, _ in found if r.shape)  # there are other-arch specs
+    refs, _, unmatched = suites.codegen_selection(found, launched, [], 100, arch)
+    assert refs and not unmatched and all(r.compiles_for(arch) for r in refs)
+    assert {r.kernel for r in refs} == set(suites.CODEGEN_KERNEL_ORDER[:3])
+
+
 def test_codegen_selection_prefers_the_autotuners_choice_and_the_launched_shape():
     launched = [{"preset": "paper", "unit": "conv3+relu3", "op": "conv_relu", "dtype": "bf16", "passes": ["fwd"],
                  "batch": 128}]
