@@ -24,6 +24,7 @@ import pytest
 import torch
 
 from alexnet_fast import train as train_module
+from alexnet_fast import train_settings
 from alexnet_fast.checkpoint import load_checkpoint
 from alexnet_fast.cli import main
 from alexnet_fast.data import make_synthetic_dataset
@@ -211,12 +212,12 @@ def test_checkpoint_every_n_steps_and_by_time(data, tmp_path, monkeypatch):
     saved.clear()
     run_train(data, tmp_path / "b", "--epochs", "1", "--checkpoint-interval", "1e-9")
     assert saved == [1, 2, 3, 4, 5, 6]  # every step is past the interval; step 6 ends the epoch
-    settings = train_module.resolve_settings(parse([]))
-    assert settings.checkpoint_interval == train_module.DEFAULT_CHECKPOINT_INTERVAL_S > 0
+    settings = train_settings.resolve_settings(parse([]))
+    assert settings.checkpoint_interval == train_settings.DEFAULT_CHECKPOINT_INTERVAL_S > 0
     for flag, value in (("--checkpoint-every-steps", "0"), ("--checkpoint-interval", "-1"),
                         ("--checkpoint-interval", "nan")):
         with pytest.raises(ValueError, match=flag):
-            train_module.resolve_settings(parse([flag, value]))
+            train_settings.resolve_settings(parse([flag, value]))
 
 
 def test_non_finite_validation_loss_keeps_the_last_good_checkpoint(data, tmp_path, capsys):
