@@ -44,7 +44,7 @@ import torch
 import torch.nn.functional as F
 from torch import fx, nn
 
-from kernels._common import SUPPORTED_DTYPES
+from kernels._common import SUPPORTED_DTYPES, int_pair
 
 __all__ = ["apply", "ApplyReport", "Replacement", "Left", "TracedForward"]
 
@@ -144,14 +144,10 @@ def _dtype_problem(m: nn.Module) -> str | None:
     return None
 
 
-def _pair(v: Any) -> tuple:
-    return tuple(v) if isinstance(v, (tuple, list)) else (v, v)
-
-
 def _conv_problem(m: nn.Conv2d) -> str | None:
     if isinstance(m.padding, str):
         return f"string padding {m.padding!r} is not supported (give ints)"
-    if _pair(m.dilation) != (1, 1):
+    if int_pair(m.dilation, "dilation", op="kernels.apply", minimum=0) != (1, 1):
         return f"dilation={m.dilation} is not supported (only 1)"
     if m.padding_mode != "zeros":
         return f"padding_mode={m.padding_mode!r} is not supported (only 'zeros')"
@@ -159,7 +155,12 @@ def _conv_problem(m: nn.Conv2d) -> str | None:
 
 
 def _pool_problem(m: nn.MaxPool2d) -> str | None:
-    if _pair(m.dilation) != (1, 1):
+    try:
+        _pool_key(m)
+        dilation = int_pair(m.dilation, "dilation", op="max-pool", minimum=0)
+    except (TypeError, ValueError) as e:  # what the kernel would refuse: left, with the reason
+        return str(e)
+    if dilation != (1, 1):
         return f"max-pool with dilation={m.dilation} is not supported (only 1)"
     if m.ceil_mode:
         return "max-pool with ceil_mode=True is not supported"
@@ -184,7 +185,9 @@ def _problem(m: nn.Module) -> str | None:
 
 
 def _pool_key(m: nn.MaxPool2d) -> tuple:
-    return _pair(m.kernel_size), _pair(m.stride if m.stride is not None else m.kernel_size), _pair(m.padding)
+    stride = m.stride if m.stride is not None else m.kernel_size
+    return (int_pair(m.kernel_size, "kernel_size", op="max-pool", minimum=1),
+            int_pair(stride, "stride", op="max-pool", minimum=1), int_pair(m.padding, "padding", op="max-pool", minimum=0))
 
 
 # ------------------------------------------------------------------ new modules

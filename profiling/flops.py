@@ -57,6 +57,7 @@ __all__ = [
     "needs_input_grad",
     "bytes_model_for",
     "dtype_bytes",
+    "lrn_max_pool2d_traffic",
 ]
 
 BYTES_MODELS = ("separate", "fused")
@@ -176,6 +177,38 @@ def _lrn_separate_bytes(numel: int, channels: int, size: int) -> int:
     return int(round(passes))
 
 
+def lrn_max_pool2d_traffic(channels: int, height: int, width: int, *, kernel_size: int = 3, stride: int = 2,
+                           padding: int = 0, itemsize: int = 2, with_indices: bool = True) -> dict[str, int]:
+    """DRAM bytes per image of LRN + max-pool as the separate Triton ops (LRN, then max-pool)
+    and as the fused kernel (kernels/lrn_max_pool2d.py), every tensor read or written once
+    (window re-reads served by cache), E = C*H*W input and P = C*OH*OW pooled elements of
+    ``itemsize`` bytes, the int8 argmax 1 byte each when ``with_indices``::
+
+        forward   separate 3*E + P (+ idx): LRN reads x, writes y; pool reads y, writes out
+                  fused      E + P (+ idx)  -> saves 2*E
+        backward  separate 4*E + P (+ idx): pool: dout + idx -> dy; LRN: x + dy -> dx
+                  fused    2*E + P (+ idx)  -> saves 2*E
+
+    Training at AlexNet's pairs in fp16: lrn1+pool1 1,952,352 -> 790,752 B forward, 2,533,152 ->
+    1,371,552 B backward; lrn2+pool2 1,249,536 -> 503,040 and 1,622,784 -> 876,288 B: 3,816,192 B
+    saved per image per step (488.5 MB at batch 128). Without indices the fused entries are the
+    unit's minimum bytes (:func:`unit_cost`, :func:`backward_cost`)."""
+    out_h = (height + 2 * padding - kernel_size) // stride + 1
+    out_w = (width + 2 * padding - kernel_size) // stride + 1
+    e = channels * height * width * itemsize
+    p = channels * out_h * out_w * itemsize
+    idx = channels * out_h * out_w if with_indices else 0
+    return {"separate_fwd": 3 * e + p + idx, "fused_fwd": e + p + idx,
+            "separate_bwd": 4 * e + p + idx, "fused_bwd": 2 * e + p + idx}
+
+
+def _fused_lrn_pool_bytes(unit: "LayerUnit", batch_size: int, s: int, pass_: str) -> int:
+    c, h, w = unit.in_shape
+    traffic = lrn_max_pool2d_traffic(c, h, w, kernel_size=unit.params["kernel"], stride=unit.params["stride"],
+                                     itemsize=s, with_indices=False)
+    return batch_size * traffic[f"fused_{pass_}"]
+
+
 def unit_cost(unit: LayerUnit, batch_size: int, precision: str = "fp32") -> LayerCost:
     """FLOPs and bytes of ``unit`` for a batch of ``batch_size`` in ``precision``."""
     if not (isinstance(batch_size, int) and batch_size >= 1):
@@ -208,7 +241,7 @@ def unit_cost(unit: LayerUnit, batch_size: int, precision: str = "fp32") -> Laye
         lrn_ops = (p["size"] + 5) * x
         pool_ops = (p["kernel"] ** 2 - 1) * y
         separate = s * (_lrn_separate_bytes(x, unit.in_shape[0], p["size"]) + x + y)
-        return LayerCost(0, lrn_ops + pool_ops, separate, s * (x + y))
+        return LayerCost(0, lrn_ops + pool_ops, separate, _fused_lrn_pool_bytes(unit, n, s, "fwd"))
     if unit.op == "avgpool":
         return LayerCost(0, x + y, s * (x + y), s * (x + y))
     raise ValueError(f"no cost formula for op {unit.op!r}")
@@ -253,6 +286,8 @@ def backward_cost(unit: LayerUnit, batch_size: int, precision: str = "fp32", *,
         weights = fwd.bytes_fused // s - x - y
         flops = fwd.mac_flops * (2 if input_grad else 1) + fwd.other_flops
         return flops, s * (x + y + weights + ((weights + x) if input_grad else 0))
+    if unit.op == "lrn_pool":
+        return 2 * fwd.other_flops, _fused_lrn_pool_bytes(unit, batch_size, s, "bwd")
     return 2 * fwd.other_flops, s * (x + y + x)
 
 

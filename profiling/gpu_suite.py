@@ -82,19 +82,9 @@ class SuiteBundle:
         from alexnet_fast.io import atomic_write_text, json_safe
         from profiling.gpu_report import render
 
-        text = json.dumps(json_safe(self.results(engine)), indent=1, allow_nan=False, default=_plain)
+        text = json.dumps(json_safe(self.results(engine)), indent=1, allow_nan=False)
         atomic_write_text(self.dir / RESULTS_FILE, text + "\n")
         atomic_write_text(self.dir / REPORT_FILE, render(json.loads(text)))
-
-
-def _plain(value: Any) -> Any:
-    """JSON for what json cannot write: numpy scalars as numbers, anything else as text."""
-    if hasattr(value, "item"):
-        try:
-            return value.item()
-        except (TypeError, ValueError):
-            pass
-    return str(value)
 
 
 # ---------------------------------------------------------------------- CLI (through `bench`)
