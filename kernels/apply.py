@@ -45,6 +45,10 @@ import torch.nn.functional as F
 from torch import fx, nn
 
 from kernels._common import SUPPORTED_DTYPES, int_pair
+from kernels.conv2d_relu import OP as CONV2D_RELU
+from kernels.lrn import OP as LRN
+from kernels.lrn_max_pool2d import OP as LRN_MAX_POOL2D
+from kernels.max_pool2d import OP as MAX_POOL2D
 
 __all__ = ["apply", "ApplyReport", "Replacement", "Left", "TracedForward"]
 
@@ -62,7 +66,7 @@ class Replacement:
     """``module`` (qualified name) became ``new``; ``absorbed`` lists the ReLU / pool it took over."""
 
     module: str
-    kind: str  # "conv+relu", "conv", "lrn+pool", "lrn", "pool"
+    kind: str  # the op it runs: conv2d_relu, conv2d (Conv2dReLU(relu=False)), lrn_max_pool2d, ...
     new: str
     absorbed: tuple[str, ...] = ()
     note: str = ""
@@ -320,14 +324,14 @@ def _plan_fx(model: nn.Module, graph: fx.Graph) -> _Plan:
                 for user, _ in found:
                     absorbed[id(user)] = user
                 plan.swaps.append((m, _new_conv(m, relu=True)))
-                report.replaced.append(Replacement(node.target, "conv+relu", "Conv2dReLU(relu=True)",
+                report.replaced.append(Replacement(node.target, CONV2D_RELU, "Conv2dReLU(relu=True)",
                                                    tuple(_describe(u, modules) for u, _ in found)))
             else:
                 why = next(w for u, w in found if u is None)
                 has_relu = any(_is_relu(u, modules) for s in sites for u in s.users)
                 why = f"{'kept its ReLU apart' if has_relu else 'no ReLU to fuse'}: {why}"
                 plan.swaps.append((m, _new_conv(m, relu=False)))
-                report.replaced.append(Replacement(node.target, "conv", "Conv2dReLU(relu=False)", note=why))
+                report.replaced.append(Replacement(node.target, "conv2d", "Conv2dReLU(relu=False)", note=why))
         else:  # LRN
             is_pool = lambda u: u.op == "call_module" and type(modules[u.target]) is nn.MaxPool2d  # noqa: E731
             found = [_only_user(s, modules, is_pool) for s in sites]
@@ -337,12 +341,12 @@ def _plan_fx(model: nn.Module, graph: fx.Graph) -> _Plan:
                 for user, _ in found:
                     absorbed[id(user)] = user
                 plan.swaps.append((m, _new_lrn(m, pools[0])))
-                report.replaced.append(Replacement(node.target, "lrn+pool", "LRNMaxPool2d",
+                report.replaced.append(Replacement(node.target, LRN_MAX_POOL2D, "LRNMaxPool2d",
                                                    tuple(_describe(u, modules) for u, _ in found)))
             else:
                 why = next((w for u, w in found if u is None), "its call sites feed pools of different shapes")
                 plan.swaps.append((m, _new_lrn(m, None)))
-                report.replaced.append(Replacement(node.target, "lrn", "LocalResponseNorm",
+                report.replaced.append(Replacement(node.target, LRN, "LocalResponseNorm",
                                                    note=f"not fused with a pool: {why}"))
     # pools not taken over by an LRN: the single op
     for node in pending_pools:
@@ -357,7 +361,7 @@ def _plan_fx(model: nn.Module, graph: fx.Graph) -> _Plan:
             report.left.append(Left(node.target, problem))
         else:
             plan.swaps.append((m, _new_pool(m)))
-            report.replaced.append(Replacement(node.target, "pool", "MaxPool2d"))
+            report.replaced.append(Replacement(node.target, MAX_POOL2D, "MaxPool2d"))
     # absorbed ReLU / pool nodes: a module whose every call is absorbed becomes Identity (the
     # forward stays the user's code); any other absorbed node is erased from the graph
     replaced_ids = {id(old) for old, _ in plan.swaps}
@@ -420,17 +424,17 @@ def _plan_sequential(model: nn.Module, why: str) -> _Plan:
             if type(m) is nn.Conv2d:
                 fuse = type(nxt) is nn.ReLU and nxt_ok
                 plan.swaps.append((m, _new_conv(m, relu=fuse)))
-                report.replaced.append(Replacement(qual, "conv+relu" if fuse else "conv",
+                report.replaced.append(Replacement(qual, CONV2D_RELU if fuse else "conv2d",
                                                    f"Conv2dReLU(relu={fuse})", (nxt_qual,) if fuse else ()))
             elif type(m) is nn.LocalResponseNorm:
                 fuse = type(nxt) is nn.MaxPool2d and nxt_ok
                 plan.swaps.append((m, _new_lrn(m, nxt if fuse else None)))
-                report.replaced.append(Replacement(qual, "lrn+pool" if fuse else "lrn",
+                report.replaced.append(Replacement(qual, LRN_MAX_POOL2D if fuse else LRN,
                                                    "LRNMaxPool2d" if fuse else "LocalResponseNorm",
                                                    (nxt_qual,) if fuse else ()))
             else:
                 plan.swaps.append((m, _new_pool(m)))
-                report.replaced.append(Replacement(qual, "pool", "MaxPool2d"))
+                report.replaced.append(Replacement(qual, MAX_POOL2D, "MaxPool2d"))
                 continue
             if fuse:
                 plan.swaps.append((nxt, _identity(nxt)))

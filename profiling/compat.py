@@ -19,7 +19,6 @@ kernels/ or the harness lands, and its last result is committed.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import subprocess
 import sys

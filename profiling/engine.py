@@ -61,13 +61,14 @@ from torch import nn
 
 from alexnet_fast.model import AlexNet, make_config
 from alexnet_fast.precision import BACKEND_DEFAULT_FP32, Precision, policy
+from alexnet_fast.vocabulary import PRECISIONS, TRITON_OPS, layer_passes_of, variant_label
 from profiling import layout_bench
 from profiling.cell import (checked_grads, inference_step, inputs, layer_backward, layer_forward, layer_reference,
                             reference, train_step, unit_block, unit_inputs)
 from profiling.flops import (add_rates, backward_cost, bytes_model_for, layer_units, model_cost, needs_input_grad,
                              unit_cost)
 from profiling.judge import floor, judge, verdict_columns
-from profiling.suites import LAYER_IMPLS, TRITON_KERNELS, Cell
+from profiling.suites import LAYER_IMPLS, Cell
 from profiling.telemetry import Telemetry, merge_samples
 from profiling.timers import fixed_threads, measure, time_first_call
 
@@ -76,7 +77,6 @@ __all__ = ["Engine", "Harness", "Interrupted", "PreflightFailed", "add_rates", "
 
 INTERPRETED_NOTE = "Triton interpreter on CPU: equivalence at reduced size only; timing would mean nothing"
 NO_BF16_NOTE = "Triton's interpreter has no bf16 arithmetic"
-TRITON_OPS = tuple(TRITON_KERNELS)  # unit ops build_variant swaps for Triton kernels (FC stays PyTorch)
 
 
 class Interrupted(KeyboardInterrupt):
@@ -443,7 +443,7 @@ class Engine:
     def cell_peaks(self, p: dict) -> list[dict]:
         from profiling.roofline import device_peaks
 
-        precisions = tuple(pr for pr in p.get("precisions", ("fp32", "tf32", "fp16", "bf16"))
+        precisions = tuple(pr for pr in p.get("precisions", PRECISIONS)
                            if pr != "tf32" or self.device.type == "cuda")
         peaks = device_peaks(str(self.device), precisions, threads=self.threads, gemm_n=p.get("gemm_n"),
                              copy_mib=p.get("copy_mib"))
@@ -488,8 +488,6 @@ class Engine:
         source = self._alexnet(p.get("preset", "paper"), p.get("width_mult", 1.0), p.get("input_size"))
         unit = self._unit(source, p["unit"])
         interpreted = impl.variant.startswith("triton") and self.interpreted and unit.op in TRITON_OPS
-        from alexnet_fast.vocabulary import variant_label
-
         base = dict(scope="layer", layer=unit.name, op=unit.op, impl=p["impl"], variant=impl.variant,
                     label=variant_label(impl.variant, mode), compile_mode=mode if impl.variant.endswith("compile") else "-",
                     precision=precision, batch_size=batch, memory_format=impl.memory_format, **source.fields(),
@@ -557,7 +555,7 @@ class Engine:
         # % of peak: TFLOP/s of the precision for conv+ReLU (compute-bound), HBM bandwidth against
         # the minimum bytes (what a fused kernel must move) for the rest, on the kernel time if any
         ms = row.get("kernel_ms") or row["median_ms"]
-        bound = "compute" if unit.op in ("conv_relu", "fc_relu", "fc") else "memory"
+        bound = "compute" if unit.op in ("conv2d_relu", "fc_relu", "fc") else "memory"
         peak = self._peak(precision, bound)
         rate = flops / (ms * 1e-3) / 1e9 if bound == "compute" else min_bytes / (ms * 1e-3) / 1e9
         row.update(bound=bound, pct_peak=100 * rate / peak if peak else None)
@@ -588,7 +586,7 @@ class Engine:
             result = self._check_and_time_model(source, variant, prec, precision, batch, pass_, timed=not interpreted)
             if variant.uses_triton and isinstance(source, _AlexNetSource):
                 self.launched += [{"preset": source.config.name, "unit": u.name, "op": u.op, "dtype": precision,
-                                   "passes": ["fwd"] if pass_ == "inference" else ["fwd", "bwd"], "batch": batch}
+                                   "passes": list(layer_passes_of(pass_)), "batch": batch}
                                   for u in layer_units(source.config) if u.op in TRITON_OPS and not _fused(u, source)]
         row = self._row(**{**base, **result})
         if interpreted or not row["equivalent"]:  # the interpreter's time is no speed; a failed cell has none
@@ -774,7 +772,7 @@ class Engine:
 
 def _fused(unit, source) -> bool:
     """A separate LRN or pool the model runs fused with its partner (not launched alone)."""
-    return unit.op in ("lrn", "pool") and any(u.fused_pair and unit.modules[0] in u.modules
+    return unit.op in ("local_response_norm", "max_pool2d") and any(u.fused_pair and unit.modules[0] in u.modules
                                               for u in layer_units(source.config))
 
 

@@ -90,7 +90,7 @@ class LayerUnit:
     in_shape: tuple[int, ...]
     out_shape: tuple[int, ...]
     params: dict = field(default_factory=dict, compare=False, hash=False)
-    fused_pair: bool = False  # lrn+pool: overlaps the separate lrn and pool units
+    fused_pair: bool = False  # lrn_max_pool2d: overlaps the separate LRN and pool units
 
 
 @dataclass(frozen=True)
@@ -135,20 +135,20 @@ def layer_units(config: AlexNetConfig, input_size: int | None = None) -> list[La
     for i, spec in enumerate(config.convs, start=1):
         out = shapes[f"conv{i}"]
         units.append(LayerUnit(
-            f"conv{i}+relu{i}", "conv_relu", "features", (f"conv{i}", f"relu{i}"), prev, out,
+            f"conv{i}+relu{i}", "conv2d_relu", "features", (f"conv{i}", f"relu{i}"), prev, out,
             {"kernel": spec.kernel_size, "stride": spec.stride, "padding": spec.padding,
              "groups": config.conv_groups(i)}))
         prev = out
         if i in config.lrn_after:
             lrn = config.lrn
             lrn_params = {"size": lrn.size, "alpha": lrn.alpha, "beta": lrn.beta, "k": lrn.k}
-            units.append(LayerUnit(f"lrn{i}", "lrn", "features", (f"lrn{i}",), prev, prev, lrn_params))
+            units.append(LayerUnit(f"lrn{i}", "local_response_norm", "features", (f"lrn{i}",), prev, prev, lrn_params))
         if i in config.pool_after:
             pool_params = {"kernel": config.pool_kernel, "stride": config.pool_stride}
             pooled = shapes[f"pool{i}"]
-            units.append(LayerUnit(f"pool{i}", "pool", "features", (f"pool{i}",), prev, pooled, pool_params))
+            units.append(LayerUnit(f"pool{i}", "max_pool2d", "features", (f"pool{i}",), prev, pooled, pool_params))
             if i in config.lrn_after:
-                units.append(LayerUnit(f"lrn{i}+pool{i}", "lrn_pool", "features", (f"lrn{i}", f"pool{i}"),
+                units.append(LayerUnit(f"lrn{i}+pool{i}", "lrn_max_pool2d", "features", (f"lrn{i}", f"pool{i}"),
                                        prev, pooled, {**lrn_params, **pool_params}, fused_pair=True))
             prev = pooled
     if config.adaptive_pool is not None:
@@ -218,7 +218,7 @@ def unit_cost(unit: LayerUnit, batch_size: int, precision: str = "fp32") -> Laye
     x = n * _numel(unit.in_shape)
     y = n * _numel(unit.out_shape)
     p = unit.params
-    if unit.op == "conv_relu":
+    if unit.op == "conv2d_relu":
         c, k = unit.in_shape[0], unit.out_shape[0]
         g, r = p["groups"], p["kernel"]
         weights = k * (c // g) * r * r + k
@@ -231,13 +231,13 @@ def unit_cost(unit: LayerUnit, batch_size: int, precision: str = "fp32") -> Laye
         fused = s * (x + weights + y)
         relu = unit.op == "fc_relu"
         return LayerCost(2 * y * n_in, y * (2 if relu else 1), fused + (s * 2 * y if relu else 0), fused)
-    if unit.op == "lrn":
+    if unit.op == "local_response_norm":
         ops = (p["size"] + 5) * x
         return LayerCost(0, ops, s * _lrn_separate_bytes(x, unit.in_shape[0], p["size"]), s * (x + y))
-    if unit.op == "pool":
+    if unit.op == "max_pool2d":
         ops = (p["kernel"] ** 2 - 1) * y
         return LayerCost(0, ops, s * (x + y), s * (x + y))
-    if unit.op == "lrn_pool":
+    if unit.op == "lrn_max_pool2d":
         lrn_ops = (p["size"] + 5) * x
         pool_ops = (p["kernel"] ** 2 - 1) * y
         separate = s * (_lrn_separate_bytes(x, unit.in_shape[0], p["size"]) + x + y)
@@ -282,11 +282,11 @@ def backward_cost(unit: LayerUnit, batch_size: int, precision: str = "fp32", *,
     s = dtype_bytes(precision)
     x = batch_size * _numel(unit.in_shape)
     y = batch_size * _numel(unit.out_shape)
-    if unit.op in ("conv_relu", "fc_relu", "fc"):
+    if unit.op in ("conv2d_relu", "fc_relu", "fc"):
         weights = fwd.bytes_fused // s - x - y
         flops = fwd.mac_flops * (2 if input_grad else 1) + fwd.other_flops
         return flops, s * (x + y + weights + ((weights + x) if input_grad else 0))
-    if unit.op == "lrn_pool":
+    if unit.op == "lrn_max_pool2d":
         return 2 * fwd.other_flops, _fused_lrn_pool_bytes(unit, batch_size, s, "bwd")
     return 2 * fwd.other_flops, s * (x + y + x)
 

@@ -20,10 +20,8 @@ from __future__ import annotations
 import math
 from typing import Any, Iterable
 
-OP_KERNEL = {"conv_relu": "conv2d_relu", "lrn": "local_response_norm", "pool": "max_pool2d",
-             "lrn_pool": "lrn_max_pool2d"}
-BASELINES = ("eager-nchw", "eager-nhwc", "compile")
-TRITON_IMPLS = ("triton", "triton+compile")
+from alexnet_fast.vocabulary import BASELINE_IMPLS, PASSES, TRITON_IMPLS, TRITON_OPS
+
 # KernelBench level3/5_AlexNet.py, batch 1024 fp32 (cuDNN's default TF32), H100 SXM, published with
 # the repository (results/timing/H100_Modal): eager and torch.compile default, ms per forward
 KERNELBENCH_H100_MS = {"eager": 23.7, "compile": 16.7}
@@ -84,7 +82,7 @@ def layer_answers(rows: list[dict]) -> list[str]:
     for r in _by(rows, "layer"):
         groups.setdefault((r.get("op"), r.get("pass"), r.get("precision")), {}).setdefault(
             r.get("layer"), {})[r.get("impl")] = r
-    op_order = list(OP_KERNEL)
+    op_order = list(TRITON_OPS)
     lines = []
     for (op, pass_, precision) in sorted(groups, key=lambda k: (op_order.index(k[0]) if k[0] in op_order else 9,
                                                                  k[1] != "fwd", k[2] != "bf16")):
@@ -97,7 +95,7 @@ def layer_answers(rows: list[dict]) -> list[str]:
             if tri.get("status") == "failed":
                 not_equiv.append(name)
                 continue
-            base = [impls[b] for b in BASELINES if b in impls and _ok(impls[b])]
+            base = [impls[b] for b in BASELINE_IMPLS if b in impls and _ok(impls[b])]
             if not _ok(tri) or not base:
                 missing.append(name)
                 continue
@@ -109,8 +107,7 @@ def layer_answers(rows: list[dict]) -> list[str]:
             if _num(tri.get("pct_peak")) is not None:
                 pcts.append(tri["pct_peak"])
             throttled |= bool(tri.get("throttled") or best.get("throttled"))
-        kernel = OP_KERNEL.get(op, op)
-        head = f"- **{kernel} {pass_} {precision}**: "
+        head = f"- **{op} {pass_} {precision}**: "
         if not ratios and not not_equiv:
             lines.append(head + "no comparable rows (" + (", ".join(missing) or "not run") + ")")
             continue
@@ -118,11 +115,11 @@ def layer_answers(rows: list[dict]) -> list[str]:
         if ratios:
             g = _geomean(ratios)
             verdict = "FASTER than" if g > 1.0 else "slower than"
-            parts.append(f"Triton {verdict} the best baseline (fastest of {'/'.join(BASELINES)}, by "
+            parts.append(f"Triton {verdict} the best baseline (fastest of {'/'.join(BASELINE_IMPLS)}, by "
                          f"{'kernel' if by_kernel else 'wall'} time): {g:.2f}x its speed geomean, faster on "
                          f"{wins}/{len(ratios)} layers ({min(ratios):.2f}-{max(ratios):.2f}x)")
             if pcts:
-                bound = "peak TFLOP/s" if op == "conv_relu" else "peak bandwidth"
+                bound = "peak TFLOP/s" if op == "conv2d_relu" else "peak bandwidth"
                 parts.append(f"at {min(pcts):.0f}-{max(pcts):.0f}% of {precision if op == 'conv_relu' else 'HBM'} "
                              f"{bound}")
         if not_equiv:
@@ -184,7 +181,7 @@ def anchor_answers(rows: list[dict]) -> list[str]:
 def model_answers(rows: list[dict]) -> list[str]:
     models = [r for r in _by(rows, "model") if r.get("layout", "single") == "single" and r.get("cell_kind") != "anchor"]
     lines = []
-    for pass_ in ("inference", "train"):
+    for pass_ in PASSES:
         cells = {r.get("variant"): r for r in models if r.get("pass") == pass_}
         if not cells:
             continue
@@ -292,7 +289,7 @@ def render(results: dict[str, Any], note: str | None = None) -> str:
         for r in layer:
             k = (r.get("layer"), r.get("pass"), r.get("precision"))
             rate = (f"{_f(_num(r.get('gflops_per_s')) and r['gflops_per_s'] / 1e3)} TFLOP/s"
-                    if r.get("op") == "conv_relu" else f"{_f(r.get('gbytes_per_s'))} GB/s") if _ok(r) else "-"
+                    if r.get("op") == "conv2d_relu" else f"{_f(r.get('gbytes_per_s'))} GB/s") if _ok(r) else "-"
             best = "**best**" if _ok(r) and _ms(r) == fastest.get(k) else (
                 f"{_ms(r) / fastest[k]:.2f}x" if _ok(r) and k in fastest else "-")
             state = ({True: "yes", False: "**NO**"}.get(r.get("equivalent"), "-") if r.get("status") != "error"

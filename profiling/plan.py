@@ -17,15 +17,15 @@ import torch
 
 from alexnet_fast.model import make_config
 from alexnet_fast.precision import policy
-from alexnet_fast.vocabulary import COMPILE_MODES, LAYOUTS, PASSES, PRECISIONS, VARIANTS, variant_label
+from alexnet_fast.vocabulary import (COMPILE_MODES, LAYER_PASSES, LAYOUTS, PASSES, PRECISIONS, TRITON_OPS, VARIANTS,
+                                     variant_label)
 from profiling.flops import layer_units
 
 __all__ = ["VariantSpec", "ReducedSize", "BenchPlan", "default_plan", "default_batch_sizes", "fit_batches_to_layouts",
            "idle_cores", "plan_from_args", "validate_plan", "parse_device", "describe", "use_interpreter_without_gpu",
-           "plan_cells", "TRITON_OPS"]
+           "plan_cells"]
 
 # per-layer ops build_variant swaps for Triton kernels (FC layers stay PyTorch in every variant)
-TRITON_OPS = ("conv_relu", "lrn", "pool", "lrn_pool")
 
 
 @dataclass(frozen=True)
@@ -221,7 +221,7 @@ def plan_from_args(args: argparse.Namespace) -> BenchPlan:
         if not plan.batch_sizes or min(plan.batch_sizes) < 1:
             raise ValueError(f"batch sizes must be positive integers, got {plan.batch_sizes}")
     plan.passes = _choose(_split(args.passes), PASSES, "pass") or plan.passes
-    plan.layer_passes = _choose(_split(getattr(args, "layer_pass", None)), ("fwd", "bwd"), "layer pass") \
+    plan.layer_passes = _choose(_split(getattr(args, "layer_pass", None)), LAYER_PASSES, "layer pass") \
         or plan.layer_passes
     plan.layouts = _choose(_split(args.layout), LAYOUTS, "layout") or plan.layouts
     if batches is None:  # the default batches, fitted to the layouts asked for (data_parallel splits them)

@@ -39,6 +39,8 @@ import re
 from dataclasses import dataclass, field, replace
 from typing import Any, Iterable, Mapping, Sequence
 
+from alexnet_fast.vocabulary import LAYER_PASSES, PASSES, PRECISIONS, TRITON_OPS, VARIANTS, layer_passes_of
+
 # ------------------------------------------------------------------ estimate constants
 @dataclass(frozen=True)
 class Constant:
@@ -115,14 +117,11 @@ CODEGEN_REFERENCE_SPECS = 4  # reference GEMM compiles the selected conv specs a
 
 # Triton kernels each op launches per pass
 TRITON_KERNELS = {
-    "conv_relu": {"fwd": ("conv2d_relu_fwd_kernel",), "bwd": ("conv2d_relu_dgrad_kernel", "conv2d_relu_wgrad_kernel")},
-    "lrn": {"fwd": ("lrn_fwd_kernel",), "bwd": ("lrn_bwd_kernel",)},
-    "pool": {"fwd": ("max_pool2d_fwd_kernel",), "bwd": ("max_pool2d_bwd_kernel",)},
-    "lrn_pool": {"fwd": ("lrn_max_pool2d_fwd_kernel",), "bwd": ("lrn_max_pool2d_bwd_kernel",)},
+    "conv2d_relu": {"fwd": ("conv2d_relu_fwd_kernel",), "bwd": ("conv2d_relu_dgrad_kernel", "conv2d_relu_wgrad_kernel")},
+    "local_response_norm": {"fwd": ("lrn_fwd_kernel",), "bwd": ("lrn_bwd_kernel",)},
+    "max_pool2d": {"fwd": ("max_pool2d_fwd_kernel",), "bwd": ("max_pool2d_bwd_kernel",)},
+    "lrn_max_pool2d": {"fwd": ("lrn_max_pool2d_fwd_kernel",), "bwd": ("lrn_max_pool2d_bwd_kernel",)},
 }
-# the codegen check's op name of each unit op (kernels/<file>.OP)
-KERNEL_OPS = {"conv_relu": "conv2d_relu", "lrn": "local_response_norm", "pool": "max_pool2d",
-              "lrn_pool": "lrn_max_pool2d"}
 
 
 @dataclass(frozen=True)
@@ -135,15 +134,14 @@ class LayerImpl:
 
 
 LAYER_IMPLS: dict[str, LayerImpl] = {
-    "triton": LayerImpl("triton", "nhwc", "Triton kernels (kernels/), channels-last"),
-    "triton+compile": LayerImpl("triton+compile", "nhwc", "Triton kernels under torch.compile, channels-last"),
     "eager-nchw": LayerImpl("eager", "nchw", "PyTorch eager (cuDNN for conv), NCHW"),
     "eager-nhwc": LayerImpl("eager", "nhwc", "PyTorch eager (cuDNN for conv), channels-last"),
     "compile": LayerImpl("compile", "nchw", "torch.compile, NCHW"),
+    "triton": LayerImpl("triton", "nhwc", "Triton kernels (kernels/), channels-last"),
+    "triton+compile": LayerImpl("triton+compile", "nhwc", "Triton kernels under torch.compile, channels-last"),
 }
 # the per-layer implementation the bench's variants run (alexnet-fast bench --layer)
 IMPL_OF_VARIANT = {"eager": "eager-nchw", "compile": "compile", "triton": "triton", "triton+compile": "triton+compile"}
-LAYER_PASSES = ("fwd", "bwd")
 KINDS = ("preflight", "peaks", "layer", "anchor", "model", "dispatch", "autotune", "codegen", "layout", "pytest")
 
 # pytest -m gpu, bounded: the GPU tests that add most to the suite's own cells, most valuable
@@ -201,14 +199,14 @@ class SuiteSpec:
         ("fp16", ("triton", "eager-nhwc"), ("conv3+relu3",)),
     )
     layer_passes: tuple[str, ...] = LAYER_PASSES
-    layer_ops: tuple[str, ...] = ("conv_relu", "lrn", "pool", "lrn_pool")
+    layer_ops: tuple[str, ...] = TRITON_OPS
     anchor_model: str | None = "alexnet_fast.examples:kernelbench_alexnet"
-    anchor_variants: tuple[str, ...] = ("eager", "compile", "triton", "triton+compile")
+    anchor_variants: tuple[str, ...] = VARIANTS
     anchor_batch: int = 1024
-    model_variants: tuple[str, ...] = ("eager", "compile", "triton", "triton+compile")
+    model_variants: tuple[str, ...] = VARIANTS
     model_precision: str = "bf16"
     model_batch: int = 128
-    model_passes: tuple[str, ...] = ("inference", "train")
+    model_passes: tuple[str, ...] = PASSES
     dispatch_units: tuple[str, ...] = ("conv3+relu3", "lrn2", "pool5", "lrn2+pool2")
     # two ranks sharing the one GPU: the paper's column split (its own collectives and LRN halo on
     # CUDA tensors); data_parallel is PyTorch's DDP (add it with --kinds/--budget-s to spare)
@@ -262,8 +260,8 @@ def smoke_spec(spec: SuiteSpec) -> SuiteSpec:
         layer_matrix=(("fp16", ("triton",), SMOKE_UNITS), ("fp32", ("compile",), ("pool5",)),
                       ("fp32", ("eager-nchw", "eager-nhwc"), SMOKE_UNITS)),
         anchor_model="alexnet_fast.examples:small_kernelbench_alexnet", anchor_variants=("eager", "compile", "triton"),
-        anchor_batch=2, model_variants=("eager", "compile", "triton", "triton+compile"), model_precision="fp32",
-        model_batch=1, model_passes=("inference", "train"), dispatch_units=SMOKE_UNITS,
+        anchor_batch=2, model_variants=VARIANTS, model_precision="fp32",
+        model_batch=1, model_passes=PASSES, dispatch_units=SMOKE_UNITS,
         layouts=("model_parallel",), layout_batch=2, layout_variants=("eager",), codegen_max_specs=6,
         pytest_tests=spec.pytest_tests[:2], pytest_cap_s=60.0, peak_gemm_n=128, peak_copy_mib=4, warmup=1, repeats=2,
         budget_s=1200.0, compile_backend="aot_eager",
@@ -334,10 +332,10 @@ class _Tally:
             if kernel == "conv2d_relu_dgrad_kernel" and unit_name.startswith("conv1+"):
                 continue  # the image needs no gradient
             cost += n_configs * AUTOTUNE_BENCH_S if n_configs > 1 else 0.0
-            key = (kernel, shape if op == "conv_relu" else "", dtype)
+            key = (kernel, shape if op == "conv2d_relu" else "", dtype)
             if key not in self.compiled:
                 self.compiled.add(key)
-                cost += n_configs * (TRITON_COMPILE_S if op == "conv_relu" else TRITON_COMPILE_SMALL_S)
+                cost += n_configs * (TRITON_COMPILE_S if op == "conv2d_relu" else TRITON_COMPILE_SMALL_S)
             if (kernel, dtype) not in self.launchers:
                 self.launchers.add((kernel, dtype))
                 cost += TRITON_LAUNCHER_S
@@ -385,9 +383,9 @@ def model_estimate(variant: str, pass_: str, *, mode: str = "default", triton_tu
         est += frames * COMPILE_TRITON_MODEL_FRAME_S * _max_autotune(mode)
     if variant.startswith("triton") and not triton_tuned:
         tally = tally or _Tally()
-        passes = ("fwd",) if pass_ == "inference" else ("fwd", "bwd")
+        passes = layer_passes_of(pass_)
         for u in units:
-            if u.op in TRITON_KERNELS and not (u.op in ("lrn", "pool") and _fused(u, units)):
+            if u.op in TRITON_KERNELS and not (u.op in ("local_response_norm", "max_pool2d") and _fused(u, units)):
                 for p in passes:
                     est += tally.triton(u.op, p, f"{u.name} b{batch}", precision, n_configs, unit_name=u.name)
     return round(est, 2)
@@ -431,9 +429,9 @@ def _model_cell(kind: str, spec: SuiteSpec, variant: str, precision: str, batch:
     if kind == "anchor" and variant.startswith("triton"):
         # its own shapes (batch 1024, no LRN, fp32-as-TF32): 5 conv forwards and 3 pools to compile and tune
         for i in range(1, 6):
-            est += tally.triton("conv_relu", "fwd", f"kb conv{i} b{batch}", "tf32", _n_configs(spec))
+            est += tally.triton("conv2d_relu", "fwd", f"kb conv{i} b{batch}", "tf32", _n_configs(spec))
         for i in (1, 2, 5):
-            est += tally.triton("pool", "fwd", f"kb pool{i} b{batch}", "tf32", _n_configs(spec))
+            est += tally.triton("max_pool2d", "fwd", f"kb pool{i} b{batch}", "tf32", _n_configs(spec))
     if layout != "single":
         est += TWO_RANK_START_S
     name = f"{variant} {precision}{' (TF32 as PyTorch defaults)' if tf32 == 'defaults' else ''} b{batch} {pass_}"
@@ -608,7 +606,7 @@ def codegen_selection(found: Sequence[tuple[Any, Any]], launched: Sequence[Mappi
 
 
 # ------------------------------------------------------------------ the full GPU default of `bench`
-PRECISION_ORDER = ("bf16", "fp16", "tf32", "fp32")
+PRECISION_ORDER = tuple(reversed(PRECISIONS))  # bf16 first
 BATCH_ORDER = (128, 256, 32, 1)
 
 

@@ -28,7 +28,7 @@ def test_forward_flops_match_flop_counter(preset, gflop):
     assert model_cost(model.config, 1).mac_flops == total
     assert round(total / 1e9, 3) == gflop
     for unit in layer_units(model.config):
-        if unit.op in ("conv_relu", "fc_relu", "fc"):
+        if unit.op in ("conv2d_relu", "fc_relu", "fc"):
             name = f"{unit.container}.{unit.modules[0]}"
             assert unit_cost(unit, 1).mac_flops == per_module[name], unit.name
         else:
@@ -79,13 +79,13 @@ def test_fused_bytes_and_intensity():
     parts = [u for u in units.values() if not u.fused_pair]
     assert whole.bytes_separate == sum(unit_cost(u, 1).bytes_separate for u in parts)
     assert whole.bytes_fused == sum(unit_cost(u, 1).bytes_fused for u in parts
-                                    if u.op not in ("lrn", "pool") or u.name == "pool5") \
+                                    if u.op not in ("local_response_norm", "max_pool2d") or u.name == "pool5") \
         + lrn_pool.bytes_fused + unit_cost(units["lrn2+pool2"], 1).bytes_fused
 
 
 def test_torchvision_units_and_bad_input():
     units = [u.name for u in layer_units(make_config("torchvision"))]
-    assert "avgpool" in units and not any(u.startswith("lrn") for u in units)
+    assert "avgpool" in units and not any(u.startswith("local_response_norm") for u in units)
     conv1 = layer_units(make_config("paper"))[0]
     with pytest.raises(ValueError, match="batch_size"):
         unit_cost(conv1, 0)

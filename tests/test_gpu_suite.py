@@ -10,6 +10,7 @@ import math
 import pytest
 import torch
 
+from alexnet_fast.vocabulary import BASELINE_IMPLS
 from profiling import gpu_report, suites
 from profiling.autotune_limit import chosen_configs, limit_autotune_configs
 from profiling.gpu_suite import EXAMPLE
@@ -50,9 +51,9 @@ def test_gpu_quick_cells_cover_the_questions_in_informative_order():
     layer = [c.params for c in cells if c.kind == "layer"]
     assert {p["precision"] for p in layer} == {"bf16", "fp16"}
     assert {p["impl"] for p in layer} == {"triton", "eager-nchw", "eager-nhwc", "compile"}
-    assert {p["op"] for p in layer} == {"conv_relu", "lrn", "pool", "lrn_pool"}
+    assert {p["op"] for p in layer} == {"conv2d_relu", "local_response_norm", "max_pool2d", "lrn_max_pool2d"}
     assert all(p["passes"] == ["fwd", "bwd"] and p["batch_size"] == 128 for p in layer)
-    assert {p["unit"] for p in layer if p["op"] == "conv_relu"} == {f"conv{i}+relu{i}" for i in range(1, 6)}
+    assert {p["unit"] for p in layer if p["op"] == "conv2d_relu"} == {f"conv{i}+relu{i}" for i in range(1, 6)}
     assert layer[0]["precision"] == "bf16" and layer[0]["impl"] == "triton"
     models = [c.params for c in cells if c.kind == "model"]
     assert {(m["variant"], m["pass"]) for m in models} == {
@@ -170,12 +171,12 @@ def test_report_from_the_recorded_example():
 
 def test_report_compares_kernels_by_kernel_time():
     results = _example()
-    rows = [r for r in results["rows"] if r.get("scope") == "layer" and r["op"] == "conv_relu"
+    rows = [r for r in results["rows"] if r.get("scope") == "layer" and r["op"] == "conv2d_relu"
             and r["pass"] == "fwd" and r["precision"] == "bf16"]
     ratios = []
     for unit in {r["layer"] for r in rows}:
         mine = {r["impl"]: r for r in rows if r["layer"] == unit}
-        best = min(mine[b]["kernel_ms"] for b in gpu_report.BASELINES if b in mine)
+        best = min(mine[b]["kernel_ms"] for b in BASELINE_IMPLS if b in mine)
         ratios.append(best / mine["triton"]["kernel_ms"])
     geomean = math.exp(sum(map(math.log, ratios)) / len(ratios))
     line = next(a for a in gpu_report.layer_answers(results["rows"]) if "conv2d_relu fwd bf16" in a)
@@ -227,8 +228,8 @@ def test_codegen_selection_follows_the_launches_and_covers_every_kernel_kind():
     the forward, dgrad and wgrad convs, the fused LRN+pool, the LRN and the pool each get one
     spec (the old selection filled its cap with one kernel's configs)."""
     launched = [{"preset": "paper", "unit": u, "op": op, "dtype": "fp16", "passes": ["fwd", "bwd"], "batch": 2}
-                for u, op in (("conv2+relu2", "conv_relu"), ("lrn1", "lrn"), ("pool5", "pool"),
-                              ("lrn1+pool1", "lrn_pool"))]
+                for u, op in (("conv2+relu2", "conv2d_relu"), ("lrn1", "local_response_norm"), ("pool5", "max_pool2d"),
+                              ("lrn1+pool1", "lrn_max_pool2d"))]
     refs, left, unmatched = suites.codegen_selection(_found(), launched, [], 6)
     assert [r.kernel for r in refs] == suites.CODEGEN_KERNEL_ORDER[:6] and not unmatched
     assert all(r.dtype == "fp16" and r.shape.startswith("paper ") for r in refs)
@@ -240,7 +241,7 @@ def test_codegen_selection_follows_the_launches_and_covers_every_kernel_kind():
 
 
 def test_codegen_selection_prefers_the_autotuners_choice_and_the_launched_shape():
-    launched = [{"preset": "paper", "unit": "conv3+relu3", "op": "conv_relu", "dtype": "bf16", "passes": ["fwd"],
+    launched = [{"preset": "paper", "unit": "conv3+relu3", "op": "conv2d_relu", "dtype": "bf16", "passes": ["fwd"],
                  "batch": 128}]
     found = _found()
     cands = [s for r, s in found if r.kernel == "conv2d_relu_fwd_kernel" and r.shape == "paper conv3 b128 NHWC"

@@ -42,10 +42,10 @@ def results_rows():
     rows.append(model_row("compile", 8, "train", "ok", 300.0, grad_max_rel_err=1e-6, tolerance=1e-3,
                           equivalent=True))
     for variant, ms, ai in (("eager", 30.0, 30.0), ("compile", 20.0, 50.0)):
-        rows.append(dict(ENV, scope="layer", layer="conv1+relu1", op="conv_relu", variant=variant, label=variant,
+        rows.append(dict(ENV, scope="layer", layer="conv1+relu1", op="conv2d_relu", variant=variant, label=variant,
                          precision="fp32", batch_size=8, status="ok", median_ms=ms, gflops_per_s=1.7e3 / ms,
                          gbytes_per_s=1.7e3 / ms / ai, intensity=ai, max_rel_err=0.0, **{"pass": "inference"}))
-    rows.append(dict(ENV, scope="layer", layer="lrn1+pool1", op="lrn_pool", variant="triton", label="triton",
+    rows.append(dict(ENV, scope="layer", layer="lrn1+pool1", op="lrn_max_pool2d", variant="triton", label="triton",
                      precision="fp32", batch_size=2, status="interpreted", max_rel_err=1e-6, intensity=2.4,
                      **{"pass": "inference"}))
     return rows
