@@ -47,8 +47,8 @@ from torch import fx, nn
 from kernels._common import SUPPORTED_DTYPES, int_pair
 from kernels.conv2d_relu import OP as CONV2D_RELU
 from kernels.lrn import OP as LRN
-from kernels.lrn_max_pool2d import OP as LRN_MAX_POOL2D
-from kernels.max_pool2d import OP as MAX_POOL2D
+from kernels.lrn_max_pool import OP as LRN_MAX_POOL2D
+from kernels.max_pool import OP as MAX_POOL2D
 
 __all__ = ["apply", "ApplyReport", "Replacement", "Left", "TracedForward"]
 

@@ -27,7 +27,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 EXPECTED = {"torch": "2.11.0", "triton": "3.6.0", "torchvision": "0.26.0"}
-KERNEL_TESTS = ["tests/test_lrn.py", "tests/test_max_pool2d.py", "tests/test_lrn_max_pool2d.py",
+KERNEL_TESTS = ["tests/test_lrn.py", "tests/test_max_pool.py", "tests/test_lrn_max_pool.py",
                 "tests/test_conv2d_relu.py", "tests/test_kernels_api.py"]
 CODEGEN_SAMPLE = ["codegen", "--op", "max_pool2d", "--arch", "90", "--no-progress"]
 

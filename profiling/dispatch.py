@@ -49,7 +49,7 @@ class DispatchCase:
 
 
 def _jit_class():
-    from kernels.max_pool2d import max_pool2d_fwd_kernel  # JITFunction, or InterpretedFunction under the interpreter
+    from kernels.max_pool import max_pool2d_fwd_kernel  # JITFunction, or InterpretedFunction under the interpreter
 
     return type(max_pool2d_fwd_kernel)
 

@@ -180,7 +180,7 @@ def _lrn_separate_bytes(numel: int, channels: int, size: int) -> int:
 def lrn_max_pool2d_traffic(channels: int, height: int, width: int, *, kernel_size: int = 3, stride: int = 2,
                            padding: int = 0, itemsize: int = 2, with_indices: bool = True) -> dict[str, int]:
     """DRAM bytes per image of LRN + max-pool as the separate Triton ops (LRN, then max-pool)
-    and as the fused kernel (kernels/lrn_max_pool2d.py), every tensor read or written once
+    and as the fused kernel (kernels/lrn_max_pool.py), every tensor read or written once
     (window re-reads served by cache), E = C*H*W input and P = C*OH*OW pooled elements of
     ``itemsize`` bytes, the int8 argmax 1 byte each when ``with_indices``::
 

@@ -10,7 +10,7 @@ written (exit 128 + the signal).
 The bundle (``--output-dir DIR``; default ``reports/gpu/<device>/``): at most
 :data:`BUNDLE_FILES`, all at the top of DIR, each rewritten as the run goes so a run cut off
 leaves a readable one -- ``results.json`` (meta, the cells with estimated and measured
-seconds and compiles, every row), ``REPORT.md`` (``profiling/gpu_report.py``),
+seconds and compiles, every row), ``REPORT.md`` (:mod:`profiling.render.suite`),
 ``preflight.json``, ``codegen.csv``, ``pytest-gpu.log`` (streamed) and ``pytest-gpu.xml``.
 Caches go elsewhere: one inductor and one Triton cache for the run and its subprocesses
 (``--cache-dir``, default ``~/.cache/alexnet-fast``; ``TORCHINDUCTOR_CACHE_DIR`` /
@@ -80,7 +80,7 @@ class SuiteBundle:
 
     def write(self, engine) -> None:
         from alexnet_fast.io import atomic_write_text, json_safe
-        from profiling.gpu_report import render
+        from profiling.render.suite import render
 
         text = json.dumps(json_safe(self.results(engine)), indent=1, allow_nan=False)
         atomic_write_text(self.dir / RESULTS_FILE, text + "\n")
@@ -160,7 +160,7 @@ def dry_run(args: argparse.Namespace) -> int:
         print(f"dry run: no recorded example at {EXAMPLE}; report rendering not checked", file=sys.stderr)
         return 1
     from alexnet_fast.io import atomic_write_text
-    from profiling.gpu_report import render
+    from profiling.render.suite import render
 
     results = json.loads(EXAMPLE.read_text())
     out = Path(args.output_dir or Path("reports") / "gpu" / "dry-run") / REPORT_FILE

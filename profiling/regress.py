@@ -56,6 +56,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from profiling.render.regress import format_table, plot_history
 from profiling.stats import MannWhitney, as_positive_series, mann_whitney_u, min_p_value
 
 __all__ = ["DEFAULT_THRESHOLD_PCT", "DEFAULT_ALPHA", "BenchmarkFileError", "load_run", "compare", "Change",
@@ -215,20 +216,6 @@ def compare(baseline: Run, current: Run) -> list[Change]:
     return changes
 
 
-def _ms(seconds: float | None) -> str:
-    return "-" if seconds is None else f"{seconds * 1e3:.4g}"
-
-
-def format_table(changes: list[Change], threshold_pct: float, alpha: float = DEFAULT_ALPHA) -> str:
-    header = ["kernel", "shape", "dtype", "provider", "baseline ms", "current ms", "change", "p (U test)", "verdict"]
-    rows = [[c.kernel, c.shape, c.dtype, c.provider, _ms(c.baseline_s), _ms(c.current_s),
-             "-" if c.change is None else f"{100 * c.change:+.1f}%", c.p_text(alpha), c.verdict(threshold_pct, alpha)]
-            for c in changes]
-    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(header)]
-    line = lambda cells: "  ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip()  # noqa: E731
-    return "\n".join([line(header), line(["-" * w for w in widths])] + [line(r) for r in rows])
-
-
 def _history_files(paths: list[str]) -> list[Path]:
     files: list[Path] = []
     for p in map(Path, paths):
@@ -239,44 +226,6 @@ def _history_files(paths: list[str]) -> list[Path]:
         else:
             raise BenchmarkFileError(f"history path {p} does not exist")
     return files
-
-
-def plot_history(runs: list[Run], path: str | Path) -> Path:
-    """Median time of every benchmark over the runs (ordered by date), one panel per group."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from profiling.report import save_png
-
-    runs = sorted(runs, key=lambda r: (r.datetime, str(r.path)))
-    groups: dict[str, dict[str, list[tuple[int, float]]]] = {}
-    for i, r in enumerate(runs):
-        for b in r.benchmarks.values():
-            label = " ".join(filter(None, [b.provider, b.dtype])) or b.name
-            groups.setdefault(b.group or b.kernel, {}).setdefault(label, []).append((i, b.median_s * 1e3))
-    n = max(1, len(groups))
-    cols = min(3, n)
-    rows = math.ceil(n / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(5 * cols, 3.2 * rows), squeeze=False)
-    for ax, (group, lines) in zip(axes.flat, sorted(groups.items())):
-        for label, points in sorted(lines.items()):
-            xs, ys = zip(*points)
-            ax.plot(xs, ys, marker="o", label=label)
-        ax.set_title(group, fontsize=9)
-        ax.set_ylabel("median ms")
-        ax.set_yscale("log")
-        ax.set_xticks(range(len(runs)))
-        ax.set_xticklabels([(r.datetime[:16].replace("T", " ") or r.path.stem) for r in runs], rotation=45,
-                           fontsize=7, ha="right")
-        ax.grid(True, alpha=0.3)
-        ax.legend(fontsize=7)
-    for ax in list(axes.flat)[len(groups):]:
-        ax.axis("off")
-    fig.suptitle(f"benchmark history over {len(runs)} runs", fontsize=10)
-    fig.tight_layout()
-    return save_png(fig, path, dpi=100)
 
 
 def default_baseline(current: Run) -> Path:

@@ -23,7 +23,7 @@ from alexnet_fast.checkpoint import load_checkpoint
 from alexnet_fast.cli import main
 from alexnet_fast.data import make_synthetic_dataset
 from alexnet_fast.layouts import local_context
-from tests.test_train import TINY, parse, run_train, torchrun_train
+from test_train import TINY, parse, run_train, torchrun_train
 
 
 @pytest.fixture(scope="module")

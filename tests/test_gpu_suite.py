@@ -11,7 +11,8 @@ import pytest
 import torch
 
 from alexnet_fast.vocabulary import BASELINE_IMPLS
-from profiling import gpu_report, suites
+from profiling import suites
+from profiling.render import suite as suite_report
 from profiling.autotune_limit import chosen_configs, limit_autotune_configs
 from profiling.gpu_suite import EXAMPLE
 
@@ -149,7 +150,7 @@ def _example() -> dict:
 def test_report_from_the_recorded_example():
     results = _example()
     assert results["meta"]["device"] == "NVIDIA H100 80GB HBM3"
-    text = gpu_report.render(results)
+    text = suite_report.render(results)
     assert text.startswith("# GPU run: NVIDIA H100 80GB HBM3 -- suite gpu-quick")
     assert "| SM MHz | W | C | throttle |" in text and "1,980" in text
     line = next(ln for ln in text.splitlines() if ln.startswith("| conv2+relu2 | fwd | bf16 | triton |"))
@@ -179,12 +180,12 @@ def test_report_compares_kernels_by_kernel_time():
         best = min(mine[b]["kernel_ms"] for b in BASELINE_IMPLS if b in mine)
         ratios.append(best / mine["triton"]["kernel_ms"])
     geomean = math.exp(sum(map(math.log, ratios)) / len(ratios))
-    line = next(a for a in gpu_report.layer_answers(results["rows"]) if "conv2d_relu fwd bf16" in a)
+    line = next(a for a in suite_report.layer_answers(results["rows"]) if "conv2d_relu fwd bf16" in a)
     assert f"{geomean:.2f}x its speed" in line
     for r in rows:  # a faster Triton kernel flips the verdict, whatever its wall time
         if r["impl"] == "triton":
             r["kernel_ms"] /= 4
-    line = next(a for a in gpu_report.layer_answers(results["rows"]) if "conv2d_relu fwd bf16" in a)
+    line = next(a for a in suite_report.layer_answers(results["rows"]) if "conv2d_relu fwd bf16" in a)
     assert "FASTER than" in line
 
 
@@ -195,7 +196,7 @@ def test_report_of_a_cut_off_run_renders():
                          {"kind": "layer", "name": "conv1+relu1 bf16 triton", "estimate_s": 15,
                           "status": "interrupted"}],
                "rows": []}
-    text = gpu_report.render(results)
+    text = suite_report.render(results)
     assert "per layer: no rows" in text and "conv1+relu1 bf16 triton (interrupted)" in text
     assert "Stopped by SIGTERM" in text
 

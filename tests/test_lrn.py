@@ -120,7 +120,7 @@ def test_module():
 
 def test_opcheck():
     """Schema, fake tensor and autograd registration agree with the real op (the
-    torch.compile test of all three ops is in test_lrn_max_pool2d.py)."""
+    torch.compile test of all three ops is in test_lrn_max_pool.py)."""
     x = in_layout(torch.randn(2, 6, 3, 5), "nhwc")
     torch.library.opcheck(lrn_fwd, (x, 3, 0.5, 0.75, 2.0))
 

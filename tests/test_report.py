@@ -95,7 +95,7 @@ def test_missing_or_malformed_results_are_clear_errors(tmp_path, capsys):
 
 
 def test_speedups_pair_each_row_with_eager_of_its_own_run(tmp_path):
-    from profiling.report import _speedups
+    from profiling.render.bench import _speedups
 
     first = [r for r in results_rows() if r["scope"] == "model" and r["status"] == "ok"]
     # a second run on the same machine: eager twice as slow, compile unchanged

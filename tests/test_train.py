@@ -23,7 +23,7 @@ from alexnet_fast.checkpoint import load_checkpoint
 from alexnet_fast.cli import build_parser, main
 from alexnet_fast.data import make_synthetic_dataset
 from alexnet_fast.io import atomic_path
-from tests.helpers import tolerances
+from helpers import tolerances
 
 # width 1/16: 6/16/24/24/16 filters, 256-unit FC layers; 67x67 is the paper net's smallest input.
 # One thread: two OpenMP threads per pytest worker on a shared 2-core machine thrash (50x slower).

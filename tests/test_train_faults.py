@@ -29,7 +29,7 @@ from alexnet_fast.checkpoint import load_checkpoint
 from alexnet_fast.cli import main
 from alexnet_fast.data import make_synthetic_dataset
 from alexnet_fast.io import clean_stale_temp_files
-from tests.test_train import TINY, parse, run_train
+from test_train import TINY, parse, run_train
 
 ROOT = Path(__file__).resolve().parents[1]
 EVERY = 2  # --checkpoint-every-steps of the fault runs: at most this many steps lost

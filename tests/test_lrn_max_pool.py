@@ -1,4 +1,4 @@
-"""Fused LRN + max-pool (kernels/lrn_max_pool2d.py) vs float64 PyTorch
+"""Fused LRN + max-pool (kernels/lrn_max_pool.py) vs float64 PyTorch
 (F.max_pool2d(F.local_response_norm(x))), under the interpreter on CPU.
 
 The fused op compares LRN values in fp32, the reference in float64, so two values of a
@@ -16,8 +16,8 @@ from torch import nn
 from helpers import assert_close_ref
 from kernels import configs
 from kernels.lrn import local_response_norm
-from kernels.lrn_max_pool2d import codegen_specs, lrn_max_pool2d, lrn_max_pool2d_bwd, lrn_max_pool2d_fwd
-from kernels.max_pool2d import max_pool2d
+from kernels.lrn_max_pool import codegen_specs, lrn_max_pool2d, lrn_max_pool2d_bwd, lrn_max_pool2d_fwd
+from kernels.max_pool import max_pool2d
 from kernels.nn.pooling import LRNMaxPool2d
 from pooling_reference import (LAYOUTS, assert_layout, in_layout, use_interpreter_tile, window_to_flat,
                                windows_per_input)

@@ -1,4 +1,4 @@
-"""Triton max-pool (kernels/max_pool2d.py) vs float64 PyTorch, under the interpreter on CPU.
+"""Triton max-pool (kernels/max_pool.py) vs float64 PyTorch, under the interpreter on CPU.
 
 The forward is compared exactly (a max is exact in any dtype), the argmax against
 PyTorch's (first max on ties, last NaN), dx with the shared tolerances (a sum over at most
@@ -13,7 +13,7 @@ from torch import nn
 
 from helpers import assert_close_ref
 from kernels import configs
-from kernels.max_pool2d import codegen_specs, max_pool2d, max_pool2d_bwd, max_pool2d_fwd
+from kernels.max_pool import codegen_specs, max_pool2d, max_pool2d_bwd, max_pool2d_fwd
 from kernels.nn.pooling import MaxPool2d
 from pooling_reference import (LAYOUTS, assert_layout, in_layout, pool_reference, use_interpreter_tile,
                                windows_per_input)
@@ -159,7 +159,7 @@ def test_module():
 
 def test_opcheck():
     """Schema, fake tensor and autograd registration agree with the real op (the
-    torch.compile test of all three ops is in test_lrn_max_pool2d.py)."""
+    torch.compile test of all three ops is in test_lrn_max_pool.py)."""
     x = in_layout(torch.randn(2, 3, 9, 9), "nhwc")
     torch.library.opcheck(max_pool2d_fwd, (x, 3, 3, 2, 2, 1, 1, True))
 

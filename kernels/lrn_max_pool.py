@@ -2,7 +2,7 @@
 ``lrn1 -> pool1`` and ``lrn2 -> pool2`` (LRN size 5, pool 3x3 stride 2) in one pass.
 
 Forward reads the activation x once and writes only the pooled output and, when a
-gradient is needed, the int8 window-local argmax (kernels/max_pool2d.py says why int8).
+gradient is needed, the int8 window-local argmax (kernels/max_pool.py says why int8).
 Each program computes the LRN value ``x * D^(-beta)`` (kernels/lrn.py) at every position
 of its windows from cached loads, and keeps PyTorch's max-pool scan (first max on ties,
 NaN propagates). The LRN output is never written to memory. The LRN values are compared
@@ -37,8 +37,8 @@ from kernels._common import (KernelSpec, autotuned, check_grad, device_guard, ke
                              memory_format_of, pixel_channel_tile, register_autocast, tile_offsets)
 from kernels.lrn import check_lrn_args, lrn_input_grad
 from kernels.lrn import KERNEL_ARG_TYPES as LRN_ARG_TYPES
-from kernels.max_pool2d import KERNEL_ARG_TYPES as POOL_ARG_TYPES
-from kernels.max_pool2d import (ALEXNET_POOL, check_indices, check_int8_window, empty_pool_outputs,
+from kernels.max_pool import KERNEL_ARG_TYPES as POOL_ARG_TYPES
+from kernels.max_pool import (ALEXNET_POOL, check_indices, check_int8_window, empty_pool_outputs,
                                 max_window_scan, pool_geometry)
 
 __all__ = ["lrn_max_pool2d", "lrn_max_pool2d_fwd", "lrn_max_pool2d_bwd", "codegen_specs"]
