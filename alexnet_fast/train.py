@@ -37,7 +37,7 @@ from torch import nn
 
 from alexnet_fast.checkpoint import check_resume, load_checkpoint, restore_training, save_checkpoint
 from alexnet_fast.data import (IMAGENET_PCA_EIGVAL, IMAGENET_PCA_EIGVEC, BadImageError, DataError,
-                               collate_skipping_bad, compute_pca_eigens, eval_transform, make_synthetic_dataset,
+                               collate_skipping_bad, compute_pca_eigens, eval_transform,
                                open_image_folders, ten_crop_transform, train_transform)
 from alexnet_fast.finetune import WeightsFile, fit_weights, freeze, load_weights_file, param_groups, parse_freeze
 from alexnet_fast.io import atomic_path, atomic_write_json, atomic_write_text, clean_stale_temp_files, writable_dir
@@ -45,6 +45,7 @@ from alexnet_fast.layouts import (DistContext, full_optimizer_state_dict, full_s
                                   local_context, shutdown)
 from alexnet_fast.model import alexnet
 from alexnet_fast.precision import POLICY as PRECISIONS
+from alexnet_fast.synthetic import make_synthetic_dataset
 from alexnet_fast.train_loop import (DataShards, NonFiniteLossError, TrainingInterrupted, TrainState, any_rank,
                                      evaluate, ignore_interrupts, stop_on_signals, train_one_epoch)
 from alexnet_fast.train_settings import (add_arguments, process_settings, resolve_settings, run_precision,

@@ -14,7 +14,7 @@ benchmarks, training) imports these names from here; none writes the lists out a
   (``kernels/<file>.OP``, a test checks): also the ``op`` of the per-layer units they run
   (:func:`profiling.flops.layer_units`), whose other ops are :data:`OTHER_LAYER_OPS`.
 * :data:`LAYER_PASSES`: a per-layer unit's forward (``fwd``) and backward (``bwd``).
-* :data:`IMPLS`: how a per-layer unit runs (:data:`profiling.suites.LAYER_IMPLS`: a variant in
+* :data:`IMPLS`: how a per-layer unit runs (:data:`profiling.cell_types.LAYER_IMPLS`: a variant in
   a memory format) -- the baselines :data:`BASELINE_IMPLS` and the Triton kernels
   :data:`TRITON_IMPLS`; the pytest benchmarks' providers are these names too.
 """

@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, default=2, help="pytest-xdist workers for the interpreter tests")
     args = parser.parse_args(argv)
     from alexnet_fast.io import atomic_write_json, atomic_write_text
-    from profiling.engine import junit_counts as _junit_counts
+    from profiling.gpu_tests import junit_counts as _junit_counts
 
     work = Path(args.work_dir)
     work.mkdir(parents=True, exist_ok=True)

@@ -55,6 +55,7 @@ __all__ = [
     "backward_cost",
     "add_rates",
     "needs_input_grad",
+    "runs_fused",
     "bytes_model_for",
     "dtype_bytes",
     "lrn_max_pool2d_traffic",
@@ -261,6 +262,13 @@ def add_rates(row: dict, flops: int, nbytes: int | None, bytes_model: str, batch
         if nbytes:
             row["gbytes_per_s"] = nbytes / (ms * 1e-3) / 1e9
     return row
+
+
+def runs_fused(unit: LayerUnit, units: list[LayerUnit]) -> bool:
+    """A separate LRN or pool unit that the model runs fused with its partner (the fused pair
+    of ``units`` holds it), so it is never launched alone."""
+    return unit.op in ("local_response_norm", "max_pool2d") and any(
+        u.fused_pair and unit.modules[0] in u.modules for u in units)
 
 
 def needs_input_grad(unit: LayerUnit) -> bool:

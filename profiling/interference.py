@@ -1,4 +1,4 @@
-"""Interference seen *during* a measurement, not only at its start (issue 21, item 4).
+"""Interference seen *during* a measurement, not only at its start.
 
 A :class:`Sampler` reads Linux's ``/proc/stat`` (CPU time of the whole machine, by state:
 user, nice, system, idle, iowait, irq, softirq, steal), ``/proc/loadavg`` and

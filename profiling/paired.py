@@ -1,4 +1,4 @@
-"""Adaptive paired rounds: the one way the study measures a ratio (issue 21).
+"""Adaptive paired rounds: the one way the study measures a ratio.
 
 :func:`paired_rounds` takes two warm callables (the baseline and the variant of one cell) and
 a clock, and alternates them in *rounds*: each round times one call of each, back to back, in

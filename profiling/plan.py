@@ -367,14 +367,15 @@ def validate_plan(plan: BenchPlan) -> None:
 
 # ---------------------------------------------------------------------- plan -> cells
 def plan_cells(plan: BenchPlan) -> list:
-    """The plan as the engine's cells (:class:`profiling.suites.Cell`): the peaks, then one
+    """The plan as the engine's cells (:class:`profiling.cell_types.Cell`): the peaks, then one
     whole-model cell per (layout, precision, pass, variant, batch), then one per-layer cell
     per (precision, variant, unit). Without a GPU the triton variants are checked once at
     the reduced size (``plan.check``: model and batch), their per-layer units that hold a
     Triton kernel too; a user's model (``--model``) at its own size and the check batch."""
-    from profiling.suites import IMPL_OF_VARIANT, Cell, assumed_compiles, layer_estimate, model_estimate, _Tally
+    from profiling.cell_types import IMPL_OF_VARIANT, Cell
+    from profiling.estimates import Tally, assumed_compiles, layer_estimate, model_estimate
 
-    tally = _Tally()
+    tally = Tally()
     c = plan.check
     full = {"preset": plan.preset, "width_mult": plan.width_mult, "input_size": plan.input_size}
     reduced = {"preset": plan.preset, "width_mult": c.width_mult, "input_size": c.input_size}

@@ -34,6 +34,7 @@ __all__ = [
     "to_frame",
     "write_results",
     "read_results",
+    "ResultsTable",
 ]
 
 RESULTS_CSV = "results.csv"
@@ -196,3 +197,14 @@ def read_results(path: str | os.PathLike) -> pd.DataFrame:
     if missing:
         raise ValueError(f"results file {path} lacks columns {missing}; was it written by `alexnet-fast bench`?")
     return frame
+
+
+class ResultsTable:
+    """``alexnet-fast bench``'s output: the tidy table (results.csv and results.json)."""
+
+    def __init__(self, directory: str | os.PathLike):
+        self.dir = Path(directory)
+
+    def write(self, engine) -> None:
+        if engine.rows:
+            write_results(engine.rows, self.dir)

@@ -1,7 +1,7 @@
 """Statistics of the study's ratios: paired speedups with bootstrap intervals, Mann-Whitney U,
 outlier rounds. Pure Python + numpy (no torch), so every rule here is tested on synthetic series.
 
-Why paired rounds (issue 21): on a shared machine the speed of the machine drifts by tens of
+Why paired rounds: on a shared machine the speed of the machine drifts by tens of
 percent within minutes (eager vs compile at batch 1 measured 0.77x then 1.51x in two runs in a
 row). Timing the baseline and the variant in two blocks turns that drift into the answer. In a
 *round* the baseline and the variant run back to back (order randomised per round, see
@@ -166,7 +166,7 @@ class RatioEstimate:
         return {**asdict(self), "half_width": self.half_width, "verdict": self.verdict}
 
     def columns(self) -> dict:
-        """The result-table columns of a timed non-baseline row (issue 21)."""
+        """The result-table columns of a timed non-baseline row."""
         return {"speedup": self.ratio, "speedup_ci_low": self.ci_low, "speedup_ci_high": self.ci_high,
                 "rounds": self.rounds, "outlier_rounds": self.outlier_rounds, "significance": self.verdict,
                 "order_effect": self.order_effect}

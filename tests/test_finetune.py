@@ -1,4 +1,4 @@
-"""Fine-tuning and prediction (issue 16): --weights (torchvision's alexnet() state_dict and
+"""Fine-tuning and prediction: --weights (torchvision's alexnet() state_dict and
 this project's checkpoints), the replaced head, --freeze, --head-lr-mult, every layout and
 the Triton variant (no wgrad for frozen convs), one-line mismatch errors, weights_only
 loading, and `alexnet-fast predict` matching --test-only."""
@@ -21,7 +21,7 @@ from alexnet_fast import train as train_module
 from alexnet_fast import train_settings
 from alexnet_fast.checkpoint import load_checkpoint
 from alexnet_fast.cli import main
-from alexnet_fast.data import make_synthetic_dataset
+from alexnet_fast.synthetic import make_synthetic_dataset
 from alexnet_fast.layouts import local_context
 from test_train import TINY, parse, run_train, torchrun_train
 

@@ -1,7 +1,7 @@
 """The GPU suite's plan without a GPU: its cells, the estimate and its constants, the budget
 order, the dry run (H100 and H200), the report rendered from the recorded example, the
 codegen cell's spec selection, the pytest cell's bounded selection, autotune pruning and
-the chosen-config record. The cells themselves run in test_suite_smoke.py."""
+the chosen-config record. The cells themselves run in test_gpu_suite_smoke.py."""
 
 import importlib
 import json
@@ -12,6 +12,9 @@ import torch
 
 from alexnet_fast.vocabulary import BASELINE_IMPLS
 from profiling import suites
+from profiling.launched_specs import CODEGEN_KERNEL_ORDER, codegen_selection
+from profiling.cell_types import KINDS
+from profiling import estimates
 from profiling.render import suite as suite_report
 from profiling.autotune_limit import chosen_configs, limit_autotune_configs
 from profiling.gpu_suite import EXAMPLE
@@ -20,12 +23,12 @@ from profiling.gpu_suite import EXAMPLE
 def test_gpu_quick_estimate_is_under_its_budget_of_at_most_480_s():
     spec = suites.get_suite("gpu-quick")
     cells = suites.build_cells(spec)
-    total = suites.estimate(cells)
+    total = estimates.estimate(cells)
     assert total < spec.budget_s <= 480, suites.describe_plan(spec, cells, spec.budget_s, "H100")
     assert all(c.estimate_s > 0 for c in cells)
     # the estimate is the sum of the stated constants: doubling a constant moves it
-    assert total == pytest.approx(suites.PROCESS_START_S + sum(c.estimate_s for c in cells), abs=0.1)
-    assert all(c.value > 0 and len(c.derivation) > 30 for c in suites.CONSTANTS.values())
+    assert total == pytest.approx(estimates.PROCESS_START_S + sum(c.estimate_s for c in cells), abs=0.1)
+    assert all(c.value > 0 and len(c.derivation) > 30 for c in estimates.CONSTANTS.values())
 
 
 def test_the_estimate_counts_every_compile_a_cell_makes():
@@ -35,10 +38,10 @@ def test_the_estimate_counts_every_compile_a_cell_makes():
     cells = {c.name: c for c in suites.build_cells("gpu-quick")}
     train, inference = cells["compile bf16 b128 train"], cells["compile bf16 b128 inference"]
     assert (inference.compiles, train.compiles) == (1, 2)
-    assert train.estimate_s >= 2 * suites.COMPILE_MODEL_TRAIN_S
+    assert train.estimate_s >= 2 * estimates.COMPILE_MODEL_TRAIN_S
     assert cells["triton+compile bf16 b128 train"].compiles == 3  # + the frame of the channels-last pre-hook
     layer = cells["conv2+relu2 bf16 compile"]
-    assert layer.compiles == 2 and layer.estimate_s >= 2 * suites.COMPILE_LAYER_FRAME_S
+    assert layer.compiles == 2 and layer.estimate_s >= 2 * estimates.COMPILE_LAYER_FRAME_S
     assert cells["conv2+relu2 bf16 triton"].compiles == 0
     interpreted = {c.name: c for c in suites.build_cells("gpu-quick", interpreted=True)}
     assert interpreted["triton+compile bf16 b128 train"].compiles == 2  # checked, not timed: no train frame
@@ -48,7 +51,7 @@ def test_gpu_quick_cells_cover_the_questions_in_informative_order():
     cells = suites.build_cells("gpu-quick")
     kinds = [c.kind for c in cells]
     assert kinds[:2] == ["preflight", "peaks"]
-    assert set(kinds) == set(suites.KINDS)
+    assert set(kinds) == set(KINDS)
     layer = [c.params for c in cells if c.kind == "layer"]
     assert {p["precision"] for p in layer} == {"bf16", "fp16"}
     assert {p["impl"] for p in layer} == {"triton", "eager-nchw", "eager-nhwc", "compile"}
@@ -63,7 +66,7 @@ def test_gpu_quick_cells_cover_the_questions_in_informative_order():
     assert [a["variant"] for a in anchors] == ["eager", "compile", "triton", "triton+compile"]
     assert all(a["model"] == "alexnet_fast.examples:kernelbench_alexnet" and a["batch_size"] == 1024
                and a["precision"] == "fp32" and a["tf32"] == "defaults" for a in anchors)
-    order = {k: kinds.index(k) for k in suites.KINDS}
+    order = {k: kinds.index(k) for k in KINDS}
     assert order["anchor"] < order["model"] < order["dispatch"] < order["autotune"] < order["codegen"] < order["layout"]
     first_fp16 = next(i for i, c in enumerate(cells) if c.kind == "layer" and c.params["precision"] == "fp16")
     assert first_fp16 > kinds.index("pytest")  # the other precision last: the budget cuts it first
@@ -74,7 +77,7 @@ def test_gpu_quick_cells_cover_the_questions_in_informative_order():
 def test_smoke_spec_runs_every_kind_at_toy_size():
     spec = suites.get_suite("gpu-quick", smoke=True)
     cells = suites.build_cells(spec, interpreted=True)
-    assert {c.kind for c in cells} == set(suites.KINDS)
+    assert {c.kind for c in cells} == set(KINDS)
     assert spec.layer_batch <= 2 and spec.width_mult <= 0.125 and spec.anchor_batch <= 2
     assert "bf16" not in {c.params.get("precision") for c in cells}  # the interpreter has no bf16
     assert spec.compile_backend == "aot_eager"
@@ -89,7 +92,7 @@ def test_full_gpu_default_estimate_and_order():
     from profiling.plan import default_plan, plan_cells
 
     cells = plan_cells(default_plan("cuda"))
-    total = suites.estimate(cells)
+    total = estimates.estimate(cells)
     assert total > 3600, "the full default compiles ~160 cells cold: hours, and the estimate must say so"
     ordered = suites.order_cells(cells)
     assert sorted(c.name for c in ordered) == sorted(c.name for c in cells)  # a permutation
@@ -111,7 +114,7 @@ def test_dry_run_prints_plan_estimate_constants_and_renders_the_example(tmp_path
     estimate = float(out.split("estimate: ")[1].split(" s")[0])
     assert estimate < 480 and f"on {device}" in out and "datasheet: NVIDIA H" in out
     assert "pytest -m gpu" in out and "conv1+relu1 bf16 triton" in out and "kernelbench_alexnet" in out
-    for name in suites.CONSTANTS:  # each constant printed with how it was derived
+    for name in estimates.CONSTANTS:  # each constant printed with how it was derived
         assert name in out
     report = (tmp_path / "REPORT.md").read_text()
     assert "NVIDIA H100 80GB HBM3" in report and "no number in it was measured by this run" in report
@@ -231,14 +234,14 @@ def test_codegen_selection_follows_the_launches_and_covers_every_kernel_kind():
     launched = [{"preset": "paper", "unit": u, "op": op, "dtype": "fp16", "passes": ["fwd", "bwd"], "batch": 2}
                 for u, op in (("conv2+relu2", "conv2d_relu"), ("lrn1", "local_response_norm"), ("pool5", "max_pool2d"),
                               ("lrn1+pool1", "lrn_max_pool2d"))]
-    refs, left, unmatched = suites.codegen_selection(_found(), launched, [], 6)
-    assert [r.kernel for r in refs] == suites.CODEGEN_KERNEL_ORDER[:6] and not unmatched
+    refs, left, unmatched = codegen_selection(_found(), launched, [], 6)
+    assert [r.kernel for r in refs] == CODEGEN_KERNEL_ORDER[:6] and not unmatched
     assert all(r.dtype == "fp16" and r.shape.startswith("paper ") for r in refs)
     assert {r.shape.split()[1] for r in refs} == {"conv2", "lrn1+pool1", "lrn1", "pool5"}
     assert all("b128" in r.shape for r in refs if r.op == "conv2d_relu")  # the nearest batch the check lists
     assert len(left) == 3  # the three backward kernels of LRN, pool and LRN+pool, left out by the cap
-    all_refs, _, _ = suites.codegen_selection(_found(), launched, [], 100)
-    assert {r.kernel for r in all_refs} == set(suites.CODEGEN_KERNEL_ORDER)
+    all_refs, _, _ = codegen_selection(_found(), launched, [], 100)
+    assert {r.kernel for r in all_refs} == set(CODEGEN_KERNEL_ORDER)
 
 
 def test_codegen_selection_prefers_the_autotuners_choice_and_the_launched_shape():
@@ -251,10 +254,10 @@ def test_codegen_selection_prefers_the_autotuners_choice_and_the_launched_shape(
     chosen = cands[1]
     config = {**{k: v for k, v in chosen.constexprs.items() if k.startswith("BLOCK")},
               "num_warps": chosen.num_warps, "num_stages": chosen.num_stages}
-    refs, _, _ = suites.codegen_selection(found, launched, [{"kernel": "conv2d_relu_fwd_kernel", "dtype": "bf16",
+    refs, _, _ = codegen_selection(found, launched, [{"kernel": "conv2d_relu_fwd_kernel", "dtype": "bf16",
                                                              "config": config}], 4)
     assert [r.shape for r in refs] == ["paper conv3 b128 NHWC"] and refs[0].config == chosen.config
-    none, _, unmatched = suites.codegen_selection(found, [{**launched[0], "preset": "kernelbench"}], [], 4)
+    none, _, unmatched = codegen_selection(found, [{**launched[0], "preset": "kernelbench"}], [], 4)
     assert none == [] and unmatched == ["conv2d_relu_fwd_kernel kernelbench conv3 bf16"]
 
 
@@ -275,9 +278,9 @@ def test_pytest_selection_is_a_bounded_list_that_fits_its_cap():
     assert 3 <= len(tests) <= 10 and all("::" in t for t, _ in tests)
     spec = suites.get_suite("gpu-quick")
     chosen = suites.pytest_selection(tests, spec.pytest_cap_s)
-    assert chosen and suites.PYTEST_START_S + sum(s for _, s in chosen) <= spec.pytest_cap_s
+    assert chosen and estimates.PYTEST_START_S + sum(s for _, s in chosen) <= spec.pytest_cap_s
     assert chosen == [tuple(t) for t in tests[:len(chosen)]]  # a prefix: the most valuable first
-    assert suites.pytest_selection(tests, suites.PYTEST_START_S) == []
+    assert suites.pytest_selection(tests, estimates.PYTEST_START_S) == []
     cell = next(c for c in suites.build_cells(spec) if c.kind == "pytest")
     assert cell.estimate_s <= spec.pytest_cap_s
 

@@ -26,8 +26,9 @@ from alexnet_fast.layouts import (
     load_full_state_dict, local_batch, local_context, merge_columns,
     shutdown, split_columns,
 )
-from alexnet_fast.layouts import columns as columns_module
-from alexnet_fast.layouts.columns import ColumnGather, HaloCrop, LRNHalo, p2p_staged
+from alexnet_fast.layouts import exchange as exchange_module
+from alexnet_fast.layouts.columns import ColumnGather, HaloCrop, LRNHalo
+from alexnet_fast.layouts.exchange import p2p_staged
 
 # small paper-preset model: 12/32/48/48/32 filters (6/16/24/24/16 per column), 99x99 input
 # (pool5 is 2x2, so the flatten order of fc6's gathered input is exercised), 10 classes
@@ -267,14 +268,14 @@ def _layouts_rank_checks() -> dict:
         # buffers; p2p_staged (the path choice, its own test below) answers yes here
         loud, x2, y2 = _loud_lrn_model_and_batch()
         asked = []
-        chooser = columns_module.p2p_staged
-        columns_module.p2p_staged = lambda backend, device: asked.append((str(backend), device.type)) or True
+        chooser = exchange_module.p2p_staged
+        exchange_module.p2p_staged = lambda backend, device: asked.append((str(backend), device.type)) or True
         try:
             staged = layout_model(loud, "model_parallel", "eager", ctx)
             staged_logits = staged(x2)
             F.cross_entropy(staged_logits, y2).backward()
         finally:
-            columns_module.p2p_staged = chooser
+            exchange_module.p2p_staged = chooser
         out["staged_asked"] = asked
         direct = layout_model(loud, "model_parallel", "eager", ctx)  # the same, sent as they are
         direct_logits = direct(x2)
@@ -574,7 +575,7 @@ def _fp16_autocast_step(layout: str) -> list[tuple[str, set]]:
 @pytest.mark.slow
 @pytest.mark.parametrize("layout", ["single", "data_parallel", "model_parallel"])
 def test_triton_kernels_run_in_the_autocast_dtype_in_every_layout(layout):
-    """Issue 14: under fp16 autocast every Triton launch of the triton variant -- conv+ReLU
+    """Under fp16 autocast every Triton launch of the triton variant -- conv+ReLU
     forward, dgrad and wgrad, fused LRN+pool and pool, forward and backward -- gets fp16
     operands, in one process and on both ranks of each two-rank layout (the model-parallel
     gather used to hand an fp16 activation to an fp32 weight and die with a TypeError)."""

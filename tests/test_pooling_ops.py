@@ -1,13 +1,13 @@
-"""LRN, max-pool and fused LRN + max-pool (kernels/lrn.py, max_pool2d.py, lrn_max_pool2d.py):
-precision and device state, and no silent wrong answers (issue 14).
+"""LRN, max-pool and fused LRN + max-pool (kernels/lrn.py, max_pool.py, lrn_max_pool.py):
+precision and device state, and no silent wrong answers.
 
 - autocast: inside ``torch.autocast("cpu", dtype)`` every op runs its Triton kernels (forward
   and backward) in ``dtype``, as PyTorch's conv2d does (lower precision), returns ``dtype``
   and gives an fp32 leaf an fp32 gradient; the same rule is registered for CUDA.
 - every launch runs inside ``device_guard`` of its tensors' device; autotuners are per
   (kernel, layout, batch).
-Seen inside the kernel launch: each op module's ``autotuned`` is wrapped by a spy that
-records the dtypes of the tensors handed to the kernel and the device guard in force.
+Seen inside the kernel launch by the ``launch_spy`` fixture (helpers.LaunchSpy): the dtypes of
+the tensors handed to the kernel and the device guard in force.
 """
 
 from __future__ import annotations
@@ -115,6 +115,13 @@ def test_register_autocast_refuses_a_plain_function():
 # ---------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("name", OPS)
+def test_needs_cuda_or_the_interpreter(monkeypatch, name):
+    monkeypatch.setenv("TRITON_INTERPRET", "0")
+    with pytest.raises(ValueError, match="TRITON_INTERPRET=1"):
+        OPS[name][1](torch.randn(1, 4, 7, 7))
+
+
+@pytest.mark.parametrize("name", OPS)
 def test_every_launch_runs_inside_a_device_guard(launch_spy, name):
     """Forward and backward launches each run inside device_guard of the op's tensors."""
     module, op = OPS[name]
@@ -183,7 +190,7 @@ def test_autotune_keys_are_kernel_arguments(module):
 
 
 # ---------------------------------------------------------------------------------------
-# Every tensor argument honours its strides (issue 14: silent wrong answers)
+# Every tensor argument honours its strides (else: silent wrong answers)
 # ---------------------------------------------------------------------------------------
 
 def _channel_step(t):

@@ -21,7 +21,7 @@ from alexnet_fast import train as train_module
 from alexnet_fast import train_settings
 from alexnet_fast.checkpoint import load_checkpoint
 from alexnet_fast.cli import build_parser, main
-from alexnet_fast.data import make_synthetic_dataset
+from alexnet_fast.synthetic import make_synthetic_dataset
 from alexnet_fast.io import atomic_path
 from helpers import tolerances
 

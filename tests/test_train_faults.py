@@ -1,4 +1,4 @@
-"""Training never loses or corrupts work (issue 14): runs killed with SIGKILL during a step
+"""Training never loses or corrupts work: runs killed with SIGKILL during a step
 and during a checkpoint save, in a loop, then resumed; SIGTERM and SIGINT save and stop;
 stale temporary files are cleaned up; the loss of work is bounded by
 --checkpoint-every-steps. Also non-finite validation loss, -j 1 bad images, PCA sampling
@@ -27,7 +27,7 @@ from alexnet_fast import train as train_module
 from alexnet_fast import train_settings
 from alexnet_fast.checkpoint import load_checkpoint
 from alexnet_fast.cli import main
-from alexnet_fast.data import make_synthetic_dataset
+from alexnet_fast.synthetic import make_synthetic_dataset
 from alexnet_fast.io import clean_stale_temp_files
 from test_train import TINY, parse, run_train
 

@@ -50,7 +50,7 @@ def test_every_triton_op_is_named_as_its_kernel_names_itself(op):
 def test_the_layer_units_and_implementations_use_the_vocabulary():
     from alexnet_fast.model import make_config
     from profiling.flops import layer_units
-    from profiling.suites import LAYER_IMPLS
+    from profiling.cell_types import LAYER_IMPLS
 
     assert tuple(LAYER_IMPLS) == V.IMPLS
     assert V.IMPLS == V.BASELINE_IMPLS + V.TRITON_IMPLS

@@ -2,7 +2,7 @@
 
 Providers are the per-layer implementations of the vocabulary
 (:data:`alexnet_fast.vocabulary.IMPLS`, each a variant in a memory format,
-:data:`profiling.suites.LAYER_IMPLS`): ``eager-nchw`` (eager PyTorch, the baseline),
+:data:`profiling.cell_types.LAYER_IMPLS`): ``eager-nchw`` (eager PyTorch, the baseline),
 ``compile`` (torch.compile of the same function) and ``triton`` (this project's kernels,
 channels-last: their fast path; skipped on CPU, where Triton only runs interpreted); conv+ReLU
 also gets ``eager-nhwc`` (cuDNN's channels-last path), so the Triton conv is compared with cuDNN
@@ -26,7 +26,7 @@ from kernels._common import layout_name
 from bench_setup import BATCH, DEVICE, PRECISIONS, run_benchmark, skip_triton_reason
 from profiling.flops import bytes_model_for, layer_units, unit_cost
 from profiling.judge import Reference, floor, judge
-from profiling.suites import LAYER_IMPLS
+from profiling.cell_types import LAYER_IMPLS
 
 UNITS = [u for u in layer_units(make_config("paper")) if u.op in TRITON_OPS]
 PROVIDERS = ("eager-nchw", "compile", "triton")
