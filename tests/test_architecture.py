@@ -48,3 +48,24 @@ def test_no_module_is_over_600_lines():
     long = {str(p.relative_to(ROOT)): n for d in (*PACKAGES, "tests") for p in (ROOT / d).rglob("*.py")
             if (n := len(p.read_text().splitlines())) > MAX_LINES}
     assert set(long) <= TOO_LONG_FOR_NOW, {p: n for p, n in long.items() if p not in TOO_LONG_FOR_NOW}
+
+
+def test_production_code_reads_no_file_of_tests():
+    """Package data lives in the packages (profiling/data/: the dry run's recorded example), so an
+    installed wheel works; only the runners of pytest name test files (the suite's bounded GPU
+    tests, the compatibility check)."""
+    import ast
+
+    runners = {"profiling/suites.py", "profiling/compat.py"}
+    found = {}
+    for package in PACKAGES:
+        for path in (ROOT / package).rglob("*.py"):
+            tree = ast.parse(path.read_text())
+            docstrings = {id(n.body[0].value) for n in ast.walk(tree)
+                          if isinstance(n, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
+                          and n.body and isinstance(n.body[0], ast.Expr) and isinstance(n.body[0].value, ast.Constant)}
+            hits = [n.value for n in ast.walk(tree) if isinstance(n, ast.Constant) and isinstance(n.value, str)
+                    and id(n) not in docstrings and re.search(r"\btests/[\w/.-]+\.\w+", n.value)]
+            if hits:
+                found[str(path.relative_to(ROOT))] = hits
+    assert set(found) <= runners, {p: h for p, h in found.items() if p not in runners}
