@@ -153,7 +153,10 @@ class KernelSpec:
     load), ``gemm_tile`` and ``input_precision`` (which reference GEMM a tensor-core spec is
     checked against; default: its BLOCK_M/N/K and INPUT_PRECISION constexprs) and
     ``pipeline_exception`` (why a launch-faithful tensor-core spec cannot pipeline like the
-    reference: its failures become a documented exception).
+    reference: its failures become a documented exception), ``archs`` (the SM archs whose
+    autotune tables hold the config: the check compiles it for those only; default all),
+    ``autotune_rank`` ({arch: position in that arch's table}; the first ones are what a short
+    GPU run tries) and ``grid`` (a launch-faithful spec's launch grid: the report's waves).
     """
 
     op: str
@@ -175,6 +178,10 @@ class KernelSpec:
         """True when the spec carries the argument values of a real launch."""
         return self.args is not None
 
+
+# The GPUs the code-generation check models for each SM arch: SMs per device (the waves of a
+# launch; wgrad's split-K). sm_80: A100 SXM (108 SMs); sm_90: H100 / H200 SXM (132 SMs).
+CODEGEN_SMS = {80: 108, 90: 132}
 
 # dtype -> Triton pointer type string, for KernelSpec signatures
 TRITON_PTR = {torch.float32: "*fp32", torch.float16: "*fp16", torch.bfloat16: "*bf16"}

@@ -9,35 +9,142 @@ used under TRITON_INTERPRET=1 (big blocks interpret fastest; autotuning needs a 
 # conv2d_relu (kernels/conv2d_relu.py)
 # ---------------------------------------------------------------------------------------
 
-# Implicit-GEMM tiles of the three conv kernels, one GPU autotune candidate per entry
-# (autotune key: the GEMM sizes M, N, K, the reduction order, the dot precision, the dtype).
+# Implicit-GEMM tiles of the three conv kernels, one GPU autotune candidate per entry, per arch
+# family and per dot (autotune key: the GEMM sizes M, N, K, the reduction order, the dot
+# precision, the channel strides, the dtypes; one tuner per batch).
 # GEMM views:
 #   fwd   M = N*P*Q output pixels,      N = K/groups out channels, K = C/groups*R*S
 #   dgrad M = N*H*W input pixels (per stride phase), N = C/groups, K = K/groups*R*S (per phase)
 #   wgrad M = K/groups out channels,    N = C/groups*R*S,          K = N*P*Q (split-K)
-# Every entry must compile for sm_80 and sm_90 with no register spills and within shared
-# memory (164 KB sm_80, 227 KB sm_90) even with unspecialized strides (every element
-# gathered with its own address: the worst case, NCHW). Measured with triton 3.8
-# (profiling/codegen.py-style compiles): 128x128 tiles and 4-warp 128x64 / 64x64x64 tiles
-# spill 100-660 bytes there, so they are not candidates.
+# The channels-last launches (kernels.conv2d_relu.fast_path: unit channel strides, channel counts
+# and strides multiples of 16 -- conv2-conv5 of both presets) use
+# CONV2D_RELU_GPU_CONFIGS[arch][dot][kernel]: arch 90 on Hopper (compute
+# capability 9.x), 80 everywhere else (8.x, and any GPU without a table of its own; an entry
+# above a GPU's shared memory per block, e.g. 99 KB on sm_86/sm_89, is skipped by the autotuner);
+# dot "mma" for fp16/bf16, "tf32" for fp32 as TF32 (torch.backends.cudnn.allow_tf32): the same
+# tiles with half the BLOCK_K, as many bytes per K-step. A short GPU run (the GPU suite's autotune
+# limit) tries the first 2 entries of each table: those are the best guesses, chosen on the
+# codegen check's figures at AlexNet's layers, batch 128 (alexnet-fast codegen, reports/codegen.md:
+# registers, shared memory, the main loop's issue ceiling -- tensor cycles over issue cycles per
+# K-step, >= 0.85 required on sm_90 for the first two -- and the waves of each launch on 132 / 108 SMs).
+# Every entry compiles for its arch with no spill, within shared memory, with a main loop of at
+# most 1.25x the instructions of Triton's tutorial GEMM at the same tile and at most 1.3x its
+# registers (the gates of profiling/codegen.py). BLOCK_K = 64 (32 for TF32) amortizes the loop's
+# fixed cost: 128x64x32 w8 reaches an issue ceiling of only 0.80 even in the tutorial GEMM.
+CONV2D_RELU_GPU_CONFIGS: dict[int, dict[str, dict[str, list[dict[str, int]]]]] = {
+    90: {
+        "mma": {
+            "fwd": [
+                # loop 88-95 instructions (0.81-0.87x the GEMM's 109), issue ceiling 2.7-2.9,
+                # 108-110 registers and 99 KB smem: 2 CTAs/SM; paper conv3 507 CTAs, 1.92 waves
+                dict(BLOCK_M=128, BLOCK_N=128, BLOCK_K=64, GROUP_M=8, num_warps=8, num_stages=3),
+                # the 192-wide groups (paper conv4) without a padded half tile, twice the CTAs for
+                # the 13x13 layers (conv3: 3.84 waves, last 84% full); 63-64 registers, 2 CTAs/SM
+                # (99 KB), ceiling 1.33-1.41
+                dict(BLOCK_M=128, BLOCK_N=64, BLOCK_K=64, GROUP_M=8, num_warps=8, num_stages=4),
+                # 256-wide layers (torchvision conv4, conv5): 148 KB, 181-189 registers, 1 CTA/SM,
+                # ceiling 4.1-4.7
+                dict(BLOCK_M=128, BLOCK_N=256, BLOCK_K=64, GROUP_M=8, num_warps=8, num_stages=3),
+            ],
+            "dgrad": [
+                # loop 84 (0.77x the GEMM's), ceiling 3.05, 109 registers, 2 CTAs/SM
+                dict(BLOCK_M=128, BLOCK_N=128, BLOCK_K=64, GROUP_M=8, num_warps=8, num_stages=3),
+                # N = C/groups is 48 at paper conv2, 64 at torchvision conv2: a 64-wide tile; 74-76
+                # registers, 2 CTAs/SM, ceiling 1.62
+                dict(BLOCK_M=128, BLOCK_N=64, BLOCK_K=64, GROUP_M=8, num_warps=8, num_stages=4),
+                # 256 / 384 channels (conv3-5): 184 registers, 1 CTA/SM, ceiling 5.4
+                dict(BLOCK_M=128, BLOCK_N=256, BLOCK_K=64, GROUP_M=8, num_warps=8, num_stages=3),
+            ],
+            "wgrad": [
+                # loop 85-94 (0.78-0.86x), ceiling 2.7-3.0, 108-118 registers, 2 CTAs/SM; split-K
+                # fills one wave of 2 CTAs per SM (conv3: 4 splits, 216 CTAs)
+                dict(BLOCK_M=128, BLOCK_N=128, BLOCK_K=64, GROUP_M=8, num_warps=8, num_stages=3),
+                # 48 / 64 channels per tap (paper / torchvision conv2) and 64-row K/groups blocks:
+                # 68-89 registers, 66 KB, 3 CTAs/SM, ceiling 1.41-1.56
+                dict(BLOCK_M=64, BLOCK_N=64, BLOCK_K=64, GROUP_M=8, num_warps=4, num_stages=4),
+                # 190-195 registers, 1 CTA/SM, ceiling 5.2
+                dict(BLOCK_M=128, BLOCK_N=256, BLOCK_K=64, GROUP_M=8, num_warps=8, num_stages=3),
+            ],
+        },
+        "tf32": {  # the 16-bit tiles at half the BLOCK_K; TF32 runs at half the tensor rate
+            "fwd": [
+                # 116 registers, 99 KB, 2 CTAs/SM, ceiling 2.7-2.9
+                dict(BLOCK_M=128, BLOCK_N=128, BLOCK_K=32, GROUP_M=8, num_warps=8, num_stages=3),
+                # 64 registers, ceiling 1.33-1.41
+                dict(BLOCK_M=128, BLOCK_N=64, BLOCK_K=32, GROUP_M=8, num_warps=8, num_stages=4),
+                dict(BLOCK_M=128, BLOCK_N=256, BLOCK_K=32, GROUP_M=8, num_warps=8, num_stages=3),
+            ],
+            "dgrad": [
+                dict(BLOCK_M=128, BLOCK_N=128, BLOCK_K=32, GROUP_M=8, num_warps=8, num_stages=3),
+                dict(BLOCK_M=128, BLOCK_N=64, BLOCK_K=32, GROUP_M=8, num_warps=8, num_stages=4),
+                dict(BLOCK_M=128, BLOCK_N=256, BLOCK_K=32, GROUP_M=8, num_warps=8, num_stages=3),
+            ],
+            "wgrad": [
+                # wgrad's TF32 operands are M- and N-major (transposed for the wgmma), so fewer
+                # candidates pass: 174 registers, 1 CTA/SM, ceiling 1.90
+                dict(BLOCK_M=128, BLOCK_N=128, BLOCK_K=32, GROUP_M=8, num_warps=8, num_stages=3),
+                # 138 registers, 3 CTAs/SM, ceiling 0.96 (128x64x32 w8: 1.45x the GEMM's registers)
+                dict(BLOCK_M=64, BLOCK_N=64, BLOCK_K=32, GROUP_M=8, num_warps=4, num_stages=4),
+            ],
+        },
+    },
+    # sm_80 (mma.sync, tensor cores at half sm_90's rate per SM: every loop has an issue ceiling
+    # of 1.6-3.2 here). BLOCK_K 32 and 3-4 stages as Triton's tutorial GEMM tunes for the A100;
+    # 128x128x32 w8: 176-200 registers, 1 CTA/SM (paper conv3 fwd 507 CTAs on 108 SMs, 4.69
+    # waves); 128x64x32 w4: 156-168 registers, 3 CTAs/SM; 4-warp 128x128 tiles need ~250.
+    80: {
+        "mma": {
+            "fwd": [
+                dict(BLOCK_M=128, BLOCK_N=128, BLOCK_K=32, GROUP_M=8, num_warps=8, num_stages=4),
+                dict(BLOCK_M=128, BLOCK_N=64, BLOCK_K=32, GROUP_M=8, num_warps=4, num_stages=4),
+                dict(BLOCK_M=128, BLOCK_N=256, BLOCK_K=32, GROUP_M=8, num_warps=8, num_stages=3),
+            ],
+            "dgrad": [
+                dict(BLOCK_M=128, BLOCK_N=128, BLOCK_K=32, GROUP_M=8, num_warps=8, num_stages=4),
+                dict(BLOCK_M=128, BLOCK_N=64, BLOCK_K=32, GROUP_M=8, num_warps=4, num_stages=4),
+                dict(BLOCK_M=128, BLOCK_N=256, BLOCK_K=32, GROUP_M=8, num_warps=8, num_stages=3),
+            ],
+            "wgrad": [
+                dict(BLOCK_M=128, BLOCK_N=128, BLOCK_K=32, GROUP_M=8, num_warps=8, num_stages=4),
+                dict(BLOCK_M=128, BLOCK_N=64, BLOCK_K=32, GROUP_M=8, num_warps=4, num_stages=4),
+            ],
+        },
+        "tf32": {
+            "fwd": [
+                dict(BLOCK_M=128, BLOCK_N=128, BLOCK_K=32, GROUP_M=8, num_warps=8, num_stages=3),
+                dict(BLOCK_M=128, BLOCK_N=64, BLOCK_K=32, GROUP_M=8, num_warps=4, num_stages=3),
+            ],
+            "dgrad": [
+                dict(BLOCK_M=128, BLOCK_N=128, BLOCK_K=32, GROUP_M=8, num_warps=8, num_stages=3),
+                dict(BLOCK_M=128, BLOCK_N=64, BLOCK_K=32, GROUP_M=8, num_warps=4, num_stages=3),
+            ],
+            "wgrad": [
+                # TF32 wgrad reads both operands transposed (M- and N-major in memory), so its loop
+                # is heavier than the GEMM's: 128x128x32 w8 1.27x (over the gate); 128x128x16 w8 s4
+                # 1.11x, but its reference GEMM spills 8 B on sm_80
+                dict(BLOCK_M=64, BLOCK_N=64, BLOCK_K=32, GROUP_M=8, num_warps=4, num_stages=3),
+                dict(BLOCK_M=128, BLOCK_N=64, BLOCK_K=16, GROUP_M=8, num_warps=4, num_stages=4),
+            ],
+        },
+    },
+}
 
-# Tensor-core dot: fp16, bf16, and fp32 as TF32 (torch.backends.cudnn.allow_tf32).
-CONV2D_RELU_GPU_CONFIGS: dict[str, list[dict[str, int]]] = {
-    "fwd": [
-        dict(BLOCK_M=128, BLOCK_N=64, BLOCK_K=32, GROUP_M=8, num_warps=8, num_stages=3),
-        dict(BLOCK_M=64, BLOCK_N=128, BLOCK_K=32, GROUP_M=8, num_warps=8, num_stages=3),
-        dict(BLOCK_M=64, BLOCK_N=64, BLOCK_K=32, GROUP_M=8, num_warps=4, num_stages=4),
-    ],
-    "dgrad": [
-        dict(BLOCK_M=128, BLOCK_N=64, BLOCK_K=32, GROUP_M=8, num_warps=8, num_stages=3),
-        dict(BLOCK_M=64, BLOCK_N=128, BLOCK_K=32, GROUP_M=8, num_warps=8, num_stages=3),
-        dict(BLOCK_M=64, BLOCK_N=64, BLOCK_K=32, GROUP_M=8, num_warps=4, num_stages=4),
-    ],
-    "wgrad": [
-        dict(BLOCK_M=128, BLOCK_N=64, BLOCK_K=32, GROUP_M=8, num_warps=8, num_stages=3),
-        dict(BLOCK_M=64, BLOCK_N=128, BLOCK_K=32, GROUP_M=8, num_warps=8, num_stages=3),
-        dict(BLOCK_M=64, BLOCK_N=32, BLOCK_K=32, GROUP_M=8, num_warps=4, num_stages=4),
-    ],
+# Tensor-core tiles for the gathered launches -- NCHW activations (channel stride != 1), the
+# few-channel flat walk (conv1, C=3) or channel counts / strides that are not multiples of 16
+# (kernels.conv2d_relu.fast_path) -- on every arch: there every operand element is a load of
+# its own (nothing is copied asynchronously), so deep buffering buys nothing and the big
+# channels-last tiles spill (measured, triton 3.8: 128x128x64 w8 fwd 196-236 B on sm_90,
+# 128x256x64 4-5 KB, conv1's flat walk 228 B at 128x128x64); these spill nothing on sm_80 or sm_90.
+_CONV2D_RELU_GATHER_TILES = [
+    dict(BLOCK_M=128, BLOCK_N=64, BLOCK_K=32, GROUP_M=8, num_warps=8, num_stages=3),
+    dict(BLOCK_M=64, BLOCK_N=128, BLOCK_K=32, GROUP_M=8, num_warps=8, num_stages=3),
+    dict(BLOCK_M=64, BLOCK_N=64, BLOCK_K=32, GROUP_M=8, num_warps=4, num_stages=4),
+]
+CONV2D_RELU_GATHER_CONFIGS: dict[str, list[dict[str, int]]] = {
+    "fwd": _CONV2D_RELU_GATHER_TILES,
+    "dgrad": _CONV2D_RELU_GATHER_TILES,
+    "wgrad": _CONV2D_RELU_GATHER_TILES[:2] + [
+        dict(BLOCK_M=64, BLOCK_N=32, BLOCK_K=32, GROUP_M=8, num_warps=4, num_stages=4)],
 }
 
 # FMA dot: fp32 with TF32 disallowed ("ieee"). The FMA dot holds both operand tiles in

@@ -24,7 +24,15 @@ driver needed) and reads from the result:
   from the TTGIR (``ttgir_figures``);
 - ``ldgsts`` (+ widest / narrowest bytes), ``utmaldg``, ``ldg`` (+ widths), ``wgmma_wait_depth``
   (``WARPGROUP.DEPBAR.LE gsb0, N``): asynchronous copies, TMA loads, plain global loads and the
-  wgmma wait depth, from the SASS (``sass_memory_figures``).
+  wgmma wait depth, from the SASS (``sass_memory_figures``);
+- ``loop_*``: the main loop -- the SASS from the target of the backward branch that closes the
+  innermost loop holding an MMA to that branch, one K-step (``main_loop``) -- its instruction
+  count and mix (integer / memory / MMA / sync / other, ``instruction_class``) and the MMA work
+  of one iteration (``loop_figures``); ``mma_cycles``, ``issue_cycles``, ``issue_ceiling``: tensor
+  cycles per K-step over issue cycles per K-step per sub-partition (``issue_figures``, constants
+  ``TENSOR_FLOP_PER_CLOCK`` and ``WARP_SCHEDULERS_PER_SM``);
+- ``ctas``, ``ctas_per_sm*``, ``waves``, ``last_wave_fill``: a launch-faithful row's grid
+  (``spec.extra["grid"]``) on the modelled GPU (``occupancy_figures``).
 
 Checks per row (``check_row``): compiled; no spills; ``smem_bytes`` within the arch's
 per-block limit (``SHARED_LIMIT_BYTES``); ``expects_mma`` -> at least one HMMA/HGMMA; a spec's
@@ -32,8 +40,11 @@ per-block limit (``SHARED_LIMIT_BYTES``); ``expects_mma`` -> at least one HMMA/H
 (``apply_reference_gates``): a launch-faithful tensor-core row against the reference GEMM of its
 tile, warps, stages and dtype (``profiling/reference_gemm.py``, compiled alongside): no fewer A
 or B buffers, some asynchronous copy, wgmma wait depth >= 1 on sm_90, at most
-``REGISTER_RATIO_LIMIT`` x its registers; ``extra["pipeline_exception"]`` turns these failures
-into a documented exception note.
+``REGISTER_RATIO_LIMIT`` x its registers, a main loop of at most ``LOOP_RATIO_LIMIT`` x its
+instructions and -- for the first ``AUTOTUNE_FIRST`` entries of an autotune table on
+``ISSUE_CEILING_ARCHS`` -- an issue ceiling of at least ``ISSUE_CEILING_MIN`` (``loop_failures``);
+``extra["pipeline_exception"]`` turns these failures into a documented exception note. A spec
+with ``extra["archs"]`` is compiled for those archs only (a per-arch autotune table's config).
 
 Compiles run in worker processes started with ``spawn`` and TRITON_INTERPRET unset, so the
 kernel modules are imported there with real ``JITFunction`` kernels even when the calling
@@ -49,7 +60,8 @@ signature, constexprs and attributes with Triton's own launcher code, exactly as
 ``JITFunction.run`` would. ``spec.extra["in_use"] = False`` marks a config that only the
 exhaustive CLI sweep compiles (the unit test compiles the configs in use).
 
-One cohesive thing, kept in one file (~1,150 lines): the code-generation check -- spec
+One cohesive thing, kept in one file (~1,600 lines; issue 22 splits it into a package: SASS
+parsing, compiling, gates and report are separate functions already): the code-generation check -- spec
 discovery, launch-faithful specialization, compiling, reading TTGIR/SASS, the gates and the
 report are one pipeline whose parts change together (a new figure is read, gated and reported).
 The reference GEMM it compares against lives apart (``profiling/reference_gemm.py``).
@@ -97,8 +109,11 @@ COLUMNS = [
     "hmma", "hgmma", "mma_instructions", "mma_kind",
     "buffers_a", "buffers_b", "ldgsts", "ldgsts_max_bytes", "ldgsts_min_bytes", "utmaldg",
     "wgmma_pendings", "wgmma_wait_depth", "ldg", "ldg_max_bytes", "ldg_min_bytes", "ldg_widths",
+    "loop_instructions", "loop_integer", "loop_memory", "loop_mma", "loop_sync", "loop_other", "loop_mma_macs",
+    "mma_cycles", "issue_cycles", "issue_ceiling", "autotune_rank",
+    "grid", "ctas", "ctas_per_sm_regs", "ctas_per_sm_smem", "ctas_per_sm", "waves", "last_wave_fill",
     "gemm_tile", "input_precision", "min_load_bytes", "reference", "ref_buffers", "ref_registers",
-    "ref_ldgsts_max_bytes", "exception",
+    "ref_ldgsts_max_bytes", "ref_loop_instructions", "loop_ratio", "ref_issue_ceiling", "exception",
     "ptx_bytes", "compile_s", "cache_hit",
     "passed", "failures", "notes", "error", "module",
 ]
@@ -144,10 +159,14 @@ class SpecRef:
     in_use: bool = True
     shape: str = ""
     reference: str = ""  # config of the reference GEMM row this spec is checked against ("": none)
+    archs: tuple[int, ...] = ()  # the archs it is compiled for (spec.extra["archs"]; (): every arch)
 
     @property
     def spec_id(self) -> str:
         return spec_id(self)
+
+    def compiles_for(self, arch: int) -> bool:
+        return not self.archs or arch in self.archs
 
 
 def kernel_module_names(package: str = KERNEL_PACKAGE) -> list[str]:
@@ -273,6 +292,15 @@ def coverage_problems(modules: Sequence[ModuleType]) -> list[str]:
 REFERENCE_MODULE = "profiling.reference_gemm"
 # A tensor-core row may use at most this many times the registers of its reference GEMM row.
 REGISTER_RATIO_LIMIT = 1.3
+# ... and a main loop of at most this many times the reference's SASS instructions per K-step.
+LOOP_RATIO_LIMIT = 1.25
+# The configs a short GPU run tries first -- the first AUTOTUNE_FIRST of each autotune table (the
+# GPU suite's autotune limit) -- must have an issue ceiling of at least ISSUE_CEILING_MIN on
+# these archs (sm_80 rows report theirs: its tensor cores are half as fast per clock, so the same
+# loop has twice the ceiling).
+AUTOTUNE_FIRST = 2
+ISSUE_CEILING_MIN = 0.85
+ISSUE_CEILING_ARCHS = (90,)
 
 
 def gemm_tile(spec) -> tuple[int, int, int] | None:
@@ -307,10 +335,15 @@ def reference_refs(refs: Iterable[SpecRef]) -> list[SpecRef]:
     """The reference GEMM rows that ``refs`` are checked against, once each, in order."""
     from profiling import reference_gemm
 
-    needed = dict.fromkeys((r.reference, r.dtype) for r in refs if r.reference)
+    needed: dict[tuple[str, str], set[int] | None] = {}
+    for r in refs:
+        if r.reference:
+            archs = needed.setdefault((r.reference, r.dtype), set())
+            if archs is not None:  # None: every arch
+                needed[(r.reference, r.dtype)] = archs | set(r.archs) if r.archs else None
     return [SpecRef(REFERENCE_MODULE, -1, reference_gemm.OP, reference_gemm.KERNEL, config, dtype,
-                    shape=f"M=N=K={reference_gemm.SIZE} row-major")
-            for config, dtype in needed]
+                    shape=f"M=N=K={reference_gemm.SIZE} row-major", archs=tuple(sorted(archs or ())))
+            for (config, dtype), archs in needed.items()]
 
 
 def collect_specs(modules: Sequence[ModuleType]) -> list[tuple[SpecRef, Any]]:
@@ -327,7 +360,7 @@ def collect_specs(modules: Sequence[ModuleType]) -> list[tuple[SpecRef, Any]]:
             if isinstance(spec, KernelSpec):
                 ref = SpecRef(module.__name__, index, spec.op, spec.kernel, spec.config, spec.dtype,
                               in_use=bool(spec.extra.get("in_use", True)), shape=spec.shape,
-                              reference=reference_config_of(spec))
+                              reference=reference_config_of(spec), archs=tuple(spec.extra.get("archs", ())))
                 found.append((ref, spec))
     return found
 
@@ -469,6 +502,220 @@ def sass_memory_figures(sass: str) -> dict[str, Any]:
             "ldg_widths": histogram, "wgmma_wait_depth": max(depths) if depths else None}
 
 
+# ---------------------------------------------------------------------------------------
+# the main loop: SASS of one K-step, its instruction mix and the issue ceiling
+# ---------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class SassInstruction:
+    """One SASS instruction: byte address, guard predicate ("" or "@!P0"), opcode, operands."""
+
+    address: int
+    predicate: str
+    opcode: str
+    operands: str
+
+    @property
+    def base(self) -> str:
+        return self.opcode.split(".", 1)[0]
+
+
+# "/*1600*/   @P3 BRA 0x1110 ;" -> (0x1600, "@P3", "BRA", "0x1110")
+_SASS_INSTRUCTION = re.compile(
+    r"^\s*/\*([0-9a-f]{4,})\*/\s+(@!?U?P[T0-9]+\s+)?([A-Z][A-Z0-9_]*(?:\.[A-Za-z0-9_]+)*)([^;]*);", re.MULTILINE)
+_BRANCH_TARGET = re.compile(r"0x([0-9a-f]+)")
+# tensor-core MMA opcodes: mma.sync (HMMA, IMMA), wgmma (HGMMA, QGMMA: fp8), tcgen05.mma (UTC*MMA)
+_MMA_BASES = frozenset({"HMMA", "IMMA", "HGMMA", "QGMMA", "IGMMA", "UTCHMMA", "UTCQMMA", "UTCIMMA", "UTCOMMA"})
+# the instruction classes of the loop mix (a uniform-datapath U-form counts as its base form)
+_INTEGER_BASES = frozenset({
+    "IMAD", "IMUL", "IADD", "IADD3", "VIADD", "VIADDMNMX", "IMNMX", "VIMNMX", "ISETP", "ISCADD", "SEL", "LEA",
+    "SHF", "SHL", "SHR", "LOP", "LOP3", "PLOP3", "IABS", "INEG", "PRMT", "MOV", "MOV32I", "SGXT", "BMSK", "BREV",
+    "FLO", "POPC", "P2R", "R2P", "R2UR", "S2R", "S2UR", "CS2R", "I2F", "F2I", "I2FP", "F2IP", "I2I", "IDP",
+    "BFE", "BFI", "LEPC"})
+_MEMORY_BASES = frozenset({
+    "LDG", "STG", "LDGSTS", "LDGDEPBAR", "LDS", "STS", "LDSM", "STSM", "LDL", "STL", "LD", "ST", "LDC", "ULDC",
+    "ATOM", "ATOMG", "ATOMS", "RED", "REDG", "UTMALDG", "UTMASTG", "UTMAPF", "UBLKCP", "UTMACCTL", "UTMACMDFLUSH",
+    "UTCBAR", "LDTM", "STTM", "UTCCP", "LDSMT", "CCTL"})
+_SYNC_BASES = frozenset({
+    "BAR", "BSYNC", "BSSY", "DEPBAR", "WARPGROUP", "WARPSYNC", "MEMBAR", "FENCE", "ERRBAR", "SYNCS", "ARRIVES",
+    "NANOSLEEP", "YIELD", "ELECT", "VOTE", "VOTEU", "MATCH", "UCGABAR_ARV", "UCGABAR_WAIT", "CGAERRBAR"})
+LOOP_CLASSES = ("integer", "memory", "mma", "sync", "other")
+
+
+def sass_instructions(sass: str) -> list[SassInstruction]:
+    """Every instruction of a SASS listing (``cuobjdump --dump-sass``), in address order."""
+    return [SassInstruction(int(addr, 16), (pred or "").strip(), opcode, operands.strip())
+            for addr, pred, opcode, operands in _SASS_INSTRUCTION.findall(sass)]
+
+
+def instruction_class(opcode: str) -> str:
+    """'mma', 'memory', 'sync', 'integer' or 'other' (branches, floating point, conversions
+    of values) for an opcode; a uniform-datapath form (UIADD3, USEL, ...) counts as its base."""
+    base = opcode.split(".", 1)[0]
+    if base in _MMA_BASES:
+        return "mma"
+    for name in (base, base[1:] if base.startswith("U") else base):
+        if name in _MEMORY_BASES:
+            return "memory"
+        if name in _SYNC_BASES:
+            return "sync"
+        if name in _INTEGER_BASES:
+            return "integer"
+    return "other"
+
+
+def main_loop(instructions: Sequence[SassInstruction]) -> list[SassInstruction]:
+    """The instructions of the MMA main loop: from the target of the backward branch that
+    closes the innermost loop holding a tensor-core MMA, to that branch (both included).
+    Of several such loops the one with the most MMA instructions (then the longest) wins;
+    empty when no loop holds an MMA."""
+    best: list[SassInstruction] = []
+    best_key = (0, 0)
+    index = {ins.address: i for i, ins in enumerate(instructions)}
+    for end, ins in enumerate(instructions):
+        if ins.base not in ("BRA", "JMP"):
+            continue
+        target = _BRANCH_TARGET.search(ins.operands)
+        if not target or int(target.group(1), 16) >= ins.address or int(target.group(1), 16) not in index:
+            continue
+        body = list(instructions[index[int(target.group(1), 16)]:end + 1])
+        mma = sum(i.base in _MMA_BASES for i in body)
+        if not mma:
+            continue
+        # innermost: a loop nested inside the current best (shorter, same MMAs) replaces it
+        key = (mma, -len(body))
+        if key > best_key:
+            best, best_key = body, key
+    return best
+
+
+# "HGMMA.64x128x16.F32..." -> (64, 128, 16); "HMMA.16816.F32" -> (16, 8, 16); "HMMA.1688..." -> (16, 8, 8)
+_HGMMA_SHAPE = re.compile(r"^[A-Z]*GMMA\.(\d+)x(\d+)x(\d+)")
+_HMMA_SHAPE = re.compile(r"^[HI]MMA\.(16|8)(8)(\d+)")
+
+
+def mma_macs(opcode: str) -> int | None:
+    """Multiply-adds of one MMA instruction, per warp (HMMA) or per warpgroup (HGMMA); None
+    when the opcode does not state its shape (tcgen05's UTC*MMA)."""
+    for pattern in (_HGMMA_SHAPE, _HMMA_SHAPE):
+        found = pattern.match(opcode)
+        if found:
+            m, n, k = (int(v) for v in found.groups())
+            return m * n * k
+    return None
+
+
+def loop_figures(sass: str, num_warps: int) -> dict[str, Any]:
+    """The main loop of a SASS listing (:func:`main_loop`): instruction count, its mix by
+    class (:data:`LOOP_CLASSES`) and the multiply-adds its MMAs do for the whole CTA per
+    iteration (HMMA per warp x warps, HGMMA per warpgroup x warpgroups; None for tcgen05,
+    whose opcode has no shape). All None without an MMA loop."""
+    loop = main_loop(sass_instructions(sass))
+    out: dict[str, Any] = {"loop_instructions": None, "loop_mma_macs": None,
+                           **{f"loop_{c}": None for c in LOOP_CLASSES}}
+    if not loop:
+        return out
+    counts = {c: 0 for c in LOOP_CLASSES}
+    macs, shaped = 0, True
+    for ins in loop:
+        counts[instruction_class(ins.opcode)] += 1
+        if ins.base in _MMA_BASES:
+            per = mma_macs(ins.opcode)
+            if per is None:
+                shaped = False
+            else:
+                macs += per * (num_warps // 4 if "GMMA" in ins.base else num_warps)
+    out.update(loop_instructions=len(loop), loop_mma_macs=macs if shaped else None,
+               **{f"loop_{c}": n for c, n in counts.items()})
+    return out
+
+
+# Dense tensor-core FLOP per clock per SM, by arch and the dot's input kind ("16bit": fp16 /
+# bf16 with fp32 accumulation; "tf32"), from NVIDIA's peak figures over SMs x boost clock:
+# sm_80, A100 SXM: 312 TFLOP/s fp16 (156 tf32) / (108 SMs x 1.41 GHz) = 2,048 (1,024) -- 4 tensor
+#   cores of 256 fp16 FMA per clock (NVIDIA A100 Tensor Core GPU Architecture whitepaper, 2020);
+# sm_90, H100 SXM5: 989.4 TFLOP/s fp16 (494.7 tf32) / (132 SMs x 1.83 GHz) = 4,096 (2,048) -- 4
+#   tensor cores of 512 fp16 FMA per clock (NVIDIA H100 Tensor Core GPU Architecture whitepaper, 2022).
+TENSOR_FLOP_PER_CLOCK = {80: {"16bit": 2048, "tf32": 1024}, 90: {"16bit": 4096, "tf32": 2048}}
+# Warp schedulers per SM (sm_80, sm_90): one per sub-partition, each issuing one warp instruction
+# per clock (same whitepapers: "four processing blocks (SM sub-partitions) ... one warp scheduler,
+# one dispatch unit (32 threads/clk)").
+WARP_SCHEDULERS_PER_SM = 4
+
+
+def mma_kind_of(dtype: str, input_precision: str | None) -> str | None:
+    """The tensor-core rate class of a dot: "16bit" (fp16/bf16), "tf32" (fp32 as TF32), None (FMA)."""
+    if dtype in ("fp16", "bf16"):
+        return "16bit"
+    if dtype == "fp32" and input_precision in ("tf32", "tf32x3"):
+        return "tf32"
+    return None
+
+
+def issue_figures(row: dict[str, Any]) -> dict[str, Any]:
+    """Per K-step of a row's main loop: tensor-core cycles (the loop's MMA FLOPs -- from the SASS
+    shapes, else the GEMM tile -- over the arch's dense FLOP per clock per SM), issue cycles per
+    sub-partition (loop instructions x warps / WARP_SCHEDULERS_PER_SM) and the issue ceiling, their
+    ratio: the fraction of tensor peak the loop's instruction issue allows, before any memory
+    stall (> 1: the loop issues faster than the tensor cores compute). None where it does not apply."""
+    out = {"mma_cycles": None, "issue_cycles": None, "issue_ceiling": None}
+    rates = TENSOR_FLOP_PER_CLOCK.get(row["arch"], {})
+    kind = mma_kind_of(row["dtype"], row.get("input_precision"))
+    if not row.get("loop_instructions") or kind not in rates:
+        return out
+    macs = row.get("loop_mma_macs")
+    if not _present(macs) and _present(row.get("gemm_tile")):
+        m, n, k = (int(v) for v in str(row["gemm_tile"]).split("x"))
+        macs = m * n * k
+    if not _present(macs):
+        return out
+    mma_cycles = 2 * macs / rates[kind]
+    issue_cycles = row["loop_instructions"] * row["num_warps"] / WARP_SCHEDULERS_PER_SM
+    return {"mma_cycles": round(mma_cycles, 1), "issue_cycles": round(issue_cycles, 1),
+            "issue_ceiling": round(mma_cycles / issue_cycles, 3)}
+
+
+# Per-SM resources by arch, for the CTAs a launch can keep resident (CUDA C++ Programming Guide,
+# "Technical Specifications per Compute Capability" and the occupancy calculator's constants):
+# 64K 32-bit registers per SM, allocated per warp in units of 256 (8 per thread); at most 64
+# resident warps and 32 blocks per SM; shared memory per SM 164 KB (sm_80) / 228 KB (sm_90), of
+# which each block's 1 KB system reservation counts against it.
+REGISTERS_PER_SM = {80: 65_536, 90: 65_536}
+REGISTER_ALLOCATION_UNIT = 256  # registers, per warp
+SHARED_PER_SM_BYTES = {80: 167_936, 90: 233_472}
+SHARED_RESERVED_PER_BLOCK = 1024
+MAX_WARPS_PER_SM = {80: 64, 90: 64}
+MAX_BLOCKS_PER_SM = 32
+
+
+def occupancy_figures(row: dict[str, Any]) -> dict[str, Any]:
+    """The launch-level figures of a row with a grid (``spec.extra["grid"]``): CTAs, CTAs per SM
+    allowed by registers and by shared memory (and so resident: the smaller, within the warp and
+    block limits), waves on the arch's modelled GPU (kernels._common.CODEGEN_SMS) and the fill of
+    the last wave (1.0: full). None where the row has no grid or did not compile."""
+    from kernels._common import CODEGEN_SMS
+
+    keys = ("ctas", "ctas_per_sm_regs", "ctas_per_sm_smem", "ctas_per_sm", "waves", "last_wave_fill")
+    out: dict[str, Any] = dict.fromkeys(keys)
+    arch = row["arch"]
+    if not row["compiled"] or not row.get("grid") or arch not in REGISTERS_PER_SM or arch not in CODEGEN_SMS:
+        return out
+    warps = row["num_warps"]
+    per_warp = -(-row["registers"] * 32 // REGISTER_ALLOCATION_UNIT) * REGISTER_ALLOCATION_UNIT
+    by_regs = REGISTERS_PER_SM[arch] // per_warp // warps
+    by_smem = SHARED_PER_SM_BYTES[arch] // (row["smem_bytes"] + SHARED_RESERVED_PER_BLOCK)
+    per_sm = min(by_regs, by_smem, MAX_WARPS_PER_SM[arch] // warps, MAX_BLOCKS_PER_SM)
+    ctas = 1
+    for extent in str(row["grid"]).split("x"):
+        ctas *= int(extent)
+    slots = CODEGEN_SMS[arch] * per_sm
+    if not slots:
+        return {**out, "ctas": ctas, "ctas_per_sm_regs": by_regs, "ctas_per_sm_smem": by_smem, "ctas_per_sm": 0}
+    full = -(-ctas // slots)
+    return {"ctas": ctas, "ctas_per_sm_regs": by_regs, "ctas_per_sm_smem": by_smem, "ctas_per_sm": per_sm,
+            "waves": round(ctas / slots, 2), "last_wave_fill": round((ctas - (full - 1) * slots) / slots, 2)}
+
+
 def resource_usage(dump: str, function: str) -> dict[str, int]:
     """REG/STACK/SHARED/LOCAL of ``function`` from ``cuobjdump --dump-resource-usage`` output."""
     for name, fields in _RESOURCE_LINE.findall(dump):
@@ -477,8 +724,8 @@ def resource_usage(dump: str, function: str) -> dict[str, int]:
     raise CodegenToolError(f"no resource usage for function {function!r} in cuobjdump output:\n{dump[:500]}")
 
 
-def inspect_cubin(cubin: bytes, function: str) -> dict[str, int]:
-    """Registers, stack, static shared memory, spill bytes and MMA counts of ``function``."""
+def disassemble(cubin: bytes) -> str:
+    """``cuobjdump --dump-resource-usage --dump-sass`` of a cubin: resource lines and SASS."""
     with tempfile.TemporaryDirectory(prefix="codegen-") as tmp:
         path = os.path.join(tmp, "kernel.cubin")
         with open(path, "wb") as f:
@@ -487,9 +734,16 @@ def inspect_cubin(cubin: bytes, function: str) -> dict[str, int]:
         done = subprocess.run(cmd, capture_output=True, text=True)  # stderr: nvdisasm format warnings
     if done.returncode != 0:
         raise CodegenToolError(f"{' '.join(cmd)} failed ({done.returncode}): {done.stderr.strip()[:500]}")
-    usage = resource_usage(done.stdout, function)
+    return done.stdout
+
+
+def inspect_cubin(cubin: bytes, function: str, num_warps: int = 4) -> dict[str, Any]:
+    """Registers, stack, static shared memory, spill bytes, MMA counts, global-memory figures
+    and the main-loop figures (for a CTA of ``num_warps`` warps) of ``function``."""
+    dump = disassemble(cubin)
+    usage = resource_usage(dump, function)
     return {"registers": usage["REG"], "stack_bytes": usage["STACK"], "smem_static_bytes": usage["SHARED"],
-            **sass_figures(done.stdout), **sass_memory_figures(done.stdout)}
+            **sass_figures(dump), **sass_memory_figures(dump), **loop_figures(dump, num_warps)}
 
 
 def validate_spec(spec) -> None:
@@ -659,7 +913,9 @@ def _row_header(spec, arch: int) -> dict[str, Any]:
                compiled=False, smem_limit_bytes=SHARED_LIMIT_BYTES.get(arch), error="", notes="",
                gemm_tile="x".join(map(str, gemm_tile(spec))) if gemm_tile(spec) and spec.expects_mma else None,
                input_precision=input_precision_of(spec), min_load_bytes=spec.extra.get("min_load_bytes"),
-               reference=reference_config_of(spec), exception=spec.extra.get("pipeline_exception", ""))
+               reference=reference_config_of(spec), exception=spec.extra.get("pipeline_exception", ""),
+               autotune_rank=(spec.extra.get("autotune_rank") or {}).get(arch),
+               grid="x".join(map(str, spec.extra["grid"])) if spec.extra.get("grid") else None)
     return row
 
 
@@ -709,7 +965,7 @@ def compile_spec(spec, arch: int) -> dict[str, Any]:
     except Exception as e:  # a kernel that does not compile is a failed row, reported with its error
         row["error"] = f"{type(e).__name__}: {e}".strip()[:4000]
         return finish_row(row)
-    row.update(inspect_cubin(kernel.asm["cubin"], kernel.metadata.name))
+    row.update(inspect_cubin(kernel.asm["cubin"], kernel.metadata.name, spec.num_warps))
     row.update(ttgir_figures(kernel.asm["ttgir"]))
     row.update(compiled=True, cache_hit=bool(cache_hits and cache_hits[-1]),
                smem_dynamic_bytes=int(kernel.metadata.shared), ptx_bytes=len(kernel.asm["ptx"].encode()))
@@ -770,6 +1026,26 @@ def reference_failures(row: dict[str, Any], ref: dict[str, Any] | None) -> list[
     if row["registers"] > REGISTER_RATIO_LIMIT * ref["registers"]:
         failures.append(f"{row['registers']} registers > {REGISTER_RATIO_LIMIT} x the reference GEMM's "
                         f"{ref['registers']}")
+    return failures + loop_failures(row, ref)
+
+
+def loop_failures(row: dict[str, Any], ref: dict[str, Any]) -> list[str]:
+    """Why a tensor-core row's main loop is not as lean as its reference GEMM's (empty: it is):
+    no MMA loop found, more than LOOP_RATIO_LIMIT x the reference's instructions per K-step, or --
+    for a config an autotune table tries first (``autotune_rank`` < AUTOTUNE_FIRST) on an arch of
+    ISSUE_CEILING_ARCHS -- an issue ceiling under ISSUE_CEILING_MIN."""
+    if not _present(row.get("loop_instructions")):
+        return ["no tensor-core main loop in the SASS (no backward branch around an MMA)"]
+    failures = []
+    if _present(ref.get("loop_instructions")) and row["loop_instructions"] > LOOP_RATIO_LIMIT * ref["loop_instructions"]:
+        failures.append(f"main loop of {row['loop_instructions']} instructions > {LOOP_RATIO_LIMIT} x the reference "
+                        f"GEMM's {ref['loop_instructions']} ({row['loop_integer']} integer)")
+    rank = row.get("autotune_rank")
+    if (_present(rank) and rank < AUTOTUNE_FIRST and row["arch"] in ISSUE_CEILING_ARCHS
+            and _present(row.get("issue_ceiling")) and row["issue_ceiling"] < ISSUE_CEILING_MIN):
+        failures.append(f"issue ceiling {row['issue_ceiling']:.2f} < {ISSUE_CEILING_MIN} for a config the autotune "
+                        f"table tries first (entry {int(rank)}): {row['issue_cycles']:.0f} issue cycles per K-step "
+                        f"per sub-partition for {row['mma_cycles']:.0f} tensor cycles")
     return failures
 
 
@@ -786,7 +1062,10 @@ def apply_reference_gates(rows: list[dict[str, Any]]) -> None:
         ref = refs.get((row["reference"], row["dtype"], row["arch"]))
         if ref is not None and ref["compiled"]:
             row.update(ref_buffers=f"A{ref['buffers_a']} B{ref['buffers_b']}", ref_registers=ref["registers"],
-                       ref_ldgsts_max_bytes=ref["ldgsts_max_bytes"])
+                       ref_ldgsts_max_bytes=ref["ldgsts_max_bytes"], ref_loop_instructions=ref["loop_instructions"],
+                       ref_issue_ceiling=ref["issue_ceiling"])
+            if _present(row.get("loop_instructions")) and _present(ref.get("loop_instructions")):
+                row["loop_ratio"] = round(row["loop_instructions"] / ref["loop_instructions"], 3)
         found = reference_failures(row, ref)
         if not found:
             continue
@@ -821,6 +1100,8 @@ def finish_row(row: dict[str, Any]) -> dict[str, Any]:
         row["smem_bytes"] = row["smem_static_bytes"] + row["smem_dynamic_bytes"]
         row["mma_instructions"] = row["hmma"] + row["hgmma"]
         row["mma_kind"] = "+".join(k.upper() for k in ("hgmma", "hmma") if row[k]) or "none"
+        row.update(issue_figures(row))
+        row.update(occupancy_figures(row))
     failures = check_row(row)
     row.update(failures="; ".join(failures), passed=not failures, notes="; ".join(_notes(row)))
     return row
@@ -894,12 +1175,12 @@ def compile_refs(refs: Iterable[SpecRef], archs: Iterable[int], *, pool: Executo
     if unknown:
         raise ValueError(f"unsupported arch {unknown}; known: {', '.join(map(str, SHARED_LIMIT_BYTES))}")
     refs = list(refs)
-    tasks = [(ref, arch) for ref in refs for arch in archs]
+    tasks = compile_tasks(refs, archs)
     if not tasks:
         return []
     requested = len(tasks)
     given = {r.spec_id for r in refs}
-    tasks += [(ref, arch) for ref in reference_refs(refs) if ref.spec_id not in given for arch in archs]
+    tasks += compile_tasks([ref for ref in reference_refs(refs) if ref.spec_id not in given], archs)
     with contextlib.ExitStack() as stack:
         if pool is None:
             pool = stack.enter_context(compile_pool(min(jobs, len(tasks))))
@@ -919,6 +1200,12 @@ def compile_refs(refs: Iterable[SpecRef], archs: Iterable[int], *, pool: Executo
                 bar.update()
     apply_reference_gates(rows)
     return rows[:requested]
+
+
+def compile_tasks(refs: Iterable[SpecRef], archs: Iterable[int]) -> list[tuple[SpecRef, int]]:
+    """(ref, arch) for every ref and every arch of ``archs`` it is compiled for (its ``archs``)."""
+    archs = list(archs)
+    return [(ref, arch) for ref in refs for arch in archs if ref.compiles_for(arch)]
 
 
 def failed_row(ref: SpecRef, arch: int, error: str) -> dict[str, Any]:
@@ -993,31 +1280,150 @@ def _async_copies(row) -> str:
     return " + ".join(parts) or "0"
 
 
+def _arch_list_text() -> str:
+    return ", ".join(f"sm_{a}" for a in SHARED_LIMIT_BYTES)
+
+
+def _constants_text() -> list[str]:
+    """The per-arch constants of the issue ceiling and the launch figures, with their sources."""
+    from kernels._common import CODEGEN_SMS
+
+    lines = ["Issue ceiling = tensor cycles per K-step / issue cycles per K-step per SM sub-partition. Tensor "
+             "cycles = the loop's MMA FLOPs (from the SASS MMA shapes, else the tile) / dense FLOP per clock per SM; "
+             f"issue cycles = loop instructions x warps / {WARP_SCHEDULERS_PER_SM} (one warp scheduler per "
+             "sub-partition, one instruction per clock). Dense tensor FLOP per clock per SM (16-bit / TF32):"]
+    sources = {80: "A100 SXM: 312 TFLOP/s fp16, 156 tf32, 108 SMs, 1.41 GHz (NVIDIA A100 Tensor Core GPU "
+                   "Architecture whitepaper)",
+               90: "H100 SXM5: 989.4 TFLOP/s fp16, 494.7 tf32, 132 SMs, 1.83 GHz (NVIDIA H100 Tensor Core GPU "
+                   "Architecture whitepaper)"}
+    for arch, rates in TENSOR_FLOP_PER_CLOCK.items():
+        lines.append(f"- sm_{arch}: {rates['16bit']:,} / {rates['tf32']:,} -- {sources.get(arch, '')}")
+    lines += ["", "Launch figures (the grid table): CTAs per SM allowed by registers (" +
+              ", ".join(f"sm_{a} {n // 1024}K" for a, n in REGISTERS_PER_SM.items()) +
+              f" per SM, allocated per warp in units of {REGISTER_ALLOCATION_UNIT}) and by shared memory (" +
+              ", ".join(f"sm_{a} {n:,} B" for a, n in SHARED_PER_SM_BYTES.items()) +
+              f" per SM, {SHARED_RESERVED_PER_BLOCK} B reserved per block), at most "
+              f"{MAX_BLOCKS_PER_SM} blocks and {MAX_WARPS_PER_SM[90]} warps (CUDA C++ Programming Guide, "
+              "compute capability table); waves on " +
+              ", ".join(f"{n} SMs (sm_{a})" for a, n in CODEGEN_SMS.items()) + "."]
+    return lines
+
+
+def _loop_mix(r) -> str:
+    if not _present(r.get("loop_instructions")):
+        return "-"
+    return "/".join(_fmt(r, f"loop_{c}") for c in LOOP_CLASSES)
+
+
+def _span(values) -> str:
+    values = [v for v in values if _present(v)]
+    if not values:
+        return "-"
+    lo, hi = min(values), max(values)
+    fmt = (lambda v: f"{v:.2f}") if any(isinstance(v, float) and v != int(v) for v in values) else (lambda v: f"{int(v)}")
+    return fmt(lo) if lo == hi else f"{fmt(lo)}-{fmt(hi)}"
+
+
+def loop_summary_lines(table) -> list[str]:
+    """One line per (op, kernel, dtype, arch) of the launch-faithful tensor-core rows that have a
+    reference GEMM (documented exceptions apart): their main loops beside the reference's, the
+    largest ratio, and the issue ceilings (of the configs tried first, and of all)."""
+    gated = table[table["reference"].fillna("").astype(bool) & table["compiled"].astype(bool)
+                  & ~table["exception"].fillna("").astype(bool)]
+    if not len(gated):
+        return []
+    lines = ["", "## Main loop: instructions per K-step beside the reference GEMM", "",
+             f"Launch-faithful tensor-core rows (documented exceptions apart) by kernel, dtype and arch, over their "
+             f"configs and layers: SASS instructions of the main loop (gate: at most {LOOP_RATIO_LIMIT}x the "
+             f"reference GEMM's at the same tile), the mix of the largest loop (integer/memory/MMA/sync/other) and "
+             f"the issue ceiling (gate on {', '.join(f'sm_{a}' for a in ISSUE_CEILING_ARCHS)}: at least "
+             f"{ISSUE_CEILING_MIN} for the first {AUTOTUNE_FIRST} entries of each autotune table)."]
+    body = []
+    for (op, kernel, dtype, arch), group in gated.groupby(["op", "kernel", "dtype", "arch"], sort=True):
+        first = group[group["autotune_rank"].apply(lambda v: _present(v) and v < AUTOTUNE_FIRST)]
+        widest = group.loc[group["loop_instructions"].fillna(0).idxmax()]
+        body.append([kernel, dtype, f"sm_{arch}", group["config"].nunique(), group["shape"].nunique(),
+                     _span(group["loop_instructions"]), _span(group["ref_loop_instructions"]),
+                     _span(group["loop_ratio"]), _loop_mix(widest), _span(first["issue_ceiling"]),
+                     _span(group["issue_ceiling"]), "ok" if group["passed"].all() else "FAIL"])
+    return lines + [""] + _md_table(["kernel", "dtype", "arch", "configs", "shapes", "loop", "ref loop",
+                                     "ratio", "mix (largest)", "ceiling, first 2", "ceiling, all", "result"], body)
+
+
+def first_configs_lines(table) -> list[str]:
+    """The configs each arch's autotune tables try first (rank < AUTOTUNE_FIRST), per kernel and
+    dtype, with the figures that chose them, over the launch-faithful rows."""
+    rows = table[table["autotune_rank"].apply(lambda v: _present(v) and v < AUTOTUNE_FIRST)
+                 & table["shape"].fillna("").astype(bool) & table["compiled"].astype(bool)]
+    if not len(rows):
+        return []
+    lines = ["", "## The configs each autotune table tries first", "",
+             f"Entries 0 and 1 of each table (what the GPU suite's autotune limit tries), over the AlexNet layers: "
+             "registers, shared memory per block, CTAs per SM (the smaller of the register and shared-memory "
+             "limits), the main loop's issue ceiling and the waves of the launches."]
+    body = []
+    for (kernel, dtype, arch, rank, config), group in rows.groupby(
+            ["kernel", "dtype", "arch", "autotune_rank", "config"], sort=True):
+        body.append([kernel, dtype, f"sm_{arch}", int(rank), config, _span(group["registers"]),
+                     _span(group["smem_bytes"]), _span(group["ctas_per_sm"]), _span(group["issue_ceiling"]),
+                     _span(group["waves"]), "ok" if group["passed"].all() else "FAIL"])
+    return lines + [""] + _md_table(["kernel", "dtype", "arch", "entry", "config", "regs", "smem B", "CTAs/SM",
+                                     "ceiling", "waves", "result"], body)
+
+
+def grid_lines(table) -> list[str]:
+    """Every launch-faithful row with a grid: CTAs, CTAs per SM by registers and by shared memory,
+    waves and the fill of the last wave (wgrad's split-K is in its shape label and grid z)."""
+    rows = table[table["grid"].fillna("").astype(bool) & table["compiled"].astype(bool)]
+    if not len(rows):
+        return []
+    lines = ["", "## Grid: every launch", "",
+             "Each launch-faithful row's grid (x, groups, stride phases for dgrad / splits for wgrad), its CTAs, "
+             "the CTAs per SM that registers and shared memory allow, and the waves on the modelled GPU with the "
+             "fill of the last wave (1.00: full)."]
+    body = [[r["kernel"], r["config"], r["dtype"], r["shape"], f"sm_{r['arch']}", r["grid"], _fmt(r, "ctas"),
+             _fmt(r, "ctas_per_sm_regs"), _fmt(r, "ctas_per_sm_smem"), _fmt(r, "ctas_per_sm"),
+             f"{r['waves']:.2f}" if _present(r["waves"]) else "-",
+             f"{r['last_wave_fill']:.2f}" if _present(r["last_wave_fill"]) else "-"] for _, r in rows.iterrows()]
+    return lines + [""] + _md_table(["kernel", "config", "dtype", "shape", "arch", "grid", "CTAs", "CTAs/SM regs",
+                                     "CTAs/SM smem", "CTAs/SM", "waves", "last wave"], body)
+
+
 def markdown_summary(table, problems: Sequence[str] = (), info: dict[str, str] | None = None) -> str:
-    """``codegen.md``: one line per kernel x config x dtype x shape x arch; the tensor-core rows
-    beside their reference GEMM; exceptions, failures and totals."""
+    """``codegen.md``: the main-loop summary, the configs tried first, one line per kernel x config
+    x dtype x shape x arch, the tensor-core rows beside their reference GEMM, every launch's grid;
+    exceptions, failures and totals."""
     failed = table[~table["passed"].astype(bool)]
     lines = ["# Code generation check", ""]
+    limits = ", ".join(f"sm_{a} {n:,} B" for a, n in SHARED_LIMIT_BYTES.items())
     lines.append(
-        "Every Triton kernel config of `kernels/` compiled ahead of time with `triton.compile` for sm_80 and sm_90 "
-        "(no GPU). *generic* rows compile a plain signature (pointers 16-byte aligned, integers with no "
+        f"Every Triton kernel config of `kernels/` compiled ahead of time with `triton.compile` for {_arch_list_text()} "
+        "(no GPU; a config of a per-arch autotune table only for its arch). *generic* rows compile a plain signature "
+        "(pointers 16-byte aligned, integers with no "
         "specialization); *launch-faithful* rows (a shape given) compile what a launch at that AlexNet layer "
         "compiles: Triton's own launcher code specializes the argument values (an int equal to 1 becomes a "
         "constexpr, an int divisible by 16 gets `tt.divisibility 16`, pointers their alignment). "
         "Columns: registers and stack from cuobjdump; spills = STL/LDL bytes in SASS; smem = static + dynamic "
-        "per block (limit: sm_80 166,912 B, sm_90 232,448 B); MMA = HMMA/HGMMA instructions in SASS; buffers = "
+        f"per block (limit: {limits}); MMA = HMMA/HGMMA instructions in SASS; buffers = "
         "shared-memory copies of the A and B tiles of the dot (leading dim of `ttg.local_alloc` in TTGIR: the "
         "pipeline stages actually allocated); async = LDGSTS (cp.async) count x width and UTMALDG (TMA) in SASS; "
         "wait = wgmma wait depth (largest N of `WARPGROUP.DEPBAR.LE gsb0, N`; 0 = every wgmma waited for at "
-        "once); LDG = plain global loads by width. compile s is ~0 where Triton's cache served it.")
+        "once); LDG = plain global loads by width; loop = SASS instructions of the main loop (from the target of "
+        "the backward branch that closes the innermost loop holding an MMA to that branch: one K-step); "
+        "ceiling = its issue ceiling. compile s is ~0 where Triton's cache served it.")
     lines += ["", "Gates: compiles; no spills; smem within the limit; tensor cores where expected; a "
               "launch-faithful tensor-core row has at least the reference GEMM's buffers for A and B, some "
-              "asynchronous copy, an asynchronous wgmma on sm_90 (wait depth >= 1) and at most "
-              f"{REGISTER_RATIO_LIMIT}x its registers (reference: Triton's tutorial GEMM at the same tile, warps, "
-              "stages and dtype, `profiling/reference_gemm.py`); a row with `min_load_bytes` (fp16/bf16 NHWC "
+              "asynchronous copy, an asynchronous wgmma on sm_90 (wait depth >= 1), at most "
+              f"{REGISTER_RATIO_LIMIT}x its registers and a main loop of at most {LOOP_RATIO_LIMIT}x its "
+              "instructions (reference: Triton's tutorial GEMM at the same tile, warps, stages and dtype, "
+              "`profiling/reference_gemm.py`), and -- for the first "
+              f"{AUTOTUNE_FIRST} entries of an autotune table on {', '.join(f'sm_{a}' for a in ISSUE_CEILING_ARCHS)} "
+              f"-- an issue ceiling of at least {ISSUE_CEILING_MIN}; a row with `min_load_bytes` (fp16/bf16 NHWC "
               "memory-bound kernels at real shapes) has a global load at least that wide.", ""]
+    lines += _constants_text() + [""]
     if info:
         lines += [", ".join(f"{k}: {v}" for k, v in info.items()), ""]
+    lines += loop_summary_lines(table) + first_configs_lines(table)
 
     body = []
     for _, r in table.iterrows():
@@ -1030,11 +1436,12 @@ def markdown_summary(table, problems: Sequence[str] = (), info: dict[str, str] |
                      _fmt(r, "num_warps"), _fmt(r, "num_stages"), _fmt(r, "registers"),
                      f"{_fmt(r, 'spill_store_bytes')}/{_fmt(r, 'spill_load_bytes')}", _fmt(r, "smem_bytes"),
                      mma, _buffers(r), _async_copies(r), _fmt(r, "wgmma_wait_depth"),
-                     (r["ldg_widths"] or "0") if ok else "-", _fmt(r, "ptx_bytes", 1024, 1),
-                     _fmt(r, "compile_s", 1, 2), result])
+                     (r["ldg_widths"] or "0") if ok else "-", _fmt(r, "loop_instructions"),
+                     _fmt(r, "issue_ceiling", 1, 2), _fmt(r, "ptx_bytes", 1024, 1), _fmt(r, "compile_s", 1, 2), result])
+    lines += ["", "## Every compile", ""]
     lines += _md_table(["op", "kernel", "config", "dtype", "shape", "arch", "warps", "stages", "regs",
-                        "spill B st/ld", "smem B", "MMA", "buffers", "async", "wait", "LDG", "PTX KB",
-                        "compile s", "result"], body)
+                        "spill B st/ld", "smem B", "MMA", "buffers", "async", "wait", "LDG", "loop", "ceiling",
+                        "PTX KB", "compile s", "result"], body)
 
     gated = table[table["reference"].fillna("").astype(bool) & table["compiled"].astype(bool)]
     if len(gated):
@@ -1042,7 +1449,8 @@ def markdown_summary(table, problems: Sequence[str] = (), info: dict[str, str] |
                 if r["module"] == REFERENCE_MODULE and r["compiled"]}
         lines += ["", "## Tensor-core rows beside the reference GEMM", "",
                   "Each launch-faithful tensor-core row next to Triton's tutorial GEMM compiled with the same tile, "
-                  "warps, stages and dtype (M = N = K = 4096, unit inner strides)."]
+                  "warps, stages and dtype (M = N = K = 4096, unit inner strides); mix = the main loop's "
+                  "integer/memory/MMA/sync/other instructions."]
         cmp_rows = []
         for _, r in gated.iterrows():
             ref = refs.get((r["reference"], r["dtype"], r["arch"]))
@@ -1051,10 +1459,15 @@ def markdown_summary(table, problems: Sequence[str] = (), info: dict[str, str] |
                              _async_copies(r), _async_copies(ref) if ref is not None else "-",
                              _fmt(r, "wgmma_wait_depth"), _fmt(ref, "wgmma_wait_depth") if ref is not None else "-",
                              _fmt(r, "registers"), _fmt(ref, "registers") if ref is not None else "-",
+                             _fmt(r, "loop_instructions"), _fmt(ref, "loop_instructions") if ref is not None else "-",
+                             _fmt(r, "loop_ratio", 1, 2), _loop_mix(r), _loop_mix(ref) if ref is not None else "-",
+                             _fmt(r, "issue_ceiling", 1, 2), _fmt(ref, "issue_ceiling", 1, 2) if ref is not None else "-",
                              "ok" if r["passed"] else "FAIL", "exception" if "exception (" in r["notes"] else ""])
         lines += [""] + _md_table(["kernel config", "dtype", "shape", "arch", "reference tile", "buffers",
                                    "ref buffers", "async", "ref async", "wait", "ref wait", "regs", "ref regs",
+                                   "loop", "ref loop", "ratio", "mix", "ref mix", "ceiling", "ref ceiling",
                                    "result", "note"], cmp_rows)
+    lines += grid_lines(table)
 
     exceptions = table[table["notes"].fillna("").str.contains("exception (", regex=False)]
     lines += ["", f"**Totals:** {len(table)} compiles ({table['compiled'].astype(bool).sum()} compiled), "
@@ -1161,8 +1574,8 @@ def run(args: argparse.Namespace) -> int:
     references = reference_refs(refs)
     refs += references
     print(f"codegen: {len(refs) - len(references)} specs from {len(modules)} modules + {len(references)} reference "
-          f"GEMMs x {', '.join(f'sm_{a}' for a in archs)} = {len(refs) * len(archs)} compiles, {args.jobs} processes",
-          file=sys.stderr)
+          f"GEMMs for {', '.join(f'sm_{a}' for a in archs)} (each for the archs of its tables) = "
+          f"{len(compile_tasks(refs, archs))} compiles, {args.jobs} processes", file=sys.stderr)
     rows = compile_refs(refs, archs, jobs=args.jobs, progress=not args.no_progress)
     table = results_table(rows)
     csv_path, md_path = write_reports(table, args.output_dir, problems, provenance())

@@ -3,7 +3,8 @@
 Shaped like an op module of ``kernels/``: @triton.jit kernels plus ``codegen_specs()``.
 Row-major contiguous matrices; fp16 in, fp32 accumulation. The launch-faithful specs (``args``
 given) are checked as launches at those argument values: the GEMM pipelines like the reference
-GEMM, the strided gather cannot, the strided copy loads 2 bytes per access unless its stride is 1.
+GEMM, the strided gather cannot, the GEMM with a division in its loop pipelines but fails the loop
+gate, the strided copy loads 2 bytes per access unless its stride is 1.
 """
 
 import dataclasses
@@ -46,6 +47,28 @@ def fixture_gather_matmul_kernel(a_ptr, b_ptr, c_ptr, M, N, K, stride_am, stride
     for k in range(0, K, BLOCK_K):
         a = tl.load(a_ptr + rm[:, None] * stride_am + (k + rk)[None, :] * stride_ak,
                     mask=(rm[:, None] < M) & ((k + rk)[None, :] < K), other=0.0)
+        b = tl.load(b_ptr + (k + rk)[:, None] * N + rn[None, :],
+                    mask=((k + rk)[:, None] < K) & (rn[None, :] < N), other=0.0)
+        acc = tl.dot(a, b, acc)
+    tl.store(c_ptr + rm[:, None] * N + rn[None, :], acc.to(c_ptr.dtype.element_ty),
+             mask=(rm[:, None] < M) & (rn[None, :] < N))
+
+
+@triton.jit
+def fixture_div_matmul_kernel(a_ptr, b_ptr, c_ptr, M, N, K, D,
+                              BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
+    """fixture_matmul_kernel with the rows of A recomputed every K-step through a division by
+    the runtime D: (rm * D + k % D) // D is rm again, so the loads are the same (16-byte,
+    pipelined), but each row costs an integer division in the loop -- the address math the
+    conv kernels did before their walk was made incremental (issue 20)."""
+    rm = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
+    rn = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)
+    rk = tl.arange(0, BLOCK_K)
+    acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+    for k in range(0, K, BLOCK_K):
+        rows = (rm * D + k % D) // D
+        a = tl.load(a_ptr + rows[:, None] * K + (k + rk)[None, :],
+                    mask=(rows[:, None] < M) & ((k + rk)[None, :] < K), other=0.0)
         b = tl.load(b_ptr + (k + rk)[:, None] * N + rn[None, :],
                     mask=((k + rk)[:, None] < K) & (rn[None, :] < N), other=0.0)
         acc = tl.dot(a, b, acc)
@@ -118,6 +141,9 @@ def codegen_specs():
                               BLOCK_M=128, BLOCK_N=64, BLOCK_K=32),
         _faithful_matmul_spec(fixture_gather_matmul_kernel, "m128n64k32_w4_s3",
                               {"M": 4096, "N": 256, "K": 384, "stride_am": 363, "stride_ak": 3025},
+                              BLOCK_M=128, BLOCK_N=64, BLOCK_K=32),
+        # pipelines like the plain GEMM, but divides by a runtime value in its loop: fails the loop gate
+        _faithful_matmul_spec(fixture_div_matmul_kernel, "m128n64k32_w4_s3", {"M": 4096, "N": 256, "K": 384, "D": 3},
                               BLOCK_M=128, BLOCK_N=64, BLOCK_K=32),
         # memory-bound, fp16: 8-byte loads required
         _copy_spec(1),

@@ -211,8 +211,8 @@ def test_in_use_flag_is_read_from_spec_extra():
 
 @pytest.fixture(scope="module")
 def pipeline_rows(pool):
-    """The plain GEMM and the strided gather at a real launch, sm_80 and sm_90 (their reference
-    GEMM compiled alongside): 6 compiles."""
+    """The plain GEMM, the strided gather and the GEMM with a division in its loop at a real
+    launch, sm_80 and sm_90 (their reference GEMM compiled alongside): 8 compiles."""
     refs = [r for r in _fixture_refs().values() if r.op == "fixture_pipeline"]
     done = cg.compile_refs(refs, [80, 90], pool=pool)
     return {(row["kernel"], row["arch"]): row for row in done}
@@ -234,6 +234,18 @@ def test_plain_gemm_pipelines_like_the_reference_gemm(pipeline_rows, arch):
         assert row["hgmma"] > 0 and row["wgmma_wait_depth"] >= 1 and row["wgmma_pendings"] >= 1
     else:
         assert row["wgmma_wait_depth"] is None and row["hmma"] > 0
+
+
+@pytest.mark.parametrize("arch", [80, 90])
+def test_division_in_the_loop_fails_the_loop_gate_only(pipeline_rows, arch):
+    """The GEMM that recomputes its A rows through a division by a runtime value every K-step
+    pipelines as the plain one does but issues far more instructions per K-step."""
+    row, plain = pipeline_rows[("fixture_div_matmul_kernel", arch)], pipeline_rows[("fixture_matmul_kernel", arch)]
+    assert row["compiled"] and not row["passed"]
+    assert (row["buffers_a"], row["buffers_b"], row["ldgsts_max_bytes"]) == (plain["buffers_a"], plain["buffers_b"], 16)
+    assert row["failures"].startswith("main loop of ") and "; " not in row["failures"], row["failures"]
+    assert row["loop_ratio"] > cg.LOOP_RATIO_LIMIT >= plain["loop_ratio"]
+    assert row["loop_integer"] > plain["loop_integer"] + 50
 
 
 @pytest.mark.parametrize("arch", [80, 90])
@@ -335,7 +347,8 @@ def test_reference_gemm_config_names_round_trip():
 def _gemm_row(**overrides):
     fields = dict(op="conv", kernel="k", config="c", arch=90, expects_mma=True, reference="128x64x32 w4 s3",
                   module="m", hgmma=8, registers=100, buffers_a=3, buffers_b=3, ldgsts=6, ldgsts_max_bytes=16,
-                  ldgsts_min_bytes=16, utmaldg=0, wgmma_wait_depth=1, ldg_widths="", exception="")
+                  ldgsts_min_bytes=16, utmaldg=0, wgmma_wait_depth=1, ldg_widths="", exception="",
+                  num_warps=4, gemm_tile="128x64x32", loop_instructions=80, loop_integer=50, loop_mma_macs=None)
     return _row(**{**fields, **overrides})
 
 
@@ -351,15 +364,18 @@ def test_reference_gates_each_fail_on_their_own():
         "no asynchronous copies": {"ldgsts": 0},
         "synchronous wgmma": {"wgmma_wait_depth": 0},
         "131 registers > 1.3 x the reference GEMM's 100": {"registers": 131},
+        "main loop of 101 instructions > 1.25 x the reference GEMM's 80 (50 integer)": {"loop_instructions": 101},
+        "no tensor-core main loop in the SASS": {"loop_instructions": None},
     }
     for message, change in cases.items():
         rows = [_gemm_row(**change), _reference_row()]
         cg.apply_reference_gates(rows)
         assert not rows[0]["passed"] and message in rows[0]["failures"], (change, rows[0]["failures"])
         assert rows[0]["failures"].count(";") == 0  # only the gate that was broken
-    rows = [_gemm_row(registers=130, utmaldg=2, ldgsts=0), _reference_row()]
+    rows = [_gemm_row(registers=130, utmaldg=2, ldgsts=0, loop_instructions=100), _reference_row()]
     cg.apply_reference_gates(rows)
     assert rows[0]["passed"] and rows[0]["ref_buffers"] == "A3 B3" and rows[0]["ref_registers"] == 100
+    assert rows[0]["loop_ratio"] == 1.25 and rows[0]["ref_loop_instructions"] == 80
     rows = [_gemm_row()]
     cg.apply_reference_gates(rows)
     assert "no reference GEMM row 128x64x32 w4 s3 fp16 sm_90" in rows[0]["failures"]
@@ -373,6 +389,83 @@ def test_documented_exception_keeps_its_figures_in_the_notes():
     assert "no asynchronous copies" in rows[0]["notes"]
     md = cg.markdown_summary(cg.results_table(rows))
     assert "1 documented exceptions" in md and "## Documented exceptions" in md
+
+
+def test_issue_ceiling_is_tensor_cycles_over_issue_cycles():
+    # 128x64x32 on sm_90: 128*64*32*2 / 4096 = 128 tensor cycles; 80 instructions x 8 warps / 4
+    # schedulers = 160 issue cycles: 0.8 (the tutorial GEMM's figure); sm_80 has half the rate
+    row = _gemm_row(num_warps=8, loop_instructions=80)
+    assert (row["mma_cycles"], row["issue_cycles"], row["issue_ceiling"]) == (128.0, 160.0, 0.8)
+    assert _gemm_row(num_warps=8, loop_instructions=80, arch=80)["issue_ceiling"] == 1.6
+    # TF32 runs at half the 16-bit rate; the SASS's own MMA work wins over the tile when known
+    assert _gemm_row(num_warps=8, dtype="fp32", input_precision="tf32")["issue_ceiling"] == 1.6
+    assert _gemm_row(num_warps=8, loop_mma_macs=2 * 128 * 64 * 32)["issue_ceiling"] == 1.6
+    assert _gemm_row(dtype="fp32", input_precision="ieee")["issue_ceiling"] is None  # FMA: no tensor rate
+
+
+def test_issue_ceiling_gate_holds_for_the_configs_tried_first_on_sm90_only():
+    low = dict(num_warps=8, loop_instructions=100)  # ceiling 128 / 200 = 0.64
+    for rank, arch, fails in ((0, 90, True), (1, 90, True), (2, 90, False), (None, 90, False), (0, 80, False)):
+        rows = [_gemm_row(autotune_rank=rank, arch=arch, **low),
+                _reference_row(arch=arch, num_warps=8, loop_instructions=90)]
+        cg.apply_reference_gates(rows)
+        assert ("issue ceiling 0.64 < 0.85" in rows[0]["failures"]) == fails, (rank, arch, rows[0]["failures"])
+
+
+_SASS_LOOPS = """
+        /*0100*/                   MOV R1, c[0x0][0x28] ;
+        /*0110*/                   IMAD R2, R3, R4, RZ ;
+        /*0120*/                   IADD3 R5, R5, 0x1, RZ ;
+        /*0130*/                   ISETP.GE.AND P0, PT, R5, 0x4, PT ;
+        /*0140*/               @!P0 BRA 0x120 ;
+        /*0150*/                   DEPBAR.LE SB0, 0x1 ;
+        /*0160*/                   BAR.SYNC.DEFER_BLOCKING 0x0 ;
+        /*0170*/                   LDGSTS.E.BYPASS.128 [R7], desc[UR4][R8.64] ;
+        /*0180*/                   LDSM.16.M88.4 R12, [R9] ;
+        /*0190*/                   HMMA.16816.F32 R20, R12, R16, R20 ;
+        /*01a0*/                   HMMA.16816.F32 R24, R12, R18, R24 ;
+        /*01b0*/                   UIADD3 UR4, UR4, 0x1, URZ ;
+        /*01c0*/                   FADD R3, R3, R4 ;
+        /*01d0*/                @P1 BRA 0x150 ;
+        /*01e0*/                   EXIT ;
+        /*01f0*/                   BRA 0x1f0;
+"""
+
+
+def test_main_loop_is_the_innermost_backward_branch_around_the_mma():
+    loop = cg.main_loop(cg.sass_instructions(_SASS_LOOPS))
+    assert (loop[0].address, loop[-1].address) == (0x150, 0x1d0)  # not the MMA-free loop at 0x120
+    figures = cg.loop_figures(_SASS_LOOPS, num_warps=4)
+    assert figures == {"loop_instructions": 9, "loop_integer": 1, "loop_memory": 2, "loop_mma": 2, "loop_sync": 2,
+                       "loop_other": 2, "loop_mma_macs": 2 * 16 * 8 * 16 * 4}
+    nested = _SASS_LOOPS.replace("@P1 BRA 0x150", "@P1 BRA 0x170").replace("EXIT ;", "@P2 BRA 0x150 ;")
+    assert cg.loop_figures(nested, 4)["loop_instructions"] == 7  # the inner loop holds the MMAs
+    assert cg.loop_figures(_SASS_LOOPS.replace("HMMA", "FFMA"), 4)["loop_instructions"] is None
+    assert [cg.instruction_class(op) for op in ("HGMMA.64x64x16.F32", "UTCHMMA", "USEL", "WARPGROUP.ARRIVE",
+                                                "LDGDEPBAR", "ULDC.64", "BRA", "I2F.RP")] == [
+        "mma", "mma", "integer", "sync", "memory", "memory", "other", "integer"]
+    assert cg.mma_macs("HGMMA.64x128x16.F32.BF16") == 64 * 128 * 16 and cg.mma_macs("HMMA.1688.F32.TF32") == 16 * 8 * 8
+
+
+def test_occupancy_and_waves_of_a_launch():
+    # 128 regs x 256 threads = 32K of 64K registers: 2 CTAs; 99 KB + 1 KB of 228 KB: 2 CTAs; 507 CTAs
+    # on 132 SMs x 2 = 264 slots: 1.92 waves, the last 92% full
+    row = _gemm_row(num_warps=8, registers=128, smem_dynamic_bytes=99328, grid="169x3x1")
+    assert {k: row[k] for k in ("ctas", "ctas_per_sm_regs", "ctas_per_sm_smem", "ctas_per_sm", "waves",
+                                "last_wave_fill")} == {"ctas": 507, "ctas_per_sm_regs": 2, "ctas_per_sm_smem": 2,
+                                                        "ctas_per_sm": 2, "waves": 1.92, "last_wave_fill": 0.92}
+    # registers round up per warp to 256: 129 -> 136 per thread, 1 CTA; sm_80 has 108 SMs, 164 KB
+    row = _gemm_row(num_warps=8, registers=129, smem_dynamic_bytes=99328, grid="169x3x1", arch=80)
+    assert (row["ctas_per_sm_regs"], row["ctas_per_sm_smem"], row["waves"]) == (1, 1, 4.69)
+    assert _gemm_row()["ctas"] is None  # no grid: a generic row
+
+
+def test_specs_compile_only_for_the_archs_of_their_tables():
+    a, b = cg.SpecRef("m", 0, "o", "k", "c", "fp16", archs=(90,)), cg.SpecRef("m", 1, "o", "k", "d", "fp16")
+    assert cg.compile_tasks([a, b], [80, 90]) == [(a, 90), (b, 80), (b, 90)]
+    refs = cg.reference_refs([dataclasses.replace(a, reference="128x64x32 w8 s3"),
+                              dataclasses.replace(a, index=2, config="e", reference="128x64x32 w8 s3", archs=(80,))])
+    assert [r.archs for r in refs] == [(80, 90)]
 
 
 _TTGIR_UNPIPELINED = """
@@ -522,8 +615,9 @@ def budgeted_sample(found, archs=cg.DEFAULT_ARCHS):
 
     For every (op, kernel), every variant (dtype, expects_mma, generic or launch-faithful) on
     every arch once, the variants taking the kernel's configs (and real shapes) in turn (the
-    i-th pick gets spec i mod n). So each kernel compiles at each precision, generic and at a
-    real launch, for sm_80 and sm_90, at 2 x (number of variants) compiles per kernel;
+    i-th pick gets spec i mod n, among the specs compiled for that arch: a per-arch table's
+    config only for its arch). So each kernel compiles at each precision, generic and at a real
+    launch, for sm_80 and sm_90, at 2 x (number of variants) compiles per kernel;
     `alexnet-fast codegen` compiles every spec x arch.
     """
     by_kernel: dict[tuple, dict[tuple, list]] = {}
@@ -534,7 +628,9 @@ def budgeted_sample(found, archs=cg.DEFAULT_ARCHS):
     picks = []
     for variants in by_kernel.values():
         for i, (refs, arch) in enumerate((refs, arch) for refs in variants.values() for arch in archs):
-            picks.append((refs[i % len(refs)], arch))
+            eligible = [r for r in refs if r.compiles_for(arch)]
+            if eligible:
+                picks.append((eligible[i % len(eligible)], arch))
     return picks
 
 
@@ -551,6 +647,10 @@ def test_budgeted_sample_covers_every_precision_and_arch_and_rotates_configs():
     picks = [(ref.spec_id, arch) for ref, arch in budgeted_sample(found)]
     assert picks == [("op/k/c0/fp32", 80), ("op/k/c1/fp32", 90), ("op/k/c2_tf32/fp32", 80),
                      ("op/k/c0_tf32/fp32", 90), ("op/k/c0/fp16", 80), ("op/k/c1/fp16", 90)]
+    # a config of one arch's table is picked for that arch only
+    only90 = [(dataclasses.replace(ref, archs=(90,)), spec) for ref, spec in found]
+    assert [(ref.spec_id, arch) for ref, arch in budgeted_sample(only90)] == [
+        ("op/k/c1/fp32", 90), ("op/k/c0_tf32/fp32", 90), ("op/k/c1/fp16", 90)]
 
 
 # Launch-faithful rows known to fail a gate, with the change that fixes them: (op, kernel,

@@ -21,7 +21,8 @@ from kernels import configs
 from kernels._common import KernelSpec
 from kernels.conv2d_relu import (
     _KERNELS,
-    _TABLES,
+    CONFIG_ARCHS,
+    DOTS,
     _constexpr_args,
     alexnet_conv_layers,
     codegen_specs,
@@ -29,6 +30,7 @@ from kernels.conv2d_relu import (
     conv2d_relu_wgrad,
     dot_precision,
     relu_grad,
+    config_table,
     use_flat_k,
 )
 from kernels.nn.conv import Conv2dReLU
@@ -167,6 +169,39 @@ def test_channels_last_with_krsc_weight(case, dtype):
     run_and_check(x, weight.to(memory_format=torch.channels_last), b, stride, padding, groups, what=f"krsc {case}")
 
 
+# The image-major walks: a batch that is a multiple of BLOCK_M (fwd, dgrad: a tile of images at
+# one pixel, only the taps inside) or of BLOCK_K (wgrad: K-steps of images at one pixel), as at
+# batch 128 on a GPU. The interpreter's one config has huge blocks, so these tests give it 16-wide
+# ones: channel blocks then wrap, with and without a masked tail.
+IMAGE_MAJOR_CASES = [
+    # (N, C, H, W, K, (R, S), stride, padding, groups, channels_last)
+    (16, 40, 3, 4, 24, (3, 3), 1, 1, 2, True),    # 20 channels per group: a masked channel tail; dgrad: 12
+    (16, 32, 4, 3, 32, (3, 3), 2, 1, 1, False),   # whole channel blocks (EVEN_K), 4 stride phases, NCHW
+    (16, 3, 7, 7, 16, (5, 5), 2, 2, 1, True),     # C=3: the flat walk; wgrad's image lanes, taps per column
+    (16, 16, 3, 3, 16, (2, 2), 1, 2, 1, True),    # padding >= kernel: border pixels with no tap inside
+]
+
+
+@pytest.fixture
+def small_interpreter_blocks(monkeypatch):
+    """16-wide interpreter blocks (a fresh autotuner cache, so every kernel takes them)."""
+    from kernels import _common
+
+    monkeypatch.setattr(configs, "CONV2D_RELU_INTERPRETER_CONFIG",
+                        dict(BLOCK_M=16, BLOCK_N=16, BLOCK_K=16, GROUP_M=8, num_warps=4, num_stages=1))
+    monkeypatch.setattr(_common, "_TUNED", {})
+
+
+@pytest.mark.parametrize("case", IMAGE_MAJOR_CASES, ids=lambda c: "x".join(map(str, c[:4])) + f"_k{c[5][0]}_s{c[6]}_p{c[7]}_g{c[8]}"
+                         + ("_nhwc" if c[9] else ""))
+def test_image_major_walks(case, small_interpreter_blocks):
+    n, c, h, w, k, (r, s), stride, padding, groups, channels_last = case
+    x, weight, b = make_inputs(n, c, h, w, k, r, s, groups, torch.float32, channels_last=channels_last)
+    if channels_last:
+        weight = weight.to(memory_format=torch.channels_last)
+    run_and_check(x, weight, b, stride, padding, groups, what=f"image-major {case}")
+
+
 def test_channels_last_weight_and_strided_input():
     """Any strides work: a channels_last weight, a sliced (non-contiguous) input; dweight
     comes back in the weight's memory format."""
@@ -183,20 +218,24 @@ def test_channels_last_weight_and_strided_input():
     assert leaf_w.grad.is_contiguous(memory_format=torch.channels_last)
 
 
-@pytest.mark.parametrize("flat", [False, True], ids=["channel_blocks", "flat_k"])
-def test_wgrad_split_reduction(flat):
+@pytest.mark.parametrize("walk", ["channel_blocks", "flat_k", "image_lanes"])
+def test_wgrad_split_reduction(walk, request):
     """Split-K wgrad (what a GPU uses to fill its SMs) sums its fp32 partials exactly like
-    one split: checked against the float64 reference with 1 and 3 splits."""
-    c = 6 if flat else 20
-    x, weight, bias = make_inputs(2, c, 13, 12, 10, 3, 3, 2, torch.float32)
+    one split: checked against the float64 reference with 1 and 3 splits, in both reduction
+    orders and in the image-lane walk (batch 16 with 16-wide interpreter blocks: split z takes
+    its K-steps of each tap's walk, border taps have fewer)."""
+    if walk == "image_lanes":
+        request.getfixturevalue("small_interpreter_blocks")
+    n, c, h, w = (16, 20, 4, 3) if walk == "image_lanes" else (2, 6 if walk == "flat_k" else 20, 13, 12)
+    x, weight, bias = make_inputs(n, c, h, w, 10, 3, 3, 2, torch.float32, channels_last=walk == "image_lanes")
     y = conv2d_relu(x, weight, bias, 1, 1, 2)
     grad = torch.randn_like(y)
     xd, wd, bd = (t.double().requires_grad_() for t in (x, weight, bias))
     F.relu(F.conv2d(xd, wd, bd, 1, 1, 1, 2)).backward(grad.double())
     for splits in (1, 3):
         dw, db = conv2d_relu_wgrad(relu_grad(grad, y, True), x, weight, (1, 1), (1, 1), 2, splits=splits)
-        assert_close_ref(dw, wd.grad, torch.float32, 2 * 13 * 12, f"dweight, {splits} splits")
-        assert_close_ref(db, bd.grad, torch.float32, 2 * 13 * 12, f"dbias, {splits} splits")
+        assert_close_ref(dw, wd.grad, torch.float32, n * h * w, f"dweight, {splits} splits")
+        assert_close_ref(db, bd.grad, torch.float32, n * h * w, f"dbias, {splits} splits")
 
 
 def test_empty_batch():
@@ -406,61 +445,131 @@ def test_dot_precision_follows_cudnn_allow_tf32():
 
 
 def test_configs_are_data_and_fit_shared_memory():
-    """Every GPU config: tile sizes tensor cores accept, and a worst-case (fp32 operands,
-    every stage buffered) shared-memory estimate under sm_80's 164 KB. The compile check
-    proper is profiling/codegen.py."""
-    for table in _TABLES.values():
-        for kernel in _KERNELS:
-            assert table[kernel], kernel
-            for cfg in table[kernel]:
-                assert {"BLOCK_M", "BLOCK_N", "BLOCK_K", "GROUP_M", "num_warps", "num_stages"} <= set(cfg)
-                assert min(cfg["BLOCK_M"], cfg["BLOCK_N"], cfg["BLOCK_K"]) >= 16
-                assert (cfg["BLOCK_M"] + cfg["BLOCK_N"]) * cfg["BLOCK_K"] * 4 * cfg["num_stages"] <= 164 * 1024
+    """Every GPU config of every arch's tables: tile sizes tensor cores accept, and a worst-case
+    (every stage buffered) shared-memory estimate within the arch's per-block limit (sm_80 163 KB,
+    also for the gather table, which every arch uses;
+    sm_90 227 KB; 4-byte operands in the tf32 and FMA tables). The compile check proper is
+    profiling/codegen.py."""
+    limit = {80: 163 * 1024, 90: 227 * 1024, conv_mod.GATHER: 163 * 1024}  # the gather table: every arch
+    for arch in CONFIG_ARCHS + (conv_mod.GATHER,):
+        for dot in DOTS:
+            table = config_table(arch, dot)
+            for kernel in _KERNELS:
+                assert table[kernel], (arch, dot, kernel)
+                for cfg in table[kernel]:
+                    assert {"BLOCK_M", "BLOCK_N", "BLOCK_K", "GROUP_M", "num_warps", "num_stages"} <= set(cfg)
+                    assert min(cfg["BLOCK_M"], cfg["BLOCK_N"], cfg["BLOCK_K"]) >= 16
+                    size = 2 if dot == "mma" else 4
+                    assert (cfg["BLOCK_M"] + cfg["BLOCK_N"]) * cfg["BLOCK_K"] * size * cfg["num_stages"] <= limit[arch]
+    assert conv_mod.config_arch((9, 0)) == 90 and conv_mod.config_arch((8, 6)) == 80
+    assert conv_mod.config_arch((12, 0)) == 80  # an arch without a table of its own: sm_80's
     interp = configs.CONV2D_RELU_INTERPRETER_CONFIG
     assert min(interp["BLOCK_M"], interp["BLOCK_N"], interp["BLOCK_K"]) >= 16
 
 
 def test_codegen_specs_cover_every_kernel_config_and_dtype():
+    """Generic specs: every config of every table (each arch's fast-path tables, the gather and
+    FMA tables) for its dtypes, with its archs and autotune positions; the fast path's with what
+    fast_path guarantees (unit channel strides, multiples of 16, the image-major walk)."""
     specs = [s for s in codegen_specs() if s.args is None]
     assert all(isinstance(s, KernelSpec) for s in specs)
     seen = {(s.kernel, s.config, s.dtype) for s in specs}
     assert len(seen) == len(specs), "duplicate spec"
+    precisions = {"fp32": ("tf32", "ieee"), "fp16": ("ieee",), "bf16": ("ieee",)}
+    torch_dtype = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
     for name, fn in _KERNELS.items():
-        orders = 2 if "FLAT_K" in fn.arg_names else 1
         mine = [s for s in specs if s.fn is fn]
-        n_mma, n_fma = len(_TABLES["mma"][name]), len(_TABLES["fma"][name])
-        assert len(mine) == orders * (3 * n_mma + n_fma), name
+        expected = 0
+        for dtype, precs in precisions.items():
+            for precision in precs:
+                dot = conv_mod.dot_kind(torch_dtype[dtype], precision)
+                for fast in ((True, False) if dot != "fma" else (False,)):
+                    orders = 2 if "FLAT_K" in fn.arg_names and not fast else 1
+                    tables = {arch: config_table(arch if fast else conv_mod.GATHER, dot)[name] for arch in CONFIG_ARCHS}
+                    expected += orders * len({conv_mod._config_name(c) for cfgs in tables.values() for c in cfgs})
+                    suffix = conv_mod._path_suffix(dot, fast)
+                    for arch, cfgs in tables.items():  # each entry: a spec for its arch, with its rank
+                        for rank, cfg in enumerate(cfgs):
+                            hits = [s for s in mine if s.dtype == dtype and s.extra["input_precision"] == precision
+                                    and s.config.startswith(conv_mod._config_name(cfg) + suffix)
+                                    and ("gather" in s.config) == (suffix == "_gather")]
+                            assert hits and all(arch in s.extra["archs"] and s.extra["autotune_rank"][arch] == rank
+                                                for s in hits), (name, dtype, precision, arch, cfg)
+                            for spec in hits if fast else ():
+                                units, multiples, _, walk = conv_mod._FAST_PATH_ARGS[name]
+                                assert all(spec.signature[a] == "constexpr" and spec.constexprs[a] == 1 for a in units)
+                                assert set(spec.extra["divisible_by_16"]) == set(multiples) | {"BATCH"}
+                                assert spec.constexprs[walk] and not spec.constexprs.get("FLAT_K", False)
+        assert len(mine) == expected, name
         for spec in mine:
             assert list(spec.signature) == fn.arg_names
-            constexprs = _constexpr_args(fn)
-            assert sorted(spec.constexprs) == sorted(constexprs)
-            assert all(spec.signature[n] == "constexpr" for n in constexprs)
+            constexprs = [n for n, t in spec.signature.items() if t == "constexpr"]
+            assert set(_constexpr_args(fn)) <= set(constexprs) and sorted(spec.constexprs) == sorted(constexprs)
             ptr = {"fp32": "*fp32", "fp16": "*fp16", "bf16": "*bf16"}[spec.dtype]
             assert all(t in (ptr, "*fp32", "i32", "constexpr") for t in spec.signature.values())
             assert spec.expects_mma == (spec.dtype != "fp32" or spec.constexprs["INPUT_PRECISION"] == "tf32")
 
 
+def test_fast_path_takes_channels_last_launches_at_batches_the_tiles_divide():
+    """conv2-conv5 channels-last at batch 128 take the arch's tables; NCHW, conv1 (the flat
+    walk), odd channel counts and a batch the tiles do not divide take the gather table."""
+    x = torch.empty((128, 256, 13, 13), device="meta").to(memory_format=torch.channels_last)
+    w = torch.empty((384, 256, 3, 3), device="meta").to(memory_format=torch.channels_last)
+    y = torch.empty((128, 384, 13, 13), device="meta").to(memory_format=torch.channels_last)
+
+    def fast(x, w, y, arch=90):
+        args, _ = conv_mod._fwd_launch(x, w, None, y, (1, 1), (1, 1), 1, True, "ieee")
+        return conv_mod.fast_path("fwd", args, arch, "mma")
+
+    assert fast(x, w, y) and fast(x, w, y, arch=80)
+    assert not fast(x.contiguous(), w.contiguous(), y.contiguous())  # NCHW: gathered
+    assert not fast(x[:32], w, y[:32])  # 32 is no multiple of the 128-row tiles
+    assert fast(x[:64], w, y[:64]) == (conv_mod.fast_batch_multiple("fwd", 90, "mma") <= 64)
+    odd = torch.empty((128, 40, 13, 13), device="meta").to(memory_format=torch.channels_last)
+    assert not fast(odd, torch.empty((384, 40, 3, 3), device="meta").to(memory_format=torch.channels_last), y)
+    assert not conv_mod.fast_path("fwd", {"FLAT_K": True}, 90, "mma")  # conv1's 3 channels
+
+
 def test_codegen_real_shape_specs_are_the_launches_of_both_presets():
-    """Launch-faithful specs: every conv layer of both presets, each tensor-core config of
-    the three kernels (conv1 has no dgrad: the image needs no gradient), fp16, bf16, TF32,
-    with the arguments the launchers pass for channels-last activations and KRSC weights:
-    unit channel strides and the channels per group as an argument (what lets the
-    compiler prove 16-byte aligned, contiguous loads along the reduction)."""
+    """Launch-faithful specs: every conv layer of both presets, each tensor-core config of each
+    arch's tables for the three kernels (conv1 has no dgrad: the image needs no gradient), fp16,
+    bf16, TF32, with the arguments the launchers pass for channels-last activations and KRSC
+    weights: unit channel strides and the channels per group as an argument (what lets the
+    compiler prove 16-byte aligned, contiguous loads along the reduction), and the launch-time
+    constexprs of a batch of 128: the image-major walks, whole channel blocks where they divide."""
     real = [s for s in codegen_specs() if s.args is not None]
     layers = alexnet_conv_layers()
     assert len(layers) == 10
-    per_layer_kernels = sum(len(_TABLES["mma"][k]) for k in _KERNELS)
-    assert len(real) == 3 * (len(layers) * per_layer_kernels - 2 * len(_TABLES["mma"]["dgrad"]))
     assert len({(s.kernel, s.config, s.dtype, s.shape) for s in real}) == len(real)
+    index = {(s.kernel, s.config, s.dtype, s.shape): s for s in real}
+    for dtype_name, dtype, precision in (("fp16", torch.float16, "ieee"), ("bf16", torch.bfloat16, "ieee"),
+                                         ("fp32", torch.float32, "tf32")):
+        for arch in CONFIG_ARCHS:
+            launches = conv_mod.real_launches(128, dtype, precision, arch)
+            assert len(launches) == 3 * len(layers) - 2  # no conv1 dgrad in either preset
+            for name, label, runtime, constexprs, grid in launches:
+                dot = conv_mod.dot_kind(dtype, precision)
+                fast = conv_mod.fast_path(name, {**runtime, **constexprs}, arch, dot)
+                assert fast == ("conv1" not in label), label  # conv1: the flat walk, gathered
+                for rank, cfg in enumerate(config_table(arch if fast else conv_mod.GATHER, dot)[name]):
+                    config = (conv_mod._config_name(cfg) + conv_mod._path_suffix(dot, fast)
+                              + ("_tf32" if dtype == torch.float32 else ""))
+                    spec = index[(_KERNELS[name].__name__, config, dtype_name, label)]
+                    assert arch in spec.extra["archs"] and spec.extra["autotune_rank"][arch] == rank
+                    assert spec.extra["grid"] == grid(cfg)
     for spec in real:
         fn = spec.fn
         assert set(spec.args) | set(spec.constexprs) == set(fn.arg_names)
         assert spec.expects_mma and spec.dtype in ("fp16", "bf16", "fp32")
         channel_strides = [v for k, v in spec.args.items() if k in ("sx_c", "sw_c", "sg_k", "sy_k")]
         assert channel_strides and all(v == 1 for v in channel_strides), spec.shape
+        per_group = spec.args.get("C_PER_GROUP", spec.args.get("K_PER_GROUP"))
         if "conv1" not in spec.shape:
-            per_group = spec.args.get("C_PER_GROUP", spec.args.get("K_PER_GROUP"))
             assert per_group % 16 == 0, spec.shape
+            image_major = spec.constexprs.get("IMAGE_ROWS", spec.constexprs.get("IMAGE_LANES"))
+            assert image_major, (spec.kernel, spec.config, spec.shape)  # batch 128: a multiple of every block
+        if "EVEN_K" in spec.constexprs:
+            assert spec.constexprs["EVEN_K"] == (per_group % spec.constexprs["BLOCK_K"] == 0), spec.shape
 
 
 # --------------------------------------------------------------------------------------
