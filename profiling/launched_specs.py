@@ -42,18 +42,20 @@ CODEGEN_KERNEL_ORDER = ["conv2d_relu_fwd_kernel", "conv2d_relu_dgrad_kernel", "c
 
 
 def codegen_selection(found: Sequence[tuple[Any, Any]], launched: Sequence[Mapping[str, Any]],
-                      chosen: Sequence[Mapping[str, Any]], cap: int) -> tuple[list, list[str], list[str]]:
+                      chosen: Sequence[Mapping[str, Any]], cap: int,
+                      arch: int | None = None) -> tuple[list, list[str], list[str]]:
     """Which codegen specs (``profiling.codegen.collect_specs`` pairs) compile the kernels the
     run launched: per launched (kernel, shape, dtype) -- the shape's preset and layer as
     launched, the nearest batch the codegen check lists -- the launch-faithful spec of the
     config the autotuner chose for it (else of the first config of its table, what a short
     run tries first). Every kernel gets one spec before any gets a second (round robin in
     the order forward, dgrad, wgrad, fused LRN+pool, LRN, pool, then their backwards), then
-    ``cap`` cuts. Returns (selected refs, spec ids left out by the cap, launches with no
-    launch-faithful spec)."""
+    ``cap`` cuts. ``arch``: only specs compiled for it (a per-arch table's configs are compiled
+    for their archs only). Returns (selected refs, spec ids left out by the cap, launches with
+    no launch-faithful spec)."""
     by_kernel: dict[str, list] = {}
-    for ref, spec in found:
-        if ref.shape:
+    for ref, spec in found:  # a per-arch table's spec only for its archs
+        if ref.shape and (arch is None or getattr(ref, "compiles_for", lambda a: True)(arch)):
             by_kernel.setdefault(ref.kernel, []).append((ref, spec))
     slots: dict[str, list] = {}
     unmatched: list[str] = []
@@ -102,7 +104,7 @@ def compile_launched(launched: Sequence[Mapping[str, Any]], chosen: Sequence[Map
 
     arch = arch if arch in codegen.SHARED_LIMIT_BYTES else max(a for a in codegen.SHARED_LIMIT_BYTES if a <= arch)
     modules = [importlib.import_module(m) for m in codegen.kernel_module_names()]
-    refs, left_out, unmatched = codegen_selection(codegen.collect_specs(modules), launched, chosen, max_specs)
+    refs, left_out, unmatched = codegen_selection(codegen.collect_specs(modules), launched, chosen, max_specs, arch)
     meta = {"codegen_left_out": left_out, "codegen_unmatched": sorted(set(unmatched))}
     if not refs:
         return [], meta

@@ -244,6 +244,17 @@ def test_codegen_selection_follows_the_launches_and_covers_every_kernel_kind():
     assert {r.kernel for r in all_refs} == set(CODEGEN_KERNEL_ORDER)
 
 
+def test_codegen_selection_takes_only_specs_compiled_for_the_devices_arch():
+    """A per-arch table's spec compiles for its archs only: picked for another arch it compiles
+    to nothing (the smoke run's conv rows vanished that way when the conv tables went per arch)."""
+    launched = [{"preset": "paper", "unit": "conv2+relu2", "op": "conv2d_relu", "dtype": "fp16",
+                 "passes": ["fwd", "bwd"], "batch": 2}]
+    for arch in (80, 90):
+        refs, _, unmatched = codegen_selection(_found(), launched, [], 6, arch)
+        assert [r.kernel for r in refs] == CODEGEN_KERNEL_ORDER[:3] and not unmatched
+        assert all(r.compiles_for(arch) for r in refs), arch
+
+
 def test_codegen_selection_prefers_the_autotuners_choice_and_the_launched_shape():
     launched = [{"preset": "paper", "unit": "conv3+relu3", "op": "conv2d_relu", "dtype": "bf16", "passes": ["fwd"],
                  "batch": 128}]
