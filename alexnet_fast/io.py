@@ -47,15 +47,24 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
 
 
 def json_safe(obj: Any) -> Any:
-    """``obj`` with every non-finite float (NaN, inf) replaced by None, in nested dicts,
-    lists and tuples, so that it serialises as valid JSON (``null``)."""
+    """``obj`` as values JSON can hold, by one rule for every file the project writes: a
+    non-finite float (NaN, inf) becomes None (``null``: no figure, never the string "inf" nor
+    the bare ``NaN`` that JSON parsers reject); numpy / torch scalars become Python numbers,
+    arrays and tuples lists; anything else JSON cannot write (a path, a dtype) its text."""
     if isinstance(obj, float):
         return obj if math.isfinite(obj) else None
+    if obj is None or isinstance(obj, (str, int)):
+        return obj
     if isinstance(obj, dict):
         return {k: json_safe(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
         return [json_safe(v) for v in obj]
-    return obj
+    for convert in ("item", "tolist"):  # numpy / torch scalars, then arrays
+        try:
+            return json_safe(getattr(obj, convert)())
+        except (AttributeError, TypeError, ValueError, RuntimeError):
+            pass
+    return str(obj)
 
 
 def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:

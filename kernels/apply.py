@@ -44,7 +44,11 @@ import torch
 import torch.nn.functional as F
 from torch import fx, nn
 
-from kernels._common import SUPPORTED_DTYPES
+from kernels._common import SUPPORTED_DTYPES, int_pair
+from kernels.conv2d_relu import OP as CONV2D_RELU
+from kernels.lrn import OP as LRN
+from kernels.lrn_max_pool import OP as LRN_MAX_POOL2D
+from kernels.max_pool import OP as MAX_POOL2D
 
 __all__ = ["apply", "ApplyReport", "Replacement", "Left", "TracedForward"]
 
@@ -62,7 +66,7 @@ class Replacement:
     """``module`` (qualified name) became ``new``; ``absorbed`` lists the ReLU / pool it took over."""
 
     module: str
-    kind: str  # "conv+relu", "conv", "lrn+pool", "lrn", "pool"
+    kind: str  # the op it runs: conv2d_relu, conv2d (Conv2dReLU(relu=False)), lrn_max_pool2d, ...
     new: str
     absorbed: tuple[str, ...] = ()
     note: str = ""
@@ -144,14 +148,10 @@ def _dtype_problem(m: nn.Module) -> str | None:
     return None
 
 
-def _pair(v: Any) -> tuple:
-    return tuple(v) if isinstance(v, (tuple, list)) else (v, v)
-
-
 def _conv_problem(m: nn.Conv2d) -> str | None:
     if isinstance(m.padding, str):
         return f"string padding {m.padding!r} is not supported (give ints)"
-    if _pair(m.dilation) != (1, 1):
+    if int_pair(m.dilation, "dilation", op="kernels.apply", minimum=0) != (1, 1):
         return f"dilation={m.dilation} is not supported (only 1)"
     if m.padding_mode != "zeros":
         return f"padding_mode={m.padding_mode!r} is not supported (only 'zeros')"
@@ -159,7 +159,12 @@ def _conv_problem(m: nn.Conv2d) -> str | None:
 
 
 def _pool_problem(m: nn.MaxPool2d) -> str | None:
-    if _pair(m.dilation) != (1, 1):
+    try:
+        _pool_key(m)
+        dilation = int_pair(m.dilation, "dilation", op="max-pool", minimum=0)
+    except (TypeError, ValueError) as e:  # what the kernel would refuse: left, with the reason
+        return str(e)
+    if dilation != (1, 1):
         return f"max-pool with dilation={m.dilation} is not supported (only 1)"
     if m.ceil_mode:
         return "max-pool with ceil_mode=True is not supported"
@@ -184,7 +189,9 @@ def _problem(m: nn.Module) -> str | None:
 
 
 def _pool_key(m: nn.MaxPool2d) -> tuple:
-    return _pair(m.kernel_size), _pair(m.stride if m.stride is not None else m.kernel_size), _pair(m.padding)
+    stride = m.stride if m.stride is not None else m.kernel_size
+    return (int_pair(m.kernel_size, "kernel_size", op="max-pool", minimum=1),
+            int_pair(stride, "stride", op="max-pool", minimum=1), int_pair(m.padding, "padding", op="max-pool", minimum=0))
 
 
 # ------------------------------------------------------------------ new modules
@@ -317,14 +324,14 @@ def _plan_fx(model: nn.Module, graph: fx.Graph) -> _Plan:
                 for user, _ in found:
                     absorbed[id(user)] = user
                 plan.swaps.append((m, _new_conv(m, relu=True)))
-                report.replaced.append(Replacement(node.target, "conv+relu", "Conv2dReLU(relu=True)",
+                report.replaced.append(Replacement(node.target, CONV2D_RELU, "Conv2dReLU(relu=True)",
                                                    tuple(_describe(u, modules) for u, _ in found)))
             else:
                 why = next(w for u, w in found if u is None)
                 has_relu = any(_is_relu(u, modules) for s in sites for u in s.users)
                 why = f"{'kept its ReLU apart' if has_relu else 'no ReLU to fuse'}: {why}"
                 plan.swaps.append((m, _new_conv(m, relu=False)))
-                report.replaced.append(Replacement(node.target, "conv", "Conv2dReLU(relu=False)", note=why))
+                report.replaced.append(Replacement(node.target, "conv2d", "Conv2dReLU(relu=False)", note=why))
         else:  # LRN
             is_pool = lambda u: u.op == "call_module" and type(modules[u.target]) is nn.MaxPool2d  # noqa: E731
             found = [_only_user(s, modules, is_pool) for s in sites]
@@ -334,12 +341,12 @@ def _plan_fx(model: nn.Module, graph: fx.Graph) -> _Plan:
                 for user, _ in found:
                     absorbed[id(user)] = user
                 plan.swaps.append((m, _new_lrn(m, pools[0])))
-                report.replaced.append(Replacement(node.target, "lrn+pool", "LRNMaxPool2d",
+                report.replaced.append(Replacement(node.target, LRN_MAX_POOL2D, "LRNMaxPool2d",
                                                    tuple(_describe(u, modules) for u, _ in found)))
             else:
                 why = next((w for u, w in found if u is None), "its call sites feed pools of different shapes")
                 plan.swaps.append((m, _new_lrn(m, None)))
-                report.replaced.append(Replacement(node.target, "lrn", "LocalResponseNorm",
+                report.replaced.append(Replacement(node.target, LRN, "LocalResponseNorm",
                                                    note=f"not fused with a pool: {why}"))
     # pools not taken over by an LRN: the single op
     for node in pending_pools:
@@ -354,7 +361,7 @@ def _plan_fx(model: nn.Module, graph: fx.Graph) -> _Plan:
             report.left.append(Left(node.target, problem))
         else:
             plan.swaps.append((m, _new_pool(m)))
-            report.replaced.append(Replacement(node.target, "pool", "MaxPool2d"))
+            report.replaced.append(Replacement(node.target, MAX_POOL2D, "MaxPool2d"))
     # absorbed ReLU / pool nodes: a module whose every call is absorbed becomes Identity (the
     # forward stays the user's code); any other absorbed node is erased from the graph
     replaced_ids = {id(old) for old, _ in plan.swaps}
@@ -417,17 +424,17 @@ def _plan_sequential(model: nn.Module, why: str) -> _Plan:
             if type(m) is nn.Conv2d:
                 fuse = type(nxt) is nn.ReLU and nxt_ok
                 plan.swaps.append((m, _new_conv(m, relu=fuse)))
-                report.replaced.append(Replacement(qual, "conv+relu" if fuse else "conv",
+                report.replaced.append(Replacement(qual, CONV2D_RELU if fuse else "conv2d",
                                                    f"Conv2dReLU(relu={fuse})", (nxt_qual,) if fuse else ()))
             elif type(m) is nn.LocalResponseNorm:
                 fuse = type(nxt) is nn.MaxPool2d and nxt_ok
                 plan.swaps.append((m, _new_lrn(m, nxt if fuse else None)))
-                report.replaced.append(Replacement(qual, "lrn+pool" if fuse else "lrn",
+                report.replaced.append(Replacement(qual, LRN_MAX_POOL2D if fuse else LRN,
                                                    "LRNMaxPool2d" if fuse else "LocalResponseNorm",
                                                    (nxt_qual,) if fuse else ()))
             else:
                 plan.swaps.append((m, _new_pool(m)))
-                report.replaced.append(Replacement(qual, "pool", "MaxPool2d"))
+                report.replaced.append(Replacement(qual, MAX_POOL2D, "MaxPool2d"))
                 continue
             if fuse:
                 plan.swaps.append((nxt, _identity(nxt)))

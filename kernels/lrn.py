@@ -59,7 +59,7 @@ OP = "local_response_norm"
 
 
 # ---------------------------------------------------------------------------------------
-# Triton helpers (shared with kernels/lrn_max_pool2d.py)
+# Triton helpers (shared with kernels/lrn_max_pool.py)
 # ---------------------------------------------------------------------------------------
 
 @triton.jit
@@ -314,7 +314,7 @@ KERNEL_ARG_TYPES = {"x_ptr": "*x", "y_ptr": "*x", "dy_ptr": "*x", "dx_ptr": "*x"
 def codegen_specs() -> list[KernelSpec]:
     """Every (kernel, GPU tile config, layout, dtype) of this op, for profiling/codegen.py; then
     each NHWC config launch-faithfully at the paper's lrn1 / lrn2 shapes (the model variants run
-    these fused with the pool, see kernels/lrn_max_pool2d.py)."""
+    these fused with the pool, see kernels/lrn_max_pool.py)."""
     from kernels._common import alexnet_channel_layers
 
     launches = alexnet_channel_layers("lrn")

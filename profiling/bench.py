@@ -3,7 +3,7 @@
 :func:`add_arguments` defines every flag (one function: add a flag there and read it in
 :func:`profiling.plan.plan_from_args`); :func:`run` turns them into a
 :class:`profiling.plan.BenchPlan` -- refusing bad input up front, in one line, before any
-work starts -- and runs it with :class:`profiling.engine.Harness` (the one engine on the plan's cells).
+work starts -- and runs it with :class:`Harness` (the one engine on the plan's cells).
 
 The modules behind it, one job each: :mod:`profiling.plan` (what to measure),
 :mod:`profiling.engine` (one-device cells), :mod:`profiling.layout_bench` (two-rank cells),
@@ -14,15 +14,22 @@ The modules behind it, one job each: :mod:`profiling.plan` (what to measure),
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
+from typing import Any, Callable, Iterable
+
+from torch import nn
 
 from alexnet_fast.io import writable_dir
 from alexnet_fast.vocabulary import COMPILE_MODES, LAYOUTS, PASSES, PRECISIONS, VARIANTS
+from profiling.cell_types import Cell
+from profiling.engine import Engine
 from profiling.plan import describe, plan_from_args, use_interpreter_without_gpu
+from profiling.results import ResultsTable
 
-__all__ = ["add_arguments", "run"]
+__all__ = ["add_arguments", "run", "Harness"]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -77,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
         from profiling.gpu_suite import run as run_suite  # suites: profiling/gpu_suite.py
 
         return run_suite(args)
-    from profiling.engine import Harness, Interrupted
+    from profiling.interrupts import Interrupted
 
     args.output_dir = args.output_dir or "reports"
     try:
@@ -106,3 +113,32 @@ def run(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 1 if args.strict else 0
     return 0
+
+
+class Harness(Engine):
+    """``alexnet-fast bench``: the engine on a :class:`profiling.plan.BenchPlan`'s cells,
+    writing the tidy results table after every cell."""
+
+    def __init__(self, plan, output_dir: str | os.PathLike, *, progress: bool | None = None,
+                 build_variant: Callable[..., nn.Module] | None = None):
+        super().__init__(plan.device, ResultsTable(output_dir), progress=progress, build_variant=build_variant,
+                         warmup=plan.warmup, repeats=plan.repeats, threads=plan.threads, seed=plan.seed,
+                         cudnn_benchmark=plan.cudnn_benchmark, cold_compile=plan.cold_compile,
+                         layout_world_size=plan.layout_world_size)
+        self.plan = plan
+        self.output_dir = Path(output_dir)
+
+    def cells(self) -> list[Cell]:
+        from profiling.plan import plan_cells
+
+        return plan_cells(self.plan)
+
+    def run(self, cells: Iterable[Cell] | None = None) -> list[dict[str, Any]]:
+        cells = self.cells() if cells is None else list(cells)
+        if self.device.type == "cuda":  # the estimate, most informative first
+            from profiling.estimates import estimate, format_duration
+            from profiling.suites import order_cells
+
+            cells = order_cells(cells)
+            print(f"bench: {len(cells)} cells, estimated {format_duration(estimate(cells))}", file=sys.stderr)
+        return super().run(cells)

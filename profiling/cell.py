@@ -23,6 +23,7 @@ kernel's and not a weight cast's), the input the eager fp32 model's real activat
 
 from __future__ import annotations
 
+import contextlib
 import copy
 from typing import Callable
 
@@ -30,12 +31,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from alexnet_fast.model import AlexNetConfig
+from alexnet_fast.model import AlexNet, AlexNetConfig, make_config
 from alexnet_fast.precision import Precision, policy, scaled_grads
+from profiling.flops import add_rates, bytes_model_for, layer_units, model_cost, needs_input_grad
 from profiling.judge import Reference
 
 __all__ = ["SGD", "inputs", "inference_step", "checked_grads", "train_step", "param_grads", "reference",
-           "LayerBlock", "unit_block", "unit_inputs", "layer_forward", "layer_backward", "layer_reference"]
+           "LayerBlock", "unit_block", "unit_inputs", "layer_forward", "layer_backward", "layer_reference",
+           "AlexNetSource", "frames_compiled", "compile_cache"]
 
 SGD = {"lr": 0.01, "momentum": 0.9, "weight_decay": 5e-4}  # the paper's recipe
 
@@ -221,3 +224,76 @@ def layer_reference(block: nn.Module, act: torch.Tensor, g: torch.Tensor, precis
         except (RuntimeError, NotImplementedError):  # e.g. "avg_pool3d_out_frame" not implemented for 'Half'
             same_f = same_b = None
     return {"fwd": Reference(f32, f64, same_f), "bwd": Reference(b32, b64, same_b)}
+
+
+class AlexNetSource:
+    """This project's AlexNet at one size for the engine's cells: the model (seeded), inputs,
+    each unit's activation and references (computed once), and the FLOP/byte model."""
+
+    def __init__(self, preset: str, width_mult: float, input_size: int | None, seed: int, device: torch.device):
+        self.config = make_config(preset, width_mult=width_mult, input_size=input_size)
+        self.seed, self.device = seed, device
+        self._model: nn.Module | None = None
+        self._inputs: dict[int, tuple] = {}
+        self._acts: dict[int, dict] = {}
+        self._refs: dict[tuple, tuple] = {}
+
+    def model(self) -> nn.Module:
+        if self._model is None:
+            torch.manual_seed(self.seed)
+            self._model = AlexNet(self.config).to(self.device)
+        return self._model
+
+    def inputs(self, batch: int):
+        if batch not in self._inputs:
+            self._inputs[batch] = inputs(self.config, batch, self.seed, self.device)
+        return self._inputs[batch]
+
+    def fields(self) -> dict:
+        return {"preset": self.config.name, "width_mult": self.config.width_mult, "input_size": self.config.input_size}
+
+    def unit(self, name: str):
+        found = [u for u in layer_units(self.config) if u.name == name]
+        if not found:
+            raise ValueError(f"no unit {name!r} in {self.config.name} at width {self.config.width_mult}")
+        return found[0]
+
+    def activation(self, unit, batch: int) -> torch.Tensor:
+        """The eager model's input to ``unit`` at ``batch`` (all units' computed once)."""
+        if batch not in self._acts:
+            x, _ = self.inputs(batch)
+            self._acts[batch] = unit_inputs(copy.deepcopy(self.model()), layer_units(self.config), x)
+        return self._acts[batch][unit.name]
+
+    def layer_refs(self, unit, block, act: torch.Tensor, precision: str, batch: int):
+        """(the references of :func:`layer_reference`, the output gradient) of ``unit``: once per
+        (unit, precision, batch)."""
+        key = (unit.name, precision, batch)
+        if key not in self._refs:
+            gen = torch.Generator().manual_seed(self.seed + 7)
+            with torch.no_grad():
+                out_shape = block(act[:1]).shape[1:]
+            g = torch.randn((act.shape[0], *out_shape), generator=gen).to(self.device)
+            self._refs[key] = (layer_reference(block, act, g, precision, input_grad=needs_input_grad(unit)), g)
+        return self._refs[key]
+
+    def add_rates(self, row: dict, variant: str, precision: str, batch: int, pass_: str) -> dict:
+        cost = model_cost(self.config, batch, precision, pass_=pass_)
+        name = bytes_model_for(variant)
+        return add_rates(row, cost.flops, cost.bytes(name) if pass_ == "inference" else None, name, batch)
+
+
+def frames_compiled() -> int:
+    """torch.compile frames compiled so far in this process (dynamo's counter)."""
+    from torch._dynamo.utils import counters
+
+    return int(counters["frames"]["ok"])
+
+
+def compile_cache(cold: bool):
+    """An empty inductor cache for the cell (cold compiles), or the run's cache."""
+    if not cold:
+        return contextlib.nullcontext()
+    from torch._inductor.utils import fresh_inductor_cache
+
+    return fresh_inductor_cache()

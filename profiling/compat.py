@@ -19,7 +19,6 @@ kernels/ or the harness lands, and its last result is committed.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import subprocess
 import sys
@@ -28,7 +27,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 EXPECTED = {"torch": "2.11.0", "triton": "3.6.0", "torchvision": "0.26.0"}
-KERNEL_TESTS = ["tests/test_lrn.py", "tests/test_max_pool2d.py", "tests/test_lrn_max_pool2d.py",
+KERNEL_TESTS = ["tests/test_lrn.py", "tests/test_max_pool.py", "tests/test_lrn_max_pool.py",
                 "tests/test_conv2d_relu.py", "tests/test_kernels_api.py"]
 CODEGEN_SAMPLE = ["codegen", "--op", "max_pool2d", "--arch", "90", "--no-progress"]
 
@@ -76,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, default=2, help="pytest-xdist workers for the interpreter tests")
     args = parser.parse_args(argv)
     from alexnet_fast.io import atomic_write_json, atomic_write_text
-    from profiling.engine import junit_counts as _junit_counts
+    from profiling.gpu_tests import junit_counts as _junit_counts
 
     work = Path(args.work_dir)
     work.mkdir(parents=True, exist_ok=True)

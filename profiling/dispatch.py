@@ -32,6 +32,7 @@ from typing import Callable, Iterator
 import torch
 from torch import nn
 
+from alexnet_fast.vocabulary import LAYER_PASSES
 from profiling.cell import layer_backward, layer_forward
 
 __all__ = ["DispatchCase", "launches_stubbed", "dispatch_cases"]
@@ -48,7 +49,7 @@ class DispatchCase:
 
 
 def _jit_class():
-    from kernels.max_pool2d import max_pool2d_fwd_kernel  # JITFunction, or InterpretedFunction under the interpreter
+    from kernels.max_pool import max_pool2d_fwd_kernel  # JITFunction, or InterpretedFunction under the interpreter
 
     return type(max_pool2d_fwd_kernel)
 
@@ -85,7 +86,7 @@ def _grad_like(block: nn.Module, x: torch.Tensor) -> torch.Tensor:
 
 
 def dispatch_cases(block: nn.Module, triton_block: nn.Module, x: torch.Tensor, *, input_grad: bool,
-                   passes: tuple[str, ...] = ("fwd", "bwd")) -> list[DispatchCase]:
+                   passes: tuple[str, ...] = LAYER_PASSES) -> list[DispatchCase]:
     """The host paths of one unit: ``triton_block`` (the Triton variant of ``block``, on
     ``x``'s device, to be called inside :func:`launches_stubbed`) and ``block`` on meta
     tensors (aten), forward and backward."""

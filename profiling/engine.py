@@ -1,43 +1,20 @@
-"""The one engine: runs cells (:class:`profiling.suites.Cell`), one after another, and
-writes its output after every cell.
+"""The one engine: runs cells (:class:`profiling.cell_types.Cell`) one after another, each kind in
+one method ``cell_<kind>``, and writes its output after every cell.
 
-Whoever asks -- ``alexnet-fast bench`` (a :class:`profiling.plan.BenchPlan`, made into
-cells by :func:`profiling.plan.plan_cells`) or a GPU suite (``--suite``,
-:func:`profiling.suites.build_cells`) -- the cells are data and this module runs them, each
-kind in one method ``cell_<kind>``:
-
-* ``layer``: one unit of :func:`profiling.flops.layer_units` (conv+ReLU, LRN, pool, fused
-  LRN+pool, FC) in one implementation (:data:`profiling.suites.LAYER_IMPLS`: a variant of
-  ``build_variant`` in a memory format) and precision, forward and/or backward
-  (:mod:`profiling.cell`: kernel-level, operands in the compute dtype), on the eager model's
-  real activation. ``bench --layer`` rows and the suite's per-layer rows are this cell.
-* ``model`` (and ``anchor``, the same cell on a ``--model`` factory: KernelBench's
-  AlexNet in the GPU suite): the whole network, inference or a training step
-  (:mod:`profiling.cell`); ``layout`` != single runs two ranks (:mod:`profiling.layout_bench`).
-* ``peaks``, ``preflight`` (:mod:`profiling.preflight`), ``dispatch`` (the Triton ops' host
-  cost, :mod:`profiling.dispatch`), ``autotune`` (the autotuners' choices), ``codegen``
-  (the launched kernels compiled for this arch, :mod:`profiling.codegen`), ``pytest`` (a
-  bounded list of GPU tests in a subprocess).
-
-Every measured cell is checked against eager with the same weights and input by the one
-judge (:mod:`profiling.judge`) before it is timed by the one timer
-(:func:`profiling.timers.measure`; the first call apart with
-:func:`profiling.timers.time_first_call`): this module and the ranks of
-:mod:`profiling.layout_bench` are the only callers of the judge and the timer (a test says
-so). A cell that fails its check is ``failed`` and not timed; without a GPU the Triton
-variants run interpreted and their rows say ``interpreted``, never a speed.
+Whoever asks -- ``alexnet-fast bench`` (:func:`profiling.plan.plan_cells`) or a GPU suite
+(:func:`profiling.suites.build_cells`) -- the cells are data and this class runs them. Every
+measured cell is checked against eager with the same weights and input by the one judge
+(:mod:`profiling.judge`) before the one timer (:mod:`profiling.timers`) times it: this module
+and the ranks of its two-rank cells (:mod:`profiling.layout_bench`) are their only callers, and
+no other class runs cells (tests/test_one_engine.py). A cell that fails its check is ``failed``
+and not timed; without a GPU the Triton variants run interpreted and their rows say
+``interpreted``, never a speed.
 
 Around the cells: the budget (a cell whose estimate would end past it is ``skipped``;
-subprocesses get the time left as their timeout), the autotune limit (in this process, the
-layout ranks and the pytest subprocess), SIGINT / SIGTERM (the run stops, the cell in
-progress is ``interrupted``, the output written, then :class:`Interrupted` propagates), a
-stream of the run's own on a GPU (so a backward's kernels can be captured in a CUDA graph
-for the kernel time), and dynamo's compile counter read around each cell (``compiles``
-beside the estimate's assumption).
-
-One cohesive thing, kept in one file (~880 lines): the one runner and its cells, each short
-and built from the modules named above; splitting the cells out would invite a second runner
-of them, which a test forbids (tests/test_one_engine.py).
+subprocesses get the time left as their timeout), the autotune limit, SIGINT / SIGTERM
+(:mod:`profiling.interrupts`: the cell in progress is ``interrupted``, the output written), a
+stream of the run's own on a GPU (so a backward can be captured in a CUDA graph for the kernel
+time), and dynamo's compile counter around each cell (``compiles`` beside the estimate's).
 """
 
 from __future__ import annotations
@@ -48,9 +25,7 @@ import gc
 import importlib.util
 import os
 import signal
-import subprocess
 import sys
-import threading
 import time
 import traceback
 from pathlib import Path
@@ -59,42 +34,23 @@ from typing import Any, Callable, Iterable, Protocol
 import torch
 from torch import nn
 
-from alexnet_fast.model import AlexNet, make_config
 from alexnet_fast.precision import BACKEND_DEFAULT_FP32, Precision, policy
+from alexnet_fast.vocabulary import PRECISIONS, TRITON_OPS, layer_passes_of, variant_label
 from profiling import layout_bench
-from profiling.cell import (checked_grads, inference_step, inputs, layer_backward, layer_forward, layer_reference,
-                            reference, train_step, unit_block, unit_inputs)
-from profiling.flops import (add_rates, backward_cost, bytes_model_for, layer_units, model_cost, needs_input_grad,
+from profiling.cell import (AlexNetSource, checked_grads, compile_cache, frames_compiled, inference_step,
+                            layer_backward, layer_forward, reference, train_step, unit_block)
+from profiling.cell_types import LAYER_IMPLS, Cell
+from profiling.flops import (add_rates, backward_cost, bytes_model_for, layer_units, needs_input_grad, runs_fused,
                              unit_cost)
+from profiling.interrupts import Interrupted, PreflightFailed, signals_interrupt, stop_signal
 from profiling.judge import floor, judge, verdict_columns
-from profiling.suites import LAYER_IMPLS, TRITON_KERNELS, Cell
 from profiling.telemetry import Telemetry, merge_samples
 from profiling.timers import fixed_threads, measure, time_first_call
 
-__all__ = ["Engine", "Harness", "Interrupted", "PreflightFailed", "add_rates", "one_line", "INTERPRETED_NOTE",
-           "ResultsTable"]
+__all__ = ["Engine", "Output", "one_line", "INTERPRETED_NOTE"]
 
 INTERPRETED_NOTE = "Triton interpreter on CPU: equivalence at reduced size only; timing would mean nothing"
 NO_BF16_NOTE = "Triton's interpreter has no bf16 arithmetic"
-TRITON_OPS = tuple(TRITON_KERNELS)  # unit ops build_variant swaps for Triton kernels (FC stays PyTorch)
-
-
-class Interrupted(KeyboardInterrupt):
-    """The run was stopped by a signal (SIGINT, SIGTERM); its output was written."""
-
-    def __init__(self, signum: int):
-        super().__init__(signal.Signals(signum).name)
-        self.signum = signum
-
-
-class PreflightFailed(RuntimeError):
-    """The preflight found something missing: the run ends (``record`` says what)."""
-
-    def __init__(self, record: dict):
-        from profiling.preflight import summary
-
-        super().__init__(summary(record))
-        self.record = record
 
 
 class Output(Protocol):
@@ -105,100 +61,9 @@ class Output(Protocol):
     def write(self, engine: "Engine") -> None: ...
 
 
-class ResultsTable:
-    """``alexnet-fast bench``'s output: the tidy table (results.csv and results.json)."""
-
-    def __init__(self, directory: str | os.PathLike):
-        self.dir = Path(directory)
-
-    def write(self, engine: "Engine") -> None:
-        from profiling.results import write_results
-
-        if engine.rows:
-            write_results(engine.rows, self.dir)
-
-
 def one_line(e: BaseException) -> str:
     text = f"{type(e).__name__}: {e}".strip().splitlines()
     return text[0][:300] if text else type(e).__name__
-
-
-def _is_signal(e: BaseException) -> int | None:
-    """The signal number of an exception that means "stop": ours, a KeyboardInterrupt, or
-    torch elastic's SignalException (its agent turns SIGTERM into one while ranks run)."""
-    if isinstance(e, Interrupted):
-        return e.signum
-    if isinstance(e, KeyboardInterrupt):
-        return signal.SIGINT
-    if type(e).__name__ == "SignalException" and hasattr(e, "sigval"):
-        return int(e.sigval)
-    return None
-
-
-@contextlib.contextmanager
-def _signals_interrupt() -> Any:
-    """SIGTERM (and SIGINT) raise :class:`Interrupted` in the main thread for the block;
-    the handlers found are restored after."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(signum, _frame):
-        raise Interrupted(signum)
-
-    saved = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
-    for s in saved:
-        signal.signal(s, handler)
-    try:
-        yield
-    finally:
-        for s, h in saved.items():
-            signal.signal(s, h)
-
-
-def _frames_compiled() -> int:
-    """torch.compile frames compiled so far in this process (dynamo's counter)."""
-    from torch._dynamo.utils import counters
-
-    return int(counters["frames"]["ok"])
-
-
-def _compile_cache(cold: bool):
-    """An empty inductor cache for the cell (cold compiles), or the run's cache."""
-    if not cold:
-        return contextlib.nullcontext()
-    from torch._inductor.utils import fresh_inductor_cache
-
-    return fresh_inductor_cache()
-
-
-class _AlexNetSource:
-    """This project's AlexNet at one size: the model (seeded), inputs and FLOP/byte model."""
-
-    def __init__(self, preset: str, width_mult: float, input_size: int | None, seed: int, device: torch.device):
-        self.config = make_config(preset, width_mult=width_mult, input_size=input_size)
-        self.seed, self.device = seed, device
-        self._model: nn.Module | None = None
-        self._inputs: dict[int, tuple] = {}
-
-    def model(self) -> nn.Module:
-        if self._model is None:
-            torch.manual_seed(self.seed)
-            self._model = AlexNet(self.config).to(self.device)
-        return self._model
-
-    def inputs(self, batch: int):
-        if batch not in self._inputs:
-            self._inputs[batch] = inputs(self.config, batch, self.seed, self.device)
-        return self._inputs[batch]
-
-    def fields(self) -> dict:
-        return {"preset": self.config.name, "width_mult": self.config.width_mult, "input_size": self.config.input_size}
-
-    def add_rates(self, row: dict, variant: str, precision: str, batch: int, pass_: str) -> dict:
-        cost = model_cost(self.config, batch, precision, pass_=pass_)
-        name = bytes_model_for(variant)
-        return add_rates(row, cost.flops, cost.bytes(name) if pass_ == "inference" else None, name, batch)
 
 
 class Engine:
@@ -257,7 +122,7 @@ class Engine:
     def subprocess_timeout(self, default: float) -> float:
         """A subprocess's timeout: the budget left (minus the margin to write the output), at
         most ``default``."""
-        from profiling.suites import WRITE_MARGIN_S
+        from profiling.estimates import WRITE_MARGIN_S
 
         left = self.time_left()
         return default if left is None else max(1.0, min(default, left - WRITE_MARGIN_S))
@@ -311,7 +176,7 @@ class Engine:
 
         self.records = [{"kind": c.kind, "name": c.name, "estimate_s": c.estimate_s, "status": "pending",
                          "compiles_assumed": c.compiles} for c in cells]
-        with self._process_state(), _signals_interrupt():
+        with self._process_state(), signals_interrupt():
             self._env = environment(str(self.device), torch.get_num_threads())
             self._env["cudnn_benchmark"] = self.cudnn_benchmark if self.device.type == "cuda" else None
             self._env["compile_cache"] = "cold (fresh inductor cache per cell)" if self.cold_compile else "warm"
@@ -324,7 +189,7 @@ class Engine:
                 self.write()
                 raise
             except BaseException as e:
-                signum = _is_signal(e)
+                signum = stop_signal(e)
                 if signum is None:
                     raise
                 for r in self.records:
@@ -350,9 +215,9 @@ class Engine:
                   flush=True)
         record["status"] = "running"
         self.write()
-        start, frames = time.perf_counter(), _frames_compiled()
+        start, frames = time.perf_counter(), frames_compiled()
         try:
-            with _compile_cache(self.cold_compile and cell.kind in ("model", "layer", "anchor")):
+            with compile_cache(self.cold_compile and cell.kind in ("model", "layer", "anchor")):
                 new_rows = getattr(self, f"cell_{cell.kind}")(cell.params)
             record["status"] = "done"
         except PreflightFailed as e:
@@ -362,7 +227,7 @@ class Engine:
                     r.update(status="not run", note="the preflight failed")
             raise
         except Exception as e:  # one broken cell must not end the run
-            signum = _is_signal(e)
+            signum = stop_signal(e)
             if signum is not None:
                 raise Interrupted(signum) from None
             traceback.print_exc(file=sys.stderr)
@@ -370,7 +235,7 @@ class Engine:
             record.update(status="error", note=one_line(e))
         finally:
             record["elapsed_s"] = round(time.perf_counter() - start, 2)
-            record["compiles"] = _frames_compiled() - frames
+            record["compiles"] = frames_compiled() - frames
         for row in new_rows:
             row.setdefault("cell_kind", cell.kind)
             row.setdefault("cell", cell.name)
@@ -397,10 +262,10 @@ class Engine:
                                       compile_backend=self.compile_backend)
         return self.build_variant(copy.deepcopy(model), variant, compile_mode=compile_mode, copy_model=False)
 
-    def _alexnet(self, preset: str, width_mult: float, input_size: int | None) -> _AlexNetSource:
+    def _alexnet(self, preset: str, width_mult: float, input_size: int | None) -> AlexNetSource:
         key = ("alexnet", preset, width_mult, input_size)
         if key not in self._cache:
-            self._cache[key] = _AlexNetSource(preset, width_mult, input_size, self.seed, self.device)
+            self._cache[key] = AlexNetSource(preset, width_mult, input_size, self.seed, self.device)
         return self._cache[key]
 
     def _source(self, p: dict):
@@ -443,7 +308,7 @@ class Engine:
     def cell_peaks(self, p: dict) -> list[dict]:
         from profiling.roofline import device_peaks
 
-        precisions = tuple(pr for pr in p.get("precisions", ("fp32", "tf32", "fp16", "bf16"))
+        precisions = tuple(pr for pr in p.get("precisions", PRECISIONS)
                            if pr != "tf32" or self.device.type == "cuda")
         peaks = device_peaks(str(self.device), precisions, threads=self.threads, gemm_n=p.get("gemm_n"),
                              copy_mib=p.get("copy_mib"))
@@ -456,29 +321,6 @@ class Engine:
         return rows
 
     # ------------------------------------------------------------------ cells: per layer
-    def _unit(self, source: _AlexNetSource, name: str):
-        found = [u for u in layer_units(source.config) if u.name == name]
-        if not found:
-            raise ValueError(f"no unit {name!r} in {source.config.name} at width {source.config.width_mult}")
-        return found[0]
-
-    def _activation(self, source: _AlexNetSource, unit, batch: int) -> torch.Tensor:
-        key = ("acts", id(source), batch)
-        if key not in self._cache:
-            x, _ = source.inputs(batch)
-            self._cache[key] = unit_inputs(copy.deepcopy(source.model()), layer_units(source.config), x)
-        return self._cache[key][unit.name]
-
-    def _layer_refs(self, source, unit, block, act, precision: str, batch: int):
-        key = ("layer_ref", id(source), unit.name, precision, batch)
-        if key not in self._cache:
-            gen = torch.Generator().manual_seed(self.seed + 7)
-            with torch.no_grad():
-                out_shape = block(act[:1]).shape[1:]
-            g = torch.randn((act.shape[0], *out_shape), generator=gen).to(self.device)
-            self._cache[key] = (layer_reference(block, act, g, precision, input_grad=needs_input_grad(unit)), g)
-        return self._cache[key]
-
     def cell_layer(self, p: dict) -> list[dict]:
         """One unit, one implementation, one precision: each pass of ``p["passes"]``
         (``fwd``, ``bwd``) judged against eager fp64, then timed with the kernel time."""
@@ -486,10 +328,8 @@ class Engine:
         mode = p.get("compile_mode", "default")
         precision, batch = p["precision"], p["batch_size"]
         source = self._alexnet(p.get("preset", "paper"), p.get("width_mult", 1.0), p.get("input_size"))
-        unit = self._unit(source, p["unit"])
+        unit = source.unit(p["unit"])
         interpreted = impl.variant.startswith("triton") and self.interpreted and unit.op in TRITON_OPS
-        from alexnet_fast.vocabulary import variant_label
-
         base = dict(scope="layer", layer=unit.name, op=unit.op, impl=p["impl"], variant=impl.variant,
                     label=variant_label(impl.variant, mode), compile_mode=mode if impl.variant.endswith("compile") else "-",
                     precision=precision, batch_size=batch, memory_format=impl.memory_format, **source.fields(),
@@ -498,8 +338,8 @@ class Engine:
             return [self._row(**base, **{"pass": pass_}, status="error", note=NO_BF16_NOTE) for pass_ in p["passes"]]
         prec = policy(precision)
         block = unit_block(source.model(), unit).eval()
-        act = self._activation(source, unit, batch)
-        refs, g = self._layer_refs(source, unit, block, act, precision, batch)
+        act = source.activation(unit, batch)
+        refs, g = source.layer_refs(unit, block, act, precision, batch)
         fmt = torch.channels_last if impl.memory_format == "nhwc" and act.dim() == 4 else torch.contiguous_format
         x = act.to(prec.dtype).contiguous(memory_format=fmt)
         built = self._build(block.to(prec.dtype), impl.variant, mode).eval()
@@ -557,7 +397,7 @@ class Engine:
         # % of peak: TFLOP/s of the precision for conv+ReLU (compute-bound), HBM bandwidth against
         # the minimum bytes (what a fused kernel must move) for the rest, on the kernel time if any
         ms = row.get("kernel_ms") or row["median_ms"]
-        bound = "compute" if unit.op in ("conv_relu", "fc_relu", "fc") else "memory"
+        bound = "compute" if unit.op in ("conv2d_relu", "fc_relu", "fc") else "memory"
         peak = self._peak(precision, bound)
         rate = flops / (ms * 1e-3) / 1e9 if bound == "compute" else min_bytes / (ms * 1e-3) / 1e9
         row.update(bound=bound, pct_peak=100 * rate / peak if peak else None)
@@ -586,10 +426,11 @@ class Engine:
             result = self._layout_result(p, variant, interpreted)
         else:
             result = self._check_and_time_model(source, variant, prec, precision, batch, pass_, timed=not interpreted)
-            if variant.uses_triton and isinstance(source, _AlexNetSource):
+            if variant.uses_triton and isinstance(source, AlexNetSource):
+                units = layer_units(source.config)
                 self.launched += [{"preset": source.config.name, "unit": u.name, "op": u.op, "dtype": precision,
-                                   "passes": ["fwd"] if pass_ == "inference" else ["fwd", "bwd"], "batch": batch}
-                                  for u in layer_units(source.config) if u.op in TRITON_OPS and not _fused(u, source)]
+                                   "passes": list(layer_passes_of(pass_)), "batch": batch}
+                                  for u in units if u.op in TRITON_OPS and not runs_fused(u, units)]
         row = self._row(**{**base, **result})
         if interpreted or not row["equivalent"]:  # the interpreter's time is no speed; a failed cell has none
             for key in [k for k in row if k.endswith("_ms") or k in ("timer", "images_per_s")]:
@@ -636,25 +477,15 @@ class Engine:
     def _layout_result(self, p: dict, variant, interpreted: bool) -> dict[str, Any]:
         """A two-rank cell (:func:`profiling.layout_bench.bench_layout`), its ranks given the
         time left as their timeout and the run's autotune limit."""
-        from alexnet_fast.layouts.comm import DEFAULT_TIMEOUT_S, SHARE_GPU_ENV
+        from alexnet_fast.layouts.comm import DEFAULT_TIMEOUT_S
 
-        share = p.get("share_gpu", False)
-        saved = os.environ.get(SHARE_GPU_ENV)
-        if share:
-            os.environ[SHARE_GPU_ENV] = "1"
-        try:
+        with layout_bench.ranks_share_gpu(p.get("share_gpu", False)):
             return layout_bench.bench_layout(
                 p["layout"], variant.name, p["precision"], p["batch_size"], p["pass"], preset=p.get("preset", "paper"),
                 width_mult=p.get("width_mult", 1.0), input_size=p.get("input_size"), warmup=self.warmup,
                 repeats=self.repeats, compile_mode=variant.compile_mode, device=self.device.type,
                 world_size=self.layout_world_size, seed=self.seed, timed=not interpreted,
                 timeout_s=self.subprocess_timeout(DEFAULT_TIMEOUT_S), autotune_max_configs=self.autotune_max_configs)
-        finally:
-            if share:
-                if saved is None:
-                    os.environ.pop(SHARE_GPU_ENV, None)
-                else:
-                    os.environ[SHARE_GPU_ENV] = saved
 
     cell_anchor = cell_model
     cell_layout = cell_model
@@ -670,9 +501,9 @@ class Engine:
         source = self._alexnet(p.get("preset", "paper"), p.get("width_mult", 1.0), p.get("input_size"))
         rows = []
         for name in p["units"]:
-            unit = self._unit(source, name)
+            unit = source.unit(name)
             block = unit_block(source.model(), unit).eval().to(prec.dtype)
-            x = self._activation(source, unit, batch).to(prec.dtype).contiguous(memory_format=torch.channels_last)
+            x = source.activation(unit, batch).to(prec.dtype).contiguous(memory_format=torch.channels_last)
             tri = self._build(block, "triton").eval().to(memory_format=torch.channels_last)
             with launches_stubbed() as launches, prec.flags():
                 for case in dispatch_cases(block, tri, x, input_grad=needs_input_grad(unit)):
@@ -697,85 +528,49 @@ class Engine:
 
     def cell_codegen(self, p: dict) -> list[dict]:
         """The configs of the kernels this run launched (shape, preset and dtype as launched;
-        the autotuner's choice where it made one) compiled for this device's arch with the
-        codegen check (in its worker processes), at most ``p["max_specs"]``."""
-        from profiling import codegen
-        from profiling.suites import codegen_selection
+        the autotuner's choice where it made one) compiled for this device's arch
+        (:func:`profiling.launched_specs.compile_launched`), at most ``p["max_specs"]``."""
+        from profiling.launched_specs import ROW_FIELDS, compile_launched
 
-        if self.device.type == "cuda":
+        if self.device.type == "cuda":  # GPU only: the device's arch
             major, minor = torch.cuda.get_device_capability(self.device)
             arch = 10 * major + minor
         else:
             arch = 90  # no GPU: compile for Hopper, the GPU the suite is written for
-        arch = arch if arch in codegen.SHARED_LIMIT_BYTES else max(a for a in codegen.SHARED_LIMIT_BYTES if a <= arch)
-        modules = [importlib.import_module(m) for m in codegen.kernel_module_names()]
         chosen = self._cache.get("chosen")
         if chosen is None:
             from profiling.autotune_limit import chosen_configs
 
             chosen = chosen_configs()
-        refs, left_out, unmatched = codegen_selection(codegen.collect_specs(modules), self.launched, chosen,
-                                                      p["max_specs"], arch)
-        self.meta.update(codegen_left_out=left_out, codegen_unmatched=sorted(set(unmatched)))
-        if not refs:
+        compiled, meta = compile_launched(self.launched, chosen, p["max_specs"], arch, self.output.dir)
+        self.meta.update(meta)
+        if not compiled:
             return [self._row(scope="codegen", layer="-", status="ok", note="no Triton kernel was launched")]
-        jobs = max(1, min(8, os.cpu_count() or 1, len(refs)))
-        compiled = codegen.compile_refs(refs, [arch], jobs=jobs)
-        if self.output.dir is not None:
-            from alexnet_fast.io import atomic_path
-
-            with atomic_path(self.output.dir / "codegen.csv") as tmp:
-                codegen.results_table(compiled).to_csv(tmp, index=False)
-        keep = ("op", "kernel", "config", "dtype", "shape", "arch", "registers", "spill_store_bytes",
-                "spill_load_bytes", "smem_bytes", "mma_kind", "mma_instructions", "buffers_a", "buffers_b",
-                "ldgsts", "wgmma_wait_depth", "compiled", "passed", "failures", "notes", "compile_s")
         return [self._row(scope="codegen", layer=r.get("shape") or "-", status="ok" if r.get("passed") else "failed",
                           note=(r.get("failures") or r.get("error") or "")[:300],
-                          **{k: r.get(k) for k in keep}) for r in compiled]
+                          **{k: r.get(k) for k in ROW_FIELDS}) for r in compiled]
 
     # ------------------------------------------------------------------ cells: pytest
     def cell_pytest(self, p: dict) -> list[dict]:
         """A bounded list of GPU tests (:data:`profiling.suites.PYTEST_GPU_TESTS`: the
-        longest prefix that fits the cap and the budget left) in a subprocess, with the time
-        left as its timeout; its log is written as it runs, and its junit file is pytest's
-        (also after a SIGINT at the timeout) or, if pytest was killed, one made from the log."""
-        from profiling.autotune_limit import ENV_MAX_CONFIGS
-        from profiling.suites import PYTEST_START_S, pytest_selection
+        longest prefix that fits the cap and the budget left) in a subprocess
+        (:func:`profiling.gpu_tests.run_gpu_tests`) with the time left as its timeout."""
+        from profiling.estimates import PYTEST_START_S
+        from profiling.gpu_tests import run_gpu_tests
+        from profiling.suites import pytest_selection
 
         timeout = self.subprocess_timeout(p["cap_s"])
         tests = pytest_selection(p["tests"], timeout)
-        out_dir = self.output.dir or Path(".")
-        junit, log = out_dir / "pytest-gpu.xml", out_dir / "pytest-gpu.log"
-        base = dict(scope="pytest", layer="-", timeout_s=round(timeout, 1), log=log.name,
+        base = dict(scope="pytest", layer="-", timeout_s=round(timeout, 1), log="pytest-gpu.log",
                     selected=len(tests), listed=len(p["tests"]),
                     estimate_s=round(PYTEST_START_S + sum(s for _, s in tests), 1))
         if not tests:
             return [self._row(**base, status="skipped", note=f"no test fits {timeout:.0f} s")]
         if importlib.util.find_spec("pytest") is None:
             return [self._row(**base, status="skipped", note="pytest is not installed in this Python")]
-        repo = Path(__file__).resolve().parents[1]
-        env = dict(os.environ)
-        if p.get("autotune_max_configs") or self.autotune_max_configs:
-            env[ENV_MAX_CONFIGS] = str(p.get("autotune_max_configs") or self.autotune_max_configs)
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(repo), env.get("PYTHONPATH")]))
-        cmd = [sys.executable, "-m", "pytest", "-q", "-rfEs", "-p", "no:cacheprovider", "-o", "addopts=",
-               "-p", "profiling.autotune_limit", f"--junitxml={junit}", *[t for t, _ in tests]]
-        if junit.exists():
-            junit.unlink()
-        rc, timed_out, elapsed = _run_logged(cmd, cwd=repo, env=env, log=log, timeout_s=timeout)
-        if not junit.exists():
-            _junit_from_log(junit, log, [t for t, _ in tests], timeout, rc)
-        counts = junit_counts(junit) or {}
-        text = log.read_text(errors="replace") if log.exists() else ""
-        status = "timeout" if timed_out else ("ok" if rc == 0 else "failed")
-        return [self._row(**base, status=status, returncode=rc, timed_out=timed_out, elapsed_s=round(elapsed, 1),
-                          junit=junit.name, summary=_pytest_summary(text), command=" ".join(cmd[1:]), **counts)]
-
-
-def _fused(unit, source) -> bool:
-    """A separate LRN or pool the model runs fused with its partner (not launched alone)."""
-    return unit.op in ("lrn", "pool") and any(u.fused_pair and unit.modules[0] in u.modules
-                                              for u in layer_units(source.config))
+        return [self._row(**base, **run_gpu_tests([t for t, _ in tests], out_dir=self.output.dir or Path("."),
+                                                  timeout_s=timeout, autotune_max_configs=p.get("autotune_max_configs")
+                                                  or self.autotune_max_configs))]
 
 
 def _progress(cells: list, progress: bool | None):
@@ -786,96 +581,3 @@ def _progress(cells: list, progress: bool | None):
     except ImportError:
         return cells
     return tqdm(cells, desc="bench", unit="cell", file=sys.stderr, disable=None if progress is None else not progress)
-
-
-def _run_logged(cmd: list[str], *, cwd: Path, env: dict, log: Path, timeout_s: float) -> tuple[int | None, bool, float]:
-    """Run ``cmd`` with its output streamed into ``log``; at the timeout, SIGINT (pytest then
-    writes its junit file and exits), then SIGKILL after 15 s. Interrupted itself (SIGTERM),
-    the child is stopped the same way before the interrupt goes on."""
-    start = time.perf_counter()
-    with open(log, "w") as f:
-        proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=f, stderr=subprocess.STDOUT)
-        try:
-            return proc.wait(timeout=timeout_s), False, time.perf_counter() - start
-        except subprocess.TimeoutExpired:
-            _stop(proc)
-            return proc.returncode, True, time.perf_counter() - start
-        except BaseException:
-            _stop(proc)
-            raise
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    proc.send_signal(signal.SIGINT)
-    try:
-        proc.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-
-
-def _junit_from_log(junit: Path, log: Path, tests: list[str], timeout_s: float, rc: int | None) -> None:
-    """A junit file for a pytest that did not write one (killed): each selected test an
-    error naming the cut, the log's tail as the message."""
-    from xml.sax.saxutils import escape, quoteattr
-
-    from alexnet_fast.io import atomic_write_text
-
-    tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
-    why = f"pytest ended without a junit file (exit {rc}, timeout {timeout_s:.0f} s)"
-    cases = "".join(f'<testcase classname="pytest-gpu" name={quoteattr(t)}><error message={quoteattr(why)}>'
-                    f"{escape(tail)}</error></testcase>" for t in tests)
-    atomic_write_text(junit, f'<?xml version="1.0" encoding="utf-8"?><testsuites><testsuite name="pytest" '
-                             f'tests="{len(tests)}" errors="{len(tests)}" failures="0" skipped="0">{cases}'
-                             f"</testsuite></testsuites>\n")
-
-
-def _pytest_summary(text: str) -> str:
-    lines = [ln.strip("= ").strip() for ln in text.strip().splitlines() if ln.strip()]
-    for ln in reversed(lines):
-        if any(w in ln for w in ("passed", "failed", "skipped", "error", "no tests ran")):
-            return ln
-    return lines[-1] if lines else ""
-
-
-def junit_counts(path: Path) -> dict[str, int] | None:
-    if not path.exists():
-        return None
-    import xml.etree.ElementTree as ET
-
-    try:
-        root = ET.parse(path).getroot()
-    except ET.ParseError:
-        return None
-    suite = root if root.tag == "testsuite" else root.find("testsuite")
-    if suite is None:
-        return None
-    return {k: int(suite.get(k, 0)) for k in ("tests", "failures", "errors", "skipped")}
-
-
-class Harness(Engine):
-    """``alexnet-fast bench``: the engine on a :class:`profiling.plan.BenchPlan`'s cells,
-    writing the tidy results table after every cell."""
-
-    def __init__(self, plan, output_dir: str | os.PathLike, *, progress: bool | None = None,
-                 build_variant: Callable[..., nn.Module] | None = None):
-        super().__init__(plan.device, ResultsTable(output_dir), progress=progress, build_variant=build_variant,
-                         warmup=plan.warmup, repeats=plan.repeats, threads=plan.threads, seed=plan.seed,
-                         cudnn_benchmark=plan.cudnn_benchmark, cold_compile=plan.cold_compile,
-                         layout_world_size=plan.layout_world_size)
-        self.plan = plan
-        self.output_dir = Path(output_dir)
-
-    def cells(self) -> list[Cell]:
-        from profiling.plan import plan_cells
-
-        return plan_cells(self.plan)
-
-    def run(self, cells: Iterable[Cell] | None = None) -> list[dict[str, Any]]:
-        cells = self.cells() if cells is None else list(cells)
-        if self.device.type == "cuda":  # the estimate, most informative first
-            from profiling.suites import estimate, format_duration, order_cells
-
-            cells = order_cells(cells)
-            print(f"bench: {len(cells)} cells, estimated {format_duration(estimate(cells))}", file=sys.stderr)
-        return super().run(cells)

@@ -55,8 +55,10 @@ __all__ = [
     "backward_cost",
     "add_rates",
     "needs_input_grad",
+    "runs_fused",
     "bytes_model_for",
     "dtype_bytes",
+    "lrn_max_pool2d_traffic",
 ]
 
 BYTES_MODELS = ("separate", "fused")
@@ -89,7 +91,7 @@ class LayerUnit:
     in_shape: tuple[int, ...]
     out_shape: tuple[int, ...]
     params: dict = field(default_factory=dict, compare=False, hash=False)
-    fused_pair: bool = False  # lrn+pool: overlaps the separate lrn and pool units
+    fused_pair: bool = False  # lrn_max_pool2d: overlaps the separate LRN and pool units
 
 
 @dataclass(frozen=True)
@@ -134,20 +136,20 @@ def layer_units(config: AlexNetConfig, input_size: int | None = None) -> list[La
     for i, spec in enumerate(config.convs, start=1):
         out = shapes[f"conv{i}"]
         units.append(LayerUnit(
-            f"conv{i}+relu{i}", "conv_relu", "features", (f"conv{i}", f"relu{i}"), prev, out,
+            f"conv{i}+relu{i}", "conv2d_relu", "features", (f"conv{i}", f"relu{i}"), prev, out,
             {"kernel": spec.kernel_size, "stride": spec.stride, "padding": spec.padding,
              "groups": config.conv_groups(i)}))
         prev = out
         if i in config.lrn_after:
             lrn = config.lrn
             lrn_params = {"size": lrn.size, "alpha": lrn.alpha, "beta": lrn.beta, "k": lrn.k}
-            units.append(LayerUnit(f"lrn{i}", "lrn", "features", (f"lrn{i}",), prev, prev, lrn_params))
+            units.append(LayerUnit(f"lrn{i}", "local_response_norm", "features", (f"lrn{i}",), prev, prev, lrn_params))
         if i in config.pool_after:
             pool_params = {"kernel": config.pool_kernel, "stride": config.pool_stride}
             pooled = shapes[f"pool{i}"]
-            units.append(LayerUnit(f"pool{i}", "pool", "features", (f"pool{i}",), prev, pooled, pool_params))
+            units.append(LayerUnit(f"pool{i}", "max_pool2d", "features", (f"pool{i}",), prev, pooled, pool_params))
             if i in config.lrn_after:
-                units.append(LayerUnit(f"lrn{i}+pool{i}", "lrn_pool", "features", (f"lrn{i}", f"pool{i}"),
+                units.append(LayerUnit(f"lrn{i}+pool{i}", "lrn_max_pool2d", "features", (f"lrn{i}", f"pool{i}"),
                                        prev, pooled, {**lrn_params, **pool_params}, fused_pair=True))
             prev = pooled
     if config.adaptive_pool is not None:
@@ -176,6 +178,38 @@ def _lrn_separate_bytes(numel: int, channels: int, size: int) -> int:
     return int(round(passes))
 
 
+def lrn_max_pool2d_traffic(channels: int, height: int, width: int, *, kernel_size: int = 3, stride: int = 2,
+                           padding: int = 0, itemsize: int = 2, with_indices: bool = True) -> dict[str, int]:
+    """DRAM bytes per image of LRN + max-pool as the separate Triton ops (LRN, then max-pool)
+    and as the fused kernel (kernels/lrn_max_pool.py), every tensor read or written once
+    (window re-reads served by cache), E = C*H*W input and P = C*OH*OW pooled elements of
+    ``itemsize`` bytes, the int8 argmax 1 byte each when ``with_indices``::
+
+        forward   separate 3*E + P (+ idx): LRN reads x, writes y; pool reads y, writes out
+                  fused      E + P (+ idx)  -> saves 2*E
+        backward  separate 4*E + P (+ idx): pool: dout + idx -> dy; LRN: x + dy -> dx
+                  fused    2*E + P (+ idx)  -> saves 2*E
+
+    Training at AlexNet's pairs in fp16: lrn1+pool1 1,952,352 -> 790,752 B forward, 2,533,152 ->
+    1,371,552 B backward; lrn2+pool2 1,249,536 -> 503,040 and 1,622,784 -> 876,288 B: 3,816,192 B
+    saved per image per step (488.5 MB at batch 128). Without indices the fused entries are the
+    unit's minimum bytes (:func:`unit_cost`, :func:`backward_cost`)."""
+    out_h = (height + 2 * padding - kernel_size) // stride + 1
+    out_w = (width + 2 * padding - kernel_size) // stride + 1
+    e = channels * height * width * itemsize
+    p = channels * out_h * out_w * itemsize
+    idx = channels * out_h * out_w if with_indices else 0
+    return {"separate_fwd": 3 * e + p + idx, "fused_fwd": e + p + idx,
+            "separate_bwd": 4 * e + p + idx, "fused_bwd": 2 * e + p + idx}
+
+
+def _fused_lrn_pool_bytes(unit: "LayerUnit", batch_size: int, s: int, pass_: str) -> int:
+    c, h, w = unit.in_shape
+    traffic = lrn_max_pool2d_traffic(c, h, w, kernel_size=unit.params["kernel"], stride=unit.params["stride"],
+                                     itemsize=s, with_indices=False)
+    return batch_size * traffic[f"fused_{pass_}"]
+
+
 def unit_cost(unit: LayerUnit, batch_size: int, precision: str = "fp32") -> LayerCost:
     """FLOPs and bytes of ``unit`` for a batch of ``batch_size`` in ``precision``."""
     if not (isinstance(batch_size, int) and batch_size >= 1):
@@ -185,7 +219,7 @@ def unit_cost(unit: LayerUnit, batch_size: int, precision: str = "fp32") -> Laye
     x = n * _numel(unit.in_shape)
     y = n * _numel(unit.out_shape)
     p = unit.params
-    if unit.op == "conv_relu":
+    if unit.op == "conv2d_relu":
         c, k = unit.in_shape[0], unit.out_shape[0]
         g, r = p["groups"], p["kernel"]
         weights = k * (c // g) * r * r + k
@@ -198,17 +232,17 @@ def unit_cost(unit: LayerUnit, batch_size: int, precision: str = "fp32") -> Laye
         fused = s * (x + weights + y)
         relu = unit.op == "fc_relu"
         return LayerCost(2 * y * n_in, y * (2 if relu else 1), fused + (s * 2 * y if relu else 0), fused)
-    if unit.op == "lrn":
+    if unit.op == "local_response_norm":
         ops = (p["size"] + 5) * x
         return LayerCost(0, ops, s * _lrn_separate_bytes(x, unit.in_shape[0], p["size"]), s * (x + y))
-    if unit.op == "pool":
+    if unit.op == "max_pool2d":
         ops = (p["kernel"] ** 2 - 1) * y
         return LayerCost(0, ops, s * (x + y), s * (x + y))
-    if unit.op == "lrn_pool":
+    if unit.op == "lrn_max_pool2d":
         lrn_ops = (p["size"] + 5) * x
         pool_ops = (p["kernel"] ** 2 - 1) * y
         separate = s * (_lrn_separate_bytes(x, unit.in_shape[0], p["size"]) + x + y)
-        return LayerCost(0, lrn_ops + pool_ops, separate, s * (x + y))
+        return LayerCost(0, lrn_ops + pool_ops, separate, _fused_lrn_pool_bytes(unit, n, s, "fwd"))
     if unit.op == "avgpool":
         return LayerCost(0, x + y, s * (x + y), s * (x + y))
     raise ValueError(f"no cost formula for op {unit.op!r}")
@@ -230,6 +264,13 @@ def add_rates(row: dict, flops: int, nbytes: int | None, bytes_model: str, batch
     return row
 
 
+def runs_fused(unit: LayerUnit, units: list[LayerUnit]) -> bool:
+    """A separate LRN or pool unit that the model runs fused with its partner (the fused pair
+    of ``units`` holds it), so it is never launched alone."""
+    return unit.op in ("local_response_norm", "max_pool2d") and any(
+        u.fused_pair and unit.modules[0] in u.modules for u in units)
+
+
 def needs_input_grad(unit: LayerUnit) -> bool:
     """A training step needs the input gradient of every unit but the one that reads the image."""
     return unit.in_shape[0] != 3
@@ -249,10 +290,12 @@ def backward_cost(unit: LayerUnit, batch_size: int, precision: str = "fp32", *,
     s = dtype_bytes(precision)
     x = batch_size * _numel(unit.in_shape)
     y = batch_size * _numel(unit.out_shape)
-    if unit.op in ("conv_relu", "fc_relu", "fc"):
+    if unit.op in ("conv2d_relu", "fc_relu", "fc"):
         weights = fwd.bytes_fused // s - x - y
         flops = fwd.mac_flops * (2 if input_grad else 1) + fwd.other_flops
         return flops, s * (x + y + weights + ((weights + x) if input_grad else 0))
+    if unit.op == "lrn_max_pool2d":
+        return 2 * fwd.other_flops, _fused_lrn_pool_bytes(unit, batch_size, s, "bwd")
     return 2 * fwd.other_flops, s * (x + y + x)
 
 

@@ -10,7 +10,7 @@ written (exit 128 + the signal).
 The bundle (``--output-dir DIR``; default ``reports/gpu/<device>/``): at most
 :data:`BUNDLE_FILES`, all at the top of DIR, each rewritten as the run goes so a run cut off
 leaves a readable one -- ``results.json`` (meta, the cells with estimated and measured
-seconds and compiles, every row), ``REPORT.md`` (``profiling/gpu_report.py``),
+seconds and compiles, every row), ``REPORT.md`` (:mod:`profiling.render.suite`),
 ``preflight.json``, ``codegen.csv``, ``pytest-gpu.log`` (streamed) and ``pytest-gpu.xml``.
 Caches go elsewhere: one inductor and one Triton cache for the run and its subprocesses
 (``--cache-dir``, default ``~/.cache/alexnet-fast``; ``TORCHINDUCTOR_CACHE_DIR`` /
@@ -34,7 +34,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from profiling import suites
+from profiling import estimates, suites
+from profiling.cell_types import KINDS
 
 ASSUMED_DEVICE = "NVIDIA H100 80GB HBM3"  # the device a dry run estimates for unless told
 LAYOUT_LABEL = "equivalence + CUDA code path only, not a two-GPU speed"
@@ -80,21 +81,11 @@ class SuiteBundle:
 
     def write(self, engine) -> None:
         from alexnet_fast.io import atomic_write_text, json_safe
-        from profiling.gpu_report import render
+        from profiling.render.suite import render
 
-        text = json.dumps(json_safe(self.results(engine)), indent=1, allow_nan=False, default=_plain)
+        text = json.dumps(json_safe(self.results(engine)), indent=1, allow_nan=False)
         atomic_write_text(self.dir / RESULTS_FILE, text + "\n")
         atomic_write_text(self.dir / REPORT_FILE, render(json.loads(text)))
-
-
-def _plain(value: Any) -> Any:
-    """JSON for what json cannot write: numpy scalars as numbers, anything else as text."""
-    if hasattr(value, "item"):
-        try:
-            return value.item()
-        except (TypeError, ValueError):
-            pass
-    return str(value)
 
 
 # ---------------------------------------------------------------------- CLI (through `bench`)
@@ -111,7 +102,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="--suite: do not start a cell that would end past this many seconds "
                              "(default: the suite's budget)")
     parser.add_argument("--kinds", action="append", metavar="KINDS",
-                        help=f"--suite: run only these kinds of cells ({', '.join(suites.KINDS)}; the preflight "
+                        help=f"--suite: run only these kinds of cells ({', '.join(KINDS)}; the preflight "
                              "always runs)")
     parser.add_argument("--compile-backend", default=None, choices=("inductor", "aot_eager", "eager"),
                         help="--suite: torch.compile's backend for the compiled variants (default: the suite's: "
@@ -126,9 +117,9 @@ def _kinds(args) -> list[str] | None:
     if not values:
         return None
     kinds = [k.strip() for v in values for k in v.split(",") if k.strip()]
-    bad = [k for k in kinds if k not in suites.KINDS]
+    bad = [k for k in kinds if k not in KINDS]
     if bad:
-        raise ValueError(f"unknown cell kind {', '.join(map(repr, bad))}; choose from {', '.join(suites.KINDS)}")
+        raise ValueError(f"unknown cell kind {', '.join(map(repr, bad))}; choose from {', '.join(KINDS)}")
     return kinds
 
 
@@ -147,9 +138,9 @@ def dry_run(args: argparse.Namespace) -> int:
 
         plan = default_plan("cuda")
         cells = suites.order_cells(plan_cells(plan))
-        total = suites.estimate(cells)
+        total = estimates.estimate(cells)
         print(describe(plan))
-        print(f"full GPU default on {device}: {len(cells)} cells, estimated {suites.format_duration(total)} "
+        print(f"full GPU default on {device}: {len(cells)} cells, estimated {estimates.format_duration(total)} "
               f"(cold compiles, autotuning every Triton config); most informative first:")
         for c in cells[:15]:
             print("  " + c.describe())
@@ -163,14 +154,14 @@ def dry_run(args: argparse.Namespace) -> int:
 
     peaks = known_peaks(device)
     print(suites.describe_plan(spec, cells, budget, device + " (assumed)"))
-    print(f"estimate: {suites.estimate(cells):.0f} s = {suites.estimate(cells) / 60:.1f} min on {device}; budget "
+    print(f"estimate: {estimates.estimate(cells):.0f} s = {estimates.estimate(cells) / 60:.1f} min on {device}; budget "
           f"{budget:.0f} s; peaks: {peaks.source if peaks else 'not a known GPU: measured at run time'}")
-    print("the estimate's constants (profiling/suites.py):\n" + suites.constants_table())
+    print("the estimate's constants (profiling/estimates.py):\n" + estimates.constants_table())
     if not EXAMPLE.exists():
         print(f"dry run: no recorded example at {EXAMPLE}; report rendering not checked", file=sys.stderr)
         return 1
     from alexnet_fast.io import atomic_write_text
-    from profiling.gpu_report import render
+    from profiling.render.suite import render
 
     results = json.loads(EXAMPLE.read_text())
     out = Path(args.output_dir or Path("reports") / "gpu" / "dry-run") / REPORT_FILE
@@ -212,13 +203,14 @@ def run(args: argparse.Namespace) -> int:
         print(f"alexnet-fast bench: {e}", file=sys.stderr)
         return 2
     caches = set_cache_env(args.cache_dir)
-    from profiling.engine import Engine, Interrupted, PreflightFailed
+    from profiling.engine import Engine
+    from profiling.interrupts import Interrupted, PreflightFailed
     from profiling.results import environment
 
     cells = select_cells(suites.build_cells(spec, interpreted=torch.device(device).type != "cuda"), kinds)
     print(suites.describe_plan(spec, cells, budget, name), file=sys.stderr)
     meta = {**environment(device), "suite": spec.name, "smoke": smoke, "description": spec.description,
-            "estimate_s": suites.estimate(cells), "budget_s": budget, "layer_batch": spec.layer_batch,
+            "estimate_s": estimates.estimate(cells), "budget_s": budget, "layer_batch": spec.layer_batch,
             "autotune_max_configs": spec.autotune_max_configs, "warmup": spec.warmup, "repeats": spec.repeats,
             "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "caches": caches,
             "bundle": str(bundle_dir), "layout_label": LAYOUT_LABEL, "compile_backend": spec.compile_backend,

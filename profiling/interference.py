@@ -1,47 +1,13 @@
-"""Interference seen *during* a measurement, not only at its start (issue 21, item 4).
+"""Interference seen *during* a measurement, not only at its start.
 
-A :class:`Sampler` reads Linux's ``/proc/stat`` (CPU time of the whole machine, by state:
-user, nice, system, idle, iowait, irq, softirq, steal), ``/proc/loadavg`` and
-``/proc/<pid>/stat`` of our own processes (user + system time), either from a background
-thread every ``interval_s`` seconds (:meth:`Sampler.cell`, a context manager around a cell)
-or when told to (:meth:`Sampler.sample`, e.g. once per round by
-:func:`profiling.paired.paired_rounds` through ``before_round``). A cell's figures
-(:class:`CellInterference`) come from the snapshots taken inside it:
-
-* ``load_mean`` / ``load_max``: the 1-minute load average over the samples (run-queue
-  length, our own threads included; it lags, so it speaks for long cells);
-* ``steal_pct``: CPU time the hypervisor gave to other guests, % of all CPU time of the cell;
-* ``iowait_pct``: idle time with I/O outstanding, % of all CPU time;
-* ``ours_cores`` / ``others_cores``: CPU time used by our processes (``pids``, default this
-  one; a two-rank layout passes both ranks) and by every other process, in cores (busy CPU
-  time / wall time); ``others_cores_max`` the largest over the sampling intervals.
-
-The flag rule, :func:`interference_reasons` (a row is "measured under interference" when any
-holds):
-
-1. ``steal_pct > STEAL_PCT_LIMIT`` (2%): the VM's cores were taken away for part of the cell;
-2. ``others_cores > max(0, cpu_count - threads) + OTHERS_SLACK_CORES`` (0.25 core): other
-   processes used more CPU than the cores our ``threads`` left idle, so they ran on ours
-   (``threads``: torch's intra-op threads of the cell; unknown: our measured cores, rounded up);
-3. ``load_max > cpu_count``: more runnable threads than cores at some sample.
-
-Where ``/proc/stat`` is missing (macOS, Windows) the sampler is ``available = False``, its
-cells carry ``interference = "unavailable"`` and no figures, and nothing raises.
-
-What it does not see: child processes count as "others" unless their pids are passed (the
-torch.compile worker pool is idle while a cell is timed; the two-rank layouts pass their
-ranks), and on a GPU machine it sees the host's CPUs only: the GPU's own neighbours and
-clocks are NVML's part (:mod:`profiling.telemetry`). The background thread wakes every
-``interval_s`` (0.5 s) to read three small files (tens of microseconds), and its CPU time is
-ours.
-
-Engine integration: one Sampler per run (``threads`` of the cell given per cell); per cell::
-
-    with sampler.cell(threads=n_threads) as cell:
-        result = paired_rounds(...)
-    row.update(cell.summary().columns())   # interference, load_mean, steal_pct, ...
-
-the report flags rows whose ``interference`` column is ``"yes"`` and lists ``interference_why``.
+A :class:`Sampler` reads ``/proc/stat``, ``/proc/loadavg`` and our processes' ``/proc/<pid>/stat``
+from a background thread (:meth:`Sampler.cell`, around a cell) or once per round
+(:meth:`Sampler.sample`); a cell's figures (:class:`CellInterference`: load, steal, iowait, our
+and other processes' cores) flag it as measured under interference
+(:func:`interference_reasons`) when steal passes 2%, other processes used more than the cores
+our threads left idle (+ 0.25 core), or the load passed the core count. Without ``/proc``
+(macOS, Windows) cells say ``unavailable``. It sees the host's CPUs only (the GPU's neighbours
+are NVML's) and counts child processes as others unless their pids are passed.
 """
 
 from __future__ import annotations

@@ -28,10 +28,11 @@ Triton interpreted on CPU) return the check only.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import statistics
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 import torch.distributed as dist
@@ -234,3 +235,22 @@ def bench_layout(layout: str, variant: str, precision: str, batch_size: int, pas
         return run_cell(job, local_context(device if device and device.startswith("cuda:") else job.device))
     finally:
         torch.set_num_threads(saved_threads)
+
+
+@contextlib.contextmanager
+def ranks_share_gpu(enabled: bool) -> Iterator[None]:
+    """The ranks started inside the block share the GPUs there are (gloo) when ``enabled``
+    (:data:`alexnet_fast.layouts.comm.SHARE_GPU_ENV`); the variable is put back after."""
+    from alexnet_fast.layouts.comm import SHARE_GPU_ENV
+
+    saved = os.environ.get(SHARE_GPU_ENV)
+    if enabled:
+        os.environ[SHARE_GPU_ENV] = "1"
+    try:
+        yield
+    finally:
+        if enabled:
+            if saved is None:
+                os.environ.pop(SHARE_GPU_ENV, None)
+            else:
+                os.environ[SHARE_GPU_ENV] = saved

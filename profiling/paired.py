@@ -1,75 +1,15 @@
-"""Adaptive paired rounds: the one way the study measures a ratio (issue 21).
+"""Adaptive paired rounds: the one way the study measures a ratio.
 
-:func:`paired_rounds` takes two warm callables (the baseline and the variant of one cell) and
-a clock, and alternates them in *rounds*: each round times one call of each, back to back, in
-an order drawn at random (so neither always runs on the cache or clock state the other left).
-The order is randomised in permuted blocks of two rounds: a random order, then the other
-one, so both orders are equally represented (to within one round) and the crossover estimate
-of :func:`profiling.stats.paired_ratio` cancels an order effect exactly. After
-``min_rounds`` it estimates the speedup ``baseline_ms / variant_ms`` from the per-round pairs
-with a bootstrap interval (:func:`profiling.stats.paired_ratio`) and stops as soon as the
-interval's relative half-width is at most ``target_half_width`` (3% by default), or when
-``time_cap_s`` of wall time or ``max_rounds`` rounds are spent. The result says which, and
-whether the target was met.
-
-It knows nothing of torch, devices or the engine: the caller passes
-
-* ``time_once(fn) -> ms``: times one call (or a small batch) of ``fn`` and returns
-  milliseconds. This is where the one timer of :mod:`profiling.timers` comes in, so every path
-  keeps its clock (CUDA events with L2 flush on a GPU, perf_counter on CPU);
-* ``rng``: a ``random.Random`` (seeded: the same seed gives the same order of rounds);
-* ``clock``: the wall clock of the time cap (``time.monotonic``; tests pass a fake one);
-* ``before_round`` (untimed, e.g. a barrier, or :meth:`profiling.interference.Sampler.sample`)
-  and ``agree`` (the stop decision every rank takes; see the layouts below).
-
-How the engine calls it, one method for every path
---------------------------------------------------
-Warm both first (the engine's warm-up and its separate first-call timing stay as they are),
-then, per cell, with the intra-op threads fixed around the whole call::
-
-    from profiling import timers
-    from profiling.paired import paired_rounds
-
-    def time_once(fn):               # the one timer, one repeat, no warm-up (both are warm)
-        return timers.measure(fn, device=device, warmup=0, repeats=1, flush_l2=True).median_ms
-
-    result = paired_rounds(baseline_step, variant_step, time_once=time_once,
-                           min_rounds=10, max_rounds=200, time_cap_s=cap, rng=random.Random(seed))
-    row.update(result.columns())     # speedup, speedup_ci_low/high, rounds, target_met, ...
-
-* **CPU, one device** (whole model and per-layer rows alike): as above; perf_counter per call.
-  A cell of ~0.1 ms (a small layer) gets more done per round with ``repeats=k`` in
-  ``time_once`` (the median of k calls is one round's time).
-* **GPU, one device**: the same ``time_once``; ``measure`` brackets the call with CUDA events
-  on the measured device's stream and synchronises once per call, so a round is kernel work,
-  not queueing. The kernel-time column (CUDA-graph replay) is another ``time_once`` over the
-  graph's ``replay``: same driver, same rounds.
-* **Two-rank layouts** (data / model parallel): every rank runs :func:`paired_rounds` with
-  the same seed, ``before_round`` a barrier, and a ``time_once`` that returns the *slowest
-  rank's* time (measure, then ``all_reduce(MAX)`` of the ms), so every rank sees identical
-  times and takes identical order decisions; ``agree=lambda stop: all_reduce_max(stop)``
-  makes the stop decision common even if the ranks' wall clocks disagree on the time cap.
-  No other communication is needed.
-* **Per-layer rows**: the layer's baseline and variant callables, same call.
-* **Interference** (:mod:`profiling.interference`): the cell's rounds run inside
-  ``with sampler.cell(threads=n):`` (background sampling), or pass
-  ``before_round=sampler.sample`` with ``sampler.cell(background=False)`` for one sample a
-  round; the cell's figures and flag go into the same row.
-* **pytest benchmarks**: pytest-benchmark times one target per test, and its rounds
-  (``stats.data``) feed ``alexnet-fast regress`` (Mann-Whitney U, :mod:`profiling.regress`).
-  A benchmark that states a speedup over its baseline provider calls :func:`paired_rounds`
-  inside the test with a perf_counter + synchronize ``time_once`` and puts
-  ``result.columns()`` in ``extra_info``.
-
-Stopping checks are spaced out geometrically (every round up to 20 rounds, then every ~10%
-more rounds) so the bootstrap costs a small fraction of a cell even at ``max_rounds``.
-``min_rounds`` is a floor the time cap does not cut (the engine sizes it; 10 by default); the
-target can stop a cell only from :data:`TARGET_MIN_ROUNDS` = 10 rounds on, and a cell with
-fewer rounds, or whose cap ended it before the target, has ``target_met = False``. Measured
-coverage of the whole adaptive procedure (fake machine, 300 cells each, true ratio 1.10):
-the final 95% interval missed it in 4.0% / 4.7% / 6.3% of cells at 2% / 3% / 6% noise per
-call, mean 10 / 14 / 51 rounds (stopping when an interval is narrow favours the narrow ones
-a little; with a 6-round floor instead of 10: 14% / 12% / 9%).
+:func:`paired_rounds` alternates a warm baseline and variant in rounds (one call of each, back
+to back, in an order drawn in permuted blocks of two rounds, so both orders are equally
+represented and the crossover estimate of :func:`profiling.stats.paired_ratio` cancels an
+order effect), and stops once the speedup's bootstrap interval is within
+``target_half_width`` (3%), or at ``time_cap_s`` or ``max_rounds``. It knows no torch: the
+caller passes ``time_once(fn) -> ms`` (the one timer, one call), a seeded ``rng``, a ``clock``,
+and for two ranks a ``before_round`` barrier and an ``agree`` on stopping. Measured coverage
+(fake machine, 300 cells, true ratio 1.10): the final 95% interval missed it in 4.0% / 4.7% /
+6.3% of cells at 2% / 3% / 6% noise per call, hence the 10-round floor (README, "Measuring a
+ratio").
 """
 
 from __future__ import annotations

@@ -17,15 +17,15 @@ import torch
 
 from alexnet_fast.model import make_config
 from alexnet_fast.precision import policy
-from alexnet_fast.vocabulary import COMPILE_MODES, LAYOUTS, PASSES, PRECISIONS, VARIANTS, variant_label
+from alexnet_fast.vocabulary import (COMPILE_MODES, LAYER_PASSES, LAYOUTS, PASSES, PRECISIONS, TRITON_OPS, VARIANTS,
+                                     variant_label)
 from profiling.flops import layer_units
 
 __all__ = ["VariantSpec", "ReducedSize", "BenchPlan", "default_plan", "default_batch_sizes", "fit_batches_to_layouts",
            "idle_cores", "plan_from_args", "validate_plan", "parse_device", "describe", "use_interpreter_without_gpu",
-           "plan_cells", "TRITON_OPS"]
+           "plan_cells"]
 
 # per-layer ops build_variant swaps for Triton kernels (FC layers stay PyTorch in every variant)
-TRITON_OPS = ("conv_relu", "lrn", "pool", "lrn_pool")
 
 
 @dataclass(frozen=True)
@@ -221,7 +221,7 @@ def plan_from_args(args: argparse.Namespace) -> BenchPlan:
         if not plan.batch_sizes or min(plan.batch_sizes) < 1:
             raise ValueError(f"batch sizes must be positive integers, got {plan.batch_sizes}")
     plan.passes = _choose(_split(args.passes), PASSES, "pass") or plan.passes
-    plan.layer_passes = _choose(_split(getattr(args, "layer_pass", None)), ("fwd", "bwd"), "layer pass") \
+    plan.layer_passes = _choose(_split(getattr(args, "layer_pass", None)), LAYER_PASSES, "layer pass") \
         or plan.layer_passes
     plan.layouts = _choose(_split(args.layout), LAYOUTS, "layout") or plan.layouts
     if batches is None:  # the default batches, fitted to the layouts asked for (data_parallel splits them)
@@ -367,14 +367,15 @@ def validate_plan(plan: BenchPlan) -> None:
 
 # ---------------------------------------------------------------------- plan -> cells
 def plan_cells(plan: BenchPlan) -> list:
-    """The plan as the engine's cells (:class:`profiling.suites.Cell`): the peaks, then one
+    """The plan as the engine's cells (:class:`profiling.cell_types.Cell`): the peaks, then one
     whole-model cell per (layout, precision, pass, variant, batch), then one per-layer cell
     per (precision, variant, unit). Without a GPU the triton variants are checked once at
     the reduced size (``plan.check``: model and batch), their per-layer units that hold a
     Triton kernel too; a user's model (``--model``) at its own size and the check batch."""
-    from profiling.suites import IMPL_OF_VARIANT, Cell, assumed_compiles, layer_estimate, model_estimate, _Tally
+    from profiling.cell_types import IMPL_OF_VARIANT, Cell
+    from profiling.estimates import Tally, assumed_compiles, layer_estimate, model_estimate
 
-    tally = _Tally()
+    tally = Tally()
     c = plan.check
     full = {"preset": plan.preset, "width_mult": plan.width_mult, "input_size": plan.input_size}
     reduced = {"preset": plan.preset, "width_mult": c.width_mult, "input_size": c.input_size}

@@ -7,7 +7,7 @@ the same thing and fails with the same line in both commands), plus ``--steps``,
 ``--warmup`` and ``--compile-scope``. Each cell is profiled by
 :func:`profiling.profiler.profile_cell` into ``<output-dir>/<cell>/`` (trace, tables,
 ``cell.json``); this module writes the run's ``PROFILE.md`` (every cell's tables on one page),
-``profile.json`` and ``layers.png`` (time per layer stacked, one bar per variant).
+``profile.json`` and ``layers.png`` (:mod:`profiling.render.profile`).
 
 Defaults: on a CPU eager and compile (both compile scopes), fp32, batch 4, inference, the paper
 AlexNet at 227x227; on a GPU every variant, bf16, batch 128, inference. Triton variants without
@@ -19,13 +19,12 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
-from alexnet_fast.io import atomic_write_json, atomic_write_text, writable_dir
+from alexnet_fast.io import writable_dir
 from alexnet_fast.vocabulary import COMPILE_MODES, LAYOUTS, PASSES, PRECISIONS, VARIANTS
 
-__all__ = ["add_arguments", "run", "write_summary", "plot_layers", "DEFAULTS"]
+__all__ = ["add_arguments", "run", "DEFAULTS"]
 
 # what a plain `alexnet-fast profile` profiles, per device type (configs as data)
 DEFAULTS = {
@@ -179,6 +178,7 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from profiling.profiler import cell_name, profile_cell
+    from profiling.render.profile import write_summary
 
     cells = _cells(plan, scopes)
     print(f"profile: {len(cells)} cells on {plan.device} -> {out}", file=sys.stderr)
@@ -213,115 +213,3 @@ def run(args: argparse.Namespace) -> int:
         print(f"wrote {summary} (+ profile.json, layers.png, {len(results)} cell folders) in "
               f"{time.perf_counter() - start:.0f} s", file=sys.stderr)
     return 1 if failed else 0
-
-
-# ---------------------------------------------------------------------- the run's summary
-def _segments(result) -> list[tuple[str, float]]:
-    """(layer, ms) stacking to the mean profiled step: CPU time on a CPU (the table's
-    ``outside layers`` last), device time on a GPU (the rest of the step last: device idle or
-    outside layers)."""
-    if not result.cell["device"].startswith("cuda"):
-        return [(r["layer"], r["time_ms"]) for r in result.layers if r["level"] == "layer"]
-    segs = [(r["layer"], r["device_total_ms"] + r["bwd_device_ms"]) for r in result.layers
-            if r["level"] == "layer" and r["layer"] != "outside layers"]
-    return segs + [("device idle / outside layers", max(0.0, result.step_mean_ms - sum(v for _, v in segs)))]
-
-
-def plot_layers(results, path: str | Path) -> Path | None:
-    """Time per layer stacked, one bar per variant, one panel per precision x batch x pass x
-    input (interpreted cells left out: no speed). None if nothing can be plotted."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from profiling.report import save_png
-
-    timed = [r for r in results if not r.interpreted]
-    if not timed:
-        return None
-    panels: dict[tuple, list] = {}
-    for r in timed:
-        c = r.cell
-        panels.setdefault((c["precision"], c["batch_size"], c["pass"], tuple(c["input_shape"]), c["device"]), []).append(r)
-    names: list[str] = []
-    for r in timed:
-        names += [n for n, _ in _segments(r) if n not in names]
-    rest = [n for n in names if n.endswith("outside layers")]
-    names = [n for n in names if n not in rest] + rest
-    cmap = plt.get_cmap("tab20")
-    colors = {n: cmap(i % 20) for i, n in enumerate(n for n in names if n not in rest)}
-    colors.update({n: "0.8" for n in rest})
-    colors["compiled graph"] = "0.45"  # one segment, hatched: the layers fused in one graph
-    fig, axes = plt.subplots(1, len(panels), figsize=(2.2 + 1.6 * max(len(v) for v in panels.values()) * len(panels), 5.2),
-                             squeeze=False)
-    for ax, ((precision, batch, pass_, shape, device), cells) in zip(axes[0], panels.items()):
-        for i, r in enumerate(cells):
-            bottom = 0.0
-            for name, ms in _segments(r):
-                ax.bar(i, ms, bottom=bottom, color=colors[name], edgecolor="white", linewidth=0.5,
-                       hatch="//" if name == "compiled graph" else None, label=name)
-                bottom += ms
-            ax.text(i, bottom, f"{r.step_mean_ms:.1f}", ha="center", va="bottom", fontsize=8)
-        ax.set_xticks(range(len(cells)), [r.cell["label"].replace(" (", "\n(") for r in cells], fontsize=8)
-        unit = "device" if device.startswith("cuda") else "CPU"
-        ax.set_ylabel(f"ms per step ({unit} time per layer)")
-        ax.set_title(f"{precision}, batch {batch}, {pass_}, input {'x'.join(map(str, shape))}", fontsize=9)
-        ax.grid(True, axis="y", alpha=0.3)
-    handles, labels = axes[0][0].get_legend_handles_labels()
-    for ax in axes[0][1:]:
-        h, l = ax.get_legend_handles_labels()
-        handles, labels = handles + h, labels + l
-    seen = dict(zip(labels, handles))
-    fig.legend([seen[n] for n in names if n in seen], [n for n in names if n in seen], loc="center right",
-               fontsize=8, frameon=False)
-    left_out = sorted({r.cell["label"] for r in results if r.interpreted})
-    title = ("Time per layer, one bar per variant (torch.profiler; bar label: mean profiled step, ms)\n"
-             "cells run one after another: compare layers within a bar, time ratios with `bench`")
-    if left_out:
-        title += f"\nnot plotted ({', '.join(left_out)}): interpreted, not a speed"
-    fig.suptitle(title, fontsize=9)
-    fig.tight_layout(rect=(0, 0, 0.8, 1))
-    return save_png(fig, path)
-
-
-def write_summary(results, output_dir: str | Path) -> Path:
-    """``PROFILE.md`` (a summary table, the plot, then every cell's tables), ``profile.json``
-    and ``layers.png`` under ``output_dir``; returns the markdown's path."""
-    from profiling.profiler import INTERPRETED, cell_markdown
-    from profiling.report import markdown_table
-    from profiling.results import environment
-
-    out = Path(output_dir)
-    env = environment(results[0].cell["device"], results[0].cell.get("threads"))
-    plot = plot_layers(results, out / "layers.png")
-    lines = ["# Profile", "",
-             f"{env['device']} ({env['threads']} thread(s)), torch {env['torch']}, triton {env['triton']}, "
-             f"commit {env['git_commit']}; written by `alexnet-fast profile` ({time.strftime('%Y-%m-%d %H:%M')}).", "",
-             "Open a trace (`<cell>/trace.json[.gz]`) in https://ui.perfetto.dev (drag the file in) or "
-             "chrome://tracing: each `step N` range holds the layer ranges, and under them the ops (and on a "
-             "GPU the kernels, linked by flow arrows).", ""]
-    rows = []
-    for r in results:
-        cols = r.columns()
-        link = f"{r.cell['cell']}/profile.md" if r.cell.get("cell") else ""
-        step = INTERPRETED if r.interpreted else f"{r.step_mean_ms:.2f}"
-        unprof = (r.unprofiled or {}).get("median_ms")
-        rows.append([f"[{r.cell['label']}]({link})" if link else r.cell["label"], r.cell["precision"],
-                     str(r.cell["batch_size"]), r.cell["pass"], step, "-" if unprof is None else f"{unprof:.2f}",
-                     "-" if r.interpreted else f"{cols['profile_overhead_pct']:+.0f}%"
-                     if cols["profile_overhead_pct"] is not None else "noisy",
-                     "-" if cols["profile_layer_coverage"] is None else
-                     f"{100 * cols['profile_layer_coverage']:.1f}%",
-                     "-" if cols["peak_mem_bytes"] is None else f"{cols['peak_mem_bytes'] / 2**20:.1f}"])
-    lines += [markdown_table(["cell", "precision", "batch", "pass", "profiled step ms", "unprofiled ms", "overhead",
-                              "in layers", "peak MiB"], rows), ""]
-    if plot is not None:
-        lines += [f"![time per layer]({plot.name})", ""]
-    for r in results:
-        link = f"{r.cell['cell']}/{Path(r.files['trace']).name}" if r.cell.get("cell") else Path(r.files["trace"]).name
-        lines.append(cell_markdown(r, link))
-    path = out / "PROFILE.md"
-    atomic_write_text(path, "\n".join(lines))
-    atomic_write_json(out / "profile.json", {"environment": env, "cells": [r.as_dict() for r in results]})
-    return path

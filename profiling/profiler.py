@@ -1,75 +1,28 @@
-"""torch.profiler over one cell: a Chrome/Perfetto trace whose ranges read ``step N`` /
-``conv1+relu1`` / ``lrn1+pool1`` / ... / ``fc8``, and where the time goes, per layer and per op.
+"""torch.profiler over one cell (:func:`profile_cell`): a Chrome/Perfetto trace whose ranges
+read ``step N`` / ``conv1+relu1`` / ``lrn1+pool1`` / ... / ``fc8``, and where the time goes,
+per layer and per op.
 
-:func:`profile_cell` is the API (the bench engine and the GPU suite can call it on a model and
-inputs they already hold); :mod:`profiling.profile_cmd` is ``alexnet-fast profile``. One cell =
-one variant x precision x batch x pass on one device:
+One cell = one variant x precision x batch x pass on one device, built by
+:func:`alexnet_fast.variants.build_variant` and marked by :mod:`profiling.layer_markers`:
+``warmup`` steps (the first timed apart: the compile), ``steps`` steps timed without the
+profiler by the one timer before and again after the profiled ones (an overhead figure only
+when before and after agree within :data:`DRIFT`), then ``steps`` steps under torch.profiler,
+each in ``record_function("step N")`` with the device synchronised inside. In training, a
+backward op is attributed to the layer whose forward recorded its sequence number (the
+profiler's forward/backward link). It writes the trace (:mod:`profiling.traces`) and the
+tables (:mod:`profiling.render.profile`) under ``out_dir``.
 
-1. the variant is built by :func:`alexnet_fast.variants.build_variant` (the one way), and layer
-   markers are attached (below);
-2. ``warmup`` untimed steps (the first one, the compile for the compiled variants, is timed on
-   its own), ``steps`` steps timed without the profiler by :func:`profiling.timers.measure`
-   (the one timer) before and again after the profiled ones (the profiler's overhead is the
-   difference, given only when before and after agree within :data:`DRIFT`), and ``steps`` steps under
-   ``torch.profiler`` (CPU activities, plus CUDA on a GPU; ``record_shapes``,
-   ``profile_memory``), each inside ``record_function("step N")`` with the device synchronised
-   before the range closes;
-3. what it writes under ``out_dir``: ``trace.json`` (``prof.export_chrome_trace``; gzipped to
-   ``trace.json.gz`` past :data:`GZIP_OVER_BYTES`; parsed back as a check), ``layers.csv``,
-   ``ops.csv``, ``kernels.csv`` (device kernels, GPU only), ``profile.md`` (the same tables)
-   and ``cell.json`` (everything, including peak memory).
-
-Layer markers: which layers a trace can name depends on the variant (measured, torch 2.14):
-
-* eager, triton: forward pre/post hooks on the role-named modules open and close a
-  ``record_function`` per layer group (:func:`layer_groups`: ``conv1+relu1``, ``lrn1+pool1``,
-  ``pool5``, ``drop6``, ``fc6+relu6``, ... the bench's per-layer unit names), and one per module
-  inside a group of several (eager: ``conv1`` and ``relu1`` under ``conv1+relu1``; the triton
-  variant's fused module has the group to itself, with our custom ops
-  ``alexnet_fast::conv2d_relu`` etc. under it). The model is exactly the bench's variant.
-* compiled variants, ``compile_scope="layers"``: hooks cannot work inside a compiled model
-  (dynamo traces them: ``record_function`` enter/exit in hooks graph-breaks at every layer,
-  13 graphs instead of 1), and ``record_function`` inside a compiled forward is dropped
-  (dynamo ignores it unless ``torch._dynamo.config.capture_profiler_record_function``, and
-  inductor then removes the ops anyway: ``_remove_profiler_ops`` in
-  ``torch/_inductor/fx_passes/post_grad.py``, "to prevent them blocking fusion"). So each
-  layer group is compiled as its own piece (``build_variant(piece, "compile")``) and marked
-  from an uncompiled wrapper. Limit: no fusion across groups (e.g. inductor fuses relu1 into
-  the LRN kernel in the whole model) and one dynamo guard check per piece, so this is a
-  breakdown of a slightly different program: compare its step with the ``model`` scope's.
-* compiled variants, ``compile_scope="model"``: the whole model compiled as the bench runs it;
-  the trace shows ``Torch-Compiled Region`` and the compiled graph's ops and kernels (on CPU
-  inductor's C++ kernels are named in the trace, ``cpp.enable_kernel_profile``), but no layer
-  can be told apart: the layer table has one row, ``compiled graph``.
-
-Backward (``pass_="train"``): the autograd engine runs each layer's backward outside any forward
-range, so a backward op (``autograd::engine::evaluate_function: ...``) is attributed to the
-layer whose forward recorded its sequence number (the profiler's forward/backward link).
-
-Without a GPU the triton variants run in Triton's interpreter: the caller gives them a small
-model (the CLI uses the bench's interpreted-check size); their times are "interpreted: not a
-speed".
-
-What only a GPU runs (small, listed): the CUDA activity, the CUDA peak-memory counters
-(``torch.cuda.max_memory_allocated`` after a reset) and device kernels in the trace. The
-analysis of kernels and idle gaps (:func:`kernel_table`, :func:`device_gaps`) reads the trace
-JSON and is tested on CPU with a synthetic trace.
+Only a GPU runs the CUDA activity and the CUDA allocator's peak counters; the trace analysis
+is tested on CPU with a synthetic trace.
 """
 
 from __future__ import annotations
 
 import contextlib
 import copy
-import csv
-import gzip
-import io
-import json
 import os
 import re
-import shutil
 import statistics
-import uuid
-from collections import OrderedDict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
@@ -78,170 +31,25 @@ import torch
 from torch import nn
 from torch.autograd.profiler import record_function
 
-from alexnet_fast.io import atomic_path, atomic_write_json, atomic_write_text
-from alexnet_fast.model import AlexNetConfig
 from alexnet_fast.precision import policy
 from alexnet_fast.vocabulary import COMPILE_MODES, PASSES, VARIANTS, choose, variant_label
 from profiling.cell import inference_step, train_step
-from profiling.flops import layer_units
+from profiling.layer_markers import LayerGroup, LayerMarkers, compile_per_layer, is_alexnet, layer_groups
+from profiling.render.profile import INTERPRETED, write_cell_files
 from profiling.timers import fixed_threads, measure, synchronize, time_first_call
+from profiling.traces import (STEP_NAME, device_gaps, kernel_table, memory_peaks, our_kernel_names, read_trace,
+                              write_trace)
 
-__all__ = ["ProfileResult", "LayerGroup", "LayerMarkers", "COMPILE_SCOPES", "GZIP_OVER_BYTES",
-           "profile_cell", "layer_groups", "read_trace", "step_windows", "memory_peaks", "kernel_table",
-           "device_gaps", "our_kernel_names", "kernel_source", "cell_name", "INTERPRETED"]
+__all__ = ["ProfileResult", "COMPILE_SCOPES", "GZIP_OVER_BYTES", "profile_cell", "cell_name"]
 
 COMPILE_SCOPES = ("layers", "model")
 GZIP_OVER_BYTES = 128 << 10  # traces bigger than 128 KiB are written gzipped (Perfetto and chrome://tracing read .gz)
-INTERPRETED = "interpreted: not a speed"
-STEP_NAME = re.compile(r"^step (\d+)$")
 COMPILED_REGION = "Torch-Compiled Region"  # dynamo's range around a compiled frame
 COMPILED_GRAPH = "compiled graph"  # the one "layer" of a whole-model compiled cell
 BACKWARD_OP = "autograd::engine::evaluate_function: "
 OPTIMIZER_PREFIX = "Optimizer."  # torch.optim's own ranges: Optimizer.step#SGD.step, Optimizer.zero_grad#...
-TOP_OPS = 25
+TOP_OPS = 25  # rows of the op table
 DRIFT = 0.10  # unprofiled steps before vs after the profiled ones: past 10% apart, no overhead figure
-
-
-# ---------------------------------------------------------------------- layer groups and markers
-@dataclass(frozen=True)
-class LayerGroup:
-    """One marked layer: ``members`` are children of the module at ``container`` ("" = the
-    model itself), called in this order; ``name`` is what the trace shows."""
-
-    name: str
-    container: str
-    members: tuple[str, ...]
-
-    def modules(self, model: nn.Module) -> list[nn.Module]:
-        parent = model.get_submodule(self.container) if self.container else model
-        return [parent.get_submodule(m) for m in self.members]
-
-
-def _is_alexnet(model: nn.Module) -> bool:
-    return (isinstance(getattr(model, "config", None), AlexNetConfig)
-            and isinstance(getattr(model, "features", None), nn.Sequential)
-            and isinstance(getattr(model, "classifier", None), nn.Sequential))
-
-
-def layer_groups(model: nn.Module) -> list[LayerGroup]:
-    """The layers a profile marks, in forward order.
-
-    This project's AlexNet (its role names, any variant): the bench's per-layer units
-    (:func:`profiling.flops.layer_units`: ``conv1+relu1``, ``lrn1+pool1`` -- the fused pair, not
-    the separate ``lrn1`` and ``pool1`` --, ``pool5``, ``fc6+relu6``, ..., ``fc8``; ``avgpool``
-    for the torchvision preset) plus the dropouts (``drop6``, ``drop7``), so every variant's
-    bars have the same segments. Any other model: each leaf module by its qualified name
-    (``nn.Identity`` left out: what :func:`kernels.apply` leaves of an absorbed ReLU / pool).
-    """
-    if not _is_alexnet(model):
-        return [LayerGroup(name, name.rpartition(".")[0], (name.rpartition(".")[2],))
-                for name, m in model.named_modules()
-                if name and not list(m.children()) and not isinstance(m, nn.Identity)]
-    fused = {m for u in layer_units(model.config) if u.fused_pair for m in u.modules}
-    units = {(u.container, u.modules[0]): u for u in layer_units(model.config)
-             if u.fused_pair or not set(u.modules) <= fused}
-    order = [("features", n) for n in model.features._modules]
-    order += [("", "avgpool")] if getattr(model, "avgpool", None) is not None else []
-    order += [("classifier", n) for n in model.classifier._modules]
-    groups, i = [], 0
-    while i < len(order):
-        container, name = order[i]
-        unit = units.get((container, name))
-        members = unit.modules if unit is not None else (name,)
-        if [n for _, n in order[i:i + len(members)]] != list(members):
-            raise ValueError(f"layer_groups: {container or 'model'}.{name} is not followed by {members[1:]}")
-        groups.append(LayerGroup(unit.name if unit is not None else name, container, tuple(members)))
-        i += len(members)
-    return groups
-
-
-class LayerMarkers:
-    """Forward pre/post hooks opening and closing a ``record_function`` per layer group and
-    per module inside a group of several (modules that are ``nn.Identity`` get none). For
-    uncompiled models only (module docstring). ``names``: marker name -> "layer" | "module"."""
-
-    def __init__(self, model: nn.Module, groups: Sequence[LayerGroup]):
-        self.model, self.groups = model, list(groups)
-        self.names: dict[str, str] = {}
-        self._handles: list[Any] = []
-        self._open: list[tuple[str, record_function]] = []
-
-    def _enter(self, name: str):
-        def hook(_module, _args):
-            rf = record_function(name)
-            rf.__enter__()
-            self._open.append((name, rf))
-        return hook
-
-    def _exit(self, name: str):
-        def hook(_module, _args, _out):
-            if not self._open or self._open[-1][0] != name:
-                raise RuntimeError(f"layer markers out of order: closing {name!r}, open "
-                                   f"{[n for n, _ in self._open]}")
-            self._open.pop()[1].__exit__(None, None, None)
-        return hook
-
-    def __enter__(self) -> "LayerMarkers":
-        for group in self.groups:
-            active = [(n, m) for n, m in zip(group.members, group.modules(self.model)) if not isinstance(m, nn.Identity)]
-            if not active:
-                continue
-            self.names[group.name] = "layer"
-            inner = len(active) > 1
-            for k, (name, module) in enumerate(active):
-                if k == 0:
-                    self._handles.append(module.register_forward_pre_hook(self._enter(group.name)))
-                if inner:
-                    self.names.setdefault(name, "module")
-                    self._handles.append(module.register_forward_pre_hook(self._enter(name)))
-                    self._handles.append(module.register_forward_hook(self._exit(name)))
-                if k == len(active) - 1:
-                    self._handles.append(module.register_forward_hook(self._exit(group.name)))
-        return self
-
-    def __exit__(self, *exc) -> None:
-        for h in self._handles:
-            h.remove()
-        while self._open:  # a forward that raised between a pre- and a post-hook
-            self._open.pop()[1].__exit__(None, None, None)
-
-
-class _Marked(nn.Module):
-    """An uncompiled wrapper naming a compiled piece in the trace."""
-
-    def __init__(self, name: str, piece: nn.Module):
-        super().__init__()
-        self.marker, self.piece = name, piece
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        with record_function(self.marker):
-            return self.piece(x)
-
-
-def _compile_per_layer(model: nn.Module, groups: Sequence[LayerGroup], compile_mode: str) -> dict[str, str]:
-    """Replace each group of this project's AlexNet by one compiled piece (the group's modules
-    in an ``nn.Sequential``, compiled by ``build_variant``) inside a :class:`_Marked`
-    wrapper; returns the marker names."""
-    from alexnet_fast.variants import build_variant
-
-    if not _is_alexnet(model):
-        raise ValueError("compile scope 'layers' needs this project's AlexNet (its layer roles); "
-                         "profile a user's model with compile scope 'model'")
-    by_container: dict[str, list[LayerGroup]] = {}
-    for g in groups:
-        by_container.setdefault(g.container, []).append(g)
-    for container, gs in by_container.items():
-        parent = model.get_submodule(container) if container else model
-        pieces = OrderedDict()
-        for g in gs:
-            seq = nn.Sequential(OrderedDict((m, parent.get_submodule(m)) for m in g.members))
-            pieces[g.name] = _Marked(g.name, build_variant(seq, "compile", compile_mode=compile_mode, copy_model=False))
-        if container:  # features / classifier: a Sequential of the marked pieces
-            setattr(model, container, nn.Sequential(pieces))
-        else:  # avgpool, a direct child of the model
-            for name, piece in pieces.items():
-                setattr(model, name, piece)
-    return {g.name: "layer" for g in groups}
 
 
 # ---------------------------------------------------------------------- the result
@@ -339,7 +147,7 @@ def _build(model: nn.Module, variant: str, compile_mode: str, compile_scope: str
     compiled = variant.endswith("compile")
     if compiled and compile_scope == "layers":
         base = build_variant(model, "triton" if variant.startswith("triton") else "eager", copy_model=False)
-        names = _compile_per_layer(base, groups or layer_groups(base), compile_mode)
+        names = compile_per_layer(base, groups or layer_groups(base), compile_mode)
         return base, contextlib.nullcontext(), names, (
             "compiled per layer group (one torch.compile piece per layer, marked from an uncompiled wrapper): "
             "no fusion across layers; compare with compile scope 'model'")
@@ -348,7 +156,7 @@ def _build(model: nn.Module, variant: str, compile_mode: str, compile_scope: str
         return built, contextlib.nullcontext(), {}, (
             "whole model compiled (as the bench runs it): layers are not separable inside the compiled graph "
             "(inductor removes record_function ops); see the ops table")
-    markers = LayerMarkers(built, groups if groups is not None and _is_alexnet(built) else layer_groups(built))
+    markers = LayerMarkers(built, groups if groups is not None and is_alexnet(built) else layer_groups(built))
     return built, markers, None, None
 
 
@@ -388,7 +196,7 @@ def profile_cell(model: nn.Module, inputs: tuple[torch.Tensor, torch.Tensor], va
 
     torch._dynamo.reset()  # static shapes per cell; no compiled code shared between cells
     base = copy.deepcopy(model).to(device)
-    groups = layer_groups(base) if _is_alexnet(base) else None
+    groups = layer_groups(base) if is_alexnet(base) else None
     settings = _compile_settings(cold_compile, not cuda) if compiled else contextlib.nullcontext()
     with settings, fixed_threads(threads) as n_threads:
         built, markers, names, note = _build(base, variant, compile_mode, compile_scope, groups)
@@ -406,7 +214,7 @@ def profile_cell(model: nn.Module, inputs: tuple[torch.Tensor, torch.Tensor], va
     unprofiled = None if interpreted else _unprofiled(before, after)
     cell["threads"] = n_threads
     out.mkdir(parents=True, exist_ok=True)
-    trace_path = _write_trace(prof, out, gzip_over_bytes)
+    trace_path = write_trace(prof, out, gzip_over_bytes)
     trace = read_trace(trace_path)
     events = prof.events()
     step_ms = [e.cpu_time_total / 1e3 for e in _step_events(events)]
@@ -419,7 +227,7 @@ def profile_cell(model: nn.Module, inputs: tuple[torch.Tensor, torch.Tensor], va
     gaps = device_gaps(trace) if kernels else None
     result = ProfileResult(cell, step_ms, unprofiled, None if interpreted else first_call_s, layers, ops, memory,
                            kernels, gaps, {"trace": str(trace_path)}, notes)
-    _write_cell_files(result, out)
+    write_cell_files(result, out)
     return result
 
 
@@ -562,262 +370,4 @@ def _op_table(prof, markers: set[str], steps: int, cuda: bool) -> list[dict[str,
     return rows[:TOP_OPS]
 
 
-def read_trace(path: str | os.PathLike) -> dict[str, Any]:
-    """A Chrome trace (``.json`` or ``.json.gz``) as a dict with ``traceEvents``; ValueError
-    if it does not parse as one."""
-    path = Path(path)
-    opener = gzip.open if path.suffix == ".gz" else open
-    try:
-        with opener(path, "rt", encoding="utf-8") as f:
-            trace = json.load(f)
-    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ValueError(f"trace {path} is not Chrome trace JSON: {e}") from None
-    if not isinstance(trace, dict) or not isinstance(trace.get("traceEvents"), list):
-        raise ValueError(f"trace {path} has no traceEvents list")
-    return trace
-
-
-def step_windows(trace: dict[str, Any]) -> list[tuple[float, float]]:
-    """(start, end) in µs of each ``step N`` range of the host timeline, in step order."""
-    steps = [e for e in trace["traceEvents"] if e.get("ph") == "X" and e.get("cat") == "user_annotation"
-             and STEP_NAME.match(str(e.get("name", "")))]
-    steps.sort(key=lambda e: int(STEP_NAME.match(e["name"]).group(1)))
-    return [(float(e["ts"]), float(e["ts"]) + float(e["dur"])) for e in steps]
-
-
-def memory_peaks(trace: dict[str, Any], cuda_memory: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Peak memory of the profiled steps. From the trace's ``[memory]`` events (profile_memory:
-    each carries the allocator's ``Total Allocated`` after it), per device type: the highest
-    total inside a step minus the total at the step's start, the largest over steps. On CPU
-    that counts only blocks allocated while profiling (the CPU allocator reports a block it
-    saw being allocated): the step's activations, temporaries and gradients, not the weights
-    or inputs. On a GPU the CUDA allocator's own counters (``cuda_memory``) are the figure."""
-    windows = step_windows(trace)
-    mem = sorted((float(e["ts"]), e.get("args", {})) for e in trace["traceEvents"] if e.get("name") == "[memory]")
-    per_device: dict[str, int] = {}
-    for device_type, label in ((0, "cpu"), (1, "cuda")):
-        events = [(ts, int(a.get("Total Allocated", 0))) for ts, a in mem if a.get("Device Type") == device_type]
-        if not events:
-            continue
-        best = 0
-        for start, end in windows:
-            before = [total for ts, total in events if ts < start]
-            base = before[-1] if before else 0
-            inside = [total for ts, total in events if start <= ts <= end]
-            if inside:
-                best = max(best, max(inside) - base)
-        per_device[label] = best
-    if cuda_memory is not None:
-        return {**cuda_memory, "trace_peak_bytes": per_device}
-    return {"peak_bytes": per_device.get("cpu"), "trace_peak_bytes": per_device,
-            "source": "profiler [memory] events: peak Total Allocated in a step minus its value at the step's start; "
-                      "only blocks allocated while profiling (activations, temporaries, gradients), not the weights "
-                      "or inputs"}
-
-
-DEVICE_CATS = ("kernel", "gpu_memcpy", "gpu_memset")
-
-
-def our_kernel_names() -> set[str]:
-    """Names of this project's ``@triton.jit`` kernels (what CUPTI names their launches)."""
-    import importlib
-
-    names = set()
-    for module_name in ("kernels.conv2d_relu", "kernels.lrn", "kernels.max_pool2d", "kernels.lrn_max_pool2d"):
-        module = importlib.import_module(module_name)
-        for value in vars(module).values():
-            fn = getattr(value, "fn", None)
-            if callable(fn) and type(value).__name__ in ("JITFunction", "InterpretedFunction") \
-                    and fn.__name__.endswith("_kernel"):
-                names.add(fn.__name__)
-    return names
-
-
-def kernel_source(name: str, ours: set[str]) -> str:
-    """``ours`` (our Triton kernels), ``inductor`` (torch.compile's generated Triton kernels,
-    ``triton_poi_/red_/per_/tem_...``) or ``library`` (cuDNN, cuBLAS, PyTorch's own kernels)."""
-    if name in ours or any(name.startswith(o + "_") for o in ours):
-        return "ours"
-    if name.startswith("triton_"):
-        return "inductor"
-    return "library"
-
-
-def kernel_table(trace: dict[str, Any], ours: set[str], steps: int) -> list[dict[str, Any]]:
-    """Device time per kernel name (and memcpy / memset) over the profiled steps, per step,
-    largest first, each with its :func:`kernel_source`."""
-    rows: dict[str, dict[str, Any]] = {}
-    for e in trace["traceEvents"]:
-        if e.get("ph") != "X" or e.get("cat") not in DEVICE_CATS:
-            continue
-        r = rows.setdefault(e["name"], {"kernel": e["name"], "kind": e["cat"], "calls": 0, "device_ms": 0.0,
-                                        "source": kernel_source(e["name"], ours) if e["cat"] == "kernel" else "copy"})
-        r["calls"] += 1
-        r["device_ms"] += float(e["dur"]) / 1e3
-    total = sum(r["device_ms"] for r in rows.values())
-    table = []
-    for r in sorted(rows.values(), key=lambda r: -r["device_ms"]):
-        table.append({**r, "mean_us": 1e3 * r["device_ms"] / r["calls"], "calls": r["calls"] / steps,
-                      "device_ms": r["device_ms"] / steps, "share": r["device_ms"] / total if total else None})
-    return table
-
-
-def device_gaps(trace: dict[str, Any]) -> dict[str, Any]:
-    """How much of each step the device sits idle: per step, the union of the device's
-    kernel / copy intervals (busy), the step's range minus it (idle), and the gaps between
-    consecutive busy intervals (what launching and dispatch cost once the device waits on
-    the host), plus the lead time before the first kernel. Medians over steps, in ms / µs."""
-    windows = step_windows(trace)
-    work = sorted((float(e["ts"]), float(e["ts"]) + float(e["dur"])) for e in trace["traceEvents"]
-                  if e.get("ph") == "X" and e.get("cat") in DEVICE_CATS)
-    per_step = []
-    for start, end in windows:
-        spans = [(max(s, start), min(e, end)) for s, e in work if e > start and s < end]
-        merged: list[list[float]] = []
-        for s, e in spans:
-            if merged and s <= merged[-1][1]:
-                merged[-1][1] = max(merged[-1][1], e)
-            else:
-                merged.append([s, e])
-        busy = sum(e - s for s, e in merged)
-        gaps = [b[0] - a[1] for a, b in zip(merged, merged[1:])]
-        per_step.append({"step_ms": (end - start) / 1e3, "busy_ms": busy / 1e3, "idle_ms": (end - start - busy) / 1e3,
-                         "kernels": len(spans), "gaps": len(gaps), "gap_total_ms": sum(gaps) / 1e3,
-                         "gap_median_us": statistics.median(gaps) if gaps else 0.0,
-                         "gap_max_us": max(gaps) if gaps else 0.0,
-                         "lead_us": (merged[0][0] - start) if merged else None})
-    if not per_step:
-        return {}
-    keys = [k for k in per_step[0] if k != "lead_us"]
-    summary = {k: statistics.median(s[k] for s in per_step) for k in keys}
-    leads = [s["lead_us"] for s in per_step if s["lead_us"] is not None]
-    summary["lead_us"] = statistics.median(leads) if leads else None
-    summary["busy_share"] = summary["busy_ms"] / summary["step_ms"] if summary["step_ms"] else None
-    return summary
-
-
 # ---------------------------------------------------------------------- files
-def _write_trace(prof, out: Path, gzip_over_bytes: int) -> Path:
-    """``trace.json`` from ``prof.export_chrome_trace``, or ``trace.json.gz`` when bigger than
-    ``gzip_over_bytes``; written atomically, the stale other form removed."""
-    plain, packed = out / "trace.json", out / "trace.json.gz"
-    tmp = out / f".trace.{os.getpid()}.{uuid.uuid4().hex[:12]}.tmp.json"
-    try:
-        prof.export_chrome_trace(str(tmp))
-        if tmp.stat().st_size <= gzip_over_bytes:
-            os.replace(tmp, plain)
-            packed.unlink(missing_ok=True)
-            return plain
-        with atomic_path(packed) as gz_tmp:
-            with open(tmp, "rb") as src, gzip.open(gz_tmp, "wb", compresslevel=6) as dst:
-                shutil.copyfileobj(src, dst, 1 << 20)
-        plain.unlink(missing_ok=True)
-        return packed
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def _csv_text(rows: list[dict[str, Any]]) -> str:
-    buf = io.StringIO()
-    if rows:
-        writer = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(rows)
-    return buf.getvalue()
-
-
-def _f(value: Any, digits: int = 3) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, bool):
-        return "yes" if value else ""
-    if isinstance(value, float):
-        if value == 0:
-            return "0"
-        return f"{value:.{digits}g}" if abs(value) < 1000 else f"{value:,.0f}"
-    return str(value)
-
-
-def _bytes(n: int | None) -> str:
-    if n is None:
-        return "-"
-    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
-        if abs(n) >= scale:
-            return f"{n / scale:.1f} {unit}"
-    return f"{n} B"
-
-
-def cell_markdown(result: ProfileResult, link: str = "") -> str:
-    """The cell's section: step times, memory, notes, then the layer, op (and kernel) tables."""
-    from profiling.report import markdown_table
-
-    c = result.cell
-    train = c["pass"] == "train"
-    cuda = c["device"].startswith("cuda")
-    lines = [f"## {c['label']} · {c['precision']} · batch {c['batch_size']} · {c['pass']}", ""]
-    size = f"input {'x'.join(map(str, c['input_shape']))}" + (f", {c['size']}" if c.get("size") else "")
-    load = f", load average {c['load_avg_1m']:.1f} at the start" if c.get("load_avg_1m") is not None else ""
-    lines.append(f"- device {c['device']}, {c.get('threads')} thread(s){load}, {size}; {c['steps']} profiled steps "
-                 f"after {c['warmup']} warm-up")
-    if result.interpreted:
-        lines.append(f"- step {result.step_mean_ms:.1f} ms under the profiler: **{INTERPRETED}**")
-    else:
-        unprof = result.unprofiled["median_ms"]
-        pct, why = result.overhead()
-        over = f"{pct:+.0f}% profiler + marker overhead; {why}" if pct is not None else why
-        first = "" if result.first_call_s is None else f"; first call {result.first_call_s:.2f} s"
-        lines.append(f"- step **{result.step_mean_ms:.2f} ms** under the profiler (mean of {len(result.step_ms)}), "
-                     f"{unprof:.2f} ms without it (median of {2 * c['steps']}: {over}){first}")
-    mem = result.memory
-    lines.append(f"- peak memory {_bytes(mem.get('peak_bytes'))} ({mem.get('source')})")
-    lines += [f"- {n}" for n in result.notes]
-    if link:
-        lines.append(f"- trace: [{link}]({link}) (open in https://ui.perfetto.dev or chrome://tracing)")
-    if result.gaps:
-        g = result.gaps
-        lines.append(f"- device busy {g['busy_ms']:.3f} of {g['step_ms']:.3f} ms a step ({100 * (g['busy_share'] or 0):.0f}%); "
-                     f"{g['gaps']:.0f} gaps between {g['kernels']:.0f} kernels, {g['gap_total_ms']:.3f} ms in all "
-                     f"(median {g['gap_median_us']:.1f} µs, max {g['gap_max_us']:.1f} µs), first kernel "
-                     f"{_f(g['lead_us'])} µs after the step starts")
-    lines += ["", f"Time per layer, per step ({'device' if cuda else 'CPU'} time decides; `layer` rows add up to the "
-                  f"step, `module` rows sit inside their layer):", ""]
-    dev = ["device total ms", "device self ms"] if cuda else []
-    header = ["layer", "level", "calls", "CPU total ms", "CPU self ms", *dev]
-    header += (["bwd CPU ms"] + (["bwd device ms"] if cuda else [])) if train else []
-    header += ["share of step"]
-    rows = []
-    for r in result.layers:
-        row = [r["layer"], r["level"], _f(r["calls"]), _f(r["cpu_total_ms"]), _f(r["cpu_self_ms"])]
-        row += [_f(r["device_total_ms"]), _f(r["device_self_ms"])] if cuda else []
-        row += ([_f(r["bwd_cpu_ms"])] + ([_f(r["bwd_device_ms"])] if cuda else [])) if train else []
-        row += [f"{100 * r['share']:.1f}%" if r.get("share") is not None and r["level"] == "layer" else ""]
-        rows.append(row)
-    lines += [markdown_table(header, rows), ""]
-    lines += [f"Top ops, per step, by self {'device' if cuda else 'CPU'} time (`ours`: our custom ops; CPU MiB: "
-              f"allocated minus freed inside the op):", ""]
-    op_dev = ["self device ms", "device total ms"] if cuda else []
-    lines += [markdown_table(["op", "calls", "self CPU ms", "CPU total ms", *op_dev, "self CPU MiB", "ours"],
-                             [[r["op"], _f(r["calls"]), _f(r["self_cpu_ms"]), _f(r["cpu_total_ms"]),
-                               *([_f(r["self_device_ms"]), _f(r["device_total_ms"])] if cuda else []),
-                               _f(r["self_cpu_mem_mib"]), _f(r["ours"])] for r in result.ops]), ""]
-    if result.kernels:
-        lines += ["Device kernels, per step (`ours`: our Triton kernels; `inductor`: torch.compile's):", ""]
-        lines += [markdown_table(["kernel", "source", "calls", "device ms", "mean µs", "share"],
-                                 [[r["kernel"], r["source"], _f(r["calls"]), _f(r["device_ms"]), _f(r["mean_us"]),
-                                   f"{100 * r['share']:.1f}%" if r["share"] is not None else "-"]
-                                  for r in result.kernels[:TOP_OPS]]), ""]
-    return "\n".join(lines) + "\n"
-
-
-def _write_cell_files(result: ProfileResult, out: Path) -> None:
-    files = {"trace": result.files["trace"], "layers_csv": str(out / "layers.csv"), "ops_csv": str(out / "ops.csv"),
-             "markdown": str(out / "profile.md"), "json": str(out / "cell.json")}
-    atomic_write_text(out / "layers.csv", _csv_text(result.layers))
-    atomic_write_text(out / "ops.csv", _csv_text(result.ops))
-    if result.kernels:
-        files["kernels_csv"] = str(out / "kernels.csv")
-        atomic_write_text(out / "kernels.csv", _csv_text(result.kernels))
-    result.files = files
-    atomic_write_text(out / "profile.md", cell_markdown(result, Path(files["trace"]).name))
-    atomic_write_json(out / "cell.json", result.as_dict())
-

@@ -1,50 +1,16 @@
 """`alexnet-fast regress`: compare a benchmark run with a baseline, and plot the history.
 
-Inputs are pytest-benchmark JSON files (``pytest --benchmark-only --benchmark-json=run.json``
-or the runs ``--benchmark-autosave`` keeps under ``.benchmarks/<machine-id>/``). Benchmarks
-are matched by name (kernel, shape, dtype and provider are in the test id); for each the
-median time of the current run is compared with the baseline's:
-
-    change = current median / baseline median - 1
-
-The rule: a benchmark is a regression when it is slower than the baseline by more than
-``--threshold`` percent (default :data:`DEFAULT_THRESHOLD_PCT` = 10%) **and** the difference
-is significant: the two-sided Mann-Whitney U test of its rounds (``stats.data``, the time of
-every round) against the baseline's gives ``p < --alpha`` (default :data:`DEFAULT_ALPHA` =
-0.05), with the rounds on the slower side (:func:`profiling.stats.mann_whitney_u`; exact for
-small samples). This is the two-part rule of pyperf's ``compare_to`` (a two-sample t-test at
-95%: "Not significant!" below it, whatever the change) and of Criterion.rs's change detection
-(a bootstrapped t-test ``p < significance_level`` (0.05), then the change's interval beyond
-its ``noise_threshold``): the threshold says how big a change matters, the test says whether
-the rounds show one at all. A rank test rather than a t-test because round times are skewed
-and a single interfered round would dominate a mean and a variance. "faster" follows the
-same rule the other way. A change past the threshold that is not significant is printed
-``ok (not significant)``: two runs of the same code on a noisy machine differ by more than 10%
-on 5 rounds easily (tests/test_regress.py measures how often), and that is not a regression.
-
-When the test cannot decide, the threshold alone decides, with a warning saying for how
-many benchmarks and why (decided: a regression gate must not go silent because a file is old;
-refusing would turn every old autosave into exit 2):
-
-* a file without raw rounds (``stats.data`` absent: pytest-benchmark writes it with
-  ``--benchmark-json`` always, and into ``--benchmark-save`` / ``--benchmark-autosave`` files
-  only with ``--benchmark-save-data``, which this project's pytest options now add);
-* too few rounds for any test to reach ``--alpha`` (smallest exact two-sided p is
-  ``2 / C(n1 + n2, n1)``: 3 rounds against 3 can never give p < 0.1).
-
-The committed baseline ``reports/benchmarks/cpu-amd-epyc-1t.json`` has its rounds (5 per
-kernel, 3 per whole-model benchmark; the CPU model benchmarks now take 5, so 3 against 5 can
-reach p = 0.036). Benchmarks missing on one side are listed, not failed, but a check that
-compares nothing fails: exit 2 with one line when the current run or the baseline holds no
-benchmark, or when no benchmark name is in both (all renamed). Exit 2 also for a missing or
-malformed file (the message names the file and what is wrong with it: a ``stats.data`` that is
-not a list of positive times included) and for a threshold that is not a finite positive
-number or an alpha outside (0, 1). Exit 1: at least one regression; 0 otherwise.
-
-Committed baselines live in ``reports/benchmarks/<machine>.json`` (machine = GPU name or CPU
-model + thread count, :func:`profiling.results.machine_slug`, recorded by the benchmarks in
-``extra_info``); the current run's machine picks the default baseline. ``--history`` draws the median of every benchmark over all saved runs
-(``reports/benchmark_history.png``).
+Inputs are pytest-benchmark JSON files (``--benchmark-json`` or ``--benchmark-autosave``);
+benchmarks are matched by name. A benchmark is a regression when its median is slower than the
+baseline's by more than ``--threshold`` (10%) **and** the two-sided Mann-Whitney U test of its
+rounds (``stats.data``) against the baseline's gives ``p < --alpha`` (0.05): the two-part rule of
+pyperf's ``compare_to`` and Criterion's change detection (the threshold says how big a change
+matters, the test whether the rounds show one; on 400 same-code pairs at 15% noise the median
+alone called 23% regressions, the rule 2.75%). Past the threshold but not significant is
+``ok (not significant)``. Without rounds, or too few for any test to reach alpha, the threshold
+alone decides, with a warning saying for how many. Exit 0 ok, 1 regression, 2 bad input (the
+message names the file and what is wrong) or nothing compared. Baselines:
+``reports/benchmarks/<machine>.json``; ``--history`` plots every run's medians.
 """
 
 from __future__ import annotations
@@ -56,6 +22,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from profiling.render.regress import format_table, plot_history
 from profiling.stats import MannWhitney, as_positive_series, mann_whitney_u, min_p_value
 
 __all__ = ["DEFAULT_THRESHOLD_PCT", "DEFAULT_ALPHA", "BenchmarkFileError", "load_run", "compare", "Change",
@@ -215,20 +182,6 @@ def compare(baseline: Run, current: Run) -> list[Change]:
     return changes
 
 
-def _ms(seconds: float | None) -> str:
-    return "-" if seconds is None else f"{seconds * 1e3:.4g}"
-
-
-def format_table(changes: list[Change], threshold_pct: float, alpha: float = DEFAULT_ALPHA) -> str:
-    header = ["kernel", "shape", "dtype", "provider", "baseline ms", "current ms", "change", "p (U test)", "verdict"]
-    rows = [[c.kernel, c.shape, c.dtype, c.provider, _ms(c.baseline_s), _ms(c.current_s),
-             "-" if c.change is None else f"{100 * c.change:+.1f}%", c.p_text(alpha), c.verdict(threshold_pct, alpha)]
-            for c in changes]
-    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(header)]
-    line = lambda cells: "  ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip()  # noqa: E731
-    return "\n".join([line(header), line(["-" * w for w in widths])] + [line(r) for r in rows])
-
-
 def _history_files(paths: list[str]) -> list[Path]:
     files: list[Path] = []
     for p in map(Path, paths):
@@ -239,44 +192,6 @@ def _history_files(paths: list[str]) -> list[Path]:
         else:
             raise BenchmarkFileError(f"history path {p} does not exist")
     return files
-
-
-def plot_history(runs: list[Run], path: str | Path) -> Path:
-    """Median time of every benchmark over the runs (ordered by date), one panel per group."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from profiling.report import save_png
-
-    runs = sorted(runs, key=lambda r: (r.datetime, str(r.path)))
-    groups: dict[str, dict[str, list[tuple[int, float]]]] = {}
-    for i, r in enumerate(runs):
-        for b in r.benchmarks.values():
-            label = " ".join(filter(None, [b.provider, b.dtype])) or b.name
-            groups.setdefault(b.group or b.kernel, {}).setdefault(label, []).append((i, b.median_s * 1e3))
-    n = max(1, len(groups))
-    cols = min(3, n)
-    rows = math.ceil(n / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(5 * cols, 3.2 * rows), squeeze=False)
-    for ax, (group, lines) in zip(axes.flat, sorted(groups.items())):
-        for label, points in sorted(lines.items()):
-            xs, ys = zip(*points)
-            ax.plot(xs, ys, marker="o", label=label)
-        ax.set_title(group, fontsize=9)
-        ax.set_ylabel("median ms")
-        ax.set_yscale("log")
-        ax.set_xticks(range(len(runs)))
-        ax.set_xticklabels([(r.datetime[:16].replace("T", " ") or r.path.stem) for r in runs], rotation=45,
-                           fontsize=7, ha="right")
-        ax.grid(True, alpha=0.3)
-        ax.legend(fontsize=7)
-    for ax in list(axes.flat)[len(groups):]:
-        ax.axis("off")
-    fig.suptitle(f"benchmark history over {len(runs)} runs", fontsize=10)
-    fig.tight_layout()
-    return save_png(fig, path, dpi=100)
 
 
 def default_baseline(current: Run) -> Path:

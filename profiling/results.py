@@ -11,7 +11,6 @@ previous file intact.
 from __future__ import annotations
 
 import json
-import math
 import os
 import platform
 import re
@@ -21,7 +20,7 @@ from typing import Any, Iterable
 
 import pandas as pd
 
-from alexnet_fast.io import atomic_path, atomic_write_text
+from alexnet_fast.io import atomic_path, atomic_write_text, json_safe
 
 __all__ = [
     "COLUMNS",
@@ -35,6 +34,7 @@ __all__ = [
     "to_frame",
     "write_results",
     "read_results",
+    "ResultsTable",
 ]
 
 RESULTS_CSV = "results.csv"
@@ -149,15 +149,6 @@ def environment(device: str = "cpu", threads: int | None = None) -> dict[str, An
     }
 
 
-def _clean(value: Any) -> Any:
-    """JSON-safe value: NaN/inf become null, numpy scalars become Python scalars."""
-    if hasattr(value, "item") and not isinstance(value, (list, dict, str)):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
-
 def to_frame(rows: Iterable[dict[str, Any]]) -> pd.DataFrame:
     """Rows (dicts) as a DataFrame with :data:`COLUMNS` first, in order."""
     frame = pd.DataFrame(list(rows))
@@ -174,7 +165,7 @@ def write_results(rows: Iterable[dict[str, Any]] | pd.DataFrame, output_dir: str
     out = Path(output_dir)
     with atomic_path(out / RESULTS_CSV) as tmp:
         frame.to_csv(tmp, index=False)
-    records = [{k: _clean(v) for k, v in rec.items()} for rec in frame.to_dict(orient="records")]
+    records = json_safe(frame.to_dict(orient="records"))
     atomic_write_text(out / RESULTS_JSON, json.dumps(records, indent=1, allow_nan=False) + "\n")
     return out / RESULTS_CSV, out / RESULTS_JSON
 
@@ -206,3 +197,14 @@ def read_results(path: str | os.PathLike) -> pd.DataFrame:
     if missing:
         raise ValueError(f"results file {path} lacks columns {missing}; was it written by `alexnet-fast bench`?")
     return frame
+
+
+class ResultsTable:
+    """``alexnet-fast bench``'s output: the tidy table (results.csv and results.json)."""
+
+    def __init__(self, directory: str | os.PathLike):
+        self.dir = Path(directory)
+
+    def write(self, engine) -> None:
+        if engine.rows:
+            write_results(engine.rows, self.dir)

@@ -1,63 +1,15 @@
 """Statistics of the study's ratios: paired speedups with bootstrap intervals, Mann-Whitney U,
-outlier rounds. Pure Python + numpy (no torch), so every rule here is tested on synthetic series.
+outlier rounds. Pure Python + numpy (no torch), so every rule is tested on synthetic series.
 
-Why paired rounds (issue 21): on a shared machine the speed of the machine drifts by tens of
-percent within minutes (eager vs compile at batch 1 measured 0.77x then 1.51x in two runs in a
-row). Timing the baseline and the variant in two blocks turns that drift into the answer. In a
-*round* the baseline and the variant run back to back (order randomised per round, see
-:mod:`profiling.paired`), so both halves of a round see nearly the same machine, and the
-per-round ratio ``baseline_ms / variant_ms`` cancels what they share.
-
-Choices, and why
-----------------
-* Point estimate: the **median of the per-round ratios** (computed on log-ratios, so the
-  estimate of A vs B is exactly the reciprocal of B vs A, and an even number of rounds takes
-  the geometric midpoint). Not the ratio of medians: that throws the pairing away (it is the
-  unpaired estimate, moved by drift between rounds exactly as two blocks are), while the
-  median of paired ratios keeps each round's common drift cancelled and is robust to a few
-  interfered rounds (one round hit by a neighbour moves a median by one rank, a mean by its
-  whole excess).
-* Order of the two calls in a round: when the caller says which side ran first in each round
-  (``baseline_first``, as :func:`profiling.paired.paired_rounds` does), the estimate is the
-  AB/BA crossover estimate: the median ratio of the baseline-first rounds and that of the
-  variant-first rounds, averaged geometrically. A call that gains from running second (a
-  cache or a clock the first call warmed) makes the per-round ratios *bimodal* under a
-  random order (one mode per order), and the median of a two-mode series is unstable: it
-  lands anywhere between the modes, and the interval widens to match (tests/test_paired.py:
-  with an 8% order effect and a true 1.10, 20 rounds give the plain median 1.105 in
-  [1.011, 1.193], the crossover estimate 1.096 in [1.086, 1.107]). Averaging the two orders' medians
-  cancels a multiplicative order effect exactly, and ``order_effect`` reports it (the factor
-  by which the second call of a round is faster; 1.0: none). With fewer than 2 rounds in
-  either order it falls back to the plain median.
-* Interval: a **percentile bootstrap** of that estimate, :data:`DEFAULT_RESAMPLES` = 4000
-  resamples of the rounds with replacement (whole rounds, so the pairs stay pairs; within
-  each order for the crossover estimate, so both orders keep their counts), 95% by
-  default, seeded (``seed``, default 0: the same rounds always give the same interval). Not
-  BCa: its acceleration comes from the jackknife, which for a median is degenerate (the
-  leave-one-out medians take two values), so BCa adds instability, not accuracy. The
-  percentile interval of a median is transformation-respecting (log or not gives the same
-  interval), which is what a ratio needs. Coverage, measured on synthetic series (nominal
-  miss rate 5%): the plain median's interval missed the true ratio in 6.1% / 5.9% / 5.3% /
-  6.3% of 1000 series of 5 / 10 / 20 / 40 rounds (5% noise per call); the crossover one in
-  11% / 3.2% / 3.5% / 3.2% of 600 series of 6 / 10 / 20 / 40 (3% noise; 3 per order is too few:
-  hence the 10-round floor of a target stop in :mod:`profiling.paired`).
-* Relative half-width: ``(ci_high - ci_low) / (2 * estimate)``; the adaptive driver stops at
-  a target of it (3% by default).
-* Words: ``faster`` when the interval lies above 1 (the variant is faster: the baseline took
-  longer), ``slower`` when it lies below 1, ``no significant difference`` when it contains 1.
-  :func:`significance` is the only place these words are decided.
-* Unpaired rounds (two separate runs, as ``alexnet-fast regress`` compares): the two-sided
-  **Mann-Whitney U** test, exact (the permutation distribution of U, by recursion) when there
-  are no ties and both samples have at most :data:`EXACT_MAX_N` rounds, else the normal
-  approximation with the tie correction of the variance and a continuity correction (the
-  methods of ``scipy.stats.mannwhitneyu``). Rank based, so one wild round cannot make or
-  unmake a difference, and it assumes no distribution of times (which are skewed: a time
-  can be far slower than typical, never far faster). :func:`min_p_value` says when a test
-  cannot reach a level at all (3 rounds against 3: p >= 0.1 whatever the times).
-* Outlier rounds: **Tukey's fences**, outside ``[Q1 - 1.5 IQR, Q3 + 1.5 IQR]`` (the rule
-  pytest-benchmark's ``iqr_outliers`` uses), on the per-round log-ratios for paired rounds and
-  on the times for one series. Counted and reported, never dropped: the median already
-  resists them, and dropping rounds would make the interval lie.
+Why pairs: on a shared machine eager vs compile at batch 1 measured 0.77x then 1.51x in two runs
+in a row; in a round both sides see nearly the same machine, and the per-round ratio cancels
+what they share. The estimate is the median of the per-round ratios (the AB/BA crossover
+estimate when the order is known: an 8% order effect moved the plain median to 1.105 in
+[1.011, 1.193] against the crossover's 1.096 in [1.086, 1.107] for a true 1.10), its interval a
+percentile bootstrap of whole rounds (4000 resamples; BCa's jackknife is degenerate for a
+median); two separate runs are compared by the exact two-sided Mann-Whitney U; outliers are
+Tukey's fences, counted, never dropped. The choices and their measured coverage: README,
+"Measuring a ratio".
 """
 
 from __future__ import annotations
@@ -166,7 +118,7 @@ class RatioEstimate:
         return {**asdict(self), "half_width": self.half_width, "verdict": self.verdict}
 
     def columns(self) -> dict:
-        """The result-table columns of a timed non-baseline row (issue 21)."""
+        """The result-table columns of a timed non-baseline row."""
         return {"speedup": self.ratio, "speedup_ci_low": self.ci_low, "speedup_ci_high": self.ci_high,
                 "rounds": self.rounds, "outlier_rounds": self.outlier_rounds, "significance": self.verdict,
                 "order_effect": self.order_effect}

@@ -32,7 +32,7 @@ its forward's stream): the engine runs its cells on a stream of its own for that
 there is no separate kernel time (``kernel_ms`` None): the custom ops' Python-side cost is
 measured by the engine's ``dispatch`` cell instead, with the kernel launch stubbed.
 
-Extending it (paired interleaved rounds with confidence intervals, issue 21): a round is
+Extending it (paired interleaved rounds with confidence intervals): a round is
 one :func:`_repeat` over a clock; several callables can share a loop by alternating their
 rounds, and :func:`summarize` already takes any list of repeat times.
 """

@@ -48,3 +48,15 @@ def pytest_collection_modifyitems(config, items):
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
+
+
+@pytest.fixture
+def launch_spy():
+    """``spy = launch_spy(module, ...)`` starts a :class:`helpers.LaunchSpy` on those op
+    modules (none: all); every spy started is taken off at teardown."""
+    import contextlib
+
+    from helpers import LaunchSpy
+
+    with contextlib.ExitStack() as stack:
+        yield lambda *modules: stack.enter_context(LaunchSpy(*modules))

@@ -1,4 +1,4 @@
-"""Shared by test_lrn.py, test_max_pool2d.py and test_lrn_max_pool2d.py: layouts, inputs,
+"""Shared by test_lrn.py, test_max_pool.py and test_lrn_max_pool.py: layouts, inputs,
 index conversions and the float64 PyTorch references of the LRN / pool ops."""
 
 from __future__ import annotations

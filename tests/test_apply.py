@@ -110,8 +110,8 @@ def test_flat_alexnet_functional_and_inplace_relus():
     torch.manual_seed(0)
     model = _scaled(FlatAlexNet(), 3.0)
     replaced, report = _apply_and_check(model, 131, [
-        ("conv1", "conv+relu"), ("lrn1", "lrn+pool"), ("conv2", "conv+relu"), ("lrn2", "lrn+pool"),
-        ("conv3", "conv+relu"), ("conv4", "conv+relu"), ("conv5", "conv+relu"), ("pool", "pool")])
+        ("conv1", "conv2d_relu"), ("lrn1", "lrn_max_pool2d"), ("conv2", "conv2d_relu"), ("lrn2", "lrn_max_pool2d"),
+        ("conv3", "conv2d_relu"), ("conv4", "conv2d_relu"), ("conv5", "conv2d_relu"), ("pool", "max_pool2d")])
     assert report.method == "fx" and report.left == []
     by_name = {r.module: r for r in report.replaced}
     assert by_name["conv2"].absorbed == ("F.relu (node relu)",)
@@ -138,9 +138,9 @@ def test_torchvision_alexnet():
     # torchvision's own (full) widths at its smallest input, 63x63, batch 1: the smallest
     # torchvision AlexNet the interpreter runs
     replaced, report = _apply_and_check(model, 63, [
-        ("features.0", "conv+relu"), ("features.2", "pool"), ("features.3", "conv+relu"), ("features.5", "pool"),
-        ("features.6", "conv+relu"), ("features.8", "conv+relu"), ("features.10", "conv+relu"),
-        ("features.12", "pool")])
+        ("features.0", "conv2d_relu"), ("features.2", "max_pool2d"), ("features.3", "conv2d_relu"), ("features.5", "max_pool2d"),
+        ("features.6", "conv2d_relu"), ("features.8", "conv2d_relu"), ("features.10", "conv2d_relu"),
+        ("features.12", "max_pool2d")])
     assert report.method == "fx" and report.left == [] and not report.forward_rewritten
     assert "forward" not in vars(replaced)  # the user's forward, with ReLUs as Identity modules
     assert all(type(replaced.features[i]) is nn.Identity for i in (1, 4, 7, 9, 11))
@@ -153,9 +153,9 @@ def test_this_projects_alexnet_is_matched_on_its_fx_graph():
     torch.manual_seed(0)
     model = _scaled(alexnet(preset="paper", num_classes=10, width_mult=0.125, input_size=67, dropout=0.0))
     replaced, report = _apply_and_check(model, 67, [
-        ("features.conv1", "conv+relu"), ("features.lrn1", "lrn+pool"), ("features.conv2", "conv+relu"),
-        ("features.lrn2", "lrn+pool"), ("features.conv3", "conv+relu"), ("features.conv4", "conv+relu"),
-        ("features.conv5", "conv+relu"), ("features.pool5", "pool")])
+        ("features.conv1", "conv2d_relu"), ("features.lrn1", "lrn_max_pool2d"), ("features.conv2", "conv2d_relu"),
+        ("features.lrn2", "lrn_max_pool2d"), ("features.conv3", "conv2d_relu"), ("features.conv4", "conv2d_relu"),
+        ("features.conv5", "conv2d_relu"), ("features.pool5", "max_pool2d")])
     assert report.method == "fx" and report.trace_error is None, str(report)
     assert report.left == [] and not report.forward_rewritten
     assert "forward" not in vars(replaced)  # AlexNet.forward, with ReLUs and pools as Identity modules
@@ -183,7 +183,7 @@ def test_conv_with_two_consumers_is_not_fused():
     x = torch.randn(2, 3, 9, 9)
     ref = model(x)
     replaced, report = kernels.apply(model, return_report=True)
-    assert report.summary == [("conv1", "conv"), ("conv2", "conv+relu"), ("pool", "pool")]
+    assert report.summary == [("conv1", "conv2d"), ("conv2", "conv2d_relu"), ("pool", "max_pool2d")]
     conv1 = next(r for r in report.replaced if r.module == "conv1")
     assert "kept its ReLU apart" in conv1.note and "2 nodes" in conv1.note and "add" in conv1.note
     assert replaced.conv1.relu is False and replaced.conv2.relu is True
@@ -242,7 +242,7 @@ def test_unsupported_configurations_are_left_with_their_reason(capsys):
     assert "return_indices=True" in left["pool_indices"]
     assert "functional" in left["F.max_pool2d (node max_pool2d)"]
     # the LRN feeds a functional pool: the single LRN op
-    assert report.summary == [("lrn", "lrn")]
+    assert report.summary == [("lrn", "local_response_norm")]
     assert type(replaced.lrn) is LocalResponseNorm and type(replaced.conv_dilated) is nn.Conv2d
     assert "ceil_mode=True is not supported" in capsys.readouterr().out
     torch.testing.assert_close(replaced(x), ref, rtol=1e-5, atol=1e-6)
@@ -269,7 +269,7 @@ def test_untraceable_forward_uses_sequential_order_only():
     ref = model(x)
     replaced, report = kernels.apply(model, return_report=True)
     assert report.method == "sequential" and "TraceError" in report.trace_error
-    assert report.summary == [("block.0", "conv+relu"), ("block.2", "lrn+pool")]
+    assert report.summary == [("block.0", "conv2d_relu"), ("block.2", "lrn_max_pool2d")]
     assert [x.what for x in report.left] == ["head"] and "nn.Sequential" in report.left[0].reason
     assert type(replaced.block[1]) is nn.Identity and type(replaced.head) is nn.Conv2d
     torch.testing.assert_close(replaced(x), ref, rtol=1e-5, atol=1e-6)
@@ -340,8 +340,8 @@ def test_shared_modules_get_one_treatment_everywhere():
     x = torch.randn(2, 3, 8, 8)
     eager = copy.deepcopy(model)
     replaced, report = kernels.apply(model, return_report=True)
-    assert report.summary == [("stem", "conv+relu"), ("conv", "conv+relu"), ("lrn", "lrn"), ("pool_a", "pool"),
-                              ("pool_b", "pool"), ("conv_mixed", "conv")]
+    assert report.summary == [("stem", "conv2d_relu"), ("conv", "conv2d_relu"), ("lrn", "local_response_norm"), ("pool_a", "max_pool2d"),
+                              ("pool_b", "max_pool2d"), ("conv_mixed", "conv2d")]
     notes = {r.module: r.note for r in report.replaced}
     assert "pools of different shapes" in notes["lrn"]
     assert "kept its ReLU apart: its output goes to pool_a" in notes["conv_mixed"]
@@ -363,6 +363,6 @@ def test_modules_with_hooks_are_left():
     _, report = kernels.apply(model, return_report=True)
     assert [(x.what, "hooks" in x.reason) for x in report.left] == [("0", True)]
     conv2 = next(r for r in report.replaced if r.module == "2")
-    assert conv2.kind == "conv" and "hooks" in conv2.note  # its ReLU (with a hook) stays a module
+    assert conv2.kind == "conv2d" and "hooks" in conv2.note  # its ReLU (with a hook) stays a module
     model(torch.randn(1, 3, 6, 6))
     assert seen == [(1, 4, 4, 4), "relu"]  # both hooks still run

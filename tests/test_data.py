@@ -8,10 +8,10 @@ import pytest
 import torch
 from PIL import Image
 
-from alexnet_fast.data import (SYNTHETIC_CLASSES, BadImageError, DataError, ImageFolderDataset, PCALighting,
-                               ResumableSampler, collate_skipping_bad, compute_pca_eigens, default_resize_size,
-                               eval_transform, load_rgb, make_synthetic_dataset, open_image_folders,
-                               ten_crop_transform, train_transform)
+from alexnet_fast.data import (BadImageError, DataError, ImageFolderDataset, PCALighting, ResumableSampler,
+                               collate_skipping_bad, compute_pca_eigens, default_resize_size, eval_transform,
+                               load_rgb, open_image_folders, ten_crop_transform, train_transform)
+from alexnet_fast.synthetic import SYNTHETIC_CLASSES, make_synthetic_dataset
 
 
 @pytest.fixture(scope="module")

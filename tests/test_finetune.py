@@ -1,4 +1,4 @@
-"""Fine-tuning and prediction (issue 16): --weights (torchvision's alexnet() state_dict and
+"""Fine-tuning and prediction: --weights (torchvision's alexnet() state_dict and
 this project's checkpoints), the replaced head, --freeze, --head-lr-mult, every layout and
 the Triton variant (no wgrad for frozen convs), one-line mismatch errors, weights_only
 loading, and `alexnet-fast predict` matching --test-only."""
@@ -18,11 +18,12 @@ import torch
 from torch import nn
 
 from alexnet_fast import train as train_module
+from alexnet_fast import train_settings
 from alexnet_fast.checkpoint import load_checkpoint
 from alexnet_fast.cli import main
-from alexnet_fast.data import make_synthetic_dataset
+from alexnet_fast.synthetic import make_synthetic_dataset
 from alexnet_fast.layouts import local_context
-from tests.test_train import TINY, parse, run_train, torchrun_train
+from test_train import TINY, parse, run_train, torchrun_train
 
 
 @pytest.fixture(scope="module")
@@ -56,16 +57,16 @@ def test_torchvision_state_dict_gives_torchvision_logits(tmp_path):
     reference = torchvision.models.alexnet(weights=None).eval()
     path = tmp_path / "tv.pth"
     torch.save(reference.state_dict(), path)  # positional keys: features.0.weight ...
-    s = train_module.resolve_settings(parse(["--data-path", "x", "--preset", "torchvision", "--weights", str(path)]))
+    s = train_settings.resolve_settings(parse(["--data-path", "x", "--preset", "torchvision", "--weights", str(path)]))
     classes = [str(i) for i in range(1000)]
-    state, replaced = train_module._fit(s, None, classes, "--weights")
+    state, replaced = train_module.initial_weights(s, None, classes, "--weights")
     assert not replaced
     model = train_module.build_model(s, 1000, local_context("cpu"), state, strict=False).eval()
     x = torch.randn(2, 3, 224, 224)
     with torch.no_grad():
         torch.testing.assert_close(model(x), reference(x), rtol=0, atol=0)
     # 10 classes: every layer but fc8 from the file, fc8 freshly initialised (torchvision's init)
-    state, replaced = train_module._fit(s, None, classes[:10], "--weights")
+    state, replaced = train_module.initial_weights(s, None, classes[:10], "--weights")
     assert replaced and "classifier.fc8.weight" not in state
     small = train_module.build_model(s, 10, local_context("cpu"), state, strict=False)
     assert torch.equal(small.features.conv1.weight, reference.features[0].weight)

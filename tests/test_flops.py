@@ -6,7 +6,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from alexnet_fast import alexnet
 from alexnet_fast.model import make_config
-from profiling.flops import bytes_model_for, layer_units, model_cost, unit_cost
+from profiling.flops import backward_cost, bytes_model_for, layer_units, lrn_max_pool2d_traffic, model_cost, unit_cost
 
 
 def counted_flops(model, x, backward=False):
@@ -28,7 +28,7 @@ def test_forward_flops_match_flop_counter(preset, gflop):
     assert model_cost(model.config, 1).mac_flops == total
     assert round(total / 1e9, 3) == gflop
     for unit in layer_units(model.config):
-        if unit.op in ("conv_relu", "fc_relu", "fc"):
+        if unit.op in ("conv2d_relu", "fc_relu", "fc"):
             name = f"{unit.container}.{unit.modules[0]}"
             assert unit_cost(unit, 1).mac_flops == per_module[name], unit.name
         else:
@@ -79,13 +79,13 @@ def test_fused_bytes_and_intensity():
     parts = [u for u in units.values() if not u.fused_pair]
     assert whole.bytes_separate == sum(unit_cost(u, 1).bytes_separate for u in parts)
     assert whole.bytes_fused == sum(unit_cost(u, 1).bytes_fused for u in parts
-                                    if u.op not in ("lrn", "pool") or u.name == "pool5") \
+                                    if u.op not in ("local_response_norm", "max_pool2d") or u.name == "pool5") \
         + lrn_pool.bytes_fused + unit_cost(units["lrn2+pool2"], 1).bytes_fused
 
 
 def test_torchvision_units_and_bad_input():
     units = [u.name for u in layer_units(make_config("torchvision"))]
-    assert "avgpool" in units and not any(u.startswith("lrn") for u in units)
+    assert "avgpool" in units and not any(u.startswith("local_response_norm") for u in units)
     conv1 = layer_units(make_config("paper"))[0]
     with pytest.raises(ValueError, match="batch_size"):
         unit_cost(conv1, 0)
@@ -93,3 +93,20 @@ def test_torchvision_units_and_bad_input():
         unit_cost(conv1, 1, "fp8")
     with pytest.raises(ValueError, match="unknown pass"):
         model_cost(make_config("paper"), 1, pass_="backward")
+
+
+def test_fused_lrn_pool_traffic_matches_its_docstring_and_the_unit_cost():
+    t1 = lrn_max_pool2d_traffic(96, 55, 55)  # lrn1 + pool1, fp16, training
+    assert (t1["separate_fwd"], t1["fused_fwd"]) == (1_952_352, 790_752)
+    assert (t1["separate_bwd"], t1["fused_bwd"]) == (2_533_152, 1_371_552)
+    t2 = lrn_max_pool2d_traffic(256, 27, 27)
+    assert (t2["separate_fwd"], t2["fused_fwd"], t2["separate_bwd"], t2["fused_bwd"]) == (
+        1_249_536, 503_040, 1_622_784, 876_288)
+    saved = sum(t[f"separate_{p}"] - t[f"fused_{p}"] for t in (t1, t2) for p in ("fwd", "bwd"))
+    assert saved == 3_816_192
+    assert sum(t[f"separate_{p}"] - t[f"fused_{p}"] for t in (lrn_max_pool2d_traffic(96, 55, 55, itemsize=4),
+               lrn_max_pool2d_traffic(256, 27, 27, itemsize=4)) for p in ("fwd", "bwd")) == 7_632_384
+    unit = next(u for u in layer_units(make_config("paper")) if u.name == "lrn1+pool1")
+    no_idx = lrn_max_pool2d_traffic(96, 55, 55, itemsize=2, with_indices=False)
+    assert unit_cost(unit, 3, "fp16").bytes_fused == 3 * no_idx["fused_fwd"]
+    assert backward_cost(unit, 3, "fp16")[1] == 3 * no_idx["fused_bwd"]

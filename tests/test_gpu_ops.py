@@ -1,7 +1,7 @@
 """Every Triton op against PyTorch on a CUDA device (``pytest -m gpu``; skipped without one).
 
-The op tests' own checkers (``run_and_check`` of test_lrn.py, test_max_pool2d.py,
-test_lrn_max_pool2d.py: forward, argmax, backward against float64 PyTorch) are run here on
+The op tests' own checkers (``run_and_check`` of test_lrn.py, test_max_pool.py,
+test_lrn_max_pool.py: forward, argmax, backward against float64 PyTorch) are run here on
 the GPU -- with autotuned GPU configs instead of the interpreter's tile -- by making CUDA
 the default device for the tensors they create. conv2d_relu's GPU test lives in
 test_conv2d_relu.py (``test_alexnet_layers_gpu``: every layer, fp32/TF32/fp16/bf16, NCHW and
@@ -17,8 +17,8 @@ import torch.nn.functional as F
 
 from test_lrn import PAPER
 from test_lrn import run_and_check as check_lrn
-from test_lrn_max_pool2d import run_and_check as check_lrn_pool
-from test_max_pool2d import run_and_check as check_pool
+from test_lrn_max_pool import run_and_check as check_lrn_pool
+from test_max_pool import run_and_check as check_pool
 
 pytestmark = pytest.mark.gpu
 

@@ -1,7 +1,7 @@
 """The GPU suite's plan without a GPU: its cells, the estimate and its constants, the budget
 order, the dry run (H100 and H200), the report rendered from the recorded example, the
 codegen cell's spec selection, the pytest cell's bounded selection, autotune pruning and
-the chosen-config record. The cells themselves run in test_suite_smoke.py."""
+the chosen-config record. The cells themselves run in test_gpu_suite_smoke.py."""
 
 import importlib
 import json
@@ -10,7 +10,12 @@ import math
 import pytest
 import torch
 
-from profiling import gpu_report, suites
+from alexnet_fast.vocabulary import BASELINE_IMPLS
+from profiling import suites
+from profiling.launched_specs import CODEGEN_KERNEL_ORDER, codegen_selection
+from profiling.cell_types import KINDS
+from profiling import estimates
+from profiling.render import suite as suite_report
 from profiling.autotune_limit import chosen_configs, limit_autotune_configs
 from profiling.gpu_suite import EXAMPLE
 
@@ -18,12 +23,12 @@ from profiling.gpu_suite import EXAMPLE
 def test_gpu_quick_estimate_is_under_its_budget_of_at_most_480_s():
     spec = suites.get_suite("gpu-quick")
     cells = suites.build_cells(spec)
-    total = suites.estimate(cells)
+    total = estimates.estimate(cells)
     assert total < spec.budget_s <= 480, suites.describe_plan(spec, cells, spec.budget_s, "H100")
     assert all(c.estimate_s > 0 for c in cells)
     # the estimate is the sum of the stated constants: doubling a constant moves it
-    assert total == pytest.approx(suites.PROCESS_START_S + sum(c.estimate_s for c in cells), abs=0.1)
-    assert all(c.value > 0 and len(c.derivation) > 30 for c in suites.CONSTANTS.values())
+    assert total == pytest.approx(estimates.PROCESS_START_S + sum(c.estimate_s for c in cells), abs=0.1)
+    assert all(c.value > 0 and len(c.derivation) > 30 for c in estimates.CONSTANTS.values())
 
 
 def test_the_estimate_counts_every_compile_a_cell_makes():
@@ -33,10 +38,10 @@ def test_the_estimate_counts_every_compile_a_cell_makes():
     cells = {c.name: c for c in suites.build_cells("gpu-quick")}
     train, inference = cells["compile bf16 b128 train"], cells["compile bf16 b128 inference"]
     assert (inference.compiles, train.compiles) == (1, 2)
-    assert train.estimate_s >= 2 * suites.COMPILE_MODEL_TRAIN_S
+    assert train.estimate_s >= 2 * estimates.COMPILE_MODEL_TRAIN_S
     assert cells["triton+compile bf16 b128 train"].compiles == 3  # + the frame of the channels-last pre-hook
     layer = cells["conv2+relu2 bf16 compile"]
-    assert layer.compiles == 2 and layer.estimate_s >= 2 * suites.COMPILE_LAYER_FRAME_S
+    assert layer.compiles == 2 and layer.estimate_s >= 2 * estimates.COMPILE_LAYER_FRAME_S
     assert cells["conv2+relu2 bf16 triton"].compiles == 0
     interpreted = {c.name: c for c in suites.build_cells("gpu-quick", interpreted=True)}
     assert interpreted["triton+compile bf16 b128 train"].compiles == 2  # checked, not timed: no train frame
@@ -46,13 +51,13 @@ def test_gpu_quick_cells_cover_the_questions_in_informative_order():
     cells = suites.build_cells("gpu-quick")
     kinds = [c.kind for c in cells]
     assert kinds[:2] == ["preflight", "peaks"]
-    assert set(kinds) == set(suites.KINDS)
+    assert set(kinds) == set(KINDS)
     layer = [c.params for c in cells if c.kind == "layer"]
     assert {p["precision"] for p in layer} == {"bf16", "fp16"}
     assert {p["impl"] for p in layer} == {"triton", "eager-nchw", "eager-nhwc", "compile"}
-    assert {p["op"] for p in layer} == {"conv_relu", "lrn", "pool", "lrn_pool"}
+    assert {p["op"] for p in layer} == {"conv2d_relu", "local_response_norm", "max_pool2d", "lrn_max_pool2d"}
     assert all(p["passes"] == ["fwd", "bwd"] and p["batch_size"] == 128 for p in layer)
-    assert {p["unit"] for p in layer if p["op"] == "conv_relu"} == {f"conv{i}+relu{i}" for i in range(1, 6)}
+    assert {p["unit"] for p in layer if p["op"] == "conv2d_relu"} == {f"conv{i}+relu{i}" for i in range(1, 6)}
     assert layer[0]["precision"] == "bf16" and layer[0]["impl"] == "triton"
     models = [c.params for c in cells if c.kind == "model"]
     assert {(m["variant"], m["pass"]) for m in models} == {
@@ -61,7 +66,7 @@ def test_gpu_quick_cells_cover_the_questions_in_informative_order():
     assert [a["variant"] for a in anchors] == ["eager", "compile", "triton", "triton+compile"]
     assert all(a["model"] == "alexnet_fast.examples:kernelbench_alexnet" and a["batch_size"] == 1024
                and a["precision"] == "fp32" and a["tf32"] == "defaults" for a in anchors)
-    order = {k: kinds.index(k) for k in suites.KINDS}
+    order = {k: kinds.index(k) for k in KINDS}
     assert order["anchor"] < order["model"] < order["dispatch"] < order["autotune"] < order["codegen"] < order["layout"]
     first_fp16 = next(i for i, c in enumerate(cells) if c.kind == "layer" and c.params["precision"] == "fp16")
     assert first_fp16 > kinds.index("pytest")  # the other precision last: the budget cuts it first
@@ -72,7 +77,7 @@ def test_gpu_quick_cells_cover_the_questions_in_informative_order():
 def test_smoke_spec_runs_every_kind_at_toy_size():
     spec = suites.get_suite("gpu-quick", smoke=True)
     cells = suites.build_cells(spec, interpreted=True)
-    assert {c.kind for c in cells} == set(suites.KINDS)
+    assert {c.kind for c in cells} == set(KINDS)
     assert spec.layer_batch <= 2 and spec.width_mult <= 0.125 and spec.anchor_batch <= 2
     assert "bf16" not in {c.params.get("precision") for c in cells}  # the interpreter has no bf16
     assert spec.compile_backend == "aot_eager"
@@ -87,7 +92,7 @@ def test_full_gpu_default_estimate_and_order():
     from profiling.plan import default_plan, plan_cells
 
     cells = plan_cells(default_plan("cuda"))
-    total = suites.estimate(cells)
+    total = estimates.estimate(cells)
     assert total > 3600, "the full default compiles ~160 cells cold: hours, and the estimate must say so"
     ordered = suites.order_cells(cells)
     assert sorted(c.name for c in ordered) == sorted(c.name for c in cells)  # a permutation
@@ -109,7 +114,7 @@ def test_dry_run_prints_plan_estimate_constants_and_renders_the_example(tmp_path
     estimate = float(out.split("estimate: ")[1].split(" s")[0])
     assert estimate < 480 and f"on {device}" in out and "datasheet: NVIDIA H" in out
     assert "pytest -m gpu" in out and "conv1+relu1 bf16 triton" in out and "kernelbench_alexnet" in out
-    for name in suites.CONSTANTS:  # each constant printed with how it was derived
+    for name in estimates.CONSTANTS:  # each constant printed with how it was derived
         assert name in out
     report = (tmp_path / "REPORT.md").read_text()
     assert "NVIDIA H100 80GB HBM3" in report and "no number in it was measured by this run" in report
@@ -148,7 +153,7 @@ def _example() -> dict:
 def test_report_from_the_recorded_example():
     results = _example()
     assert results["meta"]["device"] == "NVIDIA H100 80GB HBM3"
-    text = gpu_report.render(results)
+    text = suite_report.render(results)
     assert text.startswith("# GPU run: NVIDIA H100 80GB HBM3 -- suite gpu-quick")
     assert "| SM MHz | W | C | throttle |" in text and "1,980" in text
     line = next(ln for ln in text.splitlines() if ln.startswith("| conv2+relu2 | fwd | bf16 | triton |"))
@@ -170,20 +175,20 @@ def test_report_from_the_recorded_example():
 
 def test_report_compares_kernels_by_kernel_time():
     results = _example()
-    rows = [r for r in results["rows"] if r.get("scope") == "layer" and r["op"] == "conv_relu"
+    rows = [r for r in results["rows"] if r.get("scope") == "layer" and r["op"] == "conv2d_relu"
             and r["pass"] == "fwd" and r["precision"] == "bf16"]
     ratios = []
     for unit in {r["layer"] for r in rows}:
         mine = {r["impl"]: r for r in rows if r["layer"] == unit}
-        best = min(mine[b]["kernel_ms"] for b in gpu_report.BASELINES if b in mine)
+        best = min(mine[b]["kernel_ms"] for b in BASELINE_IMPLS if b in mine)
         ratios.append(best / mine["triton"]["kernel_ms"])
     geomean = math.exp(sum(map(math.log, ratios)) / len(ratios))
-    line = next(a for a in gpu_report.layer_answers(results["rows"]) if "conv2d_relu fwd bf16" in a)
+    line = next(a for a in suite_report.layer_answers(results["rows"]) if "conv2d_relu fwd bf16" in a)
     assert f"{geomean:.2f}x its speed" in line
     for r in rows:  # a faster Triton kernel flips the verdict, whatever its wall time
         if r["impl"] == "triton":
             r["kernel_ms"] /= 4
-    line = next(a for a in gpu_report.layer_answers(results["rows"]) if "conv2d_relu fwd bf16" in a)
+    line = next(a for a in suite_report.layer_answers(results["rows"]) if "conv2d_relu fwd bf16" in a)
     assert "FASTER than" in line
 
 
@@ -194,7 +199,7 @@ def test_report_of_a_cut_off_run_renders():
                          {"kind": "layer", "name": "conv1+relu1 bf16 triton", "estimate_s": 15,
                           "status": "interrupted"}],
                "rows": []}
-    text = gpu_report.render(results)
+    text = suite_report.render(results)
     assert "per layer: no rows" in text and "conv1+relu1 bf16 triton (interrupted)" in text
     assert "Stopped by SIGTERM" in text
 
@@ -227,33 +232,31 @@ def test_codegen_selection_follows_the_launches_and_covers_every_kernel_kind():
     the forward, dgrad and wgrad convs, the fused LRN+pool, the LRN and the pool each get one
     spec (the old selection filled its cap with one kernel's configs)."""
     launched = [{"preset": "paper", "unit": u, "op": op, "dtype": "fp16", "passes": ["fwd", "bwd"], "batch": 2}
-                for u, op in (("conv2+relu2", "conv_relu"), ("lrn1", "lrn"), ("pool5", "pool"),
-                              ("lrn1+pool1", "lrn_pool"))]
-    refs, left, unmatched = suites.codegen_selection(_found(), launched, [], 6)
-    assert [r.kernel for r in refs] == suites.CODEGEN_KERNEL_ORDER[:6] and not unmatched
+                for u, op in (("conv2+relu2", "conv2d_relu"), ("lrn1", "local_response_norm"), ("pool5", "max_pool2d"),
+                              ("lrn1+pool1", "lrn_max_pool2d"))]
+    refs, left, unmatched = codegen_selection(_found(), launched, [], 6)
+    assert [r.kernel for r in refs] == CODEGEN_KERNEL_ORDER[:6] and not unmatched
     assert all(r.dtype == "fp16" and r.shape.startswith("paper ") for r in refs)
     assert {r.shape.split()[1] for r in refs} == {"conv2", "lrn1+pool1", "lrn1", "pool5"}
     assert all("b128" in r.shape for r in refs if r.op == "conv2d_relu")  # the nearest batch the check lists
     assert len(left) == 3  # the three backward kernels of LRN, pool and LRN+pool, left out by the cap
-    all_refs, _, _ = suites.codegen_selection(_found(), launched, [], 100)
-    assert {r.kernel for r in all_refs} == set(suites.CODEGEN_KERNEL_ORDER)
+    all_refs, _, _ = codegen_selection(_found(), launched, [], 100)
+    assert {r.kernel for r in all_refs} == set(CODEGEN_KERNEL_ORDER)
 
 
-@pytest.mark.parametrize("arch", [80, 90])
-def test_codegen_selection_takes_only_specs_compiled_for_the_arch(arch):
-    """A per-arch autotune table's config is compiled for its archs only: the selection for one
-    arch must not pick another arch's config (the cell would then compile nothing for it)."""
-    launched = [{"preset": "paper", "unit": f"conv{i}+relu{i}", "op": "conv_relu", "dtype": "fp16",
-                 "passes": ["fwd", "bwd"], "batch": 128} for i in (2, 3, 4, 5)]
-    found = _found()
-    assert any(r.archs and arch not in r.archs for r, _ in found if r.shape)  # there are other-arch specs
-    refs, _, unmatched = suites.codegen_selection(found, launched, [], 100, arch)
-    assert refs and not unmatched and all(r.compiles_for(arch) for r in refs)
-    assert {r.kernel for r in refs} == set(suites.CODEGEN_KERNEL_ORDER[:3])
+def test_codegen_selection_takes_only_specs_compiled_for_the_devices_arch():
+    """A per-arch table's spec compiles for its archs only: picked for another arch it compiles
+    to nothing (the smoke run's conv rows vanished that way when the conv tables went per arch)."""
+    launched = [{"preset": "paper", "unit": "conv2+relu2", "op": "conv2d_relu", "dtype": "fp16",
+                 "passes": ["fwd", "bwd"], "batch": 2}]
+    for arch in (80, 90):
+        refs, _, unmatched = codegen_selection(_found(), launched, [], 6, arch)
+        assert [r.kernel for r in refs] == CODEGEN_KERNEL_ORDER[:3] and not unmatched
+        assert all(r.compiles_for(arch) for r in refs), arch
 
 
 def test_codegen_selection_prefers_the_autotuners_choice_and_the_launched_shape():
-    launched = [{"preset": "paper", "unit": "conv3+relu3", "op": "conv_relu", "dtype": "bf16", "passes": ["fwd"],
+    launched = [{"preset": "paper", "unit": "conv3+relu3", "op": "conv2d_relu", "dtype": "bf16", "passes": ["fwd"],
                  "batch": 128}]
     found = _found()
     cands = [s for r, s in found if r.kernel == "conv2d_relu_fwd_kernel" and r.shape == "paper conv3 b128 NHWC"
@@ -262,10 +265,10 @@ def test_codegen_selection_prefers_the_autotuners_choice_and_the_launched_shape(
     chosen = cands[1]
     config = {**{k: v for k, v in chosen.constexprs.items() if k.startswith("BLOCK")},
               "num_warps": chosen.num_warps, "num_stages": chosen.num_stages}
-    refs, _, _ = suites.codegen_selection(found, launched, [{"kernel": "conv2d_relu_fwd_kernel", "dtype": "bf16",
+    refs, _, _ = codegen_selection(found, launched, [{"kernel": "conv2d_relu_fwd_kernel", "dtype": "bf16",
                                                              "config": config}], 4)
     assert [r.shape for r in refs] == ["paper conv3 b128 NHWC"] and refs[0].config == chosen.config
-    none, _, unmatched = suites.codegen_selection(found, [{**launched[0], "preset": "kernelbench"}], [], 4)
+    none, _, unmatched = codegen_selection(found, [{**launched[0], "preset": "kernelbench"}], [], 4)
     assert none == [] and unmatched == ["conv2d_relu_fwd_kernel kernelbench conv3 bf16"]
 
 
@@ -286,9 +289,9 @@ def test_pytest_selection_is_a_bounded_list_that_fits_its_cap():
     assert 3 <= len(tests) <= 10 and all("::" in t for t, _ in tests)
     spec = suites.get_suite("gpu-quick")
     chosen = suites.pytest_selection(tests, spec.pytest_cap_s)
-    assert chosen and suites.PYTEST_START_S + sum(s for _, s in chosen) <= spec.pytest_cap_s
+    assert chosen and estimates.PYTEST_START_S + sum(s for _, s in chosen) <= spec.pytest_cap_s
     assert chosen == [tuple(t) for t in tests[:len(chosen)]]  # a prefix: the most valuable first
-    assert suites.pytest_selection(tests, suites.PYTEST_START_S) == []
+    assert suites.pytest_selection(tests, estimates.PYTEST_START_S) == []
     cell = next(c for c in suites.build_cells(spec) if c.kind == "pytest")
     assert cell.estimate_s <= spec.pytest_cap_s
 

@@ -26,8 +26,9 @@ from alexnet_fast.layouts import (
     load_full_state_dict, local_batch, local_context, merge_columns,
     shutdown, split_columns,
 )
-from alexnet_fast.layouts import columns as columns_module
-from alexnet_fast.layouts.columns import ColumnGather, HaloCrop, LRNHalo, p2p_staged
+from alexnet_fast.layouts import exchange as exchange_module
+from alexnet_fast.layouts.columns import ColumnGather, HaloCrop, LRNHalo
+from alexnet_fast.layouts.exchange import p2p_staged
 
 # small paper-preset model: 12/32/48/48/32 filters (6/16/24/24/16 per column), 99x99 input
 # (pool5 is 2x2, so the flatten order of fc6's gathered input is exercised), 10 classes
@@ -267,14 +268,14 @@ def _layouts_rank_checks() -> dict:
         # buffers; p2p_staged (the path choice, its own test below) answers yes here
         loud, x2, y2 = _loud_lrn_model_and_batch()
         asked = []
-        chooser = columns_module.p2p_staged
-        columns_module.p2p_staged = lambda backend, device: asked.append((str(backend), device.type)) or True
+        chooser = exchange_module.p2p_staged
+        exchange_module.p2p_staged = lambda backend, device: asked.append((str(backend), device.type)) or True
         try:
             staged = layout_model(loud, "model_parallel", "eager", ctx)
             staged_logits = staged(x2)
             F.cross_entropy(staged_logits, y2).backward()
         finally:
-            columns_module.p2p_staged = chooser
+            exchange_module.p2p_staged = chooser
         out["staged_asked"] = asked
         direct = layout_model(loud, "model_parallel", "eager", ctx)  # the same, sent as they are
         direct_logits = direct(x2)
@@ -547,48 +548,16 @@ def test_a_hung_rank_ends_the_run_within_the_timeout():
 
 
 # ---------------------------------------------------------------- autocast through the layouts
-_KERNEL_MODULES = ("kernels.conv2d_relu", "kernels.lrn", "kernels.max_pool2d", "kernels.lrn_max_pool2d")
-
-
-@contextlib.contextmanager
-def _recording_launch_dtypes():
-    """Wrap the autotuned launch of every Triton op so each launch records (kernel, the
-    dtypes of its floating tensor arguments) into the list yielded; the modules get their
-    own ``autotuned`` back after (the single layout runs in the test process)."""
-    import importlib
-
-    seen: list[tuple[str, set]] = []
-    modules = [importlib.import_module(name) for name in _KERNEL_MODULES]
-    reals = [module.autotuned for module in modules]
-    for module, real in zip(modules, reals):
-        def spying(kernel, *args, _real=real, **kwargs):
-            tuned = _real(kernel, *args, **kwargs)
-
-            class Launch:
-                def __getitem__(self, grid):
-                    def run(*a, **kw):
-                        seen.append((kernel.__name__, {t.dtype for t in (*a, *kw.values())
-                                                        if isinstance(t, torch.Tensor) and t.is_floating_point()}))
-                        return tuned[grid](*a, **kw)
-                    return run
-            return Launch()
-
-        module.autotuned = spying
-    try:
-        yield seen
-    finally:
-        for module, real in zip(modules, reals):
-            module.autotuned = real
-
-
 def _fp16_autocast_step(layout: str) -> list[tuple[str, set]]:
     """One fp16 forward + backward of the triton variant in ``layout`` under the project's
     precision policy (autocast over fp32 weights); returns the launches' dtypes."""
     from alexnet_fast.precision import policy
 
+    from helpers import LaunchSpy
+
     ctx = init_ranks(timeout_s=120) if layout != "single" else local_context("cpu")
     try:
-        with _recording_launch_dtypes() as seen:
+        with LaunchSpy() as spy:
             torch.manual_seed(0)
             single = alexnet(width_mult=0.0625, input_size=67, num_classes=10, dropout=0.0)
             x, y = _batch(single.config, batch=2)
@@ -597,7 +566,7 @@ def _fp16_autocast_step(layout: str) -> list[tuple[str, set]]:
             with prec.context(ctx.device):
                 loss = F.cross_entropy(model(local_batch(layout, x, ctx)), local_batch(layout, y, ctx))
             loss.backward()
-        return seen
+        return [(launch["kernel"], launch["dtypes"]) for launch in spy.launches]
     finally:
         if layout != "single":
             shutdown(ctx)
@@ -606,17 +575,17 @@ def _fp16_autocast_step(layout: str) -> list[tuple[str, set]]:
 @pytest.mark.slow
 @pytest.mark.parametrize("layout", ["single", "data_parallel", "model_parallel"])
 def test_triton_kernels_run_in_the_autocast_dtype_in_every_layout(layout):
-    """Issue 14: under fp16 autocast every Triton launch of the triton variant -- conv+ReLU
+    """Under fp16 autocast every Triton launch of the triton variant -- conv+ReLU
     forward, dgrad and wgrad, fused LRN+pool and pool, forward and backward -- gets fp16
     operands, in one process and on both ranks of each two-rank layout (the model-parallel
     gather used to hand an fp16 activation to an fp32 weight and die with a TypeError)."""
-    import importlib
+    from kernels import op_modules
 
-    launchers = [importlib.import_module(name).autotuned for name in _KERNEL_MODULES]
+    launchers = [(m.autotuned, m.device_guard) for m in op_modules()]
     results = {0: _fp16_autocast_step(layout)} if layout == "single" else \
         launch(_fp16_autocast_step, layout, world_size=2, timeout_s=300)
     # the spies are gone (single runs in this process: later tests get the real launchers)
-    assert [importlib.import_module(name).autotuned for name in _KERNEL_MODULES] == launchers
+    assert [(m.autotuned, m.device_guard) for m in op_modules()] == launchers
     for rank, seen in results.items():
         kernels = {k for k, _ in seen}
         assert {"conv2d_relu_fwd_kernel", "conv2d_relu_dgrad_kernel", "conv2d_relu_wgrad_kernel",

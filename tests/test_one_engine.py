@@ -15,7 +15,8 @@ import pytest
 import torch
 
 from profiling import engine, suites, timers
-from profiling.suites import Cell
+from profiling import estimates
+from profiling.cell_types import Cell
 
 REPO = Path(__file__).resolve().parents[1]
 # the one timer and the one judge, and who may call them
@@ -130,7 +131,7 @@ def test_subprocesses_get_the_budget_left_as_their_timeout(monkeypatch):
                                          "layout": "model_parallel", "preset": "paper", "width_mult": 0.125,
                                          "input_size": 67, "share_gpu": True})])
     assert seen["autotune_max_configs"] == 2
-    assert 50 <= seen["timeout_s"] <= 60 - suites.WRITE_MARGIN_S
+    assert 50 <= seen["timeout_s"] <= 60 - estimates.WRITE_MARGIN_S
     assert engine.Engine("cpu", _Out()).subprocess_timeout(300.0) == 300.0  # no budget: the default
 
 
@@ -153,7 +154,7 @@ def test_pytest_cell_times_out_at_the_budget_and_still_leaves_a_junit_file(tmp_p
     class Out(_Out):
         dir = bundle
 
-    eng = engine.Engine("cpu", Out(), budget_s=suites.WRITE_MARGIN_S + 15.0, progress=False)
+    eng = engine.Engine("cpu", Out(), budget_s=estimates.WRITE_MARGIN_S + 15.0, progress=False)
     rows = eng.cell_pytest({"tests": [[f"{slow}::test_quick", 0.5], [f"{slow}::test_sleeps", 0.5]], "cap_s": 60.0})
     row = rows[0]
     assert row["selected"] == 2 and row["status"] == "timeout" and row["timed_out"] and row["timeout_s"] <= 15.0

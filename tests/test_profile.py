@@ -12,7 +12,9 @@ import pytest
 import torch
 
 from alexnet_fast.cli import main
+from profiling import layer_markers as L
 from profiling import profiler as P
+from profiling import traces as T
 
 TINY = ["--width-mult", "0.125", "--input-size", "67", "--device", "cpu", "--no-progress", "--threads", "1"]
 # every layer group of the paper AlexNet, in forward order
@@ -32,7 +34,7 @@ def _inside(inner: dict, outer: dict) -> bool:
 def _trace_of(cell_dir):
     paths = list(cell_dir.glob("trace.json*"))
     assert len(paths) == 1, paths
-    return P.read_trace(paths[0])
+    return T.read_trace(paths[0])
 
 
 @pytest.fixture(scope="module")
@@ -241,7 +243,7 @@ def _synthetic_trace() -> dict:
 
 
 def test_device_gaps_from_a_trace():
-    gaps = P.device_gaps(_synthetic_trace())
+    gaps = T.device_gaps(_synthetic_trace())
     assert gaps["step_ms"] == pytest.approx(0.1)
     assert gaps["busy_ms"] == pytest.approx(0.055)  # 10..30, 35..60 (two kernels overlapping), 70..80 µs
     assert gaps["idle_ms"] == pytest.approx(0.045)
@@ -251,11 +253,11 @@ def test_device_gaps_from_a_trace():
 
 
 def test_kernel_table_names_ours():
-    ours = P.our_kernel_names()
+    ours = T.our_kernel_names()
     assert {"conv2d_relu_fwd_kernel", "conv2d_relu_dgrad_kernel", "conv2d_relu_wgrad_kernel", "lrn_fwd_kernel",
             "lrn_bwd_kernel", "max_pool2d_fwd_kernel", "max_pool2d_bwd_kernel", "lrn_max_pool2d_fwd_kernel",
             "lrn_max_pool2d_bwd_kernel"} <= ours
-    rows = {r["kernel"]: r for r in P.kernel_table(_synthetic_trace(), ours, steps=2)}
+    rows = {r["kernel"]: r for r in T.kernel_table(_synthetic_trace(), ours, steps=2)}
     assert rows["conv2d_relu_fwd_kernel"]["source"] == "ours"
     assert rows["triton_poi_fused_relu_0"]["source"] == "inductor"
     assert rows["sm90_xmma_gemm_bf16bf16_bf16f32"]["source"] == "library"
@@ -265,19 +267,19 @@ def test_kernel_table_names_ours():
 
 
 def test_memory_peaks_from_a_trace():
-    mem = P.memory_peaks(_synthetic_trace())
+    mem = T.memory_peaks(_synthetic_trace())
     # step 0 starts at 500 (the total before it), peaks at 2500: 2000; step 1 starts at 700, peaks at 1700: 1000
     assert mem["peak_bytes"] == 2000
     assert mem["trace_peak_bytes"] == {"cpu": 2000, "cuda": 600}  # no CUDA event before step 1: from 0
     cuda = {"peak_bytes": 123, "source": "cuda counters"}
-    assert P.memory_peaks(_synthetic_trace(), cuda)["peak_bytes"] == 123
+    assert T.memory_peaks(_synthetic_trace(), cuda)["peak_bytes"] == 123
 
 
 def test_layer_groups_of_both_presets():
     from alexnet_fast.model import alexnet
 
-    assert [g.name for g in P.layer_groups(alexnet("paper", width_mult=0.125, input_size=67))] == PAPER_LAYERS
-    tv = [g.name for g in P.layer_groups(alexnet("torchvision", width_mult=0.125))]
+    assert [g.name for g in L.layer_groups(alexnet("paper", width_mult=0.125, input_size=67))] == PAPER_LAYERS
+    tv = [g.name for g in L.layer_groups(alexnet("torchvision", width_mult=0.125))]
     assert tv == ["conv1+relu1", "pool1", "conv2+relu2", "pool2", "conv3+relu3", "conv4+relu4", "conv5+relu5",
                   "pool5", "avgpool", "drop6", "fc6+relu6", "drop7", "fc7+relu7", "fc8"]
 
@@ -286,7 +288,7 @@ def test_markers_are_removed_and_balanced():
     from alexnet_fast.model import alexnet
 
     model = alexnet("paper", width_mult=0.125, input_size=67).eval()
-    with P.LayerMarkers(model, P.layer_groups(model)) as markers:
+    with L.LayerMarkers(model, L.layer_groups(model)) as markers:
         assert markers.names["conv1+relu1"] == "layer" and markers.names["conv1"] == "module"
         with torch.no_grad():
             model(torch.randn(1, 3, 67, 67))
@@ -303,15 +305,15 @@ def test_trace_is_gzipped_only_when_big(tmp_path):
             with open(path, "w") as f:
                 json.dump({"traceEvents": [{"ph": "X", "name": "x" * 100, "ts": i, "dur": 1} for i in range(self.n)]}, f)
 
-    small = P._write_trace(FakeProf(10), tmp_path, gzip_over_bytes=10_000)
-    assert small.name == "trace.json" and len(P.read_trace(small)["traceEvents"]) == 10
-    big = P._write_trace(FakeProf(1000), tmp_path, gzip_over_bytes=10_000)
+    small = T.write_trace(FakeProf(10), tmp_path, gzip_over_bytes=10_000)
+    assert small.name == "trace.json" and len(T.read_trace(small)["traceEvents"]) == 10
+    big = T.write_trace(FakeProf(1000), tmp_path, gzip_over_bytes=10_000)
     assert big.name == "trace.json.gz" and not small.exists()  # the stale plain trace is gone
-    assert len(P.read_trace(big)["traceEvents"]) == 1000
+    assert len(T.read_trace(big)["traceEvents"]) == 1000
     assert [p.name for p in tmp_path.iterdir()] == ["trace.json.gz"]  # no temporary file left
     (tmp_path / "bad.json").write_text("{not json")
     with pytest.raises(ValueError, match="is not Chrome trace JSON"):
-        P.read_trace(tmp_path / "bad.json")
+        T.read_trace(tmp_path / "bad.json")
 
 
 def test_overhead_needs_a_steady_machine():

@@ -42,10 +42,10 @@ def results_rows():
     rows.append(model_row("compile", 8, "train", "ok", 300.0, grad_max_rel_err=1e-6, tolerance=1e-3,
                           equivalent=True))
     for variant, ms, ai in (("eager", 30.0, 30.0), ("compile", 20.0, 50.0)):
-        rows.append(dict(ENV, scope="layer", layer="conv1+relu1", op="conv_relu", variant=variant, label=variant,
+        rows.append(dict(ENV, scope="layer", layer="conv1+relu1", op="conv2d_relu", variant=variant, label=variant,
                          precision="fp32", batch_size=8, status="ok", median_ms=ms, gflops_per_s=1.7e3 / ms,
                          gbytes_per_s=1.7e3 / ms / ai, intensity=ai, max_rel_err=0.0, **{"pass": "inference"}))
-    rows.append(dict(ENV, scope="layer", layer="lrn1+pool1", op="lrn_pool", variant="triton", label="triton",
+    rows.append(dict(ENV, scope="layer", layer="lrn1+pool1", op="lrn_max_pool2d", variant="triton", label="triton",
                      precision="fp32", batch_size=2, status="interpreted", max_rel_err=1e-6, intensity=2.4,
                      **{"pass": "inference"}))
     return rows
@@ -95,7 +95,7 @@ def test_missing_or_malformed_results_are_clear_errors(tmp_path, capsys):
 
 
 def test_speedups_pair_each_row_with_eager_of_its_own_run(tmp_path):
-    from profiling.report import _speedups
+    from profiling.render.bench import _speedups
 
     first = [r for r in results_rows() if r["scope"] == "model" and r["status"] == "ok"]
     # a second run on the same machine: eager twice as slow, compile unchanged

@@ -35,7 +35,7 @@ def test_a_known_ten_percent_difference_is_found():
 
 
 def test_blocks_on_a_drifting_machine_get_it_wrong_and_pairs_do_not():
-    """The method's reason (issue 21): the machine slows 1% a round; timing 30 baseline rounds,
+    """The method's reason: the machine slows 1% a round; timing 30 baseline rounds,
     then 30 variant rounds, calls the 10% faster variant slower. Interleaved pairs do not."""
     n = 30
     machine = 1.01 ** np.arange(2 * n)

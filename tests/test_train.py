@@ -18,11 +18,12 @@ import pytest
 import torch
 
 from alexnet_fast import train as train_module
+from alexnet_fast import train_settings
 from alexnet_fast.checkpoint import load_checkpoint
 from alexnet_fast.cli import build_parser, main
-from alexnet_fast.data import make_synthetic_dataset
+from alexnet_fast.synthetic import make_synthetic_dataset
 from alexnet_fast.io import atomic_path
-from tests.helpers import tolerances
+from helpers import tolerances
 
 # width 1/16: 6/16/24/24/16 filters, 256-unit FC layers; 67x67 is the paper net's smallest input.
 # One thread: two OpenMP threads per pytest worker on a shared 2-core machine thrash (50x slower).
@@ -53,15 +54,15 @@ def test_flags_follow_torchvision_reference():
     assert (defaults.lr, defaults.momentum, defaults.weight_decay, defaults.batch_size) == (0.01, 0.9, 5e-4, 128)
     assert (defaults.lr_scheduler, defaults.lr_gamma, defaults.preset, defaults.variant) == \
         ("plateau", 0.1, "paper", "eager")
-    settings = train_module.resolve_settings(parse(["--data-path", "x"]))
+    settings = train_settings.resolve_settings(parse(["--data-path", "x"]))
     assert (settings.epochs, settings.width_mult, settings.image_size, settings.resize_size) == (90, 1.0, 227, 256)
-    embedded = train_module.resolve_settings(defaults)
+    embedded = train_settings.resolve_settings(defaults)
     assert (embedded.epochs, embedded.width_mult, embedded.image_size) == \
-        tuple(train_module.EMBEDDED_DEFAULTS[k] for k in ("epochs", "width_mult", "image_size"))
+        tuple(train_settings.EMBEDDED_DEFAULTS[k] for k in ("epochs", "width_mult", "image_size"))
     with pytest.raises(ValueError, match="--batch-size"):
-        train_module.resolve_settings(parse(["-b", "0"]))
+        train_settings.resolve_settings(parse(["-b", "0"]))
     with pytest.raises(ValueError, match="--amp"):
-        train_module.resolve_settings(parse(["--amp", "--precision", "fp16"]))
+        train_settings.resolve_settings(parse(["--amp", "--precision", "fp16"]))
 
 
 def test_training_writes_metrics_plot_checkpoint_and_final_eval(data, tmp_path, capsys):

@@ -1,4 +1,4 @@
-"""Training never loses or corrupts work (issue 14): runs killed with SIGKILL during a step
+"""Training never loses or corrupts work: runs killed with SIGKILL during a step
 and during a checkpoint save, in a loop, then resumed; SIGTERM and SIGINT save and stop;
 stale temporary files are cleaned up; the loss of work is bounded by
 --checkpoint-every-steps. Also non-finite validation loss, -j 1 bad images, PCA sampling
@@ -24,11 +24,12 @@ import pytest
 import torch
 
 from alexnet_fast import train as train_module
+from alexnet_fast import train_settings
 from alexnet_fast.checkpoint import load_checkpoint
 from alexnet_fast.cli import main
-from alexnet_fast.data import make_synthetic_dataset
+from alexnet_fast.synthetic import make_synthetic_dataset
 from alexnet_fast.io import clean_stale_temp_files
-from tests.test_train import TINY, parse, run_train
+from test_train import TINY, parse, run_train
 
 ROOT = Path(__file__).resolve().parents[1]
 EVERY = 2  # --checkpoint-every-steps of the fault runs: at most this many steps lost
@@ -211,12 +212,12 @@ def test_checkpoint_every_n_steps_and_by_time(data, tmp_path, monkeypatch):
     saved.clear()
     run_train(data, tmp_path / "b", "--epochs", "1", "--checkpoint-interval", "1e-9")
     assert saved == [1, 2, 3, 4, 5, 6]  # every step is past the interval; step 6 ends the epoch
-    settings = train_module.resolve_settings(parse([]))
-    assert settings.checkpoint_interval == train_module.DEFAULT_CHECKPOINT_INTERVAL_S > 0
+    settings = train_settings.resolve_settings(parse([]))
+    assert settings.checkpoint_interval == train_settings.DEFAULT_CHECKPOINT_INTERVAL_S > 0
     for flag, value in (("--checkpoint-every-steps", "0"), ("--checkpoint-interval", "-1"),
                         ("--checkpoint-interval", "nan")):
         with pytest.raises(ValueError, match=flag):
-            train_module.resolve_settings(parse([flag, value]))
+            train_settings.resolve_settings(parse([flag, value]))
 
 
 def test_non_finite_validation_loss_keeps_the_last_good_checkpoint(data, tmp_path, capsys):

@@ -99,7 +99,7 @@ def test_bench_runs_a_users_model_end_to_end(tmp_path, capsys):
                "--peak-gemm-n", "64", "--peak-copy-mib", "1", "--strict"])
     err = capsys.readouterr().err
     assert rc == 0, err
-    assert "conv2: conv+relu -> Conv2dReLU(relu=True) (absorbs F.relu" in err  # what triton replaced
+    assert "conv2: conv2d_relu -> Conv2dReLU(relu=True) (absorbs F.relu" in err  # what triton replaced
     rows = [r for r in json.loads((tmp_path / "results.json").read_text()) if r["scope"] == "model"]
     by_variant = {r["variant"]: r for r in rows}
     assert set(by_variant) == {"eager", "triton"}

@@ -13,7 +13,8 @@ What is placed here is measured elsewhere: a layout cell (equivalence, timing, b
 :func:`alexnet_fast.launch.launch`.
 """
 
-from alexnet_fast.layouts.columns import ColumnAlexNet, ColumnComm, merge_columns, split_columns
+from alexnet_fast.layouts.columns import ColumnAlexNet, merge_columns, split_columns
+from alexnet_fast.layouts.exchange import ColumnComm
 from alexnet_fast.layouts.comm import (
     DEFAULT_TIMEOUT_S, CommMeter, DistContext, choose_device, init_ranks, local_context, shutdown,
 )

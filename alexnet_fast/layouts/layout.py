@@ -34,9 +34,8 @@ from collections.abc import Mapping
 import torch
 from torch import nn
 
-from alexnet_fast.layouts.columns import (
-    ColumnAlexNet, ColumnComm, check_column_config, lrn_halo, merge_columns, split_columns,
-)
+from alexnet_fast.layouts.columns import ColumnAlexNet, check_column_config, lrn_halo, merge_columns, split_columns
+from alexnet_fast.layouts.exchange import ColumnComm
 from alexnet_fast.layouts.comm import (
     CommMeter, DistContext, all_gather_flat, bytes_all_gather, bytes_all_reduce, bytes_reduce_scatter,
     metered_allreduce_hook,

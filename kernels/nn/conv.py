@@ -12,6 +12,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from kernels._common import int_pair
 from kernels.conv2d_relu import conv2d_relu
 
 
@@ -19,8 +20,7 @@ def _check_supported(padding: Any, dilation: Any, padding_mode: str) -> None:
     """ValueError for what the Triton kernels do not implement."""
     if isinstance(padding, str):
         raise ValueError(f"Conv2dReLU: string padding {padding!r} is not supported; give the padding as ints")
-    dilations = (dilation, dilation) if isinstance(dilation, int) else tuple(dilation)
-    if any(d != 1 for d in dilations):
+    if int_pair(dilation, "dilation", op="Conv2dReLU", minimum=0) != (1, 1):
         raise ValueError(f"Conv2dReLU: dilation {dilation} is not supported (only 1)")
     if padding_mode != "zeros":
         raise ValueError(f"Conv2dReLU: padding_mode={padding_mode!r} is not supported (only 'zeros')")

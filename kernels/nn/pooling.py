@@ -11,8 +11,8 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from kernels.lrn import local_response_norm
-from kernels.lrn_max_pool2d import lrn_max_pool2d
-from kernels.max_pool2d import max_pool2d
+from kernels.lrn_max_pool import lrn_max_pool2d
+from kernels.max_pool import max_pool2d
 
 __all__ = ["LocalResponseNorm", "MaxPool2d", "LRNMaxPool2d"]
 

@@ -1,4 +1,4 @@
-"""Triton max-pool (kernels/max_pool2d.py) vs float64 PyTorch, under the interpreter on CPU.
+"""Triton max-pool (kernels/max_pool.py) vs float64 PyTorch, under the interpreter on CPU.
 
 The forward is compared exactly (a max is exact in any dtype), the argmax against
 PyTorch's (first max on ties, last NaN), dx with the shared tolerances (a sum over at most
@@ -13,7 +13,7 @@ from torch import nn
 
 from helpers import assert_close_ref
 from kernels import configs
-from kernels.max_pool2d import codegen_specs, max_pool2d, max_pool2d_bwd, max_pool2d_fwd
+from kernels.max_pool import codegen_specs, max_pool2d, max_pool2d_bwd, max_pool2d_fwd
 from kernels.nn.pooling import MaxPool2d
 from pooling_reference import (LAYOUTS, assert_layout, in_layout, pool_reference, use_interpreter_tile,
                                windows_per_input)
@@ -135,12 +135,6 @@ def test_bad_inputs(call, error, match):
         call(torch.randn(1, 2, 7, 7))
 
 
-def test_needs_cuda_or_interpreter(monkeypatch):
-    monkeypatch.setenv("TRITON_INTERPRET", "0")
-    with pytest.raises(ValueError, match="TRITON_INTERPRET=1"):
-        max_pool2d(torch.randn(1, 1, 4, 4), 2)
-
-
 def test_module():
     ref = nn.MaxPool2d(3, 2)
     mod = MaxPool2d.from_module(ref)
@@ -159,7 +153,7 @@ def test_module():
 
 def test_opcheck():
     """Schema, fake tensor and autograd registration agree with the real op (the
-    torch.compile test of all three ops is in test_lrn_max_pool2d.py)."""
+    torch.compile test of all three ops is in test_lrn_max_pool.py)."""
     x = in_layout(torch.randn(2, 3, 9, 9), "nhwc")
     torch.library.opcheck(max_pool2d_fwd, (x, 3, 3, 2, 2, 1, 1, True))
 

@@ -1,4 +1,4 @@
-"""REPORT.md of a GPU suite run (``profiling/gpu_suite.py``), from its ``results.json``.
+"""REPORT.md of a GPU suite run (:mod:`profiling.gpu_suite`), from its ``results.json``.
 
 Pure rendering: no torch, no device, so CI renders a recorded run (the synthetic example
 ``profiling/data/gpu_quick_example.json``, and the smoke run's own bundle) and a cut-off
@@ -20,38 +20,16 @@ from __future__ import annotations
 import math
 from typing import Any, Iterable
 
-OP_KERNEL = {"conv_relu": "conv2d_relu", "lrn": "local_response_norm", "pool": "max_pool2d",
-             "lrn_pool": "lrn_max_pool2d"}
-BASELINES = ("eager-nchw", "eager-nhwc", "compile")
-TRITON_IMPLS = ("triton", "triton+compile")
+from alexnet_fast.vocabulary import BASELINE_IMPLS, PASSES, TRITON_IMPLS, TRITON_OPS
+from profiling.render.format import fmt, markdown_table, num
+
 # KernelBench level3/5_AlexNet.py, batch 1024 fp32 (cuDNN's default TF32), H100 SXM, published with
 # the repository (results/timing/H100_Modal): eager and torch.compile default, ms per forward
 KERNELBENCH_H100_MS = {"eager": 23.7, "compile": 16.7}
 
 
-def _num(x) -> float | None:
-    try:
-        v = float(x)
-    except (TypeError, ValueError):
-        return None
-    return v if math.isfinite(v) else None
-
-
-def _f(x, digits: int = 3) -> str:
-    v = _num(x)
-    if v is None:
-        return "-"
-    if v == 0:
-        return "0"
-    if abs(v) >= 100:
-        return f"{v:,.0f}"
-    return f"{v:.{digits}g}"
-
-
-def _table(header: list[str], rows: Iterable[list[Any]]) -> list[str]:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
-    return lines
+def _md_lines(header: list[str], rows: Iterable[list[Any]]) -> list[str]:
+    return markdown_table(header, rows).split("\n")
 
 
 def _geomean(values: list[float]) -> float | None:
@@ -60,12 +38,12 @@ def _geomean(values: list[float]) -> float | None:
 
 
 def _ok(row: dict) -> bool:
-    return row.get("status") == "ok" and _num(row.get("median_ms")) is not None
+    return row.get("status") == "ok" and num(row.get("median_ms")) is not None
 
 
 def _ms(row: dict) -> float:
     """The time a kernel is compared by: kernel time if measured, else wall time."""
-    return _num(row.get("kernel_ms")) or row["median_ms"]
+    return num(row.get("kernel_ms")) or row["median_ms"]
 
 
 def _by(rows: list[dict], scope: str, **match) -> list[dict]:
@@ -84,7 +62,7 @@ def layer_answers(rows: list[dict]) -> list[str]:
     for r in _by(rows, "layer"):
         groups.setdefault((r.get("op"), r.get("pass"), r.get("precision")), {}).setdefault(
             r.get("layer"), {})[r.get("impl")] = r
-    op_order = list(OP_KERNEL)
+    op_order = list(TRITON_OPS)
     lines = []
     for (op, pass_, precision) in sorted(groups, key=lambda k: (op_order.index(k[0]) if k[0] in op_order else 9,
                                                                  k[1] != "fwd", k[2] != "bf16")):
@@ -97,20 +75,19 @@ def layer_answers(rows: list[dict]) -> list[str]:
             if tri.get("status") == "failed":
                 not_equiv.append(name)
                 continue
-            base = [impls[b] for b in BASELINES if b in impls and _ok(impls[b])]
+            base = [impls[b] for b in BASELINE_IMPLS if b in impls and _ok(impls[b])]
             if not _ok(tri) or not base:
                 missing.append(name)
                 continue
-            by_kernel &= all(_num(r.get("kernel_ms")) is not None for r in [tri, *base])
+            by_kernel &= all(num(r.get("kernel_ms")) is not None for r in [tri, *base])
             best = min(base, key=_ms)
             ratio = _ms(best) / _ms(tri)
             ratios.append(ratio)
             wins += ratio > 1.0
-            if _num(tri.get("pct_peak")) is not None:
+            if num(tri.get("pct_peak")) is not None:
                 pcts.append(tri["pct_peak"])
             throttled |= bool(tri.get("throttled") or best.get("throttled"))
-        kernel = OP_KERNEL.get(op, op)
-        head = f"- **{kernel} {pass_} {precision}**: "
+        head = f"- **{op} {pass_} {precision}**: "
         if not ratios and not not_equiv:
             lines.append(head + "no comparable rows (" + (", ".join(missing) or "not run") + ")")
             continue
@@ -118,11 +95,11 @@ def layer_answers(rows: list[dict]) -> list[str]:
         if ratios:
             g = _geomean(ratios)
             verdict = "FASTER than" if g > 1.0 else "slower than"
-            parts.append(f"Triton {verdict} the best baseline (fastest of {'/'.join(BASELINES)}, by "
+            parts.append(f"Triton {verdict} the best baseline (fastest of {'/'.join(BASELINE_IMPLS)}, by "
                          f"{'kernel' if by_kernel else 'wall'} time): {g:.2f}x its speed geomean, faster on "
                          f"{wins}/{len(ratios)} layers ({min(ratios):.2f}-{max(ratios):.2f}x)")
             if pcts:
-                bound = "peak TFLOP/s" if op == "conv_relu" else "peak bandwidth"
+                bound = "peak TFLOP/s" if op == "conv2d_relu" else "peak bandwidth"
                 parts.append(f"at {min(pcts):.0f}-{max(pcts):.0f}% of {precision if op == 'conv_relu' else 'HBM'} "
                              f"{bound}")
         if not_equiv:
@@ -139,7 +116,7 @@ def dispatch_answers(rows: list[dict]) -> list[str]:
     """What the host's dispatch costs: wall - kernel time of the layer rows, per
     implementation, and the stubbed host path of the Triton ops against aten's."""
     lines = []
-    layer = [r for r in _by(rows, "layer") if _num(r.get("dispatch_us")) is not None]
+    layer = [r for r in _by(rows, "layer") if num(r.get("dispatch_us")) is not None]
     if layer:
         per_impl: dict[str, list[float]] = {}
         for r in layer:
@@ -153,8 +130,8 @@ def dispatch_answers(rows: list[dict]) -> list[str]:
         for (layer_name, pass_) in dict.fromkeys((r.get("layer"), r.get("pass")) for r in host):
             got = {r.get("impl"): r for r in host if r.get("layer") == layer_name and r.get("pass") == pass_}
             if "triton" in got and "aten" in got:
-                pairs.append(f"{layer_name} {pass_} {_f(got['triton'].get('median_us'))} vs "
-                             f"{_f(got['aten'].get('median_us'))} us")
+                pairs.append(f"{layer_name} {pass_} {fmt(got['triton'].get('median_us'))} vs "
+                             f"{fmt(got['aten'].get('median_us'))} us")
         lines.append("- **host cost per call, kernel launch stubbed (Triton op vs aten on meta tensors)**: "
                      + ("; ".join(pairs) or "no pair"))
     return lines
@@ -169,7 +146,7 @@ def anchor_answers(rows: list[dict]) -> list[str]:
     for variant, r in cells.items():
         if _ok(r):
             pub = KERNELBENCH_H100_MS.get(variant)
-            parts.append(f"{variant} {_f(r['median_ms'])} ms" + (f" (KernelBench H100: {pub} ms)" if pub else ""))
+            parts.append(f"{variant} {fmt(r['median_ms'])} ms" + (f" (KernelBench H100: {pub} ms)" if pub else ""))
         else:
             parts.append(f"{variant} {r.get('status')}" + (f" ({r.get('note')})" if r.get("note") else ""))
     e, c = cells.get("eager"), cells.get("compile")
@@ -184,7 +161,7 @@ def anchor_answers(rows: list[dict]) -> list[str]:
 def model_answers(rows: list[dict]) -> list[str]:
     models = [r for r in _by(rows, "model") if r.get("layout", "single") == "single" and r.get("cell_kind") != "anchor"]
     lines = []
-    for pass_ in ("inference", "train"):
+    for pass_ in PASSES:
         cells = {r.get("variant"): r for r in models if r.get("pass") == pass_}
         if not cells:
             continue
@@ -197,7 +174,7 @@ def model_answers(rows: list[dict]) -> list[str]:
         bad = [v for v, r in cells.items() if r.get("status") in ("failed", "error")]
         eq = "all equivalent" if not bad else "NOT OK: " + ", ".join(f"{v} ({cells[v].get('status')})" for v in bad)
         fastest = min((r for r in cells.values() if _ok(r)), key=lambda r: r["median_ms"], default=None)
-        best = f"fastest {fastest['variant']} {_f(fastest['median_ms'])} ms" if fastest else "no timing"
+        best = f"fastest {fastest['variant']} {fmt(fastest['median_ms'])} ms" if fastest else "no timing"
         first = next(iter(cells.values()))
         lines.append(f"- **whole model {pass_} {first.get('precision')} b{first.get('batch_size')}**: {best}; "
                      + ("; ".join(parts) or "no pair timed") + f"; {eq}")
@@ -237,8 +214,8 @@ def render(results: dict[str, Any], note: str | None = None) -> str:
     out += [f"torch {meta.get('torch')}, triton {meta.get('triton')}, CUDA {meta.get('cuda')}, cuDNN "
             f"{meta.get('cudnn')}, compute capability {meta.get('capability')}, Python {meta.get('python')}, "
             f"commit {meta.get('git_commit')}; started {meta.get('started')}.",
-            f"Elapsed {_f(meta.get('elapsed_s'))} s of a {_f(meta.get('budget_s'))} s budget (estimated "
-            f"{_f(meta.get('estimate_s'))} s); cells: " + ", ".join(f"{k} {v}" for k, v in sorted(status.items()))
+            f"Elapsed {fmt(meta.get('elapsed_s'))} s of a {fmt(meta.get('budget_s'))} s budget (estimated "
+            f"{fmt(meta.get('estimate_s'))} s); cells: " + ", ".join(f"{k} {v}" for k, v in sorted(status.items()))
             + ". Peaks: " + str(meta.get("peaks_source", "-")) + "."
             + (f" Stopped by {meta['interrupted']}." if meta.get("interrupted") else ""),
             f"Preflight: {meta.get('preflight', '-')}", ""]
@@ -291,19 +268,19 @@ def render(results: dict[str, Any], note: str | None = None) -> str:
         body = []
         for r in layer:
             k = (r.get("layer"), r.get("pass"), r.get("precision"))
-            rate = (f"{_f(_num(r.get('gflops_per_s')) and r['gflops_per_s'] / 1e3)} TFLOP/s"
-                    if r.get("op") == "conv_relu" else f"{_f(r.get('gbytes_per_s'))} GB/s") if _ok(r) else "-"
+            rate = (f"{fmt(num(r.get('gflops_per_s')) and r['gflops_per_s'] / 1e3)} TFLOP/s"
+                    if r.get("op") == "conv2d_relu" else f"{fmt(r.get('gbytes_per_s'))} GB/s") if _ok(r) else "-"
             best = "**best**" if _ok(r) and _ms(r) == fastest.get(k) else (
                 f"{_ms(r) / fastest[k]:.2f}x" if _ok(r) and k in fastest else "-")
             state = ({True: "yes", False: "**NO**"}.get(r.get("equivalent"), "-") if r.get("status") != "error"
                      else f"error: {r.get('note', '')}")
             if r.get("status") == "interpreted":
                 state += " (interpreted)"
-            body.append([r.get("layer"), r.get("pass"), r.get("precision"), r.get("impl"), _f(r.get("median_ms")),
-                         _f(r.get("kernel_ms")), _f(r.get("dispatch_us")), rate, _f(r.get("pct_peak"), 2), best,
-                         state, _f(r.get("first_call_s")), _f(r.get("sm_clock_mhz")), _f(r.get("power_w")),
-                         _f(r.get("temperature_c")), throttle_flag(r)])
-        out += _table(["layer", "pass", "prec", "impl", "wall ms", "kernel ms", "dispatch us", "rate", "% peak",
+            body.append([r.get("layer"), r.get("pass"), r.get("precision"), r.get("impl"), fmt(r.get("median_ms")),
+                         fmt(r.get("kernel_ms")), fmt(r.get("dispatch_us")), rate, fmt(r.get("pct_peak"), 2), best,
+                         state, fmt(r.get("first_call_s")), fmt(r.get("sm_clock_mhz")), fmt(r.get("power_w")),
+                         fmt(r.get("temperature_c")), throttle_flag(r)])
+        out += _md_lines(["layer", "pass", "prec", "impl", "wall ms", "kernel ms", "dispatch us", "rate", "% peak",
                        "vs fastest", "equivalent", "first call s", "SM MHz", "W", "C", "throttle"], body) + [""]
 
     host = _by(rows, "dispatch")
@@ -312,20 +289,20 @@ def render(results: dict[str, Any], note: str | None = None) -> str:
                 "The Triton op's Python path (custom-op dispatch, checks, allocations, the autotuner's lookup, "
                 "autograd) with every `@triton.jit` kernel's `run` a no-op, against the eager PyTorch modules on "
                 "`meta` tensors (the dispatcher and the ops' meta functions, no kernel); host clock.", ""]
-        out += _table(["layer", "pass", "impl", "method", "median us", "p20-p80 us", "launches/call"],
-                      [[r.get("layer"), r.get("pass"), r.get("impl"), r.get("method"), _f(r.get("median_us")),
-                        f"{_f(r.get('p20_us'))}-{_f(r.get('p80_us'))}", _f(r.get("launches_per_call"))]
+        out += _md_lines(["layer", "pass", "impl", "method", "median us", "p20-p80 us", "launches/call"],
+                      [[r.get("layer"), r.get("pass"), r.get("impl"), r.get("method"), fmt(r.get("median_us")),
+                        f"{fmt(r.get('p20_us'))}-{fmt(r.get('p80_us'))}", fmt(r.get("launches_per_call"))]
                        for r in host]) + [""]
 
     def model_table(title: str, intro: str, models: list[dict]) -> list[str]:
-        return ["## " + title, "", intro, ""] + _table(
+        return ["## " + title, "", intro, ""] + _md_lines(
             ["variant", "pass", "prec", "batch", "median ms", "images/s", "first call s", "equivalent",
              "worst tensor", "fp64 err / tol", "SM MHz", "W", "C", "throttle", "note"],
             [[r.get("label") or r.get("variant"), r.get("pass"), r.get("precision"), r.get("batch_size"),
-              _f(r.get("median_ms")), _f(r.get("images_per_s")), _f(r.get("compile_s")),
+              fmt(r.get("median_ms")), fmt(r.get("images_per_s")), fmt(r.get("compile_s")),
               {True: "yes", False: "**NO**"}.get(r.get("equivalent"), r.get("status", "-")),
-              r.get("worst_tensor", "-"), f"{_f(r.get('fp64_err'))} / {_f(r.get('tolerance'))}",
-              _f(r.get("sm_clock_mhz")), _f(r.get("power_w")), _f(r.get("temperature_c")), throttle_flag(r),
+              r.get("worst_tensor", "-"), f"{fmt(r.get('fp64_err'))} / {fmt(r.get('tolerance'))}",
+              fmt(r.get("sm_clock_mhz")), fmt(r.get("power_w")), fmt(r.get("temperature_c")), throttle_flag(r),
               r.get("note", "")] for r in models]) + [""]
 
     anchor = [r for r in _by(rows, "model") if r.get("cell_kind") == "anchor"]
@@ -346,16 +323,16 @@ def render(results: dict[str, Any], note: str | None = None) -> str:
     if layouts:
         out += ["## Two-rank layouts on one GPU", "",
                 f"Two processes share the one GPU (gloo): **{label}**.", ""]
-        out += _table(["layout", "variant", "pass", "prec", "batch", "equivalent", "max rel err", "step ms (not a speed)",
+        out += _md_lines(["layout", "variant", "pass", "prec", "batch", "equivalent", "max rel err", "step ms (not a speed)",
                        "note"],
                       [[r.get("layout"), r.get("variant"), r.get("pass"), r.get("precision"), r.get("batch_size"),
                         {True: "yes", False: "**NO**"}.get(r.get("equivalent"), r.get("status", "-")),
-                        _f(r.get("max_rel_err") if r.get("max_rel_err") is not None else r.get("grad_max_rel_err")),
-                        _f(r.get("median_ms")), r.get("note", "")] for r in layouts]) + [""]
+                        fmt(r.get("max_rel_err") if r.get("max_rel_err") is not None else r.get("grad_max_rel_err")),
+                        fmt(r.get("median_ms")), r.get("note", "")] for r in layouts]) + [""]
     if tuned:
         out += ["## Autotuner's choices", "", f"At most {meta.get('autotune_max_configs') or 'all'} candidates per "
                 "kernel (the first entries of each table in kernels/configs.py).", ""]
-        out += _table(["kernel", "key", "dtype", "chosen config", "candidates", "tuned"],
+        out += _md_lines(["kernel", "key", "dtype", "chosen config", "candidates", "tuned"],
                       [[t.get("kernel"), f"`{t.get('key_names')}` = {t.get('key')}", t.get("dtype") or "-",
                         " ".join(f"{k}={v}" for k, v in (t.get("config") or {}).items()), t.get("candidates"),
                         "yes" if t.get("tuned") else f"no ({t.get('note') or '-'})"]
@@ -365,11 +342,11 @@ def render(results: dict[str, Any], note: str | None = None) -> str:
                 "One launch-faithful spec per kernel the run launched (shape and preset as launched, the nearest "
                 "batch the check lists, the autotuner's choice where it made one), compiled by the codegen check "
                 "for this device's arch; full columns in `codegen.csv`.", ""]
-        out += _table(["op", "kernel", "config", "dtype", "shape", "arch", "regs", "spill B st/ld", "smem B", "MMA",
+        out += _md_lines(["op", "kernel", "config", "dtype", "shape", "arch", "regs", "spill B st/ld", "smem B", "MMA",
                        "result"],
                       [[c.get("op"), c.get("kernel"), c.get("config"), c.get("dtype"), c.get("shape") or "-",
-                        f"sm_{c.get('arch')}", _f(c.get("registers")),
-                        f"{c.get('spill_store_bytes', '-')}/{c.get('spill_load_bytes', '-')}", _f(c.get("smem_bytes")),
+                        f"sm_{c.get('arch')}", fmt(c.get("registers")),
+                        f"{c.get('spill_store_bytes', '-')}/{c.get('spill_load_bytes', '-')}", fmt(c.get("smem_bytes")),
                         f"{c.get('mma_kind') or '-'} {c.get('mma_instructions') or ''}".strip(),
                         "ok" if c.get("compiled") and c.get("passed", True) else (c.get("note") or "failed")]
                        for c in cg]) + [""]
@@ -378,13 +355,13 @@ def render(results: dict[str, Any], note: str | None = None) -> str:
             out += [f"Left out by the cap: {len(left)} specs.", ""]
     for py in _by(rows, "pytest"):
         out += ["## pytest -m gpu", "", f"`{py.get('command') or '-'}`: {py.get('summary') or py.get('note') or '-'} in "
-                f"{_f(py.get('elapsed_s'))} s (timeout {_f(py.get('timeout_s'))} s); log `{py.get('log')}`, junit "
+                f"{fmt(py.get('elapsed_s'))} s (timeout {fmt(py.get('timeout_s'))} s); log `{py.get('log')}`, junit "
                 f"`{py.get('junit')}`.", ""]
     if cells:
         out += ["## Cells", "", "Estimated vs measured seconds per cell, and torch.compile frames assumed by the "
                 "estimate vs compiled (dynamo's counter); the estimate's constants are in profiling/suites.py.", ""]
-        out += _table(["kind", "cell", "estimate s", "elapsed s", "compiles (assumed / made)", "status"],
-                      [[c.get("kind"), c.get("name"), _f(c.get("estimate_s")), _f(c.get("elapsed_s")),
+        out += _md_lines(["kind", "cell", "estimate s", "elapsed s", "compiles (assumed / made)", "status"],
+                      [[c.get("kind"), c.get("name"), fmt(c.get("estimate_s")), fmt(c.get("elapsed_s")),
                         f"{'-' if c.get('compiles_assumed') is None else c.get('compiles_assumed')} / "
                         f"{'-' if c.get('compiles') is None else c.get('compiles')}",
                         str(c.get("status")) + (f" ({c['note']})" if c.get("note") else "")] for c in cells]) + [""]

@@ -43,7 +43,7 @@ MAX_WINDOW_FOR_INT8 = 127  # window positions an int8 argmax can name
 
 
 # ---------------------------------------------------------------------------------------
-# Triton helpers (shared with kernels/lrn_max_pool2d.py; the backward gather is _common.max_pool_grad_at)
+# Triton helpers (shared with kernels/lrn_max_pool.py; the backward gather is _common.max_pool_grad_at)
 # ---------------------------------------------------------------------------------------
 
 @triton.jit

@@ -55,9 +55,9 @@ def test_layer_table_parameters_and_flops_at_224():
 def test_kernels_apply_replaces_every_conv_relu_and_pool():
     _, report = kernels.apply(_meta_model(), return_report=True)
     assert report.method == "fx" and report.left == []
-    assert report.summary == [("conv1", "conv+relu"), ("maxpool1", "pool"), ("conv2", "conv+relu"),
-                              ("maxpool2", "pool"), ("conv3", "conv+relu"), ("conv4", "conv+relu"),
-                              ("conv5", "conv+relu"), ("maxpool3", "pool")]
+    assert report.summary == [("conv1", "conv2d_relu"), ("maxpool1", "max_pool2d"), ("conv2", "conv2d_relu"),
+                              ("maxpool2", "max_pool2d"), ("conv3", "conv2d_relu"), ("conv4", "conv2d_relu"),
+                              ("conv5", "conv2d_relu"), ("maxpool3", "max_pool2d")]
     assert {r.module: r.absorbed for r in report.replaced}["conv5"] == ("relu5 (ReLU)",)
 
 

@@ -2,7 +2,7 @@
 ``lrn1 -> pool1`` and ``lrn2 -> pool2`` (LRN size 5, pool 3x3 stride 2) in one pass.
 
 Forward reads the activation x once and writes only the pooled output and, when a
-gradient is needed, the int8 window-local argmax (kernels/max_pool2d.py says why int8).
+gradient is needed, the int8 window-local argmax (kernels/max_pool.py says why int8).
 Each program computes the LRN value ``x * D^(-beta)`` (kernels/lrn.py) at every position
 of its windows from cached loads, and keeps PyTorch's max-pool scan (first max on ties,
 NaN propagates). The LRN output is never written to memory. The LRN values are compared
@@ -17,22 +17,9 @@ does, and applies the LRN backward. Lanes whose dy is zero (all but at most one 
 at 3x3 / stride 2) skip the D loads; the NaNs PyTorch's autograd gives there (0 * NaN)
 come from kernels/lrn.py's nonfinite_near.
 
-Bytes moved per image against the separate Triton ops (LRN, then max-pool), with
-E = C*H*W elements in, P = C*OH*OW pooled, b bytes per element, int8 argmax (1 byte):
-
-    forward   separate 3*E*b + P*b + P  (LRN reads x, writes y; pool reads y, writes out + idx)
-              fused      E*b + P*b + P  -> saves 2*E*b
-    backward  separate 4*E*b + P*b + P  (pool: dout + idx -> dy; LRN: x + dy -> dx)
-              fused    2*E*b + P*b + P  -> saves 2*E*b
-
-At AlexNet's shapes (training, per image; :func:`memory_traffic` computes these):
-
-    layer       E        P       fp16 fwd sep -> fused       fp16 bwd sep -> fused
-    lrn1+pool1  290,400  69,984  1,952,352 -> 790,752 B (2.47x)  2,533,152 -> 1,371,552 B (1.85x)
-    lrn2+pool2  186,624  43,264  1,249,536 -> 503,040 B (2.48x)  1,622,784 ->   876,288 B (1.85x)
-
-Together 3,816,192 B saved per image per training step in fp16 (488.5 MB at batch 128),
-7,632,384 B in fp32 (976.9 MB at batch 128); and no E*b LRN output is ever allocated.
+Against the separate Triton ops (LRN, then max-pool) it saves 2*E*b bytes forward and 2*E*b
+backward per image (E = C*H*W elements, b bytes each): 3.8 MB per image per training step
+in fp16 over AlexNet's two pairs. The byte model is :func:`profiling.flops.lrn_max_pool2d_traffic`.
 
 Layouts: NCHW (contiguous) and NHWC (``torch.channels_last``) in, the same layout out.
 Dtypes fp32 / fp16 / bf16 with fp32 math inside. CUDA tensors, or CPU tensors under
@@ -50,11 +37,11 @@ from kernels._common import (KernelSpec, autotuned, check_grad, device_guard, ke
                              memory_format_of, pixel_channel_tile, register_autocast, tile_offsets)
 from kernels.lrn import check_lrn_args, lrn_input_grad
 from kernels.lrn import KERNEL_ARG_TYPES as LRN_ARG_TYPES
-from kernels.max_pool2d import KERNEL_ARG_TYPES as POOL_ARG_TYPES
-from kernels.max_pool2d import (ALEXNET_POOL, check_indices, check_int8_window, empty_pool_outputs,
+from kernels.max_pool import KERNEL_ARG_TYPES as POOL_ARG_TYPES
+from kernels.max_pool import (ALEXNET_POOL, check_indices, check_int8_window, empty_pool_outputs,
                                 max_window_scan, pool_geometry)
 
-__all__ = ["lrn_max_pool2d", "lrn_max_pool2d_fwd", "lrn_max_pool2d_bwd", "codegen_specs", "memory_traffic"]
+__all__ = ["lrn_max_pool2d", "lrn_max_pool2d_fwd", "lrn_max_pool2d_bwd", "codegen_specs"]
 
 OP = "lrn_max_pool2d"
 
@@ -209,21 +196,6 @@ def lrn_max_pool2d(x: torch.Tensor, size: int, alpha: float, beta: float, k: flo
     out, _ = lrn_max_pool2d_fwd(x, size, float(alpha), float(beta), float(k), kh, kw, sh, sw, ph, pw,
                                 with_indices)
     return out
-
-
-def memory_traffic(channels: int, height: int, width: int, *, kernel_size: int = 3, stride: int = 2,
-                   padding: int = 0, itemsize: int = 2, with_indices: bool = True) -> dict[str, int]:
-    """DRAM bytes per image of LRN + max-pool, separate Triton ops vs fused (module
-    docstring): keys ``separate_fwd``, ``fused_fwd``, ``separate_bwd``, ``fused_bwd``
-    (backward entries only make sense with ``with_indices``). Ideal traffic: every tensor
-    read or written once, window re-reads served by cache."""
-    out_h = (height + 2 * padding - kernel_size) // stride + 1
-    out_w = (width + 2 * padding - kernel_size) // stride + 1
-    e = channels * height * width * itemsize
-    p = channels * out_h * out_w * itemsize
-    idx = channels * out_h * out_w if with_indices else 0
-    return {"separate_fwd": 3 * e + p + idx, "fused_fwd": e + p + idx,
-            "separate_bwd": 4 * e + p + idx, "fused_bwd": 2 * e + p + idx}
 
 
 # ---------------------------------------------------------------------------------------

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from profiling import suites
+from profiling.cell_types import KINDS, TRITON_KERNELS
 from profiling.gpu_suite import BUNDLE_FILES
 
 REPO = Path(__file__).resolve().parents[1]
@@ -46,15 +47,15 @@ def smoke(tmp_path_factory):
 def test_smoke_runs_every_cell_kind_and_none_errors(smoke):
     out, results, log, elapsed = smoke
     cells, rows = results["cells"], results["rows"]
-    assert {c["kind"] for c in cells} == set(suites.KINDS)
+    assert {c["kind"] for c in cells} == set(KINDS)
     assert [c for c in cells if c["status"] != "done"] == [], log[-4000:]
     kinds_with_rows = {r["cell_kind"] for r in rows}
-    assert kinds_with_rows == set(suites.KINDS), set(suites.KINDS) - kinds_with_rows
+    assert kinds_with_rows == set(KINDS), set(KINDS) - kinds_with_rows
     assert [r for r in rows if r.get("status") in ("error", "failed")] == []
     scopes = {r["scope"] for r in rows}
     assert scopes >= {"preflight", "peak", "layer", "model", "dispatch", "autotune", "codegen", "pytest"}
     layer = [r for r in rows if r["scope"] == "layer"]
-    assert {r["pass"] for r in layer} == {"fwd", "bwd"} and {r["op"] for r in layer} >= set(suites.TRITON_KERNELS)
+    assert {r["pass"] for r in layer} == {"fwd", "bwd"} and {r["op"] for r in layer} >= set(TRITON_KERNELS)
     assert {r["status"] for r in layer if r["impl"] == "triton"} == {"interpreted"}
     assert all(r["median_ms"] > 0 for r in layer if r["status"] == "ok")
     anchor = [r for r in rows if r["cell_kind"] == "anchor"]

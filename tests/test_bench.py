@@ -1,5 +1,5 @@
-"""The bench engine and its plan: equivalence before timing, failed and interpreted rows,
-the flags, the CLI."""
+"""`alexnet-fast bench` (profiling/bench.py and the engine it runs): equivalence before
+timing, failed and interpreted rows, the flags, the CLI."""
 
 import argparse
 import json
@@ -13,6 +13,7 @@ import torch
 from alexnet_fast.cli import main
 from alexnet_fast.variants import build_variant
 from profiling import bench, engine, judge as J, layout_bench, plan as P
+from profiling.interrupts import Interrupted
 from profiling.results import read_results
 
 TINY = dict(preset="paper", width_mult=0.125, input_size=67)
@@ -46,7 +47,7 @@ def by(rows, **match):
 
 def test_failed_variant_is_reported_and_not_timed(tmp_path):
     plan = tiny_plan(["eager", "compile"], passes=("inference", "train"), layers=("conv1+relu1", "fc8"))
-    rows = engine.Harness(plan, tmp_path, progress=False, build_variant=wrong_variant).run()
+    rows = bench.Harness(plan, tmp_path, progress=False, build_variant=wrong_variant).run()
     eager = by(rows, scope="model", variant="eager")
     assert [r["status"] for r in eager] == ["ok", "ok"]
     assert all(r["median_ms"] > 0 and r["images_per_s"] > 0 for r in eager)
@@ -77,7 +78,7 @@ def test_triton_without_gpu_is_interpreted_at_reduced_size(tmp_path):
     plan = tiny_plan(["triton"], passes=("inference", "train"), layers=("lrn1+pool1", "fc8"))
     plan.width_mult, plan.input_size = 0.25, 99  # the timed size; the check runs at plan.check
     plan.check = P.ReducedSize(width_mult=0.125, input_size=67, batch_size=1)
-    rows = engine.Harness(plan, tmp_path, progress=False, build_variant=interpreted_triton_stand_in).run()
+    rows = bench.Harness(plan, tmp_path, progress=False, build_variant=interpreted_triton_stand_in).run()
     model_rows = by(rows, scope="model")
     assert [(r["pass"], r["status"]) for r in model_rows] == [("inference", "interpreted"), ("train", "interpreted")]
     for r in model_rows + by(rows, scope="layer", layer="lrn1+pool1"):
@@ -97,7 +98,7 @@ def test_wrong_interpreted_triton_is_failed_without_a_time(tmp_path):
 
     plan = tiny_plan(["triton"], layers=("lrn1+pool1",))
     plan.check = P.ReducedSize(width_mult=0.125, input_size=67, batch_size=1)
-    rows = engine.Harness(plan, tmp_path, progress=False, build_variant=wrong_triton).run()
+    rows = bench.Harness(plan, tmp_path, progress=False, build_variant=wrong_triton).run()
     checked = by(rows, scope="model") + by(rows, scope="layer")
     assert [r["status"] for r in checked] == ["failed", "failed"]
     assert all(r["compile_s"] is None and "median_ms" not in r for r in checked)
@@ -105,7 +106,7 @@ def test_wrong_interpreted_triton_is_failed_without_a_time(tmp_path):
 
 def test_real_eager_and_compile_agree(tmp_path):
     plan = tiny_plan(["eager", "compile"], batch_sizes=(1,))
-    rows = engine.Harness(plan, tmp_path, progress=False).run()
+    rows = bench.Harness(plan, tmp_path, progress=False).run()
     compiled = by(rows, scope="model", variant="compile")[0]
     assert compiled["status"] == "ok", compiled.get("note")
     assert compiled["max_rel_err"] <= J.TOLERANCES["fp32"][0]
@@ -192,7 +193,7 @@ def test_two_device_layouts_come_from_bench_layout(tmp_path, monkeypatch):
     monkeypatch.setattr(layout_bench, "bench_layout", bench_layout)
     plan = tiny_plan(["eager"])
     plan.layouts = ["data_parallel", "model_parallel"]
-    rows = engine.Harness(plan, tmp_path, progress=False).run()
+    rows = bench.Harness(plan, tmp_path, progress=False).run()
     dp, mp = by(rows, layout="data_parallel")[0], by(rows, layout="model_parallel")[0]
     assert calls == [("data_parallel", "eager", "fp32", 2, "inference", 0.125),
                      ("model_parallel", "eager", "fp32", 2, "inference", 0.125)]
@@ -215,7 +216,7 @@ def test_interpreted_layout_cells_run_at_the_check_batch(tmp_path, monkeypatch):
     plan = tiny_plan(["triton"], batch_sizes=(16, 32))
     plan.width_mult, plan.input_size, plan.layouts = 0.25, 99, ["data_parallel"]
     plan.check = P.ReducedSize(width_mult=0.125, input_size=67, batch_size=2)
-    rows = by(engine.Harness(plan, tmp_path, progress=False).run(), scope="model")
+    rows = by(bench.Harness(plan, tmp_path, progress=False).run(), scope="model")
     assert calls == [("data_parallel", "triton", 2, 0.125, 67, False)]
     assert [(r["status"], r["batch_size"], r["check_size"]) for r in rows] == [("interpreted", 2, "w0.125@67 b2")]
     assert "median_ms" not in rows[0]
@@ -228,7 +229,7 @@ def test_interrupted_run_writes_what_it_has_and_closes_telemetry(tmp_path, monke
     import signal
 
     plan = tiny_plan(["eager"], batch_sizes=(1, 2))
-    harness = engine.Harness(plan, tmp_path, progress=False)
+    harness = bench.Harness(plan, tmp_path, progress=False)
     calls = []
     real = engine.Engine.cell_model
 
@@ -244,7 +245,7 @@ def test_interrupted_run_writes_what_it_has_and_closes_telemetry(tmp_path, monke
     monkeypatch.setattr(harness.telemetry, "close", lambda: closed.append(True))
     with pytest.raises(KeyboardInterrupt) as info:
         harness.run()
-    assert isinstance(info.value, engine.Interrupted) and info.value.signum == signal.SIGINT
+    assert isinstance(info.value, Interrupted) and info.value.signum == signal.SIGINT
     assert closed == [True] and (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == handlers
     assert [r["status"] for r in harness.records] == ["done", "done", "interrupted"]
     table = read_results(tmp_path)
@@ -267,7 +268,7 @@ def test_cli_bench_writes_results(tmp_path, capsys):
 def test_real_triton_variant_is_equivalent_interpreted(tmp_path):
     plan = tiny_plan(["triton"], passes=("inference", "train"), layers=("conv2+relu2", "lrn1+pool1"))
     plan.check = P.ReducedSize(width_mult=0.125, input_size=67, batch_size=1)
-    rows = engine.Harness(plan, tmp_path, progress=False).run()
+    rows = bench.Harness(plan, tmp_path, progress=False).run()
     results = by(rows, variant="triton")
     assert len(results) == 4
     for r in results:
@@ -279,7 +280,7 @@ def test_low_precision_cells_are_judged_against_fp64(tmp_path):
     half-precision LRN): errors vs fp32 are real, the verdict uses the precision's floor."""
     plan = tiny_plan(["eager"], passes=("inference", "train"))
     plan.preset, plan.width_mult, plan.input_size, plan.precisions = "torchvision", 0.25, 64, ["fp16", "bf16"]
-    rows = by(engine.Harness(plan, tmp_path, progress=False).run(), scope="model")
+    rows = by(bench.Harness(plan, tmp_path, progress=False).run(), scope="model")
     assert [(r["precision"], r["pass"], r["status"]) for r in rows] == [
         ("fp16", "inference", "ok"), ("fp16", "train", "ok"), ("bf16", "inference", "ok"), ("bf16", "train", "ok")]
     fp16_logits, bf16_logits = rows[0]["max_rel_err"], rows[2]["max_rel_err"]

@@ -1,13 +1,13 @@
-"""LRN, max-pool and fused LRN + max-pool (kernels/lrn.py, max_pool2d.py, lrn_max_pool2d.py):
-precision and device state, and no silent wrong answers (issue 14).
+"""LRN, max-pool and fused LRN + max-pool (kernels/lrn.py, max_pool.py, lrn_max_pool.py):
+precision and device state, and no silent wrong answers.
 
 - autocast: inside ``torch.autocast("cpu", dtype)`` every op runs its Triton kernels (forward
   and backward) in ``dtype``, as PyTorch's conv2d does (lower precision), returns ``dtype``
   and gives an fp32 leaf an fp32 gradient; the same rule is registered for CUDA.
 - every launch runs inside ``device_guard`` of its tensors' device; autotuners are per
   (kernel, layout, batch).
-Seen inside the kernel launch: each op module's ``autotuned`` is wrapped by a spy that
-records the dtypes of the tensors handed to the kernel and the device guard in force.
+Seen inside the kernel launch by the ``launch_spy`` fixture (helpers.LaunchSpy): the dtypes of
+the tensors handed to the kernel and the device guard in force.
 """
 
 from __future__ import annotations
@@ -21,13 +21,13 @@ import torch
 import kernels._common as common
 from kernels import configs
 from kernels.lrn import local_response_norm, lrn_fwd
-from kernels.lrn_max_pool2d import lrn_max_pool2d, lrn_max_pool2d_fwd
-from kernels.max_pool2d import max_pool2d, max_pool2d_fwd
+from kernels.lrn_max_pool import lrn_max_pool2d, lrn_max_pool2d_fwd
+from kernels.max_pool import max_pool2d, max_pool2d_fwd
 
 # the op files (kernels.max_pool2d etc. are the functions: kernels/__init__.py)
 lrn_mod = importlib.import_module("kernels.lrn")
-pool_mod = importlib.import_module("kernels.max_pool2d")
-fused_mod = importlib.import_module("kernels.lrn_max_pool2d")
+pool_mod = importlib.import_module("kernels.max_pool")
+fused_mod = importlib.import_module("kernels.lrn_max_pool")
 
 OPS = {
     "lrn": (lrn_mod, lambda x: local_response_norm(x, 3, 0.5, 0.75, 2.0)),
@@ -37,57 +37,16 @@ OPS = {
 FORWARD_OPS = {"lrn": lrn_fwd, "max_pool2d": max_pool2d_fwd, "lrn_max_pool2d": lrn_max_pool2d_fwd}
 
 
-class LaunchSpy:
-    """Records, per Triton launch of an op module: the kernel, the floating dtypes of its
-    tensor arguments, the device the launch's ``device_guard`` was entered with (None when
-    launched outside any guard) and the autotuner object used."""
-
-    def __init__(self, monkeypatch, module):
-        self.launches: list[dict] = []
-        self._guard: list[torch.device] = []
-        real_autotuned, real_guard = module.autotuned, module.device_guard
-
-        @contextlib.contextmanager
-        def guard(t):
-            self._guard.append(t.device)
-            with real_guard(t):
-                yield
-            self._guard.pop()
-
-        spy = self
-
-        def autotuned(kernel, *args, **kwargs):
-            tuned = real_autotuned(kernel, *args, **kwargs)
-
-            class Launch:
-                def __getitem__(self, grid):
-                    def run(*a, **kw):
-                        spy.launches.append({
-                            "kernel": kernel.__name__, "tuner": tuned,
-                            "dtypes": {t.dtype for t in a if isinstance(t, torch.Tensor) and t.is_floating_point()},
-                            "guard": spy._guard[-1] if spy._guard else None,
-                        })
-                        return tuned[grid](*a, **kw)
-                    return run
-            return Launch()
-
-        monkeypatch.setattr(module, "autotuned", autotuned)
-        monkeypatch.setattr(module, "device_guard", guard)
-
-    def kernels(self) -> list[str]:
-        return [launch["kernel"] for launch in self.launches]
-
-
 @pytest.mark.parametrize("dtype", (torch.float16, torch.bfloat16), ids=str)
 @pytest.mark.parametrize("name", OPS)
-def test_autocast_runs_kernels_in_lower_precision(monkeypatch, name, dtype):
+def test_autocast_runs_kernels_in_lower_precision(launch_spy, name, dtype):
     """fp32 input inside torch.autocast("cpu", dtype): the forward AND backward kernels see
     only ``dtype`` tensors, the output is ``dtype`` and equals the op on the input cast to
     ``dtype`` outside autocast; the fp32 leaf gets an fp32 gradient equal to the one of
     the cast input (autograd records the cast). The interpreter runs these bf16 kernels:
     they load and store bf16 and compute in fp32."""
     module, op = OPS[name]
-    spy = LaunchSpy(monkeypatch, module)
+    spy = launch_spy(module)
     x = (torch.randn(1, 6, 7, 7) * 2).requires_grad_()
     with torch.autocast("cpu", dtype=dtype):
         y = op(x)
@@ -106,10 +65,10 @@ def test_autocast_runs_kernels_in_lower_precision(monkeypatch, name, dtype):
 
 
 @pytest.mark.parametrize("name", OPS)
-def test_autocast_leaves_the_op_alone_outside_autocast_and_for_fp32_regions(monkeypatch, name):
+def test_autocast_leaves_the_op_alone_outside_autocast_and_for_fp32_regions(launch_spy, name):
     """No autocast region: the kernels run in the input's dtype (fp32 here)."""
     module, op = OPS[name]
-    spy = LaunchSpy(monkeypatch, module)
+    spy = launch_spy(module)
     y = op(torch.randn(1, 4, 6, 6))
     assert y.dtype == torch.float32 and spy.launches[0]["dtypes"] == {torch.float32}
 
@@ -124,10 +83,10 @@ def test_autocast_rule_registered_for_cuda_and_cpu(name):
 
 
 @pytest.mark.slow
-def test_autocast_under_torch_compile(monkeypatch):
+def test_autocast_under_torch_compile(launch_spy):
     """torch.compile(fullgraph=True) of an autocast region: the compiled graph runs the fused
     kernel forward and backward in fp16 too, and matches eager."""
-    spy = LaunchSpy(monkeypatch, fused_mod)
+    spy = launch_spy(fused_mod)
     _, op = OPS["lrn_max_pool2d"]
 
     def f(x):
@@ -156,10 +115,17 @@ def test_register_autocast_refuses_a_plain_function():
 # ---------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("name", OPS)
-def test_every_launch_runs_inside_a_device_guard(monkeypatch, name):
+def test_needs_cuda_or_the_interpreter(monkeypatch, name):
+    monkeypatch.setenv("TRITON_INTERPRET", "0")
+    with pytest.raises(ValueError, match="TRITON_INTERPRET=1"):
+        OPS[name][1](torch.randn(1, 4, 7, 7))
+
+
+@pytest.mark.parametrize("name", OPS)
+def test_every_launch_runs_inside_a_device_guard(launch_spy, name):
     """Forward and backward launches each run inside device_guard of the op's tensors."""
     module, op = OPS[name]
-    spy = LaunchSpy(monkeypatch, module)
+    spy = launch_spy(module)
     x = torch.randn(1, 4, 6, 6, requires_grad=True)
     op(x).sum().backward()
     assert len(spy.launches) == 2
@@ -190,13 +156,13 @@ def test_device_guard_selects_the_tensors_cuda_device(monkeypatch):
 
 
 @pytest.mark.parametrize("name", OPS)
-def test_autotuner_per_batch_and_layout(monkeypatch, name):
+def test_autotuner_per_batch_and_layout(launch_spy, monkeypatch, name):
     """A config tuned at one batch size or layout is never reused at another: each op's
     launches at batch 1 and 2, NCHW and NHWC, use four different autotuners, and a repeat
     call reuses its own."""
     module, op = OPS[name]
     monkeypatch.setattr(common, "_TUNED", {})
-    spy = LaunchSpy(monkeypatch, module)
+    spy = launch_spy(module)
     x = torch.randn(2, 4, 6, 6)
     for batch in (x[:1], x):
         for fmt in (torch.contiguous_format, torch.channels_last):
@@ -224,7 +190,7 @@ def test_autotune_keys_are_kernel_arguments(module):
 
 
 # ---------------------------------------------------------------------------------------
-# Every tensor argument honours its strides (issue 14: silent wrong answers)
+# Every tensor argument honours its strides (else: silent wrong answers)
 # ---------------------------------------------------------------------------------------
 
 def _channel_step(t):
