@@ -49,4 +49,4 @@ compat-check:
 	test -x $(COMPAT_VENV)/bin/python || $(PYTHON) -m venv $(COMPAT_VENV)
 	$(COMPAT_VENV)/bin/python -c "import torch, triton, torchvision" 2>/dev/null || \
 		$(COMPAT_VENV)/bin/python -m pip install -q --disable-pip-version-check $(COMPAT_PINS) $(COMPAT_DEPS)
-	PYTHONPATH=$(CURDIR) $(COMPAT_VENV)/bin/python -m profiling.compat --output reports/compat-check.md
+	PYTHONPATH=$(CURDIR) $(COMPAT_VENV)/bin/python -m alexnet_fast.profiling.compat --output reports/compat-check.md

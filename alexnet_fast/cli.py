@@ -14,11 +14,11 @@ import sys
 # name -> (module, one-line help). Configs as data: add a subcommand by adding a row.
 COMMANDS: dict[str, tuple[str, str]] = {
     "info": ("alexnet_fast.info", "versions, devices, Triton mode, NVML, CPU threads"),
-    "codegen": ("profiling.codegen", "compile every Triton kernel config for sm_80/sm_90 and report registers, spills, smem, MMA"),
-    "bench": ("profiling.bench", "run the variant x precision x batch x pass x layout matrix"),
-    "profile": ("profiling.profile_cli", "torch.profiler traces and time per layer / op / kernel of a few cells"),
-    "report": ("profiling.report", "re-render reports/ from saved results"),
-    "regress": ("profiling.regress", "compare a benchmark run with a baseline and plot history"),
+    "codegen": ("alexnet_fast.profiling.codegen", "compile every Triton kernel config for sm_80/sm_90 and report registers, spills, smem, MMA"),
+    "bench": ("alexnet_fast.profiling.bench", "run the variant x precision x batch x pass x layout matrix"),
+    "profile": ("alexnet_fast.profiling.profile_cli", "torch.profiler traces and time per layer / op / kernel of a few cells"),
+    "report": ("alexnet_fast.profiling.report", "re-render reports/ from saved results"),
+    "regress": ("alexnet_fast.profiling.regress", "compare a benchmark run with a baseline and plot history"),
     "train": ("alexnet_fast.train", "train AlexNet with any variant and layout"),
     "predict": ("alexnet_fast.predict", "top-5 classes of images with a trained checkpoint"),
 }

@@ -40,7 +40,7 @@ def collect() -> dict:
         triton_version = triton.__version__
     except ImportError:
         triton_version = None
-    from kernels._common import is_interpreting
+    from alexnet_fast.kernels._common import is_interpreting
 
     cuda = torch.cuda.is_available()
     devices = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())] if cuda else []

@@ -72,7 +72,7 @@ def join_ranks(s: argparse.Namespace) -> DistContext:
 def check_variant_device(variant: str, device: torch.device) -> None:
     """ValueError when a Triton variant would run on a CPU without Triton's interpreter."""
     if variant.startswith("triton") and device.type != "cuda":
-        from kernels._common import is_interpreting
+        from alexnet_fast.kernels._common import is_interpreting
 
         if not is_interpreting():
             raise ValueError(f"--variant {variant} on {device} needs Triton's interpreter: set "

@@ -67,7 +67,7 @@ def build_variant(model: nn.Module, name: str, *, compile_mode: str = "default",
     if copy_model:
         model = copy.deepcopy(model)
     if name.startswith("triton"):
-        import kernels
+        from alexnet_fast import kernels
 
         model, report = kernels.apply(model, verbose=verbose, return_report=True)
         if report.replaced:  # a model with nothing to replace stays as it is

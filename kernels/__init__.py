@@ -16,14 +16,14 @@ import importlib
 import pkgutil
 from types import ModuleType
 
-from kernels import _compat  # noqa: F401  (version shims for the oldest supported triton, applied on import)
-from kernels.conv2d_relu import conv2d_relu
-from kernels.lrn import local_response_norm
-from kernels.lrn_max_pool import lrn_max_pool2d
-from kernels.max_pool import max_pool2d
+from alexnet_fast.kernels import _compat  # noqa: F401  (version shims for the oldest supported triton, applied on import)
+from alexnet_fast.kernels.conv2d_relu import conv2d_relu
+from alexnet_fast.kernels.lrn import local_response_norm
+from alexnet_fast.kernels.lrn_max_pool import lrn_max_pool2d
+from alexnet_fast.kernels.max_pool import max_pool2d
 
-from kernels import nn  # noqa: E402  (the module wrappers)
-from kernels.apply import apply  # noqa: E402  (swap the ops into any nn.Module)
+from alexnet_fast.kernels import nn  # noqa: E402  (the module wrappers)
+from alexnet_fast.kernels.apply import apply  # noqa: E402  (swap the ops into any nn.Module)
 
 __all__ = ["conv2d_relu", "local_response_norm", "max_pool2d", "lrn_max_pool2d", "nn", "apply", "op_modules"]
 

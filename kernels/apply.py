@@ -44,11 +44,11 @@ import torch
 import torch.nn.functional as F
 from torch import fx, nn
 
-from kernels._common import SUPPORTED_DTYPES, int_pair
-from kernels.conv2d_relu import OP as CONV2D_RELU
-from kernels.lrn import OP as LRN
-from kernels.lrn_max_pool import OP as LRN_MAX_POOL2D
-from kernels.max_pool import OP as MAX_POOL2D
+from alexnet_fast.kernels._common import SUPPORTED_DTYPES, int_pair
+from alexnet_fast.kernels.conv2d_relu import OP as CONV2D_RELU
+from alexnet_fast.kernels.lrn import OP as LRN
+from alexnet_fast.kernels.lrn_max_pool import OP as LRN_MAX_POOL2D
+from alexnet_fast.kernels.max_pool import OP as MAX_POOL2D
 
 __all__ = ["apply", "ApplyReport", "Replacement", "Left", "TracedForward"]
 
@@ -108,9 +108,9 @@ class ApplyReport:
 
     def __str__(self) -> str:
         if self.method == "fx":
-            lines = ["kernels.apply: matched on the torch.fx graph of the forward"]
+            lines = ["alexnet_fast.kernels.apply: matched on the torch.fx graph of the forward"]
         else:
-            lines = [f"kernels.apply: the forward could not be traced ({self.trace_error}); "
+            lines = [f"alexnet_fast.kernels.apply: the forward could not be traced ({self.trace_error}); "
                      "fell back to module order inside nn.Sequential containers only"]
         lines.append(f"replaced ({len(self.replaced)}):")
         lines += [f"  {r}" for r in self.replaced] or ["  nothing"]
@@ -130,7 +130,7 @@ class _Tracer(fx.Tracer):
     """fx's tracer, also keeping this package's modules as leaves (so a second apply sees them)."""
 
     def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
-        return type(m).__module__.startswith("kernels.nn") or super().is_leaf_module(m, qualname)
+        return type(m).__module__.startswith("alexnet_fast.kernels.nn") or super().is_leaf_module(m, qualname)
 
 
 # ------------------------------------------------------------------ what the kernels support
@@ -151,7 +151,7 @@ def _dtype_problem(m: nn.Module) -> str | None:
 def _conv_problem(m: nn.Conv2d) -> str | None:
     if isinstance(m.padding, str):
         return f"string padding {m.padding!r} is not supported (give ints)"
-    if int_pair(m.dilation, "dilation", op="kernels.apply", minimum=0) != (1, 1):
+    if int_pair(m.dilation, "dilation", op="alexnet_fast.kernels.apply", minimum=0) != (1, 1):
         return f"dilation={m.dilation} is not supported (only 1)"
     if m.padding_mode != "zeros":
         return f"padding_mode={m.padding_mode!r} is not supported (only 'zeros')"
@@ -196,20 +196,20 @@ def _pool_key(m: nn.MaxPool2d) -> tuple:
 
 # ------------------------------------------------------------------ new modules
 def _new_conv(conv: nn.Conv2d, relu: bool) -> nn.Module:
-    from kernels.nn import Conv2dReLU
+    from alexnet_fast.kernels.nn import Conv2dReLU
 
     return Conv2dReLU.from_conv(conv, relu=relu)
 
 
 def _new_lrn(lrn: nn.LocalResponseNorm, pool: nn.MaxPool2d | None) -> nn.Module:
-    from kernels.nn import LocalResponseNorm, LRNMaxPool2d
+    from alexnet_fast.kernels.nn import LocalResponseNorm, LRNMaxPool2d
 
     new = LRNMaxPool2d.from_modules(lrn, pool) if pool is not None else LocalResponseNorm.from_module(lrn)
     return new.train(lrn.training)
 
 
 def _new_pool(pool: nn.MaxPool2d) -> nn.Module:
-    from kernels.nn import MaxPool2d
+    from alexnet_fast.kernels.nn import MaxPool2d
 
     return MaxPool2d.from_module(pool).train(pool.training)
 
@@ -381,7 +381,7 @@ def _plan_fx(model: nn.Module, graph: fx.Graph) -> _Plan:
     report.replaced.sort(key=lambda r: first_call[r.module])  # dataflow order
     # what the graph never reaches as a replaceable module
     for name, m in model.named_modules():
-        if isinstance(m, REPLACED_TYPES) and not type(m).__module__.startswith("kernels.nn"):
+        if isinstance(m, REPLACED_TYPES) and not type(m).__module__.startswith("alexnet_fast.kernels.nn"):
             if type(m) not in (nn.Conv2d, nn.LocalResponseNorm, nn.MaxPool2d):
                 report.left.append(Left(name, f"{type(m).__name__} is a subclass of "
                                         f"{next(t for t in REPLACED_TYPES if isinstance(m, t)).__name__} "
@@ -441,7 +441,7 @@ def _plan_sequential(model: nn.Module, why: str) -> _Plan:
                 covered.add(id(nxt))
                 skip = True
     for name, m in model.named_modules():
-        if isinstance(m, REPLACED_TYPES) and id(m) not in covered and not type(m).__module__.startswith("kernels.nn"):
+        if isinstance(m, REPLACED_TYPES) and id(m) not in covered and not type(m).__module__.startswith("alexnet_fast.kernels.nn"):
             report.left.append(Left(name, "not inside an nn.Sequential container (and the forward could not "
                                     "be traced)" if type(m) in REPLACED_TYPES else
                                     f"{type(m).__name__} is a subclass (its forward may differ)"))
@@ -507,7 +507,7 @@ def apply(model: nn.Module, *, verbose: bool = False, return_report: bool = Fals
     docstring) and return ``model`` -- or ``(model, report)`` with ``return_report=True``.
     ``verbose=True`` prints the :class:`ApplyReport`: what was replaced, what was left and why."""
     if not isinstance(model, nn.Module):
-        raise TypeError(f"kernels.apply expects an nn.Module, got {type(model).__name__}")
+        raise TypeError(f"alexnet_fast.kernels.apply expects an nn.Module, got {type(model).__name__}")
     try:
         plan = _plan_fx(model, _trace(model))
     except _Untraceable as e:

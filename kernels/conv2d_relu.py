@@ -110,8 +110,8 @@ import torch
 import triton
 import triton.language as tl
 
-from kernels import configs
-from kernels._common import (
+from alexnet_fast.kernels import configs
+from alexnet_fast.kernels._common import (
     CODEGEN_SMS,
     SUPPORTED_DTYPES,
     TRITON_PTR,

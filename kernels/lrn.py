@@ -48,8 +48,8 @@ import torch
 import triton
 import triton.language as tl
 
-from kernels import configs
-from kernels._common import (KernelSpec, autotuned, check_device, check_grad, check_int, check_numel,
+from alexnet_fast.kernels import configs
+from alexnet_fast.kernels._common import (KernelSpec, autotuned, check_device, check_grad, check_int, check_numel,
                              check_tensor, device_guard, kernel_specs, layout_name, max_pool_grad_at,
                              memory_format_of, pixel_channel_tile, register_autocast, tile_offsets)
 
@@ -315,7 +315,7 @@ def codegen_specs() -> list[KernelSpec]:
     """Every (kernel, GPU tile config, layout, dtype) of this op, for profiling/codegen.py; then
     each NHWC config launch-faithfully at the paper's lrn1 / lrn2 shapes (the model variants run
     these fused with the pool, see kernels/lrn_max_pool.py)."""
-    from kernels._common import alexnet_channel_layers
+    from alexnet_fast.kernels._common import alexnet_channel_layers
 
     launches = alexnet_channel_layers("lrn")
     return [spec for kernel in (lrn_fwd_kernel, lrn_bwd_kernel)

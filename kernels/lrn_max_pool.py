@@ -32,13 +32,13 @@ import torch
 import triton
 import triton.language as tl
 
-from kernels import configs
-from kernels._common import (KernelSpec, autotuned, check_grad, device_guard, kernel_specs, layout_name,
+from alexnet_fast.kernels import configs
+from alexnet_fast.kernels._common import (KernelSpec, autotuned, check_grad, device_guard, kernel_specs, layout_name,
                              memory_format_of, pixel_channel_tile, register_autocast, tile_offsets)
-from kernels.lrn import check_lrn_args, lrn_input_grad
-from kernels.lrn import KERNEL_ARG_TYPES as LRN_ARG_TYPES
-from kernels.max_pool import KERNEL_ARG_TYPES as POOL_ARG_TYPES
-from kernels.max_pool import (ALEXNET_POOL, check_indices, check_int8_window, empty_pool_outputs,
+from alexnet_fast.kernels.lrn import check_lrn_args, lrn_input_grad
+from alexnet_fast.kernels.lrn import KERNEL_ARG_TYPES as LRN_ARG_TYPES
+from alexnet_fast.kernels.max_pool import KERNEL_ARG_TYPES as POOL_ARG_TYPES
+from alexnet_fast.kernels.max_pool import (ALEXNET_POOL, check_indices, check_int8_window, empty_pool_outputs,
                                 max_window_scan, pool_geometry)
 
 __all__ = ["lrn_max_pool2d", "lrn_max_pool2d_fwd", "lrn_max_pool2d_bwd", "codegen_specs"]
@@ -208,7 +208,7 @@ KERNEL_ARG_TYPES = {**LRN_ARG_TYPES, **POOL_ARG_TYPES}
 def codegen_specs() -> list[KernelSpec]:
     """Every (kernel, GPU tile config, layout, dtype) at AlexNet's LRN size 5 / 3x3 stride 2 pool
     (LRN size is a runtime argument; the pool geometry is compiled in)."""
-    from kernels._common import alexnet_channel_layers
+    from alexnet_fast.kernels._common import alexnet_channel_layers
 
     launches = alexnet_channel_layers("lrn+pool")  # paper lrn1+pool1, lrn2+pool2, launch-faithful
     return (kernel_specs(OP, lrn_max_pool2d_fwd_kernel, KERNEL_ARG_TYPES, {**ALEXNET_POOL, "WITH_INDICES": True},

@@ -30,11 +30,11 @@ import torch
 import triton
 import triton.language as tl
 
-from kernels import configs
-from kernels._common import (KernelSpec, autotuned, check_device, check_numel, check_tensor, device_guard,
+from alexnet_fast.kernels import configs
+from alexnet_fast.kernels._common import (KernelSpec, autotuned, check_device, check_numel, check_tensor, device_guard,
                              int_pair, is_channels_last, kernel_specs, layout_name, max_pool_grad_at,
                              memory_format_of, pixel_channel_tile, register_autocast, tile_offsets)
-from kernels.lrn import lrn_denominator, pow_fp32
+from alexnet_fast.kernels.lrn import lrn_denominator, pow_fp32
 
 __all__ = ["max_pool2d", "max_pool2d_fwd", "max_pool2d_bwd", "codegen_specs", "pool_geometry"]
 
@@ -291,7 +291,7 @@ def codegen_specs() -> list[KernelSpec]:
     """Every (kernel, GPU tile config, layout, dtype) at AlexNet's 3x3 / stride 2 pool; then each
     NHWC config launch-faithfully at the real pool layers the model variants run unfused
     (paper pool5, torchvision pool1 / pool2 / pool5)."""
-    from kernels._common import alexnet_channel_layers
+    from alexnet_fast.kernels._common import alexnet_channel_layers
 
     launches = alexnet_channel_layers("pool")
     return (kernel_specs(OP, max_pool2d_fwd_kernel, KERNEL_ARG_TYPES, {**ALEXNET_POOL, "WITH_INDICES": True},

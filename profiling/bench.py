@@ -24,10 +24,10 @@ from torch import nn
 
 from alexnet_fast.io import writable_dir
 from alexnet_fast.vocabulary import COMPILE_MODES, LAYOUTS, PASSES, PRECISIONS, VARIANTS
-from profiling.cell_types import Cell
-from profiling.engine import Engine
-from profiling.plan import describe, plan_from_args, use_interpreter_without_gpu
-from profiling.results import ResultsTable
+from alexnet_fast.profiling.cell_types import Cell
+from alexnet_fast.profiling.engine import Engine
+from alexnet_fast.profiling.plan import describe, plan_from_args, use_interpreter_without_gpu
+from alexnet_fast.profiling.results import ResultsTable
 
 __all__ = ["add_arguments", "run", "Harness"]
 
@@ -73,7 +73,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--strict", action="store_true",
                         help="exit 1 if any cell failed its equivalence check or raised (default: 0, "
                              "failures are recorded in the results)")
-    from profiling.gpu_suite import add_arguments as add_suite_arguments  # --suite, --dry-run
+    from alexnet_fast.profiling.gpu_suite import add_arguments as add_suite_arguments  # --suite, --dry-run
 
     add_suite_arguments(parser)
 
@@ -81,10 +81,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     use_interpreter_without_gpu(args.device)  # before anything imports triton
     if getattr(args, "suite", None) or getattr(args, "dry_run", None) or getattr(args, "smoke", False):
-        from profiling.gpu_suite import run as run_suite  # suites: profiling/gpu_suite.py
+        from alexnet_fast.profiling.gpu_suite import run as run_suite  # suites: profiling/gpu_suite.py
 
         return run_suite(args)
-    from profiling.interrupts import Interrupted
+    from alexnet_fast.profiling.interrupts import Interrupted
 
     args.output_dir = args.output_dir or "reports"
     try:
@@ -129,15 +129,15 @@ class Harness(Engine):
         self.output_dir = Path(output_dir)
 
     def cells(self) -> list[Cell]:
-        from profiling.plan import plan_cells
+        from alexnet_fast.profiling.plan import plan_cells
 
         return plan_cells(self.plan)
 
     def run(self, cells: Iterable[Cell] | None = None) -> list[dict[str, Any]]:
         cells = self.cells() if cells is None else list(cells)
         if self.device.type == "cuda":  # the estimate, most informative first
-            from profiling.estimates import estimate, format_duration
-            from profiling.suites import order_cells
+            from alexnet_fast.profiling.estimates import estimate, format_duration
+            from alexnet_fast.profiling.suites import order_cells
 
             cells = order_cells(cells)
             print(f"bench: {len(cells)} cells, estimated {format_duration(estimate(cells))}", file=sys.stderr)

@@ -33,8 +33,8 @@ from torch import nn
 
 from alexnet_fast.model import AlexNet, AlexNetConfig, make_config
 from alexnet_fast.precision import Precision, policy, scaled_grads
-from profiling.flops import add_rates, bytes_model_for, layer_units, model_cost, needs_input_grad
-from profiling.judge import Reference
+from alexnet_fast.profiling.flops import add_rates, bytes_model_for, layer_units, model_cost, needs_input_grad
+from alexnet_fast.profiling.judge import Reference
 
 __all__ = ["SGD", "inputs", "inference_step", "checked_grads", "train_step", "param_grads", "reference",
            "LayerBlock", "unit_block", "unit_inputs", "layer_forward", "layer_backward", "layer_reference",

@@ -89,7 +89,7 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Any, Iterable, Sequence
 
-KERNEL_PACKAGE = "kernels"
+KERNEL_PACKAGE = "alexnet_fast.kernels"
 NOT_OP_MODULES = frozenset({"_common", "configs", "nn"})
 DEFAULT_ARCHS = (80, 90)
 DEFAULT_OUTPUT_DIR = "reports"
@@ -242,7 +242,7 @@ def coverage_problems(modules: Sequence[ModuleType]) -> list[str]:
     reported: a module with jit functions and no ``codegen_specs()``, a ``codegen_specs()`` that
     raises or returns something else than KernelSpecs of jit functions, duplicate spec ids.
     """
-    from kernels._common import KernelSpec
+    from alexnet_fast.kernels._common import KernelSpec
 
     problems: list[str] = []
     defined: dict[Any, str] = {}  # python function -> "module.name"
@@ -289,7 +289,7 @@ def coverage_problems(modules: Sequence[ModuleType]) -> list[str]:
     return problems
 
 
-REFERENCE_MODULE = "profiling.reference_gemm"
+REFERENCE_MODULE = "alexnet_fast.profiling.reference_gemm"
 # A tensor-core row may use at most this many times the registers of its reference GEMM row.
 REGISTER_RATIO_LIMIT = 1.3
 # ... and a main loop of at most this many times the reference's SASS instructions per K-step.
@@ -323,7 +323,7 @@ def input_precision_of(spec) -> str | None:
 def reference_config_of(spec) -> str:
     """The reference GEMM config a spec is gated against: launch-faithful tensor-core specs with
     a GEMM tile (not the reference rows themselves); "" for every other spec."""
-    from profiling.reference_gemm import reference_config
+    from alexnet_fast.profiling.reference_gemm import reference_config
 
     tile = gemm_tile(spec)
     if spec.args is None or not spec.expects_mma or tile is None or spec.extra.get("is_reference"):
@@ -333,7 +333,7 @@ def reference_config_of(spec) -> str:
 
 def reference_refs(refs: Iterable[SpecRef]) -> list[SpecRef]:
     """The reference GEMM rows that ``refs`` are checked against, once each, in order."""
-    from profiling import reference_gemm
+    from alexnet_fast.profiling import reference_gemm
 
     needed: dict[tuple[str, str], set[int] | None] = {}
     for r in refs:
@@ -348,7 +348,7 @@ def reference_refs(refs: Iterable[SpecRef]) -> list[SpecRef]:
 
 def collect_specs(modules: Sequence[ModuleType]) -> list[tuple[SpecRef, Any]]:
     """(reference, spec) for every spec of every module that has ``codegen_specs()``, in order."""
-    from kernels._common import KernelSpec
+    from alexnet_fast.kernels._common import KernelSpec
 
     found = []
     for module in modules:
@@ -693,7 +693,7 @@ def occupancy_figures(row: dict[str, Any]) -> dict[str, Any]:
     allowed by registers and by shared memory (and so resident: the smaller, within the warp and
     block limits), waves on the arch's modelled GPU (kernels._common.CODEGEN_SMS) and the fill of
     the last wave (1.0: full). None where the row has no grid or did not compile."""
-    from kernels._common import CODEGEN_SMS
+    from alexnet_fast.kernels._common import CODEGEN_SMS
 
     keys = ("ctas", "ctas_per_sm_regs", "ctas_per_sm_smem", "ctas_per_sm", "waves", "last_wave_fill")
     out: dict[str, Any] = dict.fromkeys(keys)
@@ -1078,7 +1078,7 @@ def apply_reference_gates(rows: list[dict[str, Any]]) -> None:
 
 
 def _reference_op() -> str:
-    from profiling import reference_gemm
+    from alexnet_fast.profiling import reference_gemm
 
     return reference_gemm.OP
 
@@ -1286,7 +1286,7 @@ def _arch_list_text() -> str:
 
 def _constants_text() -> list[str]:
     """The per-arch constants of the issue ceiling and the launch figures, with their sources."""
-    from kernels._common import CODEGEN_SMS
+    from alexnet_fast.kernels._common import CODEGEN_SMS
 
     lines = ["Issue ceiling = tensor cycles per K-step / issue cycles per K-step per SM sub-partition. Tensor "
              "cycles = the loop's MMA FLOPs (from the SASS MMA shapes, else the tile) / dense FLOP per clock per SM; "
@@ -1569,7 +1569,7 @@ def run(args: argparse.Namespace) -> int:
     problems = coverage_problems(modules)
     refs = [ref for ref, _ in found]
     if not refs:
-        print(f"codegen: no codegen_specs() found in {KERNEL_PACKAGE}/ (no op modules yet?); nothing to compile",
+        print(f"codegen: no codegen_specs() found in kernels/ (no op modules yet?); nothing to compile",
               file=sys.stderr)
     references = reference_refs(refs)
     refs += references

@@ -57,7 +57,7 @@ def steps(python: str, work: Path, jobs: int) -> list[tuple[str, list[str], floa
     pytest = [python, "-m", "pytest", "-q", "-p", "no:cacheprovider"]
     return [
         ("versions", [python, "-c", versions], 120),
-        ("kernel interpreter tests", pytest + ["-n", str(jobs), f"--junitxml={work / 'kernels.xml'}"] + KERNEL_TESTS,
+        ("kernel interpreter tests", pytest + ["-n", str(jobs), f"--junitxml={work / 'alexnet_fast.kernels.xml'}"] + KERNEL_TESTS,
          3600),
         ("codegen sample (max_pool2d, sm_90)", [python, "-m", "alexnet_fast"] + CODEGEN_SAMPLE
          + ["--output-dir", str(work / "codegen")], 1200),
@@ -69,13 +69,13 @@ def steps(python: str, work: Path, jobs: int) -> list[tuple[str, list[str], floa
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m profiling.compat", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m alexnet_fast.profiling.compat", description=__doc__.split("\n")[0])
     parser.add_argument("--output", default=str(REPO / "reports" / "compat-check.md"))
     parser.add_argument("--work-dir", default=str(REPO / "runs" / "compat-check"))
     parser.add_argument("--jobs", type=int, default=2, help="pytest-xdist workers for the interpreter tests")
     args = parser.parse_args(argv)
     from alexnet_fast.io import atomic_write_json, atomic_write_text
-    from profiling.gpu_tests import junit_counts as _junit_counts
+    from alexnet_fast.profiling.gpu_tests import junit_counts as _junit_counts
 
     work = Path(args.work_dir)
     work.mkdir(parents=True, exist_ok=True)
@@ -105,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
               "expected": EXPECTED, "passed": ok, "steps": results}
     lines = ["# Compatibility check: oldest supported torch / triton", "",
              f"{report['when']}, `{sys.executable}` ({'PASSED' if ok else 'FAILED'}). Command: `make compat-check` "
-             "(or `PYTHONPATH=. <compat python> -m profiling.compat`).", "",
+             "(or `PYTHONPATH=. <compat python> -m alexnet_fast.profiling.compat`).", "",
              "| step | command | result | counts (junit) | seconds |", "|---|---|---|---|---|"]
     for r in results:
         counts = r["counts"] or {}

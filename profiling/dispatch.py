@@ -33,7 +33,7 @@ import torch
 from torch import nn
 
 from alexnet_fast.vocabulary import LAYER_PASSES
-from profiling.cell import layer_backward, layer_forward
+from alexnet_fast.profiling.cell import layer_backward, layer_forward
 
 __all__ = ["DispatchCase", "launches_stubbed", "dispatch_cases"]
 
@@ -49,7 +49,7 @@ class DispatchCase:
 
 
 def _jit_class():
-    from kernels.max_pool import max_pool2d_fwd_kernel  # JITFunction, or InterpretedFunction under the interpreter
+    from alexnet_fast.kernels.max_pool import max_pool2d_fwd_kernel  # JITFunction, or InterpretedFunction under the interpreter
 
     return type(max_pool2d_fwd_kernel)
 

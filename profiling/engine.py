@@ -36,16 +36,16 @@ from torch import nn
 
 from alexnet_fast.precision import BACKEND_DEFAULT_FP32, Precision, policy
 from alexnet_fast.vocabulary import PRECISIONS, TRITON_OPS, layer_passes_of, variant_label
-from profiling import layout_bench
-from profiling.cell import (AlexNetSource, checked_grads, compile_cache, frames_compiled, inference_step,
+from alexnet_fast.profiling import layout_bench
+from alexnet_fast.profiling.cell import (AlexNetSource, checked_grads, compile_cache, frames_compiled, inference_step,
                             layer_backward, layer_forward, reference, train_step, unit_block)
-from profiling.cell_types import LAYER_IMPLS, Cell
-from profiling.flops import (add_rates, backward_cost, bytes_model_for, layer_units, needs_input_grad, runs_fused,
+from alexnet_fast.profiling.cell_types import LAYER_IMPLS, Cell
+from alexnet_fast.profiling.flops import (add_rates, backward_cost, bytes_model_for, layer_units, needs_input_grad, runs_fused,
                              unit_cost)
-from profiling.interrupts import Interrupted, PreflightFailed, signals_interrupt, stop_signal
-from profiling.judge import floor, judge, verdict_columns
-from profiling.telemetry import Telemetry, merge_samples
-from profiling.timers import fixed_threads, measure, time_first_call
+from alexnet_fast.profiling.interrupts import Interrupted, PreflightFailed, signals_interrupt, stop_signal
+from alexnet_fast.profiling.judge import floor, judge, verdict_columns
+from alexnet_fast.profiling.telemetry import Telemetry, merge_samples
+from alexnet_fast.profiling.timers import fixed_threads, measure, time_first_call
 
 __all__ = ["Engine", "Output", "one_line", "INTERPRETED_NOTE"]
 
@@ -122,7 +122,7 @@ class Engine:
     def subprocess_timeout(self, default: float) -> float:
         """A subprocess's timeout: the budget left (minus the margin to write the output), at
         most ``default``."""
-        from profiling.estimates import WRITE_MARGIN_S
+        from alexnet_fast.profiling.estimates import WRITE_MARGIN_S
 
         left = self.time_left()
         return default if left is None else max(1.0, min(default, left - WRITE_MARGIN_S))
@@ -144,7 +144,7 @@ class Engine:
     def _process_state(self):
         """The run's device context, cuDNN setting, threads and autotune limit; all restored
         after (also on Ctrl-C: they are not ours to keep)."""
-        from profiling.autotune_limit import limit_autotune_configs
+        from alexnet_fast.profiling.autotune_limit import limit_autotune_configs
 
         cudnn_before = torch.backends.cudnn.benchmark
         on_device = torch.cuda.device(self.device) if self.device.type == "cuda" else contextlib.nullcontext()
@@ -172,7 +172,7 @@ class Engine:
 
     def run(self, cells: Iterable[Cell]) -> list[dict[str, Any]]:
         cells = list(cells)
-        from profiling.results import environment
+        from alexnet_fast.profiling.results import environment
 
         self.records = [{"kind": c.kind, "name": c.name, "estimate_s": c.estimate_s, "status": "pending",
                          "compiles_assumed": c.compiles} for c in cells]
@@ -272,7 +272,7 @@ class Engine:
         if p.get("model"):
             key = ("user", p["model"], p.get("model_input_size"))
             if key not in self._cache:
-                from profiling.user_bench import UserModelSource
+                from alexnet_fast.profiling.user_bench import UserModelSource
 
                 self._cache[key] = UserModelSource(p["model"], p.get("model_input_size"), self.seed, self.device)
             if p["variant"].startswith("triton"):
@@ -282,8 +282,8 @@ class Engine:
 
     def _peak(self, precision: str, bound: str) -> float | None:
         if self.peaks is None and self.device.type == "cuda":
-            from profiling.roofline import known_peaks
-            from profiling.results import device_name
+            from alexnet_fast.profiling.roofline import known_peaks
+            from alexnet_fast.profiling.results import device_name
 
             self.peaks = known_peaks(device_name(str(self.device)))
         if self.peaks is None:
@@ -292,7 +292,7 @@ class Engine:
 
     # ------------------------------------------------------------------ cells: machine
     def cell_preflight(self, p: dict) -> list[dict]:
-        from profiling.preflight import preflight, summary
+        from alexnet_fast.profiling.preflight import preflight, summary
 
         record = preflight(str(self.device), launch=p.get("launch", True), compile_backend=self.compile_backend)
         self.preflight_record = record
@@ -306,7 +306,7 @@ class Engine:
         return [self._row(scope="preflight", layer="-", status="ok", note=summary(record), seconds=record["seconds"])]
 
     def cell_peaks(self, p: dict) -> list[dict]:
-        from profiling.roofline import device_peaks
+        from alexnet_fast.profiling.roofline import device_peaks
 
         precisions = tuple(pr for pr in p.get("precisions", PRECISIONS)
                            if pr != "tf32" or self.device.type == "cuda")
@@ -408,7 +408,7 @@ class Engine:
         """The whole network (``p["model"]``: a ``--model`` factory instead of this
         project's AlexNet), one variant, precision, batch and pass, on one device or two
         ranks (``p["layout"]``)."""
-        from profiling.plan import VariantSpec
+        from alexnet_fast.profiling.plan import VariantSpec
 
         variant = VariantSpec(p["variant"], p.get("compile_mode", "default"))
         precision, batch, pass_ = p["precision"], p["batch_size"], p["pass"]
@@ -494,7 +494,7 @@ class Engine:
     def cell_dispatch(self, p: dict) -> list[dict]:
         """Per unit: the Triton op's host path with its launches stubbed against aten's on
         meta tensors, forward and backward, on the host clock (:mod:`profiling.dispatch`)."""
-        from profiling.dispatch import dispatch_cases, launches_stubbed
+        from alexnet_fast.profiling.dispatch import dispatch_cases, launches_stubbed
 
         precision, batch = p["precision"], p["batch_size"]
         prec = policy(precision)
@@ -519,7 +519,7 @@ class Engine:
 
     # ------------------------------------------------------------------ cells: autotune, codegen
     def cell_autotune(self, p: dict) -> list[dict]:
-        from profiling.autotune_limit import chosen_configs
+        from alexnet_fast.profiling.autotune_limit import chosen_configs
 
         rows = [self._row(scope="autotune", layer="-", status="ok" if r["tuned"] else "untuned", **r)
                 for r in chosen_configs(include_untuned=True)]
@@ -530,7 +530,7 @@ class Engine:
         """The configs of the kernels this run launched (shape, preset and dtype as launched;
         the autotuner's choice where it made one) compiled for this device's arch
         (:func:`profiling.launched_specs.compile_launched`), at most ``p["max_specs"]``."""
-        from profiling.launched_specs import ROW_FIELDS, compile_launched
+        from alexnet_fast.profiling.launched_specs import ROW_FIELDS, compile_launched
 
         if self.device.type == "cuda":  # GPU only: the device's arch
             major, minor = torch.cuda.get_device_capability(self.device)
@@ -539,7 +539,7 @@ class Engine:
             arch = 90  # no GPU: compile for Hopper, the GPU the suite is written for
         chosen = self._cache.get("chosen")
         if chosen is None:
-            from profiling.autotune_limit import chosen_configs
+            from alexnet_fast.profiling.autotune_limit import chosen_configs
 
             chosen = chosen_configs()
         compiled, meta = compile_launched(self.launched, chosen, p["max_specs"], arch, self.output.dir)
@@ -555,9 +555,9 @@ class Engine:
         """A bounded list of GPU tests (:data:`profiling.suites.PYTEST_GPU_TESTS`: the
         longest prefix that fits the cap and the budget left) in a subprocess
         (:func:`profiling.gpu_tests.run_gpu_tests`) with the time left as its timeout."""
-        from profiling.estimates import PYTEST_START_S
-        from profiling.gpu_tests import run_gpu_tests
-        from profiling.suites import pytest_selection
+        from alexnet_fast.profiling.estimates import PYTEST_START_S
+        from alexnet_fast.profiling.gpu_tests import run_gpu_tests
+        from alexnet_fast.profiling.suites import pytest_selection
 
         timeout = self.subprocess_timeout(p["cap_s"])
         tests = pytest_selection(p["tests"], timeout)

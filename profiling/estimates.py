@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from typing import Any, Iterable, Mapping, Sequence
 
 from alexnet_fast.vocabulary import layer_passes_of
-from profiling.cell_types import LAYER_IMPLS, TRITON_KERNELS, Cell
-from profiling.flops import runs_fused
+from alexnet_fast.profiling.cell_types import LAYER_IMPLS, TRITON_KERNELS, Cell
+from alexnet_fast.profiling.flops import runs_fused
 
 @dataclass(frozen=True)
 class Constant:

@@ -34,8 +34,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from profiling import estimates, suites
-from profiling.cell_types import KINDS
+from alexnet_fast.profiling import estimates, suites
+from alexnet_fast.profiling.cell_types import KINDS
 
 ASSUMED_DEVICE = "NVIDIA H100 80GB HBM3"  # the device a dry run estimates for unless told
 LAYOUT_LABEL = "equivalence + CUDA code path only, not a two-GPU speed"
@@ -46,7 +46,7 @@ BUNDLE_FILES = (RESULTS_FILE, REPORT_FILE, "preflight.json", "codegen.csv", "pyt
 
 
 def default_bundle_dir(device_name: str, smoke: bool) -> Path:
-    from profiling.results import _slug
+    from alexnet_fast.profiling.results import _slug
 
     return Path("reports") / "gpu" / (_slug(device_name) + ("-smoke" if smoke else ""))
 
@@ -81,7 +81,7 @@ class SuiteBundle:
 
     def write(self, engine) -> None:
         from alexnet_fast.io import atomic_write_text, json_safe
-        from profiling.render.suite import render
+        from alexnet_fast.profiling.render.suite import render
 
         text = json.dumps(json_safe(self.results(engine)), indent=1, allow_nan=False)
         atomic_write_text(self.dir / RESULTS_FILE, text + "\n")
@@ -134,7 +134,7 @@ def dry_run(args: argparse.Namespace) -> int:
     """Plan, estimate and its constants and (suites) the report of the recorded example."""
     device = args.dry_run
     if getattr(args, "suite", None) is None:
-        from profiling.plan import default_plan, describe, plan_cells
+        from alexnet_fast.profiling.plan import default_plan, describe, plan_cells
 
         plan = default_plan("cuda")
         cells = suites.order_cells(plan_cells(plan))
@@ -150,7 +150,7 @@ def dry_run(args: argparse.Namespace) -> int:
     spec = suites.get_suite(args.suite, smoke=getattr(args, "smoke", False))
     budget = spec.budget_s if args.budget_s is None else args.budget_s
     cells = select_cells(suites.build_cells(spec), _kinds(args))
-    from profiling.roofline import known_peaks
+    from alexnet_fast.profiling.roofline import known_peaks
 
     peaks = known_peaks(device)
     print(suites.describe_plan(spec, cells, budget, device + " (assumed)"))
@@ -161,7 +161,7 @@ def dry_run(args: argparse.Namespace) -> int:
         print(f"dry run: no recorded example at {EXAMPLE}; report rendering not checked", file=sys.stderr)
         return 1
     from alexnet_fast.io import atomic_write_text
-    from profiling.render.suite import render
+    from alexnet_fast.profiling.render.suite import render
 
     results = json.loads(EXAMPLE.read_text())
     out = Path(args.output_dir or Path("reports") / "gpu" / "dry-run") / REPORT_FILE
@@ -180,7 +180,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from alexnet_fast.io import writable_dir
-    from profiling.results import device_name
+    from alexnet_fast.profiling.results import device_name
 
     smoke = getattr(args, "smoke", False)
     try:
@@ -203,9 +203,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"alexnet-fast bench: {e}", file=sys.stderr)
         return 2
     caches = set_cache_env(args.cache_dir)
-    from profiling.engine import Engine
-    from profiling.interrupts import Interrupted, PreflightFailed
-    from profiling.results import environment
+    from alexnet_fast.profiling.engine import Engine
+    from alexnet_fast.profiling.interrupts import Interrupted, PreflightFailed
+    from alexnet_fast.profiling.results import environment
 
     cells = select_cells(suites.build_cells(spec, interpreted=torch.device(device).type != "cuda"), kinds)
     print(suites.describe_plan(spec, cells, budget, name), file=sys.stderr)

@@ -21,7 +21,7 @@ def run_gpu_tests(tests: list[str], *, out_dir: Path, timeout_s: float, autotune
     ``pytest-gpu.log`` and ``pytest-gpu.xml`` go to ``out_dir``. Returns the row's fields:
     status (ok, failed, timeout), returncode, timed_out, elapsed_s, junit, summary, command and
     the junit counts."""
-    from profiling.autotune_limit import ENV_MAX_CONFIGS
+    from alexnet_fast.profiling.autotune_limit import ENV_MAX_CONFIGS
 
     junit, log = out_dir / "pytest-gpu.xml", out_dir / "pytest-gpu.log"
     env = dict(os.environ)
@@ -29,7 +29,7 @@ def run_gpu_tests(tests: list[str], *, out_dir: Path, timeout_s: float, autotune
         env[ENV_MAX_CONFIGS] = str(autotune_max_configs)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
     cmd = [sys.executable, "-m", "pytest", "-q", "-rfEs", "-p", "no:cacheprovider", "-o", "addopts=",
-           "-p", "profiling.autotune_limit", f"--junitxml={junit}", *tests]
+           "-p", "alexnet_fast.profiling.autotune_limit", f"--junitxml={junit}", *tests]
     if junit.exists():
         junit.unlink()
     rc, timed_out, elapsed = _run_logged(cmd, cwd=REPO, env=env, log=log, timeout_s=timeout_s)

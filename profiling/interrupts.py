@@ -58,7 +58,7 @@ class PreflightFailed(RuntimeError):
     """The preflight found something missing: the run ends (``record`` says what)."""
 
     def __init__(self, record: dict):
-        from profiling.preflight import summary
+        from alexnet_fast.profiling.preflight import summary
 
         super().__init__(summary(record))
         self.record = record

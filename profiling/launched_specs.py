@@ -11,7 +11,7 @@ import re
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from profiling.cell_types import TRITON_KERNELS
+from alexnet_fast.profiling.cell_types import TRITON_KERNELS
 
 __all__ = ["CODEGEN_KERNEL_ORDER", "codegen_selection", "compile_launched", "ROW_FIELDS"]
 
@@ -100,7 +100,7 @@ def compile_launched(launched: Sequence[Mapping[str, Any]], chosen: Sequence[Map
     :func:`codegen_selection` picks for ``launched`` for ``arch`` (the nearest arch the check
     knows at or below it); ``codegen.csv`` into ``out_dir``. Returns (result rows, meta: the
     specs left out by the cap and the launches no spec matched)."""
-    from profiling import codegen
+    from alexnet_fast.profiling import codegen
 
     arch = arch if arch in codegen.SHARED_LIMIT_BYTES else max(a for a in codegen.SHARED_LIMIT_BYTES if a <= arch)
     modules = [importlib.import_module(m) for m in codegen.kernel_module_names()]

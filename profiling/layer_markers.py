@@ -22,7 +22,7 @@ from torch import nn
 from torch.autograd.profiler import record_function
 
 from alexnet_fast.model import AlexNetConfig
-from profiling.flops import layer_units
+from alexnet_fast.profiling.flops import layer_units
 
 __all__ = ["LayerGroup", "LayerMarkers", "is_alexnet", "layer_groups", "compile_per_layer"]
 

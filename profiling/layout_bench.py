@@ -45,9 +45,9 @@ from alexnet_fast.layouts.layout import check_layout, comm_bytes_model, full_gra
 from alexnet_fast.model import AlexNet, AlexNetConfig, make_config
 from alexnet_fast.precision import policy
 from alexnet_fast.vocabulary import COMPILE_MODES, LAYOUTS, PASSES, VARIANTS, choose
-from profiling.cell import checked_grads, inference_step, inputs, reference, train_step
-from profiling.judge import floor, judge, verdict_columns
-from profiling.timers import measure, summarize, time_first_call
+from alexnet_fast.profiling.cell import checked_grads, inference_step, inputs, reference, train_step
+from alexnet_fast.profiling.judge import floor, judge, verdict_columns
+from alexnet_fast.profiling.timers import measure, summarize, time_first_call
 
 __all__ = ["LayoutJob", "bench_layout", "run_cell", "run_rank_job"]
 
@@ -101,7 +101,7 @@ class LayoutJob:
         dev = choose_device(ranks_on_node, None if device is None else torch.device(device).type).type
         prec.check_device(dev)
         if variant.startswith("triton"):
-            from kernels._common import is_interpreting
+            from alexnet_fast.kernels._common import is_interpreting
 
             if dev == "cpu" and not is_interpreting():
                 raise ValueError(f"the {variant} variant on CPU needs TRITON_INTERPRET=1 (set before triton is imported)")
@@ -196,7 +196,7 @@ def run_cell(job: LayoutJob, ctx: DistContext) -> dict[str, Any] | None:
 def run_rank_job(job: LayoutJob) -> dict[str, Any] | None:
     """One rank of a launched cell: join the group, run (under the job's autotune limit: the
     ranks are new processes, the parent's limit does not reach them), leave."""
-    from profiling.autotune_limit import limit_autotune_configs
+    from alexnet_fast.profiling.autotune_limit import limit_autotune_configs
 
     ctx = init_ranks(timeout_s=job.timeout_s, device=job.device, threads=job.threads)
     try:

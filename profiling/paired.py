@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
-from profiling.stats import DEFAULT_CONFIDENCE, DEFAULT_RESAMPLES, RatioEstimate, paired_ratio
+from alexnet_fast.profiling.stats import DEFAULT_CONFIDENCE, DEFAULT_RESAMPLES, RatioEstimate, paired_ratio
 
 __all__ = ["DEFAULT_TARGET_HALF_WIDTH", "PairedRounds", "paired_rounds"]
 

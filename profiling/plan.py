@@ -19,7 +19,7 @@ from alexnet_fast.model import make_config
 from alexnet_fast.precision import policy
 from alexnet_fast.vocabulary import (COMPILE_MODES, LAYER_PASSES, LAYOUTS, PASSES, PRECISIONS, TRITON_OPS, VARIANTS,
                                      variant_label)
-from profiling.flops import layer_units
+from alexnet_fast.profiling.flops import layer_units
 
 __all__ = ["VariantSpec", "ReducedSize", "BenchPlan", "default_plan", "default_batch_sizes", "fit_batches_to_layouts",
            "idle_cores", "plan_from_args", "validate_plan", "parse_device", "describe", "use_interpreter_without_gpu",
@@ -281,7 +281,7 @@ def fit_plan_to_model(plan: BenchPlan, args: argparse.Namespace):
 # ---------------------------------------------------------------------- refusals
 def use_interpreter_without_gpu(device: str | None) -> None:
     """Without CUDA, Triton must run interpreted: set TRITON_INTERPRET=1 while triton is not
-    yet imported (``import kernels`` imports it)."""
+    yet imported (importing ``alexnet_fast.kernels`` imports it)."""
     try:
         cuda = torch.device(device).type == "cuda" if device else torch.cuda.is_available()
     except (RuntimeError, ValueError):
@@ -294,7 +294,7 @@ def _check_triton_mode(device: str) -> None:
     """ValueError unless Triton runs as the device needs: compiled on a GPU (an interpreter
     left on by TRITON_INTERPRET=1 would report interpreted times as Triton speed), the
     interpreter without one."""
-    from kernels._common import is_interpreting
+    from alexnet_fast.kernels._common import is_interpreting
 
     if torch.device(device).type == "cuda":
         if is_interpreting():
@@ -372,8 +372,8 @@ def plan_cells(plan: BenchPlan) -> list:
     per (precision, variant, unit). Without a GPU the triton variants are checked once at
     the reduced size (``plan.check``: model and batch), their per-layer units that hold a
     Triton kernel too; a user's model (``--model``) at its own size and the check batch."""
-    from profiling.cell_types import IMPL_OF_VARIANT, Cell
-    from profiling.estimates import Tally, assumed_compiles, layer_estimate, model_estimate
+    from alexnet_fast.profiling.cell_types import IMPL_OF_VARIANT, Cell
+    from alexnet_fast.profiling.estimates import Tally, assumed_compiles, layer_estimate, model_estimate
 
     tally = Tally()
     c = plan.check

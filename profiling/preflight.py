@@ -99,7 +99,7 @@ def _device(device: str) -> dict[str, Any]:
             out[key] = getattr(p, attr, None)
         out.update(_nvml_device(index))
         return out
-    from profiling.results import device_name
+    from alexnet_fast.profiling.results import device_name
 
     return {"type": "cpu", "name": device_name("cpu"), "cores": os.cpu_count(), "threads": torch.get_num_threads()}
 

@@ -36,7 +36,7 @@ INTERPRETED_STEPS, INTERPRETED_WARMUP = 1, 1  # the interpreter's steps take sec
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from profiling.profiler import COMPILE_SCOPES
+    from alexnet_fast.profiling.profiler import COMPILE_SCOPES
 
     parser.add_argument("--variant", action="append", metavar="NAMES",
                         help=f"variants ({', '.join(VARIANTS)}); repeatable or comma-separated "
@@ -78,7 +78,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def _bench_args(args: argparse.Namespace, device_type: str) -> argparse.Namespace:
     """The bench's namespace (every bench flag at its default) with this command's flags and
     the profile defaults laid over it, for :func:`profiling.plan.plan_from_args`."""
-    from profiling.bench import add_arguments as bench_arguments
+    from alexnet_fast.profiling.bench import add_arguments as bench_arguments
 
     parser = argparse.ArgumentParser(add_help=False)
     bench_arguments(parser)
@@ -95,8 +95,8 @@ def _bench_args(args: argparse.Namespace, device_type: str) -> argparse.Namespac
 
 
 def _scopes(args: argparse.Namespace) -> list[str]:
-    from profiling.plan import _choose, _split
-    from profiling.profiler import COMPILE_SCOPES
+    from alexnet_fast.profiling.plan import _choose, _split
+    from alexnet_fast.profiling.profiler import COMPILE_SCOPES
 
     given = _choose(_split(args.compile_scope), COMPILE_SCOPES, "compile scope")
     if args.model:
@@ -108,7 +108,7 @@ def _scopes(args: argparse.Namespace) -> list[str]:
 
 
 def _refuse_layouts(args: argparse.Namespace) -> None:
-    from profiling.plan import _split
+    from alexnet_fast.profiling.plan import _split
 
     other = [x for x in (_split(args.layout) or []) if x != "single" and x in LAYOUTS]
     if other:
@@ -135,7 +135,7 @@ def _model_and_inputs(plan, batch: int, reduced: bool):
     """The eager model (seeded) and the cell's inputs, made as the bench makes them."""
     import torch
 
-    from profiling.cell import inputs
+    from alexnet_fast.profiling.cell import inputs
 
     if plan.model:
         from alexnet_fast.user_model import load_model
@@ -158,7 +158,7 @@ def _model_and_inputs(plan, batch: int, reduced: bool):
 
 
 def run(args: argparse.Namespace) -> int:
-    from profiling.plan import parse_device, plan_from_args, use_interpreter_without_gpu
+    from alexnet_fast.profiling.plan import parse_device, plan_from_args, use_interpreter_without_gpu
 
     use_interpreter_without_gpu(args.device)  # before anything imports triton
     try:
@@ -177,8 +177,8 @@ def run(args: argparse.Namespace) -> int:
         return 2
     from tqdm import tqdm
 
-    from profiling.profiler import cell_name, profile_cell
-    from profiling.render.profile import write_summary
+    from alexnet_fast.profiling.profiler import cell_name, profile_cell
+    from alexnet_fast.profiling.render.profile import write_summary
 
     cells = _cells(plan, scopes)
     print(f"profile: {len(cells)} cells on {plan.device} -> {out}", file=sys.stderr)

@@ -33,11 +33,11 @@ from torch.autograd.profiler import record_function
 
 from alexnet_fast.precision import policy
 from alexnet_fast.vocabulary import COMPILE_MODES, PASSES, VARIANTS, choose, variant_label
-from profiling.cell import inference_step, train_step
-from profiling.layer_markers import LayerGroup, LayerMarkers, compile_per_layer, is_alexnet, layer_groups
-from profiling.render.profile import INTERPRETED, write_cell_files
-from profiling.timers import fixed_threads, measure, synchronize, time_first_call
-from profiling.traces import (STEP_NAME, device_gaps, kernel_table, memory_peaks, our_kernel_names, read_trace,
+from alexnet_fast.profiling.cell import inference_step, train_step
+from alexnet_fast.profiling.layer_markers import LayerGroup, LayerMarkers, compile_per_layer, is_alexnet, layer_groups
+from alexnet_fast.profiling.render.profile import INTERPRETED, write_cell_files
+from alexnet_fast.profiling.timers import fixed_threads, measure, synchronize, time_first_call
+from alexnet_fast.profiling.traces import (STEP_NAME, device_gaps, kernel_table, memory_peaks, our_kernel_names, read_trace,
                               write_trace)
 
 __all__ = ["ProfileResult", "COMPILE_SCOPES", "GZIP_OVER_BYTES", "profile_cell", "cell_name"]

@@ -85,7 +85,7 @@ def spec_for(config: str, dtype: str):
     """The launch-faithful KernelSpec of the reference row ``config`` (see ``reference_config``)."""
     import torch
 
-    from kernels._common import KernelSpec
+    from alexnet_fast.kernels._common import KernelSpec
 
     found = _CONFIG.match(config)
     if not found or dtype not in _DTYPES:

@@ -22,8 +22,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from profiling.render.regress import format_table, plot_history
-from profiling.stats import MannWhitney, as_positive_series, mann_whitney_u, min_p_value
+from alexnet_fast.profiling.render.regress import format_table, plot_history
+from alexnet_fast.profiling.stats import MannWhitney, as_positive_series, mann_whitney_u, min_p_value
 
 __all__ = ["DEFAULT_THRESHOLD_PCT", "DEFAULT_ALPHA", "BenchmarkFileError", "load_run", "compare", "Change",
            "format_table", "plot_history", "add_arguments", "run", "default_baseline"]

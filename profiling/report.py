@@ -17,8 +17,8 @@ from pathlib import Path
 import pandas as pd
 
 from alexnet_fast.io import writable_dir
-from profiling.render.bench import render
-from profiling.results import read_results
+from alexnet_fast.profiling.render.bench import render
+from alexnet_fast.profiling.results import read_results
 
 __all__ = ["add_arguments", "run", "render", "check_column_types"]
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import torch
 
 from alexnet_fast.precision import policy
-from profiling.timers import measure
+from alexnet_fast.profiling.timers import measure
 
 __all__ = ["Peaks", "KNOWN_GPUS", "known_peaks", "measure_peaks", "device_peaks"]
 
@@ -114,7 +114,7 @@ def measure_peaks(device: str = "cpu", precisions: tuple[str, ...] = ("fp32",), 
     dst = torch.empty_like(src)
     t = measure(lambda: dst.copy_(src), device=dev, warmup=2, repeats=repeats, threads=threads)
     gbs = 2 * src.numel() * 4 / (t.min_ms * 1e-3) / 1e9
-    from profiling.results import device_name
+    from alexnet_fast.profiling.results import device_name
 
     return Peaks(device_name(device), gflops, gbs,
                  f"measured: best of {repeats} of a {n}x{n} GEMM (torch.mm or oneDNN) and a {mib} MiB copy, "
@@ -124,7 +124,7 @@ def measure_peaks(device: str = "cpu", precisions: tuple[str, ...] = ("fp32",), 
 def device_peaks(device: str = "cpu", precisions: tuple[str, ...] = ("fp32",), **measure_kwargs) -> Peaks:
     """Datasheet peaks for a known GPU, else measured peaks (CPU, unknown GPU)."""
     if torch.device(device).type == "cuda":
-        from profiling.results import device_name
+        from alexnet_fast.profiling.results import device_name
 
         peaks = known_peaks(device_name(device))
         if peaks is not None:

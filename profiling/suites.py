@@ -16,8 +16,8 @@ from dataclasses import dataclass, replace
 from typing import Sequence
 
 from alexnet_fast.vocabulary import LAYER_PASSES, PASSES, PRECISIONS, TRITON_OPS, VARIANTS
-from profiling.cell_types import LAYER_IMPLS, Cell
-from profiling.estimates import (ANCHOR_MEASURE_S, AUTOTUNE_RECORD_S, CODEGEN_JOBS, CODEGEN_REFERENCE_SPECS,
+from alexnet_fast.profiling.cell_types import LAYER_IMPLS, Cell
+from alexnet_fast.profiling.estimates import (ANCHOR_MEASURE_S, AUTOTUNE_RECORD_S, CODEGEN_JOBS, CODEGEN_REFERENCE_SPECS,
                                  CODEGEN_SPEC_S, CODEGEN_WORKERS_START_S, DISPATCH_S, MEASURE_MODEL_S, PEAKS_S,
                                  PREFLIGHT_S, PYTEST_START_S, TWO_RANK_START_S, Tally, assumed_compiles,
                                  configs_tried, estimate, layer_estimate, model_estimate)
@@ -142,7 +142,7 @@ def _config(spec: SuiteSpec):
 
 
 def _units(config):
-    from profiling.flops import layer_units
+    from alexnet_fast.profiling.flops import layer_units
 
     return layer_units(config)
 

@@ -101,7 +101,7 @@ DEVICE_CATS = ("kernel", "gpu_memcpy", "gpu_memset")
 
 def our_kernel_names() -> set[str]:
     """Names of this project's ``@triton.jit`` kernels (what CUPTI names their launches)."""
-    from kernels import op_modules
+    from alexnet_fast.kernels import op_modules
 
     names = set()
     for module in op_modules():

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from alexnet_fast.user_model import load_model
-from profiling.flops import add_rates
+from alexnet_fast.profiling.flops import add_rates
 
 __all__ = ["UserModelSource"]
 
@@ -66,7 +66,7 @@ class UserModelSource:
         """Print once what the triton variants replace in the model (:func:`kernels.apply`)."""
         if self._explained:
             return
-        import kernels
+        from alexnet_fast import kernels
 
         _, report = kernels.apply(self.user.build(), return_report=True)
         print(f"bench --model {self.user.spec}: what the triton variants replace\n{report}", file=sys.stderr)

@@ -13,7 +13,7 @@ import torch
 import triton
 import triton.language as tl
 
-from kernels._common import KernelSpec
+from alexnet_fast.kernels._common import KernelSpec
 
 
 @triton.jit

@@ -41,7 +41,7 @@ class LaunchSpy:
         self._saved: list[tuple] = []
 
     def __enter__(self) -> "LaunchSpy":
-        from kernels import op_modules
+        from alexnet_fast.kernels import op_modules
 
         for module in self._modules or op_modules():
             self._saved.append((module, module.autotuned, module.device_guard))

@@ -6,8 +6,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-import kernels._common as kernels_common
-from kernels import configs
+import alexnet_fast.kernels._common as kernels_common
+from alexnet_fast.kernels import configs
 
 LAYOUTS = {"nchw": torch.contiguous_format, "nhwc": torch.channels_last}
 

@@ -1,4 +1,4 @@
-"""kernels.apply: the Triton ops go into any nn.Module where its dataflow graph proves it safe,
+"""alexnet_fast.kernels.apply: the Triton ops go into any nn.Module where its dataflow graph proves it safe,
 and the numbers (logits, every parameter gradient) stay eager's under the float64 judge."""
 
 from __future__ import annotations
@@ -11,10 +11,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-import kernels
+from alexnet_fast import kernels
 from alexnet_fast import alexnet, build_variant
-from kernels.nn import Conv2dReLU, LocalResponseNorm, LRNMaxPool2d, MaxPool2d
-from profiling.judge import TOLERANCES, Reference, judge
+from alexnet_fast.kernels.nn import Conv2dReLU, LocalResponseNorm, LRNMaxPool2d, MaxPool2d
+from alexnet_fast.profiling.judge import TOLERANCES, Reference, judge
 
 
 class FlatAlexNet(nn.Module):
@@ -74,7 +74,7 @@ def _logits_and_grads(model: nn.Module, x: torch.Tensor, target: torch.Tensor):
 
 
 def _apply_and_check(model: nn.Module, input_size: int, expected: list[tuple[str, str]], batch: int = 1):
-    """kernels.apply on a copy of ``model``: the expected replacement list, the same parameters
+    """alexnet_fast.kernels.apply on a copy of ``model``: the expected replacement list, the same parameters
     (the very objects) and state_dict, then logits and every parameter gradient equivalent to
     eager under the harness's float64 judge. Returns the replaced model and the report."""
     torch.manual_seed(1)

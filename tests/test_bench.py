@@ -12,9 +12,9 @@ import torch
 
 from alexnet_fast.cli import main
 from alexnet_fast.variants import build_variant
-from profiling import bench, engine, judge as J, layout_bench, plan as P
-from profiling.interrupts import Interrupted
-from profiling.results import read_results
+from alexnet_fast.profiling import bench, engine, judge as J, layout_bench, plan as P
+from alexnet_fast.profiling.interrupts import Interrupted
+from alexnet_fast.profiling.results import read_results
 
 TINY = dict(preset="paper", width_mult=0.125, input_size=67)
 

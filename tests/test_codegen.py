@@ -14,7 +14,7 @@ import os
 import pytest
 
 import codegen_fixture_kernels as fixture
-from profiling import codegen as cg
+from alexnet_fast.profiling import codegen as cg
 
 FIXTURE = fixture.__name__
 
@@ -332,7 +332,7 @@ def test_launch_faithful_spec_problems_are_named():
 
 
 def test_reference_gemm_config_names_round_trip():
-    from profiling import reference_gemm as rg
+    from alexnet_fast.profiling import reference_gemm as rg
 
     name = rg.reference_config((128, 64, 32), 8, 3, "fp32", "tf32")
     assert name == "128x64x32 w8 s3 tf32" and rg.reference_config((64, 64, 32), 4, 4, "fp16", "ieee") == "64x64x32 w4 s4"
@@ -523,7 +523,7 @@ def test_discovery_skips_shared_modules(tmp_path, monkeypatch):
         (pkg / name).write_text("")
     monkeypatch.syspath_prepend(str(tmp_path))
     assert cg.kernel_module_names(pkg.name) == [f"{pkg.name}.op_a", f"{pkg.name}.op_b"]
-    assert not {"kernels._common", "kernels.configs", "kernels.nn"} & set(cg.kernel_module_names())
+    assert not {"alexnet_fast.kernels._common", "alexnet_fast.kernels.configs", "alexnet_fast.kernels.nn"} & set(cg.kernel_module_names())
 
 
 def test_fixture_is_fully_covered_helper_through_its_caller():
@@ -635,7 +635,7 @@ def budgeted_sample(found, archs=cg.DEFAULT_ARCHS):
 
 
 def test_budgeted_sample_covers_every_precision_and_arch_and_rotates_configs():
-    from kernels._common import KernelSpec
+    from alexnet_fast.kernels._common import KernelSpec
 
     found = []
     for i, (dtype, mma, config) in enumerate([(d, m, c) for d, m in [("fp32", False), ("fp32", True), ("fp16", True)]

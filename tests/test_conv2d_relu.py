@@ -17,9 +17,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from helpers import assert_close_ref
-from kernels import configs
-from kernels._common import KernelSpec
-from kernels.conv2d_relu import (
+from alexnet_fast.kernels import configs
+from alexnet_fast.kernels._common import KernelSpec
+from alexnet_fast.kernels.conv2d_relu import (
     _KERNELS,
     CONFIG_ARCHS,
     DOTS,
@@ -33,7 +33,7 @@ from kernels.conv2d_relu import (
     config_table,
     use_flat_k,
 )
-from kernels.nn.conv import Conv2dReLU
+from alexnet_fast.kernels.nn.conv import Conv2dReLU
 
 # the paper's five conv layers: (input C, H, W), weight shape, stride, padding, groups
 ALEXNET_CONVS = {
@@ -185,7 +185,7 @@ IMAGE_MAJOR_CASES = [
 @pytest.fixture
 def small_interpreter_blocks(monkeypatch):
     """16-wide interpreter blocks (a fresh autotuner cache, so every kernel takes them)."""
-    from kernels import _common
+    from alexnet_fast.kernels import _common
 
     monkeypatch.setattr(configs, "CONV2D_RELU_INTERPRETER_CONFIG",
                         dict(BLOCK_M=16, BLOCK_N=16, BLOCK_K=16, GROUP_M=8, num_warps=4, num_stages=1))
@@ -666,7 +666,7 @@ def test_nan_and_inf_propagate_like_pytorch(channels_last):
 # Autocast, device guard, autotuner per batch and layout (issue 14)
 # --------------------------------------------------------------------------------------
 
-conv_mod = importlib.import_module("kernels.conv2d_relu")  # kernels.conv2d_relu is the function
+conv_mod = importlib.import_module("alexnet_fast.kernels.conv2d_relu")  # kernels.conv2d_relu is the function
 
 
 class ConvLaunchSpy:

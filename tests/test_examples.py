@@ -12,7 +12,7 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-import kernels
+from alexnet_fast import kernels
 from alexnet_fast.cli import main
 from alexnet_fast.examples import KernelBenchAlexNet, kernelbench_alexnet, small_kernelbench_alexnet
 

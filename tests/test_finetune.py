@@ -135,7 +135,7 @@ def test_weight_mismatches_are_one_line(data, trained, tmp_path, capsys):
 
 
 def _missing_triton_modules() -> list[str]:
-    return [m for m in ("kernels.nn.conv", "kernels.nn.pooling") if importlib.util.find_spec(m) is None]
+    return [m for m in ("alexnet_fast.kernels.nn.conv", "alexnet_fast.kernels.nn.pooling") if importlib.util.find_spec(m) is None]
 
 
 @pytest.mark.slow

@@ -6,7 +6,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from alexnet_fast import alexnet
 from alexnet_fast.model import make_config
-from profiling.flops import backward_cost, bytes_model_for, layer_units, lrn_max_pool2d_traffic, model_cost, unit_cost
+from alexnet_fast.profiling.flops import backward_cost, bytes_model_for, layer_units, lrn_max_pool2d_traffic, model_cost, unit_cost
 
 
 def counted_flops(model, x, backward=False):

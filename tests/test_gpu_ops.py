@@ -62,7 +62,7 @@ def test_triton_variant_matches_eager_gpu(variant, channels_last, precision):
     from alexnet_fast.model import AlexNet, make_config
     from alexnet_fast.variants import build_variant
     from alexnet_fast.precision import policy
-    from profiling.judge import TOLERANCES, Reference, judge
+    from alexnet_fast.profiling.judge import TOLERANCES, Reference, judge
 
     torch.manual_seed(0)
     model = AlexNet(make_config("paper", width_mult=0.25)).cuda().eval()

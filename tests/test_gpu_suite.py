@@ -11,13 +11,13 @@ import pytest
 import torch
 
 from alexnet_fast.vocabulary import BASELINE_IMPLS
-from profiling import suites
-from profiling.launched_specs import CODEGEN_KERNEL_ORDER, codegen_selection
-from profiling.cell_types import KINDS
-from profiling import estimates
-from profiling.render import suite as suite_report
-from profiling.autotune_limit import chosen_configs, limit_autotune_configs
-from profiling.gpu_suite import EXAMPLE
+from alexnet_fast.profiling import suites
+from alexnet_fast.profiling.launched_specs import CODEGEN_KERNEL_ORDER, codegen_selection
+from alexnet_fast.profiling.cell_types import KINDS
+from alexnet_fast.profiling import estimates
+from alexnet_fast.profiling.render import suite as suite_report
+from alexnet_fast.profiling.autotune_limit import chosen_configs, limit_autotune_configs
+from alexnet_fast.profiling.gpu_suite import EXAMPLE
 
 
 def test_gpu_quick_estimate_is_under_its_budget_of_at_most_480_s():
@@ -89,7 +89,7 @@ def test_unknown_suite_is_one_clear_error():
 
 
 def test_full_gpu_default_estimate_and_order():
-    from profiling.plan import default_plan, plan_cells
+    from alexnet_fast.profiling.plan import default_plan, plan_cells
 
     cells = plan_cells(default_plan("cuda"))
     total = estimates.estimate(cells)
@@ -142,7 +142,7 @@ def test_example_is_package_data_not_a_test_file():
     assert EXAMPLE.is_file() and "tests" not in EXAMPLE.parts
     from pathlib import Path
 
-    source = (Path(__import__("profiling").__file__).parent / "gpu_suite.py").read_text()
+    source = (Path(importlib.import_module("alexnet_fast.profiling").__file__).parent / "gpu_suite.py").read_text()
     assert "tests" + "/" not in source and '"tests"' not in source
 
 
@@ -206,7 +206,7 @@ def test_report_of_a_cut_off_run_renders():
 
 def test_backward_cost():
     from alexnet_fast.model import make_config
-    from profiling.flops import backward_cost, layer_units, needs_input_grad, unit_cost
+    from alexnet_fast.profiling.flops import backward_cost, layer_units, needs_input_grad, unit_cost
 
     units = {u.name: u for u in layer_units(make_config("paper"))}
     conv1, conv2, pool1 = units["conv1+relu1"], units["conv2+relu2"], units["pool1"]
@@ -222,7 +222,7 @@ def test_backward_cost():
 
 # ------------------------------------------------------------------ the codegen cell's selection
 def _found():
-    from profiling import codegen
+    from alexnet_fast.profiling import codegen
 
     return codegen.collect_specs([importlib.import_module(m) for m in codegen.kernel_module_names()])
 
@@ -273,10 +273,10 @@ def test_codegen_selection_prefers_the_autotuners_choice_and_the_launched_shape(
 
 
 def test_the_codegen_cell_imports_the_kernel_modules_by_their_full_names():
-    from profiling import codegen
+    from alexnet_fast.profiling import codegen
 
     names = codegen.kernel_module_names()
-    assert names and all(n.startswith("kernels.") and not n.startswith("kernels.kernels.") for n in names)
+    assert names and all(n.startswith("kernels.") and not n.startswith("alexnet_fast.kernels.kernels.") for n in names)
     for n in names:
         importlib.import_module(n)
 
@@ -355,7 +355,7 @@ def test_chosen_configs_lists_each_key_and_the_untuned():
 def test_layout_ranks_get_the_autotune_limit(monkeypatch):
     """Defect 4: the spawned ranks apply the run's autotune limit (a new process: the parent's
     patch does not reach it)."""
-    from profiling import layout_bench
+    from alexnet_fast.profiling import layout_bench
     from triton.runtime.autotuner import Autotuner
 
     seen = []

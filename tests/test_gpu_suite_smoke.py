@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from profiling import suites
-from profiling.cell_types import KINDS, TRITON_KERNELS
-from profiling.gpu_suite import BUNDLE_FILES
+from alexnet_fast.profiling import suites
+from alexnet_fast.profiling.cell_types import KINDS, TRITON_KERNELS
+from alexnet_fast.profiling.gpu_suite import BUNDLE_FILES
 
 REPO = Path(__file__).resolve().parents[1]
 MAX_FILES, MAX_BYTES, MAX_DEPTH = 8, 16 * 2**20, 3  # DIR/a/b/file: 3 parts below DIR

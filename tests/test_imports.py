@@ -17,6 +17,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("alexnet_fast", "kernels", "profiling")
+# the folders' installed names (pyproject's package-dir): kernels/ is alexnet_fast.kernels
+INSTALLED = {"alexnet_fast": "alexnet_fast", "kernels": "alexnet_fast.kernels", "profiling": "alexnet_fast.profiling"}
 
 
 def _modules() -> dict[str, Path]:
@@ -24,6 +26,7 @@ def _modules() -> dict[str, Path]:
     for package in PACKAGES:
         for path in sorted((ROOT / package).rglob("*.py")):
             parts = list(path.relative_to(ROOT).with_suffix("").parts)
+            parts[0] = INSTALLED[parts[0]]
             if parts[-1] == "__init__":
                 parts.pop()
             found[".".join(parts)] = path
@@ -58,12 +61,18 @@ LAYERS = ("kernels", "alexnet_fast", "profiling")
 # The one known upward import, with its reason: the ops build their launch-faithful codegen specs
 # from AlexNet's layer shapes. The codegen specs move to profiling/ (the only place that knows both
 # the model and the ops) in the step after the kernel work in flight; that step deletes this.
-KNOWN_UPWARD = {("kernels._common", "alexnet_fast.model"), ("kernels.conv2d_relu", "alexnet_fast.model")}
+KNOWN_UPWARD = {("alexnet_fast.kernels._common", "alexnet_fast.model"), ("alexnet_fast.kernels.conv2d_relu", "alexnet_fast.model")}
+
+
+def layer_of(module: str) -> str:
+    """The folder (layer) of an installed module name: alexnet_fast.kernels.lrn -> kernels."""
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 and parts[1] in ("kernels", "profiling") else parts[0]
 
 
 def upward_imports(graph: dict[str, set[str]]) -> set[tuple[str, str]]:
     """(importer, imported) pairs where a module imports from a layer above its own."""
-    rank = lambda name: LAYERS.index(name.split(".")[0])  # noqa: E731
+    rank = lambda name: LAYERS.index(layer_of(name))  # noqa: E731
     return {(a, b) for a, targets in graph.items() for b in targets if rank(b) > rank(a)}
 
 
@@ -96,31 +105,31 @@ def test_the_checker_finds_a_cycle():
 
 def test_no_import_cycles():
     graph = import_graph()
-    assert "profiling.layout_bench" in graph["profiling.engine"]  # the walker sees real edges
-    assert "alexnet_fast.launch" in graph["profiling.layout_bench"]
+    assert "alexnet_fast.profiling.layout_bench" in graph["alexnet_fast.profiling.engine"]  # the walker sees real edges
+    assert "alexnet_fast.launch" in graph["alexnet_fast.profiling.layout_bench"]
     cycle = find_cycle(graph)
     assert cycle is None, " -> ".join(cycle)
 
 
 def test_the_checker_finds_an_upward_import():
-    assert upward_imports({"kernels.x": {"alexnet_fast.model"}, "alexnet_fast.model": {"kernels.y"},
-                           "kernels.y": set(), "profiling.p": {"kernels.y", "alexnet_fast.model"}}) == \
-        {("kernels.x", "alexnet_fast.model")}
-    assert upward_imports({"alexnet_fast.a": {"profiling.b"}, "profiling.b": set()}) == {("alexnet_fast.a", "profiling.b")}
+    assert upward_imports({"alexnet_fast.kernels.x": {"alexnet_fast.model"}, "alexnet_fast.model": {"alexnet_fast.kernels.y"},
+                           "alexnet_fast.kernels.y": set(), "alexnet_fast.profiling.p": {"alexnet_fast.kernels.y", "alexnet_fast.model"}}) == \
+        {("alexnet_fast.kernels.x", "alexnet_fast.model")}
+    assert upward_imports({"alexnet_fast.a": {"alexnet_fast.profiling.b"}, "alexnet_fast.profiling.b": set()}) == {("alexnet_fast.a", "alexnet_fast.profiling.b")}
 
 
 def test_imports_point_down_the_layers():
     graph = import_graph()
-    assert "kernels._common" in graph and "profiling.engine" in graph  # the walker sees the modules
-    assert "alexnet_fast.model" in graph["kernels._common"]  # ... and function-level imports
+    assert "alexnet_fast.kernels._common" in graph and "alexnet_fast.profiling.engine" in graph  # the walker sees the modules
+    assert "alexnet_fast.model" in graph["alexnet_fast.kernels._common"]  # ... and function-level imports
     upward = upward_imports(graph)
     assert upward - KNOWN_UPWARD == set(), f"imports from a layer above: {sorted(upward - KNOWN_UPWARD)}"
     assert KNOWN_UPWARD <= upward, f"gone: remove from KNOWN_UPWARD {sorted(KNOWN_UPWARD - upward)}"
 
 
-@pytest.mark.parametrize("module", ["alexnet_fast.precision", "alexnet_fast.checkpoint", "profiling.judge", "profiling.engine",
-                                    "profiling.render.suite", "profiling.estimates",
-                                    "profiling.layout_bench", "profiling.report", "alexnet_fast.launch"])
+@pytest.mark.parametrize("module", ["alexnet_fast.precision", "alexnet_fast.checkpoint", "alexnet_fast.profiling.judge", "alexnet_fast.profiling.engine",
+                                    "alexnet_fast.profiling.render.suite", "alexnet_fast.profiling.estimates",
+                                    "alexnet_fast.profiling.layout_bench", "alexnet_fast.profiling.report", "alexnet_fast.launch"])
 def test_each_module_imports_first_in_a_fresh_interpreter(module):
     done = subprocess.run([sys.executable, "-c", f"import {module}"], cwd=ROOT, capture_output=True, text=True,
                           timeout=300, env={"PYTHONPATH": str(ROOT), "TRITON_INTERPRET": "1",

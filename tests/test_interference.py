@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from profiling.interference import Sampler, _parse_pid_stat, interference_reasons
+from alexnet_fast.profiling.interference import Sampler, _parse_pid_stat, interference_reasons
 
 
 class FakeProc:

@@ -11,8 +11,8 @@ import torch
 
 from alexnet_fast.cli import main
 from alexnet_fast.layouts import local_context
-from profiling.layout_bench import LayoutJob, bench_layout, run_cell
-from profiling.results import read_results
+from alexnet_fast.profiling.layout_bench import LayoutJob, bench_layout, run_cell
+from alexnet_fast.profiling.results import read_results
 
 SMALL = dict(width_mult=0.125, input_size=99, num_classes=10)
 

@@ -579,7 +579,7 @@ def test_triton_kernels_run_in_the_autocast_dtype_in_every_layout(layout):
     forward, dgrad and wgrad, fused LRN+pool and pool, forward and backward -- gets fp16
     operands, in one process and on both ranks of each two-rank layout (the model-parallel
     gather used to hand an fp16 activation to an fp32 weight and die with a TypeError)."""
-    from kernels import op_modules
+    from alexnet_fast.kernels import op_modules
 
     launchers = [(m.autotuned, m.device_guard) for m in op_modules()]
     results = {0: _fp16_autocast_step(layout)} if layout == "single" else \

@@ -5,15 +5,15 @@ reduction length, forward and backward."""
 
 import pytest
 
-from kernels._common import alexnet_channel_layers
+from alexnet_fast.kernels._common import alexnet_channel_layers
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from helpers import assert_close_ref
-from kernels import configs
-from kernels.lrn import codegen_specs, local_response_norm, lrn_bwd, lrn_fwd
-from kernels.nn.pooling import LocalResponseNorm
+from alexnet_fast.kernels import configs
+from alexnet_fast.kernels.lrn import codegen_specs, local_response_norm, lrn_bwd, lrn_fwd
+from alexnet_fast.kernels.nn.pooling import LocalResponseNorm
 from pooling_reference import LAYOUTS, assert_layout, in_layout, lrn_reference, use_interpreter_tile
 
 DTYPES = (torch.float32, torch.float16)

@@ -14,11 +14,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from helpers import assert_close_ref
-from kernels import configs
-from kernels.lrn import local_response_norm
-from kernels.lrn_max_pool import codegen_specs, lrn_max_pool2d, lrn_max_pool2d_bwd, lrn_max_pool2d_fwd
-from kernels.max_pool import max_pool2d
-from kernels.nn.pooling import LRNMaxPool2d
+from alexnet_fast.kernels import configs
+from alexnet_fast.kernels.lrn import local_response_norm
+from alexnet_fast.kernels.lrn_max_pool import codegen_specs, lrn_max_pool2d, lrn_max_pool2d_bwd, lrn_max_pool2d_fwd
+from alexnet_fast.kernels.max_pool import max_pool2d
+from alexnet_fast.kernels.nn.pooling import LRNMaxPool2d
 from pooling_reference import (LAYOUTS, assert_layout, in_layout, use_interpreter_tile, window_to_flat,
                                windows_per_input)
 

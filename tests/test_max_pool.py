@@ -6,15 +6,15 @@ ceil(k/s)^2 windows)."""
 
 import pytest
 
-from kernels._common import alexnet_channel_layers
+from alexnet_fast.kernels._common import alexnet_channel_layers
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from helpers import assert_close_ref
-from kernels import configs
-from kernels.max_pool import codegen_specs, max_pool2d, max_pool2d_bwd, max_pool2d_fwd
-from kernels.nn.pooling import MaxPool2d
+from alexnet_fast.kernels import configs
+from alexnet_fast.kernels.max_pool import codegen_specs, max_pool2d, max_pool2d_bwd, max_pool2d_fwd
+from alexnet_fast.kernels.nn.pooling import MaxPool2d
 from pooling_reference import (LAYOUTS, assert_layout, in_layout, pool_reference, use_interpreter_tile,
                                windows_per_input)
 

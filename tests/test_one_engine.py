@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from profiling import engine, suites, timers
-from profiling import estimates
-from profiling.cell_types import Cell
+from alexnet_fast.profiling import engine, suites, timers
+from alexnet_fast.profiling import estimates
+from alexnet_fast.profiling.cell_types import Cell
 
 REPO = Path(__file__).resolve().parents[1]
 # the one timer and the one judge, and who may call them
@@ -79,7 +79,7 @@ def test_the_rule_would_have_caught_the_old_gpu_suite():
 
 
 def test_bench_layer_rows_and_suite_layer_rows_are_the_same_cell():
-    from profiling.plan import BenchPlan, VariantSpec, plan_cells
+    from alexnet_fast.profiling.plan import BenchPlan, VariantSpec, plan_cells
 
     plan = BenchPlan(device="cpu", variants=[VariantSpec("eager")], precisions=["fp32"], batch_sizes=[1],
                      passes=["inference"], layers=["pool5"], layer_passes=["fwd", "bwd"], width_mult=0.125,
@@ -116,7 +116,7 @@ def test_a_cell_that_would_end_past_the_budget_is_skipped_and_recorded():
 def test_subprocesses_get_the_budget_left_as_their_timeout(monkeypatch):
     """Defect 4: a layout cell's ranks and the pytest cell wait at most the budget left (the
     old layout cells waited their 300 s default whatever was left)."""
-    from profiling import layout_bench
+    from alexnet_fast.profiling import layout_bench
 
     seen = {}
 
@@ -270,8 +270,8 @@ def test_kernel_time_falls_back_to_the_profiler_when_capture_fails(monkeypatch):
 
 # ------------------------------------------------------------------ the dispatch cell's stub
 def test_launches_stubbed_runs_no_kernel_and_refuses_a_cold_autotuner():
-    import kernels
-    from profiling.dispatch import launches_stubbed
+    from alexnet_fast import kernels
+    from alexnet_fast.profiling.dispatch import launches_stubbed
 
     x = torch.randn(1, 16, 9, 9)
     with launches_stubbed() as launches:

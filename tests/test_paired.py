@@ -5,8 +5,8 @@ import random
 import numpy as np
 import pytest
 
-from profiling.paired import paired_rounds
-from profiling.stats import FASTER, paired_ratio
+from alexnet_fast.profiling.paired import paired_rounds
+from alexnet_fast.profiling.stats import FASTER, paired_ratio
 
 
 class FakeMachine:

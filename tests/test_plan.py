@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from alexnet_fast.cli import main
-from profiling import plan as P
+from alexnet_fast.profiling import plan as P
 
 TINY = ["--variant", "eager", "--width-mult", "0.125", "--input-size", "67", "--layer", "none",
         "--batch-size", "2", "--no-progress"]
@@ -59,7 +59,7 @@ def test_output_dir_that_is_a_file(capsys, tmp_path, command):
     path.write_text("not a directory")
     extra = TINY + ["--device", "cpu"] if command == "bench" else ["--input", str(tmp_path / "in")]
     if command == "report":  # a readable input, so only the output directory is wrong
-        from profiling.results import write_results
+        from alexnet_fast.profiling.results import write_results
 
         write_results([{"scope": "model", "variant": "eager", "precision": "fp32", "batch_size": 1,
                         "pass": "inference", "status": "ok", "machine": "m", "device": "d"}], tmp_path / "in")

@@ -18,16 +18,16 @@ import importlib
 import pytest
 import torch
 
-import kernels._common as common
-from kernels import configs
-from kernels.lrn import local_response_norm, lrn_fwd
-from kernels.lrn_max_pool import lrn_max_pool2d, lrn_max_pool2d_fwd
-from kernels.max_pool import max_pool2d, max_pool2d_fwd
+import alexnet_fast.kernels._common as common
+from alexnet_fast.kernels import configs
+from alexnet_fast.kernels.lrn import local_response_norm, lrn_fwd
+from alexnet_fast.kernels.lrn_max_pool import lrn_max_pool2d, lrn_max_pool2d_fwd
+from alexnet_fast.kernels.max_pool import max_pool2d, max_pool2d_fwd
 
 # the op files (kernels.max_pool2d etc. are the functions: kernels/__init__.py)
-lrn_mod = importlib.import_module("kernels.lrn")
-pool_mod = importlib.import_module("kernels.max_pool")
-fused_mod = importlib.import_module("kernels.lrn_max_pool")
+lrn_mod = importlib.import_module("alexnet_fast.kernels.lrn")
+pool_mod = importlib.import_module("alexnet_fast.kernels.max_pool")
+fused_mod = importlib.import_module("alexnet_fast.kernels.lrn_max_pool")
 
 OPS = {
     "lrn": (lrn_mod, lambda x: local_response_norm(x, 3, 0.5, 0.75, 2.0)),

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from profiling import preflight as pf
+from alexnet_fast.profiling import preflight as pf
 
 HEADERS_OK = {"python_h": "/usr/include/python3/Python.h", "python_h_wanted": "/usr/include/python3/Python.h"}
 

@@ -12,9 +12,9 @@ import pytest
 import torch
 
 from alexnet_fast.cli import main
-from profiling import layer_markers as L
-from profiling import profiler as P
-from profiling import traces as T
+from alexnet_fast.profiling import layer_markers as L
+from alexnet_fast.profiling import profiler as P
+from alexnet_fast.profiling import traces as T
 
 TINY = ["--width-mult", "0.125", "--input-size", "67", "--device", "cpu", "--no-progress", "--threads", "1"]
 # every layer group of the paper AlexNet, in forward order
@@ -135,7 +135,7 @@ def test_train_pass_attributes_the_backward(tmp_path):
     """profile_cell (the API) on a training step: each layer's backward ops are found by the
     sequence number its forward recorded; optimizer and unattributed backward get rows."""
     from alexnet_fast.model import AlexNet, make_config
-    from profiling.cell import inputs
+    from alexnet_fast.profiling.cell import inputs
 
     config = make_config("paper", width_mult=0.125, input_size=67)
     result = P.profile_cell(AlexNet(config), inputs(config, 2, 0, "cpu"), "eager", "fp32", "train", "cpu", tmp_path,

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from alexnet_fast.cli import main
-from profiling.regress import DEFAULT_THRESHOLD_PCT, NOT_SIGNIFICANT, BenchmarkFileError, Change, load_run
+from alexnet_fast.profiling.regress import DEFAULT_THRESHOLD_PCT, NOT_SIGNIFICANT, BenchmarkFileError, Change, load_run
 
 REPO = Path(__file__).resolve().parents[1]
 RECORDED = sorted((REPO / "reports" / "benchmarks").glob("*.json"))
@@ -147,7 +147,7 @@ def test_missing_baseline_is_a_clear_error(tmp_path, capsys):
 
 
 def test_default_baseline_is_the_current_machines(tmp_path, monkeypatch, capsys):
-    import profiling.regress as regress
+    import alexnet_fast.profiling.regress as regress
 
     monkeypatch.setattr(regress, "BASELINE_DIR", tmp_path / "baselines")
     (tmp_path / "baselines").mkdir()

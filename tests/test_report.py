@@ -5,8 +5,8 @@ import json
 import pytest
 
 from alexnet_fast.cli import main
-from profiling.report import render
-from profiling.results import read_results, to_frame, write_results
+from alexnet_fast.profiling.report import render
+from alexnet_fast.profiling.results import read_results, to_frame, write_results
 
 ENV = dict(device="Test CPU", device_type="cpu", machine="cpu-test-2t", threads=2, cpu_count=4, torch="2.x", triton="3.x",
            python="3.11", git_commit="abc123", run_id="r1", load_avg_1m=0.5, layout="single", preset="paper")
@@ -95,7 +95,7 @@ def test_missing_or_malformed_results_are_clear_errors(tmp_path, capsys):
 
 
 def test_speedups_pair_each_row_with_eager_of_its_own_run(tmp_path):
-    from profiling.render.bench import _speedups
+    from alexnet_fast.profiling.render.bench import _speedups
 
     first = [r for r in results_rows() if r["scope"] == "model" and r["status"] == "ok"]
     # a second run on the same machine: eager twice as slow, compile unchanged
@@ -149,7 +149,7 @@ def test_a_column_of_the_wrong_type_is_one_line_naming_it(tmp_path, capsys, fmt,
 def test_column_types_accept_what_bench_writes_and_empty_cells(tmp_path):
     """The bench's own tables (JSON and CSV) pass unchanged: numbers stay numbers, empty
     cells stay empty, flags are booleans."""
-    from profiling.report import check_column_types
+    from alexnet_fast.profiling.report import check_column_types
 
     write_results(results_rows(), tmp_path)
     for frame in (read_results(tmp_path / "results.json"), read_results(tmp_path / "results.csv")):

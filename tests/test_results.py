@@ -6,7 +6,7 @@ import os
 import pandas as pd
 import pytest
 
-from profiling import results as R
+from alexnet_fast.profiling import results as R
 
 
 def test_crash_mid_json_write_keeps_both_old_files(tmp_path, monkeypatch):

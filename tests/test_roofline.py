@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from profiling.roofline import _gemm_paths, device_peaks, known_peaks, measure_peaks
+from alexnet_fast.profiling.roofline import _gemm_paths, device_peaks, known_peaks, measure_peaks
 
 
 @pytest.mark.parametrize("name, label, bf16, fp32, tbs", [

@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from profiling.stats import (FASTER, NO_DIFFERENCE, SLOWER, mann_whitney_u, min_p_value, paired_ratio,
+from alexnet_fast.profiling.stats import (FASTER, NO_DIFFERENCE, SLOWER, mann_whitney_u, min_p_value, paired_ratio,
                              significance, tukey_outliers)
 
 
@@ -146,7 +146,7 @@ def test_mann_whitney_known_values_ties_and_limits():
     rng = np.random.default_rng(9)
     x, y = rng.lognormal(0, 0.1, 40), rng.lognormal(0.05, 0.1, 40)
     exact = mann_whitney_u(x, y)
-    import profiling.stats as stats
+    import alexnet_fast.profiling.stats as stats
     old = stats.EXACT_MAX_N
     stats.EXACT_MAX_N = 10
     try:

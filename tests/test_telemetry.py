@@ -2,7 +2,7 @@
 
 import types
 
-from profiling import telemetry as T
+from alexnet_fast.profiling import telemetry as T
 
 
 class FakeNVML(types.SimpleNamespace):

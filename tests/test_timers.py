@@ -5,7 +5,7 @@ import time
 import pytest
 import torch
 
-from profiling.timers import fixed_threads, measure, summarize, time_first_call
+from alexnet_fast.profiling.timers import fixed_threads, measure, summarize, time_first_call
 
 
 def test_measures_a_known_sleep():

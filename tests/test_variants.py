@@ -9,7 +9,7 @@ from torch import nn
 from alexnet_fast import alexnet, build_variant
 from alexnet_fast.variants import VARIANTS
 
-HAS_KERNELS = importlib.util.find_spec("kernels.conv2d_relu") is not None
+HAS_KERNELS = importlib.util.find_spec("alexnet_fast.kernels.conv2d_relu") is not None
 needs_kernels = pytest.mark.skipif(not HAS_KERNELS, reason="Triton ops not present in kernels/")
 
 # A small paper AlexNet the interpreter runs in seconds: 12/32/48/48/32 filters, 67x67 input
@@ -65,7 +65,7 @@ def test_compile_matches_eager():
 
 @needs_kernels
 def test_triton_swaps_by_role():
-    from kernels.nn import Conv2dReLU, LRNMaxPool2d, MaxPool2d
+    from alexnet_fast.kernels.nn import Conv2dReLU, LRNMaxPool2d, MaxPool2d
 
     v = build_variant(small_model(), "triton")
     f = v.features

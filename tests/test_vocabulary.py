@@ -41,7 +41,7 @@ def test_no_module_writes_a_vocabulary_list_again():
 
 @pytest.mark.parametrize("op", V.TRITON_OPS)
 def test_every_triton_op_is_named_as_its_kernel_names_itself(op):
-    from kernels import op_modules
+    from alexnet_fast.kernels import op_modules
 
     ops = {m.OP for m in op_modules()}
     assert op in ops and ops == set(V.TRITON_OPS)
@@ -49,8 +49,8 @@ def test_every_triton_op_is_named_as_its_kernel_names_itself(op):
 
 def test_the_layer_units_and_implementations_use_the_vocabulary():
     from alexnet_fast.model import make_config
-    from profiling.flops import layer_units
-    from profiling.cell_types import LAYER_IMPLS
+    from alexnet_fast.profiling.flops import layer_units
+    from alexnet_fast.profiling.cell_types import LAYER_IMPLS
 
     assert tuple(LAYER_IMPLS) == V.IMPLS
     assert V.IMPLS == V.BASELINE_IMPLS + V.TRITON_IMPLS

@@ -75,7 +75,7 @@ def _nbytes(t: torch.Tensor) -> int:
 def memory_format_of(x: torch.Tensor) -> torch.memory_format:
     """``kernels._common.memory_format_of``, imported on first use (importing ``kernels``
     imports Triton, which must not happen before TRITON_INTERPRET is set)."""
-    from kernels._common import memory_format_of as of
+    from alexnet_fast.kernels._common import memory_format_of as of
 
     return of(x)
 

@@ -4,10 +4,10 @@
 import importlib
 
 _EXPORTS = {
-    "Conv2dReLU": "kernels.nn.conv",
-    "LocalResponseNorm": "kernels.nn.pooling",
-    "MaxPool2d": "kernels.nn.pooling",
-    "LRNMaxPool2d": "kernels.nn.pooling",
+    "Conv2dReLU": "alexnet_fast.kernels.nn.conv",
+    "LocalResponseNorm": "alexnet_fast.kernels.nn.pooling",
+    "MaxPool2d": "alexnet_fast.kernels.nn.pooling",
+    "LRNMaxPool2d": "alexnet_fast.kernels.nn.pooling",
 }
 
 __all__ = list(_EXPORTS)
@@ -16,4 +16,4 @@ __all__ = list(_EXPORTS)
 def __getattr__(name):
     if name in _EXPORTS:
         return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'kernels.nn' has no attribute {name!r}")
+    raise AttributeError(f"module 'alexnet_fast.kernels.nn' has no attribute {name!r}")

@@ -12,8 +12,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from kernels._common import int_pair
-from kernels.conv2d_relu import conv2d_relu
+from alexnet_fast.kernels._common import int_pair
+from alexnet_fast.kernels.conv2d_relu import conv2d_relu
 
 
 def _check_supported(padding: Any, dilation: Any, padding_mode: str) -> None:

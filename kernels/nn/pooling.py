@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from kernels.lrn import local_response_norm
-from kernels.lrn_max_pool import lrn_max_pool2d
-from kernels.max_pool import max_pool2d
+from alexnet_fast.kernels.lrn import local_response_norm
+from alexnet_fast.kernels.lrn_max_pool import lrn_max_pool2d
+from alexnet_fast.kernels.max_pool import max_pool2d
 
 __all__ = ["LocalResponseNorm", "MaxPool2d", "LRNMaxPool2d"]
 

@@ -19,9 +19,9 @@ import pandas as pd
 
 from alexnet_fast.io import atomic_write_text
 from alexnet_fast.vocabulary import PASSES, VARIANT_LABELS
-from profiling.judge import ERROR_MULTIPLIER, TOLERANCES
-from profiling.render.format import fmt, markdown_table, num, save_png
-from profiling.results import STATUSES
+from alexnet_fast.profiling.judge import ERROR_MULTIPLIER, TOLERANCES
+from alexnet_fast.profiling.render.format import fmt, markdown_table, num, save_png
+from alexnet_fast.profiling.results import STATUSES
 
 __all__ = ["render", "roofline_plot", "throughput_plot", "device_peaks_from"]
 

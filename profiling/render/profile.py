@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from alexnet_fast.io import atomic_write_json, atomic_write_text
-from profiling.render.format import fmt, fmt_bytes, markdown_table, save_png
+from alexnet_fast.profiling.render.format import fmt, fmt_bytes, markdown_table, save_png
 
 __all__ = ["INTERPRETED", "TOP_KERNELS", "cell_markdown", "write_cell_files", "plot_layers", "write_summary"]
 
@@ -95,8 +95,8 @@ def write_cell_files(result, out: Path) -> None:
     atomic_write_text(out / "layers.csv", _csv_text(result.layers))
     atomic_write_text(out / "ops.csv", _csv_text(result.ops))
     if result.kernels:
-        files["kernels_csv"] = str(out / "kernels.csv")
-        atomic_write_text(out / "kernels.csv", _csv_text(result.kernels))
+        files["kernels_csv"] = str(out / "alexnet_fast.kernels.csv")
+        atomic_write_text(out / "alexnet_fast.kernels.csv", _csv_text(result.kernels))
     result.files = files
     atomic_write_text(out / "profile.md", cell_markdown(result, Path(files["trace"]).name))
     atomic_write_json(out / "cell.json", result.as_dict())
@@ -172,7 +172,7 @@ def plot_layers(results, path: str | Path) -> Path | None:
 def write_summary(results, output_dir: str | Path) -> Path:
     """``PROFILE.md`` (a summary table, the plot, then every cell's tables), ``profile.json``
     and ``layers.png`` under ``output_dir``; returns the markdown's path."""
-    from profiling.results import environment
+    from alexnet_fast.profiling.results import environment
 
     out = Path(output_dir)
     env = environment(results[0].cell["device"], results[0].cell.get("threads"))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from profiling.render.format import fmt, save_png, text_table
+from alexnet_fast.profiling.render.format import fmt, save_png, text_table
 
 __all__ = ["format_table", "plot_history"]
 

@@ -21,7 +21,7 @@ import math
 from typing import Any, Iterable
 
 from alexnet_fast.vocabulary import BASELINE_IMPLS, PASSES, TRITON_IMPLS, TRITON_OPS
-from profiling.render.format import fmt, markdown_table, num
+from alexnet_fast.profiling.render.format import fmt, markdown_table, num
 
 # KernelBench level3/5_AlexNet.py, batch 1024 fp32 (cuDNN's default TF32), H100 SXM, published with
 # the repository (results/timing/H100_Modal): eager and torch.compile default, ms per forward

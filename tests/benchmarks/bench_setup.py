@@ -13,7 +13,7 @@ import os
 import torch
 
 from alexnet_fast.vocabulary import PRECISIONS as ALL_PRECISIONS
-from profiling.results import device_name, machine_slug
+from alexnet_fast.profiling.results import device_name, machine_slug
 
 CUDA = torch.cuda.is_available()
 DEVICE = "cuda" if CUDA else "cpu"

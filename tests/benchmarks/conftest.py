@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from bench_setup import THREADS
-from profiling.timers import fixed_threads
+from alexnet_fast.profiling.timers import fixed_threads
 
 
 @pytest.fixture(autouse=True)

@@ -22,11 +22,11 @@ import torch.nn.functional as F
 from alexnet_fast.model import make_config
 from alexnet_fast.precision import policy
 from alexnet_fast.vocabulary import TRITON_OPS
-from kernels._common import layout_name
+from alexnet_fast.kernels._common import layout_name
 from bench_setup import BATCH, DEVICE, PRECISIONS, run_benchmark, skip_triton_reason
-from profiling.flops import bytes_model_for, layer_units, unit_cost
-from profiling.judge import Reference, floor, judge
-from profiling.cell_types import LAYER_IMPLS
+from alexnet_fast.profiling.flops import bytes_model_for, layer_units, unit_cost
+from alexnet_fast.profiling.judge import Reference, floor, judge
+from alexnet_fast.profiling.cell_types import LAYER_IMPLS
 
 UNITS = [u for u in layer_units(make_config("paper")) if u.op in TRITON_OPS]
 PROVIDERS = ("eager-nchw", "compile", "triton")
@@ -73,7 +73,7 @@ def reference_fn(unit):
 
 
 def triton_fn(unit):
-    import kernels
+    from alexnet_fast import kernels
 
     p = unit.params
     if unit.op == "conv2d_relu":

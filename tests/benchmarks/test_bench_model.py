@@ -15,9 +15,9 @@ from alexnet_fast import alexnet, build_variant
 from alexnet_fast.precision import policy
 from alexnet_fast.vocabulary import PASSES, VARIANTS
 from bench_setup import BATCH, CUDA, DEVICE, run_benchmark, skip_triton_reason
-from profiling.cell import inference_step, reference, train_step
-from profiling.flops import bytes_model_for, model_cost
-from profiling.judge import floor, judge
+from alexnet_fast.profiling.cell import inference_step, reference, train_step
+from alexnet_fast.profiling.flops import bytes_model_for, model_cost
+from alexnet_fast.profiling.judge import floor, judge
 
 MODEL_PRECISIONS = ("fp32", "bf16") if CUDA else ("fp32",)
 
