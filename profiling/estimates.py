@@ -113,7 +113,8 @@ def assumed_compiles(kind: str, params: Mapping[str, Any], interpreted: bool = F
       graph break at the channels-last pre-hook that the triton variants add; without a GPU
       (``interpreted``) a triton+compile cell is checked, not timed: no train-mode frame;
     * profile: 0 when it reuses its model cell's compiled model (``reuse``, the GPU suite) or
-      runs no compiled variant; else a whole-model compile as a model cell's, in the profiled pass
+      runs no compiled variant (reused without a GPU, a triton+compile training cell compiles its
+      train-mode frame: its model cell only checked it); else a whole-model compile as a model cell's, in the profiled pass
       only (1 frame, +1 for triton+compile); per layer (scope ``layers``) one frame per layer
       group: not counted here (None);
     * preflight: its tiny function; layout and pytest compile in subprocesses (None)."""
@@ -127,7 +128,9 @@ def assumed_compiles(kind: str, params: Mapping[str, Any], interpreted: bool = F
         return len(params["passes"])
     if kind == "profile":
         variant = params["variant"]
-        if not variant.endswith("compile") or params.get("reuse"):
+        if params.get("reuse"):
+            return int(interpreted and variant == "triton+compile" and params["pass"] == "train")
+        if not variant.endswith("compile"):
             return 0
         if params.get("compile_scope", "model") == "layers":
             return None

@@ -309,7 +309,7 @@ def _profile_steps(step, device: torch.device, steps: int):
         torch.cuda.reset_peak_memory_stats(device)
         start_bytes = torch.cuda.memory_allocated(device)
     else:
-        os.environ.setdefault("KINETO_LOG_LEVEL", "5")  # kineto's "gpuGetDeviceCount failed" line on CPU-only machines
+        os.environ.setdefault("KINETO_LOG_LEVEL", "6")  # no kineto lines ("gpuGetDeviceCount failed", USDT)
     with profile(activities=activities, record_shapes=True, profile_memory=True) as prof:
         for i in range(steps):
             with record_function(f"step {i}"):

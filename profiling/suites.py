@@ -71,6 +71,7 @@ class SuiteSpec:
     # each whole-model cell profiled once right after it (a compiled one reuses its compiled model):
     # the traces go into the bundle's one archive (profiling.gpu_suite.PROFILE_ARCHIVE)
     profile_models: bool = True
+    profile_only: tuple[tuple[str, str], ...] | None = None  # (variant, pass) of the model cells to profile; None: all
     profile_steps: int = 3
     profile_warmup: int = 1
     dispatch_units: tuple[str, ...] = ("conv3+relu3", "lrn2", "pool5", "lrn2+pool2")
@@ -115,7 +116,8 @@ def smoke_spec(spec: SuiteSpec) -> SuiteSpec:
     at width 1/8 and 67x67, batch 2 (the whole model: 1), one unit per Triton op (conv2 launches forward, dgrad
     and wgrad), the Triton interpreter in fp16 (it has no bf16) and eager / compile in fp32
     (PyTorch has no CPU half-precision LRN), KernelBench's AlexNet at width 1/16 and 63x63,
-    the model_parallel layout in eager, two pytest tests (skipped without a GPU: the cell's
+    the model_parallel layout in eager, profiles of the inference cells and of eager / compile
+    training (one step, no warm-up: an interpreted training step takes ~10 s), two pytest tests (skipped without a GPU: the cell's
     subprocess, timeout and junit file are what runs), codegen of one spec per kernel kind.
     torch.compile runs with the ``aot_eager`` backend: the same dynamo frames, guards,
     recompiles and AOT autograd through the custom ops' fake and autograd registrations as with
@@ -127,7 +129,8 @@ def smoke_spec(spec: SuiteSpec) -> SuiteSpec:
                       ("fp32", ("eager-nchw", "eager-nhwc"), SMOKE_UNITS)),
         anchor_model="alexnet_fast.examples:small_kernelbench_alexnet", anchor_variants=("eager", "compile", "triton"),
         anchor_batch=2, model_variants=VARIANTS, model_precision="fp32",
-        model_batch=1, model_passes=PASSES, profile_steps=1, dispatch_units=SMOKE_UNITS,
+        model_batch=1, model_passes=PASSES, profile_steps=1, profile_warmup=0, dispatch_units=SMOKE_UNITS,
+        profile_only=tuple((v, "inference") for v in VARIANTS) + (("eager", "train"), ("compile", "train")),
         layouts=("model_parallel",), layout_batch=2, layout_variants=("eager",), codegen_max_specs=6,
         pytest_tests=spec.pytest_tests[:2], pytest_cap_s=60.0, peak_gemm_n=128, peak_copy_mib=4, warmup=1, repeats=2,
         budget_s=1200.0, compile_backend="aot_eager",
@@ -199,7 +202,7 @@ def _model_cell(kind: str, spec: SuiteSpec, variant: str, precision: str, batch:
     return Cell(kind, name, round(est, 2), params, assumed_compiles(kind_compiles, params, interpreted))
 
 
-def profile_cell(spec: SuiteSpec, model: Cell, first: bool) -> Cell:
+def profile_cell(spec: SuiteSpec, model: Cell, first: bool, interpreted: bool = False) -> Cell:
     """The whole-model cell ``model`` under torch.profiler, once: ``spec.profile_steps`` steps,
     reusing the model cell's compiled model (``reuse``: it never compiles again)."""
     p = model.params
@@ -208,7 +211,7 @@ def profile_cell(spec: SuiteSpec, model: Cell, first: bool) -> Cell:
               "compile_scope": "model", "steps": spec.profile_steps, "warmup": spec.profile_warmup, "reuse": True,
               "size": f"{spec.preset} AlexNet, width {spec.width_mult:g}"}
     return Cell("profile", f"{model.name} under torch.profiler", profile_estimate(params, first), params,
-                assumed_compiles("profile", params))
+                assumed_compiles("profile", params, interpreted))
 
 
 def build_cells(spec: SuiteSpec | str, *, interpreted: bool = False) -> list[Cell]:
@@ -239,8 +242,9 @@ def build_cells(spec: SuiteSpec | str, *, interpreted: bool = False) -> list[Cel
         for variant in spec.model_variants:
             cells.append(_model_cell("model", spec, variant, spec.model_precision, spec.model_batch, pass_, tally,
                                      triton_tuned=tuned, interpreted=interpreted))
-            if spec.profile_models:
-                cells.append(profile_cell(spec, cells[-1], first=not any(c.kind == "profile" for c in cells)))
+            if spec.profile_models and (spec.profile_only is None or (variant, pass_) in spec.profile_only):
+                cells.append(profile_cell(spec, cells[-1], first=not any(c.kind == "profile" for c in cells),
+                                          interpreted=interpreted))
     if spec.dispatch_units:
         precision = spec.layer_matrix[0][0]
         cells.append(Cell("dispatch", f"host cost of the Triton ops vs aten, {precision} b{spec.layer_batch}",

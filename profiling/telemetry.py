@@ -173,7 +173,7 @@ def peak_memory(fn: Callable[[], object], device: str | torch.device) -> dict[st
     else:
         from torch.profiler import ProfilerActivity, profile
 
-        os.environ.setdefault("KINETO_LOG_LEVEL", "5")  # kineto's "gpuGetDeviceCount failed" line without a GPU
+        os.environ.setdefault("KINETO_LOG_LEVEL", "6")  # no kineto lines: "gpuGetDeviceCount failed", USDT start/stop
         with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
             fn()
         peak = cpu_peak_bytes(prof.profiler.kineto_results.events())
