@@ -89,7 +89,7 @@ CONSTANTS: dict[str, Constant] = {
     "PROFILE_S": Constant(2.0, "one profile cell: warm-up, 3 + 3 unprofiled and 3 profiled steps of a <= 60 ms step "
                                "(< 0.6 s), the profiler's start / stop with record_shapes and profile_memory, the "
                                "trace exported, read back and tabled, the bundle's archive and plot rewritten: "
-                               "0.4-1.2 s a cell measured on CPU at width 1/8 (tests/test_profile.py); x2 margin"),
+                               "0.2-0.7 s a cell measured in the CPU smoke run (width 1/8, one step); x3 margin"),
     "PROFILER_START_S": Constant(3.0, "the first torch.profiler of a process: kineto's and CUPTI's start (2.9 s "
                                       "measured on CPU for kineto alone, cold page cache); paid once a run"),
     "WRITE_MARGIN_S": Constant(5.0, "kept free at the end of the budget: a subprocess's timeout is the budget left "

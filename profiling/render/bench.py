@@ -203,11 +203,11 @@ def _model_section(frame: pd.DataFrame, gemm: dict[str, float]) -> str:
         key = (r.get("label"), r["precision"], r["batch_size"], r["pass"], r["layout"], str(r.get("run_id")))
         rows.append([r["layout"], r["pass"], r["precision"], fmt(r["batch_size"]), _label(r), r["status"],
                      _timing_cell(r), fmt(r.get("images_per_s")), fmt(gf),
-                     f"{100 * gf / peak:.1f}%" if gf and peak else "-",
-                     fmt(speed.get(key)), fmt(r.get("compile_s")), fmt(r.get("peak_memory_mb"))])
+                     f"{100 * gf / peak:.1f}%" if gf and peak else "-", fmt(r.get("peak_memory_mb")),
+                     fmt(speed.get(key)), fmt(r.get("compile_s"))])
     return markdown_table(["layout", "pass", "precision", "batch", "variant", "status", "median ms (p20-p80)",
-                           "images/s", "GFLOP/s", "% of GEMM peak", "speedup vs eager", "first call s",
-                           "peak MiB"], rows) + _memory_note(models)
+                           "images/s", "GFLOP/s", "% of GEMM peak", "peak MiB", "speedup vs eager",
+                           "first call s"], rows) + _memory_note(models)
 
 
 def _memory_note(rows: pd.DataFrame) -> str:
