@@ -284,7 +284,8 @@ def profile_params(p: dict[str, Any], source, device: torch.device, root: str | 
         results.append(result)
     status = "interpreted" if result.interpreted else "profiled"
     note = "; ".join([f"{steps} profiled steps", *result.notes])
-    return {**fields, "status": status, "note": note, "first_call_s": result.first_call_s, **result.columns()}
+    return {**fields, "status": status, "note": note, "warmup": result.cell["warmup"], "repeats": steps,
+            "first_call_s": result.first_call_s, **result.columns()}
 
 
 def _unprofiled(before, after) -> dict[str, Any]:
