@@ -276,7 +276,7 @@ def test_the_codegen_cell_imports_the_kernel_modules_by_their_full_names():
     from alexnet_fast.profiling.codegen.specs import kernel_module_names
 
     names = kernel_module_names()
-    assert names and all(n.startswith("kernels.") and not n.startswith("alexnet_fast.kernels.kernels.") for n in names)
+    assert names and all(n.startswith("alexnet_fast.kernels.") and not n.startswith("alexnet_fast.kernels.kernels.") for n in names)
     for n in names:
         importlib.import_module(n)
 
