@@ -8,7 +8,8 @@ import dataclasses
 import pytest
 
 import codegen_fixture_kernels as fixture
-from alexnet_fast.profiling.codegen.compile import check_given_signature, launch_specialization, specialized_names, validate_spec
+from alexnet_fast.profiling.codegen.compile import (check_given_signature, launch_specialization, specialized_names,
+                                                   validate_spec)
 
 
 def _copy_spec(**args):
