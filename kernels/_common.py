@@ -325,7 +325,7 @@ def autotuned(kernel, table: Mapping[str, Sequence[dict]], interpreter_config: d
 
 # Triton pointer type -> the torch dtype a launch-faithful spec passes for it ("*x": the input's)
 _POINTER_DTYPES = {"*i8": torch.int8, "*i32": torch.int32, "*fp32": torch.float32}
-# Narrowest global load an fp16/bf16 NHWC memory-bound kernel may use (issue 11, item 4)
+# Narrowest global load (bytes per access) an fp16/bf16 NHWC memory-bound kernel may use
 MIN_LOAD_BYTES_16BIT_NHWC = 8
 
 

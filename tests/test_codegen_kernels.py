@@ -103,7 +103,7 @@ def test_every_kernels_jit_function_is_covered():
 @pytest.mark.parametrize("ref, arch", _sampled_kernel_specs())
 def test_kernel_config_in_use_compiles_cleanly(pool, ref, arch):
     """Compiles for sm_80/sm_90, zero spills, shared memory within the limit, and tensor cores
-    where expected: HGMMA (wgmma) on sm_90, HMMA on sm_80 (issue 3)."""
+    where expected: HGMMA (wgmma) on sm_90, HMMA on sm_80."""
     (row,) = compile_refs([ref], [arch], pool=pool)
     assert row["compiled"], row["error"]
     assert row["passed"], row["failures"]
