@@ -109,3 +109,15 @@ def test_occupancy_and_waves_of_a_launch():
     row = _gemm_row(num_warps=8, registers=129, smem_dynamic_bytes=99328, grid="169x3x1", arch=80)
     assert (row["ctas_per_sm_regs"], row["ctas_per_sm_smem"], row["waves"]) == (1, 1, 4.69)
     assert _gemm_row()["ctas"] is None  # no grid: a generic row
+
+
+def test_every_arch_table_covers_the_archs_the_check_compiles_for():
+    """Adding an arch is adding its entry to every table of arch.py: one missing fails here."""
+    from alexnet_fast.profiling.codegen import arch
+
+    tables = ("SMS", "TENSOR_FLOP_PER_CLOCK", "TENSOR_RATE_SOURCES", "REGISTERS_PER_SM", "SHARED_PER_SM_BYTES",
+              "MAX_WARPS_PER_SM")
+    for name in tables:
+        assert set(getattr(arch, name)) == set(arch.SHARED_LIMIT_BYTES), name
+    assert set(arch.DEFAULT_ARCHS) <= set(arch.SHARED_LIMIT_BYTES)
+    assert all(set(rates) == {"16bit", "tf32"} for rates in arch.TENSOR_FLOP_PER_CLOCK.values())
