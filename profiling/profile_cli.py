@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from typing import Any
 
 from alexnet_fast.io import writable_dir
 from alexnet_fast.vocabulary import COMPILE_MODES, LAYOUTS, PASSES, PRECISIONS, VARIANTS
