@@ -38,7 +38,8 @@ LAYER_IMPLS: dict[str, LayerImpl] = {
 }
 # the per-layer implementation the bench's variants run (alexnet-fast bench --layer)
 IMPL_OF_VARIANT = {"eager": "eager-nchw", "compile": "compile", "triton": "triton", "triton+compile": "triton+compile"}
-KINDS = ("preflight", "peaks", "layer", "anchor", "model", "dispatch", "autotune", "codegen", "layout", "pytest")
+KINDS = ("preflight", "peaks", "layer", "anchor", "model", "profile", "dispatch", "autotune", "codegen", "layout",
+         "pytest")
 
 
 @dataclass(frozen=True)

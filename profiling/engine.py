@@ -44,7 +44,7 @@ from alexnet_fast.profiling.flops import (add_rates, backward_cost, bytes_model_
                              unit_cost)
 from alexnet_fast.profiling.interrupts import Interrupted, PreflightFailed, signals_interrupt, stop_signal
 from alexnet_fast.profiling.judge import floor, judge, verdict_columns
-from alexnet_fast.profiling.telemetry import Telemetry, merge_samples
+from alexnet_fast.profiling.telemetry import Telemetry, merge_samples, peak_memory
 from alexnet_fast.profiling.timers import fixed_threads, measure, time_first_call
 
 __all__ = ["Engine", "Output", "one_line", "INTERPRETED_NOTE"]
@@ -102,6 +102,7 @@ class Engine:
         self.peaks = None
         self.preflight_record: dict | None = None
         self.launched: list[dict[str, Any]] = []  # Triton launches of this run (the codegen cell's input)
+        self.profiles: list = []  # the profile cells' results (profiling.profiler.ProfileResult)
         self.started = time.perf_counter()
         self._env: dict[str, Any] = {}
         self._cache: dict[Any, Any] = {}
@@ -253,10 +254,11 @@ class Engine:
         before = self.telemetry.sample()
         t = measure(fn, device=self.device, warmup=self.warmup, repeats=self.repeats, threads=self.threads,
                     kernel_time=kernel_time)
-        return {**t.columns(), **merge_samples(before, self.telemetry.sample())}
+        return {**t.columns(), **peak_memory(fn, self.device), **merge_samples(before, self.telemetry.sample())}
 
     def _build(self, model: nn.Module, variant: str, compile_mode: str = "default") -> nn.Module:
         torch._dynamo.reset()  # static shapes per cell, and compile time not shared between cells
+        self._cache.pop("compiled", None)  # a model kept for a profile cell (cell_profile) would recompile now
         if self.compile_backend != "inductor":
             return self.build_variant(copy.deepcopy(model), variant, compile_mode=compile_mode, copy_model=False,
                                       compile_backend=self.compile_backend)
@@ -471,7 +473,8 @@ class Engine:
                 # the TF32 flags the timed step ran under (an external figure is matched by what ran)
                 out.update(tf32_matmul=torch.backends.cuda.matmul.allow_tf32,
                            tf32_cudnn=torch.backends.cudnn.allow_tf32)
-        del model
+        if variant.compiled:  # a profile cell of this cell next reuses it (cell_profile): no second compile
+            self._cache["compiled"] = ((variant.name, variant.compile_mode, precision, batch, pass_, id(source)), model)
         return out
 
     def _layout_result(self, p: dict, variant, interpreted: bool) -> dict[str, Any]:
@@ -489,6 +492,19 @@ class Engine:
 
     cell_anchor = cell_model
     cell_layout = cell_model
+
+    # ------------------------------------------------------------------ cells: torch.profiler
+    def cell_profile(self, p: dict) -> list[dict]:
+        """One cell under torch.profiler (:func:`profiling.profiler.profile_params`), timed
+        without it by the one timer; a compiled variant reuses the model cell's just before it."""
+        from alexnet_fast.profiling.profiler import profile_params
+
+        fields = profile_params(
+            p, self._source(p), self.device, getattr(self.output, "profile_dir", None) or Path(self.output.dir or ".")
+            / "profile", timer=lambda step, n: measure(step, device=self.device, warmup=0, repeats=n, threads=self.threads),
+            first_call=time_first_call, compiled=self._cache.pop("compiled", None), threads=self.threads,
+            cold_compile=self.cold_compile, compile_backend=self.compile_backend, results=self.profiles)
+        return [self._row(**fields)]
 
     # ------------------------------------------------------------------ cells: the ops' host cost
     def cell_dispatch(self, p: dict) -> list[dict]:

@@ -86,6 +86,12 @@ CONSTANTS: dict[str, Constant] = {
                                 "~50-300 us: < 0.1 s; x5 margin"),
     "AUTOTUNE_RECORD_S": Constant(0.5, "a scan of the autotuners' caches (gc.get_objects)"),
     "PYTEST_START_S": Constant(10.0, "pytest start: python + torch + triton + the collected test modules"),
+    "PROFILE_S": Constant(2.0, "one profile cell: warm-up, 3 + 3 unprofiled and 3 profiled steps of a <= 60 ms step "
+                               "(< 0.6 s), the profiler's start / stop with record_shapes and profile_memory, the "
+                               "trace exported, read back and tabled, the bundle's archive and plot rewritten: "
+                               "0.2-0.7 s a cell measured in the CPU smoke run (width 1/8, one step); x3 margin"),
+    "PROFILER_START_S": Constant(3.0, "the first torch.profiler of a process: kineto's and CUPTI's start (2.9 s "
+                                      "measured on CPU for kineto alone, cold page cache); paid once a run"),
     "WRITE_MARGIN_S": Constant(5.0, "kept free at the end of the budget: a subprocess's timeout is the budget left "
                                     "minus this, so the run still writes results.json and REPORT.md"),
 }
@@ -106,6 +112,11 @@ def assumed_compiles(kind: str, params: Mapping[str, Any], interpreted: bool = F
       train-mode step -- dropout's mode is guarded); ``triton+compile``: one frame more, the
       graph break at the channels-last pre-hook that the triton variants add; without a GPU
       (``interpreted``) a triton+compile cell is checked, not timed: no train-mode frame;
+    * profile: 0 when it reuses its model cell's compiled model (``reuse``, the GPU suite) or
+      runs no compiled variant (reused without a GPU, a triton+compile training cell compiles its
+      train-mode frame: its model cell only checked it); else a whole-model compile as a model cell's, in the profiled pass
+      only (1 frame, +1 for triton+compile); per layer (scope ``layers``) one frame per layer
+      group: not counted here (None);
     * preflight: its tiny function; layout and pytest compile in subprocesses (None)."""
     if kind == "preflight":
         return 1
@@ -115,6 +126,15 @@ def assumed_compiles(kind: str, params: Mapping[str, Any], interpreted: bool = F
         if not LAYER_IMPLS[params["impl"]].variant.endswith("compile"):
             return 0
         return len(params["passes"])
+    if kind == "profile":
+        variant = params["variant"]
+        if params.get("reuse"):
+            return int(interpreted and variant == "triton+compile" and params["pass"] == "train")
+        if not variant.endswith("compile"):
+            return 0
+        if params.get("compile_scope", "model") == "layers":
+            return None
+        return 1 + (variant == "triton+compile")
     if kind in ("model", "anchor"):
         variant = params["variant"]
         if not variant.endswith("compile"):
@@ -197,6 +217,24 @@ def model_estimate(variant: str, pass_: str, *, mode: str = "default", triton_tu
             if u.op in TRITON_KERNELS and not runs_fused(u, list(units)):
                 for p in passes:
                     est += tally.triton(u.op, p, f"{u.name} b{batch}", precision, n_configs, unit_name=u.name)
+    return round(est, 2)
+
+
+PAPER_LAYER_GROUPS = 13  # conv1+relu1, lrn1+pool1, ..., fc8 (profiling.layer_markers.layer_groups)
+
+
+def profile_estimate(params: Mapping[str, Any], first: bool = False) -> float:
+    """One profile cell: build and the profiled steps (:data:`PROFILE_S`; ``first``: the
+    profiler's start too) and the compile its frames need (none when it reuses the model cell's)."""
+    est = EAGER_SETUP_S + PROFILE_S + (PROFILER_START_S if first else 0.0)
+    variant, pass_ = params["variant"], params["pass"]
+    frames = assumed_compiles("profile", params)
+    if frames is None:  # per layer: one small frame per layer group
+        est += PAPER_LAYER_GROUPS * COMPILE_LAYER_FRAME_S
+    elif frames and variant == "compile":
+        est += COMPILE_MODEL_INFERENCE_S if pass_ == "inference" else COMPILE_MODEL_TRAIN_S
+    elif frames:
+        est += frames * COMPILE_TRITON_MODEL_FRAME_S
     return round(est, 2)
 
 

@@ -11,7 +11,10 @@ The bundle (``--output-dir DIR``; default ``reports/gpu/<device>/``): at most
 :data:`BUNDLE_FILES`, all at the top of DIR, each rewritten as the run goes so a run cut off
 leaves a readable one -- ``results.json`` (meta, the cells with estimated and measured
 seconds and compiles, every row), ``REPORT.md`` (:mod:`profiling.render.suite`),
-``preflight.json``, ``codegen.csv``, ``pytest-gpu.log`` (streamed) and ``pytest-gpu.xml``.
+``preflight.json``, ``codegen.csv``, ``pytest-gpu.log`` (streamed), ``pytest-gpu.xml`` and
+``profile.tar.gz`` (the profile cells' folders -- trace, tables -- and their ``PROFILE.md``,
+``profile.json`` and ``layers.png``: one gzipped archive, so that any number of traces is one
+file of the bundle; traces past :data:`PROFILE_ARCHIVE_MAX_BYTES` are left out and listed).
 Caches go elsewhere: one inductor and one Triton cache for the run and its subprocesses
 (``--cache-dir``, default ``~/.cache/alexnet-fast``; ``TORCHINDUCTOR_CACHE_DIR`` /
 ``TRITON_CACHE_DIR`` already set are kept), autotune results cached on disk
@@ -28,7 +31,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
+import tarfile
+import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -42,7 +48,10 @@ LAYOUT_LABEL = "equivalence + CUDA code path only, not a two-GPU speed"
 EXAMPLE = Path(__file__).resolve().parent / "data" / "gpu_quick_example.json"
 RESULTS_FILE = "results.json"
 REPORT_FILE = "REPORT.md"
-BUNDLE_FILES = (RESULTS_FILE, REPORT_FILE, "preflight.json", "codegen.csv", "pytest-gpu.log", "pytest-gpu.xml")
+PROFILE_ARCHIVE = "profile.tar.gz"
+BUNDLE_FILES = (RESULTS_FILE, REPORT_FILE, "preflight.json", "codegen.csv", "pytest-gpu.log", "pytest-gpu.xml",
+                PROFILE_ARCHIVE)
+PROFILE_ARCHIVE_MAX_BYTES = 12 << 20  # traces (already gzipped past 128 KiB) beyond this stay out: a bundle file < 16 MB
 
 
 def default_bundle_dir(device_name: str, smoke: bool) -> Path:
@@ -71,10 +80,42 @@ def set_cache_env(cache_dir: str | os.PathLike | None) -> dict[str, str]:
 
 class SuiteBundle:
     """The engine's output for a suite: ``results.json`` and ``REPORT.md`` in ``dir``,
-    rewritten atomically after every cell (the other bundle files are the cells' own)."""
+    rewritten atomically after every cell, and :data:`PROFILE_ARCHIVE` after every profile
+    cell (the profile cells write into ``profile_dir``, a scratch folder outside the bundle,
+    removed by :meth:`close`); the other bundle files are the cells' own."""
 
     def __init__(self, directory: str | os.PathLike):
         self.dir = Path(directory)
+        self.profile_dir = Path(tempfile.mkdtemp(prefix="alexnet-fast-profile-"))
+        self._packed = 0
+
+    def close(self) -> None:
+        shutil.rmtree(self.profile_dir, ignore_errors=True)
+
+    def pack_profiles(self, engine) -> None:
+        """The profile cells' folders and summary as one gzipped tar (atomically): tables
+        always, traces smallest first while the archive stays under the limit; the left-out
+        traces named in ``engine.meta["profile_traces_left_out"]``."""
+        from alexnet_fast.io import atomic_path
+        from alexnet_fast.profiling.render.profile import write_summary
+
+        write_summary(engine.profiles, self.profile_dir, by="`alexnet-fast bench --suite`")
+        files = sorted(p for p in self.profile_dir.rglob("*") if p.is_file())
+        traces = sorted((p for p in files if p.name.startswith("trace.json")), key=lambda p: p.stat().st_size)
+        total, left_out = sum(p.stat().st_size for p in files if p not in traces), []
+        for p in traces:
+            if total + p.stat().st_size > PROFILE_ARCHIVE_MAX_BYTES:
+                left_out.append(str(p.relative_to(self.profile_dir)))
+            else:
+                total += p.stat().st_size
+        with atomic_path(self.dir / PROFILE_ARCHIVE) as tmp:
+            with tarfile.open(tmp, "w:gz") as tar:
+                for p in files:
+                    if str(p.relative_to(self.profile_dir)) not in left_out:
+                        tar.add(p, arcname=f"profile/{p.relative_to(self.profile_dir)}")
+        engine.meta["profile_archive"] = PROFILE_ARCHIVE
+        engine.meta["profile_traces_left_out"] = left_out
+        self._packed = len(engine.profiles)
 
     def results(self, engine) -> dict[str, Any]:
         return {"meta": engine.meta, "cells": engine.records, "rows": engine.rows}
@@ -83,6 +124,8 @@ class SuiteBundle:
         from alexnet_fast.io import atomic_write_text, json_safe
         from alexnet_fast.profiling.render.suite import render
 
+        if len(engine.profiles) > self._packed:
+            self.pack_profiles(engine)
         text = json.dumps(json_safe(self.results(engine)), indent=1, allow_nan=False)
         atomic_write_text(self.dir / RESULTS_FILE, text + "\n")
         atomic_write_text(self.dir / REPORT_FILE, render(json.loads(text)))
@@ -216,7 +259,8 @@ def run(args: argparse.Namespace) -> int:
             "bundle": str(bundle_dir), "layout_label": LAYOUT_LABEL, "compile_backend": spec.compile_backend,
             "capability": (".".join(map(str, torch.cuda.get_device_capability(device)))
                            if torch.device(device).type == "cuda" else None)}
-    engine = Engine(device, SuiteBundle(bundle_dir), budget_s=budget,
+    bundle = SuiteBundle(bundle_dir)
+    engine = Engine(device, bundle, budget_s=budget,
                     progress=False if getattr(args, "no_progress", False) else None, warmup=spec.warmup,
                     repeats=spec.repeats, cudnn_benchmark=True, autotune_max_configs=spec.autotune_max_configs,
                     compile_backend=spec.compile_backend, meta=meta)
@@ -229,6 +273,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"alexnet-fast bench: stopped by {e} after {engine.elapsed():.0f} s; results and report written to "
               f"{bundle_dir}", file=sys.stderr)
         return 128 + e.signum
+    finally:
+        bundle.close()
     statuses: dict[str, int] = {}
     for c in engine.records:
         statuses[c["status"]] = statuses.get(c["status"], 0) + 1

@@ -4,10 +4,11 @@ The bench's flags for one cell or a few (``--variant``, ``--compile-mode``, ``--
 ``--batch-size``, ``--pass``, ``--layout single``, ``--model``, ``--device``, sizes, threads),
 parsed and refused by the bench's own :func:`profiling.plan.plan_from_args` (so a flag means
 the same thing and fails with the same line in both commands), plus ``--steps``,
-``--warmup`` and ``--compile-scope``. Each cell is profiled by
-:func:`profiling.profiler.profile_cell` into ``<output-dir>/<cell>/`` (trace, tables,
-``cell.json``); this module writes the run's ``PROFILE.md`` (every cell's tables on one page),
-``profile.json`` and ``layers.png`` (:mod:`profiling.render.profile`).
+``--warmup`` and ``--compile-scope``. The cells are ``profile`` cells of the one engine
+(:meth:`profiling.engine.Engine.cell_profile`, timed by its timer), each profiled into
+``<output-dir>/<cell>/`` (trace, tables, ``cell.json``); after each, :class:`ProfileOutput`
+rewrites the run's ``PROFILE.md`` (every cell's tables on one page), ``profile.json`` and
+``layers.png`` (:mod:`profiling.render.profile`).
 
 Defaults: on a CPU eager and compile (both compile scopes), fp32, batch 4, inference, the paper
 AlexNet at 227x227; on a GPU every variant, bf16, batch 128, inference. Triton variants without
@@ -19,12 +20,11 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from typing import Any
 
 from alexnet_fast.io import writable_dir
 from alexnet_fast.vocabulary import COMPILE_MODES, LAYOUTS, PASSES, PRECISIONS, VARIANTS
 
-__all__ = ["add_arguments", "run", "DEFAULTS"]
+__all__ = ["add_arguments", "run", "DEFAULTS", "ProfileOutput"]
 
 # what a plain `alexnet-fast profile` profiles, per device type (configs as data)
 DEFAULTS = {
@@ -117,44 +117,53 @@ def _refuse_layouts(args: argparse.Namespace) -> None:
                          f"or time {other[0]} with `alexnet-fast bench --layout {other[0]}`")
 
 
-def _cells(plan, scopes: list[str]) -> list[dict[str, Any]]:
+def _cells(plan, scopes: list[str], args: argparse.Namespace) -> list:
+    """The run's ``profile`` cells (:class:`profiling.cell_types.Cell`) for the engine."""
+    from alexnet_fast.profiling.cell_types import Cell
+    from alexnet_fast.profiling.estimates import assumed_compiles, profile_estimate
+    from alexnet_fast.profiling.profiler import cell_name
+
     cells = []
     for precision in plan.precisions:
         for pass_ in plan.passes:
             for variant in plan.variants:
                 interpreted = variant.uses_triton and plan.interpreted
+                reduced = interpreted and not plan.model
+                width, size = (plan.check.width_mult, plan.check.input_size) if reduced else (plan.width_mult,
+                                                                                            plan.input_size)
                 for batch in [plan.check.batch_size] if interpreted else plan.batch_sizes:
                     for scope in scopes if variant.compiled else [None]:
-                        cells.append({"variant": variant.name, "compile_mode": variant.compile_mode,
-                                      "compile_scope": scope or "model", "precision": precision, "pass": pass_,
-                                      "batch_size": batch, "interpreted": interpreted})
+                        params = {"variant": variant.name, "compile_mode": variant.compile_mode,
+                                  "compile_scope": scope or "model", "precision": precision, "pass": pass_,
+                                  "batch_size": batch, "interpreted": interpreted,
+                                  "steps": args.steps or (INTERPRETED_STEPS if interpreted else STEPS),
+                                  "warmup": args.warmup if args.warmup is not None else
+                                  (INTERPRETED_WARMUP if interpreted else WARMUP),
+                                  "model": plan.model, "model_input_size": plan.model_input_size,
+                                  "preset": plan.preset, "width_mult": width, "input_size": size,
+                                  "size": f"model {plan.model}" if plan.model else
+                                  f"{plan.preset} AlexNet, width {width:g}"
+                                  + (" (the bench's interpreted-check size)" if reduced else "")}
+                        name = cell_name(variant.name, variant.compile_mode, scope, precision, batch, pass_)
+                        cells.append(Cell("profile", name, profile_estimate(params, first=not cells), params,
+                                          assumed_compiles("profile", params)))
     return cells
 
 
-def _model_and_inputs(plan, batch: int, reduced: bool):
-    """The eager model (seeded) and the cell's inputs, made as the bench makes them."""
-    import torch
+class ProfileOutput:
+    """The engine's output for ``alexnet-fast profile``: the cells' folders in ``dir``, and
+    after every profiled cell the run's ``PROFILE.md``, ``profile.json`` and ``layers.png``."""
 
-    from alexnet_fast.profiling.cell import inputs
+    def __init__(self, directory):
+        self.dir = self.profile_dir = directory
+        self._written = 0
 
-    if plan.model:
-        from alexnet_fast.user_model import load_model
+    def write(self, engine) -> None:
+        from alexnet_fast.profiling.render.profile import write_summary
 
-        user = load_model(plan.model, input_size=plan.model_input_size)
-        classes = user.num_classes()
-        torch.manual_seed(plan.seed)
-        model = user.build()
-        gen = torch.Generator().manual_seed(plan.seed + batch)
-        x = torch.randn(batch, *user.input_shape, generator=gen)
-        target = torch.randint(0, classes, (batch,), generator=gen)
-        return model, (x, target), f"model {user.spec}"
-    from alexnet_fast.model import AlexNet, make_config
-
-    width, size = (plan.check.width_mult, plan.check.input_size) if reduced else (plan.width_mult, plan.input_size)
-    config = make_config(plan.preset, width_mult=width, input_size=size)
-    torch.manual_seed(plan.seed)
-    what = f"{plan.preset} AlexNet, width {width:g}" + (" (the bench's interpreted-check size)" if reduced else "")
-    return AlexNet(config), inputs(config, batch, plan.seed, plan.device), what
+        if len(engine.profiles) > self._written:
+            self.summary = write_summary(engine.profiles, self.dir)
+            self._written = len(engine.profiles)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -175,41 +184,28 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as e:
         print(f"alexnet-fast profile: {e}", file=sys.stderr)
         return 2
-    from tqdm import tqdm
+    from alexnet_fast.profiling.engine import Engine
+    from alexnet_fast.profiling.interrupts import Interrupted
+    from alexnet_fast.profiling.render.profile import INTERPRETED
 
-    from alexnet_fast.profiling.profiler import cell_name, profile_cell
-    from alexnet_fast.profiling.render.profile import write_summary
-
-    cells = _cells(plan, scopes)
+    cells = _cells(plan, scopes, args)
     print(f"profile: {len(cells)} cells on {plan.device} -> {out}", file=sys.stderr)
-    results, failed = [], 0
+    output = ProfileOutput(out)
+    engine = Engine(plan.device, output, progress=False if args.no_progress else None, threads=plan.threads,
+                    seed=plan.seed, cold_compile=plan.cold_compile)
     start = time.perf_counter()
-    bar = tqdm(cells, desc="profile", unit="cell", file=sys.stderr, disable=True if args.no_progress else None)
-    for c in bar:
-        name = cell_name(c["variant"], c["compile_mode"], c["compile_scope"] if c["variant"].endswith("compile") else None,
-                         c["precision"], c["batch_size"], c["pass"])
-        bar.set_postfix_str(name)
-        steps = args.steps or (INTERPRETED_STEPS if c["interpreted"] else STEPS)
-        warmup = args.warmup if args.warmup is not None else (INTERPRETED_WARMUP if c["interpreted"] else WARMUP)
-        try:
-            model, inputs, size = _model_and_inputs(plan, c["batch_size"], reduced=c["interpreted"] and not plan.model)
-            result = profile_cell(model, inputs, c["variant"], c["precision"], c["pass"], plan.device, out / name,
-                                  steps=steps, warmup=warmup, compile_mode=c["compile_mode"],
-                                  compile_scope=c["compile_scope"], threads=plan.threads,
-                                  interpreted=c["interpreted"], cold_compile=plan.cold_compile,
-                                  extra={"size": size, "cell": name})
-        except Exception as e:  # one broken cell must not end the run
-            import traceback
-
-            traceback.print_exc(file=sys.stderr)
-            print(f"profile: {name} failed: {type(e).__name__}: {e}", file=sys.stderr)
-            failed += 1
-            continue
-        results.append(result)
-        speed = "interpreted: not a speed" if result.interpreted else f"{result.step_mean_ms:.1f} ms/step"
-        tqdm.write(f"{name}: {speed}, trace {result.files['trace']}", file=sys.stderr)
-    if results:
-        summary = write_summary(results, out)
-        print(f"wrote {summary} (+ profile.json, layers.png, {len(results)} cell folders) in "
+    try:
+        rows = engine.run(cells)
+    except Interrupted as e:
+        print(f"alexnet-fast profile: stopped by {e}; the cells profiled so far are in {out}", file=sys.stderr)
+        return 128 + e.signum
+    for row in rows:
+        if row.get("status") in ("profiled", "interpreted"):
+            speed = INTERPRETED if row["status"] == "interpreted" else f"{row['profile_step_ms']:.1f} ms/step"
+            print(f"{row['cell']}: {speed}, trace {row['trace']}", file=sys.stderr)
+        else:
+            print(f"profile: {row['cell']} {row.get('status')}: {row.get('note')}", file=sys.stderr)
+    if engine.profiles:
+        print(f"wrote {output.summary} (+ profile.json, layers.png, {len(engine.profiles)} cell folders) in "
               f"{time.perf_counter() - start:.0f} s", file=sys.stderr)
-    return 1 if failed else 0
+    return 0 if len(engine.profiles) == len(cells) else 1

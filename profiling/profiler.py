@@ -1,12 +1,14 @@
 """torch.profiler over one cell (:func:`profile_cell`): a Chrome/Perfetto trace whose ranges
 read ``step N`` / ``conv1+relu1`` / ``lrn1+pool1`` / ... / ``fc8``, and where the time goes,
-per layer and per op.
+per layer and per op. The engine's ``profile`` cells run it (:func:`profile_params`, called by
+:meth:`profiling.engine.Engine.cell_profile` with the one timer), for ``alexnet-fast profile``
+and the GPU suite alike.
 
 One cell = one variant x precision x batch x pass on one device, built by
 :func:`alexnet_fast.variants.build_variant` and marked by :mod:`profiling.layer_markers`:
-``warmup`` steps (the first timed apart: the compile), ``steps`` steps timed without the
-profiler by the one timer before and again after the profiled ones (an overhead figure only
-when before and after agree within :data:`DRIFT`), then ``steps`` steps under torch.profiler,
+``warmup`` steps (the first timed apart by ``first_call``: the compile), ``steps`` steps timed
+without the profiler by ``timer`` before and again after the profiled ones (an overhead figure
+only when before and after agree within :data:`DRIFT`), then ``steps`` steps under torch.profiler,
 each in ``record_function("step N")`` with the device synchronised inside. In training, a
 backward op is attributed to the layer whose forward recorded its sequence number (the
 profiler's forward/backward link). It writes the trace (:mod:`profiling.traces`) and the
@@ -25,7 +27,7 @@ import re
 import statistics
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import torch
 from torch import nn
@@ -36,11 +38,11 @@ from alexnet_fast.vocabulary import COMPILE_MODES, PASSES, VARIANTS, choose, var
 from alexnet_fast.profiling.cell import inference_step, train_step
 from alexnet_fast.profiling.layer_markers import LayerGroup, LayerMarkers, compile_per_layer, is_alexnet, layer_groups
 from alexnet_fast.profiling.render.profile import INTERPRETED, write_cell_files
-from alexnet_fast.profiling.timers import fixed_threads, measure, synchronize, time_first_call
+from alexnet_fast.profiling.timers import fixed_threads, synchronize
 from alexnet_fast.profiling.traces import (STEP_NAME, device_gaps, kernel_table, memory_peaks, our_kernel_names, read_trace,
                               write_trace)
 
-__all__ = ["ProfileResult", "COMPILE_SCOPES", "GZIP_OVER_BYTES", "profile_cell", "cell_name"]
+__all__ = ["ProfileResult", "COMPILE_SCOPES", "GZIP_OVER_BYTES", "profile_cell", "profile_params", "cell_name"]
 
 COMPILE_SCOPES = ("layers", "model")
 GZIP_OVER_BYTES = 128 << 10  # traces bigger than 128 KiB are written gzipped (Perfetto and chrome://tracing read .gz)
@@ -100,8 +102,8 @@ class ProfileResult:
             "profile_step_ms": None if self.interpreted else self.step_mean_ms,
             "profile_overhead_pct": self.overhead()[0],
             "profile_layer_coverage": None if outside is None else 1 - outside,  # share of the step inside layers
-            "peak_mem_bytes": self.memory.get("peak_bytes"),
-            "peak_mem_source": self.memory.get("source"),
+            "peak_memory_mb": None if self.memory.get("peak_bytes") is None else self.memory["peak_bytes"] / 2**20,
+            "peak_memory_source": self.memory.get("source"),
             "trace": self.files.get("trace"),
         }
 
@@ -140,22 +142,26 @@ def _compile_settings(cold: bool, cpu: bool) -> Iterator[None]:
         yield
 
 
-def _build(model: nn.Module, variant: str, compile_mode: str, compile_scope: str, groups: Sequence[LayerGroup] | None):
+WHOLE_MODEL_NOTE = ("whole model compiled (as the bench runs it): layers are not separable inside the compiled graph "
+                    "(inductor removes record_function ops); see the ops table")
+
+
+def _build(model: nn.Module, variant: str, compile_mode: str, compile_scope: str, groups: Sequence[LayerGroup] | None,
+           compile_backend: str = "inductor"):
     """(built model, marker context, marker names, note) for a cell."""
     from alexnet_fast.variants import build_variant
 
     compiled = variant.endswith("compile")
+    backend = {} if compile_backend == "inductor" else {"compile_backend": compile_backend}
     if compiled and compile_scope == "layers":
         base = build_variant(model, "triton" if variant.startswith("triton") else "eager", copy_model=False)
         names = compile_per_layer(base, groups or layer_groups(base), compile_mode)
         return base, contextlib.nullcontext(), names, (
             "compiled per layer group (one torch.compile piece per layer, marked from an uncompiled wrapper): "
             "no fusion across layers; compare with compile scope 'model'")
-    built = build_variant(model, variant, compile_mode=compile_mode, copy_model=False)
+    built = build_variant(model, variant, compile_mode=compile_mode, copy_model=False, **backend)
     if compiled:
-        return built, contextlib.nullcontext(), {}, (
-            "whole model compiled (as the bench runs it): layers are not separable inside the compiled graph "
-            "(inductor removes record_function ops); see the ops table")
+        return built, contextlib.nullcontext(), {}, WHOLE_MODEL_NOTE
     markers = LayerMarkers(built, groups if groups is not None and is_alexnet(built) else layer_groups(built))
     return built, markers, None, None
 
@@ -164,13 +170,19 @@ def profile_cell(model: nn.Module, inputs: tuple[torch.Tensor, torch.Tensor], va
                  pass_: str, device: str | torch.device, out_dir: str | os.PathLike, *, steps: int = 3,
                  warmup: int = 2, compile_mode: str = "default", compile_scope: str = "layers",
                  threads: int | None = None, interpreted: bool | None = None, cold_compile: bool = True,
-                 gzip_over_bytes: int = GZIP_OVER_BYTES, extra: dict[str, Any] | None = None) -> ProfileResult:
+                 gzip_over_bytes: int = GZIP_OVER_BYTES, extra: dict[str, Any] | None = None,
+                 timer: Callable[[Callable[[], object], int], Any] | None = None,
+                 first_call: Callable[[Callable[[], object], torch.device], tuple[float, object]] | None = None,
+                 built: nn.Module | None = None, compile_backend: str = "inductor") -> ProfileResult:
     """Profile one cell of ``model`` (an eager nn.Module, left untouched: a copy is built as
     ``variant``) on ``inputs`` = (images, targets) and write its files under ``out_dir``
     (module docstring). ``compile_scope``: for the compiled variants, ``layers`` (a compiled
     piece per layer, layers named in the trace) or ``model`` (the whole model, as the bench).
     ``interpreted`` (default: a triton variant without CUDA) marks the times as no speed.
-    ``extra``: more fields for ``result.cell`` (size, preset, ...)."""
+    ``extra``: more fields for ``result.cell`` (size, preset, ...). ``timer(step, n)`` (a
+    :class:`profiling.timers.Timing` of n calls) and ``first_call(step, device)`` (seconds,
+    output) are the engine's timer; without them no unprofiled time and no first-call time.
+    ``built``: the whole model already compiled as ``variant`` (scope ``model``), used as is."""
     choose(variant, VARIANTS, "variant")
     choose(compile_mode, COMPILE_MODES, "compile mode")
     choose(pass_, PASSES, "pass")
@@ -194,24 +206,33 @@ def profile_cell(model: nn.Module, inputs: tuple[torch.Tensor, torch.Tensor], va
     notes = [INTERPRETED + " (Triton's interpreter on CPU: the times say how the interpreter spends them)"] \
         if interpreted else []
 
-    torch._dynamo.reset()  # static shapes per cell; no compiled code shared between cells
-    base = copy.deepcopy(model).to(device)
-    groups = layer_groups(base) if is_alexnet(base) else None
-    settings = _compile_settings(cold_compile, not cuda) if compiled else contextlib.nullcontext()
+    if built is None:
+        torch._dynamo.reset()  # static shapes per cell; no compiled code shared between cells
+        base = copy.deepcopy(model).to(device)
+        groups = layer_groups(base) if is_alexnet(base) else None
+    elif not (compiled and compile_scope == "model"):
+        raise ValueError(f"profile: a built model is the whole model compiled; not {variant} scope {compile_scope}")
+    settings = _compile_settings(cold_compile, not cuda) if compiled and built is None else contextlib.nullcontext()
     with settings, fixed_threads(threads) as n_threads:
-        built, markers, names, note = _build(base, variant, compile_mode, compile_scope, groups)
+        if built is None:
+            built, markers, names, note = _build(base, variant, compile_mode, compile_scope, groups, compile_backend)
+        else:
+            markers, names, note = contextlib.nullcontext(), {}, WHOLE_MODEL_NOTE + " (the model cell's compiled model)"
         if note:
             notes.append(note)
         step = inference_step(built.eval(), x, prec) if pass_ == "inference" else train_step(built, x, target, prec)
         with markers, prec.flags():
             names = markers.names if isinstance(markers, LayerMarkers) else names
-            first_call_s = time_first_call(step, device)[0] if warmup else None  # compiles, for the compiled variants
-            for _ in range(warmup - 1):
+            first_call_s = None  # the first call compiles, for the compiled variants
+            if warmup and first_call is not None:
+                first_call_s = first_call(step, device)[0]
+            for _ in range(warmup - (first_call_s is not None)):
                 step()
-            before = None if interpreted else measure(step, device=device, warmup=0, repeats=steps, threads=n_threads)
+            timed = timer is not None and not interpreted
+            before = timer(step, steps) if timed else None
             prof, cuda_memory = _profile_steps(step, device, steps)
-            after = None if interpreted else measure(step, device=device, warmup=0, repeats=steps, threads=n_threads)
-    unprofiled = None if interpreted else _unprofiled(before, after)
+            after = timer(step, steps) if timed else None
+    unprofiled = _unprofiled(before, after) if timed else None
     cell["threads"] = n_threads
     out.mkdir(parents=True, exist_ok=True)
     trace_path = write_trace(prof, out, gzip_over_bytes)
@@ -229,6 +250,42 @@ def profile_cell(model: nn.Module, inputs: tuple[torch.Tensor, torch.Tensor], va
                            kernels, gaps, {"trace": str(trace_path)}, notes)
     write_cell_files(result, out)
     return result
+
+
+def profile_params(p: dict[str, Any], source, device: torch.device, root: str | os.PathLike, *, timer, first_call,
+                   compiled: tuple | None = None, threads: int | None = None, cold_compile: bool = True,
+                   compile_backend: str = "inductor", results: list | None = None) -> dict[str, Any]:
+    """A ``profile`` cell of the engine: ``p`` (variant, compile_mode, compile_scope, precision,
+    pass, batch_size, interpreted, steps, warmup, size; ``reuse``: a compiled variant must reuse
+    the model cell's model) on ``source``'s model and inputs (:class:`profiling.cell.AlexNetSource`
+    or a user's model), its files in ``root/<cell name>``; the result appended to ``results``.
+    ``compiled``: (key, model) of the model cell just run, reused when its key is this cell's
+    (the same variant, mode, precision, batch, pass and source): no second compile. Returns
+    the row's fields (the result's :meth:`ProfileResult.columns`)."""
+    variant, mode = p["variant"], p.get("compile_mode", "default")
+    scope = p.get("compile_scope", "model") if variant.endswith("compile") else None
+    name = cell_name(variant, mode, scope, p["precision"], p["batch_size"], p["pass"])
+    fields = {"scope": "profile", "layer": "model", "op": "model", "variant": variant,
+              "label": variant_label(variant, mode) + (f" ({scope})" if scope else ""),
+              "compile_mode": mode if scope else "-", "compile_scope": scope, "precision": p["precision"],
+              "batch_size": p["batch_size"], "pass": p["pass"], **source.fields()}
+    key = (variant, mode, p["precision"], p["batch_size"], p["pass"], id(source))
+    built = compiled[1] if compiled is not None and compiled[0] == key and scope == "model" else None
+    if p.get("reuse") and scope == "model" and built is None:
+        return {**fields, "status": "skipped", "note": "its model cell did not run just before it: profiling it "
+                                                       "would compile again"}
+    steps = p.get("steps", 3)
+    result = profile_cell(source.model(), source.inputs(p["batch_size"]), variant, p["precision"], p["pass"], device,
+                          Path(root) / name, steps=steps, warmup=p.get("warmup", 2), compile_mode=mode,
+                          compile_scope=scope or "model", threads=threads, interpreted=p.get("interpreted"),
+                          cold_compile=cold_compile, extra={"size": p.get("size"), "cell": name}, timer=timer,
+                          first_call=first_call, built=built, compile_backend=compile_backend)
+    if results is not None:
+        results.append(result)
+    status = "interpreted" if result.interpreted else "profiled"
+    note = "; ".join([f"{steps} profiled steps", *result.notes])
+    return {**fields, "status": status, "note": note, "warmup": result.cell["warmup"], "repeats": steps,
+            "first_call_s": result.first_call_s, **result.columns()}
 
 
 def _unprofiled(before, after) -> dict[str, Any]:
@@ -253,7 +310,7 @@ def _profile_steps(step, device: torch.device, steps: int):
         torch.cuda.reset_peak_memory_stats(device)
         start_bytes = torch.cuda.memory_allocated(device)
     else:
-        os.environ.setdefault("KINETO_LOG_LEVEL", "5")  # kineto's "gpuGetDeviceCount failed" line on CPU-only machines
+        os.environ.setdefault("KINETO_LOG_LEVEL", "6")  # no kineto lines ("gpuGetDeviceCount failed", USDT)
     with profile(activities=activities, record_shapes=True, profile_memory=True) as prof:
         for i in range(steps):
             with record_function(f"step {i}"):

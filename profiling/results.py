@@ -47,6 +47,7 @@ STATUSES = {
     "interpreted": "Triton ran in its CPU interpreter (reduced size): equivalence only, no speed",
     "error": "the variant raised; see note",
     "peak": "measured device peak (GEMM / copy)",
+    "profiled": "run under torch.profiler (not judged here: the model cell of the same variant is); its trace and tables",
 }
 
 # Column order of the tidy table (extra columns are kept after these).
@@ -56,7 +57,7 @@ COLUMNS = [
     "pass", "layout", "preset", "width_mult", "input_size", "status",
     # timing
     "median_ms", "p20_ms", "p80_ms", "min_ms", "repeats", "warmup", "timer", "compile_s",
-    "images_per_s",
+    "images_per_s", "peak_memory_mb", "peak_memory_source",
     # FLOP / byte model
     "flops", "bytes", "bytes_model", "intensity", "gflops_per_s", "gbytes_per_s",
     # equivalence

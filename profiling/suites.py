@@ -20,7 +20,7 @@ from alexnet_fast.profiling.cell_types import LAYER_IMPLS, Cell
 from alexnet_fast.profiling.estimates import (ANCHOR_MEASURE_S, AUTOTUNE_RECORD_S, CODEGEN_JOBS, CODEGEN_REFERENCE_SPECS,
                                  CODEGEN_SPEC_S, CODEGEN_WORKERS_START_S, DISPATCH_S, MEASURE_MODEL_S, PEAKS_S,
                                  PREFLIGHT_S, PYTEST_START_S, TWO_RANK_START_S, Tally, assumed_compiles,
-                                 configs_tried, estimate, layer_estimate, model_estimate)
+                                 configs_tried, estimate, layer_estimate, model_estimate, profile_estimate)
 
 # pytest -m gpu, bounded: the GPU tests that add most to the suite's own cells, most valuable
 # first, each with its estimate (Triton compiles at the autotune limit of 2 configs). The cell
@@ -68,6 +68,12 @@ class SuiteSpec:
     model_precision: str = "bf16"
     model_batch: int = 128
     model_passes: tuple[str, ...] = PASSES
+    # each whole-model cell profiled once right after it (a compiled one reuses its compiled model):
+    # the traces go into the bundle's one archive (profiling.gpu_suite.PROFILE_ARCHIVE)
+    profile_models: bool = True
+    profile_only: tuple[tuple[str, str], ...] | None = None  # (variant, pass) of the model cells to profile; None: all
+    profile_steps: int = 3
+    profile_warmup: int = 1
     dispatch_units: tuple[str, ...] = ("conv3+relu3", "lrn2", "pool5", "lrn2+pool2")
     # two ranks sharing the one GPU: the paper's column split (its own collectives and LRN halo on
     # CUDA tensors); data_parallel is PyTorch's DDP (add it with --kinds/--budget-s to spare)
@@ -95,7 +101,7 @@ SUITES: dict[str, SuiteSpec] = {
                      "Triton (channels-last) vs PyTorch eager / cuDNN (NCHW and channels-last) vs torch.compile, "
                      "kernel time apart from dispatch; KernelBench's AlexNet at batch 1024 fp32 (eager, compile, "
                      "triton, triton+compile) beside its published H100 figures; the whole model at batch 128 in "
-                     "bf16 (inference and a training step); the ops' host cost; the autotuner's choices and their "
+                     "bf16 (inference and a training step), each profiled once (torch.profiler traces and tables); the ops' host cost; the autotuner's choices and their "
                      "codegen; the two-rank layouts on one GPU (equivalence and CUDA code path only); a bounded "
                      "pytest -m gpu"),
     ),
@@ -110,7 +116,8 @@ def smoke_spec(spec: SuiteSpec) -> SuiteSpec:
     at width 1/8 and 67x67, batch 2 (the whole model: 1), one unit per Triton op (conv2 launches forward, dgrad
     and wgrad), the Triton interpreter in fp16 (it has no bf16) and eager / compile in fp32
     (PyTorch has no CPU half-precision LRN), KernelBench's AlexNet at width 1/16 and 63x63,
-    the model_parallel layout in eager, two pytest tests (skipped without a GPU: the cell's
+    the model_parallel layout in eager, profiles of the inference cells and of eager / compile
+    training (one step, no warm-up: an interpreted training step takes ~10 s), two pytest tests (skipped without a GPU: the cell's
     subprocess, timeout and junit file are what runs), codegen of one spec per kernel kind.
     torch.compile runs with the ``aot_eager`` backend: the same dynamo frames, guards,
     recompiles and AOT autograd through the custom ops' fake and autograd registrations as with
@@ -122,7 +129,8 @@ def smoke_spec(spec: SuiteSpec) -> SuiteSpec:
                       ("fp32", ("eager-nchw", "eager-nhwc"), SMOKE_UNITS)),
         anchor_model="alexnet_fast.examples:small_kernelbench_alexnet", anchor_variants=("eager", "compile", "triton"),
         anchor_batch=2, model_variants=VARIANTS, model_precision="fp32",
-        model_batch=1, model_passes=PASSES, dispatch_units=SMOKE_UNITS,
+        model_batch=1, model_passes=PASSES, profile_steps=1, profile_warmup=0, dispatch_units=SMOKE_UNITS,
+        profile_only=tuple((v, "inference") for v in VARIANTS) + (("eager", "train"), ("compile", "train")),
         layouts=("model_parallel",), layout_batch=2, layout_variants=("eager",), codegen_max_specs=6,
         pytest_tests=spec.pytest_tests[:2], pytest_cap_s=60.0, peak_gemm_n=128, peak_copy_mib=4, warmup=1, repeats=2,
         budget_s=1200.0, compile_backend="aot_eager",
@@ -194,10 +202,22 @@ def _model_cell(kind: str, spec: SuiteSpec, variant: str, precision: str, batch:
     return Cell(kind, name, round(est, 2), params, assumed_compiles(kind_compiles, params, interpreted))
 
 
+def profile_cell(spec: SuiteSpec, model: Cell, first: bool, interpreted: bool = False) -> Cell:
+    """The whole-model cell ``model`` under torch.profiler, once: ``spec.profile_steps`` steps,
+    reusing the model cell's compiled model (``reuse``: it never compiles again)."""
+    p = model.params
+    params = {**{k: p[k] for k in ("variant", "compile_mode", "precision", "batch_size", "pass", "preset",
+                                   "width_mult", "input_size", "model")},
+              "compile_scope": "model", "steps": spec.profile_steps, "warmup": spec.profile_warmup, "reuse": True,
+              "size": f"{spec.preset} AlexNet, width {spec.width_mult:g}"}
+    return Cell("profile", f"{model.name} under torch.profiler", profile_estimate(params, first), params,
+                assumed_compiles("profile", params, interpreted))
+
+
 def build_cells(spec: SuiteSpec | str, *, interpreted: bool = False) -> list[Cell]:
     """The suite's cells in run order, most informative first: preflight and peaks; the
     per-layer comparison in the first precision (Triton vs eager); KernelBench's anchor; the
-    whole model; the ops' host cost (after the layer cells tuned their shapes); the
+    whole model, each cell followed by its profile; the ops' host cost (after the layer cells tuned their shapes); the
     per-layer torch.compile cells; the autotuner's choices and their codegen; the two-rank
     layouts; the bounded GPU tests; then the other precisions' per-layer cells. A budget cut
     loses the least informative cells."""
@@ -222,6 +242,9 @@ def build_cells(spec: SuiteSpec | str, *, interpreted: bool = False) -> list[Cel
         for variant in spec.model_variants:
             cells.append(_model_cell("model", spec, variant, spec.model_precision, spec.model_batch, pass_, tally,
                                      triton_tuned=tuned, interpreted=interpreted))
+            if spec.profile_models and (spec.profile_only is None or (variant, pass_) in spec.profile_only):
+                cells.append(profile_cell(spec, cells[-1], first=not any(c.kind == "profile" for c in cells),
+                                          interpreted=interpreted))
     if spec.dispatch_units:
         precision = spec.layer_matrix[0][0]
         cells.append(Cell("dispatch", f"host cost of the Triton ops vs aten, {precision} b{spec.layer_batch}",

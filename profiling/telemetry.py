@@ -8,16 +8,20 @@ Idle, application-clock and sync-boost reasons are reported but do not count as 
 
 Without NVML (no nvidia-ml-py, no driver, a CPU run) it says so once on stderr and every
 sample is empty: the run goes on.
+
+:func:`peak_memory`: the peak memory of one more call of a timed step (the CUDA allocator's
+peak counter on a GPU, the profiler's memory events on a CPU), a column of every timed row.
 """
 
 from __future__ import annotations
 
+import os
 import sys
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
-__all__ = ["Telemetry", "THROTTLING_REASONS", "EMPTY_SAMPLE", "merge_samples"]
+__all__ = ["Telemetry", "THROTTLING_REASONS", "EMPTY_SAMPLE", "merge_samples", "peak_memory", "PEAK_MEMORY_SOURCES"]
 
 # NVML reason bit name (nvmlClocksEventReason* / nvmlClocksThrottleReason*) -> short name;
 # the ones in THROTTLING_REASONS mean the clocks were held below what was asked for.
@@ -145,3 +149,43 @@ class Telemetry:
             except Exception:
                 pass
             self.available = False
+
+
+PEAK_MEMORY_SOURCES = {
+    "cuda": "torch.cuda.max_memory_allocated after reset_peak_memory_stats: the allocator's peak over one step, "
+            "weights, inputs and optimizer state included",
+    "cpu": "torch.profiler's [memory] events over one step: the highest sum of the bytes allocated minus freed "
+           "since the step started (activations, temporaries, gradients); the CPU allocator keeps no counters, so "
+           "the weights, inputs and optimizer state allocated before it are not in it, nor oneDNN's own scratch",
+}
+
+
+def peak_memory(fn: Callable[[], object], device: str | torch.device) -> dict[str, Any]:
+    """``peak_memory_mb`` (MiB) and ``peak_memory_source`` of one more call of ``fn`` (after
+    the timed ones, so the timing runs without the profiler): see :data:`PEAK_MEMORY_SOURCES`."""
+    device = torch.device(device)
+    if device.type == "cuda":  # GPU only: the CUDA allocator's peak counter
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        fn()
+        torch.cuda.synchronize(device)
+        peak = torch.cuda.max_memory_allocated(device)
+    else:
+        from torch.profiler import ProfilerActivity, profile
+
+        os.environ.setdefault("KINETO_LOG_LEVEL", "6")  # no kineto lines: "gpuGetDeviceCount failed", USDT start/stop
+        with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+            fn()
+        peak = cpu_peak_bytes(prof.profiler.kineto_results.events())
+    return {"peak_memory_mb": peak / 2**20, "peak_memory_source": PEAK_MEMORY_SOURCES[device.type]}
+
+
+def cpu_peak_bytes(events) -> int:
+    """The highest running sum of the CPU ``[memory]`` events' signed byte counts (kineto
+    events: ``name()``, ``device_type()``, ``nbytes()``, ``start_ns()``), in time order."""
+    cpu = torch.autograd.DeviceType.CPU
+    total = peak = 0
+    for e in sorted((e for e in events if e.name() == "[memory]" and e.device_type() == cpu), key=lambda e: e.start_ns()):
+        total += e.nbytes()
+        peak = max(peak, total)
+    return peak

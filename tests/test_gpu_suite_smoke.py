@@ -91,6 +91,38 @@ def test_smoke_codegen_compiles_every_kernel_kind_it_launched(smoke):
     assert (out / "codegen.csv").is_file()
 
 
+def test_smoke_profiles_model_cells_into_one_archive(smoke):
+    """Each profiled whole-model cell has a profile row right after it (compiled ones reused:
+    no compile) and its folder in profile.tar.gz, whose eager trace names the layers; the timed
+    rows carry peak memory."""
+    import io
+    import tarfile
+
+    out, results = smoke[0], smoke[1]
+    cells = [c for c in results["cells"] if c["kind"] == "profile"]
+    rows = [r for r in results["rows"] if r["scope"] == "profile"]
+    spec = suites.get_suite("gpu-quick", smoke=True)
+    assert len(cells) == len(rows) == len(spec.profile_only)
+    assert {r["status"] for r in rows if r["variant"].startswith("triton")} == {"interpreted"}
+    assert {r["status"] for r in rows if not r["variant"].startswith("triton")} == {"profiled"}
+    assert all("the model cell's compiled model" in r["note"] for r in rows if r["variant"].endswith("compile"))
+    with tarfile.open(out / "profile.tar.gz") as tar:
+        names = set(tar.getnames())
+        member = next(n for n in names if n.startswith("profile/eager-fp32-b1-inference/trace.json"))
+        data = tar.extractfile(member).read()
+    if member.endswith(".gz"):
+        import gzip
+
+        data = gzip.decompress(data)
+    trace = json.load(io.BytesIO(data))
+    assert {"step 0", "conv1+relu1", "lrn1+pool1", "fc8"} <= {e.get("name") for e in trace["traceEvents"]}
+    assert {"profile/PROFILE.md", "profile/layers.png", "profile/profile.json"} <= names
+    assert results["meta"]["profile_traces_left_out"] == []
+    timed = [r for r in results["rows"] if r["scope"] in ("model", "layer") and r.get("status") == "ok"
+             and r.get("layout", "single") == "single"]  # a two-rank cell's ranks are processes of their own
+    assert timed and all(r["peak_memory_mb"] > 0 for r in timed)
+
+
 def test_smoke_dispatch_rows_stub_the_launch_and_compare_with_aten(smoke):
     rows = [r for r in smoke[1]["rows"] if r["scope"] == "dispatch"]
     pairs = {(r["layer"], r["pass"], r["impl"]) for r in rows}

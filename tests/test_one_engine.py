@@ -22,9 +22,6 @@ REPO = Path(__file__).resolve().parents[1]
 # the one timer and the one judge, and who may call them
 GUARDED = {"measure", "time_first_call", "judge"}
 ALLOWED = {"profiling/engine.py", "profiling/layout_bench.py"}
-# profiler.py times its unprofiled steps with the timer: allowed until `profile` runs as a cell of
-# the engine (it then calls the timer through the engine and leaves this set)
-ALLOWED |= {"profiling/profiler.py"}
 # modules that own the timer and judge (they define them; roofline measures peaks through the engine's cell)
 OWNERS = {"profiling/timers.py", "profiling/judge.py", "profiling/roofline.py"}
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 
 import pytest
 import torch
@@ -217,6 +218,120 @@ def test_output_dir_that_is_a_file(capsys, tmp_path):
     assert main(["profile", *TINY, "--variant", "eager", "--output-dir", str(path)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [f"alexnet-fast profile: --output-dir {path} is a file, not a directory"]
+
+
+# ---------------------------------------------------------------------- the engine's profile cell
+class _Output:
+    def __init__(self, directory):
+        self.dir = self.profile_dir = directory
+
+    def write(self, engine):
+        pass
+
+
+SMALL = {"preset": "paper", "width_mult": 0.125, "input_size": 67}
+
+
+def test_the_profile_cell_reuses_its_model_cells_compiled_model(tmp_path):
+    """A suite's profile cell right after its model cell profiles that cell's compiled model:
+    no second compile (dynamo's counter), the compile named in the note; the same cell after
+    another cell (the model cell skipped or a different one) is skipped, not compiled again."""
+    from alexnet_fast.profiling.cell_types import Cell
+    from alexnet_fast.profiling.engine import Engine
+
+    model = {"variant": "compile", "compile_mode": "default", "precision": "fp32", "batch_size": 1,
+             "pass": "inference", "layout": "single", **SMALL}
+    prof = {**model, "compile_scope": "model", "steps": 2, "warmup": 1, "reuse": True, "size": "tiny"}
+    eager = {**model, "variant": "eager"}
+    eng = Engine("cpu", _Output(tmp_path), progress=False, warmup=1, repeats=2, threads=1,
+                 compile_backend="aot_eager")
+    rows = eng.run([Cell("model", "m", 1.0, model), Cell("profile", "p", 1.0, prof),
+                    Cell("model", "e", 1.0, eager), Cell("profile", "p again", 1.0, prof)])
+    assert [r["status"] for r in rows] == ["ok", "profiled", "ok", "skipped"], rows
+    assert eng.records[0]["compiles"] == 1 and eng.records[1]["compiles"] == 0 and eng.records[3]["compiles"] == 0
+    assert "the model cell's compiled model" in rows[1]["note"] and "would compile again" in rows[3]["note"]
+    assert len(eng.profiles) == 1 and rows[1]["profile_step_ms"] > 0
+    trace = T.read_trace(rows[1]["trace"])
+    assert any(e.get("name", "").startswith("Torch-Compiled Region") for e in trace["traceEvents"])
+    assert rows[1]["trace"].startswith(str(tmp_path / "compile-model-fp32-b1-inference"))
+
+
+def test_timed_rows_carry_peak_memory(tmp_path):
+    """Every timed row of the engine has peak_memory_mb (CPU: the profiler's memory events over
+    one more step) and says where it comes from."""
+    from alexnet_fast.profiling.cell_types import Cell
+    from alexnet_fast.profiling.engine import Engine
+
+    cell = {"variant": "eager", "compile_mode": "default", "precision": "fp32", "batch_size": 2, "pass": "train",
+            "layout": "single", **SMALL}
+    eng = Engine("cpu", _Output(tmp_path), progress=False, warmup=1, repeats=2, threads=1)
+    rows = eng.run([Cell("model", "m", 1.0, cell),
+                    Cell("layer", "l", 1.0, {"unit": "conv2+relu2", "impl": "eager-nchw", "precision": "fp32",
+                                             "passes": ["fwd"], "batch_size": 2, **SMALL})])
+    assert [r["status"] for r in rows] == ["ok", "ok"]
+    assert all(r["peak_memory_mb"] > 0 and "profiler's [memory] events" in r["peak_memory_source"] for r in rows)
+    assert rows[0]["peak_memory_mb"] > rows[1]["peak_memory_mb"]  # a training step of the model > one layer's forward
+
+
+def test_peak_memory_of_a_known_step():
+    """Two 4 MiB tensors alive at once, then one freed: the peak is 8 MiB, not 4 or 12."""
+    from alexnet_fast.profiling.telemetry import peak_memory
+
+    def step():
+        a = torch.ones(1 << 20)
+        b = a * 2
+        del a
+        c = b + 1
+        return c.sum()
+
+    mem = peak_memory(step, "cpu")
+    assert mem["peak_memory_mb"] == pytest.approx(8.0, abs=0.01)
+
+
+def test_peak_memory_cuda_branch_resets_before_and_reads_after(monkeypatch):
+    """The GPU-only branch (CUDA calls replaced): reset_peak_memory_stats before the step,
+    max_memory_allocated after it."""
+    from alexnet_fast.profiling import telemetry
+
+    calls = []
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda device=None: calls.append("sync"))
+    monkeypatch.setattr(torch.cuda, "reset_peak_memory_stats", lambda device=None: calls.append("reset"))
+    monkeypatch.setattr(torch.cuda, "max_memory_allocated", lambda device=None: calls.append("read") or 3 << 20)
+    mem = telemetry.peak_memory(lambda: calls.append("step"), "cuda")
+    assert calls == ["sync", "reset", "step", "sync", "read"]
+    assert mem["peak_memory_mb"] == 3.0 and "max_memory_allocated" in mem["peak_memory_source"]
+
+
+def test_the_bundles_profile_archive_stays_under_its_limit(tmp_path, monkeypatch):
+    """One gzipped tar of every profile folder; traces that would take it past the limit are
+    left out (smallest kept first) and named in the meta; the tables always go in."""
+    import tarfile
+
+    from alexnet_fast.profiling import gpu_suite
+    from alexnet_fast.profiling.render import profile as R
+
+    bundle = gpu_suite.SuiteBundle(tmp_path / "bundle")
+    try:
+        for name, size in (("a", 1000), ("b", 50_000), ("c", 5000)):
+            (bundle.profile_dir / name).mkdir()
+            (bundle.profile_dir / name / "trace.json.gz").write_bytes(os.urandom(size))
+            (bundle.profile_dir / name / "layers.csv").write_text("layer\n")
+        monkeypatch.setattr(R, "write_summary", lambda results, out, by="": (out / "PROFILE.md").write_text("#"))
+        monkeypatch.setattr(gpu_suite, "PROFILE_ARCHIVE_MAX_BYTES", 10_000)
+
+        class Eng:
+            profiles, meta = [object()], {}
+
+        bundle.pack_profiles(Eng)
+        with tarfile.open(tmp_path / "bundle" / gpu_suite.PROFILE_ARCHIVE) as tar:
+            names = set(tar.getnames())
+        assert {"profile/a/trace.json.gz", "profile/c/trace.json.gz", "profile/b/layers.csv",
+                "profile/PROFILE.md"} <= names
+        assert "profile/b/trace.json.gz" not in names and Eng.meta["profile_traces_left_out"] == ["b/trace.json.gz"]
+        assert [p.name for p in (tmp_path / "bundle").iterdir()] == [gpu_suite.PROFILE_ARCHIVE]
+    finally:
+        bundle.close()
+    assert not bundle.profile_dir.exists()
 
 
 # ---------------------------------------------------------------------- the GPU analysis, on a synthetic trace

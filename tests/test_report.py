@@ -157,3 +157,17 @@ def test_column_types_accept_what_bench_writes_and_empty_cells(tmp_path):
         assert checked["batch_size"].dropna().tolist() == frame["batch_size"].dropna().astype(float).tolist()
         assert checked["median_ms"].isna().sum() == frame["median_ms"].isna().sum()
         assert set(checked["equivalent"].dropna()) <= {True, False}
+
+
+def test_report_shows_peak_memory_and_what_it_counts(tmp_path):
+    from alexnet_fast.profiling.telemetry import PEAK_MEMORY_SOURCES
+
+    rows = results_rows()
+    for r in rows:
+        if r["scope"] in ("model", "layer") and r["status"] == "ok":
+            r.update(peak_memory_mb=12.5 if r["scope"] == "model" else 3.25, peak_memory_source=PEAK_MEMORY_SOURCES["cpu"])
+    write_results(rows, tmp_path)
+    text = render([read_results(tmp_path)], tmp_path).read_text()
+    model_header = next(line for line in text.splitlines() if line.startswith("| layout | pass |"))
+    assert "peak MiB" in model_header and "| 12.5 |" in text and "| 3.25 |" in text
+    assert f"peak MiB: {PEAK_MEMORY_SOURCES['cpu']}." in text

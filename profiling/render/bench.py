@@ -203,10 +203,19 @@ def _model_section(frame: pd.DataFrame, gemm: dict[str, float]) -> str:
         key = (r.get("label"), r["precision"], r["batch_size"], r["pass"], r["layout"], str(r.get("run_id")))
         rows.append([r["layout"], r["pass"], r["precision"], fmt(r["batch_size"]), _label(r), r["status"],
                      _timing_cell(r), fmt(r.get("images_per_s")), fmt(gf),
-                     f"{100 * gf / peak:.1f}%" if gf and peak else "-",
+                     f"{100 * gf / peak:.1f}%" if gf and peak else "-", fmt(r.get("peak_memory_mb")),
                      fmt(speed.get(key)), fmt(r.get("compile_s"))])
     return markdown_table(["layout", "pass", "precision", "batch", "variant", "status", "median ms (p20-p80)",
-                           "images/s", "GFLOP/s", "% of GEMM peak", "speedup vs eager", "first call s"], rows)
+                           "images/s", "GFLOP/s", "% of GEMM peak", "peak MiB", "speedup vs eager",
+                           "first call s"], rows) + _memory_note(models)
+
+
+def _memory_note(rows: pd.DataFrame) -> str:
+    """What the peak memory column counts (its source, per device type of the rows)."""
+    if "peak_memory_source" not in rows.columns:
+        return ""
+    sources = sorted(set(rows["peak_memory_source"].dropna()))
+    return "".join(f"\n\npeak MiB: {s}." for s in sources)
 
 
 def _headline(frame: pd.DataFrame, gemm: dict[str, float]) -> str:
@@ -237,9 +246,10 @@ def _layer_section(frame: pd.DataFrame, gemm: dict[str, float], bw: float | None
         roof = min(peak, ai * bw) if peak and bw and ai else None
         rows.append([r["layer"], r["pass"], _label(r), r["precision"], fmt(r["batch_size"]), r["status"],
                      _timing_cell(r), fmt(gf), fmt(r.get("gbytes_per_s")), fmt(ai),
-                     f"{100 * gf / roof:.1f}%" if gf and roof else "-", fmt(r.get("max_rel_err"))])
+                     f"{100 * gf / roof:.1f}%" if gf and roof else "-", fmt(r.get("max_rel_err")),
+                     fmt(r.get("peak_memory_mb"))])
     return markdown_table(["layer", "pass", "variant", "precision", "batch", "status", "median ms (p20-p80)", "GFLOP/s",
-                           "GB/s (min bytes)", "FLOP/byte", "% of roofline", "max rel err"], rows)
+                           "GB/s (min bytes)", "FLOP/byte", "% of roofline", "max rel err", "peak MiB"], rows)
 
 
 def _equivalence_section(frame: pd.DataFrame) -> str:

@@ -41,12 +41,13 @@ def cell_markdown(result, link: str = "") -> str:
     if result.interpreted:
         lines.append(f"- step {result.step_mean_ms:.1f} ms under the profiler: **{INTERPRETED}**")
     else:
-        unprof = result.unprofiled["median_ms"]
         pct, why = result.overhead()
         over = f"{pct:+.0f}% profiler + marker overhead; {why}" if pct is not None else why
         first = "" if result.first_call_s is None else f"; first call {result.first_call_s:.2f} s"
+        without = (f"{result.unprofiled['median_ms']:.2f} ms without it (median of {2 * c['steps']}: {over})"
+                   if result.unprofiled else "not timed without it (no timer given)")
         lines.append(f"- step **{result.step_mean_ms:.2f} ms** under the profiler (mean of {len(result.step_ms)}), "
-                     f"{unprof:.2f} ms without it (median of {2 * c['steps']}: {over}){first}")
+                     f"{without}{first}")
     mem = result.memory
     lines.append(f"- peak memory {fmt_bytes(mem.get('peak_bytes'))} ({mem.get('source')})")
     lines += [f"- {n}" for n in result.notes]
@@ -169,7 +170,7 @@ def plot_layers(results, path: str | Path) -> Path | None:
     return save_png(fig, path)
 
 
-def write_summary(results, output_dir: str | Path) -> Path:
+def write_summary(results, output_dir: str | Path, by: str = "`alexnet-fast profile`") -> Path:
     """``PROFILE.md`` (a summary table, the plot, then every cell's tables), ``profile.json``
     and ``layers.png`` under ``output_dir``; returns the markdown's path."""
     from alexnet_fast.profiling.results import environment
@@ -179,7 +180,7 @@ def write_summary(results, output_dir: str | Path) -> Path:
     plot = plot_layers(results, out / "layers.png")
     lines = ["# Profile", "",
              f"{env['device']} ({env['threads']} thread(s)), torch {env['torch']}, triton {env['triton']}, "
-             f"commit {env['git_commit']}; written by `alexnet-fast profile` ({time.strftime('%Y-%m-%d %H:%M')}).", "",
+             f"commit {env['git_commit']}; written by {by} ({time.strftime('%Y-%m-%d %H:%M')}).", "",
              "Open a trace (`<cell>/trace.json[.gz]`) in https://ui.perfetto.dev (drag the file in) or "
              "chrome://tracing: each `step N` range holds the layer ranges, and under them the ops (and on a "
              "GPU the kernels, linked by flow arrows).", ""]
@@ -195,7 +196,7 @@ def write_summary(results, output_dir: str | Path) -> Path:
                      if cols["profile_overhead_pct"] is not None else "noisy",
                      "-" if cols["profile_layer_coverage"] is None else
                      f"{100 * cols['profile_layer_coverage']:.1f}%",
-                     "-" if cols["peak_mem_bytes"] is None else f"{cols['peak_mem_bytes'] / 2**20:.1f}"])
+                     "-" if cols["peak_memory_mb"] is None else f"{cols['peak_memory_mb']:.1f}"])
     lines += [markdown_table(["cell", "precision", "batch", "pass", "profiled step ms", "unprofiled ms", "overhead",
                               "in layers", "peak MiB"], rows), ""]
     if plot is not None:

@@ -296,10 +296,10 @@ def render(results: dict[str, Any], note: str | None = None) -> str:
 
     def model_table(title: str, intro: str, models: list[dict]) -> list[str]:
         return ["## " + title, "", intro, ""] + _md_lines(
-            ["variant", "pass", "prec", "batch", "median ms", "images/s", "first call s", "equivalent",
+            ["variant", "pass", "prec", "batch", "median ms", "images/s", "first call s", "peak MiB", "equivalent",
              "worst tensor", "fp64 err / tol", "SM MHz", "W", "C", "throttle", "note"],
             [[r.get("label") or r.get("variant"), r.get("pass"), r.get("precision"), r.get("batch_size"),
-              fmt(r.get("median_ms")), fmt(r.get("images_per_s")), fmt(r.get("compile_s")),
+              fmt(r.get("median_ms")), fmt(r.get("images_per_s")), fmt(r.get("compile_s")), fmt(r.get("peak_memory_mb")),
               {True: "yes", False: "**NO**"}.get(r.get("equivalent"), r.get("status", "-")),
               r.get("worst_tensor", "-"), f"{fmt(r.get('fp64_err'))} / {fmt(r.get('tolerance'))}",
               fmt(r.get("sm_clock_mhz")), fmt(r.get("power_w")), fmt(r.get("temperature_c")), throttle_flag(r),
@@ -319,6 +319,20 @@ def render(results: dict[str, Any], note: str | None = None) -> str:
         out += model_table("Whole model", "The engine's model cells (the checks and timer of `alexnet-fast bench`), "
                                           "warm compile cache within the run; `first call s` includes compiling and "
                                           "autotuning.", models)
+    profiles = _by(rows, "profile")
+    if profiles:
+        left = meta.get("profile_traces_left_out") or []
+        out += ["## Profiles (torch.profiler, each whole-model cell once)", "",
+                f"Traces and tables in `{meta.get('profile_archive', 'profile.tar.gz')}`: `tar xzf` it, open "
+                "`profile/<cell>/trace.json[.gz]` in https://ui.perfetto.dev; `profile/PROFILE.md` has every cell's "
+                "layer, op and kernel tables (ours / inductor / library) and the device's idle gaps."
+                + (f" Left out to stay under the bundle's file size: {', '.join(left)}." if left else ""), ""]
+        out += _md_lines(["variant", "pass", "prec", "batch", "status", "profiled step ms", "overhead %", "in layers",
+                          "peak MiB", "note"],
+                         [[r.get("label") or r.get("variant"), r.get("pass"), r.get("precision"), r.get("batch_size"),
+                           r.get("status"), fmt(r.get("profile_step_ms")), fmt(r.get("profile_overhead_pct")),
+                           fmt(r.get("profile_layer_coverage")), fmt(r.get("peak_memory_mb")), r.get("note", "")]
+                          for r in profiles]) + [""]
     layouts = [r for r in _by(rows, "model") if r.get("layout", "single") != "single"]
     if layouts:
         out += ["## Two-rank layouts on one GPU", "",
