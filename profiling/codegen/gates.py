@@ -228,6 +228,8 @@ def _notes(row: dict[str, Any]) -> list[str]:
         notes.append("sm_90 runs mma.sync (HMMA), not wgmma (HGMMA)")
     if row["compiled"] and not row["expects_mma"] and row["mma_instructions"]:
         notes.append("uses tensor cores though expects_mma is False")
+    if row["compiled"] and present(row.get("maxnreg")):
+        notes.append(f"register budget {int(row['maxnreg'])} (maxnreg)")
     if row["compiled"] and row["stack_bytes"] and not (row["spill_store_bytes"] or row["spill_load_bytes"]):
         notes.append(f"{row['stack_bytes']} B stack frame")
     return notes
