@@ -12,6 +12,17 @@ DEFAULT_ARCHS = (80, 90, 100)  # what `alexnet-fast codegen` compiles for withou
 # sm_80: A100 SXM (108 SMs); sm_90: H100 / H200 SXM (132 SMs); sm_100: B200 (148 SMs).
 SMS = {80: 108, 90: 132, 100: 148}
 
+# What the check proves on each arch's code: the GPU it models and the tensor-core instruction its
+# tensor-core rows are required to use (and how their asynchrony is read), for the report.
+PROVEN = {
+    80: ("A100 SXM", "HMMA (mma.sync), operands through a cp.async (LDGSTS) ring"),
+    90: ("H100 / H200 SXM", "HGMMA (wgmma) where the tile allows it (else HMMA, noted), left in flight across "
+                            "K-steps (WARPGROUP.DEPBAR wait depth >= 1), operands through a cp.async ring"),
+    100: ("B200", "UTCHMMA (tcgen05.mma, the accumulator in tensor memory; TTGIR ttng.tc_gen5_mma), its "
+                  "completion signalled on a ring of mbarriers and waited for a K-step later, operands through a "
+                  "cp.async ring; HMMA fails"),
+}
+
 # Most shared memory (static + dynamic) one thread block may use, by SM arch: the device's
 # cudaDevAttrMaxSharedMemoryPerBlockOptin. A100 (sm_80): 164 KB of shared memory per SM, of
 # which a block may opt in to 163 KB = 166,912 B (1 KB per block is reserved by the system).

@@ -239,7 +239,7 @@ def finish_row(row: dict[str, Any]) -> dict[str, Any]:
     """Fill the derived columns (totals, MMA kind) and the check results of a row."""
     if row["compiled"]:
         row["smem_bytes"] = row["smem_static_bytes"] + row["smem_dynamic_bytes"]
-        row["mma_instructions"] = row["hmma"] + row["hgmma"] + row["utcmma"]
+        row["mma_instructions"] = row["hmma"] + row["hgmma"] + (row["utcmma"] or 0)
         row["mma_kind"] = "+".join(name for k, name in (("utcmma", "UTCHMMA"), ("hgmma", "HGMMA"), ("hmma", "HMMA"))
                                    if row[k]) or "none"
         row.update(issue_figures(row))

@@ -14,7 +14,7 @@ from typing import Any, Iterable, Sequence
 from alexnet_fast.profiling.codegen.arch import (MAX_BLOCKS_PER_SM, MAX_WARPS_PER_SM, REGISTER_ALLOCATION_UNIT,
                                                  REGISTERS_PER_SM, SHARED_LIMIT_BYTES, SHARED_PER_SM_BYTES,
                                                  SHARED_RESERVED_PER_BLOCK, SMS, TENSOR_FLOP_PER_CLOCK,
-                                                 TCGEN05_ARCHS, TENSOR_RATE_SOURCES, WARP_SCHEDULERS_PER_SM)
+                                                 PROVEN, TCGEN05_ARCHS, TENSOR_RATE_SOURCES, WARP_SCHEDULERS_PER_SM)
 from alexnet_fast.profiling.codegen.gates import (AUTOTUNE_FIRST, COLUMNS, ISSUE_CEILING_ARCHS, ISSUE_CEILING_MIN,
                                                   LOOP_RATIO_LIMIT, REGISTER_RATIO_LIMIT, present)
 from alexnet_fast.profiling.codegen.sass import LOOP_CLASSES
@@ -90,6 +90,19 @@ def _wait(row) -> str:
     if present(row.get("tcgen05_barriers")):
         return f"ring {_fmt(row, 'tcgen05_barriers')}"
     return "-"
+
+
+def proven_lines(info: dict[str, str] | None) -> list[str]:
+    """Which architectures the check proves and how: per arch, the modelled GPU, its SMs, the
+    per-block shared-memory limit, the ptxas that compiled it and what its tensor-core rows use."""
+    info = info or {}
+    lines = ["## Architectures proven, and how", "",
+             "Each arch's code is compiled ahead of time with `triton.compile(..., target=GPUTarget(\"cuda\", arch, 32))` "
+             "and the ptxas Triton ships for it (no GPU, nothing run), and its SASS and TTGIR are read:", ""]
+    body = [[f"sm_{a}", gpu, SMS.get(a, "-"), f"{SHARED_LIMIT_BYTES[a]:,}", info.get(f"ptxas sm_{a}", "-"), how]
+            for a, (gpu, how) in PROVEN.items() if a in SHARED_LIMIT_BYTES]
+    return lines + _md_table(["arch", "GPU modelled", "SMs", "smem B / block", "ptxas", "tensor-core rows use"],
+                             body) + [""]
 
 
 def _arch_list_text() -> str:
@@ -233,6 +246,7 @@ def markdown_summary(table, problems: Sequence[str] = (), info: dict[str, str] |
     lines += _constants_text() + [""]
     if info:
         lines += [", ".join(f"{k}: {v}" for k, v in info.items()), ""]
+    lines += proven_lines(info)
     lines += loop_summary_lines(table) + first_configs_lines(table)
 
     body = []
