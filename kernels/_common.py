@@ -147,14 +147,16 @@ class KernelSpec:
       part of the spec id, so the same config appears once per real shape.
 
     ``dtype`` names the input precision this config is for; ``expects_mma`` says whether the
-    kernel should use tensor cores (HMMA on sm_80, HGMMA/HMMA on sm_90) for that dtype.
+    kernel should use tensor cores (HMMA on sm_80, HGMMA/HMMA on sm_90, UTCHMMA on sm_100) for that dtype.
     ``extra`` carries optional flags for the check (see profiling/codegen/): ``in_use``,
     ``divisible_by_16`` (generic specs), ``min_load_bytes`` (narrowest acceptable widest global
     load), ``gemm_tile`` and ``input_precision`` (which reference GEMM a tensor-core spec is
     checked against; default: its BLOCK_M/N/K and INPUT_PRECISION constexprs) and
     ``pipeline_exception`` (why a launch-faithful tensor-core spec cannot pipeline like the
     reference: its failures become a documented exception), ``archs`` (the SM archs whose
-    autotune tables hold the config: the check compiles it for those only; default all),
+    autotune tables hold the config: the check compiles it for those only; default all), ``maxnreg``
+    ({arch: registers}: the entry's register budget on those archs), ``out_dtype`` ("fp32": the
+    kernel writes fp32, and its reference GEMM does too),
     ``autotune_rank`` ({arch: position in that arch's table}; the first ones are what a short
     GPU run tries) and ``grid`` (a launch-faithful spec's launch grid: the report's waves).
     """

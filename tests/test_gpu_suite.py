@@ -250,7 +250,7 @@ def test_codegen_selection_takes_only_specs_compiled_for_the_devices_arch():
     to nothing (the smoke run's conv rows vanished that way when the conv tables went per arch)."""
     launched = [{"preset": "paper", "unit": "conv2+relu2", "op": "conv2d_relu", "dtype": "fp16",
                  "passes": ["fwd", "bwd"], "batch": 2}]
-    for arch in (80, 90):
+    for arch in (80, 90, 100):
         refs, _, unmatched = codegen_selection(_found(), launched, [], 6, arch)
         assert [r.kernel for r in refs] == CODEGEN_KERNEL_ORDER[:3] and not unmatched
         assert all(r.compiles_for(arch) for r in refs), arch
