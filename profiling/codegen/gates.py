@@ -190,11 +190,17 @@ def loop_failures(row: dict[str, Any], ref: dict[str, Any]) -> list[str]:
 
 def apply_reference_gates(rows: list[dict[str, Any]]) -> None:
     """Check every compiled row that names a reference GEMM config against that row (same
-    config, dtype and arch) and record the result in place. A row whose spec declares a
+    config, dtype and arch) and record the result in place. A compiled reference row's own
+    findings (sm_100's ptxas spills the 8-warp 128x64x32 tutorial GEMM writing fp32) go to its
+    notes: it is what the kernels are measured against, not one of them. A row whose spec declares a
     ``pipeline_exception`` keeps its figures and passes these gates, the failures going to
     its notes as an exception (the report lists them)."""
     refs = {(r["config"], r["dtype"], r["arch"]): r for r in rows
             if r["op"] == _reference_op() and r["module"] == REFERENCE_MODULE}
+    for ref in refs.values():  # a measuring stick, not a kernel of kernels/: its own findings are notes
+        if ref["compiled"] and not ref["passed"]:
+            note = f"the tutorial GEMM itself: {ref['failures']}"
+            ref.update(passed=True, failures="", notes="; ".join(filter(None, [ref["notes"], note])))
     for row in rows:
         if not row.get("reference") or not row["compiled"]:
             continue
