@@ -14,7 +14,7 @@ import sys
 # name -> (module, one-line help). Configs as data: add a subcommand by adding a row.
 COMMANDS: dict[str, tuple[str, str]] = {
     "info": ("alexnet_fast.info", "versions, devices, Triton mode, NVML, CPU threads"),
-    "codegen": ("alexnet_fast.profiling.codegen", "compile every Triton kernel config for sm_80/sm_90 and report registers, spills, smem, MMA"),
+    "codegen": ("alexnet_fast.profiling.codegen", "compile every Triton kernel config for sm_80/sm_90/sm_100 and report registers, spills, smem, MMA"),
     "bench": ("alexnet_fast.profiling.bench", "run the variant x precision x batch x pass x layout matrix"),
     "profile": ("alexnet_fast.profiling.profile_cli", "torch.profiler traces and time per layer / op / kernel of a few cells"),
     "report": ("alexnet_fast.profiling.report", "re-render reports/ from saved results"),

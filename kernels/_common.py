@@ -147,14 +147,16 @@ class KernelSpec:
       part of the spec id, so the same config appears once per real shape.
 
     ``dtype`` names the input precision this config is for; ``expects_mma`` says whether the
-    kernel should use tensor cores (HMMA on sm_80, HGMMA/HMMA on sm_90) for that dtype.
+    kernel should use tensor cores (HMMA on sm_80, HGMMA/HMMA on sm_90, UTCHMMA on sm_100) for that dtype.
     ``extra`` carries optional flags for the check (see profiling/codegen/): ``in_use``,
     ``divisible_by_16`` (generic specs), ``min_load_bytes`` (narrowest acceptable widest global
     load), ``gemm_tile`` and ``input_precision`` (which reference GEMM a tensor-core spec is
     checked against; default: its BLOCK_M/N/K and INPUT_PRECISION constexprs) and
     ``pipeline_exception`` (why a launch-faithful tensor-core spec cannot pipeline like the
     reference: its failures become a documented exception), ``archs`` (the SM archs whose
-    autotune tables hold the config: the check compiles it for those only; default all),
+    autotune tables hold the config: the check compiles it for those only; default all), ``maxnreg``
+    ({arch: registers}: the entry's register budget on those archs), ``out_dtype`` ("fp32": the
+    kernel writes fp32, and its reference GEMM does too),
     ``autotune_rank`` ({arch: position in that arch's table}; the first ones are what a short
     GPU run tries) and ``grid`` (a launch-faithful spec's launch grid: the report's waves).
     """
@@ -294,8 +296,21 @@ def check_grad(grad: Any, like: torch.Tensor, shape: Sequence[int], *, op: str) 
 _TUNED: dict[tuple, Any] = {}
 
 
+def register_budget(cfg: Mapping[str, Any], arch: int | None) -> int | None:
+    """The register budget a table entry gives its kernel on SM arch ``arch`` (its ``maxnreg``:
+    {arch: registers}, for the archs whose ptxas would otherwise spill), else None."""
+    return (cfg.get("maxnreg") or {}).get(arch)
+
+
+def device_arch(device: torch.device | None) -> int | None:
+    """10 * the major compute capability of a CUDA device (100 on a B200), None for any other."""
+    if device is None or torch.device(device).type != "cuda":
+        return None
+    return 10 * torch.cuda.get_device_capability(device)[0]
+
+
 def autotuned(kernel, table: Mapping[str, Sequence[dict]], interpreter_config: dict, layout: str,
-              key: Sequence[str], *, batch: int):
+              key: Sequence[str], *, batch: int, device: torch.device | None = None):
     """``kernel`` wrapped in triton.autotune over ``table[layout]``, or over the single
     ``interpreter_config`` under TRITON_INTERPRET=1 (no benchmarking).
 
@@ -305,18 +320,21 @@ def autotuned(kernel, table: Mapping[str, Sequence[dict]], interpreter_config: d
     each (kernel, layout, batch) gets its own autotuner (and cache) here, and a config
     tuned at batch 1 is never reused at batch 256. The compiled binaries are shared: all
     wrap the one ``kernel``. A ``key`` name that is not an argument of ``kernel`` (which
-    Triton would silently leave out of its key) is a ValueError."""
+    Triton would silently leave out of its key) is a ValueError. ``device``: the launch's, whose
+    arch picks each entry's register budget (``register_budget``)."""
     unknown = [name for name in key if name not in kernel.arg_names]
     if unknown:
         raise ValueError(f"autotuned: key names {unknown} are not arguments of {kernel.__name__} "
                          f"(arguments: {list(kernel.arg_names)})")
     check_int(batch, "batch", op="autotuned", minimum=0)
-    cache_key = (kernel, layout, batch)
+    arch = None if is_interpreting() else device_arch(device)
+    cache_key = (kernel, layout, batch, arch)
     if cache_key not in _TUNED:
         entries = [interpreter_config] if is_interpreting() else table[layout]
         triton_configs = [
             triton.Config({name: v for name, v in cfg.items() if name.isupper()},
-                          num_warps=cfg["num_warps"], num_stages=cfg["num_stages"])
+                          num_warps=cfg["num_warps"], num_stages=cfg["num_stages"],
+                          maxnreg=register_budget(cfg, arch))
             for cfg in entries
         ]
         _TUNED[cache_key] = triton.autotune(configs=triton_configs, key=list(key))(kernel)
@@ -361,7 +379,7 @@ def kernel_specs(op: str, kernel, arg_types: Mapping[str, str], constexprs: Mapp
                     constexprs={a: v for a, v in values.items() if a in names},
                     num_warps=cfg["num_warps"], num_stages=cfg["num_stages"],
                     dtype=ptr.lstrip("*"),
-                    expects_mma=False,
+                    expects_mma=False, extra={"maxnreg": cfg["maxnreg"]} if cfg.get("maxnreg") else {},
                 ))
     for label, launch in launches:
         for cfg in table["nhwc"]:
@@ -376,7 +394,8 @@ def kernel_specs(op: str, kernel, arg_types: Mapping[str, str], constexprs: Mapp
                     fn=kernel, constexprs={a: v for a, v in values.items() if a in names},
                     num_warps=cfg["num_warps"], num_stages=cfg["num_stages"],
                     dtype=TRITON_PTR[dtype].lstrip("*"), expects_mma=False,
-                    extra={"min_load_bytes": MIN_LOAD_BYTES_16BIT_NHWC} if dtype.itemsize == 2 else {},
+                    extra={**({"min_load_bytes": MIN_LOAD_BYTES_16BIT_NHWC} if dtype.itemsize == 2 else {}),
+                           **({"maxnreg": cfg["maxnreg"]} if cfg.get("maxnreg") else {})},
                     args=args, shape=label,
                 ))
     return specs

@@ -1,7 +1,7 @@
 """Launch configurations of every Triton kernel, kept as data in one place.
 
 Each op reads its own table here; the code-generation check (profiling/codegen/)
-compiles every entry for sm_80 and sm_90. ``INTERPRETER`` entries are the single config
+compiles every entry for sm_80, sm_90 and sm_100. ``INTERPRETER`` entries are the single config
 used under TRITON_INTERPRET=1 (big blocks interpret fastest; autotuning needs a GPU).
 """
 
@@ -18,8 +18,8 @@ used under TRITON_INTERPRET=1 (big blocks interpret fastest; autotuning needs a 
 #   wgrad M = K/groups out channels,    N = C/groups*R*S,          K = N*P*Q (split-K)
 # The channels-last launches (kernels.conv2d_relu.fast_path: unit channel strides, channel counts
 # and strides multiples of 16 -- conv2-conv5 of both presets) use
-# CONV2D_RELU_GPU_CONFIGS[arch][dot][kernel]: arch 90 on Hopper (compute
-# capability 9.x), 80 everywhere else (8.x, and any GPU without a table of its own; an entry
+# CONV2D_RELU_GPU_CONFIGS[arch][dot][kernel]: arch 100 on Blackwell (compute capability 10.x), 90 on
+# Hopper (compute capability 9.x), 80 everywhere else (8.x, and any GPU without a table of its own; an entry
 # above a GPU's shared memory per block, e.g. 99 KB on sm_86/sm_89, is skipped by the autotuner);
 # dot "mma" for fp16/bf16, "tf32" for fp32 as TF32 (torch.backends.cudnn.allow_tf32): the same
 # tiles with half the BLOCK_K, as many bytes per K-step. A short GPU run (the GPU suite's autotune
@@ -88,6 +88,66 @@ CONV2D_RELU_GPU_CONFIGS: dict[int, dict[str, dict[str, list[dict[str, int]]]]] =
             ],
         },
     },
+    # sm_100 (B200: tcgen05, the accumulator in tensor memory, 8,192 dense 16-bit FLOP per clock per
+    # SM, twice sm_90's): measured with triton 3.8 at AlexNet's conv2-conv5, batch 128 (alexnet-fast
+    # codegen --arch 100). sm_90's tables do not carry over: at twice the tensor rate their 8-warp
+    # 64-wide tiles issue too slowly (128x64x64 w8 fwd/dgrad: issue ceiling 0.61-0.65, TF32
+    # 128x64x32 w8 0.54-0.64) and the 4-warp 64x64 wgrad spills 4-8 B; with the accumulator out of
+    # the registers, 4 warps hold a 128x128 tile (146-168 registers, 2 CTAs/SM) at twice the
+    # 8-warp tile's issue ceiling. Every entry: no spill, at most 1.12x the reference GEMM's
+    # registers, a loop of at most 1.07x its instructions, issue ceiling >= 0.93.
+    100: {
+        "mma": {
+            "fwd": [
+                # loop 144-155 (1.07x the GEMM's 145), ceiling 1.65-1.78, 168 registers, 99 KB: 2 CTAs/SM
+                dict(BLOCK_M=128, BLOCK_N=128, BLOCK_K=64, GROUP_M=8, num_warps=4, num_stages=3),
+                # 178 registers, 148 KB, 1 CTA/SM, ceiling 1.73-1.93; no 64-wide tile passes here
+                # (128x64x64: w4 1.44x the GEMM's registers, w8 ceiling 0.61-0.64)
+                dict(BLOCK_M=128, BLOCK_N=256, BLOCK_K=64, GROUP_M=8, num_warps=8, num_stages=3),
+                # 117 registers (1.19x), ceiling 1.12-1.20, 2 CTAs/SM
+                dict(BLOCK_M=128, BLOCK_N=128, BLOCK_K=64, GROUP_M=8, num_warps=8, num_stages=3),
+            ],
+            "dgrad": [
+                # 146 registers (0.97x), ceiling 2.15, 2 CTAs/SM
+                dict(BLOCK_M=128, BLOCK_N=128, BLOCK_K=64, GROUP_M=8, num_warps=4, num_stages=3),
+                # the 48 / 64 channels of conv2: 92-94 registers, ceiling 1.16, 2 CTAs/SM
+                dict(BLOCK_M=128, BLOCK_N=64, BLOCK_K=64, GROUP_M=8, num_warps=4, num_stages=4),
+                # 154-158 registers, 1 CTA/SM, ceiling 2.31
+                dict(BLOCK_M=128, BLOCK_N=256, BLOCK_K=64, GROUP_M=8, num_warps=8, num_stages=3),
+            ],
+            "wgrad": [
+                # 234 registers, as many as the reference GEMM writing fp32 (wgrad's split-K partials);
+                # ceiling 2.12, 2 CTAs/SM (8-warp 128x128: 133 registers, 1 CTA/SM, ceiling 1.22)
+                dict(BLOCK_M=128, BLOCK_N=128, BLOCK_K=64, GROUP_M=8, num_warps=4, num_stages=3),
+                # conv2's 48 / 64 channels per tap: 134 registers (1.06x), 75 KB, 3 CTAs/SM, ceiling 1.12
+                dict(BLOCK_M=128, BLOCK_N=64, BLOCK_K=64, GROUP_M=8, num_warps=4, num_stages=3),
+                # 242 registers (1.03x), 1 CTA/SM, ceiling 2.23
+                dict(BLOCK_M=128, BLOCK_N=256, BLOCK_K=64, GROUP_M=8, num_warps=8, num_stages=3),
+            ],
+        },
+        "tf32": {  # the 16-bit tiles at half the BLOCK_K; TF32 runs at half the tensor rate
+            "fwd": [
+                # 200 registers (0.85x), ceiling 1.65-1.78, 2 CTAs/SM
+                dict(BLOCK_M=128, BLOCK_N=128, BLOCK_K=32, GROUP_M=8, num_warps=4, num_stages=3),
+                # 145 registers (1.16x), ceiling 1.04-1.10, 2 CTAs/SM
+                dict(BLOCK_M=128, BLOCK_N=64, BLOCK_K=32, GROUP_M=8, num_warps=4, num_stages=4),
+                dict(BLOCK_M=128, BLOCK_N=256, BLOCK_K=32, GROUP_M=8, num_warps=8, num_stages=3),
+            ],
+            "dgrad": [
+                # 225 registers (0.96x), ceiling 1.53, 2 CTAs/SM
+                dict(BLOCK_M=128, BLOCK_N=128, BLOCK_K=32, GROUP_M=8, num_warps=4, num_stages=3),
+                # 121 registers, ceiling 0.93, 2 CTAs/SM
+                dict(BLOCK_M=128, BLOCK_N=64, BLOCK_K=32, GROUP_M=8, num_warps=4, num_stages=4),
+                dict(BLOCK_M=128, BLOCK_N=256, BLOCK_K=32, GROUP_M=8, num_warps=8, num_stages=3),
+            ],
+            "wgrad": [
+                # 238 registers (1.02x), ceiling 1.19, 2 CTAs/SM (8 warps: ceiling 0.83)
+                dict(BLOCK_M=128, BLOCK_N=128, BLOCK_K=32, GROUP_M=8, num_warps=4, num_stages=3),
+                # 244 registers (1.04x), 1 CTA/SM, ceiling 1.35 (64-wide TF32 tiles: ceiling 0.42-0.67)
+                dict(BLOCK_M=128, BLOCK_N=256, BLOCK_K=32, GROUP_M=8, num_warps=8, num_stages=3),
+            ],
+        },
+    },
     # sm_80 (mma.sync, tensor cores at half sm_90's rate per SM: every loop has an issue ceiling
     # of 1.6-3.2 here). BLOCK_K 32 and 3-4 stages as Triton's tutorial GEMM tunes for the A100;
     # 128x128x32 w8: 176-200 registers, 1 CTA/SM (paper conv3 fwd 507 CTAs on 108 SMs, 4.69
@@ -149,8 +209,11 @@ CONV2D_RELU_GATHER_CONFIGS: dict[str, list[dict[str, int]]] = {
 
 # FMA dot: fp32 with TF32 disallowed ("ieee"). The FMA dot holds both operand tiles in
 # registers, so the tensor-core tiles spill (4-440 bytes on sm_80); these do not.
+# sm_100's ptxas holds the 8-warp tile's dgrad to 128 registers and spills 16 B (sm_80: 142, sm_90:
+# 127, no spill); with a register budget of 160 on sm_100 only (maxnreg, as the fused LRN + pool
+# tiles below) it spills nothing.
 _CONV2D_RELU_FMA_TILES = [
-    dict(BLOCK_M=64, BLOCK_N=64, BLOCK_K=16, GROUP_M=8, num_warps=8, num_stages=2),
+    dict(BLOCK_M=64, BLOCK_N=64, BLOCK_K=16, GROUP_M=8, num_warps=8, num_stages=2, maxnreg={100: 160}),
     dict(BLOCK_M=64, BLOCK_N=32, BLOCK_K=16, GROUP_M=8, num_warps=4, num_stages=2),
     dict(BLOCK_M=32, BLOCK_N=64, BLOCK_K=16, GROUP_M=8, num_warps=4, num_stages=2),
 ]
@@ -229,18 +292,25 @@ MAX_POOL2D_INTERPRETER = {"BLOCK_P": 1024, "BLOCK_C": 128, "num_warps": 4, "num_
 #   backward 4 channels a thread at 4 warps spills 24 B on sm_80 (fp16, 96 registers), at 8
 #   warps 98-105 registers and no spill; the old 2-channel tiles loaded 4 B, and the 8-warp
 #   ones (16x32 w8, 8x64 w8) spilled 12 B on sm_90 / 16 B on sm_80.
+# sm_100's ptxas (ptxas-blackwell 13.3, Triton's for sm_100) holds some of these kernels to 128
+# registers (4 warps) or 64 (8 warps) and spills where sm_80 / sm_90's ptxas 12.9 takes what they
+# need (fp32 forward at lrn1/lrn2: 128 registers + 8 B spilled, sm_90 148 and none; the NCHW 64x8
+# backward: 64 + 4-16 B, sm_90 77). A register budget on sm_100 only (``maxnreg``: {arch:
+# registers}, triton.Config(maxnreg=...)) lets it take 146 / 71 with no spill; given on sm_80 /
+# sm_90 too, the same budget makes ptxas 12.9 take more registers than it needs (77 -> 72-84).
+_SM100_REGISTER_BUDGET = {100: 160}
 _LRN_MAX_POOL2D_NCHW = (
     {"BLOCK_P": 64, "BLOCK_C": 4, "num_warps": 4, "num_stages": 1},
     # 8 warps: at 4 the backward spilled 4 bytes on sm_80 (fp16/bf16, 128 registers)
     {"BLOCK_P": 128, "BLOCK_C": 4, "num_warps": 8, "num_stages": 1},
-    {"BLOCK_P": 64, "BLOCK_C": 8, "num_warps": 8, "num_stages": 1},
+    {"BLOCK_P": 64, "BLOCK_C": 8, "num_warps": 8, "num_stages": 1, "maxnreg": _SM100_REGISTER_BUDGET},
 )
 LRN_MAX_POOL2D_FWD_CONFIGS = {
     "nchw": _LRN_MAX_POOL2D_NCHW,
     "nhwc": (
-        {"BLOCK_P": 16, "BLOCK_C": 32, "num_warps": 4, "num_stages": 1},
-        {"BLOCK_P": 8, "BLOCK_C": 64, "num_warps": 4, "num_stages": 1},
-        {"BLOCK_P": 32, "BLOCK_C": 16, "num_warps": 4, "num_stages": 1},
+        {"BLOCK_P": 16, "BLOCK_C": 32, "num_warps": 4, "num_stages": 1, "maxnreg": _SM100_REGISTER_BUDGET},
+        {"BLOCK_P": 8, "BLOCK_C": 64, "num_warps": 4, "num_stages": 1, "maxnreg": _SM100_REGISTER_BUDGET},
+        {"BLOCK_P": 32, "BLOCK_C": 16, "num_warps": 4, "num_stages": 1, "maxnreg": _SM100_REGISTER_BUDGET},
     ),
 }
 LRN_MAX_POOL2D_BWD_CONFIGS = {

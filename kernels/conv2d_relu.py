@@ -803,7 +803,7 @@ def _launch(kernel: str, grid, like: torch.Tensor, args: dict, batch: int) -> No
         tables[f"{GATHER}/{dot}"] = config_table(GATHER, dot)[kernel]
         tables.update({f"sm{arch}/{dot}": config_table(arch, dot)[kernel] for arch in CONFIG_ARCHS})
     tuned = autotuned(_LAUNCHED[kernel], tables, configs.CONV2D_RELU_INTERPRETER_CONFIG,
-                      _table_key(kernel, like, args), _AUTOTUNE_KEYS[kernel], batch=batch)
+                      _table_key(kernel, like, args), _AUTOTUNE_KEYS[kernel], batch=batch, device=like.device)
     with device_guard(like):
         tuned[grid](**args)
 
@@ -1310,7 +1310,7 @@ def codegen_specs(layers: Sequence[tuple] = (), batches: Sequence[int] = (),
                 orders = (False, True) if "FLAT_K" in fn.arg_names and not fast else (None if not fast else False,)
                 units, multiples, _, walk = _FAST_PATH_ARGS[name] if fast else ((), (), None, None)
                 for cfg, ranks in _configs_by_arch(name, dot, fast):
-                    meta = {k: v for k, v in cfg.items() if k not in ("num_warps", "num_stages")}
+                    meta = {k: v for k, v in cfg.items() if k.isupper()}
                     for flat_k in orders:
                         constexprs = {"INPUT_PRECISION": precision, **meta, **{a: 1 for a in units}}
                         if "RELU" in fn.arg_names:
@@ -1335,7 +1335,8 @@ def codegen_specs(layers: Sequence[tuple] = (), batches: Sequence[int] = (),
                             expects_mma=dot != "fma",
                             extra={"input_precision": precision, "flat_k": bool(flat_k), "table": dot,
                                    "archs": tuple(ranks), "autotune_rank": ranks,
-                                   **({"divisible_by_16": multiples + ("BATCH",)} if fast else {})},
+                                   **({"divisible_by_16": multiples + ("BATCH",)} if fast else {}),
+                                   **({"maxnreg": cfg["maxnreg"]} if cfg.get("maxnreg") else {})},
                         ))
     return specs + real_shape_specs(layers, batches, sms or {})
 
@@ -1411,7 +1412,7 @@ def real_shape_specs(layers: Sequence[tuple], batches: Sequence[int], sms: Mappi
                     fn = _KERNELS[name]
                     fast = fast_path(name, {**runtime, **constexprs}, arch, dot)
                     for rank, cfg in enumerate(config_table(arch if fast else GATHER, dot)[name]):
-                        tile = {k: v for k, v in cfg.items() if k not in ("num_warps", "num_stages")}
+                        tile = {k: v for k, v in cfg.items() if k.isupper()}
                         config = (_config_name(cfg) + _path_suffix(dot, fast)
                                   + ("_tf32" if dtype == torch.float32 else ""))
                         key = (fn.__name__, config, dtype_name, label)
@@ -1429,6 +1430,9 @@ def real_shape_specs(layers: Sequence[tuple], batches: Sequence[int], sms: Mappi
                             extra={"input_precision": precision, "flat_k": bool(constexprs.get("FLAT_K", False)),
                                    "table": dot, "gemm_tile": (cfg["BLOCK_M"], cfg["BLOCK_N"], cfg["BLOCK_K"]),
                                    "archs": (arch,), "autotune_rank": {arch: rank}, "grid": grid(cfg),
+                                   # wgrad writes fp32 split-K partials: its reference GEMM writes fp32 too
+                                   **({"out_dtype": "fp32"} if name == "wgrad" else {}),
+                                   **({"maxnreg": cfg["maxnreg"]} if cfg.get("maxnreg") else {}),
                                    **({"pipeline_exception": FLAT_K_PIPELINE_EXCEPTION}
                                       if constexprs.get("FLAT_K") else {})},
                         )

@@ -229,7 +229,7 @@ def _launch(kernel, tensors: Sequence[torch.Tensor], x: torch.Tensor, layout: st
     N, C, H, W = x.shape
     HW = H * W
     grid = lambda meta: (N * triton.cdiv(HW, meta["BLOCK_P"]), triton.cdiv(C, meta["BLOCK_C"]))  # noqa: E731
-    tuned = autotuned(kernel, configs.LRN_CONFIGS, configs.LRN_INTERPRETER, layout, _KEY, batch=N)
+    tuned = autotuned(kernel, configs.LRN_CONFIGS, configs.LRN_INTERPRETER, layout, _KEY, batch=N, device=x.device)
     with device_guard(x):
         tuned[grid](*tensors, C, HW, size, alpha / size, beta, k, CHANNELS_LAST=layout == "nhwc")
 

@@ -100,7 +100,7 @@ def _launch(kernel, table, tensors, x: torch.Tensor, OH: int, OW: int, pixels: i
     kh, kw, sh, sw, ph, pw = geometry
     grid = lambda meta: (N * triton.cdiv(pixels, meta["BLOCK_P"]), triton.cdiv(C, meta["BLOCK_C"]))  # noqa: E731
     layout = layout_name(memory_format_of(x))
-    tuned = autotuned(kernel, table, configs.LRN_MAX_POOL2D_INTERPRETER, layout, _KEY, batch=N)
+    tuned = autotuned(kernel, table, configs.LRN_MAX_POOL2D_INTERPRETER, layout, _KEY, batch=N, device=x.device)
     with device_guard(x):
         tuned[grid](*tensors, C, H, W, OH, OW, size, alpha / size, beta, k, KH=kh, KW=kw, SH=sh, SW=sw,
                     PH=ph, PW=pw, CHANNELS_LAST=layout == "nhwc", **extra)

@@ -159,7 +159,8 @@ def _launch(kernel, tensors, layout: str, N: int, C: int, H: int, W: int, OH: in
     """Launch ``kernel`` over tiles of ``pixels`` (output pixels forward, input pixels backward)."""
     kh, kw, sh, sw, ph, pw = geometry
     grid = lambda meta: (N * triton.cdiv(pixels, meta["BLOCK_P"]), triton.cdiv(C, meta["BLOCK_C"]))  # noqa: E731
-    tuned = autotuned(kernel, configs.MAX_POOL2D_CONFIGS, configs.MAX_POOL2D_INTERPRETER, layout, _KEY, batch=N)
+    tuned = autotuned(kernel, configs.MAX_POOL2D_CONFIGS, configs.MAX_POOL2D_INTERPRETER, layout, _KEY, batch=N,
+                      device=tensors[0].device)
     with device_guard(tensors[0]):
         tuned[grid](*tensors, C, H, W, OH, OW, KH=kh, KW=kw, SH=sh, SW=sw, PH=ph, PW=pw,
                     CHANNELS_LAST=layout == "nhwc", **extra)

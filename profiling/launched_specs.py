@@ -91,7 +91,7 @@ def codegen_selection(found: Sequence[tuple[Any, Any]], launched: Sequence[Mappi
 # the columns of a codegen row the suite's results keep (codegen.csv has them all)
 ROW_FIELDS = ("op", "kernel", "config", "dtype", "shape", "arch", "registers", "spill_store_bytes", "spill_load_bytes",
               "smem_bytes", "mma_kind", "mma_instructions", "buffers_a", "buffers_b", "ldgsts", "wgmma_wait_depth",
-              "compiled", "passed", "failures", "notes", "compile_s")
+              "tcgen05_barriers", "compiled", "passed", "failures", "notes", "compile_s")
 
 
 def compile_launched(launched: Sequence[Mapping[str, Any]], chosen: Sequence[Mapping[str, Any]], max_specs: int,

@@ -65,19 +65,23 @@ def matmul_kernel(a_ptr, b_ptr, c_ptr, M, N, K,
     tl.store(c_ptrs, c, mask=c_mask)
 
 
-# "128x64x32 w8 s3" or "128x64x32 w8 s3 tf32"
-_CONFIG = re.compile(r"^(\d+)x(\d+)x(\d+) w(\d+) s(\d+)(?: (tf32|tf32x3|ieee|bf16x3|bf16x6))?$")
+# "128x64x32 w8 s3", "128x64x32 w8 s3 tf32" or "128x64x32 w8 s3 out fp32" (C written in fp32)
+_CONFIG = re.compile(r"^(\d+)x(\d+)x(\d+) w(\d+) s(\d+)(?: (tf32|tf32x3|ieee|bf16x3|bf16x6))?(?: out (fp32))?$")
 _DTYPES = {"fp32", "fp16", "bf16"}
 
 
 def reference_config(tile: tuple[int, int, int], num_warps: int, num_stages: int, dtype: str,
-                     input_precision: str | None) -> str:
+                     input_precision: str | None, out_dtype: str | None = None) -> str:
     """The config name of the reference row for a tile (BLOCK_M, BLOCK_N, BLOCK_K), launch
-    settings and precision (the dot's input precision matters for fp32 only)."""
+    settings and precision (the dot's input precision matters for fp32 only), and the dtype the
+    kernel writes when it is not its input's (``out_dtype`` "fp32": wgrad's split-K partials;
+    an fp32 epilogue holds twice the registers of a 16-bit one)."""
     m, n, k = tile
     name = f"{m}x{n}x{k} w{num_warps} s{num_stages}"
     if dtype == "fp32":
         name += f" {input_precision or 'tf32'}"
+    if out_dtype and out_dtype != dtype:
+        name += f" out {out_dtype}"
     return name
 
 
@@ -91,10 +95,12 @@ def spec_for(config: str, dtype: str):
     if not found or dtype not in _DTYPES:
         raise ValueError(f"{OP}: no reference GEMM config {config!r} / {dtype!r} "
                          "(expected 'MxNxK wW sS [precision]' and fp32/fp16/bf16)")
-    m, n, k, warps, stages, precision = found.groups()
-    torch_dtype = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[dtype]
+    m, n, k, warps, stages, precision, out_dtype = found.groups()
+    dtypes = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+    torch_dtype = dtypes[dtype]
     precision = precision or ("tf32" if dtype == "fp32" else "ieee")
-    args = {"a_ptr": torch_dtype, "b_ptr": torch_dtype, "c_ptr": torch_dtype, "M": SIZE, "N": SIZE, "K": SIZE,
+    args = {"a_ptr": torch_dtype, "b_ptr": torch_dtype, "c_ptr": dtypes[out_dtype or dtype],
+            "M": SIZE, "N": SIZE, "K": SIZE,
             "stride_am": SIZE, "stride_ak": 1, "stride_bk": SIZE, "stride_bn": 1, "stride_cm": SIZE, "stride_cn": 1}
     return KernelSpec(
         op=OP, kernel=KERNEL, config=config, fn=matmul_kernel,

@@ -2,7 +2,7 @@
 
 * Known GPUs are matched by device name (``torch.cuda.get_device_name``): dense (no
   sparsity) tensor-core / CUDA-core peaks per precision in TFLOP/s and DRAM bandwidth in
-  TB/s, from NVIDIA's datasheets (H100 SXM and A100 figures as in
+  TB/s, from NVIDIA's datasheets (B200 from the HGX B200 one; H100 SXM and A100 figures as in
   ``shared/reference/alexnet.md``). A name matches a row only word for word (see
   :data:`KNOWN_GPUS`): an unlisted variant is measured, never given a sibling's figures.
 * A CPU (or a GPU not in the table) gets peaks *measured* by :func:`measure_peaks`: a large
@@ -43,8 +43,14 @@ class Peaks:
 #  TB/s). The name (lower-cased) is split into words at every non-alphanumeric character; a row
 # matches only if every word of the name is one of its own words or "nvidia", so a variant the
 # table does not know ("GH200", "H200 NVL", "H100 80GB HBM2e") gets no row: it is measured.
-# First match wins.
+# First match wins. B200 (HGX B200, 1,000 W; torch names it "NVIDIA B200"): NVIDIA's HGX B200
+# figures for the 8-GPU board, per GPU and without sparsity (halved): FP16/BF16 tensor 36 PFLOP/s
+# sparse -> 2.25 PFLOP/s dense, TF32 18 -> 1.125, FP32 600 TFLOP/s -> 75, HBM3e 64 TB/s -> 8;
+# 2.25 PFLOP/s is 148 SMs x 8,192 dense 16-bit FLOP per clock x 1.86 GHz (the codegen check's
+# sm_100 constant). GB200's B200 runs at another power and clock: not listed, so measured.
 KNOWN_GPUS: list[tuple[tuple[str, ...], tuple[str, ...], str, dict[str, float], float]] = [
+    (("b200",), ("sxm", "sxm6", "180gb", "192gb", "hbm3e"), "B200 (HGX B200)",
+     {"fp32": 75, "tf32": 1125, "fp16": 2250, "bf16": 2250}, 8.0),
     (("h200",), ("sxm", "sxm5", "141gb", "hbm3e"), "H200 SXM",
      {"fp32": 67, "tf32": 495, "fp16": 989, "bf16": 989}, 4.8),
     (("h100", "pcie"), ("80gb",), "H100 PCIe", {"fp32": 51, "tf32": 378, "fp16": 756, "bf16": 756}, 2.0),

@@ -150,7 +150,8 @@ def codegen_specs():
         _copy_spec(3),
         # pipelined (cp.async, 3 stages) and wgmma-eligible on sm_90: 4 warps, BLOCK_M % 64 == 0
         _matmul_spec("m128n64k32_w4_s3", 4, 3, BLOCK_M=128, BLOCK_N=64, BLOCK_K=32),
-        # too small for wgmma (BLOCK_M 32 < 64): sm_90 falls back to mma.sync (HMMA); sweep-only
+        # too small for wgmma and tcgen05 (BLOCK_M 32 < 64): sm_90 and sm_100 fall back to mma.sync (HMMA),
+        # a note on sm_90 and a failure on sm_100 (the tcgen05 gate); sweep-only
         dataclasses.replace(_matmul_spec("m32n32k32_w2_s2", 2, 2, BLOCK_M=32, BLOCK_N=32, BLOCK_K=32),
                             extra={"divisible_by_16": ("M", "N", "K"), "in_use": False}),
         KernelSpec(op="fixture_relu", kernel="fixture_relu_kernel", config="b1024_w4", fn=fixture_relu_kernel,

@@ -17,9 +17,9 @@ from alexnet_fast.profiling.codegen.specs import SpecRef
 
 @pytest.fixture(scope="module")
 def rows(pool):
-    """Fixture compiles: the dot and elementwise kernels for sm_80 and sm_90, the spilling one for sm_80."""
+    """Fixture compiles: the dot and elementwise kernels for sm_80, sm_90 and sm_100, the spilling one for sm_80."""
     both = [r for r in fixture_refs().values() if r.op in ("fixture_matmul", "fixture_relu")]
-    done = compile_refs(both, [80, 90], pool=pool)
+    done = compile_refs(both, [80, 90, 100], pool=pool)
     done += compile_refs([fixture_ref("fixture_spill", "b16384_w1")], [80], pool=pool)
     return {(row["config"], row["arch"]): row for row in done}
 
@@ -59,7 +59,25 @@ def test_small_dot_on_sm90_falls_back_to_hmma_and_the_report_says_so(rows):
     assert row["passed"] and "not wgmma" in row["notes"]
 
 
-@pytest.mark.parametrize("arch", [80, 90])
+def test_tcgen05_eligible_dot_uses_utchmma_on_sm100(rows):
+    row = rows[("m128n64k32_w4_s3", 100)]
+    _assert_sane(row)
+    assert row["utcmma"] > 0 and row["hmma"] == row["hgmma"] == 0 and row["mma_kind"] == "UTCHMMA"
+    assert row["tcgen05_barriers"] == 2 and row["smem_limit_bytes"] == 232_448
+    assert row["passed"], row["failures"]
+
+
+def test_small_dot_on_sm100_falls_back_to_hmma_and_fails_the_tcgen05_gate(rows):
+    """A 32x32 dot is too small for tcgen05.mma (M >= 64): sm_100 runs mma.sync with the
+    accumulator in registers, which the sm_100 gate refuses (sm_90's fallback is only a note)."""
+    row = rows[("m32n32k32_w2_s2", 100)]
+    _assert_sane(row)
+    assert row["hmma"] > 0 and row["utcmma"] == 0 and row["tcgen05_barriers"] is None
+    assert not row["passed"] and row["failures"].startswith("no tcgen05 MMA (UTCHMMA) on sm_100"), row["failures"]
+    assert "; " not in row["failures"]
+
+
+@pytest.mark.parametrize("arch", [80, 90, 100])
 def test_fp32_elementwise_kernel_has_no_mma(rows, arch):
     row = rows[("b1024_w4", arch)]
     _assert_sane(row)
@@ -126,31 +144,33 @@ def test_compile_spec_refuses_unknown_arch_and_interpreted_kernels():
 @pytest.fixture(scope="module")
 def pipeline_rows(pool):
     """The plain GEMM, the strided gather and the GEMM with a division in its loop at a real
-    launch, sm_80 and sm_90 (their reference GEMM compiled alongside): 8 compiles."""
+    launch, sm_80, sm_90 and sm_100 (their reference GEMM compiled alongside): 12 compiles."""
     refs = [r for r in fixture_refs().values() if r.op == "fixture_pipeline"]
-    done = compile_refs(refs, [80, 90], pool=pool)
+    done = compile_refs(refs, [80, 90, 100], pool=pool)
     return {(row["kernel"], row["arch"]): row for row in done}
 
 
-@pytest.mark.parametrize("arch", [80, 90])
+@pytest.mark.parametrize("arch", [80, 90, 100])
 def test_plain_gemm_pipelines_like_the_reference_gemm(pipeline_rows, arch):
     row = pipeline_rows[("fixture_matmul_kernel", arch)]
     assert row["passed"], row["failures"]
     assert row["launch"] == "faithful" and row["reference"] == "128x64x32 w4 s3"
     # M, N, K at the launch are multiples of 16: the JIT marks them so
     assert row["divisible_by_16"] == "M,N,K" and row["specialized_to_constexpr"] == ""
-    stages = 3 if arch == 90 else 2  # sm_80's pipeliner keeps num_stages - 1 tiles in flight
+    stages = 3 if arch >= 90 else 2  # sm_80's pipeliner keeps num_stages - 1 tiles in flight
     assert (row["buffers_a"], row["buffers_b"]) == (stages, stages)
     assert row["ref_buffers"] == f"A{stages} B{stages}"
     assert row["ldgsts"] > 0 and row["ldgsts_max_bytes"] == 16 and row["ldg"] == 0
     assert row["registers"] <= REGISTER_RATIO_LIMIT * row["ref_registers"]
     if arch == 90:
         assert row["hgmma"] > 0 and row["wgmma_wait_depth"] >= 1 and row["wgmma_pendings"] >= 1
+    elif arch == 100:  # tcgen05: a K-step's MMA completes on one of 2 mbarriers, waited for a step later
+        assert row["utcmma"] > 0 and row["tcgen05_barriers"] == 2 and row["wgmma_wait_depth"] is None
     else:
         assert row["wgmma_wait_depth"] is None and row["hmma"] > 0
 
 
-@pytest.mark.parametrize("arch", [80, 90])
+@pytest.mark.parametrize("arch", [80, 90, 100])
 def test_division_in_the_loop_fails_the_loop_gate_only(pipeline_rows, arch):
     """The GEMM that recomputes its A rows through a division by a runtime value every K-step
     pipelines as the plain one does but issues far more instructions per K-step."""
@@ -162,7 +182,7 @@ def test_division_in_the_loop_fails_the_loop_gate_only(pipeline_rows, arch):
     assert row["loop_integer"] > plain["loop_integer"] + 50
 
 
-@pytest.mark.parametrize("arch", [80, 90])
+@pytest.mark.parametrize("arch", [80, 90, 100])
 def test_strided_gather_along_the_reduction_fails_the_pipeline_gates(pipeline_rows, arch):
     row = pipeline_rows[("fixture_gather_matmul_kernel", arch)]
     assert row["compiled"] and not row["passed"]

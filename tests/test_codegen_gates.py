@@ -13,7 +13,7 @@ def _row(**overrides):
     row = dict.fromkeys(COLUMNS)
     row.update(op="o", kernel="k", config="c", dtype="fp16", arch=80, expects_mma=False, compiled=True,
                registers=40, spill_store_bytes=0, spill_load_bytes=0, stack_bytes=0, smem_static_bytes=0,
-               smem_dynamic_bytes=0, smem_limit_bytes=SHARED_LIMIT_BYTES[80], hmma=0, hgmma=0, error="")
+               smem_dynamic_bytes=0, smem_limit_bytes=SHARED_LIMIT_BYTES[80], hmma=0, hgmma=0, utcmma=0, error="")
     row.update(overrides)
     return finish_row(row)
 
@@ -28,6 +28,14 @@ def test_checks_mma_where_expected():
     assert "no tensor-core MMA" in _row(expects_mma=True)["failures"]
     assert _row(expects_mma=True, hmma=8)["passed"]
     assert "though expects_mma is False" in _row(hgmma=2, arch=90)["notes"]
+
+
+def test_sm100_tensor_core_rows_must_use_tcgen05():
+    fallback = _row(expects_mma=True, hmma=8, arch=100)
+    assert not fallback["passed"] and fallback["failures"].startswith("no tcgen05 MMA (UTCHMMA) on sm_100")
+    assert _row(expects_mma=True, utcmma=4, arch=100)["passed"]
+    assert _row(expects_mma=True, hmma=8, arch=90)["passed"]  # sm_90's mma.sync fallback is a note only
+    assert _row(expects_mma=False, arch=100)["passed"]
 
 
 def _gemm_row(**overrides):
@@ -52,9 +60,12 @@ def test_reference_gates_each_fail_on_their_own():
         "131 registers > 1.3 x the reference GEMM's 100": {"registers": 131},
         "main loop of 101 instructions > 1.25 x the reference GEMM's 80 (50 integer)": {"loop_instructions": 101},
         "no tensor-core main loop in the SASS": {"loop_instructions": None},
+        "tcgen05 MMA completion on a ring of 1 mbarrier(s), the reference GEMM's on 2": {
+            "arch": 100, "hgmma": 0, "utcmma": 4, "wgmma_wait_depth": None, "tcgen05_barriers": 1},
     }
     for message, change in cases.items():
-        rows = [_gemm_row(**change), _reference_row()]
+        tcgen05 = {k: change[k] for k in ("arch", "hgmma", "utcmma", "wgmma_wait_depth") if k in change}
+        rows = [_gemm_row(**change), _reference_row(**tcgen05, **({"tcgen05_barriers": 2} if tcgen05 else {}))]
         apply_reference_gates(rows)
         assert not rows[0]["passed"] and message in rows[0]["failures"], (change, rows[0]["failures"])
         assert rows[0]["failures"].count(";") == 0  # only the gate that was broken
@@ -65,6 +76,14 @@ def test_reference_gates_each_fail_on_their_own():
     rows = [_gemm_row()]
     apply_reference_gates(rows)
     assert "no reference GEMM row 128x64x32 w4 s3 fp16 sm_90" in rows[0]["failures"]
+
+
+def test_a_spilling_reference_gemm_is_noted_not_failed():
+    rows = [_gemm_row(), _reference_row(spill_store_bytes=4, spill_load_bytes=4)]
+    assert not rows[1]["passed"]
+    apply_reference_gates(rows)
+    assert rows[1]["passed"] and rows[1]["notes"] == "the tutorial GEMM itself: spills registers (4 B stored, 4 B loaded)"
+    assert rows[0]["passed"], rows[0]["failures"]
 
 
 def test_documented_exception_keeps_its_figures_in_the_notes():
@@ -89,13 +108,19 @@ def test_issue_ceiling_is_tensor_cycles_over_issue_cycles():
     assert _gemm_row(dtype="fp32", input_precision="ieee")["issue_ceiling"] is None  # FMA: no tensor rate
 
 
-def test_issue_ceiling_gate_holds_for_the_configs_tried_first_on_sm90_only():
-    low = dict(num_warps=8, loop_instructions=100)  # ceiling 128 / 200 = 0.64
+def test_issue_ceiling_gate_holds_for_the_configs_tried_first_on_sm90_and_sm100():
+    low = dict(num_warps=8, loop_instructions=100)  # ceiling 128 / 200 = 0.64 on sm_90
     for rank, arch, fails in ((0, 90, True), (1, 90, True), (2, 90, False), (None, 90, False), (0, 80, False)):
         rows = [_gemm_row(autotune_rank=rank, arch=arch, **low),
                 _reference_row(arch=arch, num_warps=8, loop_instructions=90)]
         apply_reference_gates(rows)
         assert ("issue ceiling 0.64 < 0.85" in rows[0]["failures"]) == fails, (rank, arch, rows[0]["failures"])
+    # sm_100's tensor cores are twice as fast per SM: the same loop reaches half the ceiling
+    tcgen05 = dict(arch=100, hgmma=0, utcmma=4, wgmma_wait_depth=None, tcgen05_barriers=2)
+    rows = [_gemm_row(autotune_rank=0, num_warps=4, loop_instructions=80, **tcgen05),
+            _reference_row(num_warps=4, loop_instructions=80, **tcgen05)]
+    apply_reference_gates(rows)
+    assert rows[0]["issue_ceiling"] == 0.8 and "issue ceiling 0.80 < 0.85" in rows[0]["failures"]
 
 
 def test_occupancy_and_waves_of_a_launch():

@@ -1,5 +1,5 @@
 """The real kernels of kernels/: every jit function covered, and a budgeted sample of the in-use
-specs compiled for sm_80 / sm_90 (`alexnet-fast codegen` compiles them all)."""
+specs compiled for sm_80 / sm_90 / sm_100 (`alexnet-fast codegen` compiles them all)."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ def budgeted_sample(found, archs=DEFAULT_ARCHS):
     every arch once, the variants taking the kernel's configs (and real shapes) in turn (the
     i-th pick gets spec i mod n, among the specs compiled for that arch: a per-arch table's
     config only for its arch). So each kernel compiles at each precision, generic and at a real
-    launch, for sm_80 and sm_90, at 2 x (number of variants) compiles per kernel;
+    launch, for each arch, at (archs) x (number of variants) compiles per kernel;
     `alexnet-fast codegen` compiles every spec x arch.
     """
     by_kernel: dict[tuple, dict[tuple, list]] = {}
@@ -53,12 +53,12 @@ def test_budgeted_sample_covers_every_precision_and_arch_and_rotates_configs():
                           fn=None, signature={}, constexprs={}, dtype=dtype, expects_mma=mma)
         found.append((SpecRef("m", i, "op", "k", spec.config, dtype, in_use=config != "c2" or dtype != "fp16"),
                       spec))
-    picks = [(ref.spec_id, arch) for ref, arch in budgeted_sample(found)]
+    picks = [(ref.spec_id, arch) for ref, arch in budgeted_sample(found, archs=(80, 90))]
     assert picks == [("op/k/c0/fp32", 80), ("op/k/c1/fp32", 90), ("op/k/c2_tf32/fp32", 80),
                      ("op/k/c0_tf32/fp32", 90), ("op/k/c0/fp16", 80), ("op/k/c1/fp16", 90)]
     # a config of one arch's table is picked for that arch only
     only90 = [(dataclasses.replace(ref, archs=(90,)), spec) for ref, spec in found]
-    assert [(ref.spec_id, arch) for ref, arch in budgeted_sample(only90)] == [
+    assert [(ref.spec_id, arch) for ref, arch in budgeted_sample(only90, archs=(80, 90))] == [
         ("op/k/c1/fp32", 90), ("op/k/c0_tf32/fp32", 90), ("op/k/c1/fp16", 90)]
 
 
@@ -102,11 +102,11 @@ def test_every_kernels_jit_function_is_covered():
 @pytest.mark.slow
 @pytest.mark.parametrize("ref, arch", _sampled_kernel_specs())
 def test_kernel_config_in_use_compiles_cleanly(pool, ref, arch):
-    """Compiles for sm_80/sm_90, zero spills, shared memory within the limit, and tensor cores
-    where expected: HGMMA (wgmma) on sm_90, HMMA on sm_80."""
+    """Compiles for sm_80/sm_90/sm_100, zero spills, shared memory within the limit, and tensor cores
+    where expected: UTCHMMA (tcgen05) on sm_100, HGMMA (wgmma) on sm_90, HMMA on sm_80."""
     (row,) = compile_refs([ref], [arch], pool=pool)
     assert row["compiled"], row["error"]
     assert row["passed"], row["failures"]
     if row["expects_mma"]:
-        kind = "hgmma" if arch == 90 else "hmma"
+        kind = {90: "hgmma", 100: "utcmma"}.get(arch, "hmma")
         assert row[kind] > 0, f"no {kind.upper()} on sm_{arch} (SASS has {row['mma_kind']})"

@@ -16,8 +16,10 @@ def test_sass_figures_count_mma_and_spill_widths():
         /*0140*/                   LDL.S16 R5, [R1+0x20] ;                    /* 0x0000200001057983 */
         /*0150*/                   HGMMA.64x64x16.F32 R24, gdesc[UR4], R24 ;  /* 0x0000000418187df0 */
         /*0160*/                   STG.E [R2.64], R4 ;                        /* 0x0000000402007986 */
+        /*0170*/                   UTCHMMA gdesc[UR6], gdesc[UR10], tmem[UR9], tmem[UR32], idesc[UR33], !UPT ;
+        /*0180*/                   UTCBAR [UR12], URZ ;
     """
-    assert sass_figures(sass) == {"hmma": 1, "hgmma": 1, "spill_store_bytes": 12, "spill_load_bytes": 18}
+    assert sass_figures(sass) == {"hmma": 1, "hgmma": 1, "utcmma": 1, "spill_store_bytes": 12, "spill_load_bytes": 18}
 
 
 def test_resource_usage_picks_the_named_function():
@@ -74,13 +76,35 @@ _TTGIR_UNPIPELINED = """
 
 
 def test_ttgir_figures_follow_views_and_count_register_staged_tiles_as_one_buffer():
-    assert ttgir_figures(_TTGIR_UNPIPELINED) == {"buffers_a": 1, "buffers_b": 1, "wgmma_pendings": 0}
+    assert ttgir_figures(_TTGIR_UNPIPELINED) == {"buffers_a": 1, "buffers_b": 1, "wgmma_pendings": 0,
+                                                 "tcgen05_barriers": None}
     pipelined = _TTGIR_UNPIPELINED.replace(
         "ttg.local_alloc %x : (tensor<128x32xf16, #blocked>) -> !ttg.memdesc<128x32xf16",
         "ttg.local_alloc : () -> !ttg.memdesc<4x128x32xf16")
     assert ttgir_figures(pipelined)["buffers_a"] == 4
     assert ttgir_figures("%z = arith.addf %x, %y : f32") == {"buffers_a": None, "buffers_b": None,
-                                                                "wgmma_pendings": None}
+                                                                "wgmma_pendings": None, "tcgen05_barriers": None}
+
+
+# sm_100's pipelined tcgen05 loop (recorded from a conv forward, 128x128x64, abridged): 3-stage A/B
+# rings, the accumulator in tensor memory, the MMA's completion on a ring of 2 mbarriers
+_TTGIR_TCGEN05 = """
+    %acc = ttng.tmem_alloc : () -> !ttg.memdesc<128x128xf32, #tmem, #ttng.tensor_memory, mutable> loc(#l)
+    %bar = ttg.local_alloc : () -> !ttg.memdesc<2x1xi64, #shared, #smem, mutable> loc(#l)
+    %a = ttg.local_alloc : () -> !ttg.memdesc<3x128x64xbf16, #shared1, #smem, mutable> loc(#l)
+    %b = ttg.local_alloc : () -> !ttg.memdesc<3x64x128xbf16, #shared2, #smem, mutable> loc(#l)
+    %a_i = ttg.memdesc_index %a[%i] : !ttg.memdesc<3x128x64xbf16, #shared1, #smem, mutable> -> !ttg.memdesc<128x64xbf16, #shared1, #smem, mutable> loc(#l)
+    %b_i = ttg.memdesc_index %b[%i] : !ttg.memdesc<3x64x128xbf16, #shared2, #smem, mutable> -> !ttg.memdesc<64x128xbf16, #shared2, #smem, mutable> loc(#l)
+    %bar_j = ttg.memdesc_index %bar[%j] : !ttg.memdesc<2x1xi64, #shared, #smem, mutable> -> !ttg.memdesc<1xi64, #shared, #smem, mutable> loc(#l)
+    ttng.tc_gen5_mma %a_i, %b_i, %acc, %true, %true, %bar_j[%true] {is_async} : !ttg.memdesc<128x64xbf16, #shared1, #smem, mutable>, !ttg.memdesc<64x128xbf16, #shared2, #smem, mutable>, !ttg.memdesc<128x128xf32, #tmem, #ttng.tensor_memory, mutable>, !ttg.memdesc<1xi64, #shared, #smem, mutable> loc(#l)
+"""
+
+
+def test_ttgir_figures_read_the_tcgen05_operands_and_its_barrier_ring():
+    assert ttgir_figures(_TTGIR_TCGEN05) == {"buffers_a": 3, "buffers_b": 3, "wgmma_pendings": None,
+                                             "tcgen05_barriers": 2}
+    unbuffered = _TTGIR_TCGEN05.replace("%bar_j[%true]", "%other[%true]")  # a barrier not from a ring
+    assert ttgir_figures(unbuffered)["tcgen05_barriers"] == 0
 
 
 def test_sass_memory_figures_read_copy_and_load_widths():

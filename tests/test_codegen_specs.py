@@ -93,5 +93,5 @@ def test_conv_launch_specs_need_the_sm_count_of_every_config_arch():
     import importlib
 
     conv2d_relu = importlib.import_module("alexnet_fast.kernels.conv2d_relu")  # the module (the package exports the op)
-    with pytest.raises(ValueError, match=r"conv2d_relu: real_shape_specs needs the SM count of config archs \[90\]"):
+    with pytest.raises(ValueError, match=r"conv2d_relu: real_shape_specs needs the SM count of config archs \[90, 100\]"):
         conv2d_relu.real_shape_specs(alexnet_conv_layers()[:1], (128,), {80: 108})

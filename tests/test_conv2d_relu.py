@@ -447,9 +447,9 @@ def test_configs_are_data_and_fit_shared_memory():
     """Every GPU config of every arch's tables: tile sizes tensor cores accept, and a worst-case
     (every stage buffered) shared-memory estimate within the arch's per-block limit (sm_80 163 KB,
     also for the gather table, which every arch uses;
-    sm_90 227 KB; 4-byte operands in the tf32 and FMA tables). The compile check proper is
+    sm_90 and sm_100 227 KB; 4-byte operands in the tf32 and FMA tables). The compile check proper is
     profiling/codegen/."""
-    limit = {80: 163 * 1024, 90: 227 * 1024, conv_mod.GATHER: 163 * 1024}  # the gather table: every arch
+    limit = {80: 163 * 1024, 90: 227 * 1024, 100: 227 * 1024, conv_mod.GATHER: 163 * 1024}  # gather: every arch
     for arch in CONFIG_ARCHS + (conv_mod.GATHER,):
         for dot in DOTS:
             table = config_table(arch, dot)
@@ -461,6 +461,7 @@ def test_configs_are_data_and_fit_shared_memory():
                     size = 2 if dot == "mma" else 4
                     assert (cfg["BLOCK_M"] + cfg["BLOCK_N"]) * cfg["BLOCK_K"] * size * cfg["num_stages"] <= limit[arch]
     assert conv_mod.config_arch((9, 0)) == 90 and conv_mod.config_arch((8, 6)) == 80
+    assert conv_mod.config_arch((10, 0)) == 100 and conv_mod.config_arch((10, 3)) == 100  # B200, B300
     assert conv_mod.config_arch((12, 0)) == 80  # an arch without a table of its own: sm_80's
     interp = configs.CONV2D_RELU_INTERPRETER_CONFIG
     assert min(interp["BLOCK_M"], interp["BLOCK_N"], interp["BLOCK_K"]) >= 16

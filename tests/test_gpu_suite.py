@@ -1,5 +1,5 @@
 """The GPU suite's plan without a GPU: its cells, the estimate and its constants, the budget
-order, the dry run (H100 and H200), the report rendered from the recorded example, the
+order, the dry run (H100, H200, B200), the report rendered from the recorded example, the
 codegen cell's spec selection, the pytest cell's bounded selection, autotune pruning and
 the chosen-config record. The cells themselves run in test_gpu_suite_smoke.py."""
 
@@ -105,14 +105,15 @@ def test_full_gpu_default_estimate_and_order():
     assert min(ma) > max(default_bf16)
 
 
-@pytest.mark.parametrize("device", ["NVIDIA H100 80GB HBM3", "NVIDIA H200"])
-def test_dry_run_prints_plan_estimate_constants_and_renders_the_example(tmp_path, capsys, device):
+@pytest.mark.parametrize("device, label", [("NVIDIA H100 80GB HBM3", "H100 SXM"), ("NVIDIA H200", "H200 SXM"),
+                                           ("NVIDIA B200", "B200")])
+def test_dry_run_prints_plan_estimate_constants_and_renders_the_example(tmp_path, capsys, device, label):
     from alexnet_fast.cli import main
 
     assert main(["bench", "--suite", "gpu-quick", "--dry-run", device, "--output-dir", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     estimate = float(out.split("estimate: ")[1].split(" s")[0])
-    assert estimate < 480 and f"on {device}" in out and "datasheet: NVIDIA H" in out
+    assert estimate < 480 and f"on {device}" in out and f"datasheet: NVIDIA {label}" in out
     assert "pytest -m gpu" in out and "conv1+relu1 bf16 triton" in out and "kernelbench_alexnet" in out
     for name in estimates.CONSTANTS:  # each constant printed with how it was derived
         assert name in out
@@ -249,7 +250,7 @@ def test_codegen_selection_takes_only_specs_compiled_for_the_devices_arch():
     to nothing (the smoke run's conv rows vanished that way when the conv tables went per arch)."""
     launched = [{"preset": "paper", "unit": "conv2+relu2", "op": "conv2d_relu", "dtype": "fp16",
                  "passes": ["fwd", "bwd"], "batch": 2}]
-    for arch in (80, 90):
+    for arch in (80, 90, 100):
         refs, _, unmatched = codegen_selection(_found(), launched, [], 6, arch)
         assert [r.kernel for r in refs] == CODEGEN_KERNEL_ORDER[:3] and not unmatched
         assert all(r.compiles_for(arch) for r in refs), arch

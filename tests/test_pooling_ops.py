@@ -180,6 +180,23 @@ def test_autotuned_refuses_key_names_that_are_not_kernel_arguments():
                          ("C", "N"), batch=1)
 
 
+def test_register_budget_is_per_arch_and_reaches_the_triton_config(monkeypatch):
+    """A table entry's ``maxnreg`` ({arch: registers}) applies on that arch only: the autotuner
+    built for a B200 (sm_100) launches with it, one for an H100 (sm_90) or the CPU without."""
+    cfg = configs.LRN_MAX_POOL2D_FWD_CONFIGS["nhwc"][0]
+    assert common.register_budget(cfg, 100) == 160 and common.register_budget(cfg, 90) is None
+    assert common.device_arch(torch.device("cpu")) is None and common.device_arch(None) is None
+    monkeypatch.setattr(common, "is_interpreting", lambda: False)
+    tuned = {}
+    for arch in (100, 90):
+        monkeypatch.setattr(common, "device_arch", lambda device, arch=arch: arch)
+        tuned[arch] = common.autotuned(fused_mod.lrn_max_pool2d_fwd_kernel, configs.LRN_MAX_POOL2D_FWD_CONFIGS,
+                                       configs.LRN_MAX_POOL2D_INTERPRETER, "nhwc", fused_mod._KEY, batch=12345,
+                                       device=torch.device("cuda"))
+    assert [c.maxnreg for c in tuned[100].configs] == [160, 160, 160]
+    assert [c.maxnreg for c in tuned[90].configs] == [None, None, None] and tuned[90] is not tuned[100]
+
+
 @pytest.mark.parametrize("module", (lrn_mod, pool_mod, fused_mod), ids=lambda m: m.__name__)
 def test_autotune_keys_are_kernel_arguments(module):
     """Every key of every op names an argument of its kernels (forward and backward)."""

@@ -7,6 +7,7 @@ from alexnet_fast.profiling.roofline import _gemm_paths, device_peaks, known_pea
 
 
 @pytest.mark.parametrize("name, label, bf16, fp32, tbs", [
+    ("NVIDIA B200", "B200", 2250, 75, 8.0),
     ("NVIDIA H100 80GB HBM3", "H100 SXM", 989, 67, 3.35),
     ("NVIDIA H100 PCIe", "H100 PCIe", 756, 51, 2.0),
     ("NVIDIA H200", "H200 SXM", 989, 67, 4.8),
@@ -23,7 +24,7 @@ def test_known_gpus_by_name(name, label, bf16, fp32, tbs):
     assert peaks.ridge("bf16") == pytest.approx(bf16 / tbs)
 
 
-@pytest.mark.parametrize("name", ["NVIDIA GH200 480GB", "NVIDIA H200 NVL", "NVIDIA H100 80GB HBM2e", "NVIDIA H800",
+@pytest.mark.parametrize("name", ["NVIDIA GH200 480GB", "NVIDIA GB200", "NVIDIA H200 NVL", "NVIDIA H100 80GB HBM2e", "NVIDIA H800",
                                   "NVIDIA A100X"])
 def test_unlisted_variants_of_known_gpus_get_no_sibling_figures(name):
     assert known_peaks(name) is None

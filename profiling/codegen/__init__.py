@@ -1,4 +1,4 @@
-"""Static code-generation check: compile every Triton kernel config for sm_80 / sm_90 with no GPU.
+"""Static code-generation check: compile every Triton kernel config for sm_80 / sm_90 / sm_100 with no GPU.
 
 Every op module of ``kernels/`` that defines ``@triton.jit`` kernels provides generic
 ``codegen_specs(...) -> list[KernelSpec]``; :mod:`.specs` hands each the AlexNet launches of its

@@ -178,7 +178,8 @@ def launch_specialization(spec, arch: int) -> LaunchSpecialization:
     values = {name: MockTensor.wrap_dtype(v) for name, v in spec.args.items()}
     options = {"num_warps": spec.num_warps, "num_stages": spec.num_stages,
                "debug": bool(getattr(fn, "debug", False) or knobs.runtime.debug),
-               "instrumentation_mode": knobs.compilation.instrumentation_mode}
+               "instrumentation_mode": knobs.compilation.instrumentation_mode,
+               **({"maxnreg": maxnreg_of(spec, arch)} if maxnreg_of(spec, arch) else {})}
     backend = make_backend(GPUTarget("cuda", arch, 32))
     binder = create_function_from_signature(fn.signature, fn.params, backend)
     kwargs = {**values, **spec.constexprs, **options}
@@ -228,6 +229,12 @@ def specialized_names(spec, special: LaunchSpecialization) -> tuple[list[str], l
     return divisible, folded
 
 
+def maxnreg_of(spec, arch: int) -> int | None:
+    """The register budget (``triton.Config(maxnreg=...)``, PTX ``.maxnreg``) a config launches
+    with on ``arch``: ``spec.extra["maxnreg"]`` = {arch: registers}, as its table entry states."""
+    return (spec.extra.get("maxnreg") or {}).get(arch)
+
+
 def _row_header(spec, arch: int) -> dict[str, Any]:
     row = dict.fromkeys(COLUMNS)
     row.update(op=spec.op, kernel=spec.kernel, config=spec.config, dtype=spec.dtype, arch=arch,
@@ -239,7 +246,8 @@ def _row_header(spec, arch: int) -> dict[str, Any]:
                input_precision=input_precision_of(spec), min_load_bytes=spec.extra.get("min_load_bytes"),
                reference=reference_config_of(spec), exception=spec.extra.get("pipeline_exception", ""),
                autotune_rank=(spec.extra.get("autotune_rank") or {}).get(arch),
-               grid="x".join(map(str, spec.extra["grid"])) if spec.extra.get("grid") else None)
+               grid="x".join(map(str, spec.extra["grid"])) if spec.extra.get("grid") else None,
+               maxnreg=maxnreg_of(spec, arch))
     return row
 
 
@@ -265,7 +273,8 @@ def compile_spec(spec, arch: int) -> dict[str, Any]:
                         "with TRITON_INTERPRET=1); compile with compile_refs(), whose workers import "
                         "the kernels with the interpreter off")
     row = _row_header(spec, arch)
-    options = {"num_warps": spec.num_warps, "num_stages": spec.num_stages}
+    options = {"num_warps": spec.num_warps, "num_stages": spec.num_stages,
+               **({"maxnreg": maxnreg_of(spec, arch)} if maxnreg_of(spec, arch) else {})}
     if spec.args is not None:  # what JITFunction.run would compile for these argument values
         special = launch_specialization(spec, arch)
         check_given_signature(spec, special)

@@ -14,7 +14,7 @@ from typing import Any, Iterable, Sequence
 from alexnet_fast.profiling.codegen.arch import (MAX_BLOCKS_PER_SM, MAX_WARPS_PER_SM, REGISTER_ALLOCATION_UNIT,
                                                  REGISTERS_PER_SM, SHARED_LIMIT_BYTES, SHARED_PER_SM_BYTES,
                                                  SHARED_RESERVED_PER_BLOCK, SMS, TENSOR_FLOP_PER_CLOCK,
-                                                 TENSOR_RATE_SOURCES, WARP_SCHEDULERS_PER_SM)
+                                                 PROVEN, TCGEN05_ARCHS, TENSOR_RATE_SOURCES, WARP_SCHEDULERS_PER_SM)
 from alexnet_fast.profiling.codegen.gates import (AUTOTUNE_FIRST, COLUMNS, ISSUE_CEILING_ARCHS, ISSUE_CEILING_MIN,
                                                   LOOP_RATIO_LIMIT, REGISTER_RATIO_LIMIT, present)
 from alexnet_fast.profiling.codegen.sass import LOOP_CLASSES
@@ -78,6 +78,31 @@ def _async_copies(row) -> str:
     if row["utmaldg"]:
         parts.append(f"TMA {_fmt(row, 'utmaldg')}")
     return " + ".join(parts) or "0"
+
+
+def _wait(row) -> str:
+    """The MMA's asynchrony: the wgmma wait depth (sm_90) or the tcgen05 completion-barrier ring
+    ("ring 2": sm_100); "-" for neither."""
+    if row is None:
+        return "-"
+    if present(row.get("wgmma_wait_depth")):
+        return _fmt(row, "wgmma_wait_depth")
+    if present(row.get("tcgen05_barriers")):
+        return f"ring {_fmt(row, 'tcgen05_barriers')}"
+    return "-"
+
+
+def proven_lines(info: dict[str, str] | None) -> list[str]:
+    """Which architectures the check proves and how: per arch, the modelled GPU, its SMs, the
+    per-block shared-memory limit, the ptxas that compiled it and what its tensor-core rows use."""
+    info = info or {}
+    lines = ["## Architectures proven, and how", "",
+             "Each arch's code is compiled ahead of time with `triton.compile(..., target=GPUTarget(\"cuda\", arch, 32))` "
+             "and the ptxas Triton ships for it (no GPU, nothing run), and its SASS and TTGIR are read:", ""]
+    body = [[f"sm_{a}", gpu, SMS.get(a, "-"), f"{SHARED_LIMIT_BYTES[a]:,}", info.get(f"ptxas sm_{a}", "-"), how]
+            for a, (gpu, how) in PROVEN.items() if a in SHARED_LIMIT_BYTES]
+    return lines + _md_table(["arch", "GPU modelled", "SMs", "smem B / block", "ptxas", "tensor-core rows use"],
+                             body) + [""]
 
 
 def _arch_list_text() -> str:
@@ -198,18 +223,22 @@ def markdown_summary(table, problems: Sequence[str] = (), info: dict[str, str] |
         "compiles: Triton's own launcher code specializes the argument values (an int equal to 1 becomes a "
         "constexpr, an int divisible by 16 gets `tt.divisibility 16`, pointers their alignment). "
         "Columns: registers and stack from cuobjdump; spills = STL/LDL bytes in SASS; smem = static + dynamic "
-        f"per block (limit: {limits}); MMA = HMMA/HGMMA instructions in SASS; buffers = "
+        f"per block (limit: {limits}); MMA = HMMA (mma.sync) / HGMMA (wgmma) / UTCHMMA (tcgen05.mma) instructions in SASS; buffers = "
         "shared-memory copies of the A and B tiles of the dot (leading dim of `ttg.local_alloc` in TTGIR: the "
         "pipeline stages actually allocated); async = LDGSTS (cp.async) count x width and UTMALDG (TMA) in SASS; "
         "wait = wgmma wait depth (largest N of `WARPGROUP.DEPBAR.LE gsb0, N`; 0 = every wgmma waited for at "
-        "once); LDG = plain global loads by width; loop = SASS instructions of the main loop (from the target of "
+        "once) on sm_90, and on sm_100 the ring of mbarriers tcgen05.mma signals its completion on (`ring 2`: a "
+        "K-step's MMA is waited for in the next, TTGIR `ttng.tc_gen5_mma`); LDG = plain global loads by width; loop = SASS instructions of the main loop (from the target of "
         "the backward branch that closes the innermost loop holding an MMA to that branch: one K-step); "
         "ceiling = its issue ceiling. compile s is ~0 where Triton's cache served it.")
-    lines += ["", "Gates: compiles; no spills; smem within the limit; tensor cores where expected; a "
-              "launch-faithful tensor-core row has at least the reference GEMM's buffers for A and B, some "
-              "asynchronous copy, an asynchronous wgmma on sm_90 (wait depth >= 1), at most "
+    lines += ["", "Gates: compiles; no spills; smem within the limit; tensor cores where expected (on "
+              f"{', '.join(f'sm_{a}' for a in TCGEN05_ARCHS)}: tcgen05, UTCHMMA; a dot too small for it falls back to "
+              "HMMA and fails); a launch-faithful tensor-core row has at least the reference GEMM's buffers for A "
+              "and B, some asynchronous copy, an asynchronous wgmma on sm_90 (wait depth >= 1) or a tcgen05 "
+              "completion ring as deep as the reference's on sm_100, at most "
               f"{REGISTER_RATIO_LIMIT}x its registers and a main loop of at most {LOOP_RATIO_LIMIT}x its "
-              "instructions (reference: Triton's tutorial GEMM at the same tile, warps, stages and dtype, "
+              "instructions (reference: Triton's tutorial GEMM at the same tile, warps, stages and dtype -- "
+              "writing fp32 for wgrad, whose split-K partials are fp32 -- "
               "`profiling/reference_gemm.py`), and -- for the first "
               f"{AUTOTUNE_FIRST} entries of an autotune table on {', '.join(f'sm_{a}' for a in ISSUE_CEILING_ARCHS)} "
               f"-- an issue ceiling of at least {ISSUE_CEILING_MIN}; a row with `min_load_bytes` (fp16/bf16 NHWC "
@@ -217,6 +246,7 @@ def markdown_summary(table, problems: Sequence[str] = (), info: dict[str, str] |
     lines += _constants_text() + [""]
     if info:
         lines += [", ".join(f"{k}: {v}" for k, v in info.items()), ""]
+    lines += proven_lines(info)
     lines += loop_summary_lines(table) + first_configs_lines(table)
 
     body = []
@@ -229,7 +259,7 @@ def markdown_summary(table, problems: Sequence[str] = (), info: dict[str, str] |
         body.append([r["op"], r["kernel"], r["config"], r["dtype"], r["shape"] or "generic", f"sm_{r['arch']}",
                      _fmt(r, "num_warps"), _fmt(r, "num_stages"), _fmt(r, "registers"),
                      f"{_fmt(r, 'spill_store_bytes')}/{_fmt(r, 'spill_load_bytes')}", _fmt(r, "smem_bytes"),
-                     mma, _buffers(r), _async_copies(r), _fmt(r, "wgmma_wait_depth"),
+                     mma, _buffers(r), _async_copies(r), _wait(r),
                      (r["ldg_widths"] or "0") if ok else "-", _fmt(r, "loop_instructions"),
                      _fmt(r, "issue_ceiling", 1, 2), _fmt(r, "ptx_bytes", 1024, 1), _fmt(r, "compile_s", 1, 2), result])
     lines += ["", "## Every compile", ""]
@@ -251,7 +281,7 @@ def markdown_summary(table, problems: Sequence[str] = (), info: dict[str, str] |
             cmp_rows.append([f"{r['kernel']} {r['config']}", r["dtype"], r["shape"], f"sm_{r['arch']}",
                              r["reference"], _buffers(r), _buffers(ref) if ref is not None else "-",
                              _async_copies(r), _async_copies(ref) if ref is not None else "-",
-                             _fmt(r, "wgmma_wait_depth"), _fmt(ref, "wgmma_wait_depth") if ref is not None else "-",
+                             _wait(r), _wait(ref),
                              _fmt(r, "registers"), _fmt(ref, "registers") if ref is not None else "-",
                              _fmt(r, "loop_instructions"), _fmt(ref, "loop_instructions") if ref is not None else "-",
                              _fmt(r, "loop_ratio", 1, 2), _loop_mix(r), _loop_mix(ref) if ref is not None else "-",

@@ -24,15 +24,22 @@ class CodegenToolError(RuntimeError):
     """A CUDA binary tool Triton ships (cuobjdump) cannot be found or run."""
 
 
+# tcgen05.mma in SASS (sm_100): UTCHMMA (fp16/bf16/tf32), UTCQMMA (fp8), UTCIMMA (int8), UTCOMMA
+TCGEN05_MMA_BASES = frozenset({"UTCHMMA", "UTCQMMA", "UTCIMMA", "UTCOMMA"})
+
+
 def sass_figures(sass: str) -> dict[str, int]:
-    """MMA instruction counts and local-memory (spill) bytes from SASS text (cuobjdump -sass)."""
-    out = {"hmma": 0, "hgmma": 0, "spill_store_bytes": 0, "spill_load_bytes": 0}
+    """MMA instruction counts (HMMA: mma.sync; HGMMA: wgmma; ``utcmma``: tcgen05.mma) and
+    local-memory (spill) bytes from SASS text (cuobjdump -sass)."""
+    out = {"hmma": 0, "hgmma": 0, "utcmma": 0, "spill_store_bytes": 0, "spill_load_bytes": 0}
     for opcode in _SASS_OPCODE.findall(sass):
         base, *suffixes = opcode.split(".")
         if base == "HMMA":
             out["hmma"] += 1
         elif base == "HGMMA":
             out["hgmma"] += 1
+        elif base in TCGEN05_MMA_BASES:
+            out["utcmma"] += 1
         elif base in ("STL", "LDL"):
             width = next((_ACCESS_BYTES[s] for s in suffixes if s in _ACCESS_BYTES), 4)
             out["spill_store_bytes" if base == "STL" else "spill_load_bytes"] += width
@@ -45,6 +52,9 @@ _DOT_OP_IDX = re.compile(r"#ttg\.dot_op<\{opIdx = (\d)")
 _PENDINGS = re.compile(r"pendings = (\d+)")
 # "WARPGROUP.DEPBAR.LE gsb0, 0x1 ;" -> 1: how many wgmma groups may still run after the wait
 _DEPBAR = re.compile(r"WARPGROUP\.DEPBAR\.LE\s+gsb\d+,\s*0x([0-9a-f]+)")
+# "%bar = ttg.local_alloc : () -> !ttg.memdesc<2x1xi64, ...": a ring of 2 mbarriers
+_BARRIER_ALLOC = re.compile(r"(%[\w#.]+) = ttg\.local_alloc : \(\) -> !ttg\.memdesc<(\d+)x1xi64")
+_MEMDESC_INDEX = re.compile(r"(%[\w#.]+) = ttg\.memdesc_index (%[\w#.]+)\[")
 
 
 def _memdescs(line: str) -> list[tuple[tuple[int, ...], str, str]]:
@@ -63,7 +73,10 @@ def ttgir_figures(ttgir: str) -> dict[str, Any]:
     two operands with the same encoding are told apart by their tile shape (A holds the result's
     M rows, B its N columns). None when the kernel has no dot. ``wgmma_pendings``: the largest
     ``pendings`` of a ``ttng.warp_group_dot_wait`` (0: every wgmma is waited for at once), None
-    without wgmma.
+    without wgmma. A ``ttng.tc_gen5_mma`` (tcgen05, sm_100) counts as a dot whose operands are
+    its first two memdescs and whose result is its tensor-memory accumulator (the third);
+    ``tcgen05_barriers`` is the size of the mbarrier ring its completion is signalled on (2: the
+    MMA of one K-step is waited for in the next; None without tcgen05).
     """
     parent: dict[str, str] = {}
 
@@ -73,8 +86,25 @@ def ttgir_figures(ttgir: str) -> dict[str, Any]:
         return e
 
     allocs, operand_encs, dots = [], {0: set(), 1: set()}, []
-    pendings = []
+    pendings, tcgen05_rings = [], []
+    barrier_rings, views = {}, {}
     for line in ttgir.splitlines():
+        for pattern, table in ((_BARRIER_ALLOC, barrier_rings), (_MEMDESC_INDEX, views)):
+            found = pattern.search(line)
+            if found:
+                table[found.group(1)] = found.group(2)
+        if "ttng.tc_gen5_mma " in line:
+            head, _, types = line.partition("ttng.tc_gen5_mma ")[2].partition(" : ")
+            descs = _memdescs(types)
+            for i in (0, 1):
+                operand_encs[i].add(descs[i][2])
+            dots.append(descs[2][0][:2])
+            ring = 0
+            for name in re.findall(r"(%[\w#.]+)\[", head):  # the barrier operands "%bar[%pred]"
+                while name in views:
+                    name = views[name]
+                ring = max(ring, int(barrier_rings.get(name, 0)))
+            tcgen05_rings.append(ring)
         if "ttg.local_alloc" in line:
             descs = _memdescs(line)
             if descs:
@@ -107,7 +137,8 @@ def ttgir_figures(ttgir: str) -> dict[str, Any]:
             if found:
                 pendings.append(int(found.group(1)))
     out: dict[str, Any] = {"buffers_a": None, "buffers_b": None,
-                           "wgmma_pendings": max(pendings) if pendings else None}
+                           "wgmma_pendings": max(pendings) if pendings else None,
+                           "tcgen05_barriers": min(tcgen05_rings) if tcgen05_rings else None}
     if not dots:
         return out
     rows = {m for m, _ in dots}

@@ -162,7 +162,8 @@ def reference_config_of(spec) -> str:
     tile = gemm_tile(spec)
     if spec.args is None or not spec.expects_mma or tile is None or spec.extra.get("is_reference"):
         return ""
-    return reference_config(tile, spec.num_warps, spec.num_stages, spec.dtype, input_precision_of(spec))
+    return reference_config(tile, spec.num_warps, spec.num_stages, spec.dtype, input_precision_of(spec),
+                            spec.extra.get("out_dtype"))
 
 
 def reference_refs(refs: Iterable[SpecRef]) -> list[SpecRef]:
