@@ -47,6 +47,7 @@ from alexnet_fast.precision import policy
 from alexnet_fast.vocabulary import COMPILE_MODES, LAYOUTS, PASSES, VARIANTS, choose
 from alexnet_fast.profiling.cell import checked_grads, inference_step, inputs, reference, train_step
 from alexnet_fast.profiling.judge import floor, judge, verdict_columns
+from alexnet_fast.profiling.telemetry import peak_memory
 from alexnet_fast.profiling.timers import measure, summarize, time_first_call
 
 __all__ = ["LayoutJob", "bench_layout", "run_cell", "run_rank_job"]
@@ -165,7 +166,9 @@ def run_cell(job: LayoutJob, ctx: DistContext) -> dict[str, Any] | None:
             flags = {"tf32_matmul": torch.backends.cuda.matmul.allow_tf32, "tf32_cudnn": torch.backends.cudnn.allow_tf32}
         meter.next_step()
         steps = meter.steps()[1:]  # the first closed step is the warm-up
-        mine = (timing, [s[0] for s in steps], max(s[1] for s in steps), max(s[2] for s in steps), first_s)
+        with prec.flags():  # every rank: one more step (its collectives need all ranks)
+            memory = peak_memory(step, device)
+        mine = (timing, [s[0] for s in steps], max(s[1] for s in steps), max(s[2] for s in steps), first_s, memory)
     ranks = _gather_objects(mine, ctx)
     if not ctx.is_main:
         return None
@@ -189,7 +192,9 @@ def run_cell(job: LayoutJob, ctx: DistContext) -> dict[str, Any] | None:
         out.update(compile_s=max(r[4] for r in ranks),
                    comm_ms=statistics.median(max(r[1][i] for r in ranks) for i in range(job.repeats)),
                    comm_bytes=max(r[2] for r in ranks), comm_calls=max(r[3] for r in ranks),
-                   images_per_s=job.batch_size / (timing.median_ms * 1e-3))
+                   images_per_s=job.batch_size / (timing.median_ms * 1e-3),
+                   peak_memory_mb=max(r[5]["peak_memory_mb"] for r in ranks),
+                   peak_memory_source=f"the largest rank's; {ranks[0][5]['peak_memory_source']}")
     return out
 
 

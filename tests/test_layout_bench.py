@@ -70,8 +70,8 @@ def test_tf32_flags_hold_for_the_whole_step_backward_included(monkeypatch):
         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = before
     assert result["equivalent"]
     # references: eager tf32 (on), eager fp32 and fp64 (off); then the check, the first call,
-    # the warm-up and every timed step with it on
-    assert seen == [True, False, False] + [True] * (1 + 1 + 1 + 2), seen
+    # the warm-up, every timed step and the peak-memory step with it on
+    assert seen == [True, False, False] + [True] * (1 + 1 + 1 + 2 + 1), seen
     assert after == (False, False)
 
 
