@@ -71,6 +71,11 @@ CONSTANTS: dict[str, Constant] = {
                                                   "measured on CPU at width 1/8 (this file's test); 8 s for both"),
     "MEASURE_MODEL_S": Constant(2.0, "one whole-model cell judged and timed: (5 + 20) calls of a <= 60 ms step "
                                      "(AlexNet b128 bf16 training on GH100: ~10-20 ms) + the judge; x2 margin"),
+    "PAIRED_LAYER_S": Constant(1.5, "a non-baseline pass's paired rounds against eager NCHW: at most 200 rounds of "
+                                    "two <= 2 ms calls with an L2 flush each, plus ~40 bootstrap checks of ~10 ms"),
+    "PAIRED_MODEL_S": Constant(8.0, "a non-eager model cell's paired rounds against eager: 200 rounds of two ~15 ms "
+                                    "steps (AlexNet b128 bf16 training on GH100) + the bootstrap checks; the cap "
+                                    "(30 s on a GPU) bounds a slower one"),
     "REFERENCE_MODEL_S": Constant(2.0, "eager fp32 + fp64 (+ the cell's precision) references of one model cell at "
                                        "batch 128: ~0.4 TFLOP in fp64, ~0.5 s; x4 margin"),
     "ANCHOR_MEASURE_S": Constant(6.0, "KernelBench AlexNet at batch 1024 fp32: (5 + 20) calls of ~24 ms (their "
@@ -164,7 +169,7 @@ def layer_estimate(unit, impl: str, precision: str, passes: Sequence[str], batch
         est += REFERENCE_LAYER_S
     variant = LAYER_IMPLS[impl].variant
     for pass_ in passes:
-        est += MEASURE_LAYER_S
+        est += MEASURE_LAYER_S + (PAIRED_LAYER_S if impl != "eager-nchw" else 0.0)
         if variant.startswith("triton") and unit.op in TRITON_KERNELS:
             est += tally.triton(unit.op, pass_, f"{unit.name} b{batch}", precision, n_configs, unit_name=unit.name)
         if variant.endswith("compile"):
@@ -184,7 +189,7 @@ def model_estimate(variant: str, pass_: str, *, mode: str = "default", triton_tu
     """One whole-model cell: build, references, compile (the frames of
     :func:`assumed_compiles`), Triton compiles and autotuning unless the per-layer cells
     already paid them for these shapes, check and time."""
-    est = EAGER_SETUP_S + REFERENCE_MODEL_S + measure_s
+    est = EAGER_SETUP_S + REFERENCE_MODEL_S + measure_s + (PAIRED_MODEL_S if variant != "eager" else 0.0)
     frames = assumed_compiles("model", {"variant": variant, "pass": pass_}) or 0
     if variant == "compile":
         est += frames * (COMPILE_MODEL_INFERENCE_S if pass_ == "inference" else COMPILE_MODEL_TRAIN_S) * _max_autotune(mode)

@@ -92,7 +92,7 @@ def read_snapshot(proc_root: str | Path = "/proc", pids: Sequence[int | str] = (
     children = "children" in pids  # our child processes too: live ones, and the reaped ones' times
     for pid in [p for p in pids if p != "children"] + (_descendants(root, "self") if children else []):
         try:
-            ours += _parse_pid_stat((root / str(pid) / "stat").read_text(), children and pid == "self")
+            ours += _parse_pid_stat((root / str(pid) / "stat").read_text(), children)
         except (FileNotFoundError, ProcessLookupError):
             pass  # a rank that already exited: its time is in our reaped children's
     return Snapshot(wall_s=wall(), cpu=cpu, ours_ticks=ours, load1=load1, cpu_count=cores)
