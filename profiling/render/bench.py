@@ -145,7 +145,9 @@ def _rounds_cell(r) -> str:
     if rounds is None:
         return "-"
     met = r.get("target_met")
-    return f"{rounds:.0f} ({'target met' if met is True or met == 1.0 or met == 'True' else 'cap'})"
+    outliers = num(r.get("outlier_rounds"))
+    extra = f", {outliers:.0f} outlying" if outliers else ""
+    return f"{rounds:.0f} ({'target met' if met is True or met == 1.0 or met == 'True' else 'cap'}{extra})"
 
 
 def throughput_plot(frame: pd.DataFrame, path: Path, title: str) -> Path | None:
@@ -277,7 +279,7 @@ def _layer_section(frame: pd.DataFrame, gemm: dict[str, float], bw: float | None
 METHOD = ("A speedup is eager's time / the variant's, measured in paired rounds inside the variant's cell once "
           "both are warm: one call of each per round, the order random per round, until the 95% bootstrap "
           "interval of the median per-round ratio is within the target (3%) or the cell's time cap (`rounds`: "
-          "how many, and which ended them). It says faster or slower only when the interval excludes 1, else "
+          "how many, which ended them, and how many lay outside Tukey's fences: counted, never dropped). It says faster or slower only when the interval excludes 1, else "
           "no significant difference. `interference`: other processes, CPU steal or load sampled through the "
           "cell (`profiling/interference.py`); a flagged row's time is pessimistic and its interval wider.")
 
