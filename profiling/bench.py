@@ -14,6 +14,7 @@ The modules behind it, one job each: :mod:`profiling.plan` (what to measure),
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 import time
@@ -58,7 +59,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--layer-pass", action="append", metavar="PASSES",
                         help="per-layer passes: fwd (default), bwd (the gradients a training step needs) or both")
     parser.add_argument("--warmup", type=int, default=None, help="untimed calls before timing")
-    parser.add_argument("--repeats", type=int, default=None, help="timed calls (median and quantiles)")
+    parser.add_argument("--repeats", type=int, default=None, help="timed calls of a baseline row (median and quantiles)")
+    parser.add_argument("--ci-target", type=float, default=0.03,
+                        help="a speedup's paired rounds stop when its 95%% interval is within this fraction (0.03)")
+    parser.add_argument("--pair-cap-s", type=float, default=None,
+                        help="... or after this many seconds per cell (default 20 on CPU, 30 on a GPU)")
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (CPU work)")
     parser.add_argument("--check-width-mult", type=float, default=None, help="interpreted check: width")
     parser.add_argument("--check-input-size", type=int, default=None, help="interpreted check: input size")
@@ -90,11 +95,13 @@ def run(args: argparse.Namespace) -> int:
     try:
         plan = plan_from_args(args)
         writable_dir(args.output_dir)
+        pairing = {"target_half_width": _positive(args.ci_target, "--ci-target"),
+                   "pair_cap_s": None if args.pair_cap_s is None else _positive(args.pair_cap_s, "--pair-cap-s")}
     except ValueError as e:
         print(f"alexnet-fast bench: {e}", file=sys.stderr)
         return 2
     print(describe(plan), file=sys.stderr)
-    harness = Harness(plan, args.output_dir, progress=False if args.no_progress else None)
+    harness = Harness(plan, args.output_dir, progress=False if args.no_progress else None, **pairing)
     start = time.perf_counter()
     try:
         rows = harness.run()
@@ -115,13 +122,21 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _positive(value: float, flag: str) -> float:
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError(f"{flag} must be a finite positive number, got {value!r}")
+    return value
+
+
 class Harness(Engine):
     """``alexnet-fast bench``: the engine on a :class:`profiling.plan.BenchPlan`'s cells,
     writing the tidy results table after every cell."""
 
     def __init__(self, plan, output_dir: str | os.PathLike, *, progress: bool | None = None,
-                 build_variant: Callable[..., nn.Module] | None = None):
+                 build_variant: Callable[..., nn.Module] | None = None, target_half_width: float = 0.03,
+                 pair_cap_s: float | None = None):
         super().__init__(plan.device, ResultsTable(output_dir), progress=progress, build_variant=build_variant,
+                         target_half_width=target_half_width, pair_cap_s=pair_cap_s,
                          warmup=plan.warmup, repeats=plan.repeats, threads=plan.threads, seed=plan.seed,
                          cudnn_benchmark=plan.cudnn_benchmark, cold_compile=plan.cold_compile,
                          layout_world_size=plan.layout_world_size)

@@ -36,7 +36,7 @@ from alexnet_fast.precision import Precision, policy, scaled_grads
 from alexnet_fast.profiling.flops import add_rates, bytes_model_for, layer_units, model_cost, needs_input_grad
 from alexnet_fast.profiling.judge import Reference
 
-__all__ = ["SGD", "inputs", "inference_step", "checked_grads", "train_step", "param_grads", "reference",
+__all__ = ["SGD", "inputs", "inference_step", "eager_step", "checked_grads", "train_step", "param_grads", "reference",
            "LayerBlock", "unit_block", "unit_inputs", "layer_forward", "layer_backward", "layer_reference",
            "AlexNetSource", "frames_compiled", "compile_cache"]
 
@@ -105,6 +105,15 @@ def train_step(model: nn.Module, x: torch.Tensor, target: torch.Tensor, precisio
             scaler.update()
 
     return step
+
+
+def eager_step(model: nn.Module, x: torch.Tensor, target: torch.Tensor, pass_: str, precision: Precision,
+               init_scale: float | None = None) -> Callable[[], object]:
+    """The step of the eager model a variant's speedup is measured against (in the same
+    paired rounds): the inference or the training step of ``model``, as the variant's."""
+    if pass_ == "inference":
+        return inference_step(model.eval(), x, precision)
+    return train_step(model, x, target, precision, init_scale=init_scale)
 
 
 def reference(model: nn.Module, x: torch.Tensor, target: torch.Tensor, pass_: str,

@@ -4,7 +4,8 @@ one method ``cell_<kind>``, and writes its output after every cell.
 Whoever asks -- ``alexnet-fast bench`` (:func:`profiling.plan.plan_cells`) or a GPU suite
 (:func:`profiling.suites.build_cells`) -- the cells are data and this class runs them. Every
 measured cell is checked against eager with the same weights and input by the one judge
-(:mod:`profiling.judge`) before the one timer (:mod:`profiling.timers`) times it: this module
+(:mod:`profiling.judge`) before the one timer (:mod:`profiling.timers`) times it (a row with a
+baseline, eager's, in paired rounds with it, with the interference seen through the cell): this module
 and the ranks of its two-rank cells (:mod:`profiling.layout_bench`) are their only callers, and
 no other class runs cells (tests/test_one_engine.py). A cell that fails its check is ``failed``
 and not timed; without a GPU the Triton variants run interpreted and their rows say
@@ -37,15 +38,16 @@ from torch import nn
 from alexnet_fast.precision import BACKEND_DEFAULT_FP32, Precision, policy
 from alexnet_fast.vocabulary import PRECISIONS, TRITON_OPS, layer_passes_of, variant_label
 from alexnet_fast.profiling import layout_bench
-from alexnet_fast.profiling.cell import (AlexNetSource, checked_grads, compile_cache, frames_compiled, inference_step,
+from alexnet_fast.profiling.cell import (AlexNetSource, checked_grads, compile_cache, eager_step, frames_compiled, inference_step,
                             layer_backward, layer_forward, reference, train_step, unit_block)
 from alexnet_fast.profiling.cell_types import LAYER_IMPLS, Cell
 from alexnet_fast.profiling.flops import (add_rates, backward_cost, bytes_model_for, layer_units, needs_input_grad, runs_fused,
                              unit_cost)
-from alexnet_fast.profiling.interrupts import Interrupted, PreflightFailed, signals_interrupt, stop_signal
+from alexnet_fast.profiling.interrupts import Interrupted, PreflightFailed, progress_bar, signals_interrupt, stop_signal
 from alexnet_fast.profiling.judge import floor, judge, verdict_columns
 from alexnet_fast.profiling.telemetry import Telemetry, merge_samples, peak_memory
-from alexnet_fast.profiling.timers import fixed_threads, measure, time_first_call
+from alexnet_fast.profiling.interference import Sampler
+from alexnet_fast.profiling.timers import fixed_threads, measure, measure_paired, time_first_call
 
 __all__ = ["Engine", "Output", "one_line", "INTERPRETED_NOTE"]
 
@@ -75,13 +77,15 @@ class Engine:
     variants (the CPU smoke run's ``aot_eager``: dynamo's frames and AOT autograd as with
     inductor, without its code generation). ``autotune_max_configs``: every autotuner tries at most this many
     configs (in the layout ranks and the pytest subprocess too). ``build_variant``: the one
-    way variants are built (tests pass a stand-in)."""
+    way variants are built (tests pass a stand-in). ``target_half_width`` / ``pair_cap_s``: a
+    non-baseline row's paired rounds stop there (default cap 20 s on CPU, 30 s on a GPU)."""
 
     def __init__(self, device: str, output: Output, *, budget_s: float | None = None, progress: bool | None = None,
                  build_variant: Callable[..., nn.Module] | None = None, warmup: int = 2, repeats: int = 5,
                  threads: int | None = None, seed: int = 0, cudnn_benchmark: bool = True, cold_compile: bool = False,
                  autotune_max_configs: int | None = None, layout_world_size: int = 2,
-                 compile_backend: str = "inductor", meta: dict[str, Any] | None = None):
+                 compile_backend: str = "inductor", meta: dict[str, Any] | None = None,
+                 target_half_width: float = 0.03, pair_cap_s: float | None = None):
         self.device = torch.device(device)
         self.output = output
         self.budget_s = budget_s
@@ -90,6 +94,9 @@ class Engine:
             from alexnet_fast.variants import build_variant
         self.build_variant = build_variant
         self.warmup, self.repeats, self.threads, self.seed = warmup, repeats, threads, seed
+        self.pairing = {"target_half_width": target_half_width,
+                        "time_cap_s": pair_cap_s or (30.0 if self.device.type == "cuda" else 20.0)}
+        self.sampler = Sampler(pids=("self", "children"))
         self.cudnn_benchmark, self.cold_compile = cudnn_benchmark, cold_compile
         self.autotune_max_configs = autotune_max_configs
         self.layout_world_size = layout_world_size
@@ -182,7 +189,7 @@ class Engine:
             self._env["cudnn_benchmark"] = self.cudnn_benchmark if self.device.type == "cuda" else None
             self._env["compile_cache"] = "cold (fresh inductor cache per cell)" if self.cold_compile else "warm"
             self._env["load_avg_1m"] = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
-            bar = _progress(cells, self.progress)
+            bar = progress_bar(cells, self.progress)
             try:
                 for i, cell in enumerate(bar):
                     self._run_cell(cell, self.records[i], bar)
@@ -216,9 +223,10 @@ class Engine:
                   flush=True)
         record["status"] = "running"
         self.write()
-        start, frames = time.perf_counter(), frames_compiled()
+        start, frames, seen = time.perf_counter(), frames_compiled(), None
         try:
-            with compile_cache(self.cold_compile and cell.kind in ("model", "layer", "anchor")):
+            with compile_cache(self.cold_compile and cell.kind in ("model", "layer", "anchor")), \
+                    self.sampler.cell(threads=self.threads) as seen:
                 new_rows = getattr(self, f"cell_{cell.kind}")(cell.params)
             record["status"] = "done"
         except PreflightFailed as e:
@@ -237,9 +245,12 @@ class Engine:
         finally:
             record["elapsed_s"] = round(time.perf_counter() - start, 2)
             record["compiles"] = frames_compiled() - frames
+        seen_columns = seen.columns() if seen is not None else {}
         for row in new_rows:
             row.setdefault("cell_kind", cell.kind)
             row.setdefault("cell", cell.name)
+            if row.get("timer") is not None:  # a timed row: the interference seen through its cell
+                row.update(seen_columns)
         self.rows.extend(new_rows)
         if any(r.get("status") in ("error", "failed") for r in new_rows) and record["status"] == "done":
             bad = [r for r in new_rows if r.get("status") in ("error", "failed")]
@@ -250,10 +261,16 @@ class Engine:
         self.write()
 
     # ------------------------------------------------------------------ shared pieces
-    def _time(self, fn: Callable[[], object], *, kernel_time: bool = False) -> dict[str, Any]:
+    def _time(self, fn: Callable[[], object], *, kernel_time: bool = False,
+              baseline: Callable[[], object] | None = None) -> dict[str, Any]:
+        """The timer's columns for ``fn``; with a ``baseline``, paired rounds and the speedup's."""
         before = self.telemetry.sample()
-        t = measure(fn, device=self.device, warmup=self.warmup, repeats=self.repeats, threads=self.threads,
-                    kernel_time=kernel_time)
+        if baseline is None:
+            t = measure(fn, device=self.device, warmup=self.warmup, repeats=self.repeats, threads=self.threads,
+                        kernel_time=kernel_time)
+        else:
+            t = measure_paired(baseline, fn, device=self.device, warmup=self.warmup, threads=self.threads,
+                               kernel_time=kernel_time, seed=self.seed, **self.pairing)
         return {**t.columns(), **peak_memory(fn, self.device), **merge_samples(before, self.telemetry.sample())}
 
     def _build(self, model: nn.Module, variant: str, compile_mode: str = "default") -> nn.Module:
@@ -345,6 +362,8 @@ class Engine:
         fmt = torch.channels_last if impl.memory_format == "nhwc" and act.dim() == 4 else torch.contiguous_format
         x = act.to(prec.dtype).contiguous(memory_format=fmt)
         built = self._build(block.to(prec.dtype), impl.variant, mode).eval()
+        # the baseline of a speedup: the eager NCHW block, timed in the same rounds
+        eager = None if p["impl"] == "eager-nchw" else (block, act.to(prec.dtype).contiguous(), g.to(prec.dtype).contiguous())
         if fmt == torch.channels_last:
             built = built.to(memory_format=torch.channels_last)
         if impl.variant.startswith("triton") and unit.op in TRITON_OPS:
@@ -356,7 +375,7 @@ class Engine:
                 row = self._row(**base, **{"pass": pass_})
                 try:
                     row.update(self._layer_pass(unit, built, x, g.to(prec.dtype).contiguous(memory_format=fmt),
-                                                pass_, refs[pass_], precision, batch, impl.variant, interpreted))
+                                                pass_, refs[pass_], precision, batch, impl.variant, interpreted, eager))
                 except Exception as e:
                     traceback.print_exc(file=sys.stderr)
                     row.update(status="error", note=one_line(e))
@@ -364,7 +383,7 @@ class Engine:
         del built
         return rows
 
-    def _layer_pass(self, unit, built, x, g, pass_, ref, precision, batch, variant, interpreted) -> dict:
+    def _layer_pass(self, unit, built, x, g, pass_, ref, precision, batch, variant, interpreted, eager) -> dict:
         if pass_ == "fwd":
             prepare_s, step = 0.0, layer_forward(built, x)
             check = lambda out: {"out": out}  # noqa: E731
@@ -394,7 +413,9 @@ class Engine:
             row.update(status="interpreted", note="Triton interpreter on CPU: equivalence at reduced size only")
             return row
         row["status"] = "ok"
-        row.update(self._time(step, kernel_time=True))
+        baseline = None if eager is None else layer_forward(*eager[:2]) if pass_ == "fwd" else \
+            layer_backward(*eager, input_grad=needs_input_grad(unit))
+        row.update(self._time(step, kernel_time=True, baseline=baseline))
         add_rates(row, flops, nbytes, model_name, batch)
         # % of peak: TFLOP/s of the precision for conv+ReLU (compute-bound), HBM bandwidth against
         # the minimum bytes (what a fused kernel must move) for the rest, on the kernel time if any
@@ -469,7 +490,10 @@ class Engine:
             with prec.flags():
                 if pass_ == "train":
                     out["compile_s"], _ = time_first_call(step, self.device)
-                out.update(self._time(step))
+                baseline = None if variant.name == "eager" else eager_step(
+                    self.build_variant(copy.deepcopy(source.model()), "eager", copy_model=False), x, target, pass_,
+                    prec, out.get("loss_scale"))
+                out.update(self._time(step, baseline=baseline))
                 # the TF32 flags the timed step ran under (an external figure is matched by what ran)
                 out.update(tf32_matmul=torch.backends.cuda.matmul.allow_tf32,
                            tf32_cudnn=torch.backends.cudnn.allow_tf32)
@@ -488,7 +512,8 @@ class Engine:
                 width_mult=p.get("width_mult", 1.0), input_size=p.get("input_size"), warmup=self.warmup,
                 repeats=self.repeats, compile_mode=variant.compile_mode, device=self.device.type,
                 world_size=self.layout_world_size, seed=self.seed, timed=not interpreted,
-                timeout_s=self.subprocess_timeout(DEFAULT_TIMEOUT_S), autotune_max_configs=self.autotune_max_configs)
+                timeout_s=self.subprocess_timeout(DEFAULT_TIMEOUT_S), autotune_max_configs=self.autotune_max_configs,
+                **self.pairing)
 
     cell_anchor = cell_model
     cell_layout = cell_model
@@ -587,13 +612,3 @@ class Engine:
         return [self._row(**base, **run_gpu_tests([t for t, _ in tests], out_dir=self.output.dir or Path("."),
                                                   timeout_s=timeout, autotune_max_configs=p.get("autotune_max_configs")
                                                   or self.autotune_max_configs))]
-
-
-def _progress(cells: list, progress: bool | None):
-    if progress is False:
-        return cells
-    try:
-        from tqdm import tqdm
-    except ImportError:
-        return cells
-    return tqdm(cells, desc="bench", unit="cell", file=sys.stderr, disable=None if progress is None else not progress)

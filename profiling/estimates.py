@@ -71,6 +71,14 @@ CONSTANTS: dict[str, Constant] = {
                                                   "measured on CPU at width 1/8 (this file's test); 8 s for both"),
     "MEASURE_MODEL_S": Constant(2.0, "one whole-model cell judged and timed: (5 + 20) calls of a <= 60 ms step "
                                      "(AlexNet b128 bf16 training on GH100: ~10-20 ms) + the judge; x2 margin"),
+    "PAIRED_LAYER_S": Constant(0.2, "a non-baseline pass's paired rounds against eager NCHW: on a quiet GPU (1-3% "
+                                    "noise a call) the 3% target falls at 10-14 rounds (README, 'Measuring a "
+                                    "ratio') of two <= 2 ms calls with an L2 flush each, and a bootstrap check a "
+                                    "round (~3 ms at 4000 resamples of 10-20 rounds): ~0.1 s; x2 margin (a noisy "
+                                    "GPU runs to 200 rounds, ~1.5 s: REPORT.md's elapsed column shows it)"),
+    "PAIRED_MODEL_S": Constant(1.5, "a non-eager model cell's paired rounds against eager: 10-14 rounds of two ~15 "
+                                    "ms steps (AlexNet b128 bf16 training on GH100) + the checks: ~0.5 s; x3 margin "
+                                    "(the cap, 30 s on a GPU, bounds a noisy one)"),
     "REFERENCE_MODEL_S": Constant(2.0, "eager fp32 + fp64 (+ the cell's precision) references of one model cell at "
                                        "batch 128: ~0.4 TFLOP in fp64, ~0.5 s; x4 margin"),
     "ANCHOR_MEASURE_S": Constant(6.0, "KernelBench AlexNet at batch 1024 fp32: (5 + 20) calls of ~24 ms (their "
@@ -184,7 +192,7 @@ def layer_estimate(unit, impl: str, precision: str, passes: Sequence[str], batch
         est += REFERENCE_LAYER_S
     variant = LAYER_IMPLS[impl].variant
     for pass_ in passes:
-        est += MEASURE_LAYER_S
+        est += MEASURE_LAYER_S + (PAIRED_LAYER_S if impl != "eager-nchw" else 0.0)
         if variant.startswith("triton") and unit.op in TRITON_KERNELS:
             est += tally.triton(unit.op, pass_, f"{unit.name} b{batch}", precision, n_configs, unit_name=unit.name)
         if variant.endswith("compile"):
@@ -204,7 +212,7 @@ def model_estimate(variant: str, pass_: str, *, mode: str = "default", triton_tu
     """One whole-model cell: build, references, compile (the frames of
     :func:`assumed_compiles`), Triton compiles and autotuning unless the per-layer cells
     already paid them for these shapes, check and time."""
-    est = EAGER_SETUP_S + REFERENCE_MODEL_S + measure_s
+    est = EAGER_SETUP_S + REFERENCE_MODEL_S + measure_s + (PAIRED_MODEL_S if variant != "eager" else 0.0)
     frames = assumed_compiles("model", {"variant": variant, "pass": pass_}) or 0
     if variant == "compile":
         est += frames * (COMPILE_MODEL_INFERENCE_S if pass_ == "inference" else COMPILE_MODEL_TRAIN_S) * _max_autotune(mode)

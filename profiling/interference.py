@@ -7,7 +7,7 @@ and other processes' cores) flag it as measured under interference
 (:func:`interference_reasons`) when steal passes 2%, other processes used more than the cores
 our threads left idle (+ 0.25 core), or the load passed the core count. Without ``/proc``
 (macOS, Windows) cells say ``unavailable``. It sees the host's CPUs only (the GPU's neighbours
-are NVML's) and counts child processes as others unless their pids are passed.
+are NVML's); child processes (a layout's ranks) are ours with the pid ``"children"``.
 """
 
 from __future__ import annotations
@@ -59,11 +59,27 @@ def _parse_proc_stat(text: str) -> tuple[dict[str, int], int]:
     return cpu, max(cores, 1)
 
 
-def _parse_pid_stat(text: str) -> int:
-    """utime + stime (fields 14 and 15) of /proc/<pid>/stat; the command name (field 2) may
-    hold spaces and parentheses, so fields are counted after its last ')'."""
+def _parse_pid_stat(text: str, reaped_children: bool = False) -> int:
+    """utime + stime (fields 14 and 15) of /proc/<pid>/stat, plus cutime + cstime (16, 17: the
+    children it has waited for) when ``reaped_children``; the command name (field 2) may hold
+    spaces and parentheses, so fields are counted after its last ')'."""
     rest = text[text.rindex(")") + 1:].split()
-    return int(rest[11]) + int(rest[12])  # rest[0] is field 3 (state)
+    ticks = int(rest[11]) + int(rest[12])  # rest[0] is field 3 (state)
+    return ticks + (int(rest[13]) + int(rest[14]) if reaped_children else 0)
+
+
+def _descendants(root: Path, pid: str) -> list[str]:
+    """The live descendants of ``pid`` (``/proc/<pid>/task/*/children``, recursively)."""
+    out, todo = [], [pid]
+    while todo:
+        for task in (root / todo.pop() / "task").glob("*"):
+            try:
+                kids = (task / "children").read_text().split()
+            except OSError:
+                continue
+            out += kids
+            todo += kids
+    return out
 
 
 def read_snapshot(proc_root: str | Path = "/proc", pids: Sequence[int | str] = ("self",),
@@ -73,11 +89,12 @@ def read_snapshot(proc_root: str | Path = "/proc", pids: Sequence[int | str] = (
     cpu, cores = _parse_proc_stat((root / "stat").read_text())
     load1 = float((root / "loadavg").read_text().split()[0])
     ours = 0
-    for pid in pids:
+    children = "children" in pids  # our child processes too: live ones, and the reaped ones' times
+    for pid in [p for p in pids if p != "children"] + (_descendants(root, "self") if children else []):
         try:
-            ours += _parse_pid_stat((root / str(pid) / "stat").read_text())
-        except FileNotFoundError:
-            pass  # a rank that already exited: its time is no longer ours to count
+            ours += _parse_pid_stat((root / str(pid) / "stat").read_text(), children)
+        except (FileNotFoundError, ProcessLookupError):
+            pass  # a rank that already exited: its time is in our reaped children's
     return Snapshot(wall_s=wall(), cpu=cpu, ours_ticks=ours, load1=load1, cpu_count=cores)
 
 
@@ -189,6 +206,10 @@ class _Cell:
     threads: int | None
     snapshots: list[Snapshot] = field(default_factory=list)
     _result: CellInterference | None = None
+
+    def columns(self) -> dict:
+        """The summary's result-table columns ({} before the block ended)."""
+        return {} if self._result is None else self._result.columns()
 
     def summary(self) -> CellInterference:
         if self._result is None:

@@ -1,16 +1,18 @@
 """Stopping a run cleanly: a failed preflight (:class:`PreflightFailed`), SIGINT / SIGTERM become :class:`Interrupted` in the main thread
 (:func:`signals_interrupt`), and :func:`stop_signal` tells which exceptions mean "stop" (ours,
 a KeyboardInterrupt, torch elastic's SignalException) so the engine can mark the cell in
-progress, write its output and exit with 128 + the signal."""
+progress, write its output and exit with 128 + the signal; and the run's progress bar
+(:func:`progress_bar`), which an interrupt leaves on its line."""
 
 from __future__ import annotations
 
 import contextlib
 import signal
+import sys
 import threading
 from typing import Any
 
-__all__ = ["Interrupted", "PreflightFailed", "stop_signal", "signals_interrupt"]
+__all__ = ["Interrupted", "PreflightFailed", "stop_signal", "signals_interrupt", "progress_bar"]
 
 
 class Interrupted(KeyboardInterrupt):
@@ -62,3 +64,14 @@ class PreflightFailed(RuntimeError):
 
         super().__init__(summary(record))
         self.record = record
+
+
+def progress_bar(cells: list, progress: bool | None):
+    """The run's progress bar over ``cells`` (tqdm when installed and ``progress`` is not False)."""
+    if progress is False:
+        return cells
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return cells
+    return tqdm(cells, desc="bench", unit="cell", file=sys.stderr, disable=None if progress is None else not progress)

@@ -17,7 +17,9 @@ communication are :mod:`alexnet_fast.layouts`; everything measured is the engine
   floors of :data:`profiling.judge.TOLERANCES`;
 * the timer (:func:`profiling.timers.measure`): every rank times the same steps, each after a
   barrier; a repeat's time is the slowest rank's, summarised like a one-device row (same
-  ``timer`` name). ``comm_ms`` is the median over repeats of the slowest rank's time inside
+  ``timer`` name). A variant other than eager is timed against the eager model in the same
+  layout in paired rounds (:func:`profiling.timers.measure_paired`), each call's time the
+  slowest rank's (``all_reduce`` MAX), so every rank takes the same stop decision. ``comm_ms`` is the median over repeats of the slowest rank's time inside
   collectives (:class:`alexnet_fast.layouts.CommMeter`); ``comm_bytes`` what the busiest rank
   sent per step, counted at the collective calls; ``comm_bytes_model`` the same from
   :func:`alexnet_fast.layouts.comm_bytes_model`.
@@ -45,10 +47,10 @@ from alexnet_fast.layouts.layout import check_layout, comm_bytes_model, full_gra
 from alexnet_fast.model import AlexNet, AlexNetConfig, make_config
 from alexnet_fast.precision import policy
 from alexnet_fast.vocabulary import COMPILE_MODES, LAYOUTS, PASSES, VARIANTS, choose
-from alexnet_fast.profiling.cell import checked_grads, inference_step, inputs, reference, train_step
+from alexnet_fast.profiling.cell import checked_grads, eager_step, inference_step, inputs, reference, train_step
 from alexnet_fast.profiling.judge import floor, judge, verdict_columns
 from alexnet_fast.profiling.telemetry import peak_memory
-from alexnet_fast.profiling.timers import measure, summarize, time_first_call
+from alexnet_fast.profiling.timers import measure, measure_paired, summarize, time_first_call
 
 __all__ = ["LayoutJob", "bench_layout", "run_cell", "run_rank_job"]
 
@@ -73,6 +75,8 @@ class LayoutJob:
     seed: int = 0
     timed: bool = True
     autotune_max_configs: int | None = None  # every rank's autotuners try at most this many configs
+    target_half_width: float = 0.03  # a non-eager variant's paired rounds stop at this half-width
+    time_cap_s: float = 20.0  # ... or after this many seconds
 
     @classmethod
     def create(cls, layout: str, variant: str, precision: str, batch_size: int, pass_: str, *,
@@ -80,7 +84,8 @@ class LayoutJob:
                num_classes: int = 1000, world_size: int | None = None, device: str | None = None,
                warmup: int = 1, repeats: int = 3, timeout_s: float = DEFAULT_TIMEOUT_S,
                threads: int | None = None, compile_mode: str = "default", seed: int = 0,
-               timed: bool = True, autotune_max_configs: int | None = None) -> "LayoutJob":
+               timed: bool = True, autotune_max_configs: int | None = None, target_half_width: float = 0.03,
+               time_cap_s: float = 20.0) -> "LayoutJob":
         """Validate everything before any rank starts (ValueError says what is wrong)."""
         choose(layout, LAYOUTS, "layout")
         choose(variant, VARIANTS, "variant")
@@ -111,7 +116,8 @@ class LayoutJob:
         if autotune_max_configs is not None and (not isinstance(autotune_max_configs, int) or autotune_max_configs < 1):
             raise ValueError(f"autotune_max_configs must be a positive integer or None, got {autotune_max_configs!r}")
         return cls(layout, variant, precision, batch_size, pass_, config, world_size, dev, warmup,
-                   repeats, float(timeout_s), threads, compile_mode, seed, timed, autotune_max_configs)
+                   repeats, float(timeout_s), threads, compile_mode, seed, timed, autotune_max_configs,
+                   float(target_half_width), float(time_cap_s))
 
 
 def _gather_objects(value: Any, ctx: DistContext) -> list[Any]:
@@ -120,6 +126,23 @@ def _gather_objects(value: Any, ctx: DistContext) -> list[Any]:
     out = [None] * ctx.world_size
     dist.all_gather_object(out, value, group=ctx.group)
     return out
+
+
+def _slowest(value: float, ctx: DistContext) -> float:
+    """``value`` maxed over the ranks (``all_reduce`` MAX; as it is with one rank)."""
+    if ctx.group is None:
+        return value
+    t = torch.tensor([float(value)], dtype=torch.float64, device=ctx.device if ctx.backend == "nccl" else "cpu")
+    dist.all_reduce(t, op=dist.ReduceOp.MAX, group=ctx.group)
+    return float(t.item())
+
+
+def _eager_baseline(job: LayoutJob, ctx: DistContext, xl, yl, loss_scale):
+    """The eager model in the same layout (same seed, so the same weights): the baseline of
+    a variant's paired rounds. Its own CommMeter: the row's comm figures are the variant's."""
+    torch.manual_seed(job.seed)
+    model = layout_model(AlexNet(job.config), job.layout, "eager", ctx, meter=CommMeter(ctx.device))
+    return eager_step(model, xl, yl, job.pass_, policy(job.precision), loss_scale)
 
 
 def run_cell(job: LayoutJob, ctx: DistContext) -> dict[str, Any] | None:
@@ -159,11 +182,24 @@ def run_cell(job: LayoutJob, ctx: DistContext) -> dict[str, Any] | None:
                 dist.barrier(ctx.group)
             meter.next_step()
 
-        meter.reset()
+        paired = None
+        if job.variant == "eager":
+            meter.reset()
+            with prec.flags():
+                timing = measure(step, device=device, warmup=job.warmup, repeats=job.repeats,
+                                 before_repeat=before_repeat)
+        else:
+            baseline = _eager_baseline(job, ctx, xl, yl, out.get("loss_scale"))
+            meter.reset()
+            with prec.flags():
+                paired = measure_paired(baseline, step, device=device, warmup=job.warmup, before_round=before_repeat,
+                                        combine=lambda ms: _slowest(ms, ctx),
+                                        agree=lambda stop: _slowest(float(stop), ctx) > 0.5, seed=job.seed,
+                                        target_half_width=job.target_half_width, time_cap_s=job.time_cap_s)
+            timing = paired.variant
         with prec.flags():
-            timing = measure(step, device=device, warmup=job.warmup, repeats=job.repeats,
-                             before_repeat=before_repeat)
-            flags = {"tf32_matmul": torch.backends.cuda.matmul.allow_tf32, "tf32_cudnn": torch.backends.cudnn.allow_tf32}
+            flags = {"tf32_matmul": torch.backends.cuda.matmul.allow_tf32,
+                     "tf32_cudnn": torch.backends.cudnn.allow_tf32}
         meter.next_step()
         steps = meter.steps()[1:]  # the first closed step is the warm-up
         with prec.flags():  # every rank: one more step (its collectives need all ranks)
@@ -185,12 +221,15 @@ def run_cell(job: LayoutJob, ctx: DistContext) -> dict[str, Any] | None:
     })
     if timed:
         t0 = ranks[0][0]
-        slowest = [max(r[0].times_ms[i] for r in ranks) for i in range(job.repeats)]
+        n = len(t0.times_ms)  # repeats, or paired rounds (their times already the slowest rank's)
+        slowest = [max(r[0].times_ms[i] for r in ranks) for i in range(n)]
         timing = summarize(slowest, warmup=t0.warmup, method=t0.method, threads=t0.threads,
                            l2_flushed=t0.l2_flushed)
         out.update(timing.columns(), **flags)
+        if paired is not None:
+            out.update(paired.columns())
         out.update(compile_s=max(r[4] for r in ranks),
-                   comm_ms=statistics.median(max(r[1][i] for r in ranks) for i in range(job.repeats)),
+                   comm_ms=statistics.median(max(r[1][i] for r in ranks) for i in range(n)),
                    comm_bytes=max(r[2] for r in ranks), comm_calls=max(r[3] for r in ranks),
                    images_per_s=job.batch_size / (timing.median_ms * 1e-3),
                    peak_memory_mb=max(r[5]["peak_memory_mb"] for r in ranks),
@@ -217,7 +256,8 @@ def bench_layout(layout: str, variant: str, precision: str, batch_size: int, pas
                  timeout_s: float = DEFAULT_TIMEOUT_S, device: str | None = None,
                  world_size: int | None = None, threads: int | None = None,
                  compile_mode: str = "default", seed: int = 0, timed: bool = True,
-                 autotune_max_configs: int | None = None) -> dict[str, Any]:
+                 autotune_max_configs: int | None = None, target_half_width: float = 0.03,
+                 time_cap_s: float = 20.0) -> dict[str, Any]:
     """Measure ``layout`` (one of :data:`alexnet_fast.vocabulary.LAYOUTS`) and judge it
     against the single eager model; returns result-table columns (module docstring).
     ``batch_size`` is the global batch. ``device`` None: CUDA when every rank gets a GPU,
@@ -230,7 +270,8 @@ def bench_layout(layout: str, variant: str, precision: str, batch_size: int, pas
                            width_mult=width_mult, input_size=input_size, num_classes=num_classes,
                            world_size=world_size, device=device, warmup=warmup, repeats=repeats,
                            timeout_s=timeout_s, threads=threads, compile_mode=compile_mode, seed=seed, timed=timed,
-                           autotune_max_configs=autotune_max_configs)
+                           autotune_max_configs=autotune_max_configs, target_half_width=target_half_width,
+                           time_cap_s=time_cap_s)
     if layout != "single":
         return launch(run_rank_job, job, world_size=job.world_size, timeout_s=job.timeout_s)[0]
     saved_threads = torch.get_num_threads()

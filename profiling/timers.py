@@ -32,9 +32,11 @@ its forward's stream): the engine runs its cells on a stream of its own for that
 there is no separate kernel time (``kernel_ms`` None): the custom ops' Python-side cost is
 measured by the engine's ``dispatch`` cell instead, with the kernel launch stubbed.
 
-Extending it (paired interleaved rounds with confidence intervals): a round is
-one :func:`_repeat` over a clock; several callables can share a loop by alternating their
-rounds, and :func:`summarize` already takes any list of repeat times.
+A ratio (:func:`measure_paired`): the baseline and the variant, both warmed up, alternate in
+rounds of one call each on the same clock (:func:`profiling.paired.paired_rounds`: order
+random per round, adaptive until the speedup's bootstrap interval is narrow enough or a time
+cap); each side's times summarised as above, the variant's kernel time as above. Two ranks
+pass ``combine`` (the round's time -> the slowest rank's) and ``agree`` (a common stop).
 """
 
 from __future__ import annotations
@@ -47,7 +49,7 @@ from typing import Callable, Iterator, Sequence
 
 import torch
 
-__all__ = ["Timing", "measure", "time_first_call", "fixed_threads", "synchronize", "summarize", "QUANTILES"]
+__all__ = ["Timing", "PairedTiming", "measure", "measure_paired", "time_first_call", "fixed_threads", "synchronize", "summarize", "QUANTILES"]
 
 # quantiles reported with every timing (besides the median)
 QUANTILES = (0.2, 0.8)
@@ -173,6 +175,9 @@ class _CpuClock:
     def times_ms(self) -> list[float]:
         return [(e - s) * 1e3 for s, e in zip(self._starts, self._ends)]
 
+    def last_ms(self) -> float:
+        return (self._ends[-1] - self._starts[-1]) * 1e3
+
 
 class _CudaClock:
     """CUDA events around each repeat, recorded on ``device``'s current stream; L2 flushed
@@ -200,6 +205,11 @@ class _CudaClock:
     def times_ms(self) -> list[float]:
         torch.cuda.synchronize(self.device)
         return [s.elapsed_time(e) for s, e in self._events]
+
+    def last_ms(self) -> float:
+        torch.cuda.synchronize(self.device)
+        start, end = self._events[-1]
+        return start.elapsed_time(end)
 
 
 def _clock(device: torch.device, flush_l2: bool):
@@ -298,3 +308,68 @@ def measure(fn: Callable[[], object], *, device: torch.device | str = "cpu", war
     from dataclasses import replace
 
     return replace(timing, kernel_ms=kernel[0], kernel_method=kernel[1], kernel_note=kernel[2])
+
+
+# ---------------------------------------------------------------------- ratios (paired rounds)
+@dataclass(frozen=True)
+class PairedTiming:
+    """A variant timed against its baseline in paired rounds: each side's :class:`Timing`
+    over the rounds and the rounds themselves (:class:`profiling.paired.PairedRounds`)."""
+
+    baseline: Timing
+    variant: Timing
+    rounds: object  # profiling.paired.PairedRounds
+
+    def columns(self) -> dict:
+        """The variant's timing columns, the baseline's median of the same rounds, and the
+        speedup columns (speedup, its interval, rounds, target_met, ...)."""
+        return {**self.variant.columns(), "repeats": self.rounds.rounds, "baseline_median_ms": self.baseline.median_ms,
+                **self.rounds.columns()}
+
+
+def measure_paired(baseline: Callable[[], object], variant: Callable[[], object], *,
+                   device: torch.device | str = "cpu", warmup: int = 2, threads: int | None = None,
+                   flush_l2: bool = True, target_half_width: float = 0.03, time_cap_s: float = 60.0,
+                   min_rounds: int = 10, max_rounds: int = 200, seed: int = 0,
+                   before_round: Callable[[], object] | None = None,
+                   combine: Callable[[float], float] | None = None, agree: Callable[[bool], bool] | None = None,
+                   kernel_time: bool = False) -> PairedTiming:
+    """The speedup of ``variant`` over ``baseline`` (module docstring): ``warmup`` untimed
+    calls of each, then paired rounds on this device's clock (CUDA events, L2 flushed, or
+    perf_counter) until the interval's half-width is ``target_half_width`` or ``time_cap_s``
+    has passed. ``combine(ms)``: the time every process uses for a call (two ranks: the
+    slowest's); ``before_round``, ``agree``: :func:`profiling.paired.paired_rounds`'s."""
+    import random
+
+    from alexnet_fast.profiling.paired import paired_rounds
+
+    if not (isinstance(warmup, int) and warmup >= 0):
+        raise ValueError(f"warmup must be a non-negative integer, got {warmup!r}")
+    device = torch.device(device)
+    with fixed_threads(threads) as n_threads:
+        for _ in range(warmup):
+            baseline()
+            variant()
+        synchronize(device)
+        clock = _clock(device, flush_l2)
+
+        def time_once(fn: Callable[[], object]) -> float:
+            clock.before()
+            fn()
+            clock.after()
+            ms = clock.last_ms()  # CUDA: synchronises, so a round is timed before the next starts
+            return combine(ms) if combine is not None else ms
+
+        rounds = paired_rounds(baseline, variant, time_once=time_once, min_rounds=min_rounds, max_rounds=max_rounds,
+                               target_half_width=target_half_width, time_cap_s=time_cap_s, rng=random.Random(seed),
+                               before_round=before_round, agree=agree, seed=seed)
+        kernel = (None, None, None)
+        if kernel_time and device.type == "cuda":
+            kernel = _kernel_time(variant, device, rounds.rounds, flush_l2)
+    side = dict(warmup=warmup, method=clock.method, threads=n_threads, l2_flushed=clock.l2_flushed)
+    base_t, var_t = summarize(rounds.baseline_ms, **side), summarize(rounds.variant_ms, **side)
+    if kernel[0] is not None or kernel[2] is not None:
+        from dataclasses import replace
+
+        var_t = replace(var_t, kernel_ms=kernel[0], kernel_method=kernel[1], kernel_note=kernel[2])
+    return PairedTiming(baseline=base_t, variant=var_t, rounds=rounds)

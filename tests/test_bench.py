@@ -286,3 +286,41 @@ def test_low_precision_cells_are_judged_against_fp64(tmp_path):
     fp16_logits, bf16_logits = rows[0]["max_rel_err"], rows[2]["max_rel_err"]
     assert 0 < fp16_logits < bf16_logits < J.TOLERANCES["bf16"][0]  # 10-bit vs 7-bit mantissa
     assert rows[1]["tolerance"] >= J.TOLERANCES["fp16"][1] and 0 < rows[1]["grad_max_rel_err"]
+
+
+def slowed_compile(model, name, *, compile_mode="default", copy_model=True):
+    """A "compile" stand-in that is eager plus a 4 ms sleep per call: a known slowdown whatever
+    the machine's load (a sleep needs no CPU)."""
+    import time
+
+    model = build_variant(model, "eager", copy_model=copy_model)
+    if name == "compile":
+        model.register_forward_hook(lambda m, args, out: time.sleep(0.004))
+    return model
+
+
+def test_non_baseline_rows_are_paired_rounds_against_eager_with_an_interval(tmp_path):
+    """The model and per-layer rows of a variant carry the speedup over eager from paired
+    rounds in their own cell, its interval, rounds and target_met; eager's rows none; every
+    timed row the interference sampled through its cell."""
+    plan = tiny_plan(["eager", "compile"], layers=("fc8",))
+    harness = bench.Harness(plan, tmp_path, progress=False, build_variant=slowed_compile, pair_cap_s=5.0)
+    rows = harness.run()
+    timed = [r for r in rows if r["scope"] in ("model", "layer") and r["status"] == "ok"]
+    slowed = [r for r in timed if r["variant"] == "compile"]
+    assert {r["scope"] for r in slowed} == {"model", "layer"}
+    for r in slowed:
+        assert r["rounds"] >= 10 and r["repeats"] == r["rounds"] and isinstance(r["target_met"], bool)
+        assert r["speedup_ci_low"] <= r["speedup"] <= r["speedup_ci_high"] < 1.0, r  # slower: 4 ms more a call
+        assert r["significance"] == "slower" and r["stop_reason"] in ("target", "time_cap", "max_rounds")
+        assert r["baseline_median_ms"] < r["median_ms"] - 3.0  # the eager side of the same rounds
+    for r in (r for r in timed if r["variant"] == "eager"):
+        assert "speedup" not in r and r["repeats"] == plan.repeats
+    assert all(r["interference"] in ("yes", "no", "unavailable") for r in timed)
+    saved = read_results(tmp_path)
+    assert {"speedup", "speedup_ci_low", "speedup_ci_high", "rounds", "target_met", "interference"} <= set(saved.columns)
+
+
+def test_pairing_flags_are_checked(tmp_path, capsys):
+    assert main(["bench", "--ci-target", "0", "--output-dir", str(tmp_path)]) == 2
+    assert "--ci-target must be a finite positive number" in capsys.readouterr().err

@@ -186,11 +186,25 @@ def test_report_compares_kernels_by_kernel_time():
     geomean = math.exp(sum(map(math.log, ratios)) / len(ratios))
     line = next(a for a in suite_report.layer_answers(results["rows"]) if "conv2d_relu fwd bf16" in a)
     assert f"{geomean:.2f}x its speed" in line
-    for r in rows:  # a faster Triton kernel flips the verdict, whatever its wall time
+    assert "faster" not in line and "slower" not in line  # two separate cells: a figure, no word
+    for r in rows:  # a faster Triton kernel flips the figure, whatever its wall time
         if r["impl"] == "triton":
             r["kernel_ms"] /= 4
     line = next(a for a in suite_report.layer_answers(results["rows"]) if "conv2d_relu fwd bf16" in a)
-    assert "FASTER than" in line
+    assert f"above 1 on {len(ratios)}/{len(ratios)} layers" in line
+
+
+def test_report_words_follow_the_paired_interval():
+    """Faster / slower only where the paired interval excludes 1, else no significant difference."""
+    results = _example()
+    tri = [r for r in results["rows"] if r.get("scope") == "layer" and r["op"] == "conv2d_relu"
+           and r["pass"] == "fwd" and r["precision"] == "bf16" and r["impl"] == "triton"]
+    for i, r in enumerate(tri):
+        r.update(speedup=1.2, speedup_ci_low=1.1, speedup_ci_high=1.3) if i == 0 else \
+            r.update(speedup=1.01, speedup_ci_low=0.97, speedup_ci_high=1.05)
+    line = next(a for a in suite_report.layer_answers(results["rows"]) if "conv2d_relu fwd bf16" in a)
+    assert f"faster on 1/{len(tri)} layers" in line
+    assert f"no significant difference on {len(tri) - 1}/{len(tri)} layers" in line and "slower" not in line
 
 
 def test_report_of_a_cut_off_run_renders():

@@ -149,3 +149,54 @@ def test_the_real_proc_sees_our_busy_loop():
 @pytest.mark.skipif(sys.platform.startswith("linux"), reason="checks the no-/proc path of non-Linux systems")
 def test_non_linux_default_is_unavailable():
     assert not Sampler().available
+
+
+def test_child_processes_are_ours_with_the_children_pid(proc):
+    """A layout's ranks are our children: live ones through /proc/self/task/*/children (their
+    children too), exited and reaped ones through our cutime + cstime; without "children"
+    their work counts as other processes'."""
+    def stat(ticks, reaped=0):
+        fields = ["R"] + ["0"] * 10 + [str(ticks), "0", str(reaped), "0"] + ["0"] * 28
+        return "1 (rank) " + " ".join(fields) + "\n"
+
+    (proc.root / "self" / "task" / "4242").mkdir(parents=True)
+    (proc.root / "self" / "task" / "4242" / "children").write_text("77 ")
+    for pid, kids in (("77", "78"), ("78", "")):
+        (proc.root / pid / "task" / pid).mkdir(parents=True)
+        (proc.root / pid / "task" / pid / "children").write_text(kids)
+    rank_ticks = {"77": 0, "78": 0}
+
+    def write_ranks(reaped=0):
+        for pid, t in rank_ticks.items():
+            (proc.root / pid / "stat").write_text(stat(t))
+        text = (proc.root / "self" / "stat").read_text().split()
+        text[16] = str(reaped)  # cutime (field 16; "(python (bench))" splits in two)
+        (proc.root / "self" / "stat").write_text(" ".join(text) + "\n")
+
+    write_ranks()
+    seen = {}
+    for pids in (("self",), ("self", "children")):
+        rank_ticks.update({"77": 0, "78": 0})
+        write_ranks()
+        sampler = Sampler(proc_root=proc.root, ticks_per_s=proc.hz, pids=pids)
+        with sampler.cell(threads=2, background=False) as cell:
+            for _ in range(2):  # each second: the parent idle, two ranks busy on both cores
+                proc.tick(1.0, ours=0.0, others=2.0)
+                rank_ticks.update({k: v + proc.hz for k, v in rank_ticks.items()})
+                write_ranks()
+                sampler.sample()
+        seen[pids] = cell.summary()
+    assert seen[("self",)].others_cores == pytest.approx(2.0) and seen[("self",)].interfered
+    assert seen[("self", "children")].ours_cores == pytest.approx(2.0)
+    assert seen[("self", "children")].others_cores == pytest.approx(0.0) and not seen[("self", "children")].interfered
+    from alexnet_fast.profiling.interference import read_snapshot
+
+    before = read_snapshot(proc.root, ("self", "children")).ours_ticks
+    (proc.root / "77" / "task" / "77" / "children").write_text("")  # 78 exits, reaped by its parent 77
+    (proc.root / "78" / "stat").unlink()
+    (proc.root / "77" / "stat").write_text(stat(rank_ticks["77"], reaped=rank_ticks.pop("78")))
+    assert read_snapshot(proc.root, ("self", "children")).ours_ticks == before  # its time still ours
+    (proc.root / "self" / "task" / "4242" / "children").write_text("")  # then 77, reaped by us
+    (proc.root / "77" / "stat").unlink()
+    write_ranks(reaped=before - 300)  # our cutime: 77's time and the children it reaped
+    assert read_snapshot(proc.root, ("self", "children")).ours_ticks == before

@@ -111,3 +111,39 @@ def test_one_cli_runs_two_ranks_and_their_rows_match_one_device_rows(tmp_path):
     for col in ("timer", "tolerance", "eager_fp64_err", "repeats", "warmup"):
         assert single[col] == dp[col], col
     assert dp.comm_bytes == dp.comm_bytes_model > 0 and dp.world_size == 2
+
+
+def _paired_on_two_ranks() -> dict:
+    """One rank of two: paired rounds of a 2 ms baseline and a variant that takes 2 ms on rank
+    0 and 6 ms on rank 1, each call's time the slowest rank's (the layout cells' rule)."""
+    import time
+
+    from alexnet_fast.layouts.comm import init_ranks, shutdown
+    from alexnet_fast.profiling.layout_bench import _slowest
+    from alexnet_fast.profiling.timers import measure_paired
+
+    ctx = init_ranks(timeout_s=60, device="cpu", threads=1)
+    try:
+        slow = 0.006 if ctx.rank == 1 else 0.002
+        paired = measure_paired(lambda: time.sleep(0.002), lambda: time.sleep(slow), warmup=1,
+                                before_round=lambda: torch.distributed.barrier(ctx.group),
+                                combine=lambda ms: _slowest(ms, ctx), agree=lambda stop: _slowest(float(stop), ctx) > 0.5,
+                                time_cap_s=1.0 + ctx.rank, min_rounds=10, max_rounds=400)
+        return {"variant_ms": paired.rounds.variant_ms, "speedup": paired.rounds.estimate.ratio,
+                "stop": paired.rounds.stop_reason}
+    finally:
+        shutdown(ctx)
+
+
+def test_two_ranks_pair_rounds_on_the_slowest_rank_and_stop_together():
+    """gloo on CPU: both ranks see the same per-call times (all_reduce MAX: rank 1's 6 ms),
+    so the same estimate (2 / 6 ms = ~0.33x) and the same number of rounds, whichever rank's
+    cap comes first."""
+    from alexnet_fast.launch import launch
+
+    results = launch(_paired_on_two_ranks, world_size=2, timeout_s=120)
+    r0, r1 = results[0], results[1]
+    assert r0["variant_ms"] == r1["variant_ms"] and len(r0["variant_ms"]) >= 10
+    assert min(r0["variant_ms"]) >= 5.9  # rank 1's sleep, not rank 0's
+    assert r0["speedup"] == r1["speedup"] < 0.5
+    assert {r0["stop"], r1["stop"]} <= {"target", "time_cap", "other_rank", "max_rounds"}

@@ -20,7 +20,7 @@ from alexnet_fast.profiling.cell_types import Cell
 
 REPO = Path(__file__).resolve().parents[1]
 # the one timer and the one judge, and who may call them
-GUARDED = {"measure", "time_first_call", "judge"}
+GUARDED = {"measure", "measure_paired", "time_first_call", "judge"}
 ALLOWED = {"profiling/engine.py", "profiling/layout_bench.py"}
 # modules that own the timer and judge (they define them; roofline measures peaks through the engine's cell)
 OWNERS = {"profiling/timers.py", "profiling/judge.py", "profiling/roofline.py"}
@@ -263,6 +263,27 @@ def test_kernel_time_falls_back_to_the_profiler_when_capture_fails(monkeypatch):
     monkeypatch.setattr(timers, "_profiler_device_ms", lambda fn, device, repeats: 1 / 0)
     t = timers.measure(lambda: None, device="cuda", warmup=0, repeats=2, kernel_time=True)
     assert t.kernel_ms is None and t.kernel_note.startswith("no kernel time") and "kernel_note" in t.columns()
+
+
+def test_paired_rounds_use_cuda_events_per_call(monkeypatch):
+    """The CUDA branch of measure_paired: each call of a round bracketed by the device's events
+    (the fake clock: eager 0.5 ms, the variant 0.25 ms), the speedup 2x exactly, the variant's
+    kernel time from the graph replay as in measure."""
+    _fake_cuda(monkeypatch)
+
+    def eager():
+        _Clock.now += 0.5
+
+    def variant():
+        _Clock.now += 0.25
+
+    t = timers.measure_paired(eager, variant, device="cuda", warmup=1, min_rounds=10, kernel_time=True)
+    assert t.variant.method == t.baseline.method == "cuda_events" and t.rounds.rounds >= 10
+    assert set(t.rounds.baseline_ms) == {0.5} and set(t.rounds.variant_ms) == {0.25}
+    assert t.rounds.estimate.ratio == pytest.approx(2.0) and t.rounds.target_met
+    cols = t.columns()
+    assert cols["speedup"] == pytest.approx(2.0) and cols["baseline_median_ms"] == pytest.approx(0.5)
+    assert cols["kernel_ms"] == pytest.approx(0.25) and cols["repeats"] == t.rounds.rounds
 
 
 # ------------------------------------------------------------------ the dispatch cell's stub

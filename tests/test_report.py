@@ -29,11 +29,16 @@ def results_rows():
                  note="measured: test"),
             dict(ENV, scope="peak", layer="copy", op="copy", precision="-", status="peak", gbytes_per_s=10.0,
                  note="measured: test")]
+    # paired rounds: batch 8 a clear 2.5x; batch 1's interval contains 1 (the blocks' 40 -> 20 ms says 2x)
+    paired = {1: dict(speedup=1.02, speedup_ci_low=0.95, speedup_ci_high=1.1, baseline_median_ms=20.4, rounds=40,
+                      target_met=False, interference="yes", interference_why="load average 5.00 > 4 cores"),
+              8: dict(speedup=2.5, speedup_ci_low=2.4, speedup_ci_high=2.6, baseline_median_ms=200.0, rounds=12,
+                      target_met=True, interference="no", interference_why="")}
     for batch, eager_ms, compile_ms in ((1, 40.0, 20.0), (8, 200.0, 80.0)):
         rows.append(model_row("eager", batch, "inference", "ok", eager_ms, max_rel_err=0.0, tolerance=1e-4,
-                              equivalent=True))
+                              equivalent=True, interference="no"))
         rows.append(model_row("compile", batch, "inference", "ok", compile_ms, max_rel_err=2e-7, tolerance=1e-4,
-                              equivalent=True, compile_s=5.0))
+                              equivalent=True, compile_s=5.0, **paired[batch]))
     rows.append(model_row("compile[max-autotune]", 8, "inference", "failed", max_rel_err=0.3, tolerance=1e-4,
                           equivalent=False, note="wrong on purpose"))
     rows.append(model_row("triton", 2, "inference", "interpreted", max_rel_err=3e-6, tolerance=1e-4,
@@ -60,8 +65,13 @@ def test_report_renders_every_part(tmp_path):
     assert "![roofline](roofline_cpu-test-2t.png)" in text and "![throughput](throughput_cpu-test-2t.png)" in text
     # eager vs compile ratio and fraction of peak: batch 8 inference 200 -> 80 ms = 2.5x;
     # eager 8 * 1.449 GFLOP / 0.2 s = 58 GFLOP/s = 58% of the 100 GFLOP/s GEMM peak, compile 145%
-    assert "| inference | fp32 | 8 | compile | 2.5x | 200 -> 80 | 58.0% | 145% |" in text.replace("144.9%", "145%")
-    assert "| train | fp32 | 8 | compile | 3x |" in text
+    assert ("| inference | fp32 | 8 | compile | 2.5x [2.4, 2.6] faster | 200 -> 80 | 12 (target met) | no | 58.0% | 145% |"
+            in text.replace("144.9%", "145%"))
+    # the interval contains 1: no word, whatever the separate blocks said; the flag and its reason shown
+    assert ("| inference | fp32 | 1 | compile | 1.02x [0.95, 1.1] no significant difference | 20.4 -> 20 | 40 (cap) | "
+            "**yes** (load average 5.00 > 4 cores) |") in text
+    assert "**Measured under interference: 1 of 4 timed rows**" in text
+    assert "| train | fp32 | 8 | compile | 3x (no interval: not paired) |" in text  # an old row without rounds
     # honest rows: failed and interpreted have no time, and say so
     lines = text.splitlines()
     failed = [ln for ln in lines if "| compile[max-autotune] |" in ln]
@@ -97,7 +107,10 @@ def test_missing_or_malformed_results_are_clear_errors(tmp_path, capsys):
 def test_speedups_pair_each_row_with_eager_of_its_own_run(tmp_path):
     from alexnet_fast.profiling.render.bench import _speedups
 
-    first = [r for r in results_rows() if r["scope"] == "model" and r["status"] == "ok"]
+    paired = ("speedup", "speedup_ci_low", "speedup_ci_high", "baseline_median_ms", "rounds", "target_met")
+    # results without paired rounds (an older run): eager's row of the same run is the baseline
+    first = [{k: v for k, v in r.items() if k not in paired} for r in results_rows()
+             if r["scope"] == "model" and r["status"] == "ok"]
     # a second run on the same machine: eager twice as slow, compile unchanged
     second = [dict(r, run_id="r2", median_ms=r["median_ms"] * (2 if r["variant"] == "eager" else 1)) for r in first]
     frame = to_frame(first + second)
@@ -109,11 +122,12 @@ def test_speedups_pair_each_row_with_eager_of_its_own_run(tmp_path):
     write_results(second, tmp_path / "b")
     assert main(["report", "--input", str(tmp_path / "a"), "--input", str(tmp_path / "b"), "--output-dir", str(tmp_path)]) == 0
     text = (tmp_path / "REPORT.md").read_text()
-    assert "| inference | fp32 | 8 | compile | 2.5x |" in text and "| inference | fp32 | 8 | compile | 5x |" in text
+    assert "| inference | fp32 | 8 | compile | 2.5x (no interval: not paired) |" in text
+    assert "| inference | fp32 | 8 | compile | 5x (no interval: not paired) |" in text
     lines = text.splitlines()
     assert sum(line.startswith("| inference | fp32 | 8 | compile |") for line in lines) == 2  # one headline line per run
-    model_speedups = [line.split(" | ")[-2] for line in lines if line.startswith("| single | inference | fp32 | 8 | compile |")]
-    assert model_speedups == ["2.5", "5"]
+    model_speedups = [line.split(" | ")[-4] for line in lines if line.startswith("| single | inference | fp32 | 8 | compile |")]
+    assert model_speedups == ["2.5x (no interval: not paired)", "5x (no interval: not paired)"]
 
 
 _WRONG_TYPES = [

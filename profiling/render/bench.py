@@ -20,7 +20,7 @@ import pandas as pd
 from alexnet_fast.io import atomic_write_text
 from alexnet_fast.vocabulary import PASSES, VARIANT_LABELS
 from alexnet_fast.profiling.judge import ERROR_MULTIPLIER, TOLERANCES
-from alexnet_fast.profiling.render.format import fmt, markdown_table, num, save_png
+from alexnet_fast.profiling.render.format import fmt, fmt_interference, fmt_speedup, markdown_table, num, save_png
 from alexnet_fast.profiling.results import STATUSES
 
 __all__ = ["render", "roofline_plot", "throughput_plot", "device_peaks_from"]
@@ -120,13 +120,34 @@ def roofline_plot(frame: pd.DataFrame, path: Path, title: str) -> Path | None:
 
 
 def _speedups(models: pd.DataFrame) -> pd.DataFrame:
-    """Speedup of every timed model row over eager of the same run (``run_id``) at the same
-    precision, batch, pass, layout (so several results files of one machine do not cross-match)."""
+    """Speedup of every timed model row over eager: the paired rounds' (``speedup``, its
+    interval, eager's median of the same rounds as ``eager_ms``) where the row has them; for
+    results without them, eager's row of the same run (``run_id``) at the same precision,
+    batch, pass and layout, with no interval."""
     keys = ["precision", "batch_size", "pass", "layout"] + (["run_id"] if "run_id" in models.columns else [])
     eager = models[models["variant"] == "eager"][keys + ["median_ms"]].rename(columns={"median_ms": "eager_ms"})
     merged = models.merge(eager, on=keys, how="left")
-    merged["speedup"] = merged["eager_ms"] / merged["median_ms"]
+    for col in ("speedup", "speedup_ci_low", "speedup_ci_high", "baseline_median_ms"):
+        merged[col] = pd.to_numeric(merged[col], errors="coerce") if col in merged else float("nan")
+    paired = merged["speedup"].notna()
+    merged["eager_ms"] = merged["baseline_median_ms"].where(paired, merged["eager_ms"])
+    merged["speedup"] = merged["speedup"].where(paired, merged["eager_ms"] / merged["median_ms"])
     return merged
+
+
+def _speedup_cell(r) -> str:
+    return "baseline" if r.get("variant") == "eager" else fmt_speedup(r.get("speedup"), r.get("speedup_ci_low"),
+                                                                       r.get("speedup_ci_high"))
+
+
+def _rounds_cell(r) -> str:
+    rounds = num(r.get("rounds"))
+    if rounds is None:
+        return "-"
+    met = r.get("target_met")
+    outliers = num(r.get("outlier_rounds"))
+    extra = f", {outliers:.0f} outlying" if outliers else ""
+    return f"{rounds:.0f} ({'target met' if met is True or met == 1.0 or met == 'True' else 'cap'}{extra})"
 
 
 def throughput_plot(frame: pd.DataFrame, path: Path, title: str) -> Path | None:
@@ -151,10 +172,12 @@ def throughput_plot(frame: pd.DataFrame, path: Path, title: str) -> Path | None:
             d = sub[sub["line"] == line].sort_values("batch_size")
             marker = MARKERS.get(line.split(" ")[0], "x")
             axes[0][j].plot(d["batch_size"], d["images_per_s"], marker=marker, label=line)
-            axes[1][j].plot(d["batch_size"], d["speedup"], marker=marker, label=line)
+            err = [(d["speedup"] - d["speedup_ci_low"]).clip(lower=0).fillna(0),
+                   (d["speedup_ci_high"] - d["speedup"]).clip(lower=0).fillna(0)]
+            axes[1][j].errorbar(d["batch_size"], d["speedup"], yerr=err, marker=marker, label=line, capsize=3)
         axes[0][j].set_title(f"{pass_}" + (" (forward + backward + SGD)" if pass_ == "train" else " (forward)"))
         axes[0][j].set_ylabel("images/s")
-        axes[1][j].set_ylabel("speedup vs eager (same precision)")
+        axes[1][j].set_ylabel("speedup vs eager (same precision; 95% CI)")
         axes[1][j].axhline(1.0, color="gray", lw=0.8)
         axes[1][j].set_xlabel("batch size")
         for ax in axes[:, j]:
@@ -193,7 +216,7 @@ def _model_section(frame: pd.DataFrame, gemm: dict[str, float]) -> str:
     if models.empty:
         return "_no whole-model rows_"
     timed = _speedups(_timed(models))
-    speed = {(r["label"], r["precision"], r["batch_size"], r["pass"], r["layout"], str(r.get("run_id"))): r["speedup"]
+    speed = {(r["label"], r["precision"], r["batch_size"], r["pass"], r["layout"], str(r.get("run_id"))): r
              for _, r in timed.iterrows()}
     rows = []
     models = models.sort_values(["layout", "pass", "precision", "batch_size"], kind="stable")
@@ -201,13 +224,15 @@ def _model_section(frame: pd.DataFrame, gemm: dict[str, float]) -> str:
         peak = gemm.get(r["precision"])
         gf = num(r.get("gflops_per_s"))
         key = (r.get("label"), r["precision"], r["batch_size"], r["pass"], r["layout"], str(r.get("run_id")))
+        sp = speed.get(key)
         rows.append([r["layout"], r["pass"], r["precision"], fmt(r["batch_size"]), _label(r), r["status"],
                      _timing_cell(r), fmt(r.get("images_per_s")), fmt(gf),
                      f"{100 * gf / peak:.1f}%" if gf and peak else "-", fmt(r.get("peak_memory_mb")),
-                     fmt(speed.get(key)), fmt(r.get("compile_s"))])
+                     _speedup_cell(sp) if sp is not None else "-", _rounds_cell(r),
+                     fmt_interference(r.get("interference"), r.get("interference_why")), fmt(r.get("compile_s"))])
     return markdown_table(["layout", "pass", "precision", "batch", "variant", "status", "median ms (p20-p80)",
-                           "images/s", "GFLOP/s", "% of GEMM peak", "peak MiB", "speedup vs eager",
-                           "first call s"], rows) + _memory_note(models)
+                           "images/s", "GFLOP/s", "% of GEMM peak", "peak MiB", "speedup vs eager [95% CI]", "rounds",
+                           "interference", "first call s"], rows) + _memory_note(models)
 
 
 def _memory_note(rows: pd.DataFrame) -> str:
@@ -229,10 +254,13 @@ def _headline(frame: pd.DataFrame, gemm: dict[str, float]) -> str:
         peak = gemm.get(r["precision"])
         eager_gf = num(r["gflops_per_s"]) / r["speedup"] if num(r["speedup"]) else None
         frac = (lambda g: f"{100 * g / peak:.1f}%" if g and peak else "-")
-        lines.append([r["pass"], r["precision"], fmt(r["batch_size"]), _label(r), f"{fmt(r['speedup'])}x",
-                      f"{fmt(r['eager_ms'])} -> {fmt(r['median_ms'])}", frac(eager_gf), frac(num(r["gflops_per_s"]))])
-    return markdown_table(["pass", "precision", "batch", "variant", "speedup over eager", "median ms eager -> variant",
-                           "eager % of GEMM peak", "variant % of GEMM peak"], lines)
+        lines.append([r["pass"], r["precision"], fmt(r["batch_size"]), _label(r), _speedup_cell(r),
+                      f"{fmt(r['eager_ms'])} -> {fmt(r['median_ms'])}", _rounds_cell(r),
+                      fmt_interference(r.get("interference"), r.get("interference_why")), frac(eager_gf),
+                      frac(num(r["gflops_per_s"]))])
+    return markdown_table(["pass", "precision", "batch", "variant", "speedup over eager [95% CI]",
+                           "median ms eager -> variant", "rounds", "interference", "eager % of GEMM peak",
+                           "variant % of GEMM peak"], lines)
 
 
 def _layer_section(frame: pd.DataFrame, gemm: dict[str, float], bw: float | None) -> str:
@@ -244,12 +272,38 @@ def _layer_section(frame: pd.DataFrame, gemm: dict[str, float], bw: float | None
         peak = gemm.get(r["precision"])
         ai, gf = num(r.get("intensity")), num(r.get("gflops_per_s"))
         roof = min(peak, ai * bw) if peak and bw and ai else None
+        speedup = "baseline" if r.get("impl") == "eager-nchw" else fmt_speedup(
+            r.get("speedup"), r.get("speedup_ci_low"), r.get("speedup_ci_high"))
         rows.append([r["layer"], r["pass"], _label(r), r["precision"], fmt(r["batch_size"]), r["status"],
                      _timing_cell(r), fmt(gf), fmt(r.get("gbytes_per_s")), fmt(ai),
-                     f"{100 * gf / roof:.1f}%" if gf and roof else "-", fmt(r.get("max_rel_err")),
+                     f"{100 * gf / roof:.1f}%" if gf and roof else "-",
+                     speedup if r["status"] == "ok" else "-", _rounds_cell(r),
+                     fmt_interference(r.get("interference"), r.get("interference_why")), fmt(r.get("max_rel_err")),
                      fmt(r.get("peak_memory_mb"))])
     return markdown_table(["layer", "pass", "variant", "precision", "batch", "status", "median ms (p20-p80)", "GFLOP/s",
-                           "GB/s (min bytes)", "FLOP/byte", "% of roofline", "max rel err", "peak MiB"], rows)
+                           "GB/s (min bytes)", "FLOP/byte", "% of roofline", "speedup vs eager NCHW [95% CI]",
+                           "rounds", "interference", "max rel err", "peak MiB"], rows)
+
+
+METHOD = ("A speedup is eager's time / the variant's, measured in paired rounds inside the variant's cell once "
+          "both are warm: one call of each per round, the order random per round, until the 95% bootstrap "
+          "interval of the median per-round ratio is within the target (3%) or the cell's time cap (`rounds`: "
+          "how many, which ended them, and how many lay outside Tukey's fences: counted, never dropped). It says faster or slower only when the interval excludes 1, else "
+          "no significant difference. `interference`: other processes, CPU steal or load sampled through the "
+          "cell (`profiling/interference.py`); a flagged row's time is pessimistic and its interval wider.")
+
+
+def _interference_summary(frame: pd.DataFrame) -> str:
+    """One line: how many timed rows were measured under interference, and the worst reason."""
+    if "interference" not in frame.columns:
+        return "_interference was not sampled in this run_"
+    timed = frame[frame["interference"].notna()]
+    flagged = timed[timed["interference"] == "yes"]
+    if flagged.empty:
+        return f"Interference sampled through every cell: none of the {len(timed)} timed rows was flagged."
+    return (f"**Measured under interference: {len(flagged)} of {len(timed)} timed rows** (other processes, CPU "
+            f"steal or load during the cell, e.g. {flagged['interference_why'].iloc[0]}): their times are "
+            "pessimistic; the paired speedups cancel what both sides of a round share, but their intervals widen.")
 
 
 def _equivalence_section(frame: pd.DataFrame) -> str:
@@ -318,7 +372,8 @@ def render(frames: list[pd.DataFrame], output_dir: str | Path) -> Path:
         if not any(label.startswith("triton") for label in labels):
             summary += " No triton rows: the Triton kernels were not part of the checkout that ran."
         parts += [f"## {title}", "", summary, "", "### Environment", "", _env_section(group), "",
-                  "### Eager vs the other variants (whole model, timed rows)", "", _headline(group, gemm), "",
+                  _interference_summary(group), "",
+                  "### Eager vs the other variants (whole model, timed rows)", "", METHOD, "", _headline(group, gemm), "",
                   "% of GEMM peak = achieved GFLOP/s (FLOP model, `profiling/flops.py`) / the device's GEMM peak "
                   f"({source}).", ""]
         if thr is not None:

@@ -1,5 +1,6 @@
-"""The one formatter of every report: numbers by one rule, byte sizes, markdown and plain
-text tables, and PNGs written atomically."""
+"""The one formatter of every report: numbers by one rule, byte sizes, a speedup with its
+interval and the word it earns, the interference flag, markdown and plain text tables, and
+PNGs written atomically."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from typing import Any, Iterable
 
 from alexnet_fast.io import atomic_path
 
-__all__ = ["num", "fmt", "fmt_bytes", "markdown_table", "text_table", "save_png"]
+__all__ = ["num", "fmt", "fmt_bytes", "fmt_speedup", "fmt_interference", "markdown_table", "text_table", "save_png"]
 
 
 def num(x: Any) -> float | None:
@@ -39,6 +40,27 @@ def fmt(x: Any, digits: int = 3) -> str:
     if abs(v) < 1e-3:
         return f"{v:.{digits - 1}e}"
     return f"{v:.{digits}g}"
+
+
+def fmt_speedup(ratio: Any, low: Any = None, high: Any = None) -> str:
+    """``1.42x [1.31, 1.55] faster``: a speedup (baseline time / variant time) with its 95%
+    interval, and faster / slower only when the interval excludes 1 (else ``no significant
+    difference``); a ratio without an interval (two blocks, not paired rounds) says so."""
+    from alexnet_fast.profiling.stats import significance
+
+    r, lo, hi = num(ratio), num(low), num(high)
+    if r is None:
+        return "-"
+    if lo is None or hi is None:
+        return f"{fmt(r)}x (no interval: not paired)"
+    return f"{fmt(r)}x [{fmt(lo)}, {fmt(hi)}] {significance(lo, hi)}"
+
+
+def fmt_interference(flag: Any, why: Any = None) -> str:
+    """The interference column of a timed row: ``yes (why)``, ``no``, or ``-`` when not sampled."""
+    if flag == "yes":
+        return f"**yes** ({why})" if isinstance(why, str) and why else "**yes**"
+    return flag if isinstance(flag, str) and flag else "-"
 
 
 def fmt_bytes(n: int | None) -> str:

@@ -12,7 +12,9 @@ how much, at what fraction of the device's peak -- compared by *kernel* time (CU
 replay or the profiler's device time) where the row has it, wall time otherwise -- and what
 the host's dispatch costs per call; KernelBench's AlexNet beside its published H100 figures;
 the whole model; the layouts; the tests. Rows measured while NVML reported a throttling
-reason are flagged ``THROTTLED``.
+reason are flagged ``THROTTLED``. Faster or slower is said only of a paired speedup whose 95%
+interval excludes 1 (the engine's paired rounds against eager); a ratio of two separate
+cells (Triton against the best baseline by kernel time) is given as a figure, without a word.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import math
 from typing import Any, Iterable
 
 from alexnet_fast.vocabulary import BASELINE_IMPLS, PASSES, TRITON_IMPLS, TRITON_OPS
-from alexnet_fast.profiling.render.format import fmt, markdown_table, num
+from alexnet_fast.profiling.render.format import fmt, fmt_interference, fmt_speedup, markdown_table, num
 
 # KernelBench level3/5_AlexNet.py, batch 1024 fp32 (cuDNN's default TF32), H100 SXM, published with
 # the repository (results/timing/H100_Modal): eager and torch.compile default, ms per forward
@@ -68,6 +70,7 @@ def layer_answers(rows: list[dict]) -> list[str]:
                                                                  k[1] != "fwd", k[2] != "bf16")):
         per_layer = groups[(op, pass_, precision)]
         ratios, wins, pcts, not_equiv, missing, throttled, by_kernel = [], 0, [], [], [], False, True
+        words: dict[str, int] = {}  # the paired speedup over eager NCHW: faster / slower / no difference
         for name, impls in per_layer.items():
             tri = next((impls[i] for i in TRITON_IMPLS if i in impls), None)
             if tri is None:
@@ -83,6 +86,10 @@ def layer_answers(rows: list[dict]) -> list[str]:
             best = min(base, key=_ms)
             ratio = _ms(best) / _ms(tri)
             ratios.append(ratio)
+            word = fmt_speedup(tri.get("speedup"), tri.get("speedup_ci_low"), tri.get("speedup_ci_high"))
+            if "[" in word:
+                key = word.split("] ", 1)[1]
+                words[key] = words.get(key, 0) + 1
             wins += ratio > 1.0
             if num(tri.get("pct_peak")) is not None:
                 pcts.append(tri["pct_peak"])
@@ -94,10 +101,12 @@ def layer_answers(rows: list[dict]) -> list[str]:
         parts = []
         if ratios:
             g = _geomean(ratios)
-            verdict = "FASTER than" if g > 1.0 else "slower than"
-            parts.append(f"Triton {verdict} the best baseline (fastest of {'/'.join(BASELINE_IMPLS)}, by "
-                         f"{'kernel' if by_kernel else 'wall'} time): {g:.2f}x its speed geomean, faster on "
-                         f"{wins}/{len(ratios)} layers ({min(ratios):.2f}-{max(ratios):.2f}x)")
+            if words:
+                parts.append("Triton vs eager NCHW in paired rounds (95% CI): " + ", ".join(
+                    f"{k} on {v}/{len(ratios)} layers" for k, v in sorted(words.items())))
+            parts.append(f"against the best baseline (fastest of {'/'.join(BASELINE_IMPLS)}, separate cells, "
+                         f"by {'kernel' if by_kernel else 'wall'} time, no interval): {g:.2f}x its speed geomean, "
+                         f"above 1 on {wins}/{len(ratios)} layers ({min(ratios):.2f}-{max(ratios):.2f}x)")
             if pcts:
                 bound = "peak TFLOP/s" if op == "conv2d_relu" else "peak bandwidth"
                 parts.append(f"at {min(pcts):.0f}-{max(pcts):.0f}% of {precision if op == 'conv_relu' else 'HBM'} "
@@ -151,11 +160,19 @@ def anchor_answers(rows: list[dict]) -> list[str]:
             parts.append(f"{variant} {r.get('status')}" + (f" ({r.get('note')})" if r.get("note") else ""))
     e, c = cells.get("eager"), cells.get("compile")
     if e and c and _ok(e) and _ok(c):
-        parts.append(f"compile vs eager {e['median_ms'] / c['median_ms']:.2f}x (KernelBench: "
+        parts.append(f"compile vs eager {_ratio(c, e)} (KernelBench: "
                      f"{KERNELBENCH_H100_MS['eager'] / KERNELBENCH_H100_MS['compile']:.2f}x)")
     flags = f"TF32 matmul {first.get('tf32_matmul', '-')}, cuDNN {first.get('tf32_cudnn', '-')}"
     return [f"- **KernelBench AlexNet b{first.get('batch_size')} {first.get('precision')} ({flags})**: "
             + "; ".join(parts)]
+
+
+def _ratio(new: dict, old: dict) -> str:
+    """``new``'s speedup over ``old``: the paired rounds' with its interval and word when
+    ``old`` is the eager baseline the engine paired it with, else the two cells' ratio."""
+    if old.get("variant") == "eager" and num(new.get("speedup")) is not None:
+        return fmt_speedup(new.get("speedup"), new.get("speedup_ci_low"), new.get("speedup_ci_high"))
+    return f"{old['median_ms'] / new['median_ms']:.2f}x (separate cells, no interval)"
 
 
 def model_answers(rows: list[dict]) -> list[str]:
@@ -170,7 +187,7 @@ def model_answers(rows: list[dict]) -> list[str]:
                          ("triton+compile", "eager")):
             a, b = cells.get(new), cells.get(old)
             if a and b and _ok(a) and _ok(b):
-                parts.append(f"{new} vs {old} {b['median_ms'] / a['median_ms']:.2f}x")
+                parts.append(f"{new} vs {old} {_ratio(a, b)}")
         bad = [v for v, r in cells.items() if r.get("status") in ("failed", "error")]
         eq = "all equivalent" if not bad else "NOT OK: " + ", ".join(f"{v} ({cells[v].get('status')})" for v in bad)
         fastest = min((r for r in cells.values() if _ok(r)), key=lambda r: r["median_ms"], default=None)
@@ -278,10 +295,12 @@ def render(results: dict[str, Any], note: str | None = None) -> str:
                 state += " (interpreted)"
             body.append([r.get("layer"), r.get("pass"), r.get("precision"), r.get("impl"), fmt(r.get("median_ms")),
                          fmt(r.get("kernel_ms")), fmt(r.get("dispatch_us")), rate, fmt(r.get("pct_peak"), 2), best,
+                         fmt_speedup(r.get("speedup"), r.get("speedup_ci_low"), r.get("speedup_ci_high")),
+                         fmt_interference(r.get("interference"), r.get("interference_why")),
                          state, fmt(r.get("first_call_s")), fmt(r.get("sm_clock_mhz")), fmt(r.get("power_w")),
                          fmt(r.get("temperature_c")), throttle_flag(r)])
         out += _md_lines(["layer", "pass", "prec", "impl", "wall ms", "kernel ms", "dispatch us", "rate", "% peak",
-                       "vs fastest", "equivalent", "first call s", "SM MHz", "W", "C", "throttle"], body) + [""]
+                       "vs fastest", "speedup vs eager NCHW [95% CI]", "interference", "equivalent", "first call s", "SM MHz", "W", "C", "throttle"], body) + [""]
 
     host = _by(rows, "dispatch")
     if host:
@@ -296,10 +315,14 @@ def render(results: dict[str, Any], note: str | None = None) -> str:
 
     def model_table(title: str, intro: str, models: list[dict]) -> list[str]:
         return ["## " + title, "", intro, ""] + _md_lines(
-            ["variant", "pass", "prec", "batch", "median ms", "images/s", "first call s", "peak MiB", "equivalent",
+            ["variant", "pass", "prec", "batch", "median ms", "images/s", "speedup vs eager [95% CI]", "rounds",
+             "interference", "first call s", "peak MiB", "equivalent",
              "worst tensor", "fp64 err / tol", "SM MHz", "W", "C", "throttle", "note"],
             [[r.get("label") or r.get("variant"), r.get("pass"), r.get("precision"), r.get("batch_size"),
-              fmt(r.get("median_ms")), fmt(r.get("images_per_s")), fmt(r.get("compile_s")), fmt(r.get("peak_memory_mb")),
+              fmt(r.get("median_ms")), fmt(r.get("images_per_s")),
+              fmt_speedup(r.get("speedup"), r.get("speedup_ci_low"), r.get("speedup_ci_high")), fmt(r.get("rounds")),
+              fmt_interference(r.get("interference"), r.get("interference_why")), fmt(r.get("compile_s")),
+              fmt(r.get("peak_memory_mb")),
               {True: "yes", False: "**NO**"}.get(r.get("equivalent"), r.get("status", "-")),
               r.get("worst_tensor", "-"), f"{fmt(r.get('fp64_err'))} / {fmt(r.get('tolerance'))}",
               fmt(r.get("sm_clock_mhz")), fmt(r.get("power_w")), fmt(r.get("temperature_c")), throttle_flag(r),

@@ -3,7 +3,10 @@
 Every benchmark goes through :func:`run_benchmark`: a fixed number of rounds after warm-up
 (``benchmark.pedantic``), a CUDA-synchronising target on a GPU (so a round times the kernels,
 not their launch), and ``extra_info`` with FLOPs, bytes, GFLOP/s, GB/s, device, dtype, shape
-(and the machine name ``alexnet-fast regress`` uses to pick a baseline).
+(and the machine name ``alexnet-fast regress`` uses to pick a baseline). A provider other
+than eager also gets its speedup over eager the study's one way (``baseline``): paired
+interleaved rounds of both (:func:`alexnet_fast.profiling.timers.measure_paired`), the
+speedup, its 95% interval, rounds and ``target_met`` in ``extra_info``.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import torch
 
 from alexnet_fast.vocabulary import PRECISIONS as ALL_PRECISIONS
 from alexnet_fast.profiling.results import device_name, machine_slug
+from alexnet_fast.profiling.timers import measure_paired
 
 CUDA = torch.cuda.is_available()
 DEVICE = "cuda" if CUDA else "cpu"
@@ -29,6 +33,8 @@ ROUNDS = {"kernel": (50, 10) if CUDA else (10, 1), "model": (20, 5) if CUDA else
 # precisions measured: CPU fp32 only (PyTorch has no fp16/bf16 LRN on CPU)
 PRECISIONS = list(ALL_PRECISIONS) if CUDA else ["fp32"]
 BATCH = {"kernel": 128 if CUDA else 8, "model": 128 if CUDA else 8}
+# paired rounds against eager: stop at a 3% half-width or after this many seconds per benchmark
+PAIR_CAP_S = {"kernel": 5.0, "model": 20.0}
 
 
 def skip_triton_reason(op: str) -> str | None:
@@ -44,8 +50,9 @@ def _sync():
 
 
 def run_benchmark(benchmark, fn, *, kind: str, group: str, flops: int, nbytes: int | None, dtype: str,
-                  shape: str, kernel: str, provider: str):
-    """Time ``fn`` with pytest-benchmark and record what it did."""
+                  shape: str, kernel: str, provider: str, baseline=None):
+    """Time ``fn`` with pytest-benchmark and record what it did; with ``baseline`` (eager's
+    call) also the speedup over it from paired rounds (module docstring)."""
     rounds, warmup = ROUNDS[kind]
 
     def target():
@@ -64,3 +71,7 @@ def run_benchmark(benchmark, fn, *, kind: str, group: str, flops: int, nbytes: i
     )
     if nbytes:
         benchmark.extra_info.update(bytes=nbytes, gb_per_s=nbytes / median / 1e9)
+    if baseline is not None:
+        paired = measure_paired(baseline, fn, device=DEVICE, warmup=warmup, time_cap_s=PAIR_CAP_S[kind])
+        benchmark.extra_info.update(paired.rounds.columns(), baseline_median_ms=paired.baseline.median_ms,
+                                    paired_median_ms=paired.variant.median_ms, timer_paired=paired.variant.method)

@@ -111,6 +111,10 @@ def test_kernel(benchmark, unit, precision, provider):
         if weights:
             shape += " w" + "x".join(map(str, weights[0].shape)) + f" s{unit.params['stride']} p{unit.params['padding']}"
         shape += f" {layout_name(memory_format)}"
+        baseline = None
+        if provider != "eager-nchw":  # the speedup over eager NCHW, in paired rounds (bench_setup)
+            eager_fn, (xb, wb) = reference_fn(unit), make_inputs(unit, prec.dtype)
+            baseline = lambda: eager_fn(xb, *wb)  # noqa: E731
         run_benchmark(benchmark, lambda: fn(x, *weights), kind="kernel", group=f"{unit.name} {precision}",
                       flops=cost.flops, nbytes=cost.bytes(model), dtype=precision, shape=shape, kernel=unit.name,
-                      provider=provider)
+                      provider=provider, baseline=baseline)

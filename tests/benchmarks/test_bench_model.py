@@ -8,6 +8,8 @@ precision, with the same weights and input); a variant that is not equivalent fa
 ``extra_info`` beside the speed. Run: ``pytest tests/benchmarks --benchmark-only``.
 """
 
+import copy
+
 import pytest
 import torch
 
@@ -15,7 +17,7 @@ from alexnet_fast import alexnet, build_variant
 from alexnet_fast.precision import policy
 from alexnet_fast.vocabulary import PASSES, VARIANTS
 from bench_setup import BATCH, CUDA, DEVICE, run_benchmark, skip_triton_reason
-from alexnet_fast.profiling.cell import inference_step, reference, train_step
+from alexnet_fast.profiling.cell import eager_step, inference_step, reference, train_step
 from alexnet_fast.profiling.flops import bytes_model_for, model_cost
 from alexnet_fast.profiling.judge import floor, judge
 
@@ -35,6 +37,7 @@ def test_model(benchmark, variant, pass_, precision):
     target = torch.randint(0, 1000, (n,), device=DEVICE)
     ref = reference(base, x, target, "inference", precision)
     prec = policy(precision)  # autocast over fp32 weights, as everywhere in the study
+    eager = None if variant == "eager" else copy.deepcopy(base)  # the speedup's baseline, same weights
     model = build_variant(base, variant, copy_model=False)
     with prec.flags():
         # dropout off: the logits must match eager's up to rounding
@@ -48,7 +51,8 @@ def test_model(benchmark, variant, pass_, precision):
         cost = model_cost(base.config, n, precision, pass_=pass_)
         run_benchmark(benchmark, step, kind="model", group=f"model {pass_} {precision}", flops=cost.flops,
                       nbytes=cost.bytes(bytes_model_for(variant)) if pass_ == "inference" else None,
-                      dtype=precision, shape=f"{n}x3x227x227", kernel=f"alexnet-{pass_}", provider=variant)
+                      dtype=precision, shape=f"{n}x3x227x227", kernel=f"alexnet-{pass_}", provider=variant,
+                      baseline=None if eager is None else eager_step(eager, x, target, pass_, prec))
 
 
 # --------------------------------------------------------------------------- the check itself
