@@ -571,25 +571,11 @@ class Engine:
         """The configs of the kernels this run launched (shape, preset and dtype as launched;
         the autotuner's choice where it made one) compiled for this device's arch
         (:func:`profiling.launched_specs.compile_launched`), at most ``p["max_specs"]``."""
-        from alexnet_fast.profiling.launched_specs import ROW_FIELDS, compile_launched
+        from alexnet_fast.profiling.launched_specs import codegen_rows
 
-        if self.device.type == "cuda":  # GPU only: the device's arch
-            major, minor = torch.cuda.get_device_capability(self.device)
-            arch = 10 * major + minor
-        else:
-            arch = 90  # no GPU: compile for Hopper, the GPU the suite is written for
-        chosen = self._cache.get("chosen")
-        if chosen is None:
-            from alexnet_fast.profiling.autotune_limit import chosen_configs
-
-            chosen = chosen_configs()
-        compiled, meta = compile_launched(self.launched, chosen, p["max_specs"], arch, self.output.dir)
+        rows, meta = codegen_rows(self.launched, self._cache.get("chosen"), p["max_specs"], self.device, self.output.dir)
         self.meta.update(meta)
-        if not compiled:
-            return [self._row(scope="codegen", layer="-", status="ok", note="no Triton kernel was launched")]
-        return [self._row(scope="codegen", layer=r.get("shape") or "-", status="ok" if r.get("passed") else "failed",
-                          note=(r.get("failures") or r.get("error") or "")[:300],
-                          **{k: r.get(k) for k in ROW_FIELDS}) for r in compiled]
+        return [self._row(**r) for r in rows]
 
     # ------------------------------------------------------------------ cells: pytest
     def cell_pytest(self, p: dict) -> list[dict]:

@@ -13,7 +13,7 @@ from typing import Any, Mapping, Sequence
 
 from alexnet_fast.profiling.cell_types import TRITON_KERNELS
 
-__all__ = ["CODEGEN_KERNEL_ORDER", "codegen_selection", "compile_launched", "ROW_FIELDS"]
+__all__ = ["CODEGEN_KERNEL_ORDER", "codegen_selection", "compile_launched", "codegen_rows", "device_arch", "ROW_FIELDS"]
 
 
 def _shape_parts(label: str) -> tuple[str, str, int | None]:
@@ -118,3 +118,29 @@ def compile_launched(launched: Sequence[Mapping[str, Any]], chosen: Sequence[Map
         with atomic_path(out_dir / "codegen.csv") as tmp:
             results_table(compiled).to_csv(tmp, index=False)
     return compiled, meta
+
+
+def device_arch(device) -> int:
+    """The arch to compile for: the CUDA device's (GPU only); with no GPU, Hopper, the GPU the suite is written for."""
+    if getattr(device, "type", device) == "cuda":
+        import torch
+
+        major, minor = torch.cuda.get_device_capability(device)
+        return 10 * major + minor
+    return 90
+
+
+def codegen_rows(launched: Sequence[Mapping[str, Any]], chosen: Sequence[Mapping[str, Any]] | None, max_specs: int,
+                 device, out_dir: Path | None) -> tuple[list[dict], dict]:
+    """The codegen cell's row fields: :func:`compile_launched` for the device's arch, one row per
+    compiled spec (``ok`` / ``failed``), or one ``ok`` row saying no Triton kernel was launched."""
+    if chosen is None:
+        from alexnet_fast.profiling.autotune_limit import chosen_configs
+
+        chosen = chosen_configs()
+    compiled, meta = compile_launched(launched, chosen, max_specs, device_arch(device), out_dir)
+    if not compiled:
+        return [dict(scope="codegen", layer="-", status="ok", note="no Triton kernel was launched")], meta
+    return [dict(scope="codegen", layer=r.get("shape") or "-", status="ok" if r.get("passed") else "failed",
+                 note=(r.get("failures") or r.get("error") or "")[:300], **{k: r.get(k) for k in ROW_FIELDS})
+            for r in compiled], meta
