@@ -44,7 +44,7 @@ import torch
 import torch.nn.functional as F
 from torch import fx, nn
 
-from alexnet_fast.kernels._common import SUPPORTED_DTYPES, int_pair
+from alexnet_fast.kernels._common import SUPPORTED_DTYPES, conv_problem, int_pair
 from alexnet_fast.kernels.conv2d_relu import OP as CONV2D_RELU
 from alexnet_fast.kernels.lrn import OP as LRN
 from alexnet_fast.kernels.lrn_max_pool import OP as LRN_MAX_POOL2D
@@ -149,13 +149,7 @@ def _dtype_problem(m: nn.Module) -> str | None:
 
 
 def _conv_problem(m: nn.Conv2d) -> str | None:
-    if isinstance(m.padding, str):
-        return f"string padding {m.padding!r} is not supported (give ints)"
-    if int_pair(m.dilation, "dilation", op="alexnet_fast.kernels.apply", minimum=0) != (1, 1):
-        return f"dilation={m.dilation} is not supported (only 1)"
-    if m.padding_mode != "zeros":
-        return f"padding_mode={m.padding_mode!r} is not supported (only 'zeros')"
-    return _dtype_problem(m) or _hooks(m)
+    return conv_problem(m.padding, m.dilation, m.padding_mode) or _dtype_problem(m) or _hooks(m)
 
 
 def _pool_problem(m: nn.MaxPool2d) -> str | None:

@@ -11,8 +11,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("kernels", "alexnet_fast", "profiling")
 MAX_LINES = 600
 # being rewritten by the kernel work in flight; split after it lands (codegen as a package)
-TOO_LONG_FOR_NOW = {"kernels/conv2d_relu.py", "profiling/codegen.py", "tests/test_codegen.py",
-                    "tests/test_conv2d_relu.py"}
+TOO_LONG_FOR_NOW = {"profiling/codegen.py", "tests/test_codegen.py"}
 
 
 def architecture_section() -> str:

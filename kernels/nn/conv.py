@@ -12,18 +12,15 @@ from typing import Any
 import torch
 from torch import nn
 
-from alexnet_fast.kernels._common import int_pair
+from alexnet_fast.kernels._common import conv_problem
 from alexnet_fast.kernels.conv2d_relu import conv2d_relu
 
 
 def _check_supported(padding: Any, dilation: Any, padding_mode: str) -> None:
-    """ValueError for what the Triton kernels do not implement."""
-    if isinstance(padding, str):
-        raise ValueError(f"Conv2dReLU: string padding {padding!r} is not supported; give the padding as ints")
-    if int_pair(dilation, "dilation", op="Conv2dReLU", minimum=0) != (1, 1):
-        raise ValueError(f"Conv2dReLU: dilation {dilation} is not supported (only 1)")
-    if padding_mode != "zeros":
-        raise ValueError(f"Conv2dReLU: padding_mode={padding_mode!r} is not supported (only 'zeros')")
+    """ValueError for what the Triton kernels do not implement (the one rule: conv_problem)."""
+    problem = conv_problem(padding, dilation, padding_mode)
+    if problem:
+        raise ValueError(f"Conv2dReLU: {problem}")
 
 
 class Conv2dReLU(nn.Conv2d):
