@@ -92,6 +92,7 @@ class LaunchSpy:
                             "kernel": kernel.__name__, "tuner": tuned, "batch": kwargs.get("batch"),
                             "dtypes": {t.dtype for t in tensors if t.is_floating_point()},
                             "arg_dtypes": {k: v.dtype for k, v in kw.items() if isinstance(v, torch.Tensor)},
+                            "flags": {k: v for k, v in kw.items() if isinstance(v, bool)},
                             "guard": spy._guards[-1] if spy._guards else None})
                         return tuned[grid](*a, **kw)
                     return run
