@@ -35,7 +35,7 @@ OTHER_LAYER_OPS = ("fc_relu", "fc", "avgpool")  # run by PyTorch in every varian
 LAYER_OPS = TRITON_OPS + OTHER_LAYER_OPS
 LAYER_PASSES = ("fwd", "bwd")
 BASELINE_IMPLS = ("eager-nchw", "eager-nhwc", "compile")
-TRITON_IMPLS = ("triton", "triton+compile")
+TRITON_IMPLS = ("triton", "triton+compile", "triton-lrn-apart")
 IMPLS = BASELINE_IMPLS + TRITON_IMPLS
 
 

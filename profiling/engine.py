@@ -255,12 +255,13 @@ class Engine:
                     kernel_time=kernel_time)
         return {**t.columns(), **merge_samples(before, self.telemetry.sample())}
 
-    def _build(self, model: nn.Module, variant: str, compile_mode: str = "default") -> nn.Module:
+    def _build(self, model: nn.Module, variant: str, compile_mode: str = "default", **options) -> nn.Module:
         torch._dynamo.reset()  # static shapes per cell, and compile time not shared between cells
         if self.compile_backend != "inductor":
             return self.build_variant(copy.deepcopy(model), variant, compile_mode=compile_mode, copy_model=False,
-                                      compile_backend=self.compile_backend)
-        return self.build_variant(copy.deepcopy(model), variant, compile_mode=compile_mode, copy_model=False)
+                                      compile_backend=self.compile_backend, **options)
+        return self.build_variant(copy.deepcopy(model), variant, compile_mode=compile_mode, copy_model=False,
+                                  **options)
 
     def _alexnet(self, preset: str, width_mult: float, input_size: int | None) -> AlexNetSource:
         key = ("alexnet", preset, width_mult, input_size)
@@ -342,7 +343,7 @@ class Engine:
         refs, g = source.layer_refs(unit, block, act, precision, batch)
         fmt = torch.channels_last if impl.memory_format == "nhwc" and act.dim() == 4 else torch.contiguous_format
         x = act.to(prec.dtype).contiguous(memory_format=fmt)
-        built = self._build(block.to(prec.dtype), impl.variant, mode).eval()
+        built = self._build(block.to(prec.dtype), impl.variant, mode, **dict(impl.options)).eval()
         if fmt == torch.channels_last:
             built = built.to(memory_format=torch.channels_last)
         if impl.variant.startswith("triton") and unit.op in TRITON_OPS:

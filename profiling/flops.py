@@ -62,6 +62,7 @@ __all__ = [
     "CONV_LRN_PIPELINES",
     "conv_lrn_pool_traffic",
     "conv_lrn_rows",
+    "chain_units",
 ]
 
 BYTES_MODELS = ("separate", "fused")
@@ -252,6 +253,30 @@ def conv_lrn_pool_traffic(in_elems: int, weight_elems: int, conv_elems: int, poo
                    "train": train_fwd[name] + bwd[name]} for name in CONV_LRN_PIPELINES}
 
 
+def chain_units(config: AlexNetConfig, input_size: int | None = None) -> list[LayerUnit]:
+    """The conv -> ReLU -> LRN -> max-pool chains of ``config`` as units of their own (op
+    ``conv2d_relu_lrn``, named ``conv1+relu1+lrn1+pool1``): what the GPU suite times to compare
+    the pipelines of :data:`CONV_LRN_PIPELINES`. They overlap the units of :func:`layer_units`,
+    so they are not among them (nor in :func:`model_cost`'s sums)."""
+    units = {u.name: u for u in layer_units(config, input_size)}
+    chains = []
+    for i in config.lrn_after:
+        if i in config.pool_after:
+            conv, pair = units[f"conv{i}+relu{i}"], units[f"lrn{i}+pool{i}"]
+            chains.append(LayerUnit(f"conv{i}+relu{i}+lrn{i}+pool{i}", "conv2d_relu_lrn", "features",
+                                    conv.modules + pair.modules, conv.in_shape, pair.out_shape,
+                                    {**pair.params, **conv.params, "conv_shape": conv.out_shape,
+                                     "pool_kernel": pair.params["kernel"]}))
+    return chains
+
+
+def _chain_traffic(unit: LayerUnit, batch_size: int, s: int) -> dict[str, dict[str, int]]:
+    c, k, g, r = unit.in_shape[0], unit.params["conv_shape"][0], unit.params["groups"], unit.params["kernel"]
+    return conv_lrn_pool_traffic(_numel(unit.in_shape), k * (c // g) * r * r + k, _numel(unit.params["conv_shape"]),
+                                 _numel(unit.out_shape), unit.params["size"], batch=batch_size, itemsize=s,
+                                 input_grad=needs_input_grad(unit))
+
+
 def conv_lrn_rows(config: AlexNetConfig, batch_size: int = 128, precision: str = "bf16") -> list[dict]:
     """One row per (conv -> ReLU -> LRN -> pool chain of ``config``, pipeline): bytes of inference
     and of a training step, the bytes saved against eager and against conv + ReLU then LRN + pool,
@@ -320,6 +345,12 @@ def unit_cost(unit: LayerUnit, batch_size: int, precision: str = "fp32") -> Laye
         return LayerCost(0, lrn_ops + pool_ops, separate, _fused_lrn_pool_bytes(unit, n, s, "fwd"))
     if unit.op == "avgpool":
         return LayerCost(0, x + y, s * (x + y), s * (x + y))
+    if unit.op == "conv2d_relu_lrn":  # a chain (chain_units): eager's bytes, and the fused pipeline's
+        k, conv_y = p["conv_shape"][0], n * _numel(p["conv_shape"])
+        mac = 2 * conv_y * (unit.in_shape[0] // p["groups"]) * p["kernel"] ** 2
+        other = 2 * conv_y + (p["size"] + 5) * conv_y + (p["pool_kernel"] ** 2 - 1) * y
+        traffic = _chain_traffic(unit, n, s)
+        return LayerCost(mac, other, traffic["eager"]["inference"], traffic["conv+relu+lrn|pool"]["inference"])
     raise ValueError(f"no cost formula for op {unit.op!r}")
 
 
@@ -371,6 +402,9 @@ def backward_cost(unit: LayerUnit, batch_size: int, precision: str = "fp32", *,
         return flops, s * (x + y + weights + ((weights + x) if input_grad else 0))
     if unit.op == "lrn_max_pool2d":
         return 2 * fwd.other_flops, _fused_lrn_pool_bytes(unit, batch_size, s, "bwd")
+    if unit.op == "conv2d_relu_lrn":
+        flops = fwd.mac_flops * (2 if input_grad else 1) + 2 * fwd.other_flops
+        return flops, _chain_traffic(unit, batch_size, s)["conv+relu+lrn|pool"]["bwd"]
     return 2 * fwd.other_flops, s * (x + y + x)
 
 

@@ -58,6 +58,9 @@ class SuiteSpec:
         ("bf16", ("triton", "eager-nchw", "eager-nhwc"), None),
         ("bf16", ("compile",), ("conv2+relu2", "lrn1+pool1")),
         ("fp16", ("triton", "eager-nhwc"), ("conv3+relu3",)),
+        # paper conv2 -> ReLU -> LRN -> pool as one unit (profiling.flops.chain_units): LRN in the
+        # conv's epilogue, then the pool (triton) vs conv + ReLU, then LRN + pool vs eager
+        ("bf16", ("triton", "triton-lrn-apart", "eager-nhwc"), ("conv2+relu2+lrn2+pool2",)),
     )
     layer_passes: tuple[str, ...] = LAYER_PASSES
     layer_ops: tuple[str, ...] = TRITON_OPS
@@ -119,7 +122,9 @@ def smoke_spec(spec: SuiteSpec) -> SuiteSpec:
     return replace(
         spec, name=f"{spec.name}-smoke", smoke=True, width_mult=0.125, input_size=67, layer_batch=2,
         layer_matrix=(("fp16", ("triton",), SMOKE_UNITS), ("fp32", ("compile",), ("pool5",)),
-                      ("fp32", ("eager-nchw", "eager-nhwc"), SMOKE_UNITS)),
+                      ("fp32", ("eager-nchw", "eager-nhwc"), SMOKE_UNITS),
+                      ("fp16", ("triton", "triton-lrn-apart"), ("conv2+relu2+lrn2+pool2",)),
+                      ("fp32", ("eager-nhwc",), ("conv2+relu2+lrn2+pool2",))),
         anchor_model="alexnet_fast.examples:small_kernelbench_alexnet", anchor_variants=("eager", "compile", "triton"),
         anchor_batch=2, model_variants=VARIANTS, model_precision="fp32",
         model_batch=1, model_passes=PASSES, dispatch_units=SMOKE_UNITS,
@@ -147,12 +152,20 @@ def _units(config):
     return layer_units(config)
 
 
+def _chains(config):
+    from alexnet_fast.profiling.flops import chain_units
+
+    return chain_units(config)
+
+
 def layer_cells(spec: SuiteSpec, tally: Tally) -> list[Cell]:
     """One cell per (precision, implementation, unit); each runs every pass of the suite."""
     all_units = [u for u in _units(_config(spec)) if u.op in spec.layer_ops]
+    chains = _chains(_config(spec))  # timed only where the matrix names them
     cells, tries = [], configs_tried(spec.autotune_max_configs)
     for precision, impls, names in spec.layer_matrix:
-        units = [u for u in all_units if names is None or u.name in names]
+        units = [u for u in all_units if names is None or u.name in names] + [u for u in chains if names
+                                                                               and u.name in names]
         for impl in impls:
             for unit in units:
                 params = {"unit": unit.name, "op": unit.op, "precision": precision, "impl": impl,
