@@ -126,7 +126,7 @@ def is_channels_last(x: torch.Tensor) -> bool:
 
 @dataclass(frozen=True)
 class KernelSpec:
-    """One compile job for the code-generation check (``profiling/codegen.py``).
+    """One compile job for the code-generation check (``profiling/codegen/``).
 
     Two kinds of spec:
 
@@ -148,7 +148,7 @@ class KernelSpec:
 
     ``dtype`` names the input precision this config is for; ``expects_mma`` says whether the
     kernel should use tensor cores (HMMA on sm_80, HGMMA/HMMA on sm_90) for that dtype.
-    ``extra`` carries optional flags for the check (see profiling/codegen.py): ``in_use``,
+    ``extra`` carries optional flags for the check (see profiling/codegen/): ``in_use``,
     ``divisible_by_16`` (generic specs), ``min_load_bytes`` (narrowest acceptable widest global
     load), ``gemm_tile`` and ``input_precision`` (which reference GEMM a tensor-core spec is
     checked against; default: its BLOCK_M/N/K and INPUT_PRECISION constexprs) and
@@ -178,10 +178,6 @@ class KernelSpec:
         """True when the spec carries the argument values of a real launch."""
         return self.args is not None
 
-
-# The GPUs the code-generation check models for each SM arch: SMs per device (the waves of a
-# launch; wgrad's split-K). sm_80: A100 SXM (108 SMs); sm_90: H100 / H200 SXM (132 SMs).
-CODEGEN_SMS = {80: 108, 90: 132}
 
 # dtype -> Triton pointer type string, for KernelSpec signatures
 TRITON_PTR = {torch.float32: "*fp32", torch.float16: "*fp16", torch.bfloat16: "*bf16"}
@@ -346,7 +342,7 @@ def autotuned(kernel, table: Mapping[str, Sequence[dict]], interpreter_config: d
 
 # Triton pointer type -> the torch dtype a launch-faithful spec passes for it ("*x": the input's)
 _POINTER_DTYPES = {"*i8": torch.int8, "*i32": torch.int32, "*fp32": torch.float32}
-# Narrowest global load an fp16/bf16 NHWC memory-bound kernel may use (issue 11, item 4)
+# Narrowest global load (bytes per access) an fp16/bf16 NHWC memory-bound kernel may use
 MIN_LOAD_BYTES_16BIT_NHWC = 8
 
 
@@ -358,8 +354,8 @@ def kernel_specs(op: str, kernel, arg_types: Mapping[str, str], constexprs: Mapp
 
     ``arg_types`` types every non-constexpr argument; the value ``"*x"`` stands for a
     pointer to the input dtype. ``constexprs`` fixes the constexprs other than the layout
-    and the tile (AlexNet's values). ``launches``: (shape label, runtime values of the
-    non-pointer arguments) of the channels-last launches the model variants make; the
+    and the tile. ``launches``: (shape label, runtime values of the non-pointer arguments) of
+    channels-last launches to compile as they run (the codegen check passes the model's); the
     pointers become tensors of their dtype, as at the launch. fp16/bf16 launch-faithful specs
     must load at least ``MIN_LOAD_BYTES_16BIT_NHWC`` bytes per access (``min_load_bytes``)."""
     names = list(kernel.arg_names)
@@ -407,35 +403,3 @@ def _config_name(layout: str, tile: Mapping[str, int], cfg: Mapping[str, Any]) -
     return (f"{layout} " + " ".join(f"{n}={v}" for n, v in tile.items())
             + f" w{cfg['num_warps']} s{cfg['num_stages']}")
 
-
-def alexnet_channel_layers(kind: str) -> list[tuple[str, dict[str, int]]]:
-    """(shape label, sizes) of the real AlexNet layers an LRN / pool kernel runs at, from the
-    model's presets (``alexnet_fast.model``): ``kind`` "lrn+pool" (the fused op: paper lrn1/pool1,
-    lrn2/pool2), "pool" (paper pool5; torchvision pool1, pool2, pool5) or "lrn" (paper lrn1, lrn2,
-    which the variants run fused; listed for the LRN op alone). Sizes: C, H, W, HW, the pool
-    output OH, OW and, for LRN layers, the LRN arguments size, alpha_over_size, beta, k as the
-    launchers pass them. The batch size is no kernel argument, so these hold for every batch."""
-    from alexnet_fast.model import PRESETS, feature_shapes
-
-    layers = []
-    for preset, config in PRESETS.items():
-        shapes = feature_shapes(config)
-        for i in range(1, len(config.convs) + 1):
-            c, h, w = shapes[f"conv{i}"]
-            has_lrn, has_pool = i in config.lrn_after, i in config.pool_after
-            if kind == "lrn" and has_lrn:
-                name = f"lrn{i}"
-            elif kind == "lrn+pool" and has_lrn and has_pool:
-                name = f"lrn{i}+pool{i}"
-            elif kind == "pool" and has_pool and not has_lrn:
-                name = f"pool{i}"
-            else:
-                continue
-            _, oh, ow = shapes.get(f"pool{i}", (c, h, w))
-            label = f"{preset} {name} {c}x{h}x{w} NHWC"
-            sizes = {"C": c, "H": h, "W": w, "HW": h * w, "OH": oh, "OW": ow}
-            if has_lrn and kind != "pool":
-                lrn = config.lrn
-                sizes.update(size=lrn.size, alpha_over_size=lrn.alpha / lrn.size, beta=lrn.beta, k=lrn.k)
-            layers.append((label, sizes))
-    return layers

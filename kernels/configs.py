@@ -1,6 +1,6 @@
 """Launch configurations of every Triton kernel, kept as data in one place.
 
-Each op reads its own table here; the code-generation check (profiling/codegen.py)
+Each op reads its own table here; the code-generation check (profiling/codegen/)
 compiles every entry for sm_80 and sm_90. ``INTERPRETER`` entries are the single config
 used under TRITON_INTERPRET=1 (big blocks interpret fastest; autotuning needs a GPU).
 """
@@ -29,7 +29,7 @@ used under TRITON_INTERPRET=1 (big blocks interpret fastest; autotuning needs a 
 # K-step, >= 0.85 required on sm_90 for the first two -- and the waves of each launch on 132 / 108 SMs).
 # Every entry compiles for its arch with no spill, within shared memory, with a main loop of at
 # most 1.25x the instructions of Triton's tutorial GEMM at the same tile and at most 1.3x its
-# registers (the gates of profiling/codegen.py). BLOCK_K = 64 (32 for TF32) amortizes the loop's
+# registers (the gates of profiling/codegen/). BLOCK_K = 64 (32 for TF32) amortizes the loop's
 # fixed cost: 128x64x32 w8 reaches an issue ceiling of only 0.80 even in the tutorial GEMM.
 CONV2D_RELU_GPU_CONFIGS: dict[int, dict[str, dict[str, list[dict[str, int]]]]] = {
     90: {

@@ -23,7 +23,7 @@ tile is contiguous along one axis, and the channel counts per group are kernel A
 1) and the channel counts, strides and masks divisible by 16. Triton then turns the operand
 loads into 16-byte asynchronous copies (cp.async / LDGSTS) into a ``num_stages``-deep
 shared-memory ring, with async wgmma on sm_90: the structure of Triton's own tutorial GEMM at
-the same tile (proven by ``profiling/codegen.py``'s launch-faithful rows, built from
+the same tile (proven by the codegen check's launch-faithful rows, built from
 :func:`real_launches`). That needs channels per group that are multiples of 16 -- AlexNet's
 conv2-conv5 in both presets. conv1 (C=3) uses the flat (c, r, s) reduction (``FLAT_K``),
 which cannot be aligned for cp.async (:data:`FLAT_K_PIPELINE_EXCEPTION`).
@@ -67,7 +67,7 @@ rule); :func:`codegen_specs` for the code-generation check.
 from __future__ import annotations
 
 import inspect
-from typing import Any, Optional, Sequence
+from typing import Any, Mapping, Optional, Sequence
 
 import torch
 import triton
@@ -84,7 +84,7 @@ from alexnet_fast.kernels._conv_launch import (  # noqa: F401
     fast_batch_multiple, fast_path, launch_constexprs, pixel_stride, use_flat_k, wgrad_splits, wgrad_step,
 )
 from alexnet_fast.kernels._common import (
-    CODEGEN_SMS, SUPPORTED_DTYPES, TRITON_PTR, KernelSpec, autotuned, check_device, check_tensor, check_int,
+    SUPPORTED_DTYPES, TRITON_PTR, KernelSpec, autotuned, check_device, check_tensor, check_int,
     conv_problem, device_guard, int_pair, is_channels_last, memory_format_of, register_autocast,
 )
 
@@ -413,9 +413,11 @@ def _constexpr_args(fn) -> list[str]:
     return [p.name for p in params if "constexpr" in str(p.annotation)]
 
 
-def codegen_specs() -> list[KernelSpec]:
+def codegen_specs(layers: Sequence[tuple] = (), batches: Sequence[int] = (),
+                  sms: Mapping[int, int] | None = None) -> list[KernelSpec]:
     """One :class:`KernelSpec` per (kernel, path, reduction order, GPU config, dtype/precision)
-    for ``profiling/codegen.py``: fwd (with bias and ReLU), dgrad and wgrad (with the ReLU mask).
+    for the codegen check (``profiling/codegen/``): fwd (with bias and ReLU), dgrad and wgrad
+    (with the ReLU mask).
     Tensor-core configs in fp16, bf16 and fp32-as-TF32 (suffix ``_tf32``), from the fast path's
     per-arch tables and from the gather table (suffix ``_gather``, fwd and wgrad in both reduction
     orders: ``_flatk`` for the flat (c, r, s) one); FMA configs in fp32 "ieee" (suffix ``_ieee``, no
@@ -424,7 +426,8 @@ def codegen_specs() -> list[KernelSpec]:
     config compiles at worst; a fast-path spec has what fast_path guarantees (unit channel strides
     as constexpr 1, channel counts and the other strides divisible by 16). ``extra["archs"]``: the
     config archs whose tables hold the config (the check compiles it for those),
-    ``extra["autotune_rank"]``: its position there."""
+    ``extra["autotune_rank"]``: its position there. Then the launch-faithful specs of ``layers``
+    at ``batches`` on GPUs of ``sms`` SMs per config arch (:func:`real_shape_specs`)."""
     specs = []
     for name, fn in _KERNELS.items():
         for dtype_name, dtype, precision in _CODEGEN_PRECISIONS:
@@ -460,12 +463,9 @@ def codegen_specs() -> list[KernelSpec]:
                                    "archs": tuple(ranks), "autotune_rank": ranks,
                                    **({"divisible_by_16": multiples + ("BATCH",)} if fast else {})},
                         ))
-    return specs + real_shape_specs()
+    return specs + real_shape_specs(layers, batches, sms or {})
 
 
-# Real launches compiled by the codegen check: every conv layer of both presets at these
-# batch sizes, channels-last activations and KRSC weights (what the triton variants run).
-CODEGEN_BATCHES = (128,)
 # Why the few-channel flat reduction (conv1, C=3: FLAT_K) is exempt from the pipelining gates
 # of the codegen check; its figures are reported as measured.
 FLAT_K_PIPELINE_EXCEPTION = (
@@ -475,23 +475,6 @@ FLAT_K_PIPELINE_EXCEPTION = (
     "B, wgrad: the image operand B). Only padding the image to 4 channels would change that")
 
 
-def alexnet_conv_layers():
-    """(preset, layer, input (C, H, W), weight shape, stride, padding, groups) of every conv
-    layer of both AlexNet presets, from ``alexnet_fast.model`` (imported here only)."""
-    from alexnet_fast.model import PRESETS, feature_shapes
-
-    layers = []
-    for preset, config in PRESETS.items():
-        shapes = feature_shapes(config)
-        names = list(shapes)
-        for i, conv in enumerate(config.convs, 1):
-            c, h, w = shapes[names[names.index(f"conv{i}") - 1]]
-            groups = config.conv_groups(i)
-            weight = (conv.out_channels, c // groups, conv.kernel_size, conv.kernel_size)
-            layers.append((preset, f"conv{i}", (c, h, w), weight, conv.stride, conv.padding, groups))
-    return layers
-
-
 def _launch_args(fn, args: dict) -> tuple[dict, dict]:
     """Split launcher arguments into (runtime args with tensors given by dtype, constexprs)."""
     constexpr = set(_constexpr_args(fn))
@@ -499,15 +482,16 @@ def _launch_args(fn, args: dict) -> tuple[dict, dict]:
     return runtime, {k: v for k, v in args.items() if k in constexpr}
 
 
-def real_launches(batch: int, dtype: torch.dtype, precision: str, arch: int = 90):
+def real_launches(layers: Sequence[tuple], batch: int, dtype: torch.dtype, precision: str, arch: int, sms: int):
     """(kernel name, shape label, runtime args, constexprs, grid) of the three kernels at every
-    conv layer of both presets, as the launchers build them on a GPU of config arch ``arch``
-    (CODEGEN_SMS[arch] SMs: wgrad's split) for channels-last activations and KRSC weights (meta
-    tensors: no memory); ``grid`` maps a config to the launch grid. conv1's dgrad is left out:
-    the model never asks for the gradient of its input image. wgrad's label names its splits."""
+    conv layer of ``layers`` ((preset, layer, input (C, H, W), weight shape, stride, padding,
+    groups)), as the launchers build them on a GPU of config arch ``arch`` with ``sms`` SMs
+    (wgrad's split) for channels-last activations and KRSC weights (meta tensors: no memory);
+    ``grid`` maps a config to the launch grid. conv1's dgrad is left out: the model never asks
+    for the gradient of its input image. wgrad's label names its splits."""
     meta = dict(dtype=dtype, device="meta")
     out = []
-    for preset, layer, (c, h, w), wshape, stride, padding, groups in alexnet_conv_layers():
+    for preset, layer, (c, h, w), wshape, stride, padding, groups in layers:
         K, _, R, S = wshape
         st, pad = (stride, stride), (padding, padding)
         P, Q = _output_hw(h, w, R, S, st, pad)
@@ -520,7 +504,7 @@ def real_launches(batch: int, dtype: torch.dtype, precision: str, arch: int = 90
         if layer != "conv1":
             launches.append(("dgrad", label, *_dgrad_launch(y, weight, x, st, pad, groups, precision)))
         gemm_n, gemm_k = wshape[1] * R * S, batch * P * Q
-        chunk = _wgrad_split_chunk(K // groups, gemm_n, gemm_k, groups, CODEGEN_SMS[arch], arch)
+        chunk = _wgrad_split_chunk(K // groups, gemm_n, gemm_k, groups, sms, arch)
         splits = triton.cdiv(gemm_k, chunk)
         partial = torch.empty((splits, K, gemm_n), dtype=torch.float32, device="meta")
         launches.append(("wgrad", f"{label} split {splits}",
@@ -531,12 +515,16 @@ def real_launches(batch: int, dtype: torch.dtype, precision: str, arch: int = 90
     return out
 
 
-def real_shape_specs(batches: Sequence[int] = CODEGEN_BATCHES) -> list[KernelSpec]:
+def real_shape_specs(layers: Sequence[tuple], batches: Sequence[int], sms: Mapping[int, int]) -> list[KernelSpec]:
     """Launch-faithful specs (KernelSpec.args): every tensor-core config of the three kernels
-    at every conv layer of both presets, fp16, bf16 and fp32-as-TF32, channels-last, from the table
-    each launch takes (fast_path: its arch's; conv1: the gather table), for each config arch whose
-    table holds the config (one spec for the archs where the launch is the same).
-    ``extra["grid"]``: the launch grid of the config."""
+    at every conv layer of ``layers`` (see :func:`real_launches`) and batch of ``batches``, fp16,
+    bf16 and fp32-as-TF32, channels-last, from the table each launch takes (fast_path: its arch's;
+    conv1: the gather table), for each config arch whose table holds the config (one spec for the
+    archs where the launch is the same); ``sms``: SMs per config arch. ``extra["grid"]``: the
+    launch grid of the config."""
+    missing = [arch for arch in CONFIG_ARCHS if arch not in sms] if layers and batches else []
+    if missing:
+        raise ValueError(f"{OP}: real_shape_specs needs the SM count of config archs {missing} (sms: {dict(sms)})")
     found: dict[tuple, KernelSpec] = {}
     for dtype_name, dtype, precision in _CODEGEN_PRECISIONS:
         dot = dot_kind(dtype, precision)
@@ -544,7 +532,8 @@ def real_shape_specs(batches: Sequence[int] = CODEGEN_BATCHES) -> list[KernelSpe
             continue
         for batch in batches:
             for arch in CONFIG_ARCHS:
-                for name, label, runtime, constexprs, grid in real_launches(batch, dtype, precision, arch):
+                for name, label, runtime, constexprs, grid in real_launches(layers, batch, dtype, precision, arch,
+                                                                            sms[arch]):
                     fn = _KERNELS[name]
                     fast = fast_path(name, {**runtime, **constexprs}, arch, dot)
                     for rank, cfg in enumerate(config_table(arch if fast else GATHER, dot)[name]):

@@ -42,7 +42,7 @@ autotuned launch (:func:`autotuned`) and the codegen spec builder (:func:`kernel
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import torch
 import triton
@@ -311,12 +311,9 @@ KERNEL_ARG_TYPES = {"x_ptr": "*x", "y_ptr": "*x", "dy_ptr": "*x", "dx_ptr": "*x"
               "size": "i32", "alpha_over_size": "fp32", "beta": "fp32", "k": "fp32"}
 
 
-def codegen_specs() -> list[KernelSpec]:
-    """Every (kernel, GPU tile config, layout, dtype) of this op, for profiling/codegen.py; then
-    each NHWC config launch-faithfully at the paper's lrn1 / lrn2 shapes (the model variants run
-    these fused with the pool, see kernels/lrn_max_pool.py)."""
-    from alexnet_fast.kernels._common import alexnet_channel_layers
-
-    launches = alexnet_channel_layers("lrn")
+def codegen_specs(launches: Sequence[tuple[str, Mapping[str, Any]]] = ()) -> list[KernelSpec]:
+    """Every (kernel, GPU tile config, layout, dtype) of this op, for the codegen check
+    (profiling/codegen/); then each NHWC config launch-faithfully at ``launches`` ((label, sizes)
+    of LRN layers: C, HW and the LRN arguments; see ``_common.kernel_specs``)."""
     return [spec for kernel in (lrn_fwd_kernel, lrn_bwd_kernel)
             for spec in kernel_specs(OP, kernel, KERNEL_ARG_TYPES, {}, configs.LRN_CONFIGS, launches)]

@@ -28,6 +28,8 @@ Dtypes fp32 / fp16 / bf16 with fp32 math inside. CUDA tensors, or CPU tensors un
 
 from __future__ import annotations
 
+from typing import Any, Mapping, Sequence
+
 import torch
 import triton
 import triton.language as tl
@@ -205,12 +207,10 @@ def lrn_max_pool2d(x: torch.Tensor, size: int, alpha: float, beta: float, k: flo
 KERNEL_ARG_TYPES = {**LRN_ARG_TYPES, **POOL_ARG_TYPES}
 
 
-def codegen_specs() -> list[KernelSpec]:
+def codegen_specs(launches: Sequence[tuple[str, Mapping[str, Any]]] = ()) -> list[KernelSpec]:
     """Every (kernel, GPU tile config, layout, dtype) at AlexNet's LRN size 5 / 3x3 stride 2 pool
-    (LRN size is a runtime argument; the pool geometry is compiled in)."""
-    from alexnet_fast.kernels._common import alexnet_channel_layers
-
-    launches = alexnet_channel_layers("lrn+pool")  # paper lrn1+pool1, lrn2+pool2, launch-faithful
+    (LRN size is a runtime argument; the pool geometry is compiled in); then each NHWC config
+    launch-faithfully at ``launches`` ((label, sizes) of fused LRN + pool layers)."""
     return (kernel_specs(OP, lrn_max_pool2d_fwd_kernel, KERNEL_ARG_TYPES, {**ALEXNET_POOL, "WITH_INDICES": True},
                          configs.LRN_MAX_POOL2D_FWD_CONFIGS, launches)
             + kernel_specs(OP, lrn_max_pool2d_bwd_kernel, KERNEL_ARG_TYPES, ALEXNET_POOL,

@@ -24,7 +24,7 @@ CPU tensors under ``TRITON_INTERPRET=1``.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Mapping, Sequence
 
 import torch
 import triton
@@ -287,13 +287,10 @@ KERNEL_ARG_TYPES = {"x_ptr": "*x", "out_ptr": "*x", "dout_ptr": "*x", "dx_ptr": 
 ALEXNET_POOL = {"KH": 3, "KW": 3, "SH": 2, "SW": 2, "PH": 0, "PW": 0}
 
 
-def codegen_specs() -> list[KernelSpec]:
+def codegen_specs(launches: Sequence[tuple[str, Mapping[str, Any]]] = ()) -> list[KernelSpec]:
     """Every (kernel, GPU tile config, layout, dtype) at AlexNet's 3x3 / stride 2 pool; then each
-    NHWC config launch-faithfully at the real pool layers the model variants run unfused
-    (paper pool5, torchvision pool1 / pool2 / pool5)."""
-    from alexnet_fast.kernels._common import alexnet_channel_layers
-
-    launches = alexnet_channel_layers("pool")
+    NHWC config launch-faithfully at ``launches`` ((label, sizes) of pool layers: C, H, W, OH, OW;
+    see ``_common.kernel_specs``)."""
     return (kernel_specs(OP, max_pool2d_fwd_kernel, KERNEL_ARG_TYPES, {**ALEXNET_POOL, "WITH_INDICES": True},
                          configs.MAX_POOL2D_CONFIGS, launches)
             + kernel_specs(OP, max_pool2d_bwd_kernel, KERNEL_ARG_TYPES, ALEXNET_POOL, configs.MAX_POOL2D_CONFIGS,

@@ -44,7 +44,7 @@ CODEGEN_KERNEL_ORDER = ["conv2d_relu_fwd_kernel", "conv2d_relu_dgrad_kernel", "c
 def codegen_selection(found: Sequence[tuple[Any, Any]], launched: Sequence[Mapping[str, Any]],
                       chosen: Sequence[Mapping[str, Any]], cap: int,
                       arch: int | None = None) -> tuple[list, list[str], list[str]]:
-    """Which codegen specs (``profiling.codegen.collect_specs`` pairs) compile the kernels the
+    """Which codegen specs (``profiling.codegen.specs.collect_specs`` pairs) compile the kernels the
     run launched: per launched (kernel, shape, dtype) -- the shape's preset and layer as
     launched, the nearest batch the codegen check lists -- the launch-faithful spec of the
     config the autotuner chose for it (else of the first config of its table, what a short
@@ -100,18 +100,21 @@ def compile_launched(launched: Sequence[Mapping[str, Any]], chosen: Sequence[Map
     :func:`codegen_selection` picks for ``launched`` for ``arch`` (the nearest arch the check
     knows at or below it); ``codegen.csv`` into ``out_dir``. Returns (result rows, meta: the
     specs left out by the cap and the launches no spec matched)."""
-    from alexnet_fast.profiling import codegen
+    from alexnet_fast.profiling.codegen.arch import SHARED_LIMIT_BYTES
+    from alexnet_fast.profiling.codegen.compile import compile_refs
+    from alexnet_fast.profiling.codegen.report import results_table
+    from alexnet_fast.profiling.codegen.specs import collect_specs, kernel_module_names
 
-    arch = arch if arch in codegen.SHARED_LIMIT_BYTES else max(a for a in codegen.SHARED_LIMIT_BYTES if a <= arch)
-    modules = [importlib.import_module(m) for m in codegen.kernel_module_names()]
-    refs, left_out, unmatched = codegen_selection(codegen.collect_specs(modules), launched, chosen, max_specs, arch)
+    arch = arch if arch in SHARED_LIMIT_BYTES else max(a for a in SHARED_LIMIT_BYTES if a <= arch)
+    modules = [importlib.import_module(m) for m in kernel_module_names()]
+    refs, left_out, unmatched = codegen_selection(collect_specs(modules), launched, chosen, max_specs, arch)
     meta = {"codegen_left_out": left_out, "codegen_unmatched": sorted(set(unmatched))}
     if not refs:
         return [], meta
-    compiled = codegen.compile_refs(refs, [arch], jobs=max(1, min(8, os.cpu_count() or 1, len(refs))))
+    compiled = compile_refs(refs, [arch], jobs=max(1, min(8, os.cpu_count() or 1, len(refs))))
     if out_dir is not None:
         from alexnet_fast.io import atomic_path
 
         with atomic_path(out_dir / "codegen.csv") as tmp:
-            codegen.results_table(compiled).to_csv(tmp, index=False)
+            results_table(compiled).to_csv(tmp, index=False)
     return compiled, meta

@@ -6,8 +6,8 @@ and B [K, N] addressed through their strides, masked only along K, fp32 accumula
 written here (not imported) so the check compiles a fixed text, with one addition: the
 ``INPUT_PRECISION`` of ``tl.dot`` ("tf32" for fp32 inputs on tensor cores, as the convs use).
 
-``profiling/codegen.py`` compiles it, launch-faithfully, with the tile, warps and stages of
-every tensor-core conv row (``reference_ref``), at M = N = K = 4096 (multiples of 16) and unit
+The codegen check (``profiling/codegen/``) compiles it, launch-faithfully, with the tile, warps
+and stages of every tensor-core conv row (``reference_ref``), at M = N = K = 4096 (multiples of 16) and unit
 inner strides (which Triton's launcher turns into constexpr 1): what Triton makes of a plain
 GEMM at that tile. Each conv row is then checked against it (buffers, asynchronous copies,
 wgmma wait depth, registers).

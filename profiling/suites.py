@@ -27,7 +27,7 @@ from alexnet_fast.profiling.estimates import (ANCHOR_MEASURE_S, AUTOTUNE_RECORD_
 # runs the longest prefix whose estimate fits its cap (and the budget left).
 PYTEST_GPU_TESTS: tuple[tuple[str, float], ...] = (
     ("tests/test_timers.py::test_cuda_events_time_device_work", 1.0),
-    ("tests/test_codegen.py::test_launch_specialization_equals_a_real_launch_on_this_gpu", 2.0),
+    ("tests/test_codegen_launch.py::test_launch_specialization_equals_a_real_launch_on_this_gpu", 2.0),
     ("tests/test_conv2d_relu.py::test_alexnet_layers_gpu[conv2-nhwc-tf32]", 10.0),  # fwd+dgrad+wgrad, TF32
     ("tests/test_conv2d_relu.py::test_alexnet_layers_gpu[conv1-nchw-fp32]", 8.0),  # the FMA (ieee) path, NCHW
     ("tests/test_gpu_ops.py::test_lrn_max_pool2d_gpu[96x55x55-nchw-fp32]", 4.0),

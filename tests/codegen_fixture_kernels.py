@@ -1,4 +1,4 @@
-"""Test-only Triton kernels for the code-generation check (tests/test_codegen.py).
+"""Test-only Triton kernels for the code-generation check (tests/test_codegen_*.py).
 
 Shaped like an op module of ``kernels/``: @triton.jit kernels plus ``codegen_specs()``.
 Row-major contiguous matrices; fp16 in, fp32 accumulation. The launch-faithful specs (``args``

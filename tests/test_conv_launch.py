@@ -15,7 +15,6 @@ from alexnet_fast.kernels.conv2d_relu import (
     CONFIG_ARCHS,
     DOTS,
     _constexpr_args,
-    alexnet_conv_layers,
     codegen_specs,
     config_table,
     dot_precision,
@@ -39,7 +38,7 @@ def test_configs_are_data_and_fit_shared_memory():
     (every stage buffered) shared-memory estimate within the arch's per-block limit (sm_80 163 KB,
     also for the gather table, which every arch uses;
     sm_90 227 KB; 4-byte operands in the tf32 and FMA tables). The compile check proper is
-    profiling/codegen.py."""
+    profiling/codegen/."""
     limit = {80: 163 * 1024, 90: 227 * 1024, conv_mod.GATHER: 163 * 1024}  # the gather table: every arch
     for arch in CONFIG_ARCHS + (conv_mod.GATHER,):
         for dot in DOTS:
@@ -127,15 +126,19 @@ def test_codegen_real_shape_specs_are_the_launches_of_both_presets():
     weights: unit channel strides and the channels per group as an argument (what lets the
     compiler prove 16-byte aligned, contiguous loads along the reduction), and the launch-time
     constexprs of a batch of 128: the image-major walks, whole channel blocks where they divide."""
-    real = [s for s in codegen_specs() if s.args is not None]
+    from alexnet_fast.profiling.codegen.arch import SMS
+    from alexnet_fast.profiling.codegen.specs import alexnet_conv_layers
+
     layers = alexnet_conv_layers()
+    real = [s for s in codegen_specs(layers, (128,), SMS) if s.args is not None]
+    assert not [s for s in codegen_specs() if s.args is not None]  # generic without launch shapes
     assert len(layers) == 10
     assert len({(s.kernel, s.config, s.dtype, s.shape) for s in real}) == len(real)
     index = {(s.kernel, s.config, s.dtype, s.shape): s for s in real}
     for dtype_name, dtype, precision in (("fp16", torch.float16, "ieee"), ("bf16", torch.bfloat16, "ieee"),
                                          ("fp32", torch.float32, "tf32")):
         for arch in CONFIG_ARCHS:
-            launches = conv_mod.real_launches(128, dtype, precision, arch)
+            launches = conv_mod.real_launches(layers, 128, dtype, precision, arch, SMS[arch])
             assert len(launches) == 3 * len(layers) - 2  # no conv1 dgrad in either preset
             for name, label, runtime, constexprs, grid in launches:
                 dot = conv_mod.dot_kind(dtype, precision)

@@ -227,9 +227,9 @@ def test_backward_cost():
 
 # ------------------------------------------------------------------ the codegen cell's selection
 def _found():
-    from alexnet_fast.profiling import codegen
+    from alexnet_fast.profiling.codegen.specs import collect_specs, kernel_module_names
 
-    return codegen.collect_specs([importlib.import_module(m) for m in codegen.kernel_module_names()])
+    return collect_specs([importlib.import_module(m) for m in kernel_module_names()])
 
 
 def test_codegen_selection_follows_the_launches_and_covers_every_kernel_kind():
@@ -278,9 +278,9 @@ def test_codegen_selection_prefers_the_autotuners_choice_and_the_launched_shape(
 
 
 def test_the_codegen_cell_imports_the_kernel_modules_by_their_full_names():
-    from alexnet_fast.profiling import codegen
+    from alexnet_fast.profiling.codegen.specs import kernel_module_names
 
-    names = codegen.kernel_module_names()
+    names = kernel_module_names()
     assert names and all(n.startswith("alexnet_fast.kernels.") and not n.startswith("alexnet_fast.kernels.kernels.") for n in names)
     for n in names:
         importlib.import_module(n)

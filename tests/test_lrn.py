@@ -5,7 +5,6 @@ reduction length, forward and backward."""
 
 import pytest
 
-from alexnet_fast.kernels._common import alexnet_channel_layers
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -13,6 +12,7 @@ from torch import nn
 from helpers import assert_close_ref
 from alexnet_fast.kernels import configs
 from alexnet_fast.kernels.lrn import codegen_specs, local_response_norm, lrn_bwd, lrn_fwd
+from alexnet_fast.profiling.codegen.specs import alexnet_channel_layers
 from alexnet_fast.kernels.nn.pooling import LocalResponseNorm
 from pooling_reference import LAYOUTS, assert_layout, in_layout, lrn_reference, use_interpreter_tile
 
@@ -120,7 +120,7 @@ def test_opcheck():
 
 
 def test_codegen_specs():
-    specs = codegen_specs()
+    specs = codegen_specs(alexnet_channel_layers("lrn"))
     generic = [spec for spec in specs if not spec.shape]
     tiles = sum(len(t) for t in configs.LRN_CONFIGS.values())
     assert len(generic) == 2 * tiles * 3  # (fwd, bwd) x tiles x (fp32, fp16, bf16)

@@ -17,6 +17,7 @@ from helpers import assert_close_ref
 from alexnet_fast.kernels import configs
 from alexnet_fast.kernels.lrn import local_response_norm
 from alexnet_fast.kernels.lrn_max_pool import codegen_specs, lrn_max_pool2d, lrn_max_pool2d_bwd, lrn_max_pool2d_fwd
+from alexnet_fast.profiling.codegen.specs import alexnet_channel_layers
 from alexnet_fast.kernels.max_pool import max_pool2d
 from alexnet_fast.kernels.nn.pooling import LRNMaxPool2d
 from pooling_reference import (LAYOUTS, assert_layout, in_layout, use_interpreter_tile, window_to_flat,
@@ -169,7 +170,7 @@ def test_opcheck():
 
 
 def test_codegen_specs():
-    specs = codegen_specs()
+    specs = codegen_specs(alexnet_channel_layers("lrn+pool"))
     tiles = sum(len(t) for table in (configs.LRN_MAX_POOL2D_FWD_CONFIGS, configs.LRN_MAX_POOL2D_BWD_CONFIGS)
                 for t in table.values())
     generic = [spec for spec in specs if not spec.shape]  # then the launch-faithful ones (a shape label)

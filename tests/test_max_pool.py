@@ -6,7 +6,6 @@ ceil(k/s)^2 windows)."""
 
 import pytest
 
-from alexnet_fast.kernels._common import alexnet_channel_layers
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -14,6 +13,7 @@ from torch import nn
 from helpers import assert_close_ref
 from alexnet_fast.kernels import configs
 from alexnet_fast.kernels.max_pool import codegen_specs, max_pool2d, max_pool2d_bwd, max_pool2d_fwd
+from alexnet_fast.profiling.codegen.specs import alexnet_channel_layers
 from alexnet_fast.kernels.nn.pooling import MaxPool2d
 from pooling_reference import (LAYOUTS, assert_layout, in_layout, pool_reference, use_interpreter_tile,
                                windows_per_input)
@@ -159,7 +159,7 @@ def test_opcheck():
 
 
 def test_codegen_specs():
-    specs = codegen_specs()
+    specs = codegen_specs(alexnet_channel_layers("pool"))
     generic = [spec for spec in specs if not spec.shape]
     tiles = sum(len(t) for t in configs.MAX_POOL2D_CONFIGS.values())
     assert len(generic) == 2 * tiles * 3  # (fwd, bwd) x tiles x (fp32, fp16, bf16)
