@@ -184,14 +184,16 @@ CONV2D_RELU_WGRAD_MIN_SPLIT_CHUNK = 1024
 # per group rounded up to a power of two (>= 16, set by the launcher), and a layer of two groups
 # (paper conv2: 2 x 128) runs both groups' accumulators in one program (GROUPS = 2), a 256-channel
 # tile. These tables give the rest, per dot and path ("fast": the channels-last rule of
-# kernels._conv_launch.fast_path; "gather": the rest, conv1's flat walk included). The widest
-# accumulator (256 channels) takes BLOCK_M 64 at 8 warps: 64 fp32 registers a thread for it.
+# kernels._conv_launch.fast_path; "gather": the rest, conv1's flat walk included).
 CONV2D_RELU_LRN_CONFIGS: dict[str, dict[str, list[dict[str, int]]]] = {
+    # measured (launch-faithful codegen rows, triton 3.8, paper b128, bf16): conv2 (2 x 128) on sm_90
+    # 241 registers, no spill, A and B in 3 buffers by LDGSTS, wgmma waited at depth 1, loop 0.91x
+    # the tutorial GEMM's (sm_80: 179, 2 buffers, 1.02x) -- over the register gate (1.3x the 64x128
+    # GEMM's 66: two groups' accumulators and the LRN epilogue); conv1 (flat walk) 178 / 207, no
+    # spill. BLOCK_M 128 spills on both (conv1 316 B, conv2 472 B on sm_90): not listed.
     "mma": {
-        "fast": [dict(BLOCK_M=64, BLOCK_K=64, GROUP_M=8, num_warps=8, num_stages=3),
-                 dict(BLOCK_M=128, BLOCK_K=64, GROUP_M=8, num_warps=8, num_stages=3)],
-        "gather": [dict(BLOCK_M=64, BLOCK_K=32, GROUP_M=8, num_warps=8, num_stages=3),
-                   dict(BLOCK_M=128, BLOCK_K=32, GROUP_M=8, num_warps=8, num_stages=3)],
+        "fast": [dict(BLOCK_M=64, BLOCK_K=64, GROUP_M=8, num_warps=8, num_stages=3)],
+        "gather": [dict(BLOCK_M=64, BLOCK_K=32, GROUP_M=8, num_warps=8, num_stages=3)],
     },
     "tf32": {
         "fast": [dict(BLOCK_M=64, BLOCK_K=32, GROUP_M=8, num_warps=8, num_stages=3)],

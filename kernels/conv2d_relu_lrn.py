@@ -57,7 +57,7 @@ import triton.language as tl
 
 from alexnet_fast.kernels import configs
 from alexnet_fast.kernels._common import (
-    TRITON_PTR, KernelSpec, autotuned, check_grad, device_guard, is_channels_last, layout_name,
+    TRITON_PTR, KernelSpec, autotuned, check_grad, kernel_specs, device_guard, is_channels_last, layout_name,
     memory_format_of, pixel_channel_tile, register_autocast, tile_offsets,
 )
 from alexnet_fast.kernels._conv_gemm import conv_fwd_tile
@@ -129,7 +129,7 @@ def conv2d_relu_lrn_fwd_kernel(
     pixels; a = relu(bias + conv) stored too when ``SAVE_RELU`` (what the backward reads).
 
     Grid (cdiv(GEMM_M, BLOCK_M), 1): one program holds every channel (GEMM_N <= BLOCK_N; with
-    GROUPS = 2, GEMM_N == BLOCK_N, both groups' accumulators side by side, channel g*BLOCK_N + n).
+    GROUPS = 2, GEMM_N == BLOCK_N: both groups' accumulators, LRN's windows crossing between them).
     y and a share strides (sy_*)."""
     acc, y_row, mask_m, k_out, mask_n = conv_fwd_tile(
         x_ptr, w_ptr, 0, H, W, P, Q, R, S, stride_h, stride_w, pad_h, pad_w,
@@ -147,7 +147,7 @@ def conv2d_relu_lrn_fwd_kernel(
             GEMM_M, GEMM_N, GEMM_K, C_PER_GROUP, BATCH,
             FLAT_K, IMAGE_ROWS, EVEN_K, INPUT_PRECISION, BLOCK_M, BLOCK_N, BLOCK_K, GROUP_M)
         a1 = _bias_relu(acc1, bias_ptr, k_out1, mask_n1, HAS_BIAS)
-        both = tl.reshape(tl.permute(tl.join(a, a1), (0, 2, 1)), (BLOCK_M, 2 * BLOCK_N))
+        both = tl.reshape(tl.permute(tl.join(a, a1), (0, 2, 1)), (BLOCK_M, 2 * BLOCK_N))  # channel g*BLOCK_N + n
         win = _window_sum(both * both, BLOCK_M, 2 * BLOCK_N, SIZE)
         win0, win1 = tl.split(tl.permute(tl.reshape(win, (BLOCK_M, 2, BLOCK_N)), (0, 2, 1)))
         _store_tile(y_ptr, a_ptr, a, win0, y_row, k_out, mask_m, mask_n, sy_k, alpha_over_size, beta, k, SAVE_RELU)
@@ -382,17 +382,69 @@ def _signature(dtype: torch.dtype, constexprs: dict) -> dict[str, str]:
             for n in conv2d_relu_lrn_fwd_kernel.arg_names}
 
 
-def codegen_specs() -> list[KernelSpec]:
-    """Generic specs of the fused forward for profiling/codegen.py: every config of every dot and
-    path at 128 channels (conv1's 96 rounded up; GROUPS 1) and 2 x 128 (conv2; GROUPS 2), fp16 /
-    bf16 / fp32-as-TF32 on tensor cores and fp32 "ieee" on FMA, with the worst-case launch
-    constexprs (masked channel blocks, rows of pixels; the flat walk for the gather path at
-    GROUPS 1, conv1's). The backward kernel is kernels/lrn.py's LRN backward plus a mask: its
-    specs are that op's. AlexNet's launch-faithful rows are the codegen package's."""
+_BWD_ARG_TYPES = {"a_ptr": "*x", "dy_ptr": "*x", "g_ptr": "*x", "C": "i32", "HW": "i32", "size": "i32",
+                  "alpha_over_size": "fp32", "beta": "fp32", "k": "fp32"}
+_PRECISIONS = (("fp16", torch.float16, "ieee"), ("bf16", torch.bfloat16, "ieee"), ("fp32", torch.float32, "tf32"),
+               ("fp32", torch.float32, "ieee"))
+
+
+def _spec_name(cfg: dict, block_n: int, groups: int, path: str, dtype: torch.dtype, precision: str) -> str:
+    return (f"{cfg['BLOCK_M']}x{block_n}x{cfg['BLOCK_K']}_w{cfg['num_warps']}_s{cfg['num_stages']}_g{groups}_{path}"
+            + (f"_{precision}" if dtype == torch.float32 else ""))
+
+
+def _launch_specs(layers: Sequence[tuple], batches: Sequence[int]) -> list[KernelSpec]:
+    """Launch-faithful specs of the fused forward: every config of the path each launch takes, at
+    ``layers`` ((preset, layer, input (C, H, W), weight shape, stride, padding, groups, (size,
+    alpha, beta, k))) and ``batches``, channels-last activations and KRSC weights (meta tensors),
+    fp16 / bf16 / fp32-as-TF32; the flat walk (conv1's 3 channels) keeps the conv's exception."""
+    from alexnet_fast.kernels.conv2d_relu import FLAT_K_PIPELINE_EXCEPTION, _constexpr_args
+
+    constexpr_names = set(_constexpr_args(conv2d_relu_lrn_fwd_kernel))
     specs = []
-    precisions = (("fp16", torch.float16, "ieee"), ("bf16", torch.bfloat16, "ieee"),
-                  ("fp32", torch.float32, "tf32"), ("fp32", torch.float32, "ieee"))
-    for dtype_name, dtype, precision in precisions:
+    for dtype_name, dtype, precision in _PRECISIONS[:3]:
+        dot = dot_kind(dtype, precision)
+        for batch in batches:
+            for preset, layer, (c, h, w), wshape, stride, padding, groups, lrn in layers:
+                meta = dict(dtype=dtype, device="meta")
+                P, Q = _output_hw(h, w, wshape[2], wshape[3], (stride, stride), (padding, padding))
+                x = torch.empty((batch, c, h, w), memory_format=torch.channels_last, **meta)
+                weight = torch.empty(wshape, memory_format=torch.channels_last, **meta)
+                y = torch.empty((batch, wshape[0], P, Q), memory_format=torch.channels_last, **meta)
+                args, grid = _lrn_fwd_launch(x, weight, torch.empty((wshape[0],), **meta), y, torch.empty_like(y),
+                                             (stride, stride), (padding, padding), groups, lrn, precision)
+                block_n = args.pop("BLOCK_N")
+                path = "fast" if fast_path(args, dot) else "gather"
+                runtime = {n: (v.dtype if isinstance(v, torch.Tensor) else v) for n, v in args.items()
+                           if n not in constexpr_names}
+                fixed = {n: v for n, v in args.items() if n in constexpr_names}
+                for cfg in configs.CONV2D_RELU_LRN_CONFIGS[dot][path]:
+                    tile = {**{n: v for n, v in cfg.items() if n.isupper()}, "BLOCK_N": block_n}
+                    values = {**args, **tile}
+                    heur = {n: rule(values) for n, rule in _HEURISTICS["fwd"].items()}
+                    specs.append(KernelSpec(
+                        op=OP, kernel=conv2d_relu_lrn_fwd_kernel.__name__,
+                        config=_spec_name(cfg, block_n, groups, path, dtype, "tf32"), fn=conv2d_relu_lrn_fwd_kernel,
+                        constexprs={**fixed, **tile, **heur}, args=runtime, shape=f"{preset} {layer} b{batch} NHWC",
+                        num_warps=cfg["num_warps"], num_stages=cfg["num_stages"], dtype=dtype_name, expects_mma=True,
+                        extra={"input_precision": precision, "table": dot, "flat_k": bool(args["FLAT_K"]),
+                               "gemm_tile": (cfg["BLOCK_M"], block_n, cfg["BLOCK_K"]), "grid": grid(cfg),
+                               **({"pipeline_exception": FLAT_K_PIPELINE_EXCEPTION} if args["FLAT_K"] else {})}))
+    return specs
+
+
+def codegen_specs(layers: Sequence[tuple] = (), batches: Sequence[int] = (),
+                  launches: Sequence[tuple] = ()) -> list[KernelSpec]:
+    """Specs of this op for the codegen check (``profiling/codegen/``). Generic ones of the fused
+    forward: every config of every dot and path at 128 channels (conv1's 96 rounded up; GROUPS 1)
+    and 2 x 128 (conv2; GROUPS 2), fp16 / bf16 / fp32-as-TF32 on tensor cores and fp32 "ieee" on
+    FMA, with the worst-case launch constexprs (masked channel blocks; rows of pixels on the gather
+    path, the flat walk there at GROUPS 1). Then the launch-faithful ones at ``layers`` and
+    ``batches`` (:func:`_launch_specs`), and the backward kernel's (LRN backward + the ReLU mask)
+    through kernels._common.kernel_specs on LRN's tiles, with ``launches`` ((label, sizes) of
+    channels-last LRN layers) as launch-faithful rows."""
+    specs = []
+    for dtype_name, dtype, precision in _PRECISIONS:
         dot = dot_kind(dtype, precision)
         for path, table in configs.CONV2D_RELU_LRN_CONFIGS[dot].items():
             for groups in (1, 2):
@@ -401,12 +453,12 @@ def codegen_specs() -> list[KernelSpec]:
                                   "FLAT_K": path == "gather" and groups == 1, "IMAGE_ROWS": path == "fast",
                                   "EVEN_K": False, "INPUT_PRECISION": precision, "BLOCK_N": 128,
                                   **{n: v for n, v in cfg.items() if n.isupper()}}
-                    sig = _signature(dtype, constexprs)
-                    name = (f"{cfg['BLOCK_M']}x128x{cfg['BLOCK_K']}_w{cfg['num_warps']}_s{cfg['num_stages']}"
-                            f"_g{groups}_{path}" + (f"_{precision}" if dtype == torch.float32 else ""))
-                    specs.append(KernelSpec(op=OP, kernel=conv2d_relu_lrn_fwd_kernel.__name__, config=name,
-                                            fn=conv2d_relu_lrn_fwd_kernel, signature=sig, constexprs=constexprs,
-                                            num_warps=cfg["num_warps"], num_stages=cfg["num_stages"],
-                                            dtype=dtype_name, expects_mma=dot != "fma",
+                    specs.append(KernelSpec(op=OP, kernel=conv2d_relu_lrn_fwd_kernel.__name__,
+                                            config=_spec_name(cfg, 128, groups, path, dtype, precision),
+                                            fn=conv2d_relu_lrn_fwd_kernel, signature=_signature(dtype, constexprs),
+                                            constexprs=constexprs, num_warps=cfg["num_warps"],
+                                            num_stages=cfg["num_stages"], dtype=dtype_name, expects_mma=dot != "fma",
                                             extra={"input_precision": precision, "table": dot}))
-    return specs
+    bwd_launches = [(label.replace(" lrn", " conv+relu+lrn", 1), sizes) for label, sizes in launches]
+    return (specs + _launch_specs(layers, batches)
+            + kernel_specs(OP, lrn_relu_bwd_kernel, _BWD_ARG_TYPES, {}, configs.LRN_CONFIGS, bwd_launches))

@@ -236,3 +236,25 @@ def test_torch_compile_fullgraph_forward_and_backward():
     refs = [t.double().requires_grad_() for t in (x, weight, bias)]
     reference(*refs, 1, 1, 1, PAPER_LRN).sum().backward()
     assert_close_ref(leaves[1].grad, refs[1].grad, torch.float32, 36 * 5, "compiled dweight")
+
+
+def test_codegen_specs_cover_both_kernels_and_the_paper_launches():
+    """Generic specs of the fused forward for every dot, path and config at 128 and 2 x 128
+    channels; launch-faithful ones at paper conv1 (the flat walk: the conv's pipeline exception)
+    and conv2 (two groups in one program, the fast path) at batch 128, as the launcher builds them;
+    the backward kernel's on LRN's tiles, launch-faithfully at the paper's lrn1 / lrn2."""
+    from alexnet_fast.profiling.codegen.specs import module_specs
+
+    specs = module_specs(lrn_mod)
+    generic = [s for s in specs if s.args is None and s.kernel == "conv2d_relu_lrn_fwd_kernel"]
+    assert {(s.dtype, s.constexprs["GROUPS"], s.extra["table"]) for s in generic} >= {
+        ("bf16", 1, "mma"), ("bf16", 2, "mma"), ("fp32", 2, "tf32"), ("fp32", 1, "fma")}
+    real = {s.shape: s for s in specs if s.args is not None and s.kernel == "conv2d_relu_lrn_fwd_kernel"
+            and s.dtype == "bf16"}
+    conv1, conv2 = real["paper conv1 b128 NHWC"], real["paper conv2 b128 NHWC"]
+    assert conv1.constexprs["FLAT_K"] and conv1.constexprs["GROUPS"] == 1 and conv1.constexprs["BLOCK_N"] == 128
+    assert "pipeline_exception" in conv1.extra
+    assert conv2.constexprs["GROUPS"] == 2 and conv2.constexprs["IMAGE_ROWS"] and not conv2.constexprs["EVEN_K"]  # 48 of 64
+    assert conv2.args["sx_c"] == 1 and conv2.args["C_PER_GROUP"] == 48 and conv2.extra["grid"] == (128 * 27 * 27 // 64, 1)
+    assert {s.shape for s in specs if s.kernel == "lrn_relu_bwd_kernel" and s.args is not None} == {
+        "paper conv+relu+lrn1 96x55x55 NHWC", "paper conv+relu+lrn2 256x27x27 NHWC"}
