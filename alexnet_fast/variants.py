@@ -7,7 +7,9 @@
   state_dict keys stay those of the eager model).
 * ``triton``: the Triton kernels swapped in by :func:`kernels.apply` (matched on the
   model's dataflow graph, so any nn.Module works, not only this project's AlexNet): every
-  conv whose only consumer is a ReLU becomes a fused :class:`kernels.nn.Conv2dReLU`, every
+  conv whose only consumer is a ReLU becomes a fused :class:`kernels.nn.Conv2dReLU` (with the
+  LRN after it in its epilogue, :class:`kernels.nn.Conv2dReLULRN`, unless ``fuse_conv_lrn=False``:
+  the paper's conv1, conv2), every
   LRN whose only consumer is a max-pool the fused :class:`kernels.nn.LRNMaxPool2d`, and the
   remaining conv / LRN / max-pool layers their Triton twins.
 * ``triton+compile``: the ``triton`` model under ``torch.compile`` (the Triton ops are
@@ -49,14 +51,16 @@ def _run_channels_last(model: nn.Module) -> nn.Module:
 
 
 def build_variant(model: nn.Module, name: str, *, compile_mode: str = "default",
-                  copy_model: bool = True, verbose: bool = False, compile_backend: str = "inductor") -> nn.Module:
+                  copy_model: bool = True, verbose: bool = False, compile_backend: str = "inductor",
+                  fuse_conv_lrn: bool = True) -> nn.Module:
     """Return ``model`` (any nn.Module) as variant ``name`` (one of :data:`VARIANTS`).
 
     ``compile_mode`` is torch.compile's mode for the compiled variants; ``compile_backend``
     its backend (``inductor``; the GPU suite's CPU smoke run uses ``aot_eager``: the same
     graph capture, guards, recompiles and AOT autograd, no code generation). The input model is
     left untouched unless ``copy_model=False``. ``verbose=True`` prints what the triton
-    variants replaced and what they left, and why (:func:`kernels.apply`).
+    variants replaced and what they left, and why (:func:`kernels.apply`). ``fuse_conv_lrn``
+    (triton variants): conv -> ReLU -> LRN as one op (True) or conv + ReLU, then LRN + pool.
     """
     if name not in VARIANTS:
         raise ValueError(f"unknown variant {name!r}; choose one of {', '.join(VARIANTS)}")
@@ -69,7 +73,7 @@ def build_variant(model: nn.Module, name: str, *, compile_mode: str = "default",
     if name.startswith("triton"):
         from alexnet_fast import kernels
 
-        model, report = kernels.apply(model, verbose=verbose, return_report=True)
+        model, report = kernels.apply(model, verbose=verbose, return_report=True, fuse_conv_lrn=fuse_conv_lrn)
         if report.replaced:  # a model with nothing to replace stays as it is
             model = _run_channels_last(model)
     if name.endswith("compile"):

@@ -30,12 +30,12 @@ COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-
 PRECISIONS = ("fp32", "tf32", "fp16", "bf16")
 PASSES = ("inference", "train")
 LAYOUTS = ("single", "data_parallel", "model_parallel")
-TRITON_OPS = ("conv2d_relu", "local_response_norm", "max_pool2d", "lrn_max_pool2d")
+TRITON_OPS = ("conv2d_relu", "local_response_norm", "max_pool2d", "lrn_max_pool2d", "conv2d_relu_lrn")
 OTHER_LAYER_OPS = ("fc_relu", "fc", "avgpool")  # run by PyTorch in every variant
 LAYER_OPS = TRITON_OPS + OTHER_LAYER_OPS
 LAYER_PASSES = ("fwd", "bwd")
 BASELINE_IMPLS = ("eager-nchw", "eager-nhwc", "compile")
-TRITON_IMPLS = ("triton", "triton+compile")
+TRITON_IMPLS = ("triton", "triton+compile", "triton-lrn-apart")
 IMPLS = BASELINE_IMPLS + TRITON_IMPLS
 
 

@@ -283,6 +283,23 @@ def int_pair(value: Any, name: str, *, op: str, minimum: int) -> tuple[int, int]
     return int(pair[0]), int(pair[1])
 
 
+def conv_problem(padding: Any, dilation: Any = 1, padding_mode: str = "zeros") -> str | None:
+    """Why the Triton convolutions cannot run a convolution with these settings, None when they
+    can: zero padding given as ints, dilation 1. The one rule: ``kernels.nn.Conv2dReLU``,
+    ``kernels.apply`` and the conv ops' input checks all ask it (stride, groups and the channel
+    counts are the ops' own checks, with their TypeErrors)."""
+    if isinstance(padding, str):
+        return f"string padding={padding!r} is not supported (give an int or a pair of ints)"
+    if padding_mode != "zeros":
+        return f"padding_mode={padding_mode!r} is not supported (only 'zeros')"
+    try:
+        if int_pair(dilation, "dilation", op="conv", minimum=1) != (1, 1):
+            return f"dilation={dilation} is not supported (only 1)"
+    except (TypeError, ValueError) as e:
+        return str(e)
+    return None
+
+
 def check_grad(grad: Any, like: torch.Tensor, shape: Sequence[int], *, op: str) -> None:
     """The incoming gradient of a backward op: a tensor of ``shape`` with ``like``'s dtype and device."""
     check_tensor(grad, "grad", op=op, ndim=4)

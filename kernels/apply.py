@@ -6,6 +6,10 @@ matches are found in that graph -- by what feeds what, not by names or registrat
 * an ``nn.Conv2d`` whose output has exactly one user, a ReLU (``nn.ReLU`` module, ``F.relu``,
   ``torch.relu``, ``.relu()``, in place or not) -> :class:`kernels.nn.Conv2dReLU` with the ReLU
   fused; the ReLU is dropped;
+* such a conv + ReLU whose ReLU's only user is an ``nn.LocalResponseNorm`` (AlexNet's conv1,
+  conv2) -> :class:`kernels.nn.Conv2dReLULRN`, LRN in the conv's epilogue (``fuse_conv_lrn=False``
+  turns it off; a conv whose channels one program cannot hold keeps the pair below, with the
+  reason as the report's note); the ReLU and the LRN are dropped, the pool after it stays a pool;
 * an ``nn.LocalResponseNorm`` whose only user is an ``nn.MaxPool2d`` -> the fused
   :class:`kernels.nn.LRNMaxPool2d`; the pool is dropped;
 * any other ``nn.Conv2d`` / ``nn.LocalResponseNorm`` / ``nn.MaxPool2d`` -> its single Triton op
@@ -44,8 +48,9 @@ import torch
 import torch.nn.functional as F
 from torch import fx, nn
 
-from alexnet_fast.kernels._common import SUPPORTED_DTYPES, int_pair
+from alexnet_fast.kernels._common import SUPPORTED_DTYPES, conv_problem, int_pair
 from alexnet_fast.kernels.conv2d_relu import OP as CONV2D_RELU
+from alexnet_fast.kernels.conv2d_relu_lrn import OP as CONV2D_RELU_LRN, fused_problem
 from alexnet_fast.kernels.lrn import OP as LRN
 from alexnet_fast.kernels.lrn_max_pool import OP as LRN_MAX_POOL2D
 from alexnet_fast.kernels.max_pool import OP as MAX_POOL2D
@@ -149,13 +154,7 @@ def _dtype_problem(m: nn.Module) -> str | None:
 
 
 def _conv_problem(m: nn.Conv2d) -> str | None:
-    if isinstance(m.padding, str):
-        return f"string padding {m.padding!r} is not supported (give ints)"
-    if int_pair(m.dilation, "dilation", op="alexnet_fast.kernels.apply", minimum=0) != (1, 1):
-        return f"dilation={m.dilation} is not supported (only 1)"
-    if m.padding_mode != "zeros":
-        return f"padding_mode={m.padding_mode!r} is not supported (only 'zeros')"
-    return _dtype_problem(m) or _hooks(m)
+    return conv_problem(m.padding, m.dilation, m.padding_mode) or _dtype_problem(m) or _hooks(m)
 
 
 def _pool_problem(m: nn.MaxPool2d) -> str | None:
@@ -199,6 +198,31 @@ def _new_conv(conv: nn.Conv2d, relu: bool) -> nn.Module:
     from alexnet_fast.kernels.nn import Conv2dReLU
 
     return Conv2dReLU.from_conv(conv, relu=relu)
+
+
+def _new_conv_lrn(conv: nn.Conv2d, lrn: nn.LocalResponseNorm) -> nn.Module:
+    from alexnet_fast.kernels.nn import Conv2dReLULRN
+
+    return Conv2dReLULRN.from_modules(conv, lrn)
+
+
+def _lrn_chain(conv: nn.Conv2d, relus: list[fx.Node], modules: dict[str, nn.Module],
+               calls: dict[int, list[fx.Node]]) -> tuple[nn.Module | None, list[fx.Node], str | None]:
+    """(the nn.LocalResponseNorm that every ReLU of ``conv`` feeds alone, its nodes, None) when
+    the chain conv -> ReLU -> LRN can run as one op; else (None, [], why; None: no LRN there)."""
+    is_lrn = lambda u: u.op == "call_module" and type(modules[u.target]) is nn.LocalResponseNorm  # noqa: E731
+    if not any(is_lrn(u) for r in relus for u in r.users):
+        return None, [], None
+    found = [_only_user(r, modules, is_lrn) for r in relus]
+    if any(u is None for u, _ in found):
+        return None, [], next(w for u, w in found if u is None)
+    nodes = [u for u, _ in found]
+    lrn = modules[nodes[0].target]
+    if any(modules[u.target] is not lrn for u in nodes) or len(calls[id(lrn)]) != len(nodes):
+        return None, [], f"{nodes[0].target} is also called elsewhere"
+    if problem := fused_problem(conv.out_channels, conv.groups):
+        return None, [], problem
+    return lrn, nodes, None
 
 
 def _new_lrn(lrn: nn.LocalResponseNorm, pool: nn.MaxPool2d | None) -> nn.Module:
@@ -289,7 +313,7 @@ def _only_user(node: fx.Node, modules: dict[str, nn.Module], accept) -> tuple[fx
     return user, None
 
 
-def _plan_fx(model: nn.Module, graph: fx.Graph) -> _Plan:
+def _plan_fx(model: nn.Module, graph: fx.Graph, fuse_conv_lrn: bool = True) -> _Plan:
     plan = _Plan(ApplyReport(method="fx"), graph=graph)
     report = plan.report
     modules = dict(model.named_modules())
@@ -321,11 +345,21 @@ def _plan_fx(model: nn.Module, graph: fx.Graph) -> _Plan:
             found = [_only_user(s, modules, lambda u: _is_relu(u, modules)) for s in sites]
             fused = all(user is not None for user, _ in found)
             if fused:
-                for user, _ in found:
-                    absorbed[id(user)] = user
+                relus = [user for user, _ in found]
+                absorbed.update((id(u), u) for u in relus)
+                lrn, lrn_nodes, no_lrn = (_lrn_chain(m, relus, modules, calls) if fuse_conv_lrn
+                                          else (None, [], None))
+                if lrn is not None:
+                    seen.add(id(lrn))
+                    absorbed.update((id(u), u) for u in lrn_nodes)
+                    plan.swaps.append((m, _new_conv_lrn(m, lrn)))
+                    report.replaced.append(Replacement(node.target, CONV2D_RELU_LRN, "Conv2dReLULRN",
+                                                       tuple(_describe(u, modules) for u in relus + lrn_nodes)))
+                    continue
                 plan.swaps.append((m, _new_conv(m, relu=True)))
                 report.replaced.append(Replacement(node.target, CONV2D_RELU, "Conv2dReLU(relu=True)",
-                                                   tuple(_describe(u, modules) for u, _ in found)))
+                                                   tuple(_describe(u, modules) for u in relus),
+                                                   note=f"LRN not fused: {no_lrn}" if no_lrn else ""))
             else:
                 why = next(w for u, w in found if u is None)
                 has_relu = any(_is_relu(u, modules) for s in sites for u in s.users)
@@ -391,7 +425,7 @@ def _plan_fx(model: nn.Module, graph: fx.Graph) -> _Plan:
     return plan
 
 
-def _plan_sequential(model: nn.Module, why: str) -> _Plan:
+def _plan_sequential(model: nn.Module, why: str, fuse_conv_lrn: bool = True) -> _Plan:
     plan = _Plan(ApplyReport(method="sequential", trace_error=why))
     report = plan.report
     registrations: dict[int, int] = {}
@@ -402,11 +436,11 @@ def _plan_sequential(model: nn.Module, why: str) -> _Plan:
         if type(container) is not nn.Sequential:
             continue
         items = list(container._modules.items())
-        skip = False
+        skip = 0
         for i, (name, m) in enumerate(items):
             qual = f"{cname}.{name}" if cname else name
             if skip:
-                skip = False
+                skip -= 1
                 continue
             if type(m) not in (nn.Conv2d, nn.LocalResponseNorm, nn.MaxPool2d):
                 continue
@@ -423,6 +457,15 @@ def _plan_sequential(model: nn.Module, why: str) -> _Plan:
                       if type(nxt) in (nn.ReLU, nn.MaxPool2d) else False)
             if type(m) is nn.Conv2d:
                 fuse = type(nxt) is nn.ReLU and nxt_ok
+                lrn_name, lrn = items[i + 2] if fuse and i + 2 < len(items) else (None, None)
+                if (fuse_conv_lrn and type(lrn) is nn.LocalResponseNorm and registrations[id(lrn)] == 1
+                        and _problem(lrn) is None and fused_problem(m.out_channels, m.groups) is None):
+                    lrn_qual = f"{cname}.{lrn_name}" if cname else lrn_name
+                    plan.swaps += [(m, _new_conv_lrn(m, lrn)), (nxt, _identity(nxt)), (lrn, _identity(lrn))]
+                    report.replaced.append(Replacement(qual, CONV2D_RELU_LRN, "Conv2dReLULRN", (nxt_qual, lrn_qual)))
+                    covered.update((id(nxt), id(lrn)))
+                    skip = 2
+                    continue
                 plan.swaps.append((m, _new_conv(m, relu=fuse)))
                 report.replaced.append(Replacement(qual, CONV2D_RELU if fuse else "conv2d",
                                                    f"Conv2dReLU(relu={fuse})", (nxt_qual,) if fuse else ()))
@@ -439,7 +482,7 @@ def _plan_sequential(model: nn.Module, why: str) -> _Plan:
             if fuse:
                 plan.swaps.append((nxt, _identity(nxt)))
                 covered.add(id(nxt))
-                skip = True
+                skip = 1
     for name, m in model.named_modules():
         if isinstance(m, REPLACED_TYPES) and id(m) not in covered and not type(m).__module__.startswith("alexnet_fast.kernels.nn"):
             report.left.append(Left(name, "not inside an nn.Sequential container (and the forward could not "
@@ -502,16 +545,17 @@ def _commit(model: nn.Module, plan: _Plan) -> None:
             setattr(model.get_submodule(parent_name), attr, new_of[id(m)])
 
 
-def apply(model: nn.Module, *, verbose: bool = False, return_report: bool = False):
+def apply(model: nn.Module, *, verbose: bool = False, return_report: bool = False, fuse_conv_lrn: bool = True):
     """Replace, in place, what the Triton ops can compute in ``model`` (see the module
     docstring) and return ``model`` -- or ``(model, report)`` with ``return_report=True``.
+    ``fuse_conv_lrn=False`` keeps conv + ReLU and LRN (+ pool) apart (the comparison's baseline).
     ``verbose=True`` prints the :class:`ApplyReport`: what was replaced, what was left and why."""
     if not isinstance(model, nn.Module):
         raise TypeError(f"alexnet_fast.kernels.apply expects an nn.Module, got {type(model).__name__}")
     try:
-        plan = _plan_fx(model, _trace(model))
+        plan = _plan_fx(model, _trace(model), fuse_conv_lrn)
     except _Untraceable as e:
-        plan = _plan_sequential(model, str(e))
+        plan = _plan_sequential(model, str(e), fuse_conv_lrn)
     if plan.swaps or plan.erase:
         _commit(model, plan)
     if verbose:

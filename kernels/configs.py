@@ -242,6 +242,35 @@ CONV2D_RELU_WGRAD_PROGRAMS_PER_SM = 2
 CONV2D_RELU_WGRAD_MIN_SPLIT_CHUNK = 1024
 
 
+# conv2d_relu_lrn (kernels/conv2d_relu_lrn.py): the forward's tile holds every channel of the
+# layer, because LRN's channel window runs in its epilogue: BLOCK_N is no tunable but the channels
+# per group rounded up to a power of two (>= 16, set by the launcher), and a layer of two groups
+# (paper conv2: 2 x 128) runs both groups' accumulators in one program (GROUPS = 2), a 256-channel
+# tile. These tables give the rest, per dot and path ("fast": the channels-last rule of
+# kernels._conv_launch.fast_path; "gather": the rest, conv1's flat walk included).
+CONV2D_RELU_LRN_CONFIGS: dict[str, dict[str, list[dict[str, int]]]] = {
+    # measured (launch-faithful codegen rows, triton 3.8, paper b128, bf16): conv2 (2 x 128) on sm_90
+    # 241 registers, no spill, A and B in 3 buffers by LDGSTS, wgmma waited at depth 1, loop 0.91x
+    # the tutorial GEMM's (sm_80: 179, 2 buffers, 1.02x) -- over the register gate (1.3x the 64x128
+    # GEMM's 66: two groups' accumulators and the LRN epilogue); conv1 (flat walk) 178 / 207, no
+    # spill. BLOCK_M 128 spills on both (conv1 316 B, conv2 472 B on sm_90): not listed.
+    "mma": {
+        "fast": [dict(BLOCK_M=64, BLOCK_K=64, GROUP_M=8, num_warps=8, num_stages=3)],
+        "gather": [dict(BLOCK_M=64, BLOCK_K=32, GROUP_M=8, num_warps=8, num_stages=3)],
+    },
+    "tf32": {
+        "fast": [dict(BLOCK_M=64, BLOCK_K=32, GROUP_M=8, num_warps=8, num_stages=3)],
+        "gather": [dict(BLOCK_M=64, BLOCK_K=32, GROUP_M=8, num_warps=8, num_stages=2)],
+    },
+    "fma": {"gather": [dict(BLOCK_M=32, BLOCK_K=16, GROUP_M=8, num_warps=8, num_stages=2)]},
+}
+# the widest tile the fused epilogue takes (all groups' channels), and the most groups per program
+CONV2D_RELU_LRN_MAX_CHANNELS = 256
+CONV2D_RELU_LRN_MAX_GROUPS = 2
+# under TRITON_INTERPRET=1: big tiles, as CONV2D_RELU_INTERPRETER_CONFIG
+CONV2D_RELU_LRN_INTERPRETER_CONFIG: dict[str, int] = dict(
+    BLOCK_M=512, BLOCK_K=256, GROUP_M=8, num_warps=4, num_stages=1)
+
 # ---------------------------------------------------------------------------------------
 # lrn, max_pool2d, lrn_max_pool2d (kernels/lrn.py, kernels/max_pool2d.py,
 # kernels/lrn_max_pool2d.py)

@@ -33,7 +33,8 @@ from torch import nn
 
 from alexnet_fast.model import AlexNet, AlexNetConfig, make_config
 from alexnet_fast.precision import Precision, policy, scaled_grads
-from alexnet_fast.profiling.flops import add_rates, bytes_model_for, layer_units, model_cost, needs_input_grad
+from alexnet_fast.profiling.flops import (add_rates, bytes_model_for, chain_units, layer_units, model_cost,
+                                          needs_input_grad)
 from alexnet_fast.profiling.judge import Reference
 
 __all__ = ["SGD", "inputs", "inference_step", "eager_step", "checked_grads", "train_step", "param_grads", "reference",
@@ -262,7 +263,7 @@ class AlexNetSource:
         return {"preset": self.config.name, "width_mult": self.config.width_mult, "input_size": self.config.input_size}
 
     def unit(self, name: str):
-        found = [u for u in layer_units(self.config) if u.name == name]
+        found = [u for u in layer_units(self.config) + chain_units(self.config) if u.name == name]
         if not found:
             raise ValueError(f"no unit {name!r} in {self.config.name} at width {self.config.width_mult}")
         return found[0]
@@ -271,7 +272,8 @@ class AlexNetSource:
         """The eager model's input to ``unit`` at ``batch`` (all units' computed once)."""
         if batch not in self._acts:
             x, _ = self.inputs(batch)
-            self._acts[batch] = unit_inputs(copy.deepcopy(self.model()), layer_units(self.config), x)
+            units = layer_units(self.config) + chain_units(self.config)
+            self._acts[batch] = unit_inputs(copy.deepcopy(self.model()), units, x)
         return self._acts[batch][unit.name]
 
     def layer_refs(self, unit, block, act: torch.Tensor, precision: str, batch: int):

@@ -16,17 +16,23 @@ TRITON_KERNELS = {
     "local_response_norm": {"fwd": ("lrn_fwd_kernel",), "bwd": ("lrn_bwd_kernel",)},
     "max_pool2d": {"fwd": ("max_pool2d_fwd_kernel",), "bwd": ("max_pool2d_bwd_kernel",)},
     "lrn_max_pool2d": {"fwd": ("lrn_max_pool2d_fwd_kernel",), "bwd": ("lrn_max_pool2d_bwd_kernel",)},
+    # a conv -> ReLU -> LRN -> pool chain (profiling.flops.chain_units) as the triton variant runs it
+    "conv2d_relu_lrn": {"fwd": ("conv2d_relu_lrn_fwd_kernel", "max_pool2d_fwd_kernel"),
+                        "bwd": ("max_pool2d_bwd_kernel", "lrn_relu_bwd_kernel", "conv2d_relu_dgrad_kernel",
+                                "conv2d_relu_wgrad_kernel")},
 }
 
 
 
 @dataclass(frozen=True)
 class LayerImpl:
-    """One way a per-layer cell runs a unit: a variant of ``build_variant`` in a memory format."""
+    """One way a per-layer cell runs a unit: a variant of ``build_variant`` in a memory format,
+    with ``options`` for build_variant (its keyword arguments)."""
 
     variant: str
     memory_format: str  # "nchw" or "nhwc": the input's and the weights' layout
     description: str
+    options: tuple[tuple[str, Any], ...] = ()
 
 
 LAYER_IMPLS: dict[str, LayerImpl] = {
@@ -35,6 +41,8 @@ LAYER_IMPLS: dict[str, LayerImpl] = {
     "compile": LayerImpl("compile", "nchw", "torch.compile, NCHW"),
     "triton": LayerImpl("triton", "nhwc", "Triton kernels (kernels/), channels-last"),
     "triton+compile": LayerImpl("triton+compile", "nhwc", "Triton kernels under torch.compile, channels-last"),
+    "triton-lrn-apart": LayerImpl("triton", "nhwc", "Triton kernels, conv + ReLU then LRN + pool (no LRN in the "
+                                  "conv's epilogue), channels-last", (("fuse_conv_lrn", False),)),
 }
 # the per-layer implementation the bench's variants run (alexnet-fast bench --layer)
 IMPL_OF_VARIANT = {"eager": "eager-nchw", "compile": "compile", "triton": "triton", "triton+compile": "triton+compile"}

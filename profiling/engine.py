@@ -273,13 +273,12 @@ class Engine:
                                kernel_time=kernel_time, seed=self.seed, **self.pairing)
         return {**t.columns(), **peak_memory(fn, self.device), **merge_samples(before, self.telemetry.sample())}
 
-    def _build(self, model: nn.Module, variant: str, compile_mode: str = "default") -> nn.Module:
+    def _build(self, model: nn.Module, variant: str, compile_mode: str = "default", **options) -> nn.Module:
         torch._dynamo.reset()  # static shapes per cell, and compile time not shared between cells
         self._cache.pop("compiled", None)  # a model kept for a profile cell (cell_profile) would recompile now
         if self.compile_backend != "inductor":
-            return self.build_variant(copy.deepcopy(model), variant, compile_mode=compile_mode, copy_model=False,
-                                      compile_backend=self.compile_backend)
-        return self.build_variant(copy.deepcopy(model), variant, compile_mode=compile_mode, copy_model=False)
+            options["compile_backend"] = self.compile_backend
+        return self.build_variant(copy.deepcopy(model), variant, compile_mode=compile_mode, copy_model=False, **options)
 
     def _alexnet(self, preset: str, width_mult: float, input_size: int | None) -> AlexNetSource:
         key = ("alexnet", preset, width_mult, input_size)
@@ -361,7 +360,7 @@ class Engine:
         refs, g = source.layer_refs(unit, block, act, precision, batch)
         fmt = torch.channels_last if impl.memory_format == "nhwc" and act.dim() == 4 else torch.contiguous_format
         x = act.to(prec.dtype).contiguous(memory_format=fmt)
-        built = self._build(block.to(prec.dtype), impl.variant, mode).eval()
+        built = self._build(block.to(prec.dtype), impl.variant, mode, **dict(impl.options)).eval()
         # the baseline of a speedup: the eager NCHW block, timed in the same rounds
         eager = None if p["impl"] == "eager-nchw" else (block, act.to(prec.dtype).contiguous(), g.to(prec.dtype).contiguous())
         if fmt == torch.channels_last:

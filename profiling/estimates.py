@@ -169,10 +169,11 @@ class Tally:
             if kernel == "conv2d_relu_dgrad_kernel" and unit_name.startswith("conv1+"):
                 continue  # the image needs no gradient
             cost += n_configs * AUTOTUNE_BENCH_S if n_configs > 1 else 0.0
-            key = (kernel, shape if op == "conv2d_relu" else "", dtype)
+            conv = op in ("conv2d_relu", "conv2d_relu_lrn")  # specialized per conv layer (a chain: priced so)
+            key = (kernel, shape if conv else "", dtype)
             if key not in self.compiled:
                 self.compiled.add(key)
-                cost += n_configs * (TRITON_COMPILE_S if op == "conv2d_relu" else TRITON_COMPILE_SMALL_S)
+                cost += n_configs * (TRITON_COMPILE_S if conv else TRITON_COMPILE_SMALL_S)
             if (kernel, dtype) not in self.launchers:
                 self.launchers.add((kernel, dtype))
                 cost += TRITON_LAUNCHER_S

@@ -59,6 +59,10 @@ __all__ = [
     "bytes_model_for",
     "dtype_bytes",
     "lrn_max_pool2d_traffic",
+    "CONV_LRN_PIPELINES",
+    "conv_lrn_pool_traffic",
+    "conv_lrn_rows",
+    "chain_units",
 ]
 
 BYTES_MODELS = ("separate", "fused")
@@ -203,6 +207,102 @@ def lrn_max_pool2d_traffic(channels: int, height: int, width: int, *, kernel_siz
             "separate_bwd": 4 * e + p + idx, "fused_bwd": 2 * e + p + idx}
 
 
+# The pipelines of a conv -> ReLU -> LRN -> max-pool chain (the paper's conv1, conv2) the byte
+# model compares: eager's separate ops; the triton variant with fuse_conv_lrn=False (conv + ReLU,
+# then the fused LRN + pool); its default (conv + ReLU + LRN in one kernel, then the pool); and
+# the pool in the conv's epilogue too, which no kernel does (kernels/conv2d_relu_lrn.py: why).
+CONV_LRN_PIPELINES = ("eager", "conv+relu|lrn+pool", "conv+relu+lrn|pool", "conv+relu+lrn+pool (not built)")
+
+
+def conv_lrn_pool_traffic(in_elems: int, weight_elems: int, conv_elems: int, pooled_elems: int, size: int, *,
+                          batch: int, itemsize: int = 2, input_grad: bool = True) -> dict[str, dict[str, int]]:
+    """DRAM bytes of one conv -> ReLU -> LRN -> max-pool chain at ``batch`` (weights once), per
+    pipeline of :data:`CONV_LRN_PIPELINES`: ``inference``, the training step's ``train_fwd``
+    (what the backward needs stored: a = relu(conv) where LRN's backward reads it, the pool's
+    argmax: int8 in Triton, int64 in eager) and ``bwd``. X, E, P: the conv's input, output and
+    the pooled elements per image, every tensor read or written once per op::
+
+        inference  eager     X + E | relu 2E | LRN op by op (_lrn_separate_bytes) | pool E + P
+                   apart     X + E | LRN + pool E + P
+                   fused     X + E | pool E + P           (LRN moved, the round trip not removed)
+                   all       X + P
+        bwd        the conv's wgrad (E + X + weights) and dgrad (as many; none with ``input_grad``
+                   False: conv1's image) in all, plus
+                   eager     pool P + idx + E | LRN's ops twice its forward | relu 3E
+                   apart     LRN + pool P + idx + 2E | relu mask 3E
+                   fused     pool P + idx + E | LRN + ReLU mask 3E
+                   all       P + idx + 2E
+
+    ``train_fwd`` adds the stored a (fused: +E) and the argmax to ``inference``."""
+    n, s = batch, itemsize
+    x, e, p, w = n * in_elems * s, n * conv_elems * s, n * pooled_elems * s, weight_elems * s
+    idx8, idx1 = n * pooled_elems * 8, n * pooled_elems
+    lrn_sep = s * _lrn_separate_bytes(n * conv_elems, conv_elems, size) if conv_elems else 0
+    conv_fwd = x + w + e
+    conv_bwd = (e + x + w) * (2 if input_grad else 1)
+    fwd = {"eager": conv_fwd + 2 * e + lrn_sep + e + p, "conv+relu|lrn+pool": conv_fwd + e + p,
+           "conv+relu+lrn|pool": conv_fwd + e + p, "conv+relu+lrn+pool (not built)": x + w + p}
+    train_fwd = {"eager": fwd["eager"] + idx8, "conv+relu|lrn+pool": fwd["conv+relu|lrn+pool"] + idx1,
+                 "conv+relu+lrn|pool": fwd["conv+relu+lrn|pool"] + e + idx1,
+                 "conv+relu+lrn+pool (not built)": fwd["conv+relu+lrn+pool (not built)"] + e + idx1}
+    bwd = {"eager": conv_bwd + p + idx8 + e + 2 * lrn_sep + 3 * e,
+           "conv+relu|lrn+pool": conv_bwd + p + idx1 + 2 * e + 3 * e,
+           "conv+relu+lrn|pool": conv_bwd + p + idx1 + e + 3 * e,
+           "conv+relu+lrn+pool (not built)": conv_bwd + p + idx1 + 2 * e}
+    return {name: {"inference": fwd[name], "train_fwd": train_fwd[name], "bwd": bwd[name],
+                   "train": train_fwd[name] + bwd[name]} for name in CONV_LRN_PIPELINES}
+
+
+def chain_units(config: AlexNetConfig, input_size: int | None = None) -> list[LayerUnit]:
+    """The conv -> ReLU -> LRN -> max-pool chains of ``config`` as units of their own (op
+    ``conv2d_relu_lrn``, named ``conv1+relu1+lrn1+pool1``): what the GPU suite times to compare
+    the pipelines of :data:`CONV_LRN_PIPELINES`. They overlap the units of :func:`layer_units`,
+    so they are not among them (nor in :func:`model_cost`'s sums)."""
+    units = {u.name: u for u in layer_units(config, input_size)}
+    chains = []
+    for i in config.lrn_after:
+        if i in config.pool_after:
+            conv, pair = units[f"conv{i}+relu{i}"], units[f"lrn{i}+pool{i}"]
+            chains.append(LayerUnit(f"conv{i}+relu{i}+lrn{i}+pool{i}", "conv2d_relu_lrn", "features",
+                                    conv.modules + pair.modules, conv.in_shape, pair.out_shape,
+                                    {**pair.params, **conv.params, "conv_shape": conv.out_shape,
+                                     "pool_kernel": pair.params["kernel"]}))
+    return chains
+
+
+def _chain_traffic(unit: LayerUnit, batch_size: int, s: int) -> dict[str, dict[str, int]]:
+    c, k, g, r = unit.in_shape[0], unit.params["conv_shape"][0], unit.params["groups"], unit.params["kernel"]
+    return conv_lrn_pool_traffic(_numel(unit.in_shape), k * (c // g) * r * r + k, _numel(unit.params["conv_shape"]),
+                                 _numel(unit.out_shape), unit.params["size"], batch=batch_size, itemsize=s,
+                                 input_grad=needs_input_grad(unit))
+
+
+def conv_lrn_rows(config: AlexNetConfig, batch_size: int = 128, precision: str = "bf16") -> list[dict]:
+    """One row per (conv -> ReLU -> LRN -> pool chain of ``config``, pipeline): bytes of inference
+    and of a training step, the bytes saved against eager and against conv + ReLU then LRN + pool,
+    FLOPs and the inference intensity (the chain's roofline position)."""
+    units = {u.name: u for u in layer_units(config)}
+    rows = []
+    for i in config.lrn_after:
+        if i not in config.pool_after:
+            continue
+        conv, pair = units[f"conv{i}+relu{i}"], units[f"lrn{i}+pool{i}"]
+        c, k, g, r = conv.in_shape[0], conv.out_shape[0], conv.params["groups"], conv.params["kernel"]
+        traffic = conv_lrn_pool_traffic(_numel(conv.in_shape), k * (c // g) * r * r + k, _numel(conv.out_shape),
+                                        _numel(pair.out_shape), pair.params["size"], batch=batch_size,
+                                        itemsize=dtype_bytes(precision), input_grad=needs_input_grad(conv))
+        flops = unit_cost(conv, batch_size, precision).flops + unit_cost(pair, batch_size, precision).flops
+        base, eager = traffic["conv+relu|lrn+pool"], traffic["eager"]
+        for name, t in traffic.items():
+            rows.append({"layer": f"conv{i}+relu{i}+lrn{i}+pool{i}", "pipeline": name, "batch_size": batch_size,
+                         "precision": precision, "flops": flops, "bytes_inference": t["inference"],
+                         "bytes_train": t["train"], "saved_vs_eager_inference": eager["inference"] - t["inference"],
+                         "saved_vs_apart_inference": base["inference"] - t["inference"],
+                         "saved_vs_apart_train": base["train"] - t["train"],
+                         "intensity": flops / t["inference"]})
+    return rows
+
+
 def _fused_lrn_pool_bytes(unit: "LayerUnit", batch_size: int, s: int, pass_: str) -> int:
     c, h, w = unit.in_shape
     traffic = lrn_max_pool2d_traffic(c, h, w, kernel_size=unit.params["kernel"], stride=unit.params["stride"],
@@ -245,6 +345,12 @@ def unit_cost(unit: LayerUnit, batch_size: int, precision: str = "fp32") -> Laye
         return LayerCost(0, lrn_ops + pool_ops, separate, _fused_lrn_pool_bytes(unit, n, s, "fwd"))
     if unit.op == "avgpool":
         return LayerCost(0, x + y, s * (x + y), s * (x + y))
+    if unit.op == "conv2d_relu_lrn":  # a chain (chain_units): eager's bytes, and the fused pipeline's
+        k, conv_y = p["conv_shape"][0], n * _numel(p["conv_shape"])
+        mac = 2 * conv_y * (unit.in_shape[0] // p["groups"]) * p["kernel"] ** 2
+        other = 2 * conv_y + (p["size"] + 5) * conv_y + (p["pool_kernel"] ** 2 - 1) * y
+        traffic = _chain_traffic(unit, n, s)
+        return LayerCost(mac, other, traffic["eager"]["inference"], traffic["conv+relu+lrn|pool"]["inference"])
     raise ValueError(f"no cost formula for op {unit.op!r}")
 
 
@@ -296,6 +402,9 @@ def backward_cost(unit: LayerUnit, batch_size: int, precision: str = "fp32", *,
         return flops, s * (x + y + weights + ((weights + x) if input_grad else 0))
     if unit.op == "lrn_max_pool2d":
         return 2 * fwd.other_flops, _fused_lrn_pool_bytes(unit, batch_size, s, "bwd")
+    if unit.op == "conv2d_relu_lrn":
+        flops = fwd.mac_flops * (2 if input_grad else 1) + 2 * fwd.other_flops
+        return flops, _chain_traffic(unit, batch_size, s)["conv+relu+lrn|pool"]["bwd"]
     return 2 * fwd.other_flops, s * (x + y + x)
 
 

@@ -26,6 +26,19 @@ def assert_close_ref(actual: torch.Tensor, expected64: torch.Tensor, dtype: torc
     )
 
 
+def conv_inputs(n, c, h, w, k, r, s, groups, dtype, channels_last=False, bias=True, weight_scale=None):
+    """(x, weight, bias) of a conv test: x (n, c, h, w) normal (channels_last if asked), the weight scaled
+    by fan_in ** -0.5 (or ``weight_scale``), the bias 0.1 * normal (None without ``bias``)."""
+    x = torch.randn(n, c, h, w, dtype=dtype)
+    fan_in = c // groups * r * s
+    weight = (torch.randn(k, c // groups, r, s) * (weight_scale or fan_in ** -0.5)).to(dtype)
+    b = torch.randn(k, dtype=dtype) * 0.1 if bias else None
+    if channels_last:
+        x = x.to(memory_format=torch.channels_last)
+    return x, weight, b
+
+
+
 class LaunchSpy:
     """Records every Triton launch of the op modules it patches (default: all of them,
     :func:`kernels.op_modules`): the kernel, the autotuner used and the batch it was made for,
@@ -78,6 +91,8 @@ class LaunchSpy:
                         spy.launches.append({
                             "kernel": kernel.__name__, "tuner": tuned, "batch": kwargs.get("batch"),
                             "dtypes": {t.dtype for t in tensors if t.is_floating_point()},
+                            "arg_dtypes": {k: v.dtype for k, v in kw.items() if isinstance(v, torch.Tensor)},
+                            "flags": {k: v for k, v in kw.items() if isinstance(v, bool)},
                             "guard": spy._guards[-1] if spy._guards else None})
                         return tuned[grid](*a, **kw)
                     return run

@@ -73,7 +73,8 @@ def _logits_and_grads(model: nn.Module, x: torch.Tensor, target: torch.Tensor):
     return logits.detach(), {n: p.grad.detach().clone() for n, p in model.named_parameters()}
 
 
-def _apply_and_check(model: nn.Module, input_size: int, expected: list[tuple[str, str]], batch: int = 1):
+def _apply_and_check(model: nn.Module, input_size: int, expected: list[tuple[str, str]], batch: int = 1,
+                     fuse_conv_lrn: bool = False):
     """alexnet_fast.kernels.apply on a copy of ``model``: the expected replacement list, the same parameters
     (the very objects) and state_dict, then logits and every parameter gradient equivalent to
     eager under the harness's float64 judge. Returns the replaced model and the report."""
@@ -86,7 +87,7 @@ def _apply_and_check(model: nn.Module, input_size: int, expected: list[tuple[str
 
     params_before = {n: p for n, p in model.named_parameters()}
     keys_before = list(model.state_dict())
-    replaced, report = kernels.apply(model, return_report=True)
+    replaced, report = kernels.apply(model, return_report=True, fuse_conv_lrn=fuse_conv_lrn)
     assert replaced is model  # in place
     assert report.summary == expected, str(report)
     assert list(replaced.state_dict()) == keys_before
@@ -161,6 +162,27 @@ def test_this_projects_alexnet_is_matched_on_its_fx_graph():
     assert "forward" not in vars(replaced)  # AlexNet.forward, with ReLUs and pools as Identity modules
     with pytest.raises(ValueError, match="built for 67x67 inputs"):
         replaced(torch.randn(1, 3, 99, 99))  # the eager check still runs
+
+
+def test_conv_relu_lrn_chains_become_one_op():
+    """The default: conv1 and conv2 (conv -> ReLU -> LRN) become Conv2dReLULRN, their ReLU and LRN
+    Identity, the pools after them the Triton max-pool; logits and every gradient as eager's. A
+    conv whose channels one program cannot hold keeps conv + ReLU, with the reason as its note."""
+    from alexnet_fast.kernels.nn import Conv2dReLULRN
+
+    torch.manual_seed(0)
+    model = _scaled(alexnet(preset="paper", num_classes=10, width_mult=0.125, input_size=67, dropout=0.0))
+    replaced, report = _apply_and_check(model, 67, [
+        ("features.conv1", "conv2d_relu_lrn"), ("features.pool1", "max_pool2d"), ("features.conv2", "conv2d_relu_lrn"),
+        ("features.pool2", "max_pool2d"), ("features.conv3", "conv2d_relu"), ("features.conv4", "conv2d_relu"),
+        ("features.conv5", "conv2d_relu"), ("features.pool5", "max_pool2d")], fuse_conv_lrn=True)
+    f = replaced.features
+    assert type(f.conv1) is Conv2dReLULRN and type(f.conv2) is Conv2dReLULRN and f.conv1.size == 5
+    assert all(type(getattr(f, n)) is nn.Identity for n in ("relu1", "lrn1", "relu2", "lrn2"))
+    wide = nn.Sequential(nn.Conv2d(3, 300, 3), nn.ReLU(), nn.LocalResponseNorm(5), nn.MaxPool2d(2))
+    _, report = kernels.apply(wide, return_report=True)
+    assert report.summary == [("0", "conv2d_relu"), ("2", "lrn_max_pool2d")]
+    assert "LRN not fused: 300 channels need a 512-wide tile" in report.replaced[0].note
 
 
 class TwoConsumers(nn.Module):
@@ -267,12 +289,17 @@ def test_untraceable_forward_uses_sequential_order_only():
     model = Untraceable()
     x = torch.randn(1, 3, 9, 9)
     ref = model(x)
-    replaced, report = kernels.apply(model, return_report=True)
+    replaced, report = kernels.apply(model, return_report=True, fuse_conv_lrn=False)
     assert report.method == "sequential" and "TraceError" in report.trace_error
     assert report.summary == [("block.0", "conv2d_relu"), ("block.2", "lrn_max_pool2d")]
     assert [x.what for x in report.left] == ["head"] and "nn.Sequential" in report.left[0].reason
     assert type(replaced.block[1]) is nn.Identity and type(replaced.head) is nn.Conv2d
     torch.testing.assert_close(replaced(x), ref, rtol=1e-5, atol=1e-6)
+    fused, report = kernels.apply(Untraceable(), return_report=True)  # the default: conv -> ReLU -> LRN fused
+    assert report.summary == [("block.0", "conv2d_relu_lrn"), ("block.3", "max_pool2d")]
+    assert [type(m).__name__ for m in fused.block] == ["Conv2dReLULRN", "Identity", "Identity", "MaxPool2d"]
+    fused.load_state_dict(model.state_dict())
+    torch.testing.assert_close(fused(x), ref, rtol=1e-5, atol=1e-6)
 
 
 class TrainBranch(nn.Module):
@@ -304,8 +331,10 @@ def test_apply_twice_changes_nothing_more():
 
 
 def test_build_variant_takes_any_module_and_bad_input():
-    v = build_variant(FlatAlexNet(), "triton")
+    v = build_variant(FlatAlexNet(), "triton", fuse_conv_lrn=False)
     assert type(v.conv1) is Conv2dReLU and type(v.lrn1) is LRNMaxPool2d
+    v = build_variant(FlatAlexNet(), "triton")
+    assert type(v.conv1).__name__ == "Conv2dReLULRN" and type(v.lrn1) is nn.Identity
     with pytest.raises(TypeError, match="nn.Module"):
         kernels.apply("alexnet")
 

@@ -110,3 +110,25 @@ def test_fused_lrn_pool_traffic_matches_its_docstring_and_the_unit_cost():
     no_idx = lrn_max_pool2d_traffic(96, 55, 55, itemsize=2, with_indices=False)
     assert unit_cost(unit, 3, "fp16").bytes_fused == 3 * no_idx["fused_fwd"]
     assert backward_cost(unit, 3, "fp16")[1] == 3 * no_idx["fused_bwd"]
+
+
+def test_conv_lrn_pool_traffic_moves_the_round_trip_rather_than_removing_it():
+    """Paper conv1 / conv2 chains at batch 128 in bf16: LRN in the conv's epilogue moves exactly as
+    many bytes as conv + ReLU then the fused LRN + pool, in inference and in a training step (its
+    stored ReLU output pays for the read its fused LRN + ReLU backward saves); the pool in the
+    epilogue too would save 2 activations forward and 4 in training; eager's separate ops move the most."""
+    from alexnet_fast.model import make_config
+    from alexnet_fast.profiling.flops import CONV_LRN_PIPELINES, conv_lrn_rows
+
+    rows = conv_lrn_rows(make_config("paper"), 128, "bf16")
+    assert [r["pipeline"] for r in rows] == list(CONV_LRN_PIPELINES) * 2
+    conv_out = {"conv1+relu1+lrn1+pool1": 128 * 96 * 55 * 55 * 2, "conv2+relu2+lrn2+pool2": 128 * 256 * 27 * 27 * 2}
+    for r in rows:
+        e = conv_out[r["layer"]]
+        if r["pipeline"] == "conv+relu+lrn|pool":
+            assert r["saved_vs_apart_inference"] == 0 and r["saved_vs_apart_train"] == 0
+        if r["pipeline"] == "conv+relu+lrn+pool (not built)":
+            assert r["saved_vs_apart_inference"] == 2 * e and r["saved_vs_apart_train"] == 4 * e
+        if r["pipeline"] == "eager":
+            assert r["saved_vs_apart_inference"] < -5 * e
+    assert conv_out["conv1+relu1+lrn1+pool1"] == 74_342_400  # the issue's 74 MB

@@ -54,8 +54,13 @@ def test_gpu_quick_cells_cover_the_questions_in_informative_order():
     assert set(kinds) == set(KINDS)
     layer = [c.params for c in cells if c.kind == "layer"]
     assert {p["precision"] for p in layer} == {"bf16", "fp16"}
-    assert {p["impl"] for p in layer} == {"triton", "eager-nchw", "eager-nhwc", "compile"}
-    assert {p["op"] for p in layer} == {"conv2d_relu", "local_response_norm", "max_pool2d", "lrn_max_pool2d"}
+    assert {p["impl"] for p in layer} == {"triton", "eager-nchw", "eager-nhwc", "compile", "triton-lrn-apart"}
+    assert {p["op"] for p in layer} == {"conv2d_relu", "local_response_norm", "max_pool2d", "lrn_max_pool2d",
+                                        "conv2d_relu_lrn"}
+    # paper conv2 -> ReLU -> LRN -> pool, one unit: LRN in the conv's epilogue (triton) vs conv + ReLU then
+    # LRN + pool (triton-lrn-apart) vs eager, both passes
+    chain = {p["impl"] for p in layer if p["unit"] == "conv2+relu2+lrn2+pool2"}
+    assert chain == {"triton", "triton-lrn-apart", "eager-nhwc"}
     assert all(p["passes"] == ["fwd", "bwd"] and p["batch_size"] == 128 for p in layer)
     assert {p["unit"] for p in layer if p["op"] == "conv2d_relu"} == {f"conv{i}+relu{i}" for i in range(1, 6)}
     assert layer[0]["precision"] == "bf16" and layer[0]["impl"] == "triton"

@@ -65,9 +65,9 @@ def test_compile_matches_eager():
 
 @needs_kernels
 def test_triton_swaps_by_role():
-    from alexnet_fast.kernels.nn import Conv2dReLU, LRNMaxPool2d, MaxPool2d
+    from alexnet_fast.kernels.nn import Conv2dReLU, Conv2dReLULRN, LRNMaxPool2d, MaxPool2d
 
-    v = build_variant(small_model(), "triton")
+    v = build_variant(small_model(), "triton", fuse_conv_lrn=False)
     f = v.features
     for i in range(1, 6):
         assert isinstance(getattr(f, f"conv{i}"), Conv2dReLU)
@@ -76,6 +76,11 @@ def test_triton_swaps_by_role():
         assert isinstance(getattr(f, f"lrn{i}"), LRNMaxPool2d)
         assert isinstance(getattr(f, f"pool{i}"), nn.Identity)
     assert isinstance(f.pool5, MaxPool2d)
+    f = build_variant(small_model(), "triton").features  # the default: conv -> ReLU -> LRN as one op
+    for i in (1, 2):
+        assert type(getattr(f, f"conv{i}")) is Conv2dReLULRN and type(getattr(f, f"lrn{i}")) is nn.Identity
+        assert type(getattr(f, f"pool{i}")) is MaxPool2d
+    assert type(f.conv3) is Conv2dReLU
 
 
 def _loss_and_grads(model, x, target):

@@ -5,6 +5,7 @@ import importlib
 
 _EXPORTS = {
     "Conv2dReLU": "alexnet_fast.kernels.nn.conv",
+    "Conv2dReLULRN": "alexnet_fast.kernels.nn.conv",
     "LocalResponseNorm": "alexnet_fast.kernels.nn.pooling",
     "MaxPool2d": "alexnet_fast.kernels.nn.pooling",
     "LRNMaxPool2d": "alexnet_fast.kernels.nn.pooling",

@@ -84,6 +84,15 @@ def alexnet_conv_layers() -> list[tuple]:
     return layers
 
 
+def alexnet_lrn_conv_layers() -> list[tuple]:
+    """The conv layers of :func:`alexnet_conv_layers` whose ReLU feeds an LRN (paper conv1, conv2),
+    each with that LRN's (size, alpha, beta, k): the launches of kernels.conv2d_relu_lrn."""
+    from alexnet_fast.model import PRESETS
+
+    return [(*layer, (lrn.size, lrn.alpha, lrn.beta, lrn.k)) for layer in alexnet_conv_layers()
+            if (lrn := PRESETS[layer[0]].lrn) is not None and int(layer[1][4:]) in PRESETS[layer[0]].lrn_after]
+
+
 def alexnet_channel_layers(kind: str) -> list[tuple[str, dict[str, Any]]]:
     """(shape label, sizes) of the real AlexNet layers an LRN / pool kernel runs at, from the
     model's presets: ``kind`` "lrn+pool" (the fused op: paper lrn1/pool1, lrn2/pool2), "pool"
@@ -121,6 +130,8 @@ def alexnet_channel_layers(kind: str) -> list[tuple[str, dict[str, Any]]]:
 # A module not named here (a test's fixture module) gets codegen_specs() with no arguments.
 OP_SHAPES: dict[str, Callable[[], dict[str, Any]]] = {
     f"{KERNEL_PACKAGE}.conv2d_relu": lambda: {"layers": alexnet_conv_layers(), "batches": CODEGEN_BATCHES, "sms": SMS},
+    f"{KERNEL_PACKAGE}.conv2d_relu_lrn": lambda: {"layers": alexnet_lrn_conv_layers(), "batches": CODEGEN_BATCHES,
+                                                  "launches": alexnet_channel_layers("lrn")},
     f"{KERNEL_PACKAGE}.lrn": lambda: {"launches": alexnet_channel_layers("lrn")},
     f"{KERNEL_PACKAGE}.lrn_max_pool": lambda: {"launches": alexnet_channel_layers("lrn+pool")},
     f"{KERNEL_PACKAGE}.max_pool": lambda: {"launches": alexnet_channel_layers("pool")},
