@@ -12,6 +12,7 @@ from codegen_helpers import FIXTURE, fixture_refs
 from alexnet_fast.profiling.codegen.compile import compile_tasks
 from alexnet_fast.profiling.codegen.coverage import coverage_problems, jit_functions
 from alexnet_fast.profiling.codegen.specs import (OP_SHAPES, SpecRef, alexnet_channel_layers, alexnet_conv_layers,
+                                                  alexnet_lrn_conv_layers,
                                                   kernel_module_names, module_specs, reference_refs)
 
 
@@ -79,7 +80,10 @@ def test_ops_are_generic_and_the_check_gives_them_the_alexnet_launches():
     expected = {"alexnet_fast.kernels.conv2d_relu": {f"{p} {layer} b128 NHWC" for p, layer, *_ in alexnet_conv_layers()},
                 "alexnet_fast.kernels.lrn": {label for label, _ in alexnet_channel_layers("lrn")},
                 "alexnet_fast.kernels.lrn_max_pool": {label for label, _ in alexnet_channel_layers("lrn+pool")},
-                "alexnet_fast.kernels.max_pool": {label for label, _ in alexnet_channel_layers("pool")}}
+                "alexnet_fast.kernels.max_pool": {label for label, _ in alexnet_channel_layers("pool")},
+                "alexnet_fast.kernels.conv2d_relu_lrn": {f"{p} {layer} b128 NHWC" for p, layer, *_ in
+                                                         alexnet_lrn_conv_layers()}
+                | {label.replace(" lrn", " conv+relu+lrn", 1) for label, _ in alexnet_channel_layers("lrn")}}
     assert set(expected) == set(OP_SHAPES)
     for name, labels in expected.items():
         module = importlib.import_module(name)
