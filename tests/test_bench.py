@@ -183,9 +183,11 @@ def test_two_device_layouts_come_from_bench_layout(tmp_path, monkeypatch):
     calls = []
 
     def bench_layout(layout, variant, precision, batch_size, pass_, *, preset, width_mult, input_size,
-                     warmup, repeats, compile_mode, device, world_size, seed, timed, timeout_s, autotune_max_configs):
+                     warmup, repeats, compile_mode, device, world_size, seed, timed, timeout_s, autotune_max_configs,
+                     target_half_width, time_cap_s):
         calls.append((layout, variant, precision, batch_size, pass_, width_mult))
         assert timeout_s > 0 and autotune_max_configs is None  # no budget: the launcher's default timeout
+        assert (target_half_width, time_cap_s) == (0.03, 20.0)  # the engine's pairing reaches the ranks
         return dict(median_ms=20.0, timer="perf_counter", comm_ms=3.0, comm_bytes=1000,
                     comm_bytes_model=1000, max_abs_err=1e-7, max_rel_err=1e-6, equivalent=layout != "model_parallel",
                     backend="gloo", world_size=2)
@@ -207,7 +209,8 @@ def test_interpreted_layout_cells_run_at_the_check_batch(tmp_path, monkeypatch):
     calls = []
 
     def bench_layout(layout, variant, precision, batch_size, pass_, *, preset, width_mult, input_size,
-                     warmup, repeats, compile_mode, device, world_size, seed, timed, timeout_s, autotune_max_configs):
+                     warmup, repeats, compile_mode, device, world_size, seed, timed, timeout_s, autotune_max_configs,
+                     target_half_width, time_cap_s):
         calls.append((layout, variant, batch_size, width_mult, input_size, timed))
         return dict(comm_bytes_model=10, max_abs_err=1e-7, max_rel_err=1e-6, equivalent=True, backend="gloo",
                     world_size=2)
