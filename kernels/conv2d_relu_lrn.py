@@ -264,9 +264,12 @@ def conv2d_relu_lrn_fwd(x, weight, bias, stride, padding, groups, lrn: tuple, sa
     if y.numel():
         args, grid = _lrn_fwd_launch(x, _weight_for(weight, x), bias.contiguous() if bias is not None else None,
                                      y, a if save_relu else None, stride, padding, groups, lrn, _precision(x))
-        if groups > 1 and x.device.type == "cuda" and not fast_path(args, dot_kind(x.dtype, args["INPUT_PRECISION"])):
-            # two groups' accumulators off the channels-last path spill (312 B on sm_90, bf16): conv +
-            # ReLU, then LRN, inside this op (a is the conv's output, what the backward reads)
+        if groups > 1 and x.device.type == "cuda" and (
+                not fast_path(args, dot_kind(x.dtype, args["INPUT_PRECISION"]))
+                or torch.cuda.get_device_capability(x.device)[0] not in TWO_GROUP_MAJORS):
+            # two groups' accumulators off the channels-last path spill (312 B on sm_90, bf16), and on
+            # sm_100 the two-group main loop is 32x the GEMM's (TWO_GROUP_ARCHS): conv + ReLU, then
+            # LRN, inside this op (a is the conv's output, what the backward reads)
             a = conv2d_relu(x, weight, bias, stride, padding, groups)
             return lrn_fwd(a, *lrn), (a if save_relu else y.new_empty((0,)))
         _launch_fwd(args, grid, x)
@@ -405,7 +408,14 @@ def _spec_name(cfg: dict, block_n: int, groups: int, path: str, dtype: torch.dty
 TWO_GROUPS_REGISTER_EXCEPTION = (
     "two groups in one program (LRN's windows cross the group boundary): the first group's 64x128 "
     "fp32 activation stays live through the second group's main loop and the LRN epilogue holds a, "
-    "a^2 and the window sum of 256 channels; the main loop is pipelined like the reference GEMM's")
+    "a^2 and the window sum of 256 channels; on sm_80 / sm_90 the main loop is pipelined like the "
+    "reference GEMM's")
+# The archs a two-group fused program runs on. sm_100 (measured, paper conv2 b128 bf16 64x128x64 w8 s3):
+# 249 registers and a main loop of 3,806 SASS instructions per K-step against the reference GEMM's
+# 119 (issue ceiling 0.02: 2,542 "other" instructions, tensor-memory traffic of the two accumulators),
+# so on sm_100 the op runs conv + ReLU, then LRN, and the check compiles two-group specs for these only.
+TWO_GROUP_ARCHS = (80, 90)
+TWO_GROUP_MAJORS = (8, 9)
 
 
 def _launch_specs(layers: Sequence[tuple], batches: Sequence[int]) -> list[KernelSpec]:
@@ -445,7 +455,8 @@ def _launch_specs(layers: Sequence[tuple], batches: Sequence[int]) -> list[Kerne
                         extra={"input_precision": precision, "table": dot, "flat_k": bool(args["FLAT_K"]),
                                "gemm_tile": (cfg["BLOCK_M"], block_n, cfg["BLOCK_K"]), "grid": grid(cfg),
                                **({"pipeline_exception": FLAT_K_PIPELINE_EXCEPTION} if args["FLAT_K"] else
-                                  {"pipeline_exception": TWO_GROUPS_REGISTER_EXCEPTION} if groups == 2 else {})}))
+                                  {"pipeline_exception": TWO_GROUPS_REGISTER_EXCEPTION, "archs": TWO_GROUP_ARCHS}
+                                  if groups == 2 else {})}))
     return specs
 
 
@@ -453,7 +464,7 @@ def codegen_specs(layers: Sequence[tuple] = (), batches: Sequence[int] = (),
                   launches: Sequence[tuple] = ()) -> list[KernelSpec]:
     """Specs of this op for the codegen check (``profiling/codegen/``). Generic ones of the fused
     forward: every config of every dot and path at 128 channels (conv1's 96 rounded up; GROUPS 1)
-    and 2 x 128 (conv2; GROUPS 2), fp16 / bf16 / fp32-as-TF32 on tensor cores and fp32 "ieee" on
+    and 2 x 128 (conv2; GROUPS 2, fast path only), fp16 / bf16 / fp32-as-TF32 on tensor cores and fp32 "ieee" on
     FMA, with the worst-case launch constexprs (masked channel blocks; rows of pixels on the gather
     path, the flat walk there at GROUPS 1). Then the launch-faithful ones at ``layers`` and
     ``batches`` (:func:`_launch_specs`), and the backward kernel's (LRN backward + the ReLU mask)
@@ -464,20 +475,23 @@ def codegen_specs(layers: Sequence[tuple] = (), batches: Sequence[int] = (),
         dot = dot_kind(dtype, precision)
         for path, table in configs.CONV2D_RELU_LRN_CONFIGS[dot].items():
             for groups in (1, 2):
+                if groups == 2 and path != "fast":
+                    # two groups launch only on the fast path on a GPU (conv2d_relu_lrn_fwd): the gather
+                    # path's 2 x 128 tile spills (measured 64x128x32 w8: bf16 208 / 312 / 36 B on
+                    # sm_80 / sm_90 / sm_100, TF32 240 / 136 / 64 B), so no GPU compiles it: no spec
+                    continue
                 for cfg in table:
                     constexprs = {"HAS_BIAS": True, "SAVE_RELU": True, "SIZE": 5, "GROUPS": groups,
                                   "FLAT_K": path == "gather" and groups == 1, "IMAGE_ROWS": path == "fast",
                                   "EVEN_K": False, "INPUT_PRECISION": precision, "BLOCK_N": 128,
                                   **{n: v for n, v in cfg.items() if n.isupper()}}
-                    # two groups launch only on the fast path on a GPU (conv2d_relu_lrn_fwd: the gather
-                    # path's 2 x 128 tile spills): compiled by the exhaustive sweep, not in use
-                    in_use = {} if groups == 1 or path == "fast" else {"in_use": False}
                     specs.append(KernelSpec(op=OP, kernel=conv2d_relu_lrn_fwd_kernel.__name__,
                                             config=_spec_name(cfg, 128, groups, path, dtype, precision),
                                             fn=conv2d_relu_lrn_fwd_kernel, signature=_signature(dtype, constexprs),
                                             constexprs=constexprs, num_warps=cfg["num_warps"],
                                             num_stages=cfg["num_stages"], dtype=dtype_name, expects_mma=dot != "fma",
-                                            extra={"input_precision": precision, "table": dot, **in_use}))
+                                            extra={"input_precision": precision, "table": dot,
+                                                   **({"archs": TWO_GROUP_ARCHS} if groups == 2 else {})}))
     bwd_launches = [(label.replace(" lrn", " conv+relu+lrn", 1), sizes) for label, sizes in launches]
     return (specs + _launch_specs(layers, batches)
             + kernel_specs(OP, lrn_relu_bwd_kernel, _BWD_ARG_TYPES, {}, configs.LRN_CONFIGS, bwd_launches))

@@ -40,7 +40,7 @@ def test_the_estimate_counts_every_compile_a_cell_makes():
     assert (inference.compiles, train.compiles) == (1, 2)
     assert train.estimate_s >= 2 * estimates.COMPILE_MODEL_TRAIN_S
     assert cells["triton+compile bf16 b128 train"].compiles == 3  # + the frame of the channels-last pre-hook
-    layer = cells["conv2+relu2 bf16 compile"]
+    layer = cells["lrn1+pool1 bf16 compile"]
     assert layer.compiles == 2 and layer.estimate_s >= 2 * estimates.COMPILE_LAYER_FRAME_S
     assert cells["conv2+relu2 bf16 triton"].compiles == 0
     interpreted = {c.name: c for c in suites.build_cells("gpu-quick", interpreted=True)}
@@ -53,7 +53,7 @@ def test_gpu_quick_cells_cover_the_questions_in_informative_order():
     assert kinds[:2] == ["preflight", "peaks"]
     assert set(kinds) == set(KINDS)
     layer = [c.params for c in cells if c.kind == "layer"]
-    assert {p["precision"] for p in layer} == {"bf16", "fp16"}
+    assert {p["precision"] for p in layer} == {"bf16"}  # fp16's path is bf16's: pytest checks its numerics
     assert {p["impl"] for p in layer} == {"triton", "eager-nchw", "eager-nhwc", "compile", "triton-lrn-apart"}
     assert {p["op"] for p in layer} == {"conv2d_relu", "local_response_norm", "max_pool2d", "lrn_max_pool2d",
                                         "conv2d_relu_lrn"}
@@ -68,13 +68,11 @@ def test_gpu_quick_cells_cover_the_questions_in_informative_order():
     assert {(m["variant"], m["pass"]) for m in models} == {
         (v, p) for v in ("eager", "compile", "triton", "triton+compile") for p in ("inference", "train")}
     anchors = [c.params for c in cells if c.kind == "anchor"]
-    assert [a["variant"] for a in anchors] == ["eager", "compile", "triton", "triton+compile"]
+    assert [a["variant"] for a in anchors] == ["eager", "compile", "triton"]  # what KernelBench publishes + ours
     assert all(a["model"] == "alexnet_fast.examples:kernelbench_alexnet" and a["batch_size"] == 1024
                and a["precision"] == "fp32" and a["tf32"] == "defaults" for a in anchors)
     order = {k: kinds.index(k) for k in KINDS}
     assert order["anchor"] < order["model"] < order["dispatch"] < order["autotune"] < order["codegen"] < order["layout"]
-    first_fp16 = next(i for i, c in enumerate(cells) if c.kind == "layer" and c.params["precision"] == "fp16")
-    assert first_fp16 > kinds.index("pytest")  # the other precision last: the budget cuts it first
     layout = next(c for c in cells if c.kind == "layout")
     assert layout.params["share_gpu"] and layout.compiles is None
 
