@@ -52,7 +52,8 @@ class SuiteSpec:
     # entry's cells run before the whole-model cells, the torch.compile ones after them and the
     # others last. Two compiles per unit make a torch.compile cell ~9 s: it runs on the fused
     # LRN+pool pair (inductor fuses the two itself). Within the 480 s budget, bf16 only: the fp16
-    # path is bf16's with another dtype (pytest checks its numerics; `--kinds`/`--budget-s` add more).
+    # path is bf16's with another dtype (the pytest cell checks its numerics; `alexnet-fast bench
+    # --precision fp16 --layer conv3+relu3` times it).
     layer_matrix: tuple[tuple[str, tuple[str, ...], tuple[str, ...] | None], ...] = (
         ("bf16", ("triton", "eager-nchw", "eager-nhwc"), None),
         ("bf16", ("compile",), ("lrn1+pool1",)),
